@@ -1,0 +1,356 @@
+//! Starting a process inside a running container.
+//!
+//! The monitor enters the container's pid namespace for its children only
+//! (`setns(CLONE_NEWPID)` changes where the *next* fork lands), forks, and
+//! steps back out; the child joins the cgroup and the other namespaces,
+//! sets up its stdio, identity and directory, and execs. The child is
+//! therefore the monitor's own child, so the monitor reaps it and learns
+//! its exit code directly, and it is a member of the container's pid
+//! namespace, so it dies with the container.
+//!
+//! The child reports back over a close-on-exec pipe: first its pid inside
+//! the container, then, only if something failed, the stage and errno. EOF
+//! right after the pid means the exec happened.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use hcs_errors::{HResult, HcsError, HcsResult};
+use nix::sched::CloneFlags;
+
+use crate::sys::{self, Forked};
+use crate::users::Identity;
+
+/// A process to start, in Linux terms.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessSpec {
+    /// Arguments; `argv[0]` is searched on `PATH` when it has no `/`.
+    pub argv: Vec<String>,
+    /// Executable to run instead of searching `argv[0]` (Windows `ApplicationName`).
+    pub executable: Option<String>,
+    /// Environment.
+    pub env: Vec<(String, String)>,
+    /// Working directory (default `/`).
+    pub cwd: Option<String>,
+    /// User (`name`, `uid`, `uid:gid`, ...; default root).
+    pub user: Option<String>,
+    /// Create a pipe for stdin.
+    pub stdin: bool,
+    /// Create a pipe for stdout.
+    pub stdout: bool,
+    /// Create a pipe for stderr.
+    pub stderr: bool,
+    /// Run on a pseudo-terminal of this size (rows, columns) instead of pipes.
+    pub console: Option<(u16, u16)>,
+}
+
+/// A started process and the caller's ends of its stdio.
+#[derive(Debug)]
+pub struct SpawnedProcess {
+    /// Pid on the host (the monitor's child).
+    pub host_pid: i32,
+    /// Pid inside the container.
+    pub pid: u32,
+    /// Write end of stdin.
+    pub stdin: Option<OwnedFd>,
+    /// Read end of stdout.
+    pub stdout: Option<OwnedFd>,
+    /// Read end of stderr.
+    pub stderr: Option<OwnedFd>,
+    /// The pty master, with a console.
+    pub console: Option<OwnedFd>,
+}
+
+/// Descriptors of a running container's namespaces.
+pub(crate) struct Namespaces {
+    pub user: Option<OwnedFd>,
+    pub ipc: OwnedFd,
+    pub uts: OwnedFd,
+    pub net: OwnedFd,
+    pub pid: OwnedFd,
+    pub mnt: OwnedFd,
+    pub cgroup: OwnedFd,
+}
+
+impl Namespaces {
+    pub(crate) fn open(pid: i32, user: bool) -> HcsResult<Namespaces> {
+        let open = |ns: &str| -> HcsResult<OwnedFd> {
+            let path = format!("/proc/{pid}/ns/{ns}");
+            std::fs::File::open(&path).map(OwnedFd::from).map_err(|e| HcsError::from_io(format!("opening {path}"), &e))
+        };
+        Ok(Namespaces {
+            user: if user { Some(open("user")?) } else { None },
+            ipc: open("ipc")?,
+            uts: open("uts")?,
+            net: open("net")?,
+            pid: open("pid")?,
+            mnt: open("mnt")?,
+            cgroup: open("cgroup")?,
+        })
+    }
+}
+
+/// Stages the child reports failures of.
+#[repr(u8)]
+#[derive(Clone, Copy)]
+enum Stage {
+    Cgroup = 1,
+    Namespaces = 2,
+    Stdio = 3,
+    Identity = 4,
+    Chdir = 5,
+    Exec = 6,
+}
+
+/// What the parent prepared for the child; all allocation happens before fork.
+struct Prepared {
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    candidates: Vec<CString>,
+    cwd: CString,
+    identity: Identity,
+    stdio: [OwnedFd; 3],
+    console: bool,
+}
+
+pub(crate) fn spawn(
+    init_pid: i32,
+    ns: &Namespaces,
+    own_pid_ns: &OwnedFd,
+    cgroup_procs: &[OwnedFd],
+    spec: &ProcessSpec,
+) -> HcsResult<SpawnedProcess> {
+    if spec.argv.is_empty() && spec.executable.is_none() {
+        return Err(HcsError::invalid_json("ProcessParameters: no command to run"));
+    }
+    let root = Path::new("/proc").join(init_pid.to_string()).join("root");
+    let identity = crate::users::resolve(&root, spec.user.as_deref())?;
+
+    let mut env: Vec<(String, String)> = spec.env.clone();
+    let has = |env: &Vec<(String, String)>, k: &str| env.iter().any(|(n, _)| n == k);
+    if !has(&env, "PATH") {
+        env.push(("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()));
+    }
+    if !has(&env, "HOME") {
+        env.push(("HOME".into(), identity.home.clone()));
+    }
+    if spec.console.is_some() && !has(&env, "TERM") {
+        env.push(("TERM".into(), "xterm".into()));
+    }
+    let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).unwrap_or_default();
+    let cstr = |s: &str, what: &str| {
+        CString::new(s).map_err(|_| HcsError::invalid_json(format!("ProcessParameters: {what} contains a NUL byte")))
+    };
+    let argv: Vec<CString> = spec.argv.iter().map(|a| cstr(a, "an argument")).collect::<HcsResult<_>>()?;
+    let envp: Vec<CString> = env.iter().map(|(k, v)| cstr(&format!("{k}={v}"), "the environment")).collect::<HcsResult<_>>()?;
+    let program = spec.executable.clone().or_else(|| spec.argv.first().cloned()).unwrap_or_default();
+    let candidates: Vec<CString> = if program.contains('/') {
+        vec![cstr(&program, "the executable")?]
+    } else {
+        path_var
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| cstr(&format!("{}/{program}", d.trim_end_matches('/')), "PATH"))
+            .collect::<HcsResult<_>>()?
+    };
+    let cwd = cstr(spec.cwd.as_deref().filter(|c| !c.is_empty()).unwrap_or("/"), "WorkingDirectory")?;
+
+    // Stdio: the child's ends go in `stdio`, the caller's ends are returned.
+    let io = |what: &str, e: nix::errno::Errno| HcsError::from_io(what, &std::io::Error::from(e));
+    let devnull = || -> HcsResult<OwnedFd> {
+        std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").map(OwnedFd::from).map_err(|e| HcsError::from_io("opening /dev/null", &e))
+    };
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("creating a pipe", e));
+    let (mut out_stdin, mut out_stdout, mut out_stderr, mut console) = (None, None, None, None);
+    let stdio: [OwnedFd; 3] = if let Some((rows, cols)) = spec.console {
+        let master = open_console_master(&root)?;
+        let _ = sys::set_window_size(master.as_fd(), rows, cols);
+        let slave = sys::pty_peer(master.as_fd()).map_err(|e| HcsError::from_io("opening the console's terminal", &e))?;
+        let dup = |f: &OwnedFd| f.try_clone().map_err(|e| HcsError::from_io("duplicating the console", &e));
+        out_stdin = Some(dup(&master)?);
+        out_stdout = Some(dup(&master)?);
+        console = Some(master);
+        [dup(&slave)?, dup(&slave)?, slave]
+    } else {
+        let i = if spec.stdin {
+            let (r, w) = pipe()?;
+            out_stdin = Some(w);
+            r
+        } else {
+            devnull()?
+        };
+        let o = if spec.stdout {
+            let (r, w) = pipe()?;
+            out_stdout = Some(r);
+            w
+        } else {
+            devnull()?
+        };
+        let e = if spec.stderr {
+            let (r, w) = pipe()?;
+            out_stderr = Some(r);
+            w
+        } else {
+            devnull()?
+        };
+        [i, o, e]
+    };
+    let prepared = Prepared { argv, envp, candidates, cwd, identity, stdio, console: console.is_some() };
+    let (report_r, report_w) = pipe()?;
+
+    nix::sched::setns(&ns.pid, CloneFlags::CLONE_NEWPID).map_err(|e| io("entering the container's pid namespace", e))?;
+    let forked = sys::fork();
+    // Step back out before anything else can fork (the monitor is single-threaded).
+    let restored = nix::sched::setns(own_pid_ns, CloneFlags::CLONE_NEWPID);
+    match forked {
+        Err(e) => Err(HcsError::from_io("fork", &e)),
+        Ok(Forked::Child) => {
+            drop(report_r);
+            child(&prepared, ns, cgroup_procs, report_w)
+        }
+        Ok(Forked::Parent(host_pid)) => {
+            if let Err(e) = restored {
+                // Should never happen; if it did, later containers would nest.
+                tracing::error!("leaving the container's pid namespace: {e}");
+            }
+            drop(report_w);
+            drop(prepared);
+            let mut bytes = Vec::new();
+            let _ = std::fs::File::from(report_r).read_to_end(&mut bytes);
+            let pid = bytes.get(0..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+            if let Some(rest) = bytes.get(4..9) {
+                let stage = rest[0];
+                let errno = i32::from_ne_bytes([rest[1], rest[2], rest[3], rest[4]]);
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(host_pid), None);
+                return Err(spawn_error(stage, errno, &program, &path_var, spec));
+            }
+            let Some(pid) = pid else {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(host_pid), None);
+                return Err(HcsError::new(HResult::E_FAIL, "the new process died before it could exec"));
+            };
+            Ok(SpawnedProcess { host_pid, pid, stdin: out_stdin, stdout: out_stdout, stderr: out_stderr, console })
+        }
+    }
+}
+
+fn spawn_error(stage: u8, errno: i32, program: &str, path: &str, spec: &ProcessSpec) -> HcsError {
+    let err = std::io::Error::from_raw_os_error(errno);
+    let hr = HResult::from_errno(errno);
+    let msg = match stage {
+        s if s == Stage::Cgroup as u8 => format!("joining the container's cgroup: {err}"),
+        s if s == Stage::Namespaces as u8 => format!("entering the container's namespaces: {err}"),
+        s if s == Stage::Stdio as u8 => format!("setting up stdio: {err}"),
+        s if s == Stage::Identity as u8 => format!("ProcessParameters.User {:?}: switching user: {err}", spec.user.as_deref().unwrap_or("root")),
+        s if s == Stage::Chdir as u8 => format!("ProcessParameters.WorkingDirectory {:?}: {err}", spec.cwd.as_deref().unwrap_or("/")),
+        _ if errno == libc::ENOENT && !program.contains('/') => {
+            format!("executable {program:?} was not found in the container (searched PATH={path})")
+        }
+        _ if errno == libc::ENOENT => format!("executable {program:?} does not exist in the container"),
+        _ if errno == libc::EACCES => format!("executing {program:?}: permission denied"),
+        _ if errno == libc::ENOEXEC => format!("executing {program:?}: not an executable format"),
+        _ => format!("executing {program:?}: {err}"),
+    };
+    HcsError::new(hr, msg)
+}
+
+fn open_console_master(root: &Path) -> HcsResult<OwnedFd> {
+    // The container's own devpts instance, so the terminal exists inside it.
+    let container_ptmx = root.join("dev/pts/ptmx");
+    let open = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(p)
+            .map(OwnedFd::from)
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    let master = open(&container_ptmx)
+        .or_else(|_| open(Path::new("/dev/ptmx")))
+        .map_err(|e| HcsError::from_io("opening a pseudo-terminal", &e))?;
+    sys::pty_unlock(master.as_fd()).map_err(|e| HcsError::from_io("unlocking the pseudo-terminal", &e))?;
+    Ok(master)
+}
+
+/// In the forked child: never returns.
+fn child(p: &Prepared, ns: &Namespaces, cgroup_procs: &[OwnedFd], report: OwnedFd) -> ! {
+    let fail = |stage: Stage, e: nix::errno::Errno| -> ! {
+        let mut rec = [0u8; 5];
+        rec[0] = stage as u8;
+        rec[1..5].copy_from_slice(&(e as i32).to_ne_bytes());
+        let _ = nix::unistd::write(&report, &rec);
+        sys::exit_now(127)
+    };
+    for fd in cgroup_procs {
+        if let Err(e) = nix::unistd::write(fd, b"0") {
+            fail(Stage::Cgroup, e);
+        }
+    }
+    let joins: [(Option<&OwnedFd>, CloneFlags); 6] = [
+        (ns.user.as_ref(), CloneFlags::CLONE_NEWUSER),
+        (Some(&ns.ipc), CloneFlags::CLONE_NEWIPC),
+        (Some(&ns.uts), CloneFlags::CLONE_NEWUTS),
+        (Some(&ns.net), CloneFlags::CLONE_NEWNET),
+        (Some(&ns.cgroup), CloneFlags::CLONE_NEWCGROUP),
+        (Some(&ns.mnt), CloneFlags::CLONE_NEWNS),
+    ];
+    for (fd, flag) in joins {
+        if let Some(fd) = fd {
+            if let Err(e) = nix::sched::setns(fd, flag) {
+                fail(Stage::Namespaces, e);
+            }
+        }
+    }
+    // Our pid as the container sees it (we were forked into its pid namespace).
+    let _ = nix::unistd::write(&report, &(nix::unistd::getpid().as_raw() as u32).to_ne_bytes());
+    let _ = nix::unistd::setsid();
+    for (i, fd) in p.stdio.iter().enumerate() {
+        if let Err(e) = sys::dup_onto(fd.as_fd(), i as RawFd) {
+            fail(Stage::Stdio, nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)));
+        }
+    }
+    if p.console {
+        if let Err(e) = sys::set_controlling_tty(0) {
+            fail(Stage::Stdio, nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
+        }
+    }
+    let id = &p.identity;
+    let gids: Vec<nix::unistd::Gid> = id.groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
+    if let Err(e) = nix::unistd::setgroups(&gids)
+        .and_then(|_| nix::unistd::setresgid(id.gid.into(), id.gid.into(), id.gid.into()))
+        .and_then(|_| nix::unistd::setresuid(id.uid.into(), id.uid.into(), id.uid.into()))
+    {
+        fail(Stage::Identity, e);
+    }
+    if let Err(e) = nix::unistd::chdir(p.cwd.as_c_str()) {
+        fail(Stage::Chdir, e);
+    }
+    // The monitor blocks and ignores signals for itself; the process starts clean.
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
+    for sig in nix::sys::signal::Signal::iterator() {
+        if sig != nix::sys::signal::Signal::SIGKILL && sig != nix::sys::signal::Signal::SIGSTOP {
+            // SAFETY: restoring the default disposition installs no handler code.
+            let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
+        }
+    }
+    sys::cloexec_from(3);
+    let mut last = nix::errno::Errno::ENOENT;
+    for path in &p.candidates {
+        let Err(e) = nix::unistd::execve(path, &p.argv, &p.envp);
+        {
+            // Like execvp: a permission problem beats "not found" elsewhere on PATH.
+            if last != nix::errno::Errno::EACCES || e != nix::errno::Errno::ENOENT {
+                last = e;
+            }
+        }
+    }
+    fail(Stage::Exec, last)
+}
+
+/// The raw descriptor numbers a child must keep when it closes the rest.
+#[allow(dead_code)]
+pub(crate) fn raw(fds: &[OwnedFd]) -> Vec<RawFd> {
+    fds.iter().map(|f| f.as_raw_fd()).collect()
+}

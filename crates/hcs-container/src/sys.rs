@@ -1,0 +1,199 @@
+//! The few system calls nix does not wrap (raw `clone`, `openat2`,
+//! `close_range`, pty ioctls), each behind a small safe function.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// What a `fork`-like clone returned.
+pub(crate) enum Forked {
+    /// In the parent: the child's pid.
+    Parent(i32),
+    /// In the child.
+    Child,
+}
+
+/// `clone(flags | SIGCHLD)` without a new stack: the child continues here on
+/// a copy of the parent's stack, like `fork`, but in the namespaces `flags`
+/// create. Needed because `fork` cannot create a child that is PID 1 of a new
+/// pid namespace owned by a new user namespace in one step.
+///
+/// Only call this from a single-threaded process (the monitor is one): the
+/// child then holds no lock another thread could own.
+pub(crate) fn clone_fork(flags: libc::c_int) -> io::Result<Forked> {
+    // SAFETY: a raw clone without CLONE_VM and with a null stack duplicates
+    // the address space like fork(2); the arguments are plain integers and
+    // null pointers, which the kernel accepts for these flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match rc {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as i32)),
+    }
+}
+
+/// Plain `fork`.
+pub(crate) fn fork() -> io::Result<Forked> {
+    // SAFETY: the monitor is single-threaded when it forks, so the child
+    // inherits no lock held by a thread that does not exist in it.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// `openat2(dirfd, path, flags, RESOLVE_IN_ROOT | extra)`: resolve `path` as
+/// if `dirfd` were `/`, so symlinks in a container image cannot lead out of it.
+pub(crate) fn openat2_in_root(dirfd: BorrowedFd<'_>, path: &CStr, flags: u64, resolve: u64) -> io::Result<OwnedFd> {
+    // SAFETY: open_how is plain data; all-zero is its documented default.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags;
+    how.resolve = libc::RESOLVE_IN_ROOT | resolve;
+    loop {
+        // SAFETY: `path` is NUL-terminated, `how` is a valid open_how whose
+        // size we pass, and the descriptor returned is ours alone.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd.as_raw_fd(),
+                path.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if rc >= 0 {
+            // SAFETY: the kernel returned a new descriptor owned by nobody else.
+            return Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) });
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EAGAIN) && err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// Mark every descriptor from `first` up close-on-exec.
+pub(crate) fn cloexec_from(first: u32) {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags; no
+    // descriptor is closed, so no Rust owner is invalidated.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+    }
+}
+
+/// Close every descriptor from `first` up, except those in `keep`.
+/// Used only in a freshly cloned child that is about to become init and
+/// owns nothing else it needs.
+pub(crate) fn close_all_except(first: i32, keep: &[RawFd]) {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&k| k >= first).collect();
+    keep.sort_unstable();
+    let mut lo = first;
+    for k in keep.into_iter().chain(std::iter::once(i32::MAX)) {
+        if k > lo {
+            let hi = if k == i32::MAX { u32::MAX } else { (k - 1) as u32 };
+            // SAFETY: in the init child no Rust value depends on these
+            // descriptors any more (the child never returns to the monitor's code).
+            unsafe {
+                libc::syscall(libc::SYS_close_range, lo as u32, hi, 0u32);
+            }
+        }
+        lo = k.saturating_add(1);
+    }
+}
+
+/// Open the slave side of a pty master (`TIOCGPTPEER`), without a path lookup.
+pub(crate) fn pty_peer(master: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: TIOCGPTPEER takes open flags and returns a new descriptor.
+    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc) })
+}
+
+/// Unlock a pty master (`TIOCSPTLCK` 0), as `unlockpt` does.
+pub(crate) fn pty_unlock(master: BorrowedFd<'_>) -> io::Result<()> {
+    let zero: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int through the pointer we pass.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &zero) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `dup2(fd, target)`: make `target` (0, 1 or 2) a copy of `fd`. The target
+/// number is not owned by any Rust value, so nothing closes it behind us
+/// (nix's `dup2_raw` returns an `OwnedFd` that would).
+pub(crate) fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 only manipulates the descriptor table; `fd` is open.
+    if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Set a terminal's window size.
+pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads a winsize through the pointer we pass.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Make `fd` the controlling terminal of the calling session leader.
+pub(crate) fn set_controlling_tty(fd: RawFd) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an int argument (0: do not steal).
+    if unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Bring the loopback interface of the current network namespace up.
+pub(crate) fn loopback_up() -> io::Result<()> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(io::Error::from)?;
+    // SAFETY: ifreq is plain data; zero is a valid initial value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS fills the flags of the named interface in `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the union member ifru_flags is what SIOCGIFFLAGS wrote.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    }
+    // SAFETY: SIOCSIFFLAGS reads the name and flags from `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Leave the process now, without running destructors or atexit handlers
+/// that belong to the parent's copy of the program.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}

@@ -1,0 +1,62 @@
+//! What a kind of compute system must provide to the monitor. Containers
+//! implement it now ([`crate::container::ContainerBackend`]); virtual
+//! machines will implement it next, behind the same monitor, socket and events.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use hcs_errors::{HcsError, HcsResult};
+use hcs_schema::enums::SystemPropertyType;
+use hcs_schema::{ModifySettingRequest, ProcessParameters, Properties};
+
+/// A process a backend started.
+pub struct StartedProcess {
+    /// Pid inside the system.
+    pub pid: u32,
+    /// Host pid, when the process is a child of the monitor (containers).
+    pub host_pid: Option<i32>,
+    /// The caller's stdio ends (stdin write end, stdout and stderr read ends).
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    /// The console (pty master), with `EmulateConsole`.
+    pub console: Option<OwnedFd>,
+}
+
+/// The operations of one kind of compute system.
+pub trait Backend {
+    /// `Properties.SystemType`.
+    fn system_type(&self) -> hcs_schema::enums::SystemType;
+    /// Resources to release if the monitor dies (cgroup directories).
+    fn cgroup_paths(&self) -> Vec<PathBuf>;
+    /// Start it. Returns the host pid whose exit means the system stopped.
+    fn start(&mut self) -> HcsResult<i32>;
+    /// Ask it to stop by itself (graceful shutdown).
+    fn request_shutdown(&mut self) -> HcsResult<()>;
+    /// Stop it now. The main process's exit is then reported as usual.
+    fn kill(&mut self);
+    /// The main process was reaped.
+    fn main_exited(&mut self);
+    /// Freeze it.
+    fn pause(&mut self) -> HcsResult<()>;
+    /// Thaw it.
+    fn resume(&mut self) -> HcsResult<()>;
+    /// HcsSaveComputeSystem.
+    fn save(&mut self, _options: Option<&str>) -> HcsResult<()> {
+        Err(HcsError::not_supported("saving this kind of compute system is not supported"))
+    }
+    /// HcsCrashComputeSystem.
+    fn crash(&mut self, _options: Option<&str>) -> HcsResult<()> {
+        Err(HcsError::not_supported("crashing this kind of compute system is not supported"))
+    }
+    /// HcsModifyComputeSystem.
+    fn modify(&mut self, request: &ModifySettingRequest) -> HcsResult<()>;
+    /// Fill the requested property types into `props`.
+    fn properties(&self, types: &[SystemPropertyType], props: &mut Properties) -> HcsResult<()>;
+    /// HcsCreateProcess.
+    fn create_process(&mut self, params: &ProcessParameters) -> HcsResult<StartedProcess>;
+    /// Send a signal to one of its processes.
+    fn signal_process(&mut self, pid: u32, host_pid: Option<i32>, signal: i32) -> HcsResult<()>;
+    /// Release everything it holds after it stopped.
+    fn release(&mut self) -> HcsResult<()>;
+}

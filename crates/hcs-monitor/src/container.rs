@@ -1,0 +1,304 @@
+//! The container backend: HCS calls on a [`hcs_container::Container`].
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use hcs_container::{Container, ContainerSpec, ProcessSpec};
+use hcs_errors::{HResult, HcsError, HcsResult};
+use hcs_schema::enums::{ModifyRequestType, SystemPropertyType, SystemType};
+use hcs_schema::properties::{MemoryInformationForVm, MemoryStats, ProcessorStats, StorageStats, VmMemory};
+use hcs_schema::{ModifySettingRequest, ProcessParameters, Properties, Statistics};
+
+use crate::backend::{Backend, StartedProcess};
+
+/// Default console size when `EmulateConsole` has no `ConsoleSize`.
+const DEFAULT_CONSOLE: (u16, u16) = (25, 80);
+
+/// A container compute system.
+pub struct ContainerBackend {
+    container: Container,
+    /// Another container whose network namespace to join at start.
+    shared_network: Option<(PathBuf, String)>,
+}
+
+impl ContainerBackend {
+    /// Create from the document's `Container`.
+    pub fn create(
+        id: &str,
+        namespace: &str,
+        doc: &hcs_schema::Container,
+        rundir: &std::path::Path,
+        runtime_root: &std::path::Path,
+    ) -> HcsResult<ContainerBackend> {
+        let spec = ContainerSpec::from_document(id, doc, rundir)?;
+        let shared_network = match &spec.network {
+            hcs_container::Network::SharedWith(other) => {
+                hcs_rundir::validate_name("Container.Networking.NetworkSharedContainerName", other)?;
+                let dir = hcs_rundir::system_dir(runtime_root, namespace, other);
+                if hcs_rundir::cleanup_if_stale(&dir)? != hcs_rundir::Cleanup::Alive {
+                    return Err(HcsError::new(
+                        HResult::HCS_E_SYSTEM_NOT_FOUND,
+                        format!("Container.Networking.NetworkSharedContainerName: no compute system {other:?} in namespace {namespace:?}"),
+                    ));
+                }
+                Some((dir, other.clone()))
+            }
+            _ => None,
+        };
+        let cgroup = PathBuf::from("hcs").join(namespace).join(id);
+        let container = Container::create(spec, &cgroup, rundir)?;
+        Ok(ContainerBackend { container, shared_network })
+    }
+
+    fn resolve_shared_network(&mut self) -> HcsResult<()> {
+        let Some((dir, other)) = self.shared_network.clone() else { return Ok(()) };
+        let record: hcs_rundir::Record = std::fs::read(dir.join(hcs_rundir::RECORD_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| HcsError::new(HResult::HCS_E_SYSTEM_NOT_FOUND, format!("the compute system {other:?} is gone")))?;
+        let pid = record.main_pid.ok_or_else(|| {
+            HcsError::invalid_state(format!(
+                "Container.Networking.NetworkSharedContainerName: {other:?} is not running, so it has no network to share"
+            ))
+        })?;
+        self.container.join_network(&PathBuf::from(format!("/proc/{pid}/ns/net")))
+    }
+
+    fn statistics(&self) -> HcsResult<Statistics> {
+        let s = self.container.stats()?;
+        let now = SystemTime::now();
+        let started = self.container.started_at();
+        let to_100ns = |ns: Option<u64>| ns.map(|v| v / 100);
+        Ok(Statistics {
+            timestamp: Some(rfc3339(now)),
+            container_start_time: started.map(rfc3339),
+            uptime_100ns: started
+                .and_then(|t| now.duration_since(t).ok())
+                .map(|d| (d.as_nanos() / 100) as u64),
+            processor: Some(ProcessorStats {
+                total_runtime_100ns: to_100ns(s.cpu_usage_ns),
+                runtime_user_100ns: to_100ns(s.cpu_user_ns),
+                runtime_kernel_100ns: to_100ns(s.cpu_system_ns),
+            }),
+            memory: Some(MemoryStats {
+                memory_usage_commit_bytes: s.memory_usage_bytes,
+                memory_usage_commit_peak_bytes: s.memory_peak_bytes,
+                memory_usage_private_working_set_bytes: s.memory_usage_bytes,
+            }),
+            storage: Some(StorageStats {
+                read_count_normalized: s.io_read_ops,
+                read_size_bytes: s.io_read_bytes,
+                write_count_normalized: s.io_write_ops,
+                write_size_bytes: s.io_write_bytes,
+            }),
+        })
+    }
+
+    /// `Properties.Memory` of a container: its limit and use, in MiB
+    /// (`AssignedMemory` = limit, `AvailableMemory` = limit - use; without a
+    /// limit, the host's memory stands in for it).
+    fn memory(&self) -> HcsResult<MemoryInformationForVm> {
+        let s = self.container.stats()?;
+        const MIB: u64 = 1024 * 1024;
+        let host = host_memory_bytes();
+        let limit = s.memory_limit_bytes.filter(|l| *l < host).unwrap_or(host);
+        let used = s.memory_usage_bytes.unwrap_or(0);
+        Ok(MemoryInformationForVm {
+            virtual_node_count: Some(1),
+            virtual_machine_memory: Some(VmMemory {
+                available_memory: Some((limit.saturating_sub(used) / MIB).min(i32::MAX as u64) as i32),
+                available_memory_buffer: Some(0),
+                reserved_memory: Some(0),
+                assigned_memory: Some(limit / MIB),
+                slp_active: Some(false),
+                balancing_enabled: Some(false),
+                dm_operation_in_progress: Some(false),
+            }),
+            virtual_nodes: None,
+        })
+    }
+}
+
+fn host_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    hcs_container::rfc3339(t)
+}
+
+impl Backend for ContainerBackend {
+    fn system_type(&self) -> SystemType {
+        SystemType::Container
+    }
+
+    fn cgroup_paths(&self) -> Vec<PathBuf> {
+        self.container.cgroup_paths()
+    }
+
+    fn start(&mut self) -> HcsResult<i32> {
+        self.resolve_shared_network()?;
+        self.container.start()
+    }
+
+    fn request_shutdown(&mut self) -> HcsResult<()> {
+        // A frozen init cannot act on SIGTERM.
+        let _ = self.container.resume();
+        self.container.signal_init(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    fn kill(&mut self) {
+        self.container.kill();
+    }
+
+    fn main_exited(&mut self) {
+        self.container.init_exited();
+    }
+
+    fn pause(&mut self) -> HcsResult<()> {
+        self.container.pause()
+    }
+
+    fn resume(&mut self) -> HcsResult<()> {
+        self.container.resume()
+    }
+
+    fn save(&mut self, _options: Option<&str>) -> HcsResult<()> {
+        Err(HcsError::not_supported(
+            "saving a container compute system is not supported: containers have no checkpoint support yet \
+             (HcsSaveComputeSystem works on virtual machines)",
+        ))
+    }
+
+    fn crash(&mut self, _options: Option<&str>) -> HcsResult<()> {
+        Err(HcsError::not_supported(
+            "HcsCrashComputeSystem injects an NMI into a virtual machine; containers have no guest kernel to crash",
+        ))
+    }
+
+    fn modify(&mut self, request: &ModifySettingRequest) -> HcsResult<()> {
+        if request.guest_request.is_some() {
+            return Err(HcsError::not_supported("ModifySettingRequest.GuestRequest: containers have no guest agent"));
+        }
+        if !matches!(request.request_type, None | Some(ModifyRequestType::Update)) {
+            return Err(HcsError::not_supported(format!(
+                "ModifySettingRequest.RequestType {:?}: container resources can only be updated (\"Update\")",
+                request.request_type.map(|t| t.as_str()).unwrap_or("")
+            )));
+        }
+        let path = request.resource_path.as_deref().unwrap_or_default();
+        let settings = request.settings.clone().unwrap_or(serde_json::Value::Null);
+        let mut resources = hcs_cgroups::Resources::default();
+        match path {
+            "Container/Memory/SizeInMB" => {
+                let mb = settings.as_u64().ok_or_else(|| {
+                    HcsError::invalid_json(format!("ModifySettingRequest.Settings: {settings} is not a size in MB (expected an integer)"))
+                })?;
+                resources.memory_limit_bytes = Some(hcs_container::spec::memory_bytes(mb)?);
+            }
+            "Container/Memory" => {
+                let m: hcs_schema::ContainerMemory = hcs_schema::from_json(&settings.to_string(), "Container_Memory")?;
+                let mb = m.size_in_mb.ok_or_else(|| HcsError::invalid_json("ModifySettingRequest.Settings.SizeInMB is missing"))?;
+                resources.memory_limit_bytes = Some(hcs_container::spec::memory_bytes(mb)?);
+            }
+            "Container/Processor" => {
+                let p: hcs_schema::ContainerProcessor = hcs_schema::from_json(&settings.to_string(), "Container_Processor")?;
+                hcs_container::spec::processor_resources(&p, &mut resources)?;
+            }
+            other => {
+                return Err(HcsError::not_supported(format!(
+                    "ModifySettingRequest.ResourcePath {other:?} is not supported for containers; supported: \
+                     \"Container/Memory/SizeInMB\", \"Container/Memory\", \"Container/Processor\""
+                )))
+            }
+        }
+        self.container.update_resources(&resources)
+    }
+
+    fn properties(&self, types: &[SystemPropertyType], props: &mut Properties) -> HcsResult<()> {
+        for t in types {
+            match t {
+                SystemPropertyType::Statistics => props.statistics = Some(self.statistics()?),
+                SystemPropertyType::Memory => props.memory = Some(self.memory()?),
+                SystemPropertyType::ProcessList => {
+                    let mut list: Vec<_> = self.container.pids()?.into_iter().filter_map(hcs_container::process_details).collect();
+                    list.sort_by_key(|p| p.process_id);
+                    props.process_list = Some(list);
+                }
+                SystemPropertyType::TerminateOnLastHandleClosed => {}
+                other => {
+                    return Err(HcsError::not_supported(format!(
+                        "property type {:?} is not available for containers; supported: Memory, Statistics, \
+                         ProcessList, TerminateOnLastHandleClosed",
+                        other.as_str()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn create_process(&mut self, p: &ProcessParameters) -> HcsResult<StartedProcess> {
+        for (set, name) in [
+            (p.restricted_token, "RestrictedToken"),
+            (p.use_existing_login, "UseExistingLogin"),
+            (p.use_legacy_console, "UseLegacyConsole"),
+            (p.create_in_utility_vm, "CreateInUtilityVM"),
+        ] {
+            if set == Some(true) {
+                return Err(HcsError::not_supported(format!(
+                    "ProcessParameters.{name} is not supported for Linux containers"
+                )));
+            }
+        }
+        let argv = p.argv();
+        // Windows semantics: ApplicationName is the program, CommandLine its full argv.
+        let executable = match (&p.application_name, &p.command_args) {
+            (Some(app), None) if p.command_line.is_some() && !app.is_empty() => Some(app.clone()),
+            _ => None,
+        };
+        let console = (p.emulate_console == Some(true)).then(|| {
+            p.console_size.map(|[h, w]| (h.max(1), w.max(1))).unwrap_or(DEFAULT_CONSOLE)
+        });
+        let spec = ProcessSpec {
+            argv,
+            executable,
+            env: p.environment.clone().unwrap_or_default().into_iter().collect(),
+            cwd: p.working_directory.clone(),
+            user: p.user.clone(),
+            stdin: p.create_std_in_pipe == Some(true),
+            stdout: p.create_std_out_pipe == Some(true),
+            stderr: p.create_std_err_pipe == Some(true),
+            console,
+        };
+        let s = self.container.spawn(&spec)?;
+        Ok(StartedProcess {
+            pid: s.pid,
+            host_pid: Some(s.host_pid),
+            stdin: s.stdin,
+            stdout: s.stdout,
+            stderr: if console.is_some() { None } else { s.stderr },
+            console: s.console,
+        })
+    }
+
+    fn signal_process(&mut self, _pid: u32, host_pid: Option<i32>, signal: i32) -> HcsResult<()> {
+        let host_pid = host_pid.ok_or_else(|| HcsError::from_code(HResult::HCS_E_PROCESS_INFO_NOT_AVAILABLE))?;
+        let sig = hcs_container::signal_from_number(signal)?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(host_pid), sig)
+            .map_err(|e| HcsError::from_io("signalling the process", &std::io::Error::from(e)))
+    }
+
+    fn release(&mut self) -> HcsResult<()> {
+        self.container.destroy()
+    }
+}

@@ -1,0 +1,576 @@
+//! One compute system as its monitor sees it: lifecycle state, backend,
+//! processes, and how it stops.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hcs_errors::{HResult, HcsError, HcsResult};
+use hcs_protocol::{EventMessage, Outcome, ProcessInfo, ProcessRef, StdioPresent};
+use hcs_schema::enums::{
+    ExitInitiator, NotificationType, OsType, StdHandle, SystemExitDetail, SystemPropertyType, WorkerExitDetail,
+    WorkerExitType,
+};
+use hcs_schema::results::{SystemExit, WorkerExit};
+use hcs_schema::{AttributionRecord, ComputeSystem, Properties, SystemExitStatus};
+
+use crate::backend::Backend;
+use crate::lifecycle::{Request as L, SystemState};
+use crate::processes::{ProcessEntry, ProcessTable};
+
+/// Default time a graceful shutdown gets before the system is terminated.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the system is stopping, as far as a client asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopCause {
+    Shutdown,
+    ShutdownTimedOut,
+    Terminate,
+    LastHandleClosed,
+}
+
+/// The monitor's compute system.
+pub struct System {
+    pub id: String,
+    pub namespace: String,
+    owner: Option<String>,
+    terminate_on_last_close: bool,
+    runtime_id: String,
+    state: SystemState,
+    backend: Box<dyn Backend>,
+    rundir: Option<hcs_rundir::RunDir>,
+    record: hcs_rundir::Record,
+    main_pid: Option<i32>,
+    processes: ProcessTable,
+    stop_cause: Option<StopCause>,
+    shutdown_deadline: Option<Instant>,
+    exit_status: Option<String>,
+    /// Events for the server to broadcast.
+    pub events: Vec<EventMessage>,
+}
+
+/// A fresh random GUID (version 4) for `Properties.RuntimeId`.
+fn new_guid() -> String {
+    let mut b = [0u8; 16];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        b.copy_from_slice(&(t ^ (u128::from(std::process::id()) << 64)).to_le_bytes());
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", h[0..4].concat(), h[4..6].concat(), h[6..8].concat(), h[8..10].concat(), h[10..16].concat())
+}
+
+impl System {
+    /// Create the system described by `document`: check it, claim its
+    /// runtime directory and build the backend. Nothing runs yet.
+    pub fn create(runtime_root: &std::path::Path, namespace: &str, id: &str, document: &str) -> HcsResult<System> {
+        let doc: ComputeSystem = hcs_schema::from_json(document, "ComputeSystem")?;
+        doc.validate()?;
+        let rundir = hcs_rundir::RunDir::create(runtime_root, namespace, id)?;
+        let _ = std::fs::write(rundir.path().join("config.json"), document);
+        crate::logging::start(rundir.path(), namespace, id);
+        let built: HcsResult<Box<dyn Backend>> = if let Some(c) = &doc.container {
+            crate::container::ContainerBackend::create(id, namespace, c, rundir.path(), runtime_root)
+                .map(|b| Box::new(b) as Box<dyn Backend>)
+        } else if doc.virtual_machine.is_some() {
+            Err(HcsError::new(
+                HResult::HCS_E_SERVICE_NOT_AVAILABLE,
+                "virtual machine compute systems are not available in this build yet; only Container documents can be created",
+            ))
+        } else {
+            Err(HcsError::not_supported(
+                "HostedSystem documents need a hosting utility VM, which is not available yet",
+            ))
+        };
+        let backend = match built {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = rundir.remove();
+                return Err(e);
+            }
+        };
+        let record = hcs_rundir::Record {
+            id: id.to_string(),
+            namespace: namespace.to_string(),
+            system_type: backend.system_type().as_str().to_string(),
+            owner: doc.owner.clone(),
+            monitor_pid: std::process::id(),
+            cgroups: backend.cgroup_paths(),
+            main_pid: None,
+        };
+        if let Err(e) = rundir.write_record(&record) {
+            let mut backend = backend;
+            let _ = backend.release();
+            let _ = rundir.remove();
+            return Err(e);
+        }
+        tracing::info!(id, namespace, "created");
+        Ok(System {
+            id: id.to_string(),
+            namespace: namespace.to_string(),
+            owner: doc.owner.clone(),
+            terminate_on_last_close: doc.should_terminate_on_last_handle_closed.unwrap_or(false),
+            runtime_id: new_guid(),
+            state: SystemState::Created,
+            backend,
+            rundir: Some(rundir),
+            record,
+            main_pid: None,
+            processes: ProcessTable::default(),
+            stop_cause: None,
+            shutdown_deadline: None,
+            exit_status: None,
+            events: Vec::new(),
+        })
+    }
+
+    /// The runtime directory, while the system exists.
+    pub fn rundir_path(&self) -> Option<PathBuf> {
+        self.rundir.as_ref().map(|r| r.path().to_path_buf())
+    }
+
+    /// Current state.
+    pub fn state(&self) -> SystemState {
+        self.state
+    }
+
+    /// True once stopped.
+    pub fn stopped(&self) -> bool {
+        self.state == SystemState::Stopped
+    }
+
+    /// `ShouldTerminateOnLastHandleClosed`.
+    pub fn terminate_on_last_close(&self) -> bool {
+        self.terminate_on_last_close
+    }
+
+    /// The `SystemExitStatus` document once stopped.
+    pub fn exit_status(&self) -> Option<&str> {
+        self.exit_status.as_deref()
+    }
+
+    /// When the next timer fires.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.shutdown_deadline
+    }
+
+    fn check(&self, r: L) -> HcsResult<SystemState> {
+        self.state.check(r)
+    }
+
+    /// HcsStartComputeSystem.
+    pub fn start(&mut self) -> HcsResult<()> {
+        let next = self.check(L::Start)?;
+        let pid = self.backend.start()?;
+        self.main_pid = Some(pid);
+        self.record.main_pid = Some(pid);
+        if let Some(r) = &self.rundir {
+            let _ = r.write_record(&self.record);
+        }
+        self.state = next;
+        tracing::info!(pid, "started");
+        Ok(())
+    }
+
+    /// HcsPauseComputeSystem.
+    pub fn pause(&mut self) -> HcsResult<()> {
+        let next = self.check(L::Pause)?;
+        self.backend.pause()?;
+        self.state = next;
+        Ok(())
+    }
+
+    /// HcsResumeComputeSystem.
+    pub fn resume(&mut self) -> HcsResult<()> {
+        let next = self.check(L::Resume)?;
+        self.backend.resume()?;
+        self.state = next;
+        Ok(())
+    }
+
+    /// HcsShutDownComputeSystem: ask for a graceful stop; terminate when the
+    /// timeout (`ShutdownOptions.TimeoutInMs`, default 10 s) runs out. The
+    /// caller's operation completes when the system has stopped.
+    pub fn shutdown(&mut self, options: Option<&str>) -> HcsResult<()> {
+        let opts: hcs_schema::requests::ShutdownOptions = match options.filter(|o| !o.trim().is_empty()) {
+            Some(o) => hcs_schema::from_json(o, "ShutdownOptions")?,
+            None => Default::default(),
+        };
+        if let Some(t) = opts.shutdown_type.filter(|t| t.as_str() != "Shutdown") {
+            return Err(HcsError::not_supported(format!(
+                "ShutdownOptions.Type {:?}: only \"Shutdown\" is supported",
+                t.as_str()
+            )));
+        }
+        let next = self.check(L::Shutdown)?;
+        if self.state == SystemState::ShuttingDown {
+            return Ok(());
+        }
+        if opts.force == Some(true) {
+            return self.terminate_with(StopCause::Terminate);
+        }
+        self.backend.request_shutdown()?;
+        self.state = next;
+        self.stop_cause = Some(StopCause::Shutdown);
+        let timeout = opts.timeout_in_ms.map(Duration::from_millis).unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+        self.shutdown_deadline = Some(Instant::now() + timeout);
+        tracing::info!(?timeout, "shutting down");
+        Ok(())
+    }
+
+    /// HcsTerminateComputeSystem.
+    pub fn terminate(&mut self) -> HcsResult<()> {
+        self.terminate_with(StopCause::Terminate)
+    }
+
+    /// The last handle closed and the document asked for termination then.
+    pub fn terminate_on_last_handle(&mut self) {
+        if !self.stopped() {
+            let _ = self.terminate_with(StopCause::LastHandleClosed);
+        }
+    }
+
+    fn terminate_with(&mut self, cause: StopCause) -> HcsResult<()> {
+        self.check(L::Terminate)?;
+        self.stop_cause = Some(cause);
+        if self.main_pid.is_none() {
+            // Never started: nothing to wait for.
+            self.finish(None);
+            return Ok(());
+        }
+        tracing::info!(?cause, "terminating");
+        self.backend.kill();
+        Ok(())
+    }
+
+    /// Timers: a shutdown that ran out of time becomes a terminate.
+    pub fn on_timer(&mut self, now: Instant) {
+        if let Some(d) = self.shutdown_deadline {
+            if now >= d && self.state == SystemState::ShuttingDown {
+                tracing::warn!("graceful shutdown timed out; terminating");
+                self.shutdown_deadline = None;
+                self.stop_cause = Some(StopCause::ShutdownTimedOut);
+                self.backend.kill();
+            }
+        }
+    }
+
+    /// A child of the monitor exited with wait status `status`.
+    pub fn on_child_exit(&mut self, pid: i32, status: nix::sys::wait::WaitStatus) {
+        let code = exit_code(status);
+        if Some(pid) == self.main_pid {
+            self.main_pid = None;
+            self.backend.main_exited();
+            self.finish(Some((status, code)));
+            return;
+        }
+        self.process_exited(pid, code);
+    }
+
+    fn process_exited(&mut self, host_pid: i32, code: u32) {
+        if let Some(e) = self.processes.by_host_pid_mut(host_pid) {
+            e.exit_code = Some(code);
+            e.close_stdio();
+            e.console = None;
+            let status = e.status_json();
+            let process = e.process;
+            tracing::info!(pid = process.pid, code, "process exited");
+            self.events.push(EventMessage::ProcessExited { process, status });
+        }
+    }
+
+    /// The system stopped: reap its processes, release its resources, remove
+    /// its runtime directory, and record and announce its exit status.
+    fn finish(&mut self, main: Option<(nix::sys::wait::WaitStatus, u32)>) {
+        if self.stopped() {
+            return;
+        }
+        self.backend.kill();
+        // Its processes die with its pid namespace; collect their exits so
+        // each handle sees its ProcessExited before SystemExited.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for pid in self.processes.running_host_pids() {
+            loop {
+                match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                    Ok(nix::sys::wait::WaitStatus::StillAlive) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Ok(nix::sys::wait::WaitStatus::StillAlive) => break,
+                    Ok(st) => {
+                        self.process_exited(pid, exit_code(st));
+                        break;
+                    }
+                    Err(_) => {
+                        self.process_exited(pid, 128 + libc::SIGKILL as u32);
+                        break;
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.backend.release() {
+            tracing::error!("releasing the system's resources: {e}");
+        }
+        if let Some(r) = self.rundir.take() {
+            if let Err(e) = r.remove() {
+                tracing::error!("removing the runtime directory: {e}");
+            }
+        }
+        let status = self.exit_status_for(main);
+        self.state = SystemState::Stopped;
+        self.shutdown_deadline = None;
+        let json = hcs_schema::to_json(&status);
+        tracing::info!(status = %json, "stopped");
+        self.exit_status = Some(json.clone());
+        self.events.push(EventMessage::SystemExited { status: json });
+    }
+
+    fn exit_status_for(&self, main: Option<(nix::sys::wait::WaitStatus, u32)>) -> SystemExitStatus {
+        let sys_exit = |detail, initiator| AttributionRecord {
+            system_exit: Some(SystemExit { detail: Some(detail), initiator: Some(initiator) }),
+            ..Default::default()
+        };
+        let (exit_type, status, attribution) = match (self.stop_cause, main) {
+            (Some(StopCause::Shutdown), _) => (
+                NotificationType::GracefulExit,
+                HResult::S_OK,
+                vec![sys_exit(SystemExitDetail::Shutdown, ExitInitiator::Client)],
+            ),
+            (Some(StopCause::ShutdownTimedOut), _) => (
+                NotificationType::ForcedExit,
+                HResult::S_OK,
+                vec![
+                    sys_exit(SystemExitDetail::Shutdown, ExitInitiator::Client),
+                    sys_exit(SystemExitDetail::Terminate, ExitInitiator::Internal),
+                ],
+            ),
+            (Some(StopCause::Terminate | StopCause::LastHandleClosed), _) => (
+                NotificationType::ForcedExit,
+                HResult::S_OK,
+                vec![sys_exit(SystemExitDetail::Terminate, ExitInitiator::Client)],
+            ),
+            // The init stopped by itself after a SIGTERM from inside (`kill 1`).
+            (None, Some((nix::sys::wait::WaitStatus::Exited(_, 0), _))) => (
+                NotificationType::GracefulExit,
+                HResult::S_OK,
+                vec![sys_exit(SystemExitDetail::Shutdown, ExitInitiator::GuestOs)],
+            ),
+            (None, main) => (
+                NotificationType::UnexpectedExit,
+                HResult::HCS_E_UNEXPECTED_EXIT,
+                vec![
+                    AttributionRecord {
+                        worker_exit: Some(WorkerExit {
+                            exit_code: main.map(|(_, c)| c),
+                            exit_type: Some(WorkerExitType::UnexpectedStop),
+                            detail: Some(WorkerExitDetail::ProcessUnexpectedExit),
+                            initiator: Some(ExitInitiator::Unknown),
+                        }),
+                        ..Default::default()
+                    },
+                    sys_exit(SystemExitDetail::UnexpectedExit, ExitInitiator::Unknown),
+                ],
+            ),
+        };
+        SystemExitStatus { status: Some(status.0), exit_type: Some(exit_type), attribution: Some(attribution) }
+    }
+
+    /// HcsSaveComputeSystem.
+    pub fn save(&mut self, options: Option<&str>) -> HcsResult<()> {
+        self.check(L::Save)?;
+        self.backend.save(options)
+    }
+
+    /// HcsCrashComputeSystem.
+    pub fn crash(&mut self, options: Option<&str>) -> HcsResult<()> {
+        self.check(L::Crash)?;
+        self.backend.crash(options)
+    }
+
+    /// HcsModifyComputeSystem.
+    pub fn modify(&mut self, settings: &str) -> HcsResult<()> {
+        self.check(L::Modify)?;
+        let request: hcs_schema::ModifySettingRequest = hcs_schema::from_json(settings, "ModifySettingRequest")?;
+        self.backend.modify(&request)
+    }
+
+    /// HcsGetComputeSystemProperties: `Id` and `SystemType` always, the rest
+    /// as asked. Once stopped only the basic properties remain.
+    pub fn properties(&self, query: Option<&str>) -> HcsResult<String> {
+        self.check(L::GetProperties)?;
+        let types: Vec<SystemPropertyType> = match query.filter(|q| !q.trim().is_empty()) {
+            Some(q) => {
+                let q: hcs_schema::SystemPropertyQuery = hcs_schema::from_json(q, "System_PropertyQuery")?;
+                if q.queries.as_ref().is_some_and(|m| !m.is_empty()) {
+                    return Err(HcsError::not_supported(
+                        "System_PropertyQuery.Queries (2.5 property queries) is not supported; use PropertyTypes",
+                    ));
+                }
+                q.property_types.unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        let mut props = Properties {
+            id: Some(self.id.clone()),
+            system_type: Some(self.backend.system_type()),
+            name: Some(self.id.clone()),
+            owner: self.owner.clone(),
+            runtime_id: Some(self.runtime_id.clone()),
+            runtime_os_type: Some(OsType::Linux),
+            state: Some(self.state.hcs_state()),
+            stopped: Some(self.stopped()),
+            ..Default::default()
+        };
+        if let Some(status) = &self.exit_status {
+            props.exit_type = serde_json::from_str::<SystemExitStatus>(status).ok().and_then(|s| s.exit_type);
+        }
+        if types.contains(&SystemPropertyType::TerminateOnLastHandleClosed) {
+            props.terminate_on_last_handle_closed = Some(self.terminate_on_last_close);
+        }
+        if self.stopped() {
+            if let Some(t) = types.iter().find(|t| **t != SystemPropertyType::TerminateOnLastHandleClosed) {
+                return Err(HcsError::new(
+                    HResult::HCS_E_SYSTEM_ALREADY_STOPPED,
+                    format!("the compute system has stopped; only its exit status remains (asked for {})", t.as_str()),
+                ));
+            }
+        } else {
+            self.backend.properties(&types, &mut props)?;
+        }
+        Ok(hcs_schema::to_json(&props))
+    }
+
+    /// HcsCreateProcess: the outcome and the caller's descriptors.
+    pub fn create_process(&mut self, parameters: &str) -> HcsResult<(Outcome, Vec<OwnedFd>)> {
+        self.check(L::CreateProcess)?;
+        let params: hcs_schema::ProcessParameters = hcs_schema::from_json(parameters, "ProcessParameters")?;
+        params.validate()?;
+        let started = self.backend.create_process(&params)?;
+        let dup = |f: &Option<OwnedFd>| -> HcsResult<Option<OwnedFd>> {
+            f.as_ref()
+                .map(|f| f.try_clone().map_err(|e| HcsError::from_io("duplicating a stdio descriptor", &e)))
+                .transpose()
+        };
+        let entry = ProcessEntry {
+            process: ProcessRef { pid: started.pid, token: 0 },
+            host_pid: started.host_pid,
+            stdin: started.stdin,
+            stdout: started.stdout,
+            stderr: started.stderr,
+            console: started.console,
+            exit_code: None,
+        };
+        let fds = [dup(&entry.stdin)?, dup(&entry.stdout)?, dup(&entry.stderr)?];
+        let process = self.processes.insert(entry);
+        tracing::info!(pid = process.pid, "process created");
+        Ok(process_outcome(process, fds))
+    }
+
+    /// HcsOpenProcess: the process and its current status.
+    pub fn open_process(&self, pid: u32) -> HcsResult<Outcome> {
+        let e = self.processes.by_pid(pid).ok_or_else(|| {
+            HcsError::new(
+                HResult::ERROR_NOT_FOUND,
+                format!("no process with pid {pid} was started through HCS in compute system {:?}", self.id),
+            )
+        })?;
+        Ok(Outcome {
+            hresult: HResult::S_OK,
+            document: Some(e.status_json()),
+            process: Some(ProcessInfo { process: e.process, stdio: StdioPresent::default() }),
+        })
+    }
+
+    fn entry(&mut self, r: ProcessRef) -> HcsResult<&mut ProcessEntry> {
+        self.processes.get_mut(r).ok_or_else(|| {
+            HcsError::new(HResult::ERROR_NOT_FOUND, format!("process {} is not known (it exited long ago?)", r.pid))
+        })
+    }
+
+    /// HcsSignalProcess / HcsTerminateProcess.
+    pub fn signal_process(&mut self, r: ProcessRef, signal: i32) -> HcsResult<()> {
+        if !self.stopped() {
+            self.check(L::ProcessControl)?;
+        }
+        let e = self.entry(r)?;
+        if e.exit_code.is_some() {
+            return Err(HcsError::new(HResult::HCS_E_PROCESS_ALREADY_STOPPED, format!("process {} has already exited", r.pid)));
+        }
+        let (pid, host_pid) = (e.process.pid, e.host_pid);
+        self.backend.signal_process(pid, host_pid, signal)
+    }
+
+    /// HcsGetProcessInfo: fresh descriptors of the same pipes.
+    pub fn process_info(&mut self, r: ProcessRef) -> HcsResult<(Outcome, Vec<OwnedFd>)> {
+        let e = self.entry(r)?;
+        let dup = |f: &Option<OwnedFd>| -> HcsResult<Option<OwnedFd>> {
+            f.as_ref()
+                .map(|f| f.try_clone().map_err(|e| HcsError::from_io("duplicating a stdio descriptor", &e)))
+                .transpose()
+        };
+        let fds = [dup(&e.stdin)?, dup(&e.stdout)?, dup(&e.stderr)?];
+        Ok(process_outcome(e.process, fds))
+    }
+
+    /// HcsGetProcessProperties: its `ProcessStatus`.
+    pub fn process_properties(&mut self, r: ProcessRef) -> HcsResult<String> {
+        Ok(self.entry(r)?.status_json())
+    }
+
+    /// HcsModifyProcess: console size, or close the monitor's stdio copies.
+    pub fn modify_process(&mut self, r: ProcessRef, settings: &str) -> HcsResult<()> {
+        let req: hcs_schema::ProcessModifyRequest = hcs_schema::from_json(settings, "ProcessModifyRequest")?;
+        req.validate()?;
+        let e = self.entry(r)?;
+        if e.exit_code.is_some() {
+            return Err(HcsError::new(HResult::HCS_E_PROCESS_ALREADY_STOPPED, format!("process {} has already exited", r.pid)));
+        }
+        use hcs_schema::enums::ModifyOperation;
+        match req.operation {
+            Some(ModifyOperation::ConsoleSize) => {
+                let size = req.console_size.unwrap_or_default();
+                let console = e.console.as_ref().ok_or_else(|| {
+                    HcsError::invalid_state(format!("process {} has no console (it was not created with EmulateConsole)", r.pid))
+                })?;
+                hcs_container::set_window_size(
+                    std::os::fd::AsFd::as_fd(console),
+                    size.height.unwrap_or(25),
+                    size.width.unwrap_or(80),
+                )
+                .map_err(|err| HcsError::from_io("resizing the console", &err))
+            }
+            Some(ModifyOperation::CloseHandle) => {
+                match req.close_handle.and_then(|c| c.handle) {
+                    Some(StdHandle::StdIn) => e.stdin = None,
+                    Some(StdHandle::StdOut) => e.stdout = None,
+                    Some(StdHandle::StdErr) => e.stderr = None,
+                    Some(StdHandle::All) => e.close_stdio(),
+                    None => return Err(HcsError::invalid_json("ProcessModifyRequest.CloseHandle.Handle is missing")),
+                }
+                Ok(())
+            }
+            None => Err(HcsError::invalid_json("ProcessModifyRequest.Operation is missing")),
+        }
+    }
+}
+
+fn process_outcome(process: ProcessRef, fds: [Option<OwnedFd>; 3]) -> (Outcome, Vec<OwnedFd>) {
+    let stdio = StdioPresent { stdin: fds[0].is_some(), stdout: fds[1].is_some(), stderr: fds[2].is_some() };
+    let out: Vec<OwnedFd> = fds.into_iter().flatten().collect();
+    (
+        Outcome { hresult: HResult::S_OK, document: None, process: Some(ProcessInfo { process, stdio }) },
+        out,
+    )
+}
+
+/// A process's exit code: its status, or 128 + the signal that killed it.
+pub fn exit_code(status: nix::sys::wait::WaitStatus) -> u32 {
+    use nix::sys::wait::WaitStatus as W;
+    match status {
+        W::Exited(_, code) => code as u32,
+        W::Signaled(_, sig, _) => 128 + sig as u32,
+        _ => 255,
+    }
+}

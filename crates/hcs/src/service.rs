@@ -1,0 +1,124 @@
+//! Calls about the service rather than one system: enumeration and service
+//! properties.
+
+use std::time::Duration;
+
+use hcs_errors::{HResult, HcsError, HcsResult};
+use hcs_protocol::{ConnectionKind, Request};
+use hcs_schema::properties::SystemQuery;
+use hcs_schema::ServicePropertyQuery;
+
+use crate::operation::{Operation, OperationType, Target};
+
+/// `HcsEnumerateComputeSystems` in the default namespace.
+pub fn enumerate_compute_systems(query: Option<&str>, operation: &Operation) -> HcsResult<()> {
+    enumerate_compute_systems_in_namespace(crate::DEFAULT_NAMESPACE, query, operation)
+}
+
+/// `HcsEnumerateComputeSystemsInNamespace`: the result document is a JSON
+/// array of `Properties` (Id, SystemType, Owner, State, ...) of the live
+/// systems matching the optional `SystemQuery`. Runtime directories left by
+/// dead monitors are cleaned up on the way.
+pub fn enumerate_compute_systems_in_namespace(
+    namespace: &str,
+    query: Option<&str>,
+    operation: &Operation,
+) -> HcsResult<()> {
+    let generation = operation.begin(OperationType::Enumerate, Target::None, None)?;
+    let parsed = hcs_rundir::validate_name("namespace", namespace).and_then(|_| match query {
+        Some(q) if !q.trim().is_empty() => hcs_schema::from_json::<SystemQuery>(q, "SystemQuery").map(Some),
+        _ => Ok(None),
+    });
+    let query = match parsed {
+        Ok(q) => q,
+        Err(e) => {
+            operation.fail(generation, &e);
+            return Err(e);
+        }
+    };
+    let op = operation.clone();
+    let namespace = namespace.to_string();
+    let spawned = std::thread::Builder::new().name("hcs-enumerate".into()).spawn(move || {
+        match enumerate(&namespace, query.as_ref()) {
+            Ok(doc) => op.complete(generation, HResult::S_OK, Some(doc), None),
+            Err(e) => op.fail(generation, &e),
+        }
+    });
+    if let Err(e) = spawned {
+        let e = HcsError::from_io("starting the enumeration thread", &e);
+        operation.fail(generation, &e);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn enumerate(namespace: &str, query: Option<&SystemQuery>) -> HcsResult<String> {
+    let ids = hcs_rundir::list_live(&hcs_rundir::root(), namespace)?;
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(wanted) = query.and_then(|q| q.ids.as_ref()) {
+            if !wanted.iter().any(|w| w == &id) {
+                continue;
+            }
+        }
+        let Ok(conn) = crate::system::connect(namespace, &id, ConnectionKind::Query) else {
+            // It stopped between listing and asking.
+            continue;
+        };
+        let answer = conn.request_sync(Request::GetProperties { query: None }, Duration::from_secs(30));
+        conn.release_user();
+        let Ok((outcome, _)) = answer else { continue };
+        let Some(doc) = outcome.document.filter(|_| outcome.hresult.is_success()) else { continue };
+        let Ok(props) = serde_json::from_str::<serde_json::Value>(&doc) else { continue };
+        if matches_query(&props, query) {
+            out.push(props);
+        }
+    }
+    Ok(serde_json::Value::Array(out).to_string())
+}
+
+fn matches_query(props: &serde_json::Value, query: Option<&SystemQuery>) -> bool {
+    let Some(q) = query else { return true };
+    let field = |name: &str| props.get(name).and_then(|v| v.as_str()).unwrap_or("");
+    let one_of = |list: &Option<Vec<String>>, value: &str| list.as_ref().is_none_or(|l| l.iter().any(|x| x == value));
+    let types: Option<Vec<String>> = q
+        .types
+        .as_ref()
+        .map(|ts| ts.iter().filter_map(|t| serde_json::to_value(t).ok()?.as_str().map(str::to_owned)).collect());
+    one_of(&q.ids, field("Id"))
+        && one_of(&q.names, field("Id"))
+        && one_of(&types, field("SystemType"))
+        && one_of(&q.owners, field("Owner"))
+}
+
+/// Highest schema minor version (of major 2) this implementation accepts.
+pub const SCHEMA_MINOR_MAX: u32 = 6;
+
+/// `HcsGetServiceProperties`. Supports `Basic` (the schema versions accepted).
+pub fn get_service_properties(query: Option<&str>) -> HcsResult<String> {
+    let types: Vec<String> = match query {
+        Some(q) if !q.trim().is_empty() => {
+            let q: ServicePropertyQuery = hcs_schema::from_json(q, "Service_PropertyQuery")?;
+            q.property_types
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|t| serde_json::to_value(t).ok()?.as_str().map(str::to_owned))
+                .collect()
+        }
+        _ => vec!["Basic".to_string()],
+    };
+    let mut properties = Vec::new();
+    for t in &types {
+        match t.as_str() {
+            "Basic" => properties.push(serde_json::json!({
+                "SupportedSchemaVersions": [{ "Major": 2, "Minor": SCHEMA_MINOR_MAX }]
+            })),
+            other => {
+                return Err(HcsError::not_supported(format!(
+                    "service property type {other:?} is not supported on Linux; supported: [\"Basic\"]"
+                )))
+            }
+        }
+    }
+    Ok(serde_json::json!({ "Properties": properties }).to_string())
+}
