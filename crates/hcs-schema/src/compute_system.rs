@@ -1,0 +1,155 @@
+//! The top-level create document (reference section 5.3).
+
+use hcs_errors::HcsError;
+use serde_json::Value;
+
+use crate::container::Container;
+use crate::validate::{self, error, member, Validate};
+use crate::version::Version;
+use crate::virtual_machine::VirtualMachine;
+
+hcs_struct! {
+    /// Top-level document passed as `configuration` to HcsCreateComputeSystem.
+    /// Exactly one of `Container`, `VirtualMachine`, `HostedSystem` must be
+    /// set; [`ComputeSystem::validate`] checks it.
+    pub struct ComputeSystem {
+        /// Free-form name of the managing client; echoed in `Properties.Owner`.
+        "Owner" => owner: String,
+        /// Schema version of the document, effectively required (`{"Major": 2, "Minor": N}`).
+        "SchemaVersion" => schema_version: Version,
+        /// Id of an already created system (utility VM) that hosts `HostedSystem` or `Container`.
+        "HostingSystemId" => hosting_system_id: String,
+        /// Opaque JSON forwarded to the guest agent of `HostingSystemId`
+        /// (a [`HostedSystem`], or hcsshim's LCOW document with
+        /// `SchemaVersion`, `OciBundlePath`, `OciSpecification`, `ScratchDirPath`).
+        "HostedSystem" => hosted_system: Value,
+        /// A container.
+        "Container" => container: Container,
+        /// A virtual machine.
+        "VirtualMachine" => virtual_machine: VirtualMachine,
+        /// Terminate the system when the last handle to it is closed.
+        "ShouldTerminateOnLastHandleClosed" => should_terminate_on_last_handle_closed: bool,
+    }
+}
+
+hcs_struct! {
+    /// Container configuration created inside a hosting system; carries its
+    /// own schema version because the guest may support a different one.
+    pub struct HostedSystem {
+        /// Schema version understood by the guest.
+        "SchemaVersion" => schema_version: Version,
+        /// The container.
+        "Container" => container: Container,
+    }
+}
+
+impl ComputeSystem {
+    /// Semantic checks of a create document:
+    /// `SchemaVersion` present with `Major == 2` (any minor);
+    /// exactly one of `Container`, `VirtualMachine`, `HostedSystem`;
+    /// `HostedSystem` requires `HostingSystemId` and must be an object;
+    /// plus the checks of [`VirtualMachine`] and [`Container`].
+    pub fn validate(&self) -> Result<(), HcsError> {
+        const DOC: &str = "ComputeSystem";
+        match &self.schema_version {
+            None => {
+                return Err(error(
+                    DOC,
+                    "$.SchemaVersion",
+                    "missing; every create document must carry {\"Major\": 2, \"Minor\": N}",
+                ))
+            }
+            Some(v) => validate::check_schema_version(DOC, "$.SchemaVersion", v)?,
+        }
+
+        let present: Vec<&str> = [
+            ("Container", self.container.is_some()),
+            ("VirtualMachine", self.virtual_machine.is_some()),
+            ("HostedSystem", self.hosted_system.is_some()),
+        ]
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| *name)
+        .collect();
+        match present.as_slice() {
+            [] => {
+                return Err(error(
+                    DOC,
+                    "$",
+                    "none of `Container`, `VirtualMachine`, `HostedSystem` is set; exactly one is required",
+                ))
+            }
+            [_] => {}
+            several => {
+                let names: Vec<String> = several.iter().map(|n| format!("`{n}`")).collect();
+                return Err(error(
+                    DOC,
+                    "$",
+                    format!(
+                        "{} are mutually exclusive; exactly one of `Container`, `VirtualMachine`, `HostedSystem` may be set",
+                        names.join(" and ")
+                    ),
+                ));
+            }
+        }
+
+        if let Some(hosted) = &self.hosted_system {
+            validate::require_non_empty(
+                DOC,
+                "$.HostingSystemId",
+                self.hosting_system_id.as_deref(),
+                "`HostedSystem` requires the id of the system that hosts it",
+            )?;
+            if !hosted.is_object() {
+                return Err(error(DOC, "$.HostedSystem", "expected a JSON object"));
+            }
+        }
+        if let Some(id) = &self.hosting_system_id {
+            validate::check_no_nul(DOC, "$.HostingSystemId", id)?;
+        }
+        if let Some(vm) = &self.virtual_machine {
+            vm.validate_at(DOC, "$.VirtualMachine")?;
+        }
+        if let Some(container) = &self.container {
+            container.validate_at(DOC, "$.Container")?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for ComputeSystem {
+    fn validate(&self) -> Result<(), HcsError> {
+        ComputeSystem::validate(self)
+    }
+}
+
+impl HostedSystem {
+    /// `SchemaVersion` present with major 2, `Container` present and valid.
+    pub fn validate(&self) -> Result<(), HcsError> {
+        const DOC: &str = "HostedSystem";
+        match &self.schema_version {
+            None => {
+                return Err(error(
+                    DOC,
+                    "$.SchemaVersion",
+                    "missing; expected {\"Major\": 2, \"Minor\": N}",
+                ))
+            }
+            Some(v) => validate::check_schema_version(DOC, "$.SchemaVersion", v)?,
+        }
+        match &self.container {
+            None => Err(error(
+                DOC,
+                &member("$", "Container"),
+                "missing; a hosted system is a container",
+            )),
+            Some(c) => c.validate_at(DOC, "$.Container"),
+        }
+    }
+}
+
+impl Validate for HostedSystem {
+    fn validate(&self) -> Result<(), HcsError> {
+        HostedSystem::validate(self)
+    }
+}
