@@ -1,0 +1,288 @@
+//! `hcs-bench`: measure HCS against its peers in the same run.
+//!
+//! `hcs-bench containers` times one container's whole life —
+//! create + start + run `/bin/true` to exit + terminate/close — through the
+//! `hcs` API, and `runc run` / `crun run` of the same busybox root with
+//! `/bin/true`, interleaving nothing: each runtime runs its iterations in
+//! turn after a warm-up. It prints medians and the ratios to the peers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use hcs::{Operation, System, INFINITE};
+
+#[derive(Parser)]
+#[command(name = "hcs-bench", about = "Benchmarks of HCS against runc and crun, side by side")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// create + start + run /bin/true + close, for HCS, runc and crun.
+    Containers {
+        /// Measured iterations per runtime.
+        #[arg(long, default_value_t = 50)]
+        iterations: usize,
+        /// Unmeasured iterations first.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// The busybox root filesystem (scripts/build-rootfs.sh).
+        #[arg(long, default_value = "build/rootfs/busybox")]
+        rootfs: PathBuf,
+        /// runc binary ("" to skip).
+        #[arg(long, default_value = "runc")]
+        runc: String,
+        /// crun binary ("" to skip).
+        #[arg(long, default_value = "crun")]
+        crun: String,
+    },
+}
+
+struct Sample {
+    name: String,
+    times: Vec<Duration>,
+    note: String,
+}
+
+impl Sample {
+    fn median(&self) -> Duration {
+        let mut t = self.times.clone();
+        t.sort();
+        t.get(t.len() / 2).copied().unwrap_or_default()
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Time of each phase of one HCS iteration: create, start, process, terminate.
+type Phases = [Duration; 4];
+
+fn one_hcs(id: &str, doc: &str) -> hcs::HcsResult<Phases> {
+    let mut phases = [Duration::ZERO; 4];
+    let mut t = Instant::now();
+    let mut lap = |i: usize| {
+        phases[i] = t.elapsed();
+        t = Instant::now();
+    };
+    let op = Operation::new();
+    let system = System::create_in_namespace("bench", id, doc, &op)?;
+    op.wait(INFINITE)?;
+    lap(0);
+    system.start(&op, None)?;
+    op.wait(INFINITE)?;
+    lap(1);
+    let process = system.create_process(r#"{"CommandArgs":["/bin/true"]}"#, &op)?;
+    op.wait_process_info(INFINITE)?;
+    let status = process.wait_for_exit(INFINITE)?;
+    lap(2);
+    if !status.contains("\"ExitCode\":0") {
+        return Err(hcs::HcsError::new(hcs::HResult::E_FAIL, format!("/bin/true failed: {status}")));
+    }
+    process.close();
+    system.terminate(&op, None)?;
+    op.wait(INFINITE)?;
+    system.close();
+    lap(3);
+    Ok(phases)
+}
+
+fn run_peer(bin: &str, state: &Path, bundle: &Path, id: &str) -> Result<(), String> {
+    let out = Command::new(bin)
+        .arg("--root")
+        .arg(state)
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("{bin}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{bin} run: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(())
+}
+
+fn have(bin: &str) -> bool {
+    !bin.is_empty() && Command::new(bin).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Write an OCI bundle running /bin/true on `rootfs` (read-only), from `runc spec`.
+fn make_bundle(runc: &str, dir: &Path, rootfs: &Path) -> Result<(), String> {
+    let st = Command::new(runc).args(["spec", "--bundle"]).arg(dir).status().map_err(|e| e.to_string())?;
+    if !st.success() {
+        return Err("runc spec failed".into());
+    }
+    let path = dir.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    cfg["process"]["args"] = serde_json::json!(["/bin/true"]);
+    cfg["process"]["terminal"] = serde_json::json!(false);
+    cfg["root"] = serde_json::json!({ "path": rootfs, "readonly": true });
+    std::fs::write(&path, serde_json::to_vec_pretty(&cfg).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+}
+
+/// crun 1.8 refuses a hybrid host whose cgroup2 hierarchy holds a controller
+/// (hugetlb here). Mounting hugetlb as a v1 hierarchy for the measurement
+/// moves it off v2; the guard undoes it.
+struct HugetlbWorkaround(Option<PathBuf>);
+
+impl HugetlbWorkaround {
+    fn apply() -> Result<HugetlbWorkaround, String> {
+        let controllers = std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers").unwrap_or_default();
+        if !controllers.split_whitespace().any(|c| c == "hugetlb") {
+            return Ok(HugetlbWorkaround(None));
+        }
+        let dir = PathBuf::from("/sys/fs/cgroup/hugetlb");
+        let created = !dir.exists();
+        if created {
+            std::fs::create_dir(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        }
+        let st = Command::new("mount").args(["-t", "cgroup", "-o", "hugetlb", "cgroup"]).arg(&dir).status().map_err(|e| e.to_string())?;
+        if !st.success() {
+            if created {
+                let _ = std::fs::remove_dir(&dir);
+            }
+            return Err("mounting a v1 hugetlb hierarchy failed (a child cgroup exists in the unified hierarchy?)".into());
+        }
+        Ok(HugetlbWorkaround(Some(dir)))
+    }
+}
+
+impl Drop for HugetlbWorkaround {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = Command::new("umount").arg(dir).status();
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+fn containers(iterations: usize, warmup: usize, rootfs: &Path, runc: &str, crun: &str) -> Result<(), String> {
+    let rootfs = rootfs.canonicalize().map_err(|e| format!("{}: {e} (run scripts/build-rootfs.sh)", rootfs.display()))?;
+    let doc = serde_json::json!({
+        "SchemaVersion": { "Major": 2, "Minor": 1 },
+        "Owner": "hcs-bench",
+        "Container": { "Storage": { "Layers": [ { "Id": "bench", "Path": rootfs } ] } }
+    })
+    .to_string();
+    let mut samples = Vec::new();
+
+    let mut hcs = Sample { name: "hcs".into(), times: Vec::new(), note: String::new() };
+    let mut phases: Vec<Phases> = Vec::new();
+    for i in 0..warmup + iterations {
+        let id = format!("bench-{}-{i}", std::process::id());
+        let t = Instant::now();
+        let p = one_hcs(&id, &doc).map_err(|e| format!("hcs iteration {i}: {e}"))?;
+        if i >= warmup {
+            hcs.times.push(t.elapsed());
+            phases.push(p);
+        }
+    }
+    let phase_median = |k: usize| {
+        let mut v: Vec<Duration> = phases.iter().map(|p| p[k]).collect();
+        v.sort();
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    };
+    hcs.note = format!(
+        "median phases: create {:.2}, start {:.2}, process {:.2}, terminate {:.2} ms",
+        ms(phase_median(0)),
+        ms(phase_median(1)),
+        ms(phase_median(2)),
+        ms(phase_median(3))
+    );
+    samples.push(hcs);
+
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let bundle = tmp.path().join("bundle");
+    std::fs::create_dir(&bundle).map_err(|e| e.to_string())?;
+    let bundle_ok = if have(runc) { make_bundle(runc, &bundle, &rootfs) } else { Err(format!("{runc:?} not found")) };
+    for (name, bin) in [("runc", runc), ("crun", crun)] {
+        let mut s = Sample { name: name.into(), times: Vec::new(), note: String::new() };
+        if let Err(e) = &bundle_ok {
+            s.note = format!("skipped: no bundle ({e})");
+            samples.push(s);
+            continue;
+        }
+        if !have(bin) {
+            s.note = format!("skipped: {bin:?} is not installed");
+            samples.push(s);
+            continue;
+        }
+        let _workaround = if name == "crun" {
+            match HugetlbWorkaround::apply() {
+                Ok(w) => {
+                    if w.0.is_some() {
+                        s.note = "with the hybrid-cgroup hugetlb workaround".into();
+                    }
+                    Some(w)
+                }
+                Err(e) => {
+                    s.note = format!("skipped: {e}");
+                    samples.push(s);
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let state = tmp.path().join(format!("{name}-state"));
+        let mut failed = None;
+        for i in 0..warmup + iterations {
+            let id = format!("bench-{name}-{i}");
+            let t = Instant::now();
+            if let Err(e) = run_peer(bin, &state, &bundle, &id) {
+                failed = Some(e);
+                break;
+            }
+            if i >= warmup {
+                s.times.push(t.elapsed());
+            }
+        }
+        if let Some(e) = failed {
+            s.times.clear();
+            s.note = format!("failed: {e}");
+        }
+        samples.push(s);
+    }
+
+    println!("container create + start + run /bin/true + close, {iterations} iterations after {warmup} warm-up");
+    println!("{:<6} {:>10} {:>10} {:>10} {:>10}  note", "", "median ms", "mean ms", "min ms", "max ms");
+    for s in &samples {
+        if s.times.is_empty() {
+            println!("{:<6} {:>10} {:>10} {:>10} {:>10}  {}", s.name, "-", "-", "-", "-", s.note);
+            continue;
+        }
+        let mean = s.times.iter().sum::<Duration>() / s.times.len() as u32;
+        let min = s.times.iter().min().copied().unwrap_or_default();
+        let max = s.times.iter().max().copied().unwrap_or_default();
+        println!("{:<6} {:>10.2} {:>10.2} {:>10.2} {:>10.2}  {}", s.name, ms(s.median()), ms(mean), ms(min), ms(max), s.note);
+    }
+    let ours = samples[0].median();
+    for s in samples.iter().skip(1).filter(|s| !s.times.is_empty()) {
+        println!("ratio hcs/{}: {:.2} (below 1 means hcs is faster)", s.name, ms(ours) / ms(s.median()));
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("hcs-bench: must run as root (containers need it)");
+        std::process::exit(2);
+    }
+    let r = match cli.command {
+        Cmd::Containers { iterations, warmup, rootfs, runc, crun } => containers(iterations, warmup, &rootfs, &runc, &crun),
+    };
+    if let Err(e) = r {
+        eprintln!("hcs-bench: {e}");
+        std::process::exit(1);
+    }
+}
