@@ -48,10 +48,10 @@ pub struct Container {
 }
 
 impl Container {
-    /// Create the container's cgroup (with its limits) and prepare its
-    /// directories. Nothing runs yet. `cgroup_name` is the cgroup path
-    /// relative to where compute systems are placed (`hcs/<namespace>/<id>`).
-    pub fn create(spec: ContainerSpec, cgroup_name: &Path, rundir: &Path) -> HcsResult<Container> {
+    /// Create the container's cgroup `<parent>/<leaf>` (with its limits;
+    /// `<parent>` is shared by all compute systems and stays) and prepare its
+    /// directories. Nothing runs yet.
+    pub fn create(spec: ContainerSpec, cgroup_parent: &Path, cgroup_leaf: &Path, rundir: &Path) -> HcsResult<Container> {
         let own_pid_ns = std::fs::File::open("/proc/self/ns/pid")
             .map(OwnedFd::from)
             .map_err(|e| HcsError::from_io("opening /proc/self/ns/pid", &e))?;
@@ -63,7 +63,8 @@ impl Container {
             ),
             _ => None,
         };
-        let cgroup = Cgroup::create(cgroup_name).map_err(HcsError::from)?;
+        let cgroup = Cgroup::create_under(cgroup_parent, cgroup_leaf).map_err(HcsError::from)?;
+        tracing::debug!("cgroup created");
         let prepared = (|| -> HcsResult<Vec<OwnedFd>> {
             cgroup.apply(&spec.resources).map_err(HcsError::from)?;
             rootfs::prepare_host_dirs(&spec, rundir).map_err(|e| HcsError::from_io("preparing the container's directories", &e))?;
@@ -113,6 +114,7 @@ impl Container {
             return Err(HcsError::invalid_state("the container is already started"));
         }
         let pid = init::start(&self.spec, &self.rundir, &self.cgroup_procs, self.netns.as_ref())?;
+        tracing::debug!("init ready");
         match spawn::Namespaces::open(pid, self.spec.user_namespace.is_some()) {
             Ok(ns) => {
                 self.init = Some((pid, ns));
@@ -200,6 +202,7 @@ impl Container {
         self.init = None;
         self.cgroup_procs.clear();
         let result = self.cgroup.destroy().map_err(HcsError::from);
+        tracing::debug!("cgroup destroyed");
         if let Some(dir) = &self.spec.ephemeral_scratch {
             if let Err(e) = remove_dir_all_same_fs(dir) {
                 tracing::warn!("removing {}: {e}", dir.display());

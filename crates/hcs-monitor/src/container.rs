@@ -1,6 +1,6 @@
 //! The container backend: HCS calls on a [`hcs_container::Container`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use hcs_container::{Container, ContainerSpec, ProcessSpec};
@@ -10,6 +10,15 @@ use hcs_schema::properties::{MemoryInformationForVm, MemoryStats, ProcessorStats
 use hcs_schema::{ModifySettingRequest, ProcessParameters, Properties, Statistics};
 
 use crate::backend::{Backend, StartedProcess};
+
+/// The cgroup every container's cgroup lives in (kept between containers).
+pub const CGROUP_PARENT: &str = "hcs";
+
+/// A container's cgroup name under [`CGROUP_PARENT`]: `<namespace>@<id>`
+/// (`@` appears in neither, so no two systems share a name).
+pub fn cgroup_leaf(namespace: &str, id: &str) -> String {
+    format!("{namespace}@{id}")
+}
 
 /// Default console size when `EmulateConsole` has no `ConsoleSize`.
 const DEFAULT_CONSOLE: (u16, u16) = (25, 80);
@@ -45,8 +54,7 @@ impl ContainerBackend {
             }
             _ => None,
         };
-        let cgroup = PathBuf::from("hcs").join(namespace).join(id);
-        let container = Container::create(spec, &cgroup, rundir)?;
+        let container = Container::create(spec, Path::new(CGROUP_PARENT), Path::new(&cgroup_leaf(namespace, id)), rundir)?;
         Ok(ContainerBackend { container, shared_network })
     }
 

@@ -176,6 +176,7 @@ fn bootstrap() -> io::Result<Option<Monitor>> {
         }
     };
     reply(&channel, Outcome::ok(None));
+    tracing::debug!("create answered");
     let sock = channel.into_fd();
     set_nonblocking(&sock)?;
     let poll = Poll::new()?;

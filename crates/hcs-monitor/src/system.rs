@@ -72,6 +72,7 @@ impl System {
         let rundir = hcs_rundir::RunDir::create(runtime_root, namespace, id)?;
         let _ = std::fs::write(rundir.path().join("config.json"), document);
         crate::logging::start(rundir.path(), namespace, id);
+        tracing::debug!("runtime directory ready");
         let built: HcsResult<Box<dyn Backend>> = if let Some(c) = &doc.container {
             crate::container::ContainerBackend::create(id, namespace, c, rundir.path(), runtime_root)
                 .map(|b| Box::new(b) as Box<dyn Backend>)
@@ -85,6 +86,7 @@ impl System {
                 "HostedSystem documents need a hosting utility VM, which is not available yet",
             ))
         };
+        tracing::debug!("backend built");
         let backend = match built {
             Ok(b) => b,
             Err(e) => {
@@ -99,6 +101,7 @@ impl System {
             owner: doc.owner.clone(),
             monitor_pid: std::process::id(),
             cgroups: backend.cgroup_paths(),
+            cgroup_leaf: Some(crate::container::cgroup_leaf(namespace, id)),
             main_pid: None,
         };
         if let Err(e) = rundir.write_record(&record) {

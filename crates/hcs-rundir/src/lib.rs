@@ -85,6 +85,10 @@ pub struct Record {
     pub monitor_pid: u32,
     /// Cgroup directories to kill and remove.
     pub cgroups: Vec<PathBuf>,
+    /// The last component(s) of the cgroup paths that belong to this system
+    /// alone; cleanup removes nothing above them.
+    #[serde(default)]
+    pub cgroup_leaf: Option<String>,
     /// Host pid of the system's main process (a container's init) while it runs.
     #[serde(default)]
     pub main_pid: Option<i32>,
@@ -216,9 +220,11 @@ pub fn cleanup_if_stale(dir: &Path) -> HcsResult<Cleanup> {
         if let Ok(record) = serde_json::from_slice::<Record>(&text) {
             tracing::info!(id = %record.id, "cleaning up after dead monitor {}", record.monitor_pid);
             if !record.cgroups.is_empty() {
-                hcs_cgroups::Cgroup::from_paths(record.cgroups.clone())
-                    .destroy()
-                    .map_err(HcsError::from)?;
+                let cgroup = match &record.cgroup_leaf {
+                    Some(leaf) => hcs_cgroups::Cgroup::from_paths_with_relative(record.cgroups.clone(), Path::new(leaf)),
+                    None => hcs_cgroups::Cgroup::from_paths(record.cgroups.clone()),
+                };
+                cgroup.destroy().map_err(HcsError::from)?;
             }
         }
     }
