@@ -82,6 +82,8 @@ struct Monitor {
     next_conn: usize,
     waiters: Vec<(usize, u64, Wait)>,
     handles: usize,
+    /// A system handle went away since the last check.
+    handle_released: bool,
 }
 
 /// Entry point: stdin is the creating client's socket.
@@ -191,6 +193,7 @@ fn bootstrap() -> io::Result<Option<Monitor>> {
         next_conn: FIRST_CONN,
         waiters: Vec::new(),
         handles: 0,
+        handle_released: false,
     };
     m.add_conn(sock, Some(ConnectionKind::Handle))?;
     Ok(Some(m))
@@ -487,6 +490,7 @@ impl Monitor {
                     if c.holds_handle {
                         c.holds_handle = false;
                         self.handles = self.handles.saturating_sub(1);
+                        self.handle_released = true;
                     }
                 }
                 self.result(n, id, Ok(None));
@@ -528,7 +532,7 @@ impl Monitor {
                 c.flush();
             }
             let dead: Vec<usize> = self.conns.iter().filter(|(_, c)| c.dead).map(|(n, _)| *n).collect();
-            let mut lost_handle = false;
+            let mut lost_handle = std::mem::take(&mut self.handle_released);
             for n in dead {
                 if let Some(c) = self.conns.remove(&n) {
                     let _ = self.poll.registry().deregister(&mut SourceFd(&c.fd.as_raw_fd()));

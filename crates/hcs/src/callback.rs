@@ -152,7 +152,12 @@ mod tests {
             let d = d.clone();
             thread::spawn(move || d.close())
         };
-        // The close cannot finish while the first callback runs.
+        // Wait until the close has taken effect; it must then be blocked on
+        // the running callback.
+        while !lock(&d.state).closed {
+            thread::yield_now();
+        }
+        assert!(!closer.is_finished(), "close returned while a callback was running");
         release_tx.send(()).unwrap();
         closer.join().unwrap();
         assert_eq!(finished.load(Ordering::SeqCst), 1, "queued callback must be dropped");

@@ -468,3 +468,164 @@ pub(crate) fn to_result(hr: HResult, doc: Option<String>) -> HcsResult<Option<St
     Err(HcsError::new(hr, message))
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventOptions, EventType};
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+
+    const LONG: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn not_started_then_pending_then_complete() {
+        let op = Operation::new();
+        assert_eq!(op.operation_type(), OperationType::None);
+        assert_eq!(op.result_raw().0, HResult::HCS_E_OPERATION_NOT_STARTED);
+        assert_eq!(op.wait_raw(0).0, HResult::HCS_E_OPERATION_NOT_STARTED);
+        let g = op.begin(OperationType::Start, Target::None, None).unwrap();
+        assert_eq!(op.operation_type(), OperationType::Start);
+        assert_eq!(op.result_raw().0, HResult::HCS_E_OPERATION_PENDING);
+        op.complete(g, HResult::S_OK, Some("{}".into()), None);
+        assert_eq!(op.result_raw(), (HResult::S_OK, Some("{}".to_string())));
+        assert_eq!(op.wait(crate::INFINITE).unwrap(), Some("{}".to_string()));
+    }
+
+    #[test]
+    fn wait_times_out_and_the_work_goes_on() {
+        let op = Operation::new();
+        let g = op.begin(OperationType::Shutdown, Target::None, None).unwrap();
+        let t = Instant::now();
+        assert_eq!(op.wait_raw(50).0, HResult::HCS_E_OPERATION_TIMEOUT);
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        let late = op.clone();
+        let h = std::thread::spawn(move || late.complete(g, HResult::S_OK, None, None));
+        assert_eq!(op.wait_raw(crate::INFINITE).0, HResult::S_OK);
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn a_pending_operation_cannot_be_reused_but_a_complete_one_can() {
+        let op = Operation::new();
+        let g = op.begin(OperationType::Create, Target::None, None).unwrap();
+        let e = op.begin(OperationType::Start, Target::None, None).unwrap_err();
+        assert_eq!(e.hresult, HResult::HCS_E_OPERATION_ALREADY_STARTED);
+        op.complete(g, HResult::HCS_E_INVALID_JSON, Some(r#"{"Error":-2143878899,"ErrorMessage":"bad"}"#.into()), None);
+        let err = op.wait(0).unwrap_err();
+        assert_eq!(err.hresult, HResult::HCS_E_INVALID_JSON);
+        assert_eq!(err.message, "bad");
+        let g2 = op.begin(OperationType::Start, Target::None, None).unwrap();
+        assert_eq!(op.result_raw().0, HResult::HCS_E_OPERATION_PENDING, "reuse resets the result");
+        op.complete(g2, HResult::S_OK, None, None);
+        assert_eq!(op.operation_type(), OperationType::Start);
+        assert!(op.wait(0).is_ok());
+        // A stale completion of the first call must not touch the second.
+        op.complete(g, HResult::E_FAIL, None, None);
+        assert!(op.wait(0).is_ok());
+    }
+
+    #[test]
+    fn ids_are_unique_and_stable() {
+        let a = Operation::new();
+        let b = Operation::new();
+        assert_ne!(a.id(), b.id());
+        assert_ne!(a.id(), HCS_INVALID_OPERATION_ID);
+        let id = a.id();
+        let g = a.begin(OperationType::Start, Target::None, None).unwrap();
+        a.complete(g, HResult::S_OK, None, None);
+        assert_eq!(a.id(), id);
+    }
+
+    #[test]
+    fn the_callback_runs_once_on_a_library_thread_and_may_close_the_operation() {
+        let (tx, rx) = mpsc::channel();
+        let me = std::thread::current().id();
+        let op = Operation::with_callback(move |op| {
+            let (hr, _) = op.result_raw();
+            tx.send((hr, op.operation_type(), std::thread::current().id() != me)).unwrap();
+            // Closing the operation inside its own callback: dropping every
+            // handle the caller had is allowed; the library holds its own.
+        });
+        let g = op.begin(OperationType::Create, Target::None, None).unwrap();
+        let weak = Arc::downgrade(&op.inner);
+        let inner = op.clone();
+        drop(op); // the caller closed it while pending
+        inner.complete(g, HResult::S_OK, None, None);
+        drop(inner);
+        let got = rx.recv_timeout(LONG).unwrap();
+        assert_eq!(got, (HResult::S_OK, OperationType::Create, true));
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err(), "exactly one callback");
+        // Once the callback returned, nothing holds the operation any more.
+        let deadline = Instant::now() + LONG;
+        while weak.strong_count() > 0 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(weak.strong_count(), 0, "the operation leaked");
+    }
+
+    #[test]
+    fn process_info_variants_refuse_other_operation_types() {
+        let op = Operation::new();
+        let g = op.begin(OperationType::Start, Target::None, None).unwrap();
+        op.complete(g, HResult::S_OK, None, None);
+        assert_eq!(op.result_and_process_info_raw().0, HResult::E_INVALIDARG);
+        assert_eq!(op.wait_process_info_raw(0).0, HResult::E_INVALIDARG);
+    }
+
+    #[test]
+    fn completions_go_to_the_event_callback_when_the_handle_asks_for_them() {
+        // The operation-completion sample's pattern C: the create's operation
+        // has no callback and completes before the system callback exists.
+        let core = HandleCore::new();
+        let op = Operation::new();
+        let g = op.begin(OperationType::Create, Target::None, Some(core.clone())).unwrap();
+        op.complete(g, HResult::S_OK, None, None);
+        drop(op);
+        let (tx, rx) = mpsc::channel();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let s = seen.clone();
+        core.set_callback(
+            EventOptions::ENABLE_OPERATION_CALLBACKS,
+            Arc::new(move |ev: &crate::Event| {
+                s.fetch_add(1, Ordering::SeqCst);
+                let op = ev.operation.clone().expect("OperationCallback carries the operation");
+                tx.send((ev.event_type, op.operation_type(), op.result_raw().0)).unwrap();
+            }),
+        )
+        .unwrap();
+        assert_eq!(rx.recv_timeout(LONG).unwrap(), (EventType::OperationCallback, OperationType::Create, HResult::S_OK));
+        // An operation with its own callback is refused on such a handle.
+        let with_cb = Operation::with_callback(|_| {});
+        let e = with_cb.begin(OperationType::Start, Target::None, Some(core.clone())).unwrap_err();
+        assert_eq!(e.hresult, HResult::HCS_E_OPERATION_SYSTEM_CALLBACK_ALREADY_SET);
+        // A second registration is refused as well.
+        let e = core.set_callback(EventOptions::NONE, Arc::new(|_: &crate::Event| {})).unwrap_err();
+        assert_eq!(e.hresult, HResult::HCS_E_OPERATION_SYSTEM_CALLBACK_ALREADY_SET);
+        // A later callback-less operation is delivered live.
+        let op2 = Operation::new();
+        let g2 = op2.begin(OperationType::Start, Target::None, Some(core.clone())).unwrap();
+        op2.complete(g2, HResult::S_OK, None, None);
+        assert_eq!(rx.recv_timeout(LONG).unwrap().1, OperationType::Start);
+        core.close();
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn without_operation_callbacks_the_event_callback_sees_no_completions() {
+        let core = HandleCore::new();
+        let (tx, rx) = mpsc::channel();
+        core.set_callback(EventOptions::NONE, Arc::new(move |ev: &crate::Event| tx.send(ev.event_type).unwrap()))
+            .unwrap();
+        let op = Operation::new();
+        let g = op.begin(OperationType::Start, Target::None, Some(core.clone())).unwrap();
+        op.complete(g, HResult::S_OK, None, None);
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+        // An operation with its own callback is fine here and its callback runs.
+        let (tx2, rx2) = mpsc::channel();
+        let op = Operation::with_callback(move |o| tx2.send(o.operation_type()).unwrap());
+        let g = op.begin(OperationType::Pause, Target::None, Some(core.clone())).unwrap();
+        op.complete(g, HResult::S_OK, None, None);
+        assert_eq!(rx2.recv_timeout(LONG).unwrap(), OperationType::Pause);
+    }
+}

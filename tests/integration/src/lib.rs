@@ -1,0 +1,220 @@
+//! Helpers shared by the end-to-end tests: the test root filesystem, unique
+//! namespaces, compute system documents, and inventories of what a system can
+//! leave behind on the host (mounts, cgroups, processes, runtime directories).
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hcs::{HcsResult, Operation, Process, System, INFINITE};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+}
+
+/// Fail loudly unless the tests can really run: they create namespaces,
+/// mounts and cgroups, which needs root. A test that cannot run is a failure,
+/// never a silent pass.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the integration tests create real containers and must run as root (sudo ./scripts/test.sh)"
+    );
+}
+
+/// The busybox root filesystem built by scripts/build-rootfs.sh.
+pub fn rootfs() -> PathBuf {
+    require_root();
+    let p = std::env::var_os("HCS_TEST_ROOTFS").map(PathBuf::from).unwrap_or_else(|| repo().join("build/rootfs/busybox"));
+    assert!(p.join("bin/busybox").exists(), "{} is missing: run scripts/build-rootfs.sh first", p.display());
+    p
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A namespace unique to this test run and call, so tests can run in parallel
+/// and each can inventory what it left behind.
+pub fn unique_namespace(test: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t: String = test.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect();
+    format!("t{}-{n}-{t}", std::process::id())
+}
+
+/// A container document on the test root filesystem.
+pub fn container_doc(extra: serde_json::Value) -> String {
+    let mut doc = serde_json::json!({
+        "SchemaVersion": { "Major": 2, "Minor": 1 },
+        "Owner": "hcs-tests",
+        "Container": {
+            "Storage": { "Layers": [ { "Id": "0a9d0f6e-0000-4000-8000-000000000001", "Path": rootfs() } ] }
+        }
+    });
+    merge(&mut doc, extra);
+    doc.to_string()
+}
+
+fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
+    match (a, b) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+/// Create a compute system and wait for the create.
+pub fn create(ns: &str, id: &str, doc: &str) -> HcsResult<System> {
+    let op = Operation::new();
+    let s = System::create_in_namespace(ns, id, doc, &op)?;
+    op.wait(INFINITE)?;
+    Ok(s)
+}
+
+/// Create and start.
+pub fn create_started(ns: &str, id: &str, doc: &str) -> System {
+    let s = create(ns, id, doc).expect("create");
+    let op = Operation::new();
+    s.start(&op, None).expect("start call");
+    op.wait(INFINITE).expect("start");
+    s
+}
+
+/// Wait for an operation-taking call.
+pub fn call(f: impl FnOnce(&Operation) -> HcsResult<()>) -> HcsResult<Option<String>> {
+    let op = Operation::new();
+    f(&op)?;
+    op.wait(INFINITE)
+}
+
+/// Properties of a system as JSON.
+pub fn properties(s: &System, types: &[&str]) -> HcsResult<serde_json::Value> {
+    let q = serde_json::json!({ "PropertyTypes": types }).to_string();
+    let doc = call(|op| s.get_properties(op, Some(&q)))?.unwrap_or_default();
+    Ok(serde_json::from_str(&doc).expect("properties are JSON"))
+}
+
+/// A process that ran to the end: its exit code and output.
+pub struct Finished {
+    pub exit_code: u32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run `args` in the system with piped stdout/stderr and wait for it.
+pub fn run(s: &System, args: &[&str]) -> Finished {
+    run_params(s, serde_json::json!({ "CommandArgs": args }))
+}
+
+/// Run with more ProcessParameters; stdout and stderr are always piped.
+pub fn run_params(s: &System, mut params: serde_json::Value) -> Finished {
+    params["CreateStdOutPipe"] = true.into();
+    params["CreateStdErrPipe"] = true.into();
+    let op = Operation::new();
+    let p = s.create_process(&params.to_string(), &op).expect("create process call");
+    let info = op.wait_process_info(INFINITE).expect("create process");
+    let out = std::thread::spawn(move || read_all(info.std_output));
+    let err = std::thread::spawn(move || read_all(info.std_error));
+    let status = exit_of(&p);
+    Finished { exit_code: status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
+}
+
+/// Read a descriptor to EOF.
+pub fn read_all(fd: Option<OwnedFd>) -> String {
+    let mut s = String::new();
+    if let Some(fd) = fd {
+        let _ = std::fs::File::from(fd).read_to_string(&mut s);
+    }
+    s
+}
+
+/// Wait for a process and return its exit code, checking the ProcessStatus.
+pub fn exit_of(p: &Process) -> u32 {
+    let status: serde_json::Value = serde_json::from_str(&p.wait_for_exit(INFINITE).expect("wait for exit")).unwrap();
+    assert_eq!(status["Exited"], true, "{status}");
+    assert_eq!(status["LastWaitResult"], 0, "{status}");
+    status["ExitCode"].as_u64().expect("ExitCode") as u32
+}
+
+/// Terminate and wait until the system is gone.
+pub fn terminate(s: &System) -> serde_json::Value {
+    call(|op| s.terminate(op, None)).expect("terminate");
+    serde_json::from_str(&s.wait_for_exit(INFINITE).expect("exit status")).unwrap()
+}
+
+/// Everything of a namespace's systems that can exist on the host.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    pub mounts: Vec<String>,
+    pub cgroups: Vec<PathBuf>,
+    pub processes: Vec<i32>,
+    pub runtime_dirs: Vec<PathBuf>,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        *self == Leftovers::default()
+    }
+}
+
+/// Inventory what systems of namespace `ns` have on the host right now.
+pub fn leftovers(ns: &str) -> Leftovers {
+    let marker = format!("{ns}@");
+    let mut l = Leftovers::default();
+    if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
+        l.mounts = m.lines().filter(|x| x.contains(&format!("/hcs/{ns}/")) || x.contains(&marker)).map(str::to_owned).collect();
+    }
+    let mut stack = vec![PathBuf::from("/sys/fs/cgroup")];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                let p = e.path();
+                if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&marker)) {
+                    l.cgroups.push(p);
+                } else if p.components().count() < 12 {
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for e in procs.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            if std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(&marker)) {
+                l.processes.push(pid);
+            }
+        }
+    }
+    let nsdir = hcs_rundir::root().join(ns);
+    if let Ok(entries) = std::fs::read_dir(&nsdir) {
+        l.runtime_dirs = entries.flatten().map(|e| e.path()).collect();
+    }
+    if nsdir.exists() && l.runtime_dirs.is_empty() {
+        l.runtime_dirs.push(nsdir);
+    }
+    l
+}
+
+/// Wait (bounded) until `cond` holds; for effects another process produces
+/// asynchronously with no event to wait on. Panics with `what` on timeout.
+pub fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The `hcs` command-line tool of this build.
+pub fn hcs_cli() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join("hcs");
+    assert!(p.exists(), "{} is missing: build the workspace first (cargo build --workspace)", p.display());
+    p
+}
