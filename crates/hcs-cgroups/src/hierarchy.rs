@@ -561,13 +561,17 @@ fn parse_mountinfo_line(line: &str) -> Result<MountLine<'_>, CgroupError> {
     }
     let root = unescape(fields[3]);
     let mount_point = unescape(fields[4]);
-    if !root.starts_with('/') || !mount_point.starts_with('/') {
+    let fstype = fields[sep + 1];
+    // Only cgroup mounts are held to this: others (nsfs's "net:[4026532250]"
+    // root, say) are legitimately not paths, and are ignored anyway.
+    let is_cgroup = fstype == "cgroup" || fstype == "cgroup2";
+    if is_cgroup && (!root.starts_with('/') || !mount_point.starts_with('/')) {
         return Err(bad("root or mount point is not absolute"));
     }
     Ok(MountLine {
         root,
         mount_point,
-        fstype: fields[sep + 1],
+        fstype,
         super_options: fields[sep + 3],
     })
 }
@@ -799,6 +803,13 @@ mod tests {
             h.v1("memory").unwrap().process_dir(),
             Path::new("/sys/fs/cgroup/memory/sub")
         );
+    }
+
+    #[test]
+    fn non_path_roots_of_other_file_systems_are_fine() {
+        let mut mi = String::from(HYBRID_MOUNTINFO);
+        mi.push_str("65 64 0:4 net:[4026532250] /run/netns/x rw shared:2 - nsfs nsfs rw\n");
+        assert!(Hierarchies::from_mountinfo(&mi, HYBRID_CGROUP).is_ok());
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub(crate) fn start(
     cgroup_procs: &[OwnedFd],
     netns: Option<&OwnedFd>,
 ) -> HcsResult<i32> {
+    let mounts = rootfs::build_mounts(spec, rundir).map_err(|m| {
+        HcsError::new(HResult::HCS_E_TERMINATED_DURING_START, format!("the container could not start: {m}"))
+    })?;
     let io = |what: &str, e: nix::errno::Errno| HcsError::from_io(what, &std::io::Error::from(e));
     let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("creating a pipe", e))?;
     let (st_r, st_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("creating a pipe", e))?;
@@ -42,15 +45,25 @@ pub(crate) fn start(
         flags |= libc::CLONE_NEWUSER;
     }
     let parent_pid = std::process::id() as i32;
-    match sys::clone_fork(flags).map_err(|e| HcsError::from_io("creating the container's namespaces (clone)", &e))? {
+    // The child starts in the mount point (see rootfs::setup); the monitor
+    // is single-threaded, so changing its directory for the clone is safe.
+    let home = std::fs::File::open(".").map_err(|e| HcsError::from_io("opening the working directory", &e))?;
+    std::env::set_current_dir(rundir.join("rootfs")).map_err(|e| HcsError::from_io("entering the mount point", &e))?;
+    let forked = sys::clone_fork(flags);
+    if !matches!(forked, Ok(Forked::Child)) {
+        let _ = nix::unistd::fchdir(&home);
+    }
+    drop(home);
+    match forked.map_err(|e| HcsError::from_io("creating the container's namespaces (clone)", &e))? {
         Forked::Child => {
             drop(go_w);
             drop(st_r);
             let mut keep: Vec<RawFd> = vec![go_r.as_raw_fd(), st_w.as_raw_fd()];
             keep.extend(cgroup_procs.iter().map(|f| f.as_raw_fd()));
             keep.extend(netns.map(|f| f.as_raw_fd()));
+            keep.extend(mounts.raw_fds());
             sys::close_all_except(3, &keep);
-            let code = child(spec, rundir, go_r, st_w, cgroup_procs, netns, parent_pid);
+            let code = child(spec, go_r, st_w, cgroup_procs, netns, &mounts, parent_pid);
             sys::exit_now(code)
         }
         Forked::Parent(pid) => {
@@ -121,11 +134,11 @@ fn report(st_w: &OwnedFd, msg: &[u8]) {
 /// never returns once running as init.
 fn child(
     spec: &ContainerSpec,
-    rundir: &Path,
     go_r: OwnedFd,
     st_w: OwnedFd,
     cgroup_procs: &[OwnedFd],
     netns: Option<&OwnedFd>,
+    mounts: &rootfs::DetachedMounts,
     parent_pid: i32,
 ) -> i32 {
     let fail = |msg: String| {
@@ -170,7 +183,7 @@ fn child(
             return fail(format!("bringing up loopback: {e}"));
         }
     }
-    if let Err(msg) = rootfs::setup(spec, rundir, spec.user_namespace.is_some()) {
+    if let Err(msg) = rootfs::setup(spec, spec.user_namespace.is_some(), mounts) {
         return fail(msg);
     }
     let _ = nix::unistd::setsid();

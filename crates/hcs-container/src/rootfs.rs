@@ -120,6 +120,79 @@ fn overlay_escape(p: &Path) -> String {
     s
 }
 
+/// Mounts the monitor builds with the host's credentials before the init
+/// exists, for the init to attach: the root and every mapping, in order.
+pub(crate) struct DetachedMounts {
+    pub root: OwnedFd,
+    pub mappings: Vec<(Mapping, OwnedFd)>,
+    /// The generated resolv.conf, when DNS suffixes were given.
+    pub resolv: Option<OwnedFd>,
+}
+
+impl DetachedMounts {
+    /// Their raw descriptors (the init must keep them open).
+    pub(crate) fn raw_fds(&self) -> Vec<std::os::fd::RawFd> {
+        std::iter::once(self.root.as_raw_fd())
+            .chain(self.mappings.iter().map(|(_, f)| f.as_raw_fd()))
+            .chain(self.resolv.as_ref().map(|f| f.as_raw_fd()))
+            .collect()
+    }
+}
+
+fn cpath(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// Build the container's root (an overlay of its layers, or its directory)
+/// and its bind mounts as detached mounts.
+pub(crate) fn build_mounts(spec: &ContainerSpec, rundir: &Path) -> SetupResult<DetachedMounts> {
+    let root = match &spec.rootfs {
+        RootFs::Overlay { lower, upper, work } => {
+            let fs = ctx(sys::FsContext::open(c"overlay"), || "opening an overlay file system".to_string())?;
+            // One `lowerdir+` per layer: no 4 KiB limit on the option string
+            // and no escaping of ':' or ',' in paths (Linux 6.5+); older
+            // kernels get the classic colon-separated list.
+            let mut layers_done = true;
+            for l in lower {
+                if let Err(e) = fs.set(c"lowerdir+", &ctx(cpath(l), || "layer path".into())?) {
+                    if e.raw_os_error() == Some(libc::EINVAL) && l == &lower[0] {
+                        layers_done = false;
+                        break;
+                    }
+                    return Err(format!("overlay layer {}: {e}", l.display()));
+                }
+            }
+            if !layers_done {
+                let joined: Vec<String> = lower.iter().map(|p| overlay_escape(p)).collect();
+                let joined = joined.join(":");
+                let c = CString::new(joined).map_err(|_| "a layer path contains a NUL byte".to_string())?;
+                ctx(fs.set(c"lowerdir", &c), || "setting the overlay's layers".to_string())?;
+            }
+            ctx(fs.set(c"upperdir", &ctx(cpath(upper), || "upperdir".into())?), || format!("overlay upperdir {}", upper.display()))?;
+            ctx(fs.set(c"workdir", &ctx(cpath(work), || "workdir".into())?), || format!("overlay workdir {}", work.display()))?;
+            ctx(fs.mount(), || format!("creating the overlay root of {} layers", lower.len()))?
+        }
+        RootFs::Directory(dir) => ctx(sys::clone_tree(&ctx(cpath(dir), || "root path".into())?), || {
+            format!("binding the root directory {}", dir.display())
+        })?,
+    };
+    let mut mappings = Vec::with_capacity(spec.mappings.len());
+    for m in &spec.mappings {
+        let fd = ctx(sys::clone_tree(&ctx(cpath(&m.host), || "host path".into())?), || format!("binding {}", m.host.display()))?;
+        if m.read_only {
+            ctx(sys::make_read_only(fd.as_fd()), || format!("making {} read-only", m.host.display()))?;
+        }
+        mappings.push((m.clone(), fd));
+    }
+    let resolv = if spec.dns_search.is_empty() {
+        None
+    } else {
+        let p = rundir.join("resolv.conf");
+        Some(ctx(sys::clone_tree(&ctx(cpath(&p), || "resolv.conf".into())?), || format!("binding {}", p.display()))?)
+    };
+    Ok(DetachedMounts { root, mappings, resolv })
+}
+
 /// Prepare on the host, before the namespaces exist: the mount point and the
 /// writable layer's directories (owned by the container's root when it has
 /// a user namespace).
@@ -154,47 +227,23 @@ pub(crate) fn prepare_host_dirs(spec: &ContainerSpec, rundir: &Path) -> io::Resu
 
 /// Build the root and switch to it. Runs in the init child, in the new
 /// mount namespace, before anything of the container runs.
-pub(crate) fn setup(spec: &ContainerSpec, rundir: &Path, in_userns: bool) -> SetupResult<()> {
+pub(crate) fn setup(spec: &ContainerSpec, in_userns: bool, mounts: &DetachedMounts) -> SetupResult<()> {
     // Nothing we mount may propagate back to the host.
     ctx(mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>), || {
         "making the mount namespace private".to_string()
     })?;
-    let target = rundir.join("rootfs");
-    match &spec.rootfs {
-        RootFs::Overlay { lower, upper, work } => {
-            let lowers: Vec<String> = lower.iter().map(|p| overlay_escape(p)).collect();
-            let mut opts = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                lowers.join(":"),
-                overlay_escape(upper),
-                overlay_escape(work)
-            );
-            if in_userns {
-                opts.push_str(",userxattr");
-            }
-            if opts.len() >= 4096 {
-                return Err(format!(
-                    "the overlay options for {} layers are {} bytes long; the kernel accepts at most 4095",
-                    lower.len(),
-                    opts.len()
-                ));
-            }
-            ctx(mount(Some("overlay"), &target, Some("overlay"), MsFlags::empty(), Some(opts.as_str())), || {
-                format!("mounting the overlay root ({opts})")
-            })?;
-        }
-        RootFs::Directory(dir) => {
-            ctx(mount(Some(dir.as_path()), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>), || {
-                format!("bind-mounting {} as the root", dir.display())
-            })?;
-        }
-    }
-    let root_file = ctx(
-        fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC).open(&target),
-        || format!("opening the root {}", target.display()),
-    )?;
-    let root: OwnedFd = root_file.into();
-    let r = root.as_fd();
+    // The monitor cloned us with the mount point as our working directory:
+    // clone(CLONE_NEWNS) carried it over into this namespace, and a
+    // user-namespaced init could not have looked its path up.
+    let mount_point: OwnedFd = ctx(
+        fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC).open("."),
+        || "opening the mount point".to_string(),
+    )?
+    .into();
+    ctx(sys::attach(mounts.root.as_fd(), mount_point.as_fd()), || "attaching the container's root".to_string())?;
+    drop(mount_point);
+    // Once attached, the mount's own descriptor names the container's root.
+    let r = mounts.root.as_fd();
 
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount_at(r, "/proc", Kind::Dir, Some(Path::new("proc")), Some("proc"), nosuid_nodev_noexec, None)?;
@@ -222,11 +271,12 @@ pub(crate) fn setup(spec: &ContainerSpec, rundir: &Path, in_userns: bool) -> Set
         let _ = mount(None::<&str>, &fd_path(&sysfd), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nosuid_nodev_noexec, None::<&str>);
     }
 
-    for m in &spec.mappings {
-        bind_mapping(r, m)?;
+    for (m, fd) in &mounts.mappings {
+        attach_mapping(r, m, fd)?;
     }
-    if !spec.dns_search.is_empty() {
-        mount_at(r, "/etc/resolv.conf", Kind::File, Some(&rundir.join("resolv.conf")), None, MsFlags::MS_BIND, None)?;
+    if let Some(resolv) = &mounts.resolv {
+        let target = ctx(ensure_in_root(r, Path::new("/etc/resolv.conf"), Kind::File), || "creating /etc/resolv.conf".to_string())?;
+        ctx(sys::attach(resolv.as_fd(), target.as_fd()), || "mounting /etc/resolv.conf".to_string())?;
     }
 
     ctx(nix::unistd::sethostname(&spec.hostname), || format!("setting the host name to {:?}", spec.hostname))?;
@@ -237,39 +287,19 @@ pub(crate) fn setup(spec: &ContainerSpec, rundir: &Path, in_userns: bool) -> Set
     ctx(nix::unistd::pivot_root(".", "."), || "pivot_root into the container root".to_string())?;
     ctx(nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH), || "detaching the host root".to_string())?;
     ctx(nix::unistd::chdir("/"), || "chdir /".to_string())?;
-    drop(root);
     protect_proc_and_sys();
     Ok(())
 }
 
-fn bind_mapping(root: BorrowedFd<'_>, m: &Mapping) -> SetupResult<()> {
+fn attach_mapping(root: BorrowedFd<'_>, m: &Mapping, mnt: &OwnedFd) -> SetupResult<()> {
     let is_dir = fs::metadata(&m.host).map(|md| md.is_dir()).unwrap_or(false);
     let kind = if is_dir { Kind::Dir } else { Kind::File };
     let target = ctx(ensure_in_root(root, &m.container, kind), || {
         format!("creating {} in the container", m.container.display())
     })?;
-    let tp = fd_path(&target);
-    ctx(mount(Some(m.host.as_path()), &tp, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>), || {
-        format!("bind-mounting {} on {}", m.host.display(), m.container.display())
-    })?;
-    if m.read_only {
-        // Re-open: the descriptor still names the directory under the new mount.
-        let target = ctx(ensure_in_root(root, &m.container, kind), || format!("reopening {}", m.container.display()))?;
-        let tp = fd_path(&target);
-        // A remount must keep the flags the kernel locked on the source mount.
-        let locked = nix::sys::statvfs::statvfs(&tp).map(|s| s.flags()).unwrap_or(nix::sys::statvfs::FsFlags::empty());
-        let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-        use nix::sys::statvfs::FsFlags as F;
-        for (f, m) in [(F::ST_NOSUID, MsFlags::MS_NOSUID), (F::ST_NODEV, MsFlags::MS_NODEV), (F::ST_NOEXEC, MsFlags::MS_NOEXEC)] {
-            if locked.contains(f) {
-                flags |= m;
-            }
-        }
-        ctx(mount(None::<&str>, &tp, None::<&str>, flags, None::<&str>), || {
-            format!("making {} read-only", m.container.display())
-        })?;
-    }
-    Ok(())
+    ctx(sys::attach(mnt.as_fd(), target.as_fd()), || {
+        format!("mounting {} on {}", m.host.display(), m.container.display())
+    })
 }
 
 /// Hide the kernel interfaces a container has no business with, as runc's

@@ -197,3 +197,124 @@ pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no Rust state.
     unsafe { libc::_exit(code) }
 }
+
+// The new mount API (Linux 5.2+). A container's root and its bind mounts are
+// built by the monitor, with the host's credentials, as detached mounts, and
+// attached by the init inside the container's namespaces. A container with
+// a user namespace could not build them itself: its root maps to an
+// unprivileged host uid that may not even traverse /run/hcs.
+
+/// `fsconfig` commands (linux/mount.h).
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+
+/// `struct mount_attr` (linux/mount.h).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn fd_result(rc: libc::c_long) -> io::Result<OwnedFd> {
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
+}
+
+/// A filesystem context being configured (`fsopen`).
+pub(crate) struct FsContext(OwnedFd);
+
+impl FsContext {
+    /// `fsopen(fstype)`.
+    pub(crate) fn open(fstype: &CStr) -> io::Result<FsContext> {
+        // SAFETY: fsopen reads a NUL-terminated name and returns a descriptor.
+        fd_result(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), libc::FSOPEN_CLOEXEC) }).map(FsContext)
+    }
+
+    /// `fsconfig(FSCONFIG_SET_STRING, key, value)`.
+    pub(crate) fn set(&self, key: &CStr, value: &CStr) -> io::Result<()> {
+        // SAFETY: both strings are NUL-terminated and live across the call.
+        let rc = unsafe {
+            libc::syscall(libc::SYS_fsconfig, self.0.as_raw_fd(), FSCONFIG_SET_STRING, key.as_ptr(), value.as_ptr(), 0)
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// `fsconfig(FSCONFIG_CMD_CREATE)` then `fsmount`: a detached mount.
+    pub(crate) fn mount(self) -> io::Result<OwnedFd> {
+        // SAFETY: no pointers; the context descriptor is ours.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                self.0.as_raw_fd(),
+                FSCONFIG_CMD_CREATE,
+                std::ptr::null::<libc::c_char>(),
+                std::ptr::null::<libc::c_void>(),
+                0,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fsmount takes the context descriptor and flag words.
+        fd_result(unsafe { libc::syscall(libc::SYS_fsmount, self.0.as_raw_fd(), libc::FSMOUNT_CLOEXEC, 0) })
+    }
+}
+
+/// `open_tree(path, OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy of the
+/// mount tree at `path` (a recursive bind mount not yet attached anywhere).
+pub(crate) fn clone_tree(path: &CStr) -> io::Result<OwnedFd> {
+    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: open_tree reads a NUL-terminated path and returns a descriptor.
+    fd_result(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })
+}
+
+/// Make a detached mount tree read-only (`mount_setattr`).
+pub(crate) fn make_read_only(mnt: BorrowedFd<'_>) -> io::Result<()> {
+    let attr = MountAttr { attr_set: libc::MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    // SAFETY: mount_setattr reads `attr` (whose size we pass) and an empty path.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `MOVE_MOUNT_T_EMPTY_PATH` (linux/mount.h).
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+
+/// Attach a detached mount onto the directory or file `target` refers to
+/// (`move_mount` from and to descriptors, no path lookup).
+pub(crate) fn attach(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: move_mount reads two empty paths; both descriptors are open.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
