@@ -226,6 +226,8 @@ fn events(cli: &Cli, id: &str) -> HcsResult<()> {
             let _ = tx.send(());
         }
     })?;
+    // Tell whoever watches us that the subscription is in place.
+    eprintln!("hcs: watching the events of {id}");
     let _ = rx.recv();
     Ok(())
 }

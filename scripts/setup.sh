@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set everything up on a fresh Debian machine and run the main job:
+# install the Debian packages, build the workspace (release), build the
+# busybox root filesystem, then create a container compute system, run a
+# process in it with streamed output and show its exit status.
+# Usage: sudo ./scripts/setup.sh
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: containers need root; run: sudo ./scripts/setup.sh" >&2
+    exit 1
+fi
+if ! command -v cargo >/dev/null; then
+    echo "setup: cargo (Rust) is needed; install a Rust toolchain first" >&2
+    exit 1
+fi
+echo "== 1/4 Debian packages"
+./scripts/install-deps.sh
+echo "== 2/4 busybox root filesystem"
+./scripts/build-rootfs.sh
+echo "== 3/4 build (release)"
+cargo build --release --workspace
+echo "== 4/4 the main job"
+exec ./scripts/demo.sh
