@@ -179,6 +179,11 @@ fn bootstrap() -> io::Result<Option<Monitor>> {
     };
     reply(&channel, Outcome::ok(None));
     tracing::debug!("create answered");
+    // Tidy up after monitors of this namespace that died (their directories
+    // are no longer locked); off the create's critical path.
+    if let Err(e) = hcs_rundir::list_live(&root, &namespace) {
+        tracing::warn!("sweeping stale systems: {e}");
+    }
     let sock = channel.into_fd();
     set_nonblocking(&sock)?;
     let poll = Poll::new()?;

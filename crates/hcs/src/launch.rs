@@ -54,20 +54,95 @@ pub(crate) fn spawn_monitor() -> HcsResult<OwnedFd> {
     let exe = monitor_path()?;
     let (ours, theirs) = hcs_protocol::wire::socketpair()
         .map_err(|e| HcsError::from_io("creating the monitor's socket pair", &e))?;
-    let mut child = Command::new(&exe)
+    let child = Command::new(&exe)
         .arg("--bootstrap-stdin")
         .stdin(Stdio::from(theirs))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| HcsError::from_io(format!("starting {}", exe.display()), &e))?;
-    // The monitor runs on after we return; a small thread reaps it so it
-    // never lingers as a zombie of a long-lived client.
-    let _ = std::thread::Builder::new()
-        .name("hcs-monitor-reaper".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let _ = child.wait();
-        });
+    reaper::watch(child);
     Ok(ours)
+}
+
+/// One library thread reaps every monitor this process started, whenever
+/// it exits, so a long-lived client collects no zombies and keeps no thread
+/// per compute system. It waits on pidfds with `poll`.
+mod reaper {
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+    use std::process::Child;
+    use std::sync::{Mutex, OnceLock};
+
+    struct Reaper {
+        children: Mutex<Vec<(Child, OwnedFd)>>,
+        wake: OwnedFd,
+    }
+
+    fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        // SAFETY: a non-negative result is a descriptor nothing else owns.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    }
+
+    /// The reaper, started on first use; `None` if it cannot run here.
+    fn reaper() -> Option<&'static Reaper> {
+        static REAPER: OnceLock<Option<&'static Reaper>> = OnceLock::new();
+        *REAPER.get_or_init(|| {
+            let wake = nix::sys::eventfd::EventFd::from_value_and_flags(
+                0,
+                nix::sys::eventfd::EfdFlags::EFD_CLOEXEC | nix::sys::eventfd::EfdFlags::EFD_NONBLOCK,
+            )
+            .ok()?;
+            // Lives for the rest of the process, like its thread.
+            let r: &'static Reaper =
+                Box::leak(Box::new(Reaper { children: Mutex::new(Vec::new()), wake: OwnedFd::from(wake) }));
+            std::thread::Builder::new().name("hcs-reaper".into()).stack_size(128 * 1024).spawn(move || serve(r)).ok()?;
+            Some(r)
+        })
+    }
+
+    /// Reap `child` when it exits.
+    pub(super) fn watch(mut child: Child) {
+        let (Some(r), Some(fd)) = (reaper(), pidfd_open(child.id())) else {
+            // No pidfds or no thread: fall back to a thread of its own.
+            let _ = std::thread::Builder::new().stack_size(64 * 1024).spawn(move || {
+                let _ = child.wait();
+            });
+            return;
+        };
+        crate::callback::lock(&r.children).push((child, fd));
+        let _ = nix::unistd::write(&r.wake, &1u64.to_ne_bytes());
+    }
+
+    fn serve(r: &'static Reaper) {
+        loop {
+            let raws: Vec<i32> = crate::callback::lock(&r.children).iter().map(|(_, f)| f.as_raw_fd()).collect();
+            let mut fds: Vec<libc::pollfd> = std::iter::once(r.wake.as_raw_fd())
+                .chain(raws)
+                .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
+                .collect();
+            // SAFETY: `fds` is a valid array of pollfd of the length we pass.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            if n < 0 {
+                continue;
+            }
+            if fds[0].revents != 0 {
+                let mut buf = [0u8; 8];
+                let _ = nix::unistd::read(r.wake.as_fd(), &mut buf);
+            }
+            let exited: Vec<i32> = fds[1..].iter().filter(|p| p.revents != 0).map(|p| p.fd).collect();
+            if !exited.is_empty() {
+                let mut children = crate::callback::lock(&r.children);
+                children.retain_mut(|(child, fd)| {
+                    if exited.contains(&fd.as_raw_fd()) {
+                        let _ = child.wait();
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+        }
+    }
 }

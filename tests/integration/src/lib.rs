@@ -43,11 +43,14 @@ pub fn unique_namespace(test: &str) -> String {
     format!("t{}-{n}-{t}", std::process::id())
 }
 
-/// A container document on the test root filesystem.
+/// A container document on the test root filesystem. It is terminated when
+/// its last handle closes, so a test that fails half-way (and drops its
+/// handles while unwinding) leaves no container running.
 pub fn container_doc(extra: serde_json::Value) -> String {
     let mut doc = serde_json::json!({
         "SchemaVersion": { "Major": 2, "Minor": 1 },
         "Owner": "hcs-tests",
+        "ShouldTerminateOnLastHandleClosed": true,
         "Container": {
             "Storage": { "Layers": [ { "Id": "0a9d0f6e-0000-4000-8000-000000000001", "Path": rootfs() } ] }
         }

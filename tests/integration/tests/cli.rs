@@ -9,6 +9,21 @@ fn hcs(ns: &str, args: &[&str]) -> Output {
     Command::new(hcs_cli()).arg("-n").arg(ns).args(args).output().expect("running hcs")
 }
 
+/// Terminates the system through the CLI when dropped, so a failing test
+/// leaves nothing running (CLI-created systems outlive the CLI).
+struct Cleanup<'a>(&'a str, &'a str);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let _ = hcs(self.0, &["terminate", self.1]);
+    }
+}
+
+/// A document for systems created by the CLI, which must outlive its process.
+fn cli_doc() -> String {
+    container_doc(serde_json::json!({ "ShouldTerminateOnLastHandleClosed": false }))
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -38,7 +53,8 @@ fn run_exec_inspect_and_terminate() {
     let ns = unique_namespace("cli");
     let dir = tempfile::tempdir().unwrap();
     let doc_path = dir.path().join("c.json");
-    std::fs::write(&doc_path, container_doc(serde_json::json!({}))).unwrap();
+    std::fs::write(&doc_path, cli_doc()).unwrap();
+    let _cleanup = Cleanup(&ns, "web");
     let o = hcs(&ns, &["run", "web", doc_path.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "web\n");
@@ -134,5 +150,31 @@ fn create_reports_bad_documents_with_their_path() {
     let e = stderr(&o);
     assert!(e.starts_with("hcs: HCS_E_INVALID_JSON (0x8037010D): "), "{e}");
     assert!(e.contains("$.Container.Processor.Count"), "{e}");
+    assert!(leftovers(&ns).is_empty());
+}
+
+#[test]
+fn exec_forwards_signals_to_the_process() {
+    let ns = unique_namespace("clisig");
+    let dir = tempfile::tempdir().unwrap();
+    let doc_path = dir.path().join("c.json");
+    std::fs::write(&doc_path, cli_doc()).unwrap();
+    let _cleanup = Cleanup(&ns, "s");
+    assert!(hcs(&ns, &["run", "s", doc_path.to_str().unwrap()]).status.success());
+    let mut child = Command::new(hcs_cli())
+        .args(["-n", &ns, "exec", "s", "--", "sh", "-c", "trap 'echo got INT; exit 5' INT; echo ready; sleep 1000 & wait"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::SIGINT).unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "got INT\n");
+    assert_eq!(child.wait().unwrap().code(), Some(5));
+    assert!(hcs(&ns, &["terminate", "s"]).status.success());
     assert!(leftovers(&ns).is_empty());
 }

@@ -195,7 +195,7 @@ fn open_and_enumerate_from_a_second_client() {
 fn a_system_outlives_its_handle_unless_asked_not_to() {
     let ns = unique_namespace("lasthandle");
     // Without the flag: closing the only handle leaves it running.
-    let s = create_started(&ns, "stays", &container_doc(serde_json::json!({})));
+    let s = create_started(&ns, "stays", &container_doc(serde_json::json!({ "ShouldTerminateOnLastHandleClosed": false })));
     s.close();
     drop(s);
     let s = System::open_in_namespace(&ns, "stays", GENERIC_ALL).expect("still there");
@@ -277,4 +277,33 @@ fn operation_callbacks_through_the_system_callback() {
     s.start(&Operation::new(), None).unwrap();
     assert_eq!(rx.recv_timeout(EVENT_WAIT).unwrap(), (hcs::OperationType::Start, HResult::S_OK));
     terminate(&s);
+}
+
+#[test]
+fn garbage_on_the_control_socket_harms_nobody() {
+    use std::os::fd::AsFd;
+    let ns = unique_namespace("garbage");
+    let s = create_started(&ns, "g", &container_doc(serde_json::json!({})));
+    let sock = hcs_rundir::root().join(&ns).join("g/control.sock");
+    let junk: [&[u8]; 5] = [b"", b"\x00not json", b"\x01{\"id\":", b"\x00{\"id\":1,\"request\":{\"Start\":{}}}", &[0xff; 4000]];
+    for bytes in junk {
+        let fd = hcs_protocol_connect(&sock);
+        let _ = nix::sys::socket::send(std::os::fd::AsRawFd::as_raw_fd(&fd), bytes, nix::sys::socket::MsgFlags::MSG_NOSIGNAL);
+        drop(fd);
+    }
+    // A request before Hello is refused and the connection dropped.
+    let fd = hcs_protocol_connect(&sock);
+    let mut ch = hcs_protocol::Channel::new(fd);
+    ch.send(&serde_json::json!({"id": 7, "request": {"Terminate": {"options": null}}}), Vec::new()).unwrap();
+    let (reply, _): (serde_json::Value, _) = ch.recv().unwrap().unwrap();
+    assert_eq!(reply["Response"]["outcome"]["hresult"], hcs::HResult::HCS_E_PROTOCOL_ERROR.0);
+    let _ = ch.fd().as_fd();
+    // The system is untouched and still answers.
+    assert_eq!(properties(&s, &[]).unwrap()["State"], "Running");
+    assert_eq!(run(&s, &["true"]).exit_code, 0);
+    terminate(&s);
+}
+
+fn hcs_protocol_connect(path: &std::path::Path) -> std::os::fd::OwnedFd {
+    hcs_protocol::wire::connect(path).expect("connect to the control socket")
 }
