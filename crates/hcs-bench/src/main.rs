@@ -14,7 +14,10 @@ use clap::{Parser, Subcommand};
 use hcs::{Operation, System, INFINITE};
 
 #[derive(Parser)]
-#[command(name = "hcs-bench", about = "Benchmarks of HCS against runc and crun, side by side")]
+#[command(
+    name = "hcs-bench",
+    about = "Benchmarks of HCS against runc and crun, side by side"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -82,7 +85,10 @@ fn one_hcs(id: &str, doc: &str) -> hcs::HcsResult<Phases> {
     let status = process.wait_for_exit(INFINITE)?;
     lap(2);
     if !status.contains("\"ExitCode\":0") {
-        return Err(hcs::HcsError::new(hcs::HResult::E_FAIL, format!("/bin/true failed: {status}")));
+        return Err(hcs::HcsError::new(
+            hcs::HResult::E_FAIL,
+            format!("/bin/true failed: {status}"),
+        ));
     }
     process.close();
     system.terminate(&op, None)?;
@@ -105,28 +111,46 @@ fn run_peer(bin: &str, state: &Path, bundle: &Path, id: &str) -> Result<(), Stri
         .output()
         .map_err(|e| format!("{bin}: {e}"))?;
     if !out.status.success() {
-        return Err(format!("{bin} run: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "{bin} run: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     Ok(())
 }
 
 fn have(bin: &str) -> bool {
-    !bin.is_empty() && Command::new(bin).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    !bin.is_empty()
+        && Command::new(bin)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
 }
 
 /// Write an OCI bundle running /bin/true on `rootfs` (read-only), from `runc spec`.
 fn make_bundle(runc: &str, dir: &Path, rootfs: &Path) -> Result<(), String> {
-    let st = Command::new(runc).args(["spec", "--bundle"]).arg(dir).status().map_err(|e| e.to_string())?;
+    let st = Command::new(runc)
+        .args(["spec", "--bundle"])
+        .arg(dir)
+        .status()
+        .map_err(|e| e.to_string())?;
     if !st.success() {
         return Err("runc spec failed".into());
     }
     let path = dir.join("config.json");
     let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        serde_json::from_str(&std::fs::read_to_string(&path).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     cfg["process"]["args"] = serde_json::json!(["/bin/true"]);
     cfg["process"]["terminal"] = serde_json::json!(false);
     cfg["root"] = serde_json::json!({ "path": rootfs, "readonly": true });
-    std::fs::write(&path, serde_json::to_vec_pretty(&cfg).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(&cfg).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// crun 1.8 refuses a hybrid host whose cgroup2 hierarchy holds a controller
@@ -136,7 +160,8 @@ struct HugetlbWorkaround(Option<PathBuf>);
 
 impl HugetlbWorkaround {
     fn apply() -> Result<HugetlbWorkaround, String> {
-        let controllers = std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers").unwrap_or_default();
+        let controllers = std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
+            .unwrap_or_default();
         if !controllers.split_whitespace().any(|c| c == "hugetlb") {
             return Ok(HugetlbWorkaround(None));
         }
@@ -145,7 +170,11 @@ impl HugetlbWorkaround {
         if created {
             std::fs::create_dir(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
         }
-        let st = Command::new("mount").args(["-t", "cgroup", "-o", "hugetlb", "cgroup"]).arg(&dir).status().map_err(|e| e.to_string())?;
+        let st = Command::new("mount")
+            .args(["-t", "cgroup", "-o", "hugetlb", "cgroup"])
+            .arg(&dir)
+            .status()
+            .map_err(|e| e.to_string())?;
         if !st.success() {
             if created {
                 let _ = std::fs::remove_dir(&dir);
@@ -165,8 +194,16 @@ impl Drop for HugetlbWorkaround {
     }
 }
 
-fn containers(iterations: usize, warmup: usize, rootfs: &Path, runc: &str, crun: &str) -> Result<(), String> {
-    let rootfs = rootfs.canonicalize().map_err(|e| format!("{}: {e} (run scripts/build-rootfs.sh)", rootfs.display()))?;
+fn containers(
+    iterations: usize,
+    warmup: usize,
+    rootfs: &Path,
+    runc: &str,
+    crun: &str,
+) -> Result<(), String> {
+    let rootfs = rootfs
+        .canonicalize()
+        .map_err(|e| format!("{}: {e} (run scripts/build-rootfs.sh)", rootfs.display()))?;
     let doc = serde_json::json!({
         "SchemaVersion": { "Major": 2, "Minor": 1 },
         "Owner": "hcs-bench",
@@ -175,7 +212,11 @@ fn containers(iterations: usize, warmup: usize, rootfs: &Path, runc: &str, crun:
     .to_string();
     let mut samples = Vec::new();
 
-    let mut hcs = Sample { name: "hcs".into(), times: Vec::new(), note: String::new() };
+    let mut hcs = Sample {
+        name: "hcs".into(),
+        times: Vec::new(),
+        note: String::new(),
+    };
     let mut phases: Vec<Phases> = Vec::new();
     for i in 0..warmup + iterations {
         let id = format!("bench-{}-{i}", std::process::id());
@@ -203,9 +244,17 @@ fn containers(iterations: usize, warmup: usize, rootfs: &Path, runc: &str, crun:
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let bundle = tmp.path().join("bundle");
     std::fs::create_dir(&bundle).map_err(|e| e.to_string())?;
-    let bundle_ok = if have(runc) { make_bundle(runc, &bundle, &rootfs) } else { Err(format!("{runc:?} not found")) };
+    let bundle_ok = if have(runc) {
+        make_bundle(runc, &bundle, &rootfs)
+    } else {
+        Err(format!("{runc:?} not found"))
+    };
     for (name, bin) in [("runc", runc), ("crun", crun)] {
-        let mut s = Sample { name: name.into(), times: Vec::new(), note: String::new() };
+        let mut s = Sample {
+            name: name.into(),
+            times: Vec::new(),
+            note: String::new(),
+        };
         if let Err(e) = &bundle_ok {
             s.note = format!("skipped: no bundle ({e})");
             samples.push(s);
@@ -254,20 +303,38 @@ fn containers(iterations: usize, warmup: usize, rootfs: &Path, runc: &str, crun:
     }
 
     println!("container create + start + run /bin/true + close, {iterations} iterations after {warmup} warm-up");
-    println!("{:<6} {:>10} {:>10} {:>10} {:>10}  note", "", "median ms", "mean ms", "min ms", "max ms");
+    println!(
+        "{:<6} {:>10} {:>10} {:>10} {:>10}  note",
+        "", "median ms", "mean ms", "min ms", "max ms"
+    );
     for s in &samples {
         if s.times.is_empty() {
-            println!("{:<6} {:>10} {:>10} {:>10} {:>10}  {}", s.name, "-", "-", "-", "-", s.note);
+            println!(
+                "{:<6} {:>10} {:>10} {:>10} {:>10}  {}",
+                s.name, "-", "-", "-", "-", s.note
+            );
             continue;
         }
         let mean = s.times.iter().sum::<Duration>() / s.times.len() as u32;
         let min = s.times.iter().min().copied().unwrap_or_default();
         let max = s.times.iter().max().copied().unwrap_or_default();
-        println!("{:<6} {:>10.2} {:>10.2} {:>10.2} {:>10.2}  {}", s.name, ms(s.median()), ms(mean), ms(min), ms(max), s.note);
+        println!(
+            "{:<6} {:>10.2} {:>10.2} {:>10.2} {:>10.2}  {}",
+            s.name,
+            ms(s.median()),
+            ms(mean),
+            ms(min),
+            ms(max),
+            s.note
+        );
     }
     let ours = samples[0].median();
     for s in samples.iter().skip(1).filter(|s| !s.times.is_empty()) {
-        println!("ratio hcs/{}: {:.2} (below 1 means hcs is faster)", s.name, ms(ours) / ms(s.median()));
+        println!(
+            "ratio hcs/{}: {:.2} (below 1 means hcs is faster)",
+            s.name,
+            ms(ours) / ms(s.median())
+        );
     }
     Ok(())
 }
@@ -279,7 +346,13 @@ fn main() {
         std::process::exit(2);
     }
     let r = match cli.command {
-        Cmd::Containers { iterations, warmup, rootfs, runc, crun } => containers(iterations, warmup, &rootfs, &runc, &crun),
+        Cmd::Containers {
+            iterations,
+            warmup,
+            rootfs,
+            runc,
+            crun,
+        } => containers(iterations, warmup, &rootfs, &runc, &crun),
     };
     if let Err(e) = r {
         eprintln!("hcs-bench: {e}");

@@ -76,7 +76,10 @@ fn pump_until_exit(from: OwnedFd, mut to: impl Write, done: Arc<OwnedFd>) {
                 // Everything the process wrote is in the pipe now: read what
                 // is there without waiting for writers it left behind.
                 draining = true;
-                let _ = nix::fcntl::fcntl(&from, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+                let _ = nix::fcntl::fcntl(
+                    &from,
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                );
             } else if !readable {
                 continue;
             }
@@ -94,7 +97,12 @@ fn pump_until_exit(from: OwnedFd, mut to: impl Write, done: Arc<OwnedFd>) {
 }
 
 fn terminal_size() -> Option<(u16, u16)> {
-    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ writes a winsize through the pointer we pass.
     let rc = unsafe { libc::ioctl(std::io::stdout().as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
     (rc == 0 && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
@@ -106,10 +114,13 @@ struct RawMode(Option<nix::sys::termios::Termios>);
 impl RawMode {
     fn enable() -> RawMode {
         let stdin = std::io::stdin();
-        let Ok(orig) = nix::sys::termios::tcgetattr(stdin.as_fd()) else { return RawMode(None) };
+        let Ok(orig) = nix::sys::termios::tcgetattr(stdin.as_fd()) else {
+            return RawMode(None);
+        };
         let mut raw = orig.clone();
         nix::sys::termios::cfmakeraw(&mut raw);
-        let _ = nix::sys::termios::tcsetattr(stdin.as_fd(), nix::sys::termios::SetArg::TCSANOW, &raw);
+        let _ =
+            nix::sys::termios::tcsetattr(stdin.as_fd(), nix::sys::termios::SetArg::TCSANOW, &raw);
         RawMode(Some(orig))
     }
 }
@@ -117,7 +128,11 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         if let Some(orig) = &self.0 {
-            let _ = nix::sys::termios::tcsetattr(std::io::stdin().as_fd(), nix::sys::termios::SetArg::TCSANOW, orig);
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin().as_fd(),
+                nix::sys::termios::SetArg::TCSANOW,
+                orig,
+            );
         }
     }
 }
@@ -128,7 +143,13 @@ impl Drop for RawMode {
 fn forwarded_signals() -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGWINCH] {
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGWINCH,
+    ] {
         set.add(s);
     }
     set
@@ -203,7 +224,8 @@ pub fn run(namespace: &str, a: &ExecArgs) -> HcsResult<u8> {
         return Ok(0);
     }
     let process = Arc::new(process);
-    let _raw = (a.tty && nix::unistd::isatty(std::io::stdin().as_fd()).unwrap_or(false)).then(RawMode::enable);
+    let _raw = (a.tty && nix::unistd::isatty(std::io::stdin().as_fd()).unwrap_or(false))
+        .then(RawMode::enable);
     forward_signals(process.clone(), a.tty);
 
     if let Some(stdin) = info.std_input.filter(|_| a.interactive) {
@@ -211,28 +233,42 @@ pub fn run(namespace: &str, a: &ExecArgs) -> HcsResult<u8> {
         let tty = a.tty;
         std::thread::spawn(move || {
             let file = std::fs::File::from(stdin);
-            let Ok(local) = std::io::stdin().as_fd().try_clone_to_owned() else { return };
+            let Ok(local) = std::io::stdin().as_fd().try_clone_to_owned() else {
+                return;
+            };
             pump(std::fs::File::from(local), &file);
             drop(file);
             // With pipes, EOF reaches the process only once HCS closes its copy too.
             if !tty {
                 let op = Operation::new();
-                if p.modify(&op, r#"{"Operation":"CloseHandle","CloseHandle":{"Handle":"StdIn"}}"#).is_ok() {
+                if p.modify(
+                    &op,
+                    r#"{"Operation":"CloseHandle","CloseHandle":{"Handle":"StdIn"}}"#,
+                )
+                .is_ok()
+                {
                     let _ = op.wait(INFINITE);
                 }
             }
         });
     }
     let exited = Arc::new(OwnedFd::from(
-        nix::sys::eventfd::EventFd::from_value_and_flags(0, nix::sys::eventfd::EfdFlags::EFD_CLOEXEC)
-            .map_err(|e| hcs::HcsError::from_io("creating an eventfd", &std::io::Error::from(e)))?,
+        nix::sys::eventfd::EventFd::from_value_and_flags(
+            0,
+            nix::sys::eventfd::EfdFlags::EFD_CLOEXEC,
+        )
+        .map_err(|e| hcs::HcsError::from_io("creating an eventfd", &std::io::Error::from(e)))?,
     ));
     let spawn_pump = |fd: OwnedFd, to: Box<dyn Write + Send>| {
         let done = exited.clone();
         std::thread::spawn(move || pump_until_exit(fd, to, done))
     };
-    let out = info.std_output.map(|fd| spawn_pump(fd, Box::new(std::io::stdout())));
-    let err = info.std_error.map(|fd| spawn_pump(fd, Box::new(std::io::stderr())));
+    let out = info
+        .std_output
+        .map(|fd| spawn_pump(fd, Box::new(std::io::stdout())));
+    let err = info
+        .std_error
+        .map(|fd| spawn_pump(fd, Box::new(std::io::stderr())));
     let status = process.wait_for_exit(INFINITE)?;
     // All output is in the pipes by now; drain it before exiting.
     let _ = nix::unistd::write(&*exited, &1u64.to_ne_bytes());

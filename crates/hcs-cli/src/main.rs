@@ -140,10 +140,14 @@ fn run(cli: &Cli) -> HcsResult<u8> {
             call(|op| s.start(op, None))?;
             println!("{id}");
         }
-        Command::List { json, all_namespaces } => list(cli, *json, *all_namespaces)?,
+        Command::List {
+            json,
+            all_namespaces,
+        } => list(cli, *json, *all_namespaces)?,
         Command::Properties { id, types } => {
             let s = open(cli, id)?;
-            let query = (!types.is_empty()).then(|| serde_json::json!({ "PropertyTypes": types }).to_string());
+            let query = (!types.is_empty())
+                .then(|| serde_json::json!({ "PropertyTypes": types }).to_string());
             let doc = call(|op| s.get_properties(op, query.as_deref()))?.unwrap_or_default();
             println!("{}", pretty(&doc));
         }
@@ -182,7 +186,11 @@ fn run(cli: &Cli) -> HcsResult<u8> {
 }
 
 fn list(cli: &Cli, json: bool, all: bool) -> HcsResult<()> {
-    let namespaces = if all { hcs::namespaces() } else { vec![cli.namespace.clone()] };
+    let namespaces = if all {
+        hcs::namespaces()
+    } else {
+        vec![cli.namespace.clone()]
+    };
     let mut rows: Vec<(String, serde_json::Value)> = Vec::new();
     for ns in namespaces {
         let op = Operation::new();
@@ -194,12 +202,20 @@ fn list(cli: &Cli, json: bool, all: bool) -> HcsResult<()> {
     }
     if json {
         let items: Vec<serde_json::Value> = rows.into_iter().map(|(_, v)| v).collect();
-        println!("{}", serde_json::to_string_pretty(&items).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&items).unwrap_or_default()
+        );
         return Ok(());
     }
     // hcsdiag's layout: the id, then type, state, runtime id and owner.
-    let field = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-    println!("{:<12} {:<36} {:<10} {:<9} {:<36} OWNER", "NAMESPACE", "ID", "TYPE", "STATE", "RUNTIME ID");
+    let field = |v: &serde_json::Value, k: &str| {
+        v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string()
+    };
+    println!(
+        "{:<12} {:<36} {:<10} {:<9} {:<36} OWNER",
+        "NAMESPACE", "ID", "TYPE", "STATE", "RUNTIME ID"
+    );
     for (ns, v) in rows {
         println!(
             "{:<12} {:<36} {:<10} {:<9} {:<36} {}",
@@ -218,10 +234,16 @@ fn events(cli: &Cli, id: &str) -> HcsResult<()> {
     let s = open(cli, id)?;
     let (tx, rx) = std::sync::mpsc::channel();
     s.set_callback(EventOptions::NONE, move |ev| {
-        let data = ev.data.as_deref().and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok());
+        let data = ev
+            .data
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok());
         let line = serde_json::json!({ "Type": format!("{:?}", ev.event_type), "Data": data });
         println!("{line}");
-        let last = matches!(ev.event_type, EventType::SystemExited | EventType::ServiceDisconnect);
+        let last = matches!(
+            ev.event_type,
+            EventType::SystemExited | EventType::ServiceDisconnect
+        );
         if last {
             let _ = tx.send(());
         }
@@ -237,7 +259,12 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("hcs: {} (0x{:08X}): {}", e.hresult.name().unwrap_or("error"), e.hresult.as_u32(), e.message);
+            eprintln!(
+                "hcs: {} (0x{:08X}): {}",
+                e.hresult.name().unwrap_or("error"),
+                e.hresult.as_u32(),
+                e.message
+            );
             ExitCode::from(match cli.command {
                 Command::Exec(_) => exec::EXIT_HCS_ERROR,
                 _ => 1,

@@ -32,12 +32,18 @@ pub(crate) fn start(
     netns: Option<&OwnedFd>,
 ) -> HcsResult<i32> {
     let mounts = rootfs::build_mounts(spec, rundir).map_err(|m| {
-        HcsError::new(HResult::HCS_E_TERMINATED_DURING_START, format!("the container could not start: {m}"))
+        HcsError::new(
+            HResult::HCS_E_TERMINATED_DURING_START,
+            format!("the container could not start: {m}"),
+        )
     })?;
     let io = |what: &str, e: nix::errno::Errno| HcsError::from_io(what, &std::io::Error::from(e));
-    let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("creating a pipe", e))?;
-    let (st_r, st_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("creating a pipe", e))?;
-    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    let (go_r, go_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("creating a pipe", e))?;
+    let (st_r, st_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("creating a pipe", e))?;
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
     if spec.network == Network::New {
         flags |= libc::CLONE_NEWNET;
     }
@@ -47,14 +53,18 @@ pub(crate) fn start(
     let parent_pid = std::process::id() as i32;
     // The child starts in the mount point (see rootfs::setup); the monitor
     // is single-threaded, so changing its directory for the clone is safe.
-    let home = std::fs::File::open(".").map_err(|e| HcsError::from_io("opening the working directory", &e))?;
-    std::env::set_current_dir(rundir.join("rootfs")).map_err(|e| HcsError::from_io("entering the mount point", &e))?;
+    let home = std::fs::File::open(".")
+        .map_err(|e| HcsError::from_io("opening the working directory", &e))?;
+    std::env::set_current_dir(rundir.join("rootfs"))
+        .map_err(|e| HcsError::from_io("entering the mount point", &e))?;
     let forked = sys::clone_fork(flags);
     if !matches!(forked, Ok(Forked::Child)) {
         let _ = nix::unistd::fchdir(&home);
     }
     drop(home);
-    match forked.map_err(|e| HcsError::from_io("creating the container's namespaces (clone)", &e))? {
+    match forked
+        .map_err(|e| HcsError::from_io("creating the container's namespaces (clone)", &e))?
+    {
         Forked::Child => {
             drop(go_w);
             drop(st_r);
@@ -71,7 +81,10 @@ pub(crate) fn start(
             drop(st_w);
             let result = parent(spec, pid, go_w, st_r);
             if result.is_err() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::SIGKILL,
+                );
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
             }
             result.map(|()| pid)
@@ -80,19 +93,26 @@ pub(crate) fn start(
 }
 
 fn map_text(maps: &[IdMap]) -> String {
-    maps.iter().map(|m| format!("{} {} {}\n", m.inside, m.outside, m.count)).collect()
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.inside, m.outside, m.count))
+        .collect()
 }
 
 fn parent(spec: &ContainerSpec, pid: i32, go_w: OwnedFd, st_r: OwnedFd) -> HcsResult<()> {
     if let Some((uids, gids)) = &spec.user_namespace {
         for (file, text) in [("uid_map", map_text(uids)), ("gid_map", map_text(gids))] {
             let path = format!("/proc/{pid}/{file}");
-            std::fs::write(&path, text.as_bytes())
-                .map_err(|e| HcsError::from_io(format!("writing {path} ({})", text.trim().replace('\n', "; ")), &e))?;
+            std::fs::write(&path, text.as_bytes()).map_err(|e| {
+                HcsError::from_io(
+                    format!("writing {path} ({})", text.trim().replace('\n', "; ")),
+                    &e,
+                )
+            })?;
         }
     }
     let mut go = std::fs::File::from(go_w);
-    go.write_all(b"G").map_err(|e| HcsError::from_io("starting the container's init", &e))?;
+    go.write_all(b"G")
+        .map_err(|e| HcsError::from_io("starting the container's init", &e))?;
     drop(go);
 
     // Wait for "OK" or an error message, bounded.
@@ -100,16 +120,22 @@ fn parent(spec: &ContainerSpec, pid: i32, go_w: OwnedFd, st_r: OwnedFd) -> HcsRe
         std::os::fd::AsFd::as_fd(&st_r),
         nix::poll::PollFlags::POLLIN,
     )];
-    let timeout = nix::poll::PollTimeout::try_from(SETUP_TIMEOUT.as_millis() as i32).unwrap_or(nix::poll::PollTimeout::MAX);
+    let timeout = nix::poll::PollTimeout::try_from(SETUP_TIMEOUT.as_millis() as i32)
+        .unwrap_or(nix::poll::PollTimeout::MAX);
     match nix::poll::poll(&mut fds, timeout) {
-        Ok(0) => {
-            return Err(HcsError::new(
-                HResult::HCS_E_CONNECTION_TIMEOUT,
-                format!("the container's init did not finish setting up its root within {SETUP_TIMEOUT:?}"),
+        Ok(0) => return Err(HcsError::new(
+            HResult::HCS_E_CONNECTION_TIMEOUT,
+            format!(
+                "the container's init did not finish setting up its root within {SETUP_TIMEOUT:?}"
+            ),
+        )),
+        Ok(_) => {}
+        Err(e) => {
+            return Err(HcsError::from_io(
+                "waiting for the container's init",
+                &std::io::Error::from(e),
             ))
         }
-        Ok(_) => {}
-        Err(e) => return Err(HcsError::from_io("waiting for the container's init", &std::io::Error::from(e))),
     }
     let mut msg = Vec::new();
     let _ = std::fs::File::from(st_r).read_to_end(&mut msg);
@@ -117,7 +143,10 @@ fn parent(spec: &ContainerSpec, pid: i32, go_w: OwnedFd, st_r: OwnedFd) -> HcsRe
         Some((b'K', _)) => Ok(()),
         Some((b'E', text)) => Err(HcsError::new(
             HResult::HCS_E_TERMINATED_DURING_START,
-            format!("the container could not start: {}", String::from_utf8_lossy(text)),
+            format!(
+                "the container could not start: {}",
+                String::from_utf8_lossy(text)
+            ),
         )),
         _ => Err(HcsError::new(
             HResult::HCS_E_TERMINATED_DURING_START,
@@ -196,7 +225,9 @@ fn child(
 fn init_signals() -> nix::sys::signal::SigSet {
     use nix::sys::signal::Signal::*;
     let mut set = nix::sys::signal::SigSet::empty();
-    for s in [SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGPWR, SIGUSR1, SIGUSR2, SIGQUIT] {
+    for s in [
+        SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGPWR, SIGUSR1, SIGUSR2, SIGQUIT,
+    ] {
         set.add(s);
     }
     set
@@ -212,12 +243,19 @@ fn run_init() -> ! {
     let set = init_signals();
     let mut shutting_down = false;
     loop {
-        let sig = if shutting_down { timed_wait(&set, Duration::from_millis(10)) } else { timed_wait(&set, Duration::from_secs(3600)) };
+        let sig = if shutting_down {
+            timed_wait(&set, Duration::from_millis(10))
+        } else {
+            timed_wait(&set, Duration::from_secs(3600))
+        };
         match sig {
             Some(libc::SIGTERM) | Some(libc::SIGINT) | Some(libc::SIGPWR) if !shutting_down => {
                 shutting_down = true;
                 // kill(-1) in a pid namespace reaches every process of it but init.
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-1), nix::sys::signal::SIGTERM);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(-1),
+                    nix::sys::signal::SIGTERM,
+                );
             }
             _ => {}
         }
@@ -229,7 +267,10 @@ fn run_init() -> ! {
 }
 
 fn timed_wait(set: &nix::sys::signal::SigSet, d: Duration) -> Option<i32> {
-    let ts = libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long };
+    let ts = libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    };
     // SAFETY: sigtimedwait reads the set and the timeout and may write the
     // (optional, here null) siginfo; both pointers are valid for the call.
     let rc = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
@@ -238,7 +279,10 @@ fn timed_wait(set: &nix::sys::signal::SigSet, d: Duration) -> Option<i32> {
 
 fn reap() {
     loop {
-        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(-1), Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+        match nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(-1),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        ) {
             Ok(nix::sys::wait::WaitStatus::StillAlive) | Err(_) => return,
             Ok(_) => continue,
         }
@@ -247,7 +291,9 @@ fn reap() {
 
 /// True when init is the only process left in the namespace.
 fn alone() -> bool {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return true };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return true;
+    };
     !dir.flatten().any(|e| {
         let name = e.file_name();
         let name = name.to_string_lossy();

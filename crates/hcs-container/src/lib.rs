@@ -51,23 +51,29 @@ impl Container {
     /// Create the container's cgroup `<parent>/<leaf>` (with its limits;
     /// `<parent>` is shared by all compute systems and stays) and prepare its
     /// directories. Nothing runs yet.
-    pub fn create(spec: ContainerSpec, cgroup_parent: &Path, cgroup_leaf: &Path, rundir: &Path) -> HcsResult<Container> {
+    pub fn create(
+        spec: ContainerSpec,
+        cgroup_parent: &Path,
+        cgroup_leaf: &Path,
+        rundir: &Path,
+    ) -> HcsResult<Container> {
         let own_pid_ns = std::fs::File::open("/proc/self/ns/pid")
             .map(OwnedFd::from)
             .map_err(|e| HcsError::from_io("opening /proc/self/ns/pid", &e))?;
         let netns = match &spec.network {
-            spec::Network::Join(path) => Some(
-                std::fs::File::open(path)
-                    .map(OwnedFd::from)
-                    .map_err(|e| HcsError::from_io(format!("opening network namespace {}", path.display()), &e))?,
-            ),
+            spec::Network::Join(path) => {
+                Some(std::fs::File::open(path).map(OwnedFd::from).map_err(|e| {
+                    HcsError::from_io(format!("opening network namespace {}", path.display()), &e)
+                })?)
+            }
             _ => None,
         };
         let cgroup = Cgroup::create_under(cgroup_parent, cgroup_leaf).map_err(HcsError::from)?;
         tracing::debug!("cgroup created");
         let prepared = (|| -> HcsResult<Vec<OwnedFd>> {
             cgroup.apply(&spec.resources).map_err(HcsError::from)?;
-            rootfs::prepare_host_dirs(&spec, rundir).map_err(|e| HcsError::from_io("preparing the container's directories", &e))?;
+            rootfs::prepare_host_dirs(&spec, rundir)
+                .map_err(|e| HcsError::from_io("preparing the container's directories", &e))?;
             cgroup.open_procs_files().map_err(HcsError::from)
         })();
         match prepared {
@@ -95,9 +101,9 @@ impl Container {
 
     /// Use the network namespace at `path` (another container's) instead of a new one.
     pub fn join_network(&mut self, path: &Path) -> HcsResult<()> {
-        let fd = std::fs::File::open(path)
-            .map(OwnedFd::from)
-            .map_err(|e| HcsError::from_io(format!("opening network namespace {}", path.display()), &e))?;
+        let fd = std::fs::File::open(path).map(OwnedFd::from).map_err(|e| {
+            HcsError::from_io(format!("opening network namespace {}", path.display()), &e)
+        })?;
         self.netns = Some(fd);
         self.spec.network = spec::Network::Join(path.to_path_buf());
         Ok(())
@@ -113,7 +119,12 @@ impl Container {
         if self.init.is_some() {
             return Err(HcsError::invalid_state("the container is already started"));
         }
-        let pid = init::start(&self.spec, &self.rundir, &self.cgroup_procs, self.netns.as_ref())?;
+        let pid = init::start(
+            &self.spec,
+            &self.rundir,
+            &self.cgroup_procs,
+            self.netns.as_ref(),
+        )?;
         tracing::debug!("init ready");
         match spawn::Namespaces::open(pid, self.spec.user_namespace.is_some()) {
             Ok(ns) => {
@@ -122,7 +133,10 @@ impl Container {
                 Ok(pid)
             }
             Err(e) => {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::SIGKILL,
+                );
                 Err(e)
             }
         }
@@ -155,8 +169,9 @@ impl Container {
     /// Send a signal to the init.
     pub fn signal_init(&self, signal: nix::sys::signal::Signal) -> HcsResult<()> {
         if let Some((pid, _)) = &self.init {
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), signal)
-                .map_err(|e| HcsError::from_io("signalling the container's init", &std::io::Error::from(e)))?;
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), signal).map_err(|e| {
+                HcsError::from_io("signalling the container's init", &std::io::Error::from(e))
+            })?;
         }
         Ok(())
     }
@@ -224,7 +239,10 @@ fn remove_dir_all_same_fs(dir: &Path) -> std::io::Result<()> {
     fn walk(p: &Path, dev: u64) -> std::io::Result<()> {
         let m = std::fs::symlink_metadata(p)?;
         if m.dev() != dev {
-            return Err(std::io::Error::new(std::io::ErrorKind::Other, format!("{} is a mount point", p.display())));
+            return Err(std::io::Error::other(format!(
+                "{} is a mount point",
+                p.display()
+            )));
         }
         if m.is_dir() {
             for e in std::fs::read_dir(p)? {
@@ -240,6 +258,10 @@ fn remove_dir_all_same_fs(dir: &Path) -> std::io::Result<()> {
 
 /// Map an HCS `SignalProcessOptions.Signal` number onto a nix signal.
 pub fn signal_from_number(n: i32) -> HcsResult<nix::sys::signal::Signal> {
-    nix::sys::signal::Signal::try_from(n)
-        .map_err(|_| HcsError::new(HResult::E_INVALIDARG, format!("SignalProcessOptions.Signal: {n} is not a signal")))
+    nix::sys::signal::Signal::try_from(n).map_err(|_| {
+        HcsError::new(
+            HResult::E_INVALIDARG,
+            format!("SignalProcessOptions.Signal: {n} is not a signal"),
+        )
+    })
 }

@@ -8,7 +8,11 @@ use hcs_schema::ProcessDetails;
 fn clk_tck() -> u64 {
     // SAFETY: sysconf has no memory effects.
     let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if v > 0 { v as u64 } else { 100 }
+    if v > 0 {
+        v as u64
+    } else {
+        100
+    }
 }
 
 fn boot_time() -> Option<u64> {
@@ -17,7 +21,6 @@ fn boot_time() -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse().ok()))
 }
-
 
 /// `ProcessDetails` of a host pid, or `None` if it is gone.
 pub fn process_details(host_pid: i32) -> Option<ProcessDetails> {
@@ -47,7 +50,9 @@ pub fn process_details(host_pid: i32) -> Option<ProcessDetails> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(host_pid as u32);
     let created = match (boot_time(), field(22)) {
-        (Some(bt), Some(start)) => Some(rfc3339(UNIX_EPOCH + Duration::from_secs(bt) + Duration::from_millis(start * 1000 / tck))),
+        (Some(bt), Some(start)) => Some(rfc3339(
+            UNIX_EPOCH + Duration::from_secs(bt) + Duration::from_millis(start * 1000 / tck),
+        )),
         _ => None,
     };
     Some(ProcessDetails {
@@ -98,8 +103,14 @@ mod tests {
     #[test]
     fn rfc3339_known_dates() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_700_069_123)), "2026-11-26T13:34:29.123Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_700_069_123)),
+            "2026-11-26T13:34:29.123Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 
     #[test]

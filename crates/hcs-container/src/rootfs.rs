@@ -36,13 +36,17 @@ enum Kind {
 /// Open (creating what is missing) `path` inside `root`, resolving symlinks as
 /// if `root` were `/`. Returns an `O_PATH` descriptor.
 fn ensure_in_root(root: BorrowedFd<'_>, path: &Path, kind: Kind) -> io::Result<OwnedFd> {
-    let rel: PathBuf = path.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect();
+    let rel: PathBuf = path
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .collect();
     let opath = (libc::O_PATH | libc::O_CLOEXEC) as u64;
     let mut prefix = PathBuf::new();
     let comps: Vec<_> = rel.components().collect();
     for (i, comp) in comps.iter().enumerate() {
         prefix.push(comp);
-        let c = CString::new(prefix.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let c = CString::new(prefix.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
         match sys::openat2_in_root(root, &c, opath, 0) {
             Ok(fd) => {
                 if i + 1 == comps.len() {
@@ -53,18 +57,32 @@ fn ensure_in_root(root: BorrowedFd<'_>, path: &Path, kind: Kind) -> io::Result<O
                 // Create the missing component in its (safely resolved) parent.
                 let parent = match prefix.parent().filter(|p| !p.as_os_str().is_empty()) {
                     Some(p) => {
-                        let pc = CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-                        sys::openat2_in_root(root, &pc, (libc::O_DIRECTORY | libc::O_CLOEXEC) as u64, 0)?
+                        let pc = CString::new(p.as_os_str().as_bytes())
+                            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+                        sys::openat2_in_root(
+                            root,
+                            &pc,
+                            (libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
+                            0,
+                        )?
                     }
-                    None => sys::openat2_in_root(root, c".", (libc::O_DIRECTORY | libc::O_CLOEXEC) as u64, 0)?,
+                    None => sys::openat2_in_root(
+                        root,
+                        c".",
+                        (libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
+                        0,
+                    )?,
                 };
-                let name = CString::new(comp.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+                let name = CString::new(comp.as_os_str().as_bytes())
+                    .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
                 let last = i + 1 == comps.len();
                 if last && kind == Kind::File {
                     let f = nix::fcntl::openat(
                         parent.as_fd(),
                         name.as_c_str(),
-                        nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                        nix::fcntl::OFlag::O_CREAT
+                            | nix::fcntl::OFlag::O_WRONLY
+                            | nix::fcntl::OFlag::O_CLOEXEC,
                         nix::sys::stat::Mode::from_bits_truncate(0o644),
                     );
                     match f {
@@ -72,7 +90,11 @@ fn ensure_in_root(root: BorrowedFd<'_>, path: &Path, kind: Kind) -> io::Result<O
                         Err(e) => return Err(e.into()),
                     }
                 } else {
-                    match nix::sys::stat::mkdirat(parent.as_fd(), name.as_c_str(), nix::sys::stat::Mode::from_bits_truncate(0o755)) {
+                    match nix::sys::stat::mkdirat(
+                        parent.as_fd(),
+                        name.as_c_str(),
+                        nix::sys::stat::Mode::from_bits_truncate(0o755),
+                    ) {
                         Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                         Err(e) => return Err(e.into()),
                     }
@@ -102,9 +124,14 @@ fn mount_at(
     flags: MsFlags,
     data: Option<&str>,
 ) -> SetupResult<()> {
-    let fd = ctx(ensure_in_root(root, Path::new(target), kind), || format!("creating {target} in the container"))?;
+    let fd = ctx(ensure_in_root(root, Path::new(target), kind), || {
+        format!("creating {target} in the container")
+    })?;
     ctx(mount(source, &fd_path(&fd), fstype, flags, data), || {
-        format!("mounting {} on {target}", fstype.or(source.and_then(|s| s.to_str())).unwrap_or("?"))
+        format!(
+            "mounting {} on {target}",
+            fstype.or(source.and_then(|s| s.to_str())).unwrap_or("?")
+        )
     })
 }
 
@@ -148,7 +175,9 @@ fn cpath(p: &Path) -> io::Result<CString> {
 pub(crate) fn build_mounts(spec: &ContainerSpec, rundir: &Path) -> SetupResult<DetachedMounts> {
     let root = match &spec.rootfs {
         RootFs::Overlay { lower, upper, work } => {
-            let fs = ctx(sys::FsContext::open(c"overlay"), || "opening an overlay file system".to_string())?;
+            let fs = ctx(sys::FsContext::open(c"overlay"), || {
+                "opening an overlay file system".to_string()
+            })?;
             // One `lowerdir+` per layer: no 4 KiB limit on the option string
             // and no escaping of ':' or ',' in paths (Linux 6.5+); older
             // kernels get the classic colon-separated list.
@@ -165,22 +194,39 @@ pub(crate) fn build_mounts(spec: &ContainerSpec, rundir: &Path) -> SetupResult<D
             if !layers_done {
                 let joined: Vec<String> = lower.iter().map(|p| overlay_escape(p)).collect();
                 let joined = joined.join(":");
-                let c = CString::new(joined).map_err(|_| "a layer path contains a NUL byte".to_string())?;
-                ctx(fs.set(c"lowerdir", &c), || "setting the overlay's layers".to_string())?;
+                let c = CString::new(joined)
+                    .map_err(|_| "a layer path contains a NUL byte".to_string())?;
+                ctx(fs.set(c"lowerdir", &c), || {
+                    "setting the overlay's layers".to_string()
+                })?;
             }
-            ctx(fs.set(c"upperdir", &ctx(cpath(upper), || "upperdir".into())?), || format!("overlay upperdir {}", upper.display()))?;
-            ctx(fs.set(c"workdir", &ctx(cpath(work), || "workdir".into())?), || format!("overlay workdir {}", work.display()))?;
-            ctx(fs.mount(), || format!("creating the overlay root of {} layers", lower.len()))?
+            ctx(
+                fs.set(c"upperdir", &ctx(cpath(upper), || "upperdir".into())?),
+                || format!("overlay upperdir {}", upper.display()),
+            )?;
+            ctx(
+                fs.set(c"workdir", &ctx(cpath(work), || "workdir".into())?),
+                || format!("overlay workdir {}", work.display()),
+            )?;
+            ctx(fs.mount(), || {
+                format!("creating the overlay root of {} layers", lower.len())
+            })?
         }
-        RootFs::Directory(dir) => ctx(sys::clone_tree(&ctx(cpath(dir), || "root path".into())?), || {
-            format!("binding the root directory {}", dir.display())
-        })?,
+        RootFs::Directory(dir) => ctx(
+            sys::clone_tree(&ctx(cpath(dir), || "root path".into())?),
+            || format!("binding the root directory {}", dir.display()),
+        )?,
     };
     let mut mappings = Vec::with_capacity(spec.mappings.len());
     for m in &spec.mappings {
-        let fd = ctx(sys::clone_tree(&ctx(cpath(&m.host), || "host path".into())?), || format!("binding {}", m.host.display()))?;
+        let fd = ctx(
+            sys::clone_tree(&ctx(cpath(&m.host), || "host path".into())?),
+            || format!("binding {}", m.host.display()),
+        )?;
         if m.read_only {
-            ctx(sys::make_read_only(fd.as_fd()), || format!("making {} read-only", m.host.display()))?;
+            ctx(sys::make_read_only(fd.as_fd()), || {
+                format!("making {} read-only", m.host.display())
+            })?;
         }
         mappings.push((m.clone(), fd));
     }
@@ -188,22 +234,37 @@ pub(crate) fn build_mounts(spec: &ContainerSpec, rundir: &Path) -> SetupResult<D
         None
     } else {
         let p = rundir.join("resolv.conf");
-        Some(ctx(sys::clone_tree(&ctx(cpath(&p), || "resolv.conf".into())?), || format!("binding {}", p.display()))?)
+        Some(ctx(
+            sys::clone_tree(&ctx(cpath(&p), || "resolv.conf".into())?),
+            || format!("binding {}", p.display()),
+        )?)
     };
-    Ok(DetachedMounts { root, mappings, resolv })
+    Ok(DetachedMounts {
+        root,
+        mappings,
+        resolv,
+    })
 }
 
 /// Prepare on the host, before the namespaces exist: the mount point and the
 /// writable layer's directories (owned by the container's root when it has
 /// a user namespace).
 pub(crate) fn prepare_host_dirs(spec: &ContainerSpec, rundir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().mode(0o755).recursive(true).create(rundir.join("rootfs"))?;
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .recursive(true)
+        .create(rundir.join("rootfs"))?;
     if let RootFs::Overlay { upper, work, .. } = &spec.rootfs {
         for d in [upper, work] {
-            fs::DirBuilder::new().mode(0o755).recursive(true).create(d)?;
+            fs::DirBuilder::new()
+                .mode(0o755)
+                .recursive(true)
+                .create(d)?;
         }
         if let Some((uids, gids)) = &spec.user_namespace {
-            let host = |maps: &Vec<crate::spec::IdMap>| maps.iter().find(|m| m.inside == 0).map(|m| m.outside);
+            let host = |maps: &Vec<crate::spec::IdMap>| {
+                maps.iter().find(|m| m.inside == 0).map(|m| m.outside)
+            };
             let (uid, gid) = (host(uids), host(gids));
             for d in [upper, work] {
                 std::os::unix::fs::chown(d, uid, gid)?;
@@ -213,13 +274,21 @@ pub(crate) fn prepare_host_dirs(spec: &ContainerSpec, rundir: &Path) -> io::Resu
     if !spec.dns_search.is_empty() {
         let mut text = String::from("# written by hcs from Container.Networking.DnsSearchList\n");
         if let Ok(host) = fs::read_to_string("/etc/resolv.conf") {
-            for line in host.lines().filter(|l| l.trim_start().starts_with("nameserver")) {
+            for line in host
+                .lines()
+                .filter(|l| l.trim_start().starts_with("nameserver"))
+            {
                 text.push_str(line);
                 text.push('\n');
             }
         }
         text.push_str(&format!("search {}\n", spec.dns_search.join(" ")));
-        fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(rundir.join("resolv.conf"))
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(rundir.join("resolv.conf"))
             .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))?;
     }
     Ok(())
@@ -227,65 +296,180 @@ pub(crate) fn prepare_host_dirs(spec: &ContainerSpec, rundir: &Path) -> io::Resu
 
 /// Build the root and switch to it. Runs in the init child, in the new
 /// mount namespace, before anything of the container runs.
-pub(crate) fn setup(spec: &ContainerSpec, in_userns: bool, mounts: &DetachedMounts) -> SetupResult<()> {
+pub(crate) fn setup(
+    spec: &ContainerSpec,
+    in_userns: bool,
+    mounts: &DetachedMounts,
+) -> SetupResult<()> {
     // Nothing we mount may propagate back to the host.
-    ctx(mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>), || {
-        "making the mount namespace private".to_string()
-    })?;
+    ctx(
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ),
+        || "making the mount namespace private".to_string(),
+    )?;
     // The monitor cloned us with the mount point as our working directory:
     // clone(CLONE_NEWNS) carried it over into this namespace, and a
     // user-namespaced init could not have looked its path up.
     let mount_point: OwnedFd = ctx(
-        fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC).open("."),
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open("."),
         || "opening the mount point".to_string(),
     )?
     .into();
-    ctx(sys::attach(mounts.root.as_fd(), mount_point.as_fd()), || "attaching the container's root".to_string())?;
+    ctx(
+        sys::attach(mounts.root.as_fd(), mount_point.as_fd()),
+        || "attaching the container's root".to_string(),
+    )?;
     drop(mount_point);
     // Once attached, the mount's own descriptor names the container's root.
     let r = mounts.root.as_fd();
 
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount_at(r, "/proc", Kind::Dir, Some(Path::new("proc")), Some("proc"), nosuid_nodev_noexec, None)?;
-    mount_at(r, "/dev", Kind::Dir, Some(Path::new("tmpfs")), Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, Some("mode=755,size=65536k"))?;
+    mount_at(
+        r,
+        "/proc",
+        Kind::Dir,
+        Some(Path::new("proc")),
+        Some("proc"),
+        nosuid_nodev_noexec,
+        None,
+    )?;
+    mount_at(
+        r,
+        "/dev",
+        Kind::Dir,
+        Some(Path::new("tmpfs")),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )?;
     for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
         let host = PathBuf::from("/dev").join(dev);
-        mount_at(r, &format!("/dev/{dev}"), Kind::File, Some(&host), None, MsFlags::MS_BIND, None)?;
+        mount_at(
+            r,
+            &format!("/dev/{dev}"),
+            Kind::File,
+            Some(&host),
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )?;
     }
-    let devpts_opts = if in_userns { "newinstance,ptmxmode=0666,mode=0620" } else { "newinstance,ptmxmode=0666,mode=0620,gid=5" };
-    mount_at(r, "/dev/pts", Kind::Dir, Some(Path::new("devpts")), Some("devpts"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some(devpts_opts))?;
-    mount_at(r, "/dev/shm", Kind::Dir, Some(Path::new("shm")), Some("tmpfs"), nosuid_nodev_noexec, Some("mode=1777,size=65536k"))?;
+    let devpts_opts = if in_userns {
+        "newinstance,ptmxmode=0666,mode=0620"
+    } else {
+        "newinstance,ptmxmode=0666,mode=0620,gid=5"
+    };
+    mount_at(
+        r,
+        "/dev/pts",
+        Kind::Dir,
+        Some(Path::new("devpts")),
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some(devpts_opts),
+    )?;
+    mount_at(
+        r,
+        "/dev/shm",
+        Kind::Dir,
+        Some(Path::new("shm")),
+        Some("tmpfs"),
+        nosuid_nodev_noexec,
+        Some("mode=1777,size=65536k"),
+    )?;
     // mqueue is optional: kernels without POSIX message queues lack it.
-    let _ = mount_at(r, "/dev/mqueue", Kind::Dir, Some(Path::new("mqueue")), Some("mqueue"), nosuid_nodev_noexec, None);
-    let devdir = ctx(ensure_in_root(r, Path::new("/dev"), Kind::Dir), || "opening /dev".to_string())?;
-    for (link, to) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")] {
+    let _ = mount_at(
+        r,
+        "/dev/mqueue",
+        Kind::Dir,
+        Some(Path::new("mqueue")),
+        Some("mqueue"),
+        nosuid_nodev_noexec,
+        None,
+    );
+    let devdir = ctx(ensure_in_root(r, Path::new("/dev"), Kind::Dir), || {
+        "opening /dev".to_string()
+    })?;
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
         let dev_path = fd_path(&devdir).join(link);
         let _ = std::os::unix::fs::symlink(to, dev_path);
     }
     let sys_flags = nosuid_nodev_noexec | MsFlags::MS_RDONLY;
-    if mount_at(r, "/sys", Kind::Dir, Some(Path::new("sysfs")), Some("sysfs"), sys_flags, None).is_err() {
+    if mount_at(
+        r,
+        "/sys",
+        Kind::Dir,
+        Some(Path::new("sysfs")),
+        Some("sysfs"),
+        sys_flags,
+        None,
+    )
+    .is_err()
+    {
         // sysfs refuses a new instance when the network namespace is not
         // ours (a joined one); show the host's read-only instead.
-        mount_at(r, "/sys", Kind::Dir, Some(Path::new("/sys")), None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-        let sysfd = ctx(ensure_in_root(r, Path::new("/sys"), Kind::Dir), || "opening /sys".to_string())?;
-        let _ = mount(None::<&str>, &fd_path(&sysfd), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nosuid_nodev_noexec, None::<&str>);
+        mount_at(
+            r,
+            "/sys",
+            Kind::Dir,
+            Some(Path::new("/sys")),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+        let sysfd = ctx(ensure_in_root(r, Path::new("/sys"), Kind::Dir), || {
+            "opening /sys".to_string()
+        })?;
+        let _ = mount(
+            None::<&str>,
+            &fd_path(&sysfd),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nosuid_nodev_noexec,
+            None::<&str>,
+        );
     }
 
     for (m, fd) in &mounts.mappings {
         attach_mapping(r, m, fd)?;
     }
     if let Some(resolv) = &mounts.resolv {
-        let target = ctx(ensure_in_root(r, Path::new("/etc/resolv.conf"), Kind::File), || "creating /etc/resolv.conf".to_string())?;
-        ctx(sys::attach(resolv.as_fd(), target.as_fd()), || "mounting /etc/resolv.conf".to_string())?;
+        let target = ctx(
+            ensure_in_root(r, Path::new("/etc/resolv.conf"), Kind::File),
+            || "creating /etc/resolv.conf".to_string(),
+        )?;
+        ctx(sys::attach(resolv.as_fd(), target.as_fd()), || {
+            "mounting /etc/resolv.conf".to_string()
+        })?;
     }
 
-    ctx(nix::unistd::sethostname(&spec.hostname), || format!("setting the host name to {:?}", spec.hostname))?;
+    ctx(nix::unistd::sethostname(&spec.hostname), || {
+        format!("setting the host name to {:?}", spec.hostname)
+    })?;
 
     // pivot_root(".", ".") stacks the old root under the new one; detaching
     // it leaves only the container's root (the runc idiom, no temp dir).
     ctx(nix::unistd::fchdir(r), || "entering the root".to_string())?;
-    ctx(nix::unistd::pivot_root(".", "."), || "pivot_root into the container root".to_string())?;
-    ctx(nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH), || "detaching the host root".to_string())?;
+    ctx(nix::unistd::pivot_root(".", "."), || {
+        "pivot_root into the container root".to_string()
+    })?;
+    ctx(
+        nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH),
+        || "detaching the host root".to_string(),
+    )?;
     ctx(nix::unistd::chdir("/"), || "chdir /".to_string())?;
     protect_proc_and_sys();
     Ok(())
@@ -305,22 +489,67 @@ fn attach_mapping(root: BorrowedFd<'_>, m: &Mapping, mnt: &OwnedFd) -> SetupResu
 /// Hide the kernel interfaces a container has no business with, as runc's
 /// default masked and read-only paths do. Absent paths are fine.
 fn protect_proc_and_sys() {
-    for p in ["/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/sched_debug", "/proc/acpi", "/proc/scsi", "/sys/firmware"] {
+    for p in [
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/timer_list",
+        "/proc/sched_debug",
+        "/proc/acpi",
+        "/proc/scsi",
+        "/sys/firmware",
+    ] {
         match fs::symlink_metadata(p) {
             Ok(m) if m.is_dir() => {
-                let _ = mount(Some("tmpfs"), p, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>);
+                let _ = mount(
+                    Some("tmpfs"),
+                    p,
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY,
+                    None::<&str>,
+                );
             }
             Ok(_) => {
-                let _ = mount(Some("/dev/null"), p, None::<&str>, MsFlags::MS_BIND, None::<&str>);
+                let _ = mount(
+                    Some("/dev/null"),
+                    p,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                );
             }
             Err(_) => {}
         }
     }
-    for p in ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"] {
+    for p in [
+        "/proc/bus",
+        "/proc/fs",
+        "/proc/irq",
+        "/proc/sys",
+        "/proc/sysrq-trigger",
+    ] {
         if fs::symlink_metadata(p).is_ok()
-            && mount(Some(p), p, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).is_ok()
+            && mount(
+                Some(p),
+                p,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .is_ok()
         {
-            let _ = mount(None::<&str>, p, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>);
+            let _ = mount(
+                None::<&str>,
+                p,
+                None::<&str>,
+                MsFlags::MS_BIND
+                    | MsFlags::MS_REMOUNT
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC,
+                None::<&str>,
+            );
         }
     }
 }

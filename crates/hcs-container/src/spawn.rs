@@ -78,7 +78,9 @@ impl Namespaces {
     pub(crate) fn open(pid: i32, user: bool) -> HcsResult<Namespaces> {
         let open = |ns: &str| -> HcsResult<OwnedFd> {
             let path = format!("/proc/{pid}/ns/{ns}");
-            std::fs::File::open(&path).map(OwnedFd::from).map_err(|e| HcsError::from_io(format!("opening {path}"), &e))
+            std::fs::File::open(&path)
+                .map(OwnedFd::from)
+                .map_err(|e| HcsError::from_io(format!("opening {path}"), &e))
         };
         Ok(Namespaces {
             user: if user { Some(open("user")?) } else { None },
@@ -123,7 +125,9 @@ pub(crate) fn spawn(
     spec: &ProcessSpec,
 ) -> HcsResult<SpawnedProcess> {
     if spec.argv.is_empty() && spec.executable.is_none() {
-        return Err(HcsError::invalid_json("ProcessParameters: no command to run"));
+        return Err(HcsError::invalid_json(
+            "ProcessParameters: no command to run",
+        ));
     }
     let root = Path::new("/proc").join(init_pid.to_string()).join("root");
     let identity = crate::users::resolve(&root, spec.user.as_deref())?;
@@ -131,7 +135,10 @@ pub(crate) fn spawn(
     let mut env: Vec<(String, String)> = spec.env.clone();
     let has = |env: &Vec<(String, String)>, k: &str| env.iter().any(|(n, _)| n == k);
     if !has(&env, "PATH") {
-        env.push(("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()));
+        env.push((
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ));
     }
     if !has(&env, "HOME") {
         env.push(("HOME".into(), identity.home.clone()));
@@ -139,13 +146,30 @@ pub(crate) fn spawn(
     if spec.console.is_some() && !has(&env, "TERM") {
         env.push(("TERM".into(), "xterm".into()));
     }
-    let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).unwrap_or_default();
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
     let cstr = |s: &str, what: &str| {
-        CString::new(s).map_err(|_| HcsError::invalid_json(format!("ProcessParameters: {what} contains a NUL byte")))
+        CString::new(s).map_err(|_| {
+            HcsError::invalid_json(format!("ProcessParameters: {what} contains a NUL byte"))
+        })
     };
-    let argv: Vec<CString> = spec.argv.iter().map(|a| cstr(a, "an argument")).collect::<HcsResult<_>>()?;
-    let envp: Vec<CString> = env.iter().map(|(k, v)| cstr(&format!("{k}={v}"), "the environment")).collect::<HcsResult<_>>()?;
-    let program = spec.executable.clone().or_else(|| spec.argv.first().cloned()).unwrap_or_default();
+    let argv: Vec<CString> = spec
+        .argv
+        .iter()
+        .map(|a| cstr(a, "an argument"))
+        .collect::<HcsResult<_>>()?;
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| cstr(&format!("{k}={v}"), "the environment"))
+        .collect::<HcsResult<_>>()?;
+    let program = spec
+        .executable
+        .clone()
+        .or_else(|| spec.argv.first().cloned())
+        .unwrap_or_default();
     let candidates: Vec<CString> = if program.contains('/') {
         vec![cstr(&program, "the executable")?]
     } else {
@@ -155,20 +179,33 @@ pub(crate) fn spawn(
             .map(|d| cstr(&format!("{}/{program}", d.trim_end_matches('/')), "PATH"))
             .collect::<HcsResult<_>>()?
     };
-    let cwd = cstr(spec.cwd.as_deref().filter(|c| !c.is_empty()).unwrap_or("/"), "WorkingDirectory")?;
+    let cwd = cstr(
+        spec.cwd.as_deref().filter(|c| !c.is_empty()).unwrap_or("/"),
+        "WorkingDirectory",
+    )?;
 
     // Stdio: the child's ends go in `stdio`, the caller's ends are returned.
     let io = |what: &str, e: nix::errno::Errno| HcsError::from_io(what, &std::io::Error::from(e));
     let devnull = || -> HcsResult<OwnedFd> {
-        std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").map(OwnedFd::from).map_err(|e| HcsError::from_io("opening /dev/null", &e))
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map(OwnedFd::from)
+            .map_err(|e| HcsError::from_io("opening /dev/null", &e))
     };
-    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("creating a pipe", e));
+    let pipe =
+        || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("creating a pipe", e));
     let (mut out_stdin, mut out_stdout, mut out_stderr, mut console) = (None, None, None, None);
     let stdio: [OwnedFd; 3] = if let Some((rows, cols)) = spec.console {
         let master = open_console_master(&root)?;
         let _ = sys::set_window_size(master.as_fd(), rows, cols);
-        let slave = sys::pty_peer(master.as_fd()).map_err(|e| HcsError::from_io("opening the console's terminal", &e))?;
-        let dup = |f: &OwnedFd| f.try_clone().map_err(|e| HcsError::from_io("duplicating the console", &e));
+        let slave = sys::pty_peer(master.as_fd())
+            .map_err(|e| HcsError::from_io("opening the console's terminal", &e))?;
+        let dup = |f: &OwnedFd| {
+            f.try_clone()
+                .map_err(|e| HcsError::from_io("duplicating the console", &e))
+        };
         out_stdin = Some(dup(&master)?);
         out_stdout = Some(dup(&master)?);
         console = Some(master);
@@ -197,10 +234,19 @@ pub(crate) fn spawn(
         };
         [i, o, e]
     };
-    let prepared = Prepared { argv, envp, candidates, cwd, identity, stdio, console: console.is_some() };
+    let prepared = Prepared {
+        argv,
+        envp,
+        candidates,
+        cwd,
+        identity,
+        stdio,
+        console: console.is_some(),
+    };
     let (report_r, report_w) = pipe()?;
 
-    nix::sched::setns(&ns.pid, CloneFlags::CLONE_NEWPID).map_err(|e| io("entering the container's pid namespace", e))?;
+    nix::sched::setns(&ns.pid, CloneFlags::CLONE_NEWPID)
+        .map_err(|e| io("entering the container's pid namespace", e))?;
     let forked = sys::fork();
     // Step back out before anything else can fork (the monitor is single-threaded).
     let restored = nix::sched::setns(own_pid_ns, CloneFlags::CLONE_NEWPID);
@@ -219,7 +265,9 @@ pub(crate) fn spawn(
             drop(prepared);
             let mut bytes = Vec::new();
             let _ = std::fs::File::from(report_r).read_to_end(&mut bytes);
-            let pid = bytes.get(0..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+            let pid = bytes
+                .get(0..4)
+                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
             if let Some(rest) = bytes.get(4..9) {
                 let stage = rest[0];
                 let errno = i32::from_ne_bytes([rest[1], rest[2], rest[3], rest[4]]);
@@ -228,9 +276,19 @@ pub(crate) fn spawn(
             }
             let Some(pid) = pid else {
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(host_pid), None);
-                return Err(HcsError::new(HResult::E_FAIL, "the new process died before it could exec"));
+                return Err(HcsError::new(
+                    HResult::E_FAIL,
+                    "the new process died before it could exec",
+                ));
             };
-            Ok(SpawnedProcess { host_pid, pid, stdin: out_stdin, stdout: out_stdout, stderr: out_stderr, console })
+            Ok(SpawnedProcess {
+                host_pid,
+                pid,
+                stdin: out_stdin,
+                stdout: out_stdout,
+                stderr: out_stderr,
+                console,
+            })
         }
     }
 }
@@ -242,12 +300,20 @@ fn spawn_error(stage: u8, errno: i32, program: &str, path: &str, spec: &ProcessS
         s if s == Stage::Cgroup as u8 => format!("joining the container's cgroup: {err}"),
         s if s == Stage::Namespaces as u8 => format!("entering the container's namespaces: {err}"),
         s if s == Stage::Stdio as u8 => format!("setting up stdio: {err}"),
-        s if s == Stage::Identity as u8 => format!("ProcessParameters.User {:?}: switching user: {err}", spec.user.as_deref().unwrap_or("root")),
-        s if s == Stage::Chdir as u8 => format!("ProcessParameters.WorkingDirectory {:?}: {err}", spec.cwd.as_deref().unwrap_or("/")),
+        s if s == Stage::Identity as u8 => format!(
+            "ProcessParameters.User {:?}: switching user: {err}",
+            spec.user.as_deref().unwrap_or("root")
+        ),
+        s if s == Stage::Chdir as u8 => format!(
+            "ProcessParameters.WorkingDirectory {:?}: {err}",
+            spec.cwd.as_deref().unwrap_or("/")
+        ),
         _ if errno == libc::ENOENT && !program.contains('/') => {
             format!("executable {program:?} was not found in the container (searched PATH={path})")
         }
-        _ if errno == libc::ENOENT => format!("executable {program:?} does not exist in the container"),
+        _ if errno == libc::ENOENT => {
+            format!("executable {program:?} does not exist in the container")
+        }
         _ if errno == libc::EACCES => format!("executing {program:?}: permission denied"),
         _ if errno == libc::ENOEXEC => format!("executing {program:?}: not an executable format"),
         _ => format!("executing {program:?}: {err}"),
@@ -270,7 +336,8 @@ fn open_console_master(root: &Path) -> HcsResult<OwnedFd> {
     let master = open(&container_ptmx)
         .or_else(|_| open(Path::new("/dev/ptmx")))
         .map_err(|e| HcsError::from_io("opening a pseudo-terminal", &e))?;
-    sys::pty_unlock(master.as_fd()).map_err(|e| HcsError::from_io("unlocking the pseudo-terminal", &e))?;
+    sys::pty_unlock(master.as_fd())
+        .map_err(|e| HcsError::from_io("unlocking the pseudo-terminal", &e))?;
     Ok(master)
 }
 
@@ -304,20 +371,33 @@ fn child(p: &Prepared, ns: &Namespaces, cgroup_procs: &[OwnedFd], report: OwnedF
         }
     }
     // Our pid as the container sees it (we were forked into its pid namespace).
-    let _ = nix::unistd::write(&report, &(nix::unistd::getpid().as_raw() as u32).to_ne_bytes());
+    let _ = nix::unistd::write(
+        &report,
+        &(nix::unistd::getpid().as_raw() as u32).to_ne_bytes(),
+    );
     let _ = nix::unistd::setsid();
     for (i, fd) in p.stdio.iter().enumerate() {
         if let Err(e) = sys::dup_onto(fd.as_fd(), i as RawFd) {
-            fail(Stage::Stdio, nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)));
+            fail(
+                Stage::Stdio,
+                nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)),
+            );
         }
     }
     if p.console {
         if let Err(e) = sys::set_controlling_tty(0) {
-            fail(Stage::Stdio, nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
+            fail(
+                Stage::Stdio,
+                nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            );
         }
     }
     let id = &p.identity;
-    let gids: Vec<nix::unistd::Gid> = id.groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
+    let gids: Vec<nix::unistd::Gid> = id
+        .groups
+        .iter()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
     if let Err(e) = nix::unistd::setgroups(&gids)
         .and_then(|_| nix::unistd::setresgid(id.gid.into(), id.gid.into(), id.gid.into()))
         .and_then(|_| nix::unistd::setresuid(id.uid.into(), id.uid.into(), id.uid.into()))

@@ -28,7 +28,11 @@ pub struct Mapping {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RootFs {
     /// overlayfs: `lower` (top first) under a writable `upper`/`work` pair.
-    Overlay { lower: Vec<PathBuf>, upper: PathBuf, work: PathBuf },
+    Overlay {
+        lower: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+    },
     /// A directory used as it is (`Storage.Path` without layers).
     Directory(PathBuf),
 }
@@ -81,14 +85,20 @@ fn not_supported(field: &str, why: &str) -> HcsError {
 }
 
 fn path_error(field: &str, path: &str, why: &str) -> HcsError {
-    HcsError::new(HResult::ERROR_PATH_NOT_FOUND, format!("Container.{field}: {path:?} {why}"))
+    HcsError::new(
+        HResult::ERROR_PATH_NOT_FOUND,
+        format!("Container.{field}: {path:?} {why}"),
+    )
 }
 
 /// Check that `path` is absolute and names an existing directory.
 fn existing_dir(field: &str, path: &str) -> HcsResult<PathBuf> {
     let p = PathBuf::from(path);
     if !p.is_absolute() {
-        return Err(HcsError::new(HResult::ERROR_BAD_PATHNAME, format!("Container.{field}: {path:?} is not an absolute path")));
+        return Err(HcsError::new(
+            HResult::ERROR_BAD_PATHNAME,
+            format!("Container.{field}: {path:?} is not an absolute path"),
+        ));
     }
     match std::fs::metadata(&p) {
         Ok(m) if m.is_dir() => Ok(p),
@@ -129,7 +139,9 @@ fn container_path(field: &str, path: &str) -> HcsResult<PathBuf> {
 }
 
 fn host_cpus() -> u64 {
-    std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u64)
+        .unwrap_or(1)
 }
 
 impl ContainerSpec {
@@ -151,14 +163,23 @@ impl ContainerSpec {
 
         let storage = doc.storage.clone().unwrap_or_default();
         if storage.qos.is_some() {
-            return Err(not_supported("Storage.QoS", "storage QoS limits are not supported for containers on Linux"));
+            return Err(not_supported(
+                "Storage.QoS",
+                "storage QoS limits are not supported for containers on Linux",
+            ));
         }
         if storage.privileged_container_root_path.is_some() {
-            return Err(not_supported("Storage.PrivilegedContainerRootPath", "HostProcess containers are Windows-only"));
+            return Err(not_supported(
+                "Storage.PrivilegedContainerRootPath",
+                "HostProcess containers are Windows-only",
+            ));
         }
         let mut lower = Vec::new();
         for (i, layer) in storage.layers.iter().flatten().enumerate() {
-            if matches!(layer.path_type, Some(hcs_schema::enums::PathType::VirtualSmbShareName)) {
+            if matches!(
+                layer.path_type,
+                Some(hcs_schema::enums::PathType::VirtualSmbShareName)
+            ) {
                 return Err(not_supported(
                     &format!("Storage.Layers[{i}].PathType"),
                     "VirtualSmbShareName layers need a Windows guest; use AbsolutePath",
@@ -172,28 +193,41 @@ impl ContainerSpec {
             None => None,
         };
         let mut ephemeral_scratch = None;
-        let rootfs = match (lower.is_empty(), scratch) {
-            (true, Some(dir)) => RootFs::Directory(dir),
-            (true, None) => {
-                return Err(HcsError::invalid_json(
+        let rootfs =
+            match (lower.is_empty(), scratch) {
+                (true, Some(dir)) => RootFs::Directory(dir),
+                (true, None) => return Err(HcsError::invalid_json(
                     "Container.Storage: a container needs a root filesystem: give Storage.Layers \
                      (read-only layers, top first), Storage.Path (the writable layer, or the \
                      root directory itself when there are no layers), or both",
-                ))
-            }
-            (false, Some(dir)) => RootFs::Overlay { lower, upper: dir.join("upper"), work: dir.join("work") },
-            (false, None) => {
-                let dir = rundir.join("scratch");
-                ephemeral_scratch = Some(dir.clone());
-                RootFs::Overlay { lower, upper: dir.join("upper"), work: dir.join("work") }
-            }
-        };
+                )),
+                (false, Some(dir)) => RootFs::Overlay {
+                    lower,
+                    upper: dir.join("upper"),
+                    work: dir.join("work"),
+                },
+                (false, None) => {
+                    let dir = rundir.join("scratch");
+                    ephemeral_scratch = Some(dir.clone());
+                    RootFs::Overlay {
+                        lower,
+                        upper: dir.join("upper"),
+                        work: dir.join("work"),
+                    }
+                }
+            };
 
         let mut mappings = Vec::new();
         for (i, m) in doc.mapped_directories.iter().flatten().enumerate() {
             let field = format!("MappedDirectories[{i}]");
-            if matches!(m.host_path_type, Some(hcs_schema::enums::PathType::VirtualSmbShareName)) {
-                return Err(not_supported(&format!("{field}.HostPathType"), "VirtualSmbShareName needs a Windows guest"));
+            if matches!(
+                m.host_path_type,
+                Some(hcs_schema::enums::PathType::VirtualSmbShareName)
+            ) {
+                return Err(not_supported(
+                    &format!("{field}.HostPathType"),
+                    "VirtualSmbShareName needs a Windows guest",
+                ));
             }
             let host = m.host_path.as_deref().unwrap_or_default();
             let host_path = PathBuf::from(host);
@@ -204,22 +238,50 @@ impl ContainerSpec {
                 ));
             }
             if std::fs::metadata(&host_path).is_err() {
-                return Err(path_error(&format!("{field}.HostPath"), host, "does not exist"));
+                return Err(path_error(
+                    &format!("{field}.HostPath"),
+                    host,
+                    "does not exist",
+                ));
             }
-            let container = container_path(&format!("{field}.ContainerPath"), m.container_path.as_deref().unwrap_or_default())?;
-            mappings.push(Mapping { host: host_path, container, read_only: m.read_only.unwrap_or(false) });
+            let container = container_path(
+                &format!("{field}.ContainerPath"),
+                m.container_path.as_deref().unwrap_or_default(),
+            )?;
+            mappings.push(Mapping {
+                host: host_path,
+                container,
+                read_only: m.read_only.unwrap_or(false),
+            });
         }
         for (i, p) in doc.mapped_pipes.iter().flatten().enumerate() {
             let field = format!("MappedPipes[{i}]");
             let host = p.host_path.as_deref().unwrap_or_default();
-            if matches!(p.host_path_type, Some(hcs_schema::enums::MappedPipePathType::VirtualSmbPipeName)) {
-                return Err(not_supported(&format!("{field}.HostPathType"), "VirtualSmbPipeName needs a Windows guest"));
+            if matches!(
+                p.host_path_type,
+                Some(hcs_schema::enums::MappedPipePathType::VirtualSmbPipeName)
+            ) {
+                return Err(not_supported(
+                    &format!("{field}.HostPathType"),
+                    "VirtualSmbPipeName needs a Windows guest",
+                ));
             }
             if !Path::new(host).is_absolute() || std::fs::metadata(host).is_err() {
-                return Err(path_error(&format!("{field}.HostPath"), host, "is not an existing absolute path (a unix socket or fifo on Linux)"));
+                return Err(path_error(
+                    &format!("{field}.HostPath"),
+                    host,
+                    "is not an existing absolute path (a unix socket or fifo on Linux)",
+                ));
             }
-            let container = container_path(&format!("{field}.ContainerPipeName"), p.container_pipe_name.as_deref().unwrap_or_default())?;
-            mappings.push(Mapping { host: PathBuf::from(host), container, read_only: false });
+            let container = container_path(
+                &format!("{field}.ContainerPipeName"),
+                p.container_pipe_name.as_deref().unwrap_or_default(),
+            )?;
+            mappings.push(Mapping {
+                host: PathBuf::from(host),
+                container,
+                read_only: false,
+            });
         }
 
         let resources = resources_of(doc)?;
@@ -291,7 +353,16 @@ impl ContainerSpec {
             .map(str::to_owned)
             .collect();
 
-        Ok(ContainerSpec { hostname, rootfs, ephemeral_scratch, mappings, resources, user_namespace, network, dns_search })
+        Ok(ContainerSpec {
+            hostname,
+            rootfs,
+            ephemeral_scratch,
+            mappings,
+            resources,
+            user_namespace,
+            network,
+            dns_search,
+        })
     }
 }
 
@@ -310,17 +381,26 @@ pub fn resources_of(doc: &Container) -> HcsResult<hcs_cgroups::Resources> {
 /// `Container_Memory.SizeInMB` in bytes.
 pub fn memory_bytes(mb: u64) -> HcsResult<u64> {
     if mb == 0 {
-        return Err(HcsError::invalid_json("Container.Memory.SizeInMB: 0 is not a usable memory limit"));
+        return Err(HcsError::invalid_json(
+            "Container.Memory.SizeInMB: 0 is not a usable memory limit",
+        ));
     }
-    mb.checked_mul(1024 * 1024)
-        .ok_or_else(|| HcsError::invalid_json(format!("Container.Memory.SizeInMB: {mb} is too large")))
+    mb.checked_mul(1024 * 1024).ok_or_else(|| {
+        HcsError::invalid_json(format!("Container.Memory.SizeInMB: {mb} is too large"))
+    })
 }
 
 /// Map `Container_Processor` onto cgroup limits:
 /// `Count` n → a quota of n CPUs; `Maximum` m (of 10 000) → m/10 000 of all
 /// host CPUs; `Weight` w (1..=10 000) → cpu.weight w.
-pub fn processor_resources(p: &hcs_schema::ContainerProcessor, r: &mut hcs_cgroups::Resources) -> HcsResult<()> {
-    let set = [p.count.is_some(), p.weight.is_some(), p.maximum.is_some()].iter().filter(|b| **b).count();
+pub fn processor_resources(
+    p: &hcs_schema::ContainerProcessor,
+    r: &mut hcs_cgroups::Resources,
+) -> HcsResult<()> {
+    let set = [p.count.is_some(), p.weight.is_some(), p.maximum.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
     if set > 1 {
         return Err(HcsError::invalid_json(
             "Container.Processor: Count, Weight and Maximum are mutually exclusive; give one",
@@ -328,21 +408,33 @@ pub fn processor_resources(p: &hcs_schema::ContainerProcessor, r: &mut hcs_cgrou
     }
     if let Some(count) = p.count {
         if count == 0 {
-            return Err(HcsError::invalid_json("Container.Processor.Count: 0 CPUs cannot run anything"));
+            return Err(HcsError::invalid_json(
+                "Container.Processor.Count: 0 CPUs cannot run anything",
+            ));
         }
         let count = u64::from(count).min(host_cpus());
-        r.cpu_quota = Some(hcs_cgroups::CpuQuota { quota_us: count * CPU_PERIOD_US, period_us: CPU_PERIOD_US });
+        r.cpu_quota = Some(hcs_cgroups::CpuQuota {
+            quota_us: count * CPU_PERIOD_US,
+            period_us: CPU_PERIOD_US,
+        });
     }
     if let Some(max) = p.maximum {
         if !(1..=10_000).contains(&max) {
-            return Err(HcsError::invalid_json(format!("Container.Processor.Maximum: {max} is out of range 1..=10000")));
+            return Err(HcsError::invalid_json(format!(
+                "Container.Processor.Maximum: {max} is out of range 1..=10000"
+            )));
         }
         let quota = (max as u64 * host_cpus() * CPU_PERIOD_US / 10_000).max(1000);
-        r.cpu_quota = Some(hcs_cgroups::CpuQuota { quota_us: quota, period_us: CPU_PERIOD_US });
+        r.cpu_quota = Some(hcs_cgroups::CpuQuota {
+            quota_us: quota,
+            period_us: CPU_PERIOD_US,
+        });
     }
     if let Some(w) = p.weight {
         if !(0..=10_000).contains(&w) {
-            return Err(HcsError::invalid_json(format!("Container.Processor.Weight: {w} is out of range 0..=10000")));
+            return Err(HcsError::invalid_json(format!(
+                "Container.Processor.Weight: {w} is out of range 0..=10000"
+            )));
         }
         if w > 0 {
             r.cpu_weight = Some(w as u64);
@@ -353,24 +445,43 @@ pub fn processor_resources(p: &hcs_schema::ContainerProcessor, r: &mut hcs_cgrou
 
 fn reject_windows_only(doc: &Container) -> HcsResult<()> {
     if doc.registry_changes.as_ref().is_some_and(|r| {
-        r.add_values.as_ref().is_some_and(|v| !v.is_empty()) || r.delete_keys.as_ref().is_some_and(|v| !v.is_empty())
+        r.add_values.as_ref().is_some_and(|v| !v.is_empty())
+            || r.delete_keys.as_ref().is_some_and(|v| !v.is_empty())
     }) {
-        return Err(not_supported("RegistryChanges", "Linux has no registry; write the files into a layer instead"));
+        return Err(not_supported(
+            "RegistryChanges",
+            "Linux has no registry; write the files into a layer instead",
+        ));
     }
     if doc.container_credential_guard.is_some() {
-        return Err(not_supported("ContainerCredentialGuard", "gMSA credential forwarding is Windows-only"));
+        return Err(not_supported(
+            "ContainerCredentialGuard",
+            "gMSA credential forwarding is Windows-only",
+        ));
     }
     if doc.hv_socket.is_some() {
-        return Err(not_supported("HvSocket", "Hyper-V sockets do not exist for Linux containers"));
+        return Err(not_supported(
+            "HvSocket",
+            "Hyper-V sockets do not exist for Linux containers",
+        ));
     }
     if doc.assigned_devices.as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(not_supported("AssignedDevices", "device assignment to containers is not supported yet"));
+        return Err(not_supported(
+            "AssignedDevices",
+            "device assignment to containers is not supported yet",
+        ));
     }
     if doc.additional_device_namespace.is_some() {
-        return Err(not_supported("AdditionalDeviceNamespace", "device-extension namespaces are Windows-only"));
+        return Err(not_supported(
+            "AdditionalDeviceNamespace",
+            "device-extension namespaces are Windows-only",
+        ));
     }
     if doc.isolation_type.is_some() {
-        return Err(not_supported("IsolationType", "HostProcess containers are Windows-only"));
+        return Err(not_supported(
+            "IsolationType",
+            "HostProcess containers are Windows-only",
+        ));
     }
     Ok(())
 }
@@ -396,7 +507,14 @@ mod tests {
             s.display()
         ));
         let spec = ContainerSpec::from_document("demo", &c, t.path()).unwrap();
-        assert_eq!(spec.rootfs, RootFs::Overlay { lower: vec![l], upper: s.join("upper"), work: s.join("work") });
+        assert_eq!(
+            spec.rootfs,
+            RootFs::Overlay {
+                lower: vec![l],
+                upper: s.join("upper"),
+                work: s.join("work")
+            }
+        );
         assert_eq!(spec.hostname, "demo");
         assert_eq!(spec.network, Network::New);
     }
@@ -407,27 +525,47 @@ mod tests {
         let c = doc(r#"{"Storage":{"Layers":[{"Id":"x","Path":"/does/not/exist"}]}}"#);
         let e = ContainerSpec::from_document("demo", &c, t.path()).unwrap_err();
         assert_eq!(e.hresult, HResult::ERROR_PATH_NOT_FOUND);
-        assert!(e.message.contains("Storage.Layers[0].Path"), "{}", e.message);
+        assert!(
+            e.message.contains("Storage.Layers[0].Path"),
+            "{}",
+            e.message
+        );
         let c = doc(&format!(
             r#"{{"Storage":{{"Path":"{}"}},"MappedDirectories":[{{"HostPath":"/tmp","ContainerPath":"../x"}}]}}"#,
             t.path().display()
         ));
         let e = ContainerSpec::from_document("demo", &c, t.path()).unwrap_err();
-        assert!(e.message.contains("MappedDirectories[0].ContainerPath"), "{}", e.message);
+        assert!(
+            e.message.contains("MappedDirectories[0].ContainerPath"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn processor_mapping() {
         let mut r = hcs_cgroups::Resources::default();
-        processor_resources(&hcs_schema::ContainerProcessor { count: Some(1), ..Default::default() }, &mut r).unwrap();
+        processor_resources(
+            &hcs_schema::ContainerProcessor {
+                count: Some(1),
+                ..Default::default()
+            },
+            &mut r,
+        )
+        .unwrap();
         assert_eq!(r.cpu_quota.map(|q| q.quota_us), Some(CPU_PERIOD_US));
-        let both = hcs_schema::ContainerProcessor { count: Some(1), weight: Some(5), ..Default::default() };
+        let both = hcs_schema::ContainerProcessor {
+            count: Some(1),
+            weight: Some(5),
+            ..Default::default()
+        };
         assert!(processor_resources(&both, &mut r).is_err());
     }
 
     #[test]
     fn windows_only_fields_are_refused_clearly() {
-        let c = doc(r#"{"Storage":{"Path":"/tmp"},"RegistryChanges":{"AddValues":[{"Name":"x"}]}}"#);
+        let c =
+            doc(r#"{"Storage":{"Path":"/tmp"},"RegistryChanges":{"AddValues":[{"Name":"x"}]}}"#);
         let e = ContainerSpec::from_document("demo", &c, Path::new("/tmp")).unwrap_err();
         assert_eq!(e.hresult, HResult::ERROR_NOT_SUPPORTED);
         assert!(e.message.contains("RegistryChanges"));

@@ -54,7 +54,12 @@ pub(crate) fn fork() -> io::Result<Forked> {
 
 /// `openat2(dirfd, path, flags, RESOLVE_IN_ROOT | extra)`: resolve `path` as
 /// if `dirfd` were `/`, so symlinks in a container image cannot lead out of it.
-pub(crate) fn openat2_in_root(dirfd: BorrowedFd<'_>, path: &CStr, flags: u64, resolve: u64) -> io::Result<OwnedFd> {
+pub(crate) fn openat2_in_root(
+    dirfd: BorrowedFd<'_>,
+    path: &CStr,
+    flags: u64,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
     // SAFETY: open_how is plain data; all-zero is its documented default.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = flags;
@@ -87,7 +92,12 @@ pub(crate) fn cloexec_from(first: u32) {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags; no
     // descriptor is closed, so no Rust owner is invalidated.
     unsafe {
-        libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
     }
 }
 
@@ -100,7 +110,11 @@ pub(crate) fn close_all_except(first: i32, keep: &[RawFd]) {
     let mut lo = first;
     for k in keep.into_iter().chain(std::iter::once(i32::MAX)) {
         if k > lo {
-            let hi = if k == i32::MAX { u32::MAX } else { (k - 1) as u32 };
+            let hi = if k == i32::MAX {
+                u32::MAX
+            } else {
+                (k - 1) as u32
+            };
             // SAFETY: in the init child no Rust value depends on these
             // descriptors any more (the child never returns to the monitor's code).
             unsafe {
@@ -114,7 +128,13 @@ pub(crate) fn close_all_except(first: i32, keep: &[RawFd]) {
 /// Open the slave side of a pty master (`TIOCGPTPEER`), without a path lookup.
 pub(crate) fn pty_peer(master: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: TIOCGPTPEER takes open flags and returns a new descriptor.
-    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    let rc = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -145,7 +165,12 @@ pub(crate) fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
 
 /// Set a terminal's window size.
 pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
-    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCSWINSZ reads a winsize through the pointer we pass.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
         return Err(io::Error::last_os_error());
@@ -232,14 +257,22 @@ impl FsContext {
     /// `fsopen(fstype)`.
     pub(crate) fn open(fstype: &CStr) -> io::Result<FsContext> {
         // SAFETY: fsopen reads a NUL-terminated name and returns a descriptor.
-        fd_result(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), libc::FSOPEN_CLOEXEC) }).map(FsContext)
+        fd_result(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), libc::FSOPEN_CLOEXEC) })
+            .map(FsContext)
     }
 
     /// `fsconfig(FSCONFIG_SET_STRING, key, value)`.
     pub(crate) fn set(&self, key: &CStr, value: &CStr) -> io::Result<()> {
         // SAFETY: both strings are NUL-terminated and live across the call.
         let rc = unsafe {
-            libc::syscall(libc::SYS_fsconfig, self.0.as_raw_fd(), FSCONFIG_SET_STRING, key.as_ptr(), value.as_ptr(), 0)
+            libc::syscall(
+                libc::SYS_fsconfig,
+                self.0.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                key.as_ptr(),
+                value.as_ptr(),
+                0,
+            )
         };
         if rc < 0 {
             return Err(io::Error::last_os_error());
@@ -264,21 +297,34 @@ impl FsContext {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: fsmount takes the context descriptor and flag words.
-        fd_result(unsafe { libc::syscall(libc::SYS_fsmount, self.0.as_raw_fd(), libc::FSMOUNT_CLOEXEC, 0) })
+        fd_result(unsafe {
+            libc::syscall(
+                libc::SYS_fsmount,
+                self.0.as_raw_fd(),
+                libc::FSMOUNT_CLOEXEC,
+                0,
+            )
+        })
     }
 }
 
 /// `open_tree(path, OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy of the
 /// mount tree at `path` (a recursive bind mount not yet attached anywhere).
 pub(crate) fn clone_tree(path: &CStr) -> io::Result<OwnedFd> {
-    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_RECURSIVE as libc::c_uint;
+    let flags =
+        libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_RECURSIVE as libc::c_uint;
     // SAFETY: open_tree reads a NUL-terminated path and returns a descriptor.
     fd_result(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })
 }
 
 /// Make a detached mount tree read-only (`mount_setattr`).
 pub(crate) fn make_read_only(mnt: BorrowedFd<'_>) -> io::Result<()> {
-    let attr = MountAttr { attr_set: libc::MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let attr = MountAttr {
+        attr_set: libc::MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
     // SAFETY: mount_setattr reads `attr` (whose size we pass) and an empty path.
     let rc = unsafe {
         libc::syscall(

@@ -57,7 +57,11 @@ fn groups(root: &Path) -> Vec<(String, u32, Vec<String>)> {
             if f.len() < 4 {
                 return None;
             }
-            let members = f[3].split(',').filter(|m| !m.is_empty()).map(str::to_owned).collect();
+            let members = f[3]
+                .split(',')
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned)
+                .collect();
             Some((f[0].to_string(), f[2].parse().ok()?, members))
         })
         .collect()
@@ -73,15 +77,28 @@ pub fn resolve(root: &Path, user: Option<&str>) -> HcsResult<Identity> {
     };
     let users = passwd(root);
     let entry = match u.parse::<u32>() {
-        Ok(uid) => users.into_iter().find(|e| e.uid == uid).map(Ok).unwrap_or_else(|| {
-            Err(PasswdEntry { name: uid.to_string(), uid, gid: 0, home: "/".to_string() })
-        }),
-        Err(_) => users.into_iter().find(|e| e.name == u).map(Ok).ok_or_else(|| {
-            HcsError::new(
-                HResult::ERROR_NOT_FOUND,
-                format!("ProcessParameters.User: no user {u:?} in the container's /etc/passwd"),
-            )
-        })?,
+        Ok(uid) => users
+            .into_iter()
+            .find(|e| e.uid == uid)
+            .map(Ok)
+            .unwrap_or_else(|| {
+                Err(PasswdEntry {
+                    name: uid.to_string(),
+                    uid,
+                    gid: 0,
+                    home: "/".to_string(),
+                })
+            }),
+        Err(_) => users
+            .into_iter()
+            .find(|e| e.name == u)
+            .map(Ok)
+            .ok_or_else(|| {
+                HcsError::new(
+                    HResult::ERROR_NOT_FOUND,
+                    format!("ProcessParameters.User: no user {u:?} in the container's /etc/passwd"),
+                )
+            })?,
     };
     // A numeric uid that has no passwd entry is still usable, as in runc.
     let (entry, known) = match entry {
@@ -89,26 +106,41 @@ pub fn resolve(root: &Path, user: Option<&str>) -> HcsResult<Identity> {
         Err(e) => (e, false),
     };
     let all_groups = groups(root);
-    let gid = match g {
-        None => entry.gid,
-        Some(g) => match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => all_groups.iter().find(|(n, _, _)| n == g).map(|(_, gid, _)| *gid).ok_or_else(|| {
-                HcsError::new(
+    let gid =
+        match g {
+            None => entry.gid,
+            Some(g) => match g.parse::<u32>() {
+                Ok(gid) => gid,
+                Err(_) => all_groups
+                    .iter()
+                    .find(|(n, _, _)| n == g)
+                    .map(|(_, gid, _)| *gid)
+                    .ok_or_else(|| {
+                        HcsError::new(
                     HResult::ERROR_NOT_FOUND,
                     format!("ProcessParameters.User: no group {g:?} in the container's /etc/group"),
                 )
-            })?,
-        },
-    };
+                    })?,
+            },
+        };
     let mut supplementary: Vec<u32> = if known {
-        all_groups.iter().filter(|(_, _, m)| m.iter().any(|m| *m == entry.name)).map(|(_, gid, _)| *gid).collect()
+        all_groups
+            .iter()
+            .filter(|(_, _, m)| m.contains(&entry.name))
+            .map(|(_, gid, _)| *gid)
+            .collect()
     } else {
         Vec::new()
     };
     supplementary.retain(|x| *x != gid);
     supplementary.insert(0, gid);
-    Ok(Identity { uid: entry.uid, gid, groups: supplementary, home: entry.home, name: entry.name })
+    Ok(Identity {
+        uid: entry.uid,
+        gid,
+        groups: supplementary,
+        home: entry.home,
+        name: entry.name,
+    })
 }
 
 #[cfg(test)]
@@ -118,8 +150,16 @@ mod tests {
     fn root() -> tempfile::TempDir {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("etc")).unwrap();
-        std::fs::write(t.path().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:100:A:/home/alice:/bin/sh\nbroken line\n").unwrap();
-        std::fs::write(t.path().join("etc/group"), "root:x:0:\nusers:x:100:\nwheel:x:10:alice,bob\n").unwrap();
+        std::fs::write(
+            t.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:100:A:/home/alice:/bin/sh\nbroken line\n",
+        )
+        .unwrap();
+        std::fs::write(
+            t.path().join("etc/group"),
+            "root:x:0:\nusers:x:100:\nwheel:x:10:alice,bob\n",
+        )
+        .unwrap();
         t
     }
 
@@ -127,7 +167,10 @@ mod tests {
     fn names_ids_and_groups() {
         let r = root();
         let a = resolve(r.path(), Some("alice")).unwrap();
-        assert_eq!((a.uid, a.gid, a.groups.clone(), a.home.as_str()), (1000, 100, vec![100, 10], "/home/alice"));
+        assert_eq!(
+            (a.uid, a.gid, a.groups.clone(), a.home.as_str()),
+            (1000, 100, vec![100, 10], "/home/alice")
+        );
         let b = resolve(r.path(), Some("1000:wheel")).unwrap();
         assert_eq!((b.uid, b.gid), (1000, 10));
         let c = resolve(r.path(), Some("4242")).unwrap();

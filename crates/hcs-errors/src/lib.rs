@@ -208,12 +208,18 @@ pub struct HcsError {
 impl HcsError {
     /// An error with an explicit message.
     pub fn new(hresult: HResult, message: impl Into<String>) -> HcsError {
-        HcsError { hresult, message: message.into() }
+        HcsError {
+            hresult,
+            message: message.into(),
+        }
     }
 
     /// An error carrying only the system message of its code.
     pub fn from_code(hresult: HResult) -> HcsError {
-        HcsError { hresult, message: hresult.message().to_string() }
+        HcsError {
+            hresult,
+            message: hresult.message().to_string(),
+        }
     }
 
     /// `HCS_E_INVALID_JSON` with a message naming the bad field.
@@ -239,7 +245,10 @@ impl HcsError {
     /// An error from a failed system call: the HRESULT twin of its errno and
     /// a message that says what was being done.
     pub fn from_io(context: impl fmt::Display, err: &std::io::Error) -> HcsError {
-        let hresult = err.raw_os_error().map(HResult::from_errno).unwrap_or(HResult::E_FAIL);
+        let hresult = err
+            .raw_os_error()
+            .map(HResult::from_errno)
+            .unwrap_or(HResult::E_FAIL);
         HcsError::new(hresult, format!("{context}: {err}"))
     }
 
@@ -266,7 +275,10 @@ mod tests {
     #[test]
     fn values_match_winerror() {
         assert_eq!(HResult::HCS_E_INVALID_JSON.as_u32(), 0x8037010D);
-        assert_eq!(HResult::HCS_E_OPERATION_SYSTEM_CALLBACK_ALREADY_SET.as_u32(), 0x80370119);
+        assert_eq!(
+            HResult::HCS_E_OPERATION_SYSTEM_CALLBACK_ALREADY_SET.as_u32(),
+            0x80370119
+        );
         assert_eq!(HResult::HCS_E_PROCESS_ALREADY_STOPPED.as_u32(), 0x8037011F);
         assert_eq!(HResult::HCS_E_TERMINATED_DURING_START.as_u32(), 0x80370100);
         assert_eq!(HResult::E_INVALIDARG.as_u32(), 0x80070057);
@@ -290,7 +302,10 @@ mod tests {
         for (code, name) in HResult::ALL {
             assert!(seen.insert(code.0), "duplicate value for {name}");
         }
-        assert_eq!(HResult::HCS_E_INVALID_JSON.to_string(), "HCS_E_INVALID_JSON (0x8037010D)");
+        assert_eq!(
+            HResult::HCS_E_INVALID_JSON.to_string(),
+            "HCS_E_INVALID_JSON (0x8037010D)"
+        );
         assert_eq!(HResult(0x1234).to_string(), "0x00001234");
     }
 

@@ -43,11 +43,15 @@ pub trait Backend {
     fn resume(&mut self) -> HcsResult<()>;
     /// HcsSaveComputeSystem.
     fn save(&mut self, _options: Option<&str>) -> HcsResult<()> {
-        Err(HcsError::not_supported("saving this kind of compute system is not supported"))
+        Err(HcsError::not_supported(
+            "saving this kind of compute system is not supported",
+        ))
     }
     /// HcsCrashComputeSystem.
     fn crash(&mut self, _options: Option<&str>) -> HcsResult<()> {
-        Err(HcsError::not_supported("crashing this kind of compute system is not supported"))
+        Err(HcsError::not_supported(
+            "crashing this kind of compute system is not supported",
+        ))
     }
     /// HcsModifyComputeSystem.
     fn modify(&mut self, request: &ModifySettingRequest) -> HcsResult<()>;

@@ -6,7 +6,9 @@ use std::time::SystemTime;
 use hcs_container::{Container, ContainerSpec, ProcessSpec};
 use hcs_errors::{HResult, HcsError, HcsResult};
 use hcs_schema::enums::{ModifyRequestType, SystemPropertyType, SystemType};
-use hcs_schema::properties::{MemoryInformationForVm, MemoryStats, ProcessorStats, StorageStats, VmMemory};
+use hcs_schema::properties::{
+    MemoryInformationForVm, MemoryStats, ProcessorStats, StorageStats, VmMemory,
+};
 use hcs_schema::{ModifySettingRequest, ProcessParameters, Properties, Statistics};
 
 use crate::backend::{Backend, StartedProcess};
@@ -42,7 +44,10 @@ impl ContainerBackend {
         let spec = ContainerSpec::from_document(id, doc, rundir)?;
         let shared_network = match &spec.network {
             hcs_container::Network::SharedWith(other) => {
-                hcs_rundir::validate_name("Container.Networking.NetworkSharedContainerName", other)?;
+                hcs_rundir::validate_name(
+                    "Container.Networking.NetworkSharedContainerName",
+                    other,
+                )?;
                 let dir = hcs_rundir::system_dir(runtime_root, namespace, other);
                 if hcs_rundir::cleanup_if_stale(&dir)? != hcs_rundir::Cleanup::Alive {
                     return Err(HcsError::new(
@@ -54,22 +59,38 @@ impl ContainerBackend {
             }
             _ => None,
         };
-        let container = Container::create(spec, Path::new(CGROUP_PARENT), Path::new(&cgroup_leaf(namespace, id)), rundir)?;
-        Ok(ContainerBackend { container, shared_network })
+        let container = Container::create(
+            spec,
+            Path::new(CGROUP_PARENT),
+            Path::new(&cgroup_leaf(namespace, id)),
+            rundir,
+        )?;
+        Ok(ContainerBackend {
+            container,
+            shared_network,
+        })
     }
 
     fn resolve_shared_network(&mut self) -> HcsResult<()> {
-        let Some((dir, other)) = self.shared_network.clone() else { return Ok(()) };
+        let Some((dir, other)) = self.shared_network.clone() else {
+            return Ok(());
+        };
         let record: hcs_rundir::Record = std::fs::read(dir.join(hcs_rundir::RECORD_FILE))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| HcsError::new(HResult::HCS_E_SYSTEM_NOT_FOUND, format!("the compute system {other:?} is gone")))?;
+            .ok_or_else(|| {
+                HcsError::new(
+                    HResult::HCS_E_SYSTEM_NOT_FOUND,
+                    format!("the compute system {other:?} is gone"),
+                )
+            })?;
         let pid = record.main_pid.ok_or_else(|| {
             HcsError::invalid_state(format!(
                 "Container.Networking.NetworkSharedContainerName: {other:?} is not running, so it has no network to share"
             ))
         })?;
-        self.container.join_network(&PathBuf::from(format!("/proc/{pid}/ns/net")))
+        self.container
+            .join_network(&PathBuf::from(format!("/proc/{pid}/ns/net")))
     }
 
     fn statistics(&self) -> HcsResult<Statistics> {
@@ -114,7 +135,9 @@ impl ContainerBackend {
         Ok(MemoryInformationForVm {
             virtual_node_count: Some(1),
             virtual_machine_memory: Some(VmMemory {
-                available_memory: Some((limit.saturating_sub(used) / MIB).min(i32::MAX as u64) as i32),
+                available_memory: Some(
+                    (limit.saturating_sub(used) / MIB).min(i32::MAX as u64) as i32
+                ),
                 available_memory_buffer: Some(0),
                 reserved_memory: Some(0),
                 assigned_memory: Some(limit / MIB),
@@ -161,7 +184,8 @@ impl Backend for ContainerBackend {
     fn request_shutdown(&mut self) -> HcsResult<()> {
         // A frozen init cannot act on SIGTERM.
         let _ = self.container.resume();
-        self.container.signal_init(nix::sys::signal::Signal::SIGTERM)
+        self.container
+            .signal_init(nix::sys::signal::Signal::SIGTERM)
     }
 
     fn kill(&mut self) {
@@ -195,7 +219,9 @@ impl Backend for ContainerBackend {
 
     fn modify(&mut self, request: &ModifySettingRequest) -> HcsResult<()> {
         if request.guest_request.is_some() {
-            return Err(HcsError::not_supported("ModifySettingRequest.GuestRequest: containers have no guest agent"));
+            return Err(HcsError::not_supported(
+                "ModifySettingRequest.GuestRequest: containers have no guest agent",
+            ));
         }
         if !matches!(request.request_type, None | Some(ModifyRequestType::Update)) {
             return Err(HcsError::not_supported(format!(
@@ -275,12 +301,19 @@ impl Backend for ContainerBackend {
             _ => None,
         };
         let console = (p.emulate_console == Some(true)).then(|| {
-            p.console_size.map(|[h, w]| (h.max(1), w.max(1))).unwrap_or(DEFAULT_CONSOLE)
+            p.console_size
+                .map(|[h, w]| (h.max(1), w.max(1)))
+                .unwrap_or(DEFAULT_CONSOLE)
         });
         let spec = ProcessSpec {
             argv,
             executable,
-            env: p.environment.clone().unwrap_or_default().into_iter().collect(),
+            env: p
+                .environment
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
             cwd: p.working_directory.clone(),
             user: p.user.clone(),
             stdin: p.create_std_in_pipe == Some(true),
@@ -300,7 +333,8 @@ impl Backend for ContainerBackend {
     }
 
     fn signal_process(&mut self, _pid: u32, host_pid: Option<i32>, signal: i32) -> HcsResult<()> {
-        let host_pid = host_pid.ok_or_else(|| HcsError::from_code(HResult::HCS_E_PROCESS_INFO_NOT_AVAILABLE))?;
+        let host_pid = host_pid
+            .ok_or_else(|| HcsError::from_code(HResult::HCS_E_PROCESS_INFO_NOT_AVAILABLE))?;
         let sig = hcs_container::signal_from_number(signal)?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(host_pid), sig)
             .map_err(|e| HcsError::from_io("signalling the process", &std::io::Error::from(e)))

@@ -82,7 +82,11 @@ impl SystemState {
         let invalid = |why: &str| -> Result<SystemState, HcsError> {
             Err(HcsError::new(
                 HResult::HCS_E_INVALID_STATE,
-                format!("cannot {} a compute system that is {}{why}", verb(request), self.describe()),
+                format!(
+                    "cannot {} a compute system that is {}{why}",
+                    verb(request),
+                    self.describe()
+                ),
             ))
         };
         match (self, request) {
@@ -94,7 +98,9 @@ impl SystemState {
             (S::Created | S::ShuttingDown, R::Pause) => invalid(""),
 
             (S::Paused, R::Resume) => Ok(S::Running),
-            (S::Created | S::Running | S::ShuttingDown, R::Resume) => invalid(" (it is not paused)"),
+            (S::Created | S::Running | S::ShuttingDown, R::Resume) => {
+                invalid(" (it is not paused)")
+            }
 
             (S::Running | S::Paused, R::Shutdown) => Ok(S::ShuttingDown),
             // A second shutdown joins the first.
@@ -130,7 +136,10 @@ impl SystemState {
             )),
             (S::Stopped, _) => Err(HcsError::new(
                 HResult::HCS_E_SYSTEM_ALREADY_STOPPED,
-                format!("cannot {} the compute system: it has already stopped", verb(request)),
+                format!(
+                    "cannot {} the compute system: it has already stopped",
+                    verb(request)
+                ),
             )),
         }
     }
@@ -178,24 +187,44 @@ mod tests {
 
     #[test]
     fn stopped_systems_answer_already_stopped() {
-        for r in [Request::Shutdown, Request::Terminate, Request::Start, Request::Pause] {
-            assert_eq!(SystemState::Stopped.check(r).unwrap_err().hresult, HResult::HCS_E_SYSTEM_ALREADY_STOPPED);
+        for r in [
+            Request::Shutdown,
+            Request::Terminate,
+            Request::Start,
+            Request::Pause,
+        ] {
+            assert_eq!(
+                SystemState::Stopped.check(r).unwrap_err().hresult,
+                HResult::HCS_E_SYSTEM_ALREADY_STOPPED
+            );
         }
         assert!(SystemState::Stopped.check(Request::GetProperties).is_ok());
     }
 
     #[test]
     fn save_needs_a_paused_system_and_terminate_always_works_until_stopped() {
-        assert_eq!(SystemState::Running.check(Request::Save).unwrap_err().hresult, HResult::HCS_E_INVALID_STATE);
+        assert_eq!(
+            SystemState::Running
+                .check(Request::Save)
+                .unwrap_err()
+                .hresult,
+            HResult::HCS_E_INVALID_STATE
+        );
         assert!(SystemState::Paused.check(Request::Save).is_ok());
         for s in ALL_STATES {
-            assert_eq!(s.check(Request::Terminate).is_ok(), s != SystemState::Stopped, "{s:?}");
+            assert_eq!(
+                s.check(Request::Terminate).is_ok(),
+                s != SystemState::Stopped,
+                "{s:?}"
+            );
         }
     }
 
     #[test]
     fn error_messages_say_what_and_why() {
-        let e = SystemState::Created.check(Request::CreateProcess).unwrap_err();
+        let e = SystemState::Created
+            .check(Request::CreateProcess)
+            .unwrap_err();
         assert!(e.message.contains("start it first"), "{}", e.message);
     }
 }

@@ -15,7 +15,13 @@ pub fn start(rundir: &Path, namespace: &str, id: &str) {
         }
         None => rundir.join("monitor.log"),
     };
-    let Ok(file) = std::fs::OpenOptions::new().create(true).append(true).open(&path) else { return };
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    else {
+        return;
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HCS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

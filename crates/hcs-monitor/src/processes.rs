@@ -63,7 +63,11 @@ impl ProcessTable {
     }
 
     fn trim(&mut self) {
-        let exited = self.entries.iter().filter(|e| e.exit_code.is_some()).count();
+        let exited = self
+            .entries
+            .iter()
+            .filter(|e| e.exit_code.is_some())
+            .count();
         if exited > KEEP_EXITED {
             let mut drop = exited - KEEP_EXITED;
             self.entries.retain(|e| {
@@ -91,11 +95,17 @@ impl ProcessTable {
 
     /// The running process with this host pid.
     pub fn by_host_pid_mut(&mut self, host_pid: i32) -> Option<&mut ProcessEntry> {
-        self.entries.iter_mut().find(|e| e.host_pid == Some(host_pid) && e.exit_code.is_none())
+        self.entries
+            .iter_mut()
+            .find(|e| e.host_pid == Some(host_pid) && e.exit_code.is_none())
     }
 
     /// Host pids of processes that have not exited.
     pub fn running_host_pids(&self) -> Vec<i32> {
-        self.entries.iter().filter(|e| e.exit_code.is_none()).filter_map(|e| e.host_pid).collect()
+        self.entries
+            .iter()
+            .filter(|e| e.exit_code.is_none())
+            .filter_map(|e| e.host_pid)
+            .collect()
     }
 }

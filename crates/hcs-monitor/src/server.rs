@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use hcs_errors::{HResult, HcsError, HcsResult};
 use hcs_protocol::wire::{encode, send_packet, Packet, Receiver, RecvOutcome};
-use hcs_protocol::{ConnectionKind, EventMessage, Outcome, Reply, Request, RequestFrame, PROTOCOL_VERSION};
+use hcs_protocol::{
+    ConnectionKind, EventMessage, Outcome, Reply, Request, RequestFrame, PROTOCOL_VERSION,
+};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{SigSet, Signal};
@@ -42,7 +44,14 @@ struct Conn {
 
 impl Conn {
     fn new(fd: OwnedFd, kind: Option<ConnectionKind>) -> Conn {
-        Conn { fd, rx: Receiver::new(), out: VecDeque::new(), kind, holds_handle: kind == Some(ConnectionKind::Handle), dead: false }
+        Conn {
+            fd,
+            rx: Receiver::new(),
+            out: VecDeque::new(),
+            kind,
+            holds_handle: kind == Some(ConnectionKind::Handle),
+            dead: false,
+        }
     }
 
     fn queue(&mut self, reply: &Reply, fds: Vec<OwnedFd>) {
@@ -106,10 +115,17 @@ pub fn run_from_stdin() -> i32 {
 }
 
 fn take_stdin_socket() -> io::Result<OwnedFd> {
-    let raw = nix::fcntl::fcntl(std::io::stdin().as_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3)).map_err(io::Error::from)?;
+    let raw = nix::fcntl::fcntl(
+        std::io::stdin().as_fd(),
+        nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3),
+    )
+    .map_err(io::Error::from)?;
     // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
     let sock = unsafe { OwnedFd::from_raw_fd(raw) };
-    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
     // SAFETY: dup2 only changes the descriptor table; descriptor 0 belongs
     // to no Rust value (nix's dup2_raw would hand back an owner that closes it).
     if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
@@ -123,13 +139,15 @@ fn setup_signals() -> io::Result<SignalFd> {
     // write to a client that went away.
     for s in [Signal::SIGPIPE, Signal::SIGHUP, Signal::SIGINT] {
         // SAFETY: SIG_IGN installs no handler code.
-        unsafe { nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigIgn) }.map_err(io::Error::from)?;
+        unsafe { nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigIgn) }
+            .map_err(io::Error::from)?;
     }
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
     set.add(Signal::SIGTERM);
     set.thread_block().map_err(io::Error::from)?;
-    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(io::Error::from)
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(io::Error::from)
 }
 
 fn bootstrap() -> io::Result<Option<Monitor>> {
@@ -137,17 +155,40 @@ fn bootstrap() -> io::Result<Option<Monitor>> {
     let _ = nix::unistd::setsid();
     let signals = setup_signals()?;
     let mut channel = hcs_protocol::Channel::new(sock);
-    let Some((frame, _)) = channel.recv::<RequestFrame>()? else { return Ok(None) };
+    let Some((frame, _)) = channel.recv::<RequestFrame>()? else {
+        return Ok(None);
+    };
     let (namespace, id, document, version) = match frame.request {
-        Request::Create { namespace, id, document, version, .. } => (namespace, id, document, version),
+        Request::Create {
+            namespace,
+            id,
+            document,
+            version,
+            ..
+        } => (namespace, id, document, version),
         other => {
-            let e = HcsError::new(HResult::HCS_E_PROTOCOL_ERROR, format!("expected Create, got {}", other.name()));
-            let _ = channel.send(&Reply::Response { id: frame.id, outcome: Outcome::error(&e) }, Vec::new());
+            let e = HcsError::new(
+                HResult::HCS_E_PROTOCOL_ERROR,
+                format!("expected Create, got {}", other.name()),
+            );
+            let _ = channel.send(
+                &Reply::Response {
+                    id: frame.id,
+                    outcome: Outcome::error(&e),
+                },
+                Vec::new(),
+            );
             return Ok(None);
         }
     };
     let reply = |channel: &hcs_protocol::Channel, outcome: Outcome| {
-        let _ = channel.send(&Reply::Response { id: frame.id, outcome }, Vec::new());
+        let _ = channel.send(
+            &Reply::Response {
+                id: frame.id,
+                outcome,
+            },
+            Vec::new(),
+        );
     };
     if version != PROTOCOL_VERSION {
         let e = HcsError::new(
@@ -187,8 +228,16 @@ fn bootstrap() -> io::Result<Option<Monitor>> {
     let sock = channel.into_fd();
     set_nonblocking(&sock)?;
     let poll = Poll::new()?;
-    poll.registry().register(&mut SourceFd(&listener.as_raw_fd()), LISTENER, Interest::READABLE)?;
-    poll.registry().register(&mut SourceFd(&signals.as_raw_fd()), SIGNALS, Interest::READABLE)?;
+    poll.registry().register(
+        &mut SourceFd(&listener.as_raw_fd()),
+        LISTENER,
+        Interest::READABLE,
+    )?;
+    poll.registry().register(
+        &mut SourceFd(&signals.as_raw_fd()),
+        SIGNALS,
+        Interest::READABLE,
+    )?;
     let mut m = Monitor {
         poll,
         system,
@@ -212,13 +261,23 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 }
 
 fn bind_listener(path: &std::path::Path) -> HcsResult<OwnedFd> {
-    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
-    let io = |what: &str, e: nix::errno::Errno| HcsError::from_io(format!("{what} {}", path.display()), &io::Error::from(e));
-    let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)
-        .map_err(|e| io("creating the control socket", e))?;
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    };
+    let io = |what: &str, e: nix::errno::Errno| {
+        HcsError::from_io(format!("{what} {}", path.display()), &io::Error::from(e))
+    };
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .map_err(|e| io("creating the control socket", e))?;
     let addr = UnixAddr::new(path).map_err(|e| io("naming the control socket", e))?;
     bind(fd.as_raw_fd(), &addr).map_err(|e| io("binding", e))?;
-    listen(&fd, Backlog::new(128).unwrap_or(Backlog::MAXCONN)).map_err(|e| io("listening on", e))?;
+    listen(&fd, Backlog::new(128).unwrap_or(Backlog::MAXCONN))
+        .map_err(|e| io("listening on", e))?;
     Ok(fd)
 }
 
@@ -226,9 +285,11 @@ impl Monitor {
     fn add_conn(&mut self, fd: OwnedFd, kind: Option<ConnectionKind>) -> io::Result<()> {
         let token = self.next_conn;
         self.next_conn += 1;
-        self.poll
-            .registry()
-            .register(&mut SourceFd(&fd.as_raw_fd()), Token(token), Interest::READABLE | Interest::WRITABLE)?;
+        self.poll.registry().register(
+            &mut SourceFd(&fd.as_raw_fd()),
+            Token(token),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
         let conn = Conn::new(fd, kind);
         if conn.holds_handle {
             self.handles += 1;
@@ -243,7 +304,10 @@ impl Monitor {
         let mut events = Events::with_capacity(64);
         self.after_changes();
         while !(self.system.stopped() && self.conns.is_empty()) {
-            let timeout = self.system.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = self
+                .system
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -325,18 +389,22 @@ impl Monitor {
 
     fn read_conn(&mut self, n: usize) {
         loop {
-            let Some(c) = self.conns.get_mut(&n) else { return };
+            let Some(c) = self.conns.get_mut(&n) else {
+                return;
+            };
             if c.dead {
                 return;
             }
             match c.rx.recv(c.fd.as_fd()) {
-                Ok(RecvOutcome::Message(bytes, fds)) => match serde_json::from_slice::<RequestFrame>(&bytes) {
-                    Ok(frame) => self.handle(n, frame, fds),
-                    Err(e) => {
-                        tracing::warn!("bad request: {e}");
-                        c.dead = true;
+                Ok(RecvOutcome::Message(bytes, fds)) => {
+                    match serde_json::from_slice::<RequestFrame>(&bytes) {
+                        Ok(frame) => self.handle(n, frame, fds),
+                        Err(e) => {
+                            tracing::warn!("bad request: {e}");
+                            c.dead = true;
+                        }
                     }
-                },
+                }
                 Ok(RecvOutcome::WouldBlock) => return,
                 Ok(RecvOutcome::Closed) | Err(_) => {
                     c.dead = true;
@@ -371,7 +439,14 @@ impl Monitor {
         match frame.request {
             Request::Hello { version, kind, .. } => {
                 if greeted {
-                    return self.result(n, id, Err(HcsError::new(HResult::HCS_E_PROTOCOL_ERROR, "Hello sent twice")));
+                    return self.result(
+                        n,
+                        id,
+                        Err(HcsError::new(
+                            HResult::HCS_E_PROTOCOL_ERROR,
+                            "Hello sent twice",
+                        )),
+                    );
                 }
                 if version != PROTOCOL_VERSION {
                     return self.result(
@@ -379,7 +454,9 @@ impl Monitor {
                         id,
                         Err(HcsError::new(
                             HResult::HCS_E_UNSUPPORTED_PROTOCOL_VERSION,
-                            format!("client protocol {version}, monitor protocol {PROTOCOL_VERSION}"),
+                            format!(
+                                "client protocol {version}, monitor protocol {PROTOCOL_VERSION}"
+                            ),
                         )),
                     );
                 }
@@ -387,7 +464,10 @@ impl Monitor {
                     return self.result(
                         n,
                         id,
-                        Err(HcsError::new(HResult::HCS_E_SYSTEM_NOT_FOUND, format!("the compute system {:?} has stopped", self.system.id))),
+                        Err(HcsError::new(
+                            HResult::HCS_E_SYSTEM_NOT_FOUND,
+                            format!("the compute system {:?} has stopped", self.system.id),
+                        )),
                     );
                 }
                 if let Some(c) = self.conns.get_mut(&n) {
@@ -401,7 +481,14 @@ impl Monitor {
                 self.result(n, id, props.map(Some));
             }
             _ if !greeted => {
-                self.result(n, id, Err(HcsError::new(HResult::HCS_E_PROTOCOL_ERROR, "the first request must be Hello")));
+                self.result(
+                    n,
+                    id,
+                    Err(HcsError::new(
+                        HResult::HCS_E_PROTOCOL_ERROR,
+                        "the first request must be Hello",
+                    )),
+                );
                 if let Some(c) = self.conns.get_mut(&n) {
                     c.dead = true;
                 }
@@ -409,7 +496,10 @@ impl Monitor {
             Request::Create { .. } => self.result(
                 n,
                 id,
-                Err(HcsError::new(HResult::HCS_E_PROTOCOL_ERROR, "Create is only valid on a new monitor's socket pair")),
+                Err(HcsError::new(
+                    HResult::HCS_E_PROTOCOL_ERROR,
+                    "Create is only valid on a new monitor's socket pair",
+                )),
             ),
             Request::Start { .. } => {
                 let r = self.system.start();
@@ -425,7 +515,10 @@ impl Monitor {
             },
             Request::Pause { options } => {
                 if let Some(o) = options.as_deref().filter(|o| !o.trim().is_empty()) {
-                    if let Err(e) = hcs_schema::from_json::<hcs_schema::requests::PauseOptions>(o, "PauseOptions") {
+                    if let Err(e) = hcs_schema::from_json::<hcs_schema::requests::PauseOptions>(
+                        o,
+                        "PauseOptions",
+                    ) {
                         return self.result(n, id, Err(e));
                     }
                 }
@@ -453,10 +546,12 @@ impl Monitor {
                 self.result(n, id, r.map(|_| None));
             }
             Request::WaitForExit => self.defer(n, id, Wait::Exit),
-            Request::CreateProcess { parameters } => match self.system.create_process(&parameters) {
-                Ok((outcome, fds)) => self.respond(n, id, outcome, fds),
-                Err(e) => self.result(n, id, Err(e)),
-            },
+            Request::CreateProcess { parameters } => {
+                match self.system.create_process(&parameters) {
+                    Ok((outcome, fds)) => self.respond(n, id, outcome, fds),
+                    Err(e) => self.result(n, id, Err(e)),
+                }
+            }
             Request::OpenProcess { pid } => match self.system.open_process(pid) {
                 Ok(outcome) => self.respond(n, id, outcome, Vec::new()),
                 Err(e) => self.result(n, id, Err(e)),
@@ -468,12 +563,15 @@ impl Monitor {
             Request::SignalProcess { process, options } => {
                 let signal = match options.as_deref().filter(|o| !o.trim().is_empty()) {
                     None => Ok(libc::SIGTERM),
-                    Some(o) => hcs_schema::from_json::<hcs_schema::requests::SignalProcessOptions>(o, "SignalProcessOptions")
-                        .and_then(|opts| {
-                            opts.signal
-                                .map(|s| s.posix_number())
-                                .ok_or_else(|| HcsError::invalid_json("SignalProcessOptions.Signal is missing"))
-                        }),
+                    Some(o) => hcs_schema::from_json::<hcs_schema::requests::SignalProcessOptions>(
+                        o,
+                        "SignalProcessOptions",
+                    )
+                    .and_then(|opts| {
+                        opts.signal.map(|s| s.posix_number()).ok_or_else(|| {
+                            HcsError::invalid_json("SignalProcessOptions.Signal is missing")
+                        })
+                    }),
                 };
                 let r = signal.and_then(|s| self.system.signal_process(process, s));
                 self.result(n, id, r.map(|_| None));
@@ -514,13 +612,20 @@ impl Monitor {
             let events: Vec<EventMessage> = std::mem::take(&mut self.system.events);
             for ev in events {
                 let reply = Reply::Event(ev);
-                for c in self.conns.values_mut().filter(|c| c.kind == Some(ConnectionKind::Handle)) {
+                for c in self
+                    .conns
+                    .values_mut()
+                    .filter(|c| c.kind == Some(ConnectionKind::Handle))
+                {
                     c.queue(&reply, Vec::new());
                 }
             }
             if self.system.stopped() {
                 if let Some(l) = self.listener.take() {
-                    let _ = self.poll.registry().deregister(&mut SourceFd(&l.as_raw_fd()));
+                    let _ = self
+                        .poll
+                        .registry()
+                        .deregister(&mut SourceFd(&l.as_raw_fd()));
                 }
                 let status = self.system.exit_status().map(str::to_owned);
                 for (n, id, wait) in std::mem::take(&mut self.waiters) {
@@ -529,18 +634,32 @@ impl Monitor {
                         Wait::Exit => status.clone(),
                     };
                     if let Some(c) = self.conns.get_mut(&n) {
-                        c.queue(&Reply::Response { id, outcome: Outcome::ok(doc) }, Vec::new());
+                        c.queue(
+                            &Reply::Response {
+                                id,
+                                outcome: Outcome::ok(doc),
+                            },
+                            Vec::new(),
+                        );
                     }
                 }
             }
             for c in self.conns.values_mut() {
                 c.flush();
             }
-            let dead: Vec<usize> = self.conns.iter().filter(|(_, c)| c.dead).map(|(n, _)| *n).collect();
+            let dead: Vec<usize> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.dead)
+                .map(|(n, _)| *n)
+                .collect();
             let mut lost_handle = std::mem::take(&mut self.handle_released);
             for n in dead {
                 if let Some(c) = self.conns.remove(&n) {
-                    let _ = self.poll.registry().deregister(&mut SourceFd(&c.fd.as_raw_fd()));
+                    let _ = self
+                        .poll
+                        .registry()
+                        .deregister(&mut SourceFd(&c.fd.as_raw_fd()));
                     if c.holds_handle {
                         self.handles = self.handles.saturating_sub(1);
                         lost_handle = true;
@@ -548,8 +667,14 @@ impl Monitor {
                 }
                 self.waiters.retain(|(w, _, _)| *w != n);
             }
-            if lost_handle && self.handles == 0 && self.system.terminate_on_last_close() && !self.system.stopped() {
-                tracing::info!("last handle closed: terminating (ShouldTerminateOnLastHandleClosed)");
+            if lost_handle
+                && self.handles == 0
+                && self.system.terminate_on_last_close()
+                && !self.system.stopped()
+            {
+                tracing::info!(
+                    "last handle closed: terminating (ShouldTerminateOnLastHandleClosed)"
+                );
                 self.system.terminate_on_last_handle();
                 // Killing the init is asynchronous; its exit arrives as SIGCHLD.
                 continue;

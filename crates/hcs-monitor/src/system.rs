@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use hcs_errors::{HResult, HcsError, HcsResult};
 use hcs_protocol::{EventMessage, Outcome, ProcessInfo, ProcessRef, StdioPresent};
 use hcs_schema::enums::{
-    ExitInitiator, NotificationType, OsType, StdHandle, SystemExitDetail, SystemPropertyType, WorkerExitDetail,
-    WorkerExitType,
+    ExitInitiator, NotificationType, OsType, StdHandle, SystemExitDetail, SystemPropertyType,
+    WorkerExitDetail, WorkerExitType,
 };
 use hcs_schema::results::{SystemExit, WorkerExit};
 use hcs_schema::{AttributionRecord, ComputeSystem, Properties, SystemExitStatus};
@@ -53,20 +53,38 @@ pub struct System {
 /// A fresh random GUID (version 4) for `Properties.RuntimeId`.
 fn new_guid() -> String {
     let mut b = [0u8; 16];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).is_err() {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         b.copy_from_slice(&(t ^ (u128::from(std::process::id()) << 64)).to_le_bytes());
     }
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", h[0..4].concat(), h[4..6].concat(), h[6..8].concat(), h[8..10].concat(), h[10..16].concat())
+    format!(
+        "{}-{}-{}-{}-{}",
+        h[0..4].concat(),
+        h[4..6].concat(),
+        h[6..8].concat(),
+        h[8..10].concat(),
+        h[10..16].concat()
+    )
 }
 
 impl System {
     /// Create the system described by `document`: check it, claim its
     /// runtime directory and build the backend. Nothing runs yet.
-    pub fn create(runtime_root: &std::path::Path, namespace: &str, id: &str, document: &str) -> HcsResult<System> {
+    pub fn create(
+        runtime_root: &std::path::Path,
+        namespace: &str,
+        id: &str,
+        document: &str,
+    ) -> HcsResult<System> {
         let doc: ComputeSystem = hcs_schema::from_json(document, "ComputeSystem")?;
         doc.validate()?;
         let rundir = hcs_rundir::RunDir::create(runtime_root, namespace, id)?;
@@ -74,8 +92,14 @@ impl System {
         crate::logging::start(rundir.path(), namespace, id);
         tracing::debug!("runtime directory ready");
         let built: HcsResult<Box<dyn Backend>> = if let Some(c) = &doc.container {
-            crate::container::ContainerBackend::create(id, namespace, c, rundir.path(), runtime_root)
-                .map(|b| Box::new(b) as Box<dyn Backend>)
+            crate::container::ContainerBackend::create(
+                id,
+                namespace,
+                c,
+                rundir.path(),
+                runtime_root,
+            )
+            .map(|b| Box::new(b) as Box<dyn Backend>)
         } else if doc.virtual_machine.is_some() {
             Err(HcsError::new(
                 HResult::HCS_E_SERVICE_NOT_AVAILABLE,
@@ -198,10 +222,11 @@ impl System {
     /// timeout (`ShutdownOptions.TimeoutInMs`, default 10 s) runs out. The
     /// caller's operation completes when the system has stopped.
     pub fn shutdown(&mut self, options: Option<&str>) -> HcsResult<()> {
-        let opts: hcs_schema::requests::ShutdownOptions = match options.filter(|o| !o.trim().is_empty()) {
-            Some(o) => hcs_schema::from_json(o, "ShutdownOptions")?,
-            None => Default::default(),
-        };
+        let opts: hcs_schema::requests::ShutdownOptions =
+            match options.filter(|o| !o.trim().is_empty()) {
+                Some(o) => hcs_schema::from_json(o, "ShutdownOptions")?,
+                None => Default::default(),
+            };
         if let Some(t) = opts.shutdown_type.filter(|t| t.as_str() != "Shutdown") {
             return Err(HcsError::not_supported(format!(
                 "ShutdownOptions.Type {:?}: only \"Shutdown\" is supported",
@@ -218,7 +243,10 @@ impl System {
         self.backend.request_shutdown()?;
         self.state = next;
         self.stop_cause = Some(StopCause::Shutdown);
-        let timeout = opts.timeout_in_ms.map(Duration::from_millis).unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+        let timeout = opts
+            .timeout_in_ms
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
         self.shutdown_deadline = Some(Instant::now() + timeout);
         tracing::info!(?timeout, "shutting down");
         Ok(())
@@ -281,7 +309,8 @@ impl System {
             let status = e.status_json();
             let process = e.process;
             tracing::info!(pid = process.pid, code, "process exited");
-            self.events.push(EventMessage::ProcessExited { process, status });
+            self.events
+                .push(EventMessage::ProcessExited { process, status });
         }
     }
 
@@ -297,7 +326,10 @@ impl System {
         let deadline = Instant::now() + Duration::from_secs(2);
         for pid in self.processes.running_host_pids() {
             loop {
-                match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                match nix::sys::wait::waitpid(
+                    nix::unistd::Pid::from_raw(pid),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                ) {
                     Ok(nix::sys::wait::WaitStatus::StillAlive) if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(1));
                     }
@@ -327,12 +359,16 @@ impl System {
         let json = hcs_schema::to_json(&status);
         tracing::info!(status = %json, "stopped");
         self.exit_status = Some(json.clone());
-        self.events.push(EventMessage::SystemExited { status: json });
+        self.events
+            .push(EventMessage::SystemExited { status: json });
     }
 
     fn exit_status_for(&self, main: Option<(nix::sys::wait::WaitStatus, u32)>) -> SystemExitStatus {
         let sys_exit = |detail, initiator| AttributionRecord {
-            system_exit: Some(SystemExit { detail: Some(detail), initiator: Some(initiator) }),
+            system_exit: Some(SystemExit {
+                detail: Some(detail),
+                initiator: Some(initiator),
+            }),
             ..Default::default()
         };
         let (exit_type, status, attribution) = match (self.stop_cause, main) {
@@ -377,7 +413,11 @@ impl System {
                 ],
             ),
         };
-        SystemExitStatus { status: Some(status.0), exit_type: Some(exit_type), attribution: Some(attribution) }
+        SystemExitStatus {
+            status: Some(status.0),
+            exit_type: Some(exit_type),
+            attribution: Some(attribution),
+        }
     }
 
     /// HcsSaveComputeSystem.
@@ -395,7 +435,8 @@ impl System {
     /// HcsModifyComputeSystem.
     pub fn modify(&mut self, settings: &str) -> HcsResult<()> {
         self.check(L::Modify)?;
-        let request: hcs_schema::ModifySettingRequest = hcs_schema::from_json(settings, "ModifySettingRequest")?;
+        let request: hcs_schema::ModifySettingRequest =
+            hcs_schema::from_json(settings, "ModifySettingRequest")?;
         self.backend.modify(&request)
     }
 
@@ -405,7 +446,8 @@ impl System {
         self.check(L::GetProperties)?;
         let types: Vec<SystemPropertyType> = match query.filter(|q| !q.trim().is_empty()) {
             Some(q) => {
-                let q: hcs_schema::SystemPropertyQuery = hcs_schema::from_json(q, "System_PropertyQuery")?;
+                let q: hcs_schema::SystemPropertyQuery =
+                    hcs_schema::from_json(q, "System_PropertyQuery")?;
                 if q.queries.as_ref().is_some_and(|m| !m.is_empty()) {
                     return Err(HcsError::not_supported(
                         "System_PropertyQuery.Queries (2.5 property queries) is not supported; use PropertyTypes",
@@ -427,13 +469,18 @@ impl System {
             ..Default::default()
         };
         if let Some(status) = &self.exit_status {
-            props.exit_type = serde_json::from_str::<SystemExitStatus>(status).ok().and_then(|s| s.exit_type);
+            props.exit_type = serde_json::from_str::<SystemExitStatus>(status)
+                .ok()
+                .and_then(|s| s.exit_type);
         }
         if types.contains(&SystemPropertyType::TerminateOnLastHandleClosed) {
             props.terminate_on_last_handle_closed = Some(self.terminate_on_last_close);
         }
         if self.stopped() {
-            if let Some(t) = types.iter().find(|t| **t != SystemPropertyType::TerminateOnLastHandleClosed) {
+            if let Some(t) = types
+                .iter()
+                .find(|t| **t != SystemPropertyType::TerminateOnLastHandleClosed)
+            {
                 return Err(HcsError::new(
                     HResult::HCS_E_SYSTEM_ALREADY_STOPPED,
                     format!("the compute system has stopped; only its exit status remains (asked for {})", t.as_str()),
@@ -448,16 +495,23 @@ impl System {
     /// HcsCreateProcess: the outcome and the caller's descriptors.
     pub fn create_process(&mut self, parameters: &str) -> HcsResult<(Outcome, Vec<OwnedFd>)> {
         self.check(L::CreateProcess)?;
-        let params: hcs_schema::ProcessParameters = hcs_schema::from_json(parameters, "ProcessParameters")?;
+        let params: hcs_schema::ProcessParameters =
+            hcs_schema::from_json(parameters, "ProcessParameters")?;
         params.validate()?;
         let started = self.backend.create_process(&params)?;
         let dup = |f: &Option<OwnedFd>| -> HcsResult<Option<OwnedFd>> {
             f.as_ref()
-                .map(|f| f.try_clone().map_err(|e| HcsError::from_io("duplicating a stdio descriptor", &e)))
+                .map(|f| {
+                    f.try_clone()
+                        .map_err(|e| HcsError::from_io("duplicating a stdio descriptor", &e))
+                })
                 .transpose()
         };
         let entry = ProcessEntry {
-            process: ProcessRef { pid: started.pid, token: 0 },
+            process: ProcessRef {
+                pid: started.pid,
+                token: 0,
+            },
             host_pid: started.host_pid,
             stdin: started.stdin,
             stdout: started.stdout,
@@ -476,19 +530,28 @@ impl System {
         let e = self.processes.by_pid(pid).ok_or_else(|| {
             HcsError::new(
                 HResult::ERROR_NOT_FOUND,
-                format!("no process with pid {pid} was started through HCS in compute system {:?}", self.id),
+                format!(
+                    "no process with pid {pid} was started through HCS in compute system {:?}",
+                    self.id
+                ),
             )
         })?;
         Ok(Outcome {
             hresult: HResult::S_OK,
             document: Some(e.status_json()),
-            process: Some(ProcessInfo { process: e.process, stdio: StdioPresent::default() }),
+            process: Some(ProcessInfo {
+                process: e.process,
+                stdio: StdioPresent::default(),
+            }),
         })
     }
 
     fn entry(&mut self, r: ProcessRef) -> HcsResult<&mut ProcessEntry> {
         self.processes.get_mut(r).ok_or_else(|| {
-            HcsError::new(HResult::ERROR_NOT_FOUND, format!("process {} is not known (it exited long ago?)", r.pid))
+            HcsError::new(
+                HResult::ERROR_NOT_FOUND,
+                format!("process {} is not known (it exited long ago?)", r.pid),
+            )
         })
     }
 
@@ -499,7 +562,10 @@ impl System {
         }
         let e = self.entry(r)?;
         if e.exit_code.is_some() {
-            return Err(HcsError::new(HResult::HCS_E_PROCESS_ALREADY_STOPPED, format!("process {} has already exited", r.pid)));
+            return Err(HcsError::new(
+                HResult::HCS_E_PROCESS_ALREADY_STOPPED,
+                format!("process {} has already exited", r.pid),
+            ));
         }
         let (pid, host_pid) = (e.process.pid, e.host_pid);
         self.backend.signal_process(pid, host_pid, signal)
@@ -510,7 +576,10 @@ impl System {
         let e = self.entry(r)?;
         let dup = |f: &Option<OwnedFd>| -> HcsResult<Option<OwnedFd>> {
             f.as_ref()
-                .map(|f| f.try_clone().map_err(|e| HcsError::from_io("duplicating a stdio descriptor", &e)))
+                .map(|f| {
+                    f.try_clone()
+                        .map_err(|e| HcsError::from_io("duplicating a stdio descriptor", &e))
+                })
                 .transpose()
         };
         let fds = [dup(&e.stdin)?, dup(&e.stdout)?, dup(&e.stderr)?];
@@ -524,18 +593,25 @@ impl System {
 
     /// HcsModifyProcess: console size, or close the monitor's stdio copies.
     pub fn modify_process(&mut self, r: ProcessRef, settings: &str) -> HcsResult<()> {
-        let req: hcs_schema::ProcessModifyRequest = hcs_schema::from_json(settings, "ProcessModifyRequest")?;
+        let req: hcs_schema::ProcessModifyRequest =
+            hcs_schema::from_json(settings, "ProcessModifyRequest")?;
         req.validate()?;
         let e = self.entry(r)?;
         if e.exit_code.is_some() {
-            return Err(HcsError::new(HResult::HCS_E_PROCESS_ALREADY_STOPPED, format!("process {} has already exited", r.pid)));
+            return Err(HcsError::new(
+                HResult::HCS_E_PROCESS_ALREADY_STOPPED,
+                format!("process {} has already exited", r.pid),
+            ));
         }
         use hcs_schema::enums::ModifyOperation;
         match req.operation {
             Some(ModifyOperation::ConsoleSize) => {
                 let size = req.console_size.unwrap_or_default();
                 let console = e.console.as_ref().ok_or_else(|| {
-                    HcsError::invalid_state(format!("process {} has no console (it was not created with EmulateConsole)", r.pid))
+                    HcsError::invalid_state(format!(
+                        "process {} has no console (it was not created with EmulateConsole)",
+                        r.pid
+                    ))
                 })?;
                 hcs_container::set_window_size(
                     std::os::fd::AsFd::as_fd(console),
@@ -550,20 +626,34 @@ impl System {
                     Some(StdHandle::StdOut) => e.stdout = None,
                     Some(StdHandle::StdErr) => e.stderr = None,
                     Some(StdHandle::All) => e.close_stdio(),
-                    None => return Err(HcsError::invalid_json("ProcessModifyRequest.CloseHandle.Handle is missing")),
+                    None => {
+                        return Err(HcsError::invalid_json(
+                            "ProcessModifyRequest.CloseHandle.Handle is missing",
+                        ))
+                    }
                 }
                 Ok(())
             }
-            None => Err(HcsError::invalid_json("ProcessModifyRequest.Operation is missing")),
+            None => Err(HcsError::invalid_json(
+                "ProcessModifyRequest.Operation is missing",
+            )),
         }
     }
 }
 
 fn process_outcome(process: ProcessRef, fds: [Option<OwnedFd>; 3]) -> (Outcome, Vec<OwnedFd>) {
-    let stdio = StdioPresent { stdin: fds[0].is_some(), stdout: fds[1].is_some(), stderr: fds[2].is_some() };
+    let stdio = StdioPresent {
+        stdin: fds[0].is_some(),
+        stdout: fds[1].is_some(),
+        stderr: fds[2].is_some(),
+    };
     let out: Vec<OwnedFd> = fds.into_iter().flatten().collect();
     (
-        Outcome { hresult: HResult::S_OK, document: None, process: Some(ProcessInfo { process, stdio }) },
+        Outcome {
+            hresult: HResult::S_OK,
+            document: None,
+            process: Some(ProcessInfo { process, stdio }),
+        },
         out,
     )
 }

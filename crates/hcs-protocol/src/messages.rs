@@ -27,10 +27,20 @@ pub enum ConnectionKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
     /// First message on a connection to `control.sock`.
-    Hello { version: u32, kind: ConnectionKind, client_pid: u32 },
+    Hello {
+        version: u32,
+        kind: ConnectionKind,
+        client_pid: u32,
+    },
     /// First message on the socket pair of a freshly spawned monitor: create
     /// the system. Implies `Hello` with [`ConnectionKind::Handle`].
-    Create { version: u32, namespace: String, id: String, document: String, client_pid: u32 },
+    Create {
+        version: u32,
+        namespace: String,
+        id: String,
+        document: String,
+        client_pid: u32,
+    },
     /// HcsStartComputeSystem.
     Start { options: Option<String> },
     /// HcsShutDownComputeSystem.
@@ -56,15 +66,27 @@ pub enum Request {
     /// HcsOpenProcess.
     OpenProcess { pid: u32 },
     /// HcsTerminateProcess.
-    TerminateProcess { process: ProcessRef, options: Option<String> },
+    TerminateProcess {
+        process: ProcessRef,
+        options: Option<String>,
+    },
     /// HcsSignalProcess.
-    SignalProcess { process: ProcessRef, options: Option<String> },
+    SignalProcess {
+        process: ProcessRef,
+        options: Option<String>,
+    },
     /// HcsGetProcessInfo.
     GetProcessInfo { process: ProcessRef },
     /// HcsGetProcessProperties.
-    GetProcessProperties { process: ProcessRef, query: Option<String> },
+    GetProcessProperties {
+        process: ProcessRef,
+        query: Option<String>,
+    },
     /// HcsModifyProcess.
-    ModifyProcess { process: ProcessRef, settings: String },
+    ModifyProcess {
+        process: ProcessRef,
+        settings: String,
+    },
     /// The client closed its `HCS_SYSTEM` handle but keeps the connection for
     /// process handles. The monitor stops counting it as a system handle.
     ReleaseSystemHandle,
@@ -139,12 +161,20 @@ pub struct Outcome {
 impl Outcome {
     /// Success with an optional document.
     pub fn ok(document: Option<String>) -> Outcome {
-        Outcome { hresult: HResult::S_OK, document, process: None }
+        Outcome {
+            hresult: HResult::S_OK,
+            document,
+            process: None,
+        }
     }
 
     /// Failure with its `ResultError` document.
     pub fn error(err: &HcsError) -> Outcome {
-        Outcome { hresult: err.hresult, document: Some(result_error_json(err)), process: None }
+        Outcome {
+            hresult: err.hresult,
+            document: Some(result_error_json(err)),
+            process: None,
+        }
     }
 }
 

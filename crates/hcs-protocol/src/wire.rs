@@ -10,9 +10,7 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{
-    recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr,
-};
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr};
 
 /// Flag: another packet of the same message follows.
 pub const FLAG_MORE: u8 = 0x01;
@@ -44,7 +42,10 @@ pub fn encode(payload: &[u8], fds: Vec<OwnedFd>) -> Vec<Packet> {
         let mut bytes = Vec::with_capacity(take + 1);
         bytes.push(if later.is_empty() { 0 } else { FLAG_MORE });
         bytes.extend_from_slice(now);
-        packets.push(Packet { bytes, fds: fds.take().unwrap_or_default() });
+        packets.push(Packet {
+            bytes,
+            fds: fds.take().unwrap_or_default(),
+        });
         rest = later;
         if rest.is_empty() {
             return packets;
@@ -89,7 +90,11 @@ pub struct Receiver {
 impl Receiver {
     /// A receiver with no partial message.
     pub fn new() -> Receiver {
-        Receiver { partial: Vec::new(), partial_fds: Vec::new(), buf: vec![0; MAX_PACKET + 1] }
+        Receiver {
+            partial: Vec::new(),
+            partial_fds: Vec::new(),
+            buf: vec![0; MAX_PACKET + 1],
+        }
     }
 
     /// Receive until a whole message is in, the socket would block, or it closes.
@@ -168,7 +173,10 @@ pub struct Channel {
 impl Channel {
     /// Wrap a connected seqpacket socket.
     pub fn new(sock: OwnedFd) -> Channel {
-        Channel { sock, receiver: Receiver::new() }
+        Channel {
+            sock,
+            receiver: Receiver::new(),
+        }
     }
 
     /// The socket.
@@ -227,15 +235,25 @@ pub fn send_blocking<T: serde::Serialize>(
 /// A connected pair of close-on-exec seqpacket sockets.
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-        .map_err(io::Error::from)
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(io::Error::from)
 }
 
 /// Connect to a monitor's control socket.
 pub fn connect(path: &std::path::Path) -> io::Result<OwnedFd> {
     use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType};
-    let sock = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(io::Error::from)?;
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(io::Error::from)?;
     let addr = UnixAddr::new(path).map_err(io::Error::from)?;
     connect(sock.as_raw_fd(), &addr).map_err(io::Error::from)?;
     Ok(sock)
@@ -279,12 +297,33 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         let (a, b) = socketpair().unwrap();
         let mut rx = Channel::new(b);
-        send_packet(a.as_fd(), &Packet { bytes: b"\0not json".to_vec(), fds: vec![] }).unwrap();
+        send_packet(
+            a.as_fd(),
+            &Packet {
+                bytes: b"\0not json".to_vec(),
+                fds: vec![],
+            },
+        )
+        .unwrap();
         assert!(rx.recv::<serde_json::Value>().is_err());
         // Descriptors on a continuation packet are refused.
         let (_r, w) = nix::unistd::pipe().unwrap();
-        send_packet(a.as_fd(), &Packet { bytes: vec![FLAG_MORE, b'1'], fds: vec![] }).unwrap();
-        send_packet(a.as_fd(), &Packet { bytes: vec![0, b'2'], fds: vec![w] }).unwrap();
+        send_packet(
+            a.as_fd(),
+            &Packet {
+                bytes: vec![FLAG_MORE, b'1'],
+                fds: vec![],
+            },
+        )
+        .unwrap();
+        send_packet(
+            a.as_fd(),
+            &Packet {
+                bytes: vec![0, b'2'],
+                fds: vec![w],
+            },
+        )
+        .unwrap();
         assert!(rx.recv::<serde_json::Value>().is_err());
     }
 }

@@ -60,7 +60,9 @@ pub fn validate_name(what: &str, name: &str) -> HcsResult<()> {
         )));
     }
     if name.starts_with('.') {
-        return Err(HcsError::invalid_arg(format!("the {what} {name:?} must not start with a dot")));
+        return Err(HcsError::invalid_arg(format!(
+            "the {what} {name:?} must not start with a dot"
+        )));
     }
     Ok(())
 }
@@ -152,7 +154,10 @@ impl RunDir {
                 }
             }
         }
-        Err(HcsError::new(HResult::E_FAIL, format!("could not create {} (it keeps changing)", target.display())))
+        Err(HcsError::new(
+            HResult::E_FAIL,
+            format!("could not create {} (it keeps changing)", target.display()),
+        ))
     }
 
     /// The directory.
@@ -167,7 +172,10 @@ impl RunDir {
 
     /// Write the record atomically.
     pub fn write_record(&self, record: &Record) -> HcsResult<()> {
-        write_atomic(&self.path.join(RECORD_FILE), &serde_json::to_vec_pretty(record).unwrap_or_default())
+        write_atomic(
+            &self.path.join(RECORD_FILE),
+            &serde_json::to_vec_pretty(record).unwrap_or_default(),
+        )
     }
 
     /// Remove the directory (while still holding the lock, so nobody else
@@ -213,7 +221,10 @@ pub fn cleanup_if_stale(dir: &Path) -> HcsResult<Cleanup> {
         Ok(()) => {}
         Err(nix::errno::Errno::EWOULDBLOCK) => return Ok(Cleanup::Alive),
         Err(e) => {
-            return Err(HcsError::from_io(format!("locking {}", dir.display()), &std::io::Error::from(e)))
+            return Err(HcsError::from_io(
+                format!("locking {}", dir.display()),
+                &std::io::Error::from(e),
+            ))
         }
     }
     if let Ok(text) = fs::read(dir.join(RECORD_FILE)) {
@@ -221,7 +232,10 @@ pub fn cleanup_if_stale(dir: &Path) -> HcsResult<Cleanup> {
             tracing::info!(id = %record.id, "cleaning up after dead monitor {}", record.monitor_pid);
             if !record.cgroups.is_empty() {
                 let cgroup = match &record.cgroup_leaf {
-                    Some(leaf) => hcs_cgroups::Cgroup::from_paths_with_relative(record.cgroups.clone(), Path::new(leaf)),
+                    Some(leaf) => hcs_cgroups::Cgroup::from_paths_with_relative(
+                        record.cgroups.clone(),
+                        Path::new(leaf),
+                    ),
                     None => hcs_cgroups::Cgroup::from_paths(record.cgroups.clone()),
                 };
                 cgroup.destroy().map_err(HcsError::from)?;
@@ -243,7 +257,12 @@ pub fn list_live(root: &Path, namespace: &str) -> HcsResult<Vec<String>> {
     let entries = match fs::read_dir(&ns_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(HcsError::from_io(format!("listing {}", ns_dir.display()), &e)),
+        Err(e) => {
+            return Err(HcsError::from_io(
+                format!("listing {}", ns_dir.display()),
+                &e,
+            ))
+        }
     };
     let mut ids = Vec::new();
     for entry in entries.flatten() {
@@ -251,7 +270,11 @@ pub fn list_live(root: &Path, namespace: &str) -> HcsResult<Vec<String>> {
         let path = entry.path();
         if let Some(rest) = name.strip_prefix('.') {
             // A half-made directory whose creator died.
-            if let Some(pid) = rest.rsplit("creating-").next().and_then(|p| p.parse::<i32>().ok()) {
+            if let Some(pid) = rest
+                .rsplit("creating-")
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+            {
                 if !process_exists(pid) {
                     let _ = remove_tree(&path);
                 }
@@ -288,7 +311,11 @@ fn process_exists(pid: i32) -> bool {
 }
 
 fn ensure_private_dir(dir: &Path) -> HcsResult<()> {
-    match fs::DirBuilder::new().mode(0o700).recursive(true).create(dir) {
+    match fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(dir)
+    {
         Ok(()) => Ok(()),
         Err(e) => Err(HcsError::from_io(format!("creating {}", dir.display()), &e)),
     }
@@ -306,8 +333,12 @@ fn open_lock(path: &Path, create: bool) -> HcsResult<File> {
 }
 
 fn lock_exclusive(lock: &File, dir: &Path) -> HcsResult<()> {
-    try_lock(lock)
-        .map_err(|e| HcsError::from_io(format!("locking {}", dir.display()), &std::io::Error::from(e)))
+    try_lock(lock).map_err(|e| {
+        HcsError::from_io(
+            format!("locking {}", dir.display()),
+            &std::io::Error::from(e),
+        )
+    })
 }
 
 /// `flock(LOCK_EX | LOCK_NB)`. (nix's `Flock` wrapper takes ownership of the
@@ -336,7 +367,12 @@ fn rename_noreplace(from: &Path, to: &Path) -> Result<(), nix::errno::Errno> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> HcsResult<()> {
     let tmp = path.with_extension("tmp");
     let result = (|| -> std::io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         fs::rename(&tmp, path)
     })();
@@ -350,13 +386,19 @@ pub fn remove_tree(path: &Path) -> HcsResult<()> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(HcsError::from_io(format!("inspecting {}", path.display()), &e)),
+        Err(e) => {
+            return Err(HcsError::from_io(
+                format!("inspecting {}", path.display()),
+                &e,
+            ))
+        }
     };
     remove_tree_on(path, meta.dev(), &meta)
 }
 
 fn remove_tree_on(path: &Path, dev: u64, meta: &fs::Metadata) -> HcsResult<()> {
-    let io = |what: &str, e: std::io::Error| HcsError::from_io(format!("{what} {}", path.display()), &e);
+    let io =
+        |what: &str, e: std::io::Error| HcsError::from_io(format!("{what} {}", path.display()), &e);
     if !meta.is_dir() {
         return match fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing", e)),
@@ -371,7 +413,10 @@ fn remove_tree_on(path: &Path, dev: u64, meta: &fs::Metadata) -> HcsResult<()> {
         if meta.dev() != dev {
             return Err(HcsError::new(
                 HResult::E_FAIL,
-                format!("{} is still a mount point after unmounting it", path.display()),
+                format!(
+                    "{} is still a mount point after unmounting it",
+                    path.display()
+                ),
             ));
         }
         return remove_tree_on(path, dev, &meta);
@@ -415,7 +460,10 @@ mod tests {
         assert!(a.path().join(LOCK_FILE).exists());
         let e = RunDir::create(root.path(), "ns", "sys").err().unwrap();
         assert_eq!(e.hresult, HResult::HCS_E_SYSTEM_ALREADY_EXISTS);
-        assert_eq!(list_live(root.path(), "ns").unwrap(), vec!["sys".to_string()]);
+        assert_eq!(
+            list_live(root.path(), "ns").unwrap(),
+            vec!["sys".to_string()]
+        );
         // Simulate a dead monitor: the lock is released but the dir stays.
         let path = a.path().to_path_buf();
         std::mem::forget(a.path().to_path_buf());

@@ -125,9 +125,13 @@ mod tests {
         let me = thread::current().id();
         for i in 0..5 {
             let tx = tx.clone();
-            d.post(Box::new(move || tx.send((i, thread::current().id() != me)).unwrap()));
+            d.post(Box::new(move || {
+                tx.send((i, thread::current().id() != me)).unwrap()
+            }));
         }
-        let got: Vec<_> = (0..5).map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap()).collect();
+        let got: Vec<_> = (0..5)
+            .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
+            .collect();
         assert_eq!(got, (0..5).map(|i| (i, true)).collect::<Vec<_>>());
     }
 
@@ -157,10 +161,17 @@ mod tests {
         while !lock(&d.state).closed {
             thread::yield_now();
         }
-        assert!(!closer.is_finished(), "close returned while a callback was running");
+        assert!(
+            !closer.is_finished(),
+            "close returned while a callback was running"
+        );
         release_tx.send(()).unwrap();
         closer.join().unwrap();
-        assert_eq!(finished.load(Ordering::SeqCst), 1, "queued callback must be dropped");
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            1,
+            "queued callback must be dropped"
+        );
         assert!(!d.post(Box::new(|| panic!("must not run after close"))));
     }
 

@@ -70,7 +70,10 @@ impl Connection {
             sock,
             send_lock: Mutex::new(()),
             next_id: AtomicU64::new(1),
-            shared: Mutex::new(Shared { users: 1, ..Default::default() }),
+            shared: Mutex::new(Shared {
+                users: 1,
+                ..Default::default()
+            }),
             changed: Condvar::new(),
         });
         let reader = Arc::clone(&conn);
@@ -84,7 +87,12 @@ impl Connection {
     /// Send a request; `done` runs (on the reader thread) with its outcome,
     /// or with `HCS_E_SERVICE_DISCONNECT` if the monitor goes away first.
     /// An error means the request was not sent and `done` will not run.
-    pub(crate) fn request(&self, request: Request, fds: Vec<OwnedFd>, done: Completion) -> HcsResult<()> {
+    pub(crate) fn request(
+        &self,
+        request: Request,
+        fds: Vec<OwnedFd>,
+        done: Completion,
+    ) -> HcsResult<()> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut sh = lock(&self.shared);
@@ -105,7 +113,10 @@ impl Connection {
             lock(&self.shared).pending.remove(&id);
             return Err(HcsError::new(
                 HResult::HCS_E_SERVICE_DISCONNECT,
-                format!("sending {} to the compute system's monitor: {e}", frame.request.name()),
+                format!(
+                    "sending {} to the compute system's monitor: {e}",
+                    frame.request.name()
+                ),
             ));
         }
         Ok(())
@@ -119,9 +130,13 @@ impl Connection {
     ) -> HcsResult<(Outcome, Vec<OwnedFd>)> {
         let (tx, rx) = std::sync::mpsc::channel();
         let name = request.name();
-        self.request(request, Vec::new(), Box::new(move |o, fds| {
-            let _ = tx.send((o, fds));
-        }))?;
+        self.request(
+            request,
+            Vec::new(),
+            Box::new(move |o, fds| {
+                let _ = tx.send((o, fds));
+            }),
+        )?;
         rx.recv_timeout(timeout).map_err(|_| {
             HcsError::new(
                 HResult::HCS_E_CONNECTION_TIMEOUT,
@@ -148,14 +163,18 @@ impl Connection {
     fn shut_if_unused(&self, sh: &mut Shared) {
         if sh.users == 0 && sh.pending.is_empty() && !sh.shut {
             sh.shut = true;
-            let _ = nix::sys::socket::shutdown(self.sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+            let _ =
+                nix::sys::socket::shutdown(self.sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
         }
     }
 
     pub(crate) fn listen(&self, interest: Interest, core: &Arc<HandleCore>) {
         let mut sh = lock(&self.shared);
         sh.listeners.retain(|l| l.core.strong_count() > 0);
-        sh.listeners.push(Listener { interest, core: Arc::downgrade(core) });
+        sh.listeners.push(Listener {
+            interest,
+            core: Arc::downgrade(core),
+        });
         drop(sh);
         self.replay_exit(interest, core);
     }
@@ -167,11 +186,17 @@ impl Connection {
             let sh = lock(&self.shared);
             match interest {
                 Interest::System => (EventType::SystemExited, sh.exit_status.clone()),
-                Interest::Process(p) => (EventType::ProcessExited, sh.process_exits.get(&p).cloned()),
+                Interest::Process(p) => {
+                    (EventType::ProcessExited, sh.process_exits.get(&p).cloned())
+                }
             }
         };
         if let Some(status) = status {
-            core.deliver(Event { event_type: t, data: Some(status), operation: None });
+            core.deliver(Event {
+                event_type: t,
+                data: Some(status),
+                operation: None,
+            });
         }
     }
 
@@ -201,7 +226,11 @@ impl Connection {
         self.wait_for(timeout_ms, |sh| sh.process_exits.get(&p).cloned())
     }
 
-    fn wait_for(&self, timeout_ms: u32, probe: impl Fn(&Shared) -> Option<String>) -> HcsResult<String> {
+    fn wait_for(
+        &self,
+        timeout_ms: u32,
+        probe: impl Fn(&Shared) -> Option<String>,
+    ) -> HcsResult<String> {
         let deadline = (timeout_ms != crate::INFINITE)
             .then(|| Instant::now() + Duration::from_millis(u64::from(timeout_ms)));
         let mut sh = lock(&self.shared);
@@ -225,7 +254,10 @@ impl Connection {
                             format!("the wait ended after {timeout_ms} ms"),
                         ));
                     }
-                    self.changed.wait_timeout(sh, d - now).unwrap_or_else(|e| e.into_inner()).0
+                    self.changed
+                        .wait_timeout(sh, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
                 }
             };
         }
@@ -261,8 +293,16 @@ impl Connection {
             match &ev {
                 EventMessage::SystemExited { status } => {
                     sh.exit_status = Some(status.clone());
-                    for l in sh.listeners.iter().filter(|l| l.interest == Interest::System) {
-                        deliveries.push((l.core.clone(), EventType::SystemExited, Some(status.clone())));
+                    for l in sh
+                        .listeners
+                        .iter()
+                        .filter(|l| l.interest == Interest::System)
+                    {
+                        deliveries.push((
+                            l.core.clone(),
+                            EventType::SystemExited,
+                            Some(status.clone()),
+                        ));
                     }
                 }
                 EventMessage::ProcessExited { process, status } => {
@@ -270,13 +310,29 @@ impl Connection {
                         sh.process_exits.clear();
                     }
                     sh.process_exits.insert(*process, status.clone());
-                    for l in sh.listeners.iter().filter(|l| l.interest == Interest::Process(*process)) {
-                        deliveries.push((l.core.clone(), EventType::ProcessExited, Some(status.clone())));
+                    for l in sh
+                        .listeners
+                        .iter()
+                        .filter(|l| l.interest == Interest::Process(*process))
+                    {
+                        deliveries.push((
+                            l.core.clone(),
+                            EventType::ProcessExited,
+                            Some(status.clone()),
+                        ));
                     }
                 }
                 EventMessage::GuestConnectionClosed => {
-                    for l in sh.listeners.iter().filter(|l| l.interest == Interest::System) {
-                        deliveries.push((l.core.clone(), EventType::SystemGuestConnectionClosed, None));
+                    for l in sh
+                        .listeners
+                        .iter()
+                        .filter(|l| l.interest == Interest::System)
+                    {
+                        deliveries.push((
+                            l.core.clone(),
+                            EventType::SystemGuestConnectionClosed,
+                            None,
+                        ));
                     }
                 }
                 EventMessage::CrashInitiated { report } | EventMessage::CrashReport { report } => {
@@ -285,7 +341,11 @@ impl Connection {
                     } else {
                         EventType::SystemCrashReport
                     };
-                    for l in sh.listeners.iter().filter(|l| l.interest == Interest::System) {
+                    for l in sh
+                        .listeners
+                        .iter()
+                        .filter(|l| l.interest == Interest::System)
+                    {
                         deliveries.push((l.core.clone(), t, Some(report.clone())));
                     }
                 }
@@ -294,7 +354,11 @@ impl Connection {
         }
         for (core, t, data) in deliveries {
             if let Some(core) = core.upgrade() {
-                core.deliver(Event { event_type: t, data, operation: None });
+                core.deliver(Event {
+                    event_type: t,
+                    data,
+                    operation: None,
+                });
             }
         }
     }
@@ -315,7 +379,10 @@ impl Connection {
             let listeners: Vec<(Interest, Weak<HandleCore>)> = if expected {
                 Vec::new()
             } else {
-                sh.listeners.iter().map(|l| (l.interest, l.core.clone())).collect()
+                sh.listeners
+                    .iter()
+                    .map(|l| (l.interest, l.core.clone()))
+                    .collect()
             };
             self.changed.notify_all();
             (pending, listeners, synthesized)
@@ -336,7 +403,11 @@ impl Connection {
                     operation: None,
                 });
             }
-            core.deliver(Event { event_type: EventType::ServiceDisconnect, data: None, operation: None });
+            core.deliver(Event {
+                event_type: EventType::ServiceDisconnect,
+                data: None,
+                operation: None,
+            });
         }
     }
 }

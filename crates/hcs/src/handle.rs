@@ -37,9 +37,16 @@ impl HandleCore {
     }
 
     /// `HcsSet{ComputeSystem,Process}Callback`. One registration per handle.
-    pub(crate) fn set_callback(&self, options: EventOptions, callback: EventCallback) -> HcsResult<()> {
+    pub(crate) fn set_callback(
+        &self,
+        options: EventOptions,
+        callback: EventCallback,
+    ) -> HcsResult<()> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(HcsError::new(HResult::ERROR_INVALID_HANDLE, "the handle is closed"));
+            return Err(HcsError::new(
+                HResult::ERROR_INVALID_HANDLE,
+                "the handle is closed",
+            ));
         }
         {
             let mut reg = lock(&self.registration);
@@ -79,7 +86,10 @@ impl HandleCore {
         }
         let cb = lock(&self.registration).as_ref().map(|(_, cb)| cb.clone());
         if let Some(cb) = cb {
-            let is_exit = matches!(event.event_type, EventType::SystemExited | EventType::ProcessExited);
+            let is_exit = matches!(
+                event.event_type,
+                EventType::SystemExited | EventType::ProcessExited
+            );
             if is_exit && self.exit_delivered.swap(true, Ordering::AcqRel) {
                 return;
             }
@@ -91,7 +101,11 @@ impl HandleCore {
     pub(crate) fn operation_completed(&self, op: Operation) {
         if self.routes_operation_callbacks() {
             op.mark_observed();
-            self.deliver(Event { event_type: EventType::OperationCallback, data: None, operation: Some(op) });
+            self.deliver(Event {
+                event_type: EventType::OperationCallback,
+                data: None,
+                operation: Some(op),
+            });
             return;
         }
         if self.closed.load(Ordering::Acquire) {

@@ -91,13 +91,20 @@ mod reaper {
         *REAPER.get_or_init(|| {
             let wake = nix::sys::eventfd::EventFd::from_value_and_flags(
                 0,
-                nix::sys::eventfd::EfdFlags::EFD_CLOEXEC | nix::sys::eventfd::EfdFlags::EFD_NONBLOCK,
+                nix::sys::eventfd::EfdFlags::EFD_CLOEXEC
+                    | nix::sys::eventfd::EfdFlags::EFD_NONBLOCK,
             )
             .ok()?;
             // Lives for the rest of the process, like its thread.
-            let r: &'static Reaper =
-                Box::leak(Box::new(Reaper { children: Mutex::new(Vec::new()), wake: OwnedFd::from(wake) }));
-            std::thread::Builder::new().name("hcs-reaper".into()).stack_size(128 * 1024).spawn(move || serve(r)).ok()?;
+            let r: &'static Reaper = Box::leak(Box::new(Reaper {
+                children: Mutex::new(Vec::new()),
+                wake: OwnedFd::from(wake),
+            }));
+            std::thread::Builder::new()
+                .name("hcs-reaper".into())
+                .stack_size(128 * 1024)
+                .spawn(move || serve(r))
+                .ok()?;
             Some(r)
         })
     }
@@ -106,9 +113,11 @@ mod reaper {
     pub(super) fn watch(mut child: Child) {
         let (Some(r), Some(fd)) = (reaper(), pidfd_open(child.id())) else {
             // No pidfds or no thread: fall back to a thread of its own.
-            let _ = std::thread::Builder::new().stack_size(64 * 1024).spawn(move || {
-                let _ = child.wait();
-            });
+            let _ = std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let _ = child.wait();
+                });
             return;
         };
         crate::callback::lock(&r.children).push((child, fd));
@@ -117,10 +126,17 @@ mod reaper {
 
     fn serve(r: &'static Reaper) {
         loop {
-            let raws: Vec<i32> = crate::callback::lock(&r.children).iter().map(|(_, f)| f.as_raw_fd()).collect();
+            let raws: Vec<i32> = crate::callback::lock(&r.children)
+                .iter()
+                .map(|(_, f)| f.as_raw_fd())
+                .collect();
             let mut fds: Vec<libc::pollfd> = std::iter::once(r.wake.as_raw_fd())
                 .chain(raws)
-                .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
+                .map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
                 .collect();
             // SAFETY: `fds` is a valid array of pollfd of the length we pass.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
@@ -131,7 +147,11 @@ mod reaper {
                 let mut buf = [0u8; 8];
                 let _ = nix::unistd::read(r.wake.as_fd(), &mut buf);
             }
-            let exited: Vec<i32> = fds[1..].iter().filter(|p| p.revents != 0).map(|p| p.fd).collect();
+            let exited: Vec<i32> = fds[1..]
+                .iter()
+                .filter(|p| p.revents != 0)
+                .map(|p| p.fd)
+                .collect();
             if !exited.is_empty() {
                 let mut children = crate::callback::lock(&r.children);
                 children.retain_mut(|(child, fd)| {

@@ -39,7 +39,9 @@ pub use event::{Event, EventOptions, EventType};
 pub use hcs_errors::{HResult, HcsError, HcsResult};
 pub use operation::{Operation, OperationType, ProcessInformation, HCS_INVALID_OPERATION_ID};
 pub use process::Process;
-pub use service::{enumerate_compute_systems, enumerate_compute_systems_in_namespace, get_service_properties};
+pub use service::{
+    enumerate_compute_systems, enumerate_compute_systems_in_namespace, get_service_properties,
+};
 pub use system::System;
 
 /// Wait without a time limit.

@@ -255,7 +255,9 @@ impl Operation {
     /// `HcsGetOperationResultAndProcessInfo`. `E_INVALIDARG` unless the
     /// operation tracks HcsCreateProcess or HcsGetProcessInfo. The descriptors
     /// are handed over once: a second call returns the pid without them.
-    pub fn result_and_process_info_raw(&self) -> (HResult, Option<ProcessInformation>, Option<String>) {
+    pub fn result_and_process_info_raw(
+        &self,
+    ) -> (HResult, Option<ProcessInformation>, Option<String>) {
         let mut st = lock(&self.inner.state);
         match st.phase {
             Phase::NotStarted => return (HResult::HCS_E_OPERATION_NOT_STARTED, None, None),
@@ -271,7 +273,10 @@ impl Operation {
         timeout_ms: u32,
     ) -> (HResult, Option<ProcessInformation>, Option<String>) {
         let st = lock(&self.inner.state);
-        if !matches!(st.op_type, OperationType::CreateProcess | OperationType::GetProcessInfo) {
+        if !matches!(
+            st.op_type,
+            OperationType::CreateProcess | OperationType::GetProcessInfo
+        ) {
             return (HResult::E_INVALIDARG, None, None);
         }
         let (mut st, waited) = self.wait_locked(st, timeout_ms);
@@ -294,7 +299,10 @@ impl Operation {
     }
 
     fn take_process_info(st: &mut State) -> (HResult, Option<ProcessInformation>, Option<String>) {
-        if !matches!(st.op_type, OperationType::CreateProcess | OperationType::GetProcessInfo) {
+        if !matches!(
+            st.op_type,
+            OperationType::CreateProcess | OperationType::GetProcessInfo
+        ) {
             return (HResult::E_INVALIDARG, None, None);
         }
         st.observed = true;
@@ -333,7 +341,11 @@ impl Operation {
                     if now >= d {
                         return (st, Err(HResult::HCS_E_OPERATION_TIMEOUT));
                     }
-                    self.inner.done.wait_timeout(st, d - now).unwrap_or_else(|e| e.into_inner()).0
+                    self.inner
+                        .done
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
                 }
             };
         }
@@ -463,11 +475,14 @@ pub(crate) fn to_result(hr: HResult, doc: Option<String>) -> HcsResult<Option<St
     let message = doc
         .as_deref()
         .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        .and_then(|v| v.get("ErrorMessage").and_then(|m| m.as_str()).map(str::to_owned))
+        .and_then(|v| {
+            v.get("ErrorMessage")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| hr.message().to_string());
     Err(HcsError::new(hr, message))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -495,7 +510,9 @@ mod tests {
     #[test]
     fn wait_times_out_and_the_work_goes_on() {
         let op = Operation::new();
-        let g = op.begin(OperationType::Shutdown, Target::None, None).unwrap();
+        let g = op
+            .begin(OperationType::Shutdown, Target::None, None)
+            .unwrap();
         let t = Instant::now();
         assert_eq!(op.wait_raw(50).0, HResult::HCS_E_OPERATION_TIMEOUT);
         assert!(t.elapsed() >= Duration::from_millis(50));
@@ -509,14 +526,25 @@ mod tests {
     fn a_pending_operation_cannot_be_reused_but_a_complete_one_can() {
         let op = Operation::new();
         let g = op.begin(OperationType::Create, Target::None, None).unwrap();
-        let e = op.begin(OperationType::Start, Target::None, None).unwrap_err();
+        let e = op
+            .begin(OperationType::Start, Target::None, None)
+            .unwrap_err();
         assert_eq!(e.hresult, HResult::HCS_E_OPERATION_ALREADY_STARTED);
-        op.complete(g, HResult::HCS_E_INVALID_JSON, Some(r#"{"Error":-2143878899,"ErrorMessage":"bad"}"#.into()), None);
+        op.complete(
+            g,
+            HResult::HCS_E_INVALID_JSON,
+            Some(r#"{"Error":-2143878899,"ErrorMessage":"bad"}"#.into()),
+            None,
+        );
         let err = op.wait(0).unwrap_err();
         assert_eq!(err.hresult, HResult::HCS_E_INVALID_JSON);
         assert_eq!(err.message, "bad");
         let g2 = op.begin(OperationType::Start, Target::None, None).unwrap();
-        assert_eq!(op.result_raw().0, HResult::HCS_E_OPERATION_PENDING, "reuse resets the result");
+        assert_eq!(
+            op.result_raw().0,
+            HResult::HCS_E_OPERATION_PENDING,
+            "reuse resets the result"
+        );
         op.complete(g2, HResult::S_OK, None, None);
         assert_eq!(op.operation_type(), OperationType::Start);
         assert!(op.wait(0).is_ok());
@@ -543,7 +571,8 @@ mod tests {
         let me = std::thread::current().id();
         let op = Operation::with_callback(move |op| {
             let (hr, _) = op.result_raw();
-            tx.send((hr, op.operation_type(), std::thread::current().id() != me)).unwrap();
+            tx.send((hr, op.operation_type(), std::thread::current().id() != me))
+                .unwrap();
             // Closing the operation inside its own callback: dropping every
             // handle the caller had is allowed; the library holds its own.
         });
@@ -555,7 +584,10 @@ mod tests {
         drop(inner);
         let got = rx.recv_timeout(LONG).unwrap();
         assert_eq!(got, (HResult::S_OK, OperationType::Create, true));
-        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err(), "exactly one callback");
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "exactly one callback"
+        );
         // Once the callback returned, nothing holds the operation any more.
         let deadline = Instant::now() + LONG;
         while weak.strong_count() > 0 && Instant::now() < deadline {
@@ -579,7 +611,9 @@ mod tests {
         // has no callback and completes before the system callback exists.
         let core = HandleCore::new();
         let op = Operation::new();
-        let g = op.begin(OperationType::Create, Target::None, Some(core.clone())).unwrap();
+        let g = op
+            .begin(OperationType::Create, Target::None, Some(core.clone()))
+            .unwrap();
         op.complete(g, HResult::S_OK, None, None);
         drop(op);
         let (tx, rx) = mpsc::channel();
@@ -589,22 +623,45 @@ mod tests {
             EventOptions::ENABLE_OPERATION_CALLBACKS,
             Arc::new(move |ev: &crate::Event| {
                 s.fetch_add(1, Ordering::SeqCst);
-                let op = ev.operation.clone().expect("OperationCallback carries the operation");
-                tx.send((ev.event_type, op.operation_type(), op.result_raw().0)).unwrap();
+                let op = ev
+                    .operation
+                    .clone()
+                    .expect("OperationCallback carries the operation");
+                tx.send((ev.event_type, op.operation_type(), op.result_raw().0))
+                    .unwrap();
             }),
         )
         .unwrap();
-        assert_eq!(rx.recv_timeout(LONG).unwrap(), (EventType::OperationCallback, OperationType::Create, HResult::S_OK));
+        assert_eq!(
+            rx.recv_timeout(LONG).unwrap(),
+            (
+                EventType::OperationCallback,
+                OperationType::Create,
+                HResult::S_OK
+            )
+        );
         // An operation with its own callback is refused on such a handle.
         let with_cb = Operation::with_callback(|_| {});
-        let e = with_cb.begin(OperationType::Start, Target::None, Some(core.clone())).unwrap_err();
-        assert_eq!(e.hresult, HResult::HCS_E_OPERATION_SYSTEM_CALLBACK_ALREADY_SET);
+        let e = with_cb
+            .begin(OperationType::Start, Target::None, Some(core.clone()))
+            .unwrap_err();
+        assert_eq!(
+            e.hresult,
+            HResult::HCS_E_OPERATION_SYSTEM_CALLBACK_ALREADY_SET
+        );
         // A second registration is refused as well.
-        let e = core.set_callback(EventOptions::NONE, Arc::new(|_: &crate::Event| {})).unwrap_err();
-        assert_eq!(e.hresult, HResult::HCS_E_OPERATION_SYSTEM_CALLBACK_ALREADY_SET);
+        let e = core
+            .set_callback(EventOptions::NONE, Arc::new(|_: &crate::Event| {}))
+            .unwrap_err();
+        assert_eq!(
+            e.hresult,
+            HResult::HCS_E_OPERATION_SYSTEM_CALLBACK_ALREADY_SET
+        );
         // A later callback-less operation is delivered live.
         let op2 = Operation::new();
-        let g2 = op2.begin(OperationType::Start, Target::None, Some(core.clone())).unwrap();
+        let g2 = op2
+            .begin(OperationType::Start, Target::None, Some(core.clone()))
+            .unwrap();
         op2.complete(g2, HResult::S_OK, None, None);
         assert_eq!(rx.recv_timeout(LONG).unwrap().1, OperationType::Start);
         core.close();
@@ -615,16 +672,23 @@ mod tests {
     fn without_operation_callbacks_the_event_callback_sees_no_completions() {
         let core = HandleCore::new();
         let (tx, rx) = mpsc::channel();
-        core.set_callback(EventOptions::NONE, Arc::new(move |ev: &crate::Event| tx.send(ev.event_type).unwrap()))
-            .unwrap();
+        core.set_callback(
+            EventOptions::NONE,
+            Arc::new(move |ev: &crate::Event| tx.send(ev.event_type).unwrap()),
+        )
+        .unwrap();
         let op = Operation::new();
-        let g = op.begin(OperationType::Start, Target::None, Some(core.clone())).unwrap();
+        let g = op
+            .begin(OperationType::Start, Target::None, Some(core.clone()))
+            .unwrap();
         op.complete(g, HResult::S_OK, None, None);
         assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
         // An operation with its own callback is fine here and its callback runs.
         let (tx2, rx2) = mpsc::channel();
         let op = Operation::with_callback(move |o| tx2.send(o.operation_type()).unwrap());
-        let g = op.begin(OperationType::Pause, Target::None, Some(core.clone())).unwrap();
+        let g = op
+            .begin(OperationType::Pause, Target::None, Some(core.clone()))
+            .unwrap();
         op.complete(g, HResult::S_OK, None, None);
         assert_eq!(rx2.recv_timeout(LONG).unwrap(), OperationType::Pause);
     }

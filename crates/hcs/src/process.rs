@@ -99,7 +99,9 @@ impl Process {
             if slot.is_none() {
                 *slot = Some(info.process);
                 drop(slot);
-                inner.conn.listen(Interest::Process(info.process), &inner.core);
+                inner
+                    .conn
+                    .listen(Interest::Process(info.process), &inner.core);
             }
         }
         let mut fds = fds.into_iter();
@@ -130,7 +132,10 @@ impl Process {
 
     fn target(&self) -> HcsResult<ProcessRef> {
         if self.inner.closed.load(Ordering::Acquire) {
-            return Err(HcsError::new(HResult::ERROR_INVALID_HANDLE, "the process handle is closed"));
+            return Err(HcsError::new(
+                HResult::ERROR_INVALID_HANDLE,
+                "the process handle is closed",
+            ));
         }
         lock(&self.inner.process).ok_or_else(|| {
             HcsError::new(
@@ -159,7 +164,11 @@ impl Process {
             request(process),
             Vec::new(),
             Box::new(move |outcome, fds| {
-                let info = if wants_info { Process::take_info(&weak, &outcome, fds) } else { None };
+                let info = if wants_info {
+                    Process::take_info(&weak, &outcome, fds)
+                } else {
+                    None
+                };
                 op.complete(generation, outcome.hresult, outcome.document, info);
             }),
         );
@@ -173,33 +182,40 @@ impl Process {
     /// `HcsTerminateProcess` (SIGKILL). `HCS_E_PROCESS_ALREADY_STOPPED` once it exited.
     pub fn terminate(&self, operation: &Operation, options: Option<&str>) -> HcsResult<()> {
         let options = options.map(str::to_owned);
-        self.call(OperationType::SignalProcess, operation, |process| Request::TerminateProcess { process, options })
+        self.call(OperationType::SignalProcess, operation, |process| {
+            Request::TerminateProcess { process, options }
+        })
     }
 
     /// `HcsSignalProcess` with `SignalProcessOptions`.
     pub fn signal(&self, operation: &Operation, options: Option<&str>) -> HcsResult<()> {
         let options = options.map(str::to_owned);
-        self.call(OperationType::SignalProcess, operation, |process| Request::SignalProcess { process, options })
+        self.call(OperationType::SignalProcess, operation, |process| {
+            Request::SignalProcess { process, options }
+        })
     }
 
     /// `HcsGetProcessInfo`: fresh descriptors for the same pipes.
     pub fn get_info(&self, operation: &Operation) -> HcsResult<()> {
-        self.call(OperationType::GetProcessInfo, operation, |process| Request::GetProcessInfo { process })
+        self.call(OperationType::GetProcessInfo, operation, |process| {
+            Request::GetProcessInfo { process }
+        })
     }
 
     /// `HcsGetProcessProperties`: the result is a `ProcessStatus`.
     pub fn get_properties(&self, operation: &Operation, query: Option<&str>) -> HcsResult<()> {
         let query = query.map(str::to_owned);
-        self.call(OperationType::GetProcessProperties, operation, |process| Request::GetProcessProperties {
-            process,
-            query,
+        self.call(OperationType::GetProcessProperties, operation, |process| {
+            Request::GetProcessProperties { process, query }
         })
     }
 
     /// `HcsModifyProcess` with a `ProcessModifyRequest` (console size, close a std handle).
     pub fn modify(&self, operation: &Operation, settings: &str) -> HcsResult<()> {
         let settings = settings.to_owned();
-        self.call(OperationType::ModifyProcess, operation, |process| Request::ModifyProcess { process, settings })
+        self.call(OperationType::ModifyProcess, operation, |process| {
+            Request::ModifyProcess { process, settings }
+        })
     }
 
     /// `HcsSetProcessCallback`.
@@ -208,12 +224,17 @@ impl Process {
         F: Fn(&Event) + Send + Sync + 'static,
     {
         if self.inner.closed.load(Ordering::Acquire) {
-            return Err(HcsError::new(HResult::ERROR_INVALID_HANDLE, "the process handle is closed"));
+            return Err(HcsError::new(
+                HResult::ERROR_INVALID_HANDLE,
+                "the process handle is closed",
+            ));
         }
         self.inner.core.set_callback(options, Arc::new(callback))?;
         // An exit that happened before registration is still reported.
         if let Some(p) = *lock(&self.inner.process) {
-            self.inner.conn.replay_exit(Interest::Process(p), &self.inner.core);
+            self.inner
+                .conn
+                .replay_exit(Interest::Process(p), &self.inner.core);
         }
         Ok(())
     }

@@ -26,7 +26,9 @@ pub fn enumerate_compute_systems_in_namespace(
 ) -> HcsResult<()> {
     let generation = operation.begin(OperationType::Enumerate, Target::None, None)?;
     let parsed = hcs_rundir::validate_name("namespace", namespace).and_then(|_| match query {
-        Some(q) if !q.trim().is_empty() => hcs_schema::from_json::<SystemQuery>(q, "SystemQuery").map(Some),
+        Some(q) if !q.trim().is_empty() => {
+            hcs_schema::from_json::<SystemQuery>(q, "SystemQuery").map(Some)
+        }
         _ => Ok(None),
     });
     let query = match parsed {
@@ -38,12 +40,12 @@ pub fn enumerate_compute_systems_in_namespace(
     };
     let op = operation.clone();
     let namespace = namespace.to_string();
-    let spawned = std::thread::Builder::new().name("hcs-enumerate".into()).spawn(move || {
-        match enumerate(&namespace, query.as_ref()) {
+    let spawned = std::thread::Builder::new()
+        .name("hcs-enumerate".into())
+        .spawn(move || match enumerate(&namespace, query.as_ref()) {
             Ok(doc) => op.complete(generation, HResult::S_OK, Some(doc), None),
             Err(e) => op.fail(generation, &e),
-        }
-    });
+        });
     if let Err(e) = spawned {
         let e = HcsError::from_io("starting the enumeration thread", &e);
         operation.fail(generation, &e);
@@ -65,11 +67,18 @@ fn enumerate(namespace: &str, query: Option<&SystemQuery>) -> HcsResult<String> 
             // It stopped between listing and asking.
             continue;
         };
-        let answer = conn.request_sync(Request::GetProperties { query: None }, Duration::from_secs(30));
+        let answer = conn.request_sync(
+            Request::GetProperties { query: None },
+            Duration::from_secs(30),
+        );
         conn.release_user();
         let Ok((outcome, _)) = answer else { continue };
-        let Some(doc) = outcome.document.filter(|_| outcome.hresult.is_success()) else { continue };
-        let Ok(props) = serde_json::from_str::<serde_json::Value>(&doc) else { continue };
+        let Some(doc) = outcome.document.filter(|_| outcome.hresult.is_success()) else {
+            continue;
+        };
+        let Ok(props) = serde_json::from_str::<serde_json::Value>(&doc) else {
+            continue;
+        };
         if matches_query(&props, query) {
             out.push(props);
         }
@@ -80,11 +89,14 @@ fn enumerate(namespace: &str, query: Option<&SystemQuery>) -> HcsResult<String> 
 fn matches_query(props: &serde_json::Value, query: Option<&SystemQuery>) -> bool {
     let Some(q) = query else { return true };
     let field = |name: &str| props.get(name).and_then(|v| v.as_str()).unwrap_or("");
-    let one_of = |list: &Option<Vec<String>>, value: &str| list.as_ref().is_none_or(|l| l.iter().any(|x| x == value));
-    let types: Option<Vec<String>> = q
-        .types
-        .as_ref()
-        .map(|ts| ts.iter().filter_map(|t| serde_json::to_value(t).ok()?.as_str().map(str::to_owned)).collect());
+    let one_of = |list: &Option<Vec<String>>, value: &str| {
+        list.as_ref().is_none_or(|l| l.iter().any(|x| x == value))
+    };
+    let types: Option<Vec<String>> = q.types.as_ref().map(|ts| {
+        ts.iter()
+            .filter_map(|t| serde_json::to_value(t).ok()?.as_str().map(str::to_owned))
+            .collect()
+    });
     one_of(&q.ids, field("Id"))
         && one_of(&q.names, field("Id"))
         && one_of(&types, field("SystemType"))
@@ -113,11 +125,9 @@ pub fn get_service_properties(query: Option<&str>) -> HcsResult<String> {
             "Basic" => properties.push(serde_json::json!({
                 "SupportedSchemaVersions": [{ "Major": 2, "Minor": SCHEMA_MINOR_MAX }]
             })),
-            other => {
-                return Err(HcsError::not_supported(format!(
-                    "service property type {other:?} is not supported on Linux; supported: [\"Basic\"]"
-                )))
-            }
+            other => return Err(HcsError::not_supported(format!(
+                "service property type {other:?} is not supported on Linux; supported: [\"Basic\"]"
+            ))),
         }
     }
     Ok(serde_json::json!({ "Properties": properties }).to_string())

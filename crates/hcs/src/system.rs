@@ -44,7 +44,11 @@ impl SystemInner {
         if self.conn.users() > 1 {
             // Process handles still use the connection: only the system
             // handle goes away.
-            let _ = self.conn.request(Request::ReleaseSystemHandle, Vec::new(), Box::new(|_, _| {}));
+            let _ = self.conn.request(
+                Request::ReleaseSystemHandle,
+                Vec::new(),
+                Box::new(|_, _| {}),
+            );
         }
         self.conn.release_user();
     }
@@ -59,7 +63,10 @@ pub struct System {
 
 impl std::fmt::Debug for System {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("System").field("id", &self.inner.id).field("namespace", &self.inner.namespace).finish()
+        f.debug_struct("System")
+            .field("id", &self.inner.id)
+            .field("namespace", &self.inner.namespace)
+            .finish()
     }
 }
 
@@ -116,7 +123,11 @@ impl System {
             }
         };
         let system = System::new(id, namespace, conn);
-        operation.rebind_target(generation, Target::System(Arc::downgrade(&system.inner)), system.inner.core.clone());
+        operation.rebind_target(
+            generation,
+            Target::System(Arc::downgrade(&system.inner)),
+            system.inner.core.clone(),
+        );
         let op = operation.clone();
         let weak = Arc::downgrade(&system.inner);
         let sent = system.inner.conn.request(
@@ -131,9 +142,11 @@ impl System {
             Box::new(move |outcome: Outcome, _| {
                 if outcome.hresult.is_failure() {
                     if let Some(inner) = weak.upgrade() {
-                        *lock(&inner.failed) = Some(crate::operation::to_result(outcome.hresult, outcome.document.clone())
-                            .err()
-                            .unwrap_or_else(|| HcsError::from_code(outcome.hresult)));
+                        *lock(&inner.failed) = Some(
+                            crate::operation::to_result(outcome.hresult, outcome.document.clone())
+                                .err()
+                                .unwrap_or_else(|| HcsError::from_code(outcome.hresult)),
+                        );
                     }
                 }
                 op.complete(generation, outcome.hresult, outcome.document, None);
@@ -153,7 +166,11 @@ impl System {
 
     /// `HcsOpenComputeSystemInNamespace`: a new handle to an existing system.
     /// `HCS_E_SYSTEM_NOT_FOUND` if no live system has that id.
-    pub fn open_in_namespace(namespace: &str, id: &str, requested_access: u32) -> HcsResult<System> {
+    pub fn open_in_namespace(
+        namespace: &str,
+        id: &str,
+        requested_access: u32,
+    ) -> HcsResult<System> {
         if requested_access != crate::GENERIC_ALL {
             return Err(HcsError::invalid_arg(format!(
                 "requested access 0x{requested_access:08X} is not GENERIC_ALL (0x10000000)"
@@ -185,12 +202,18 @@ impl System {
 
     fn check_usable(&self) -> HcsResult<()> {
         if self.inner.closed.load(Ordering::Acquire) {
-            return Err(HcsError::new(HResult::ERROR_INVALID_HANDLE, "the compute system handle is closed"));
+            return Err(HcsError::new(
+                HResult::ERROR_INVALID_HANDLE,
+                "the compute system handle is closed",
+            ));
         }
         if let Some(e) = lock(&self.inner.failed).clone() {
             return Err(HcsError::new(
                 HResult::HCS_E_SYSTEM_NOT_FOUND,
-                format!("the compute system {:?} was never created: {}", self.inner.id, e.message),
+                format!(
+                    "the compute system {:?} was never created: {}",
+                    self.inner.id, e.message
+                ),
             ));
         }
         Ok(())
@@ -198,7 +221,12 @@ impl System {
 
     /// Bind `operation` and send `request`; the operation completes with the
     /// monitor's answer.
-    fn call(&self, op_type: OperationType, operation: &Operation, request: Request) -> HcsResult<()> {
+    fn call(
+        &self,
+        op_type: OperationType,
+        operation: &Operation,
+        request: Request,
+    ) -> HcsResult<()> {
         self.check_usable()?;
         let generation = operation.begin(
             op_type,
@@ -209,7 +237,9 @@ impl System {
         let sent = self.inner.conn.request(
             request,
             Vec::new(),
-            Box::new(move |outcome, _| op.complete(generation, outcome.hresult, outcome.document, None)),
+            Box::new(move |outcome, _| {
+                op.complete(generation, outcome.hresult, outcome.document, None)
+            }),
         );
         if let Err(e) = sent {
             operation.fail(generation, &e);
@@ -220,38 +250,80 @@ impl System {
 
     /// `HcsStartComputeSystem`.
     pub fn start(&self, operation: &Operation, options: Option<&str>) -> HcsResult<()> {
-        self.call(OperationType::Start, operation, Request::Start { options: options.map(str::to_owned) })
+        self.call(
+            OperationType::Start,
+            operation,
+            Request::Start {
+                options: options.map(str::to_owned),
+            },
+        )
     }
 
     /// `HcsShutDownComputeSystem`: ask the system to stop; it is terminated
     /// if it has not stopped when `ShutdownOptions.TimeoutInMs` runs out.
     pub fn shutdown(&self, operation: &Operation, options: Option<&str>) -> HcsResult<()> {
-        self.call(OperationType::Shutdown, operation, Request::Shutdown { options: options.map(str::to_owned) })
+        self.call(
+            OperationType::Shutdown,
+            operation,
+            Request::Shutdown {
+                options: options.map(str::to_owned),
+            },
+        )
     }
 
     /// `HcsTerminateComputeSystem`.
     pub fn terminate(&self, operation: &Operation, options: Option<&str>) -> HcsResult<()> {
-        self.call(OperationType::Terminate, operation, Request::Terminate { options: options.map(str::to_owned) })
+        self.call(
+            OperationType::Terminate,
+            operation,
+            Request::Terminate {
+                options: options.map(str::to_owned),
+            },
+        )
     }
 
     /// `HcsCrashComputeSystem`.
     pub fn crash(&self, operation: &Operation, options: Option<&str>) -> HcsResult<()> {
-        self.call(OperationType::Crash, operation, Request::Crash { options: options.map(str::to_owned) })
+        self.call(
+            OperationType::Crash,
+            operation,
+            Request::Crash {
+                options: options.map(str::to_owned),
+            },
+        )
     }
 
     /// `HcsPauseComputeSystem`.
     pub fn pause(&self, operation: &Operation, options: Option<&str>) -> HcsResult<()> {
-        self.call(OperationType::Pause, operation, Request::Pause { options: options.map(str::to_owned) })
+        self.call(
+            OperationType::Pause,
+            operation,
+            Request::Pause {
+                options: options.map(str::to_owned),
+            },
+        )
     }
 
     /// `HcsResumeComputeSystem`.
     pub fn resume(&self, operation: &Operation, options: Option<&str>) -> HcsResult<()> {
-        self.call(OperationType::Resume, operation, Request::Resume { options: options.map(str::to_owned) })
+        self.call(
+            OperationType::Resume,
+            operation,
+            Request::Resume {
+                options: options.map(str::to_owned),
+            },
+        )
     }
 
     /// `HcsSaveComputeSystem`.
     pub fn save(&self, operation: &Operation, options: Option<&str>) -> HcsResult<()> {
-        self.call(OperationType::Save, operation, Request::Save { options: options.map(str::to_owned) })
+        self.call(
+            OperationType::Save,
+            operation,
+            Request::Save {
+                options: options.map(str::to_owned),
+            },
+        )
     }
 
     /// `HcsGetComputeSystemProperties`: the result document is `Properties`.
@@ -259,20 +331,31 @@ impl System {
         self.call(
             OperationType::GetProperties,
             operation,
-            Request::GetProperties { query: query.map(str::to_owned) },
+            Request::GetProperties {
+                query: query.map(str::to_owned),
+            },
         )
     }
 
     /// `HcsModifyComputeSystem` with a `ModifySettingRequest` document.
     pub fn modify(&self, operation: &Operation, configuration: &str) -> HcsResult<()> {
-        self.call(OperationType::Modify, operation, Request::Modify { settings: configuration.to_owned() })
+        self.call(
+            OperationType::Modify,
+            operation,
+            Request::Modify {
+                settings: configuration.to_owned(),
+            },
+        )
     }
 
     /// `HcsWaitForComputeSystemExit`: the `SystemExitStatus` document once
     /// the system stopped; `HCS_E_OPERATION_TIMEOUT` if it runs on.
     pub fn wait_for_exit(&self, timeout_ms: u32) -> HcsResult<String> {
         if self.inner.closed.load(Ordering::Acquire) {
-            return Err(HcsError::new(HResult::ERROR_INVALID_HANDLE, "the compute system handle is closed"));
+            return Err(HcsError::new(
+                HResult::ERROR_INVALID_HANDLE,
+                "the compute system handle is closed",
+            ));
         }
         self.inner.conn.wait_exit(timeout_ms)
     }
@@ -291,13 +374,18 @@ impl System {
         self.check_open()?;
         self.inner.core.set_callback(options, Arc::new(callback))?;
         // An exit that happened before registration is still reported.
-        self.inner.conn.replay_exit(Interest::System, &self.inner.core);
+        self.inner
+            .conn
+            .replay_exit(Interest::System, &self.inner.core);
         Ok(())
     }
 
     fn check_open(&self) -> HcsResult<()> {
         if self.inner.closed.load(Ordering::Acquire) {
-            return Err(HcsError::new(HResult::ERROR_INVALID_HANDLE, "the compute system handle is closed"));
+            return Err(HcsError::new(
+                HResult::ERROR_INVALID_HANDLE,
+                "the compute system handle is closed",
+            ));
         }
         Ok(())
     }
@@ -313,8 +401,9 @@ impl System {
             Target::Process(Arc::downgrade(&process.inner)),
             Some(process.inner.core.clone()),
         )?;
-        let parsed = hcs_schema::from_json::<hcs_schema::ProcessParameters>(parameters, "ProcessParameters")
-            .and_then(|p| p.validate());
+        let parsed =
+            hcs_schema::from_json::<hcs_schema::ProcessParameters>(parameters, "ProcessParameters")
+                .and_then(|p| p.validate());
         if let Err(e) = parsed {
             operation.fail(generation, &e);
             process.close();
@@ -323,7 +412,9 @@ impl System {
         let op = operation.clone();
         let weak = Arc::downgrade(&process.inner);
         let sent = self.inner.conn.request(
-            Request::CreateProcess { parameters: parameters.to_owned() },
+            Request::CreateProcess {
+                parameters: parameters.to_owned(),
+            },
             Vec::new(),
             Box::new(move |outcome, fds| {
                 let info = Process::take_info(&weak, &outcome, fds);
@@ -346,20 +437,34 @@ impl System {
                 "requested access 0x{requested_access:08X} is not GENERIC_ALL (0x10000000)"
             )));
         }
-        let (outcome, _fds) = self.inner.conn.request_sync(Request::OpenProcess { pid }, SYNC_TIMEOUT)?;
+        let (outcome, _fds) = self
+            .inner
+            .conn
+            .request_sync(Request::OpenProcess { pid }, SYNC_TIMEOUT)?;
         crate::operation::to_result(outcome.hresult, outcome.document.clone())?;
         let info = outcome.process.ok_or_else(|| {
-            HcsError::new(HResult::HCS_E_PROTOCOL_ERROR, "the monitor answered OpenProcess without a process")
+            HcsError::new(
+                HResult::HCS_E_PROTOCOL_ERROR,
+                "the monitor answered OpenProcess without a process",
+            )
         })?;
         if let Some(status) = outcome.document.filter(|d| d.contains("\"Exited\":true")) {
             self.inner.conn.note_process_exit(info.process, status);
         }
-        Ok(Process::opened(info.process, self.inner.id.clone(), self.inner.conn.clone()))
+        Ok(Process::opened(
+            info.process,
+            self.inner.id.clone(),
+            self.inner.conn.clone(),
+        ))
     }
 }
 
 /// Connect to a live system's monitor and say hello.
-pub(crate) fn connect(namespace: &str, id: &str, kind: ConnectionKind) -> HcsResult<Arc<Connection>> {
+pub(crate) fn connect(
+    namespace: &str,
+    id: &str,
+    kind: ConnectionKind,
+) -> HcsResult<Arc<Connection>> {
     let dir = hcs_rundir::system_dir(&hcs_rundir::root(), namespace, id);
     let not_found = || {
         HcsError::new(
@@ -378,7 +483,11 @@ pub(crate) fn connect(namespace: &str, id: &str, kind: ConnectionKind) -> HcsRes
         }
     };
     let conn = Connection::start(sock)?;
-    let hello = Request::Hello { version: PROTOCOL_VERSION, kind, client_pid: std::process::id() };
+    let hello = Request::Hello {
+        version: PROTOCOL_VERSION,
+        kind,
+        client_pid: std::process::id(),
+    };
     let (outcome, _): (Outcome, Vec<OwnedFd>) = match conn.request_sync(hello, SYNC_TIMEOUT) {
         Ok(r) => r,
         Err(e) if e.hresult == HResult::HCS_E_SERVICE_DISCONNECT => {

@@ -12,7 +12,10 @@ use hcs::{HcsResult, Operation, Process, System, INFINITE};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
 }
 
 /// Fail loudly unless the tests can really run: they create namespaces,
@@ -28,8 +31,14 @@ pub fn require_root() {
 /// The busybox root filesystem built by scripts/build-rootfs.sh.
 pub fn rootfs() -> PathBuf {
     require_root();
-    let p = std::env::var_os("HCS_TEST_ROOTFS").map(PathBuf::from).unwrap_or_else(|| repo().join("build/rootfs/busybox"));
-    assert!(p.join("bin/busybox").exists(), "{} is missing: run scripts/build-rootfs.sh first", p.display());
+    let p = std::env::var_os("HCS_TEST_ROOTFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("build/rootfs/busybox"));
+    assert!(
+        p.join("bin/busybox").exists(),
+        "{} is missing: run scripts/build-rootfs.sh first",
+        p.display()
+    );
     p
 }
 
@@ -39,7 +48,11 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// and each can inventory what it left behind.
 pub fn unique_namespace(test: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t: String = test.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect();
+    let t: String = test
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(24)
+        .collect();
     format!("t{}-{n}-{t}", std::process::id())
 }
 
@@ -118,12 +131,18 @@ pub fn run_params(s: &System, mut params: serde_json::Value) -> Finished {
     params["CreateStdOutPipe"] = true.into();
     params["CreateStdErrPipe"] = true.into();
     let op = Operation::new();
-    let p = s.create_process(&params.to_string(), &op).expect("create process call");
+    let p = s
+        .create_process(&params.to_string(), &op)
+        .expect("create process call");
     let info = op.wait_process_info(INFINITE).expect("create process");
     let out = std::thread::spawn(move || read_all(info.std_output));
     let err = std::thread::spawn(move || read_all(info.std_error));
     let status = exit_of(&p);
-    Finished { exit_code: status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
+    Finished {
+        exit_code: status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }
 
 /// Read a descriptor to EOF.
@@ -137,7 +156,8 @@ pub fn read_all(fd: Option<OwnedFd>) -> String {
 
 /// Wait for a process and return its exit code, checking the ProcessStatus.
 pub fn exit_of(p: &Process) -> u32 {
-    let status: serde_json::Value = serde_json::from_str(&p.wait_for_exit(INFINITE).expect("wait for exit")).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&p.wait_for_exit(INFINITE).expect("wait for exit")).unwrap();
     assert_eq!(status["Exited"], true, "{status}");
     assert_eq!(status["LastWaitResult"], 0, "{status}");
     status["ExitCode"].as_u64().expect("ExitCode") as u32
@@ -169,15 +189,23 @@ pub fn leftovers(ns: &str) -> Leftovers {
     let marker = format!("{ns}@");
     let mut l = Leftovers::default();
     if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
-        l.mounts = m.lines().filter(|x| x.contains(&format!("/hcs/{ns}/")) || x.contains(&marker)).map(str::to_owned).collect();
+        l.mounts = m
+            .lines()
+            .filter(|x| x.contains(&format!("/hcs/{ns}/")) || x.contains(&marker))
+            .map(str::to_owned)
+            .collect();
     }
     let mut stack = vec![PathBuf::from("/sys/fs/cgroup")];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                 let p = e.path();
-                if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&marker)) {
+                if p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&marker))
+                {
                     l.cgroups.push(p);
                 } else if p.components().count() < 12 {
                     stack.push(p);
@@ -187,8 +215,12 @@ pub fn leftovers(ns: &str) -> Leftovers {
     }
     if let Ok(procs) = std::fs::read_dir("/proc") {
         for e in procs.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-            if std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(&marker)) {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .is_ok_and(|c| c.contains(&marker))
+            {
                 l.processes.push(pid);
             }
         }
@@ -218,6 +250,10 @@ pub fn hcs_cli() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let p = dir.join("hcs");
-    assert!(p.exists(), "{} is missing: build the workspace first (cargo build --workspace)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        p.display()
+    );
     p
 }

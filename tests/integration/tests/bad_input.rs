@@ -21,12 +21,20 @@ fn refused(test: &str, doc: &str, code: HResult, needle: &str) {
         }
     };
     assert_eq!(err.hresult, code, "{err}");
-    assert!(err.message.contains(needle), "message {:?} should mention {needle:?}", err.message);
+    assert!(
+        err.message.contains(needle),
+        "message {:?} should mention {needle:?}",
+        err.message
+    );
     let (hr, doc) = op.result_raw();
     assert_eq!(hr, code);
-    let result_error: serde_json::Value = serde_json::from_str(&doc.expect("a ResultError document")).unwrap();
+    let result_error: serde_json::Value =
+        serde_json::from_str(&doc.expect("a ResultError document")).unwrap();
     assert_eq!(result_error["Error"], code.0);
-    assert!(result_error["ErrorMessage"].as_str().unwrap().contains(needle));
+    assert!(result_error["ErrorMessage"]
+        .as_str()
+        .unwrap()
+        .contains(needle));
     let l = leftovers(&ns);
     assert!(l.is_empty(), "left behind: {l:?}");
 }
@@ -37,7 +45,12 @@ fn malformed_documents() {
     refused("empty", "", json, "ComputeSystem");
     refused("notjson", "{ nope", json, "line 1");
     refused("null", "null", json, "ComputeSystem");
-    refused("major", r#"{"SchemaVersion":{"Major":1,"Minor":0},"Container":{}}"#, json, "$.SchemaVersion.Major");
+    refused(
+        "major",
+        r#"{"SchemaVersion":{"Major":1,"Minor":0},"Container":{}}"#,
+        json,
+        "$.SchemaVersion.Major",
+    );
     refused(
         "typo",
         &container_doc(serde_json::json!({ "Container": { "Memory": { "SizeInMb": 5 } } })),
@@ -52,12 +65,19 @@ fn malformed_documents() {
     );
     refused(
         "both",
-        &container_doc(serde_json::json!({ "VirtualMachine": { "ComputeTopology": { "Memory": { "SizeInMB": 64 } } } })),
+        &container_doc(
+            serde_json::json!({ "VirtualMachine": { "ComputeTopology": { "Memory": { "SizeInMB": 64 } } } }),
+        ),
         json,
         "exactly one",
     );
     refused("deep", &"[".repeat(10_000), json, "ComputeSystem");
-    refused("nostorage", r#"{"SchemaVersion":{"Major":2,"Minor":1},"Container":{}}"#, json, "Storage");
+    refused(
+        "nostorage",
+        r#"{"SchemaVersion":{"Major":2,"Minor":1},"Container":{}}"#,
+        json,
+        "Storage",
+    );
 }
 
 #[test]
@@ -76,13 +96,17 @@ fn bad_paths_and_unsupported_features() {
     );
     refused(
         "mapped",
-        &container_doc(serde_json::json!({ "Container": { "MappedDirectories": [ { "HostPath": "/no/such/dir", "ContainerPath": "/x" } ] } })),
+        &container_doc(
+            serde_json::json!({ "Container": { "MappedDirectories": [ { "HostPath": "/no/such/dir", "ContainerPath": "/x" } ] } }),
+        ),
         HResult::ERROR_PATH_NOT_FOUND,
         "MappedDirectories[0].HostPath",
     );
     refused(
         "registry",
-        &container_doc(serde_json::json!({ "Container": { "RegistryChanges": { "AddValues": [ { "Name": "x" } ] } } })),
+        &container_doc(
+            serde_json::json!({ "Container": { "RegistryChanges": { "AddValues": [ { "Name": "x" } ] } } }),
+        ),
         HResult::ERROR_NOT_SUPPORTED,
         "RegistryChanges",
     );

@@ -11,7 +11,11 @@ const WAIT: Duration = Duration::from_secs(20);
 
 fn started(test: &str) -> (String, System) {
     let ns = unique_namespace(test);
-    let s = create_started(&ns, "c", &container_doc(serde_json::json!({ "Container": { "GuestOs": { "HostName": "box" } } })));
+    let s = create_started(
+        &ns,
+        "c",
+        &container_doc(serde_json::json!({ "Container": { "GuestOs": { "HostName": "box" } } })),
+    );
     (ns, s)
 }
 
@@ -25,7 +29,10 @@ fn finish(ns: &str, s: &System) {
 fn stdout_stderr_exit_code_environment_directory_and_user() {
     let (ns, s) = started("stdio");
     let r = run(&s, &["sh", "-c", "echo out; echo err >&2; exit 42"]);
-    assert_eq!((r.exit_code, r.stdout.as_str(), r.stderr.as_str()), (42, "out\n", "err\n"));
+    assert_eq!(
+        (r.exit_code, r.stdout.as_str(), r.stderr.as_str()),
+        (42, "out\n", "err\n")
+    );
 
     let r = run_params(
         &s,
@@ -36,11 +43,18 @@ fn stdout_stderr_exit_code_environment_directory_and_user() {
             "User": "tester"
         }),
     );
-    assert_eq!(r.stdout, "hello world:/home/tester:1000:1000:box:/home/tester\n", "stderr: {}", r.stderr);
+    assert_eq!(
+        r.stdout, "hello world:/home/tester:1000:1000:box:/home/tester\n",
+        "stderr: {}",
+        r.stderr
+    );
     assert_eq!(r.exit_code, 0);
 
     // Windows callers send a single CommandLine.
-    let r = run_params(&s, serde_json::json!({ "CommandLine": "sh -c \"echo 'a b'\"" }));
+    let r = run_params(
+        &s,
+        serde_json::json!({ "CommandLine": "sh -c \"echo 'a b'\"" }),
+    );
     assert_eq!(r.stdout, "a b\n");
 
     // The process runs as PID 2+ in its own pid namespace, under our init.
@@ -54,16 +68,43 @@ fn stdout_stderr_exit_code_environment_directory_and_user() {
 #[test]
 fn clear_errors_for_processes_that_cannot_start() {
     let (ns, s) = started("badproc");
-    let e = call(|op| s.create_process(r#"{"CommandArgs":["no-such-program"]}"#, op).map(|_| ())).unwrap_err();
+    let e = call(|op| {
+        s.create_process(r#"{"CommandArgs":["no-such-program"]}"#, op)
+            .map(|_| ())
+    })
+    .unwrap_err();
     assert_eq!(e.hresult, HResult::ERROR_FILE_NOT_FOUND);
-    assert!(e.message.contains("no-such-program") && e.message.contains("PATH"), "{}", e.message);
-    let e = call(|op| s.create_process(r#"{"CommandArgs":["true"],"WorkingDirectory":"/nowhere"}"#, op).map(|_| ())).unwrap_err();
-    assert!(e.message.contains("WorkingDirectory") && e.message.contains("/nowhere"), "{}", e.message);
-    let e = call(|op| s.create_process(r#"{"CommandArgs":["true"],"User":"nobody-here"}"#, op).map(|_| ())).unwrap_err();
+    assert!(
+        e.message.contains("no-such-program") && e.message.contains("PATH"),
+        "{}",
+        e.message
+    );
+    let e = call(|op| {
+        s.create_process(
+            r#"{"CommandArgs":["true"],"WorkingDirectory":"/nowhere"}"#,
+            op,
+        )
+        .map(|_| ())
+    })
+    .unwrap_err();
+    assert!(
+        e.message.contains("WorkingDirectory") && e.message.contains("/nowhere"),
+        "{}",
+        e.message
+    );
+    let e = call(|op| {
+        s.create_process(r#"{"CommandArgs":["true"],"User":"nobody-here"}"#, op)
+            .map(|_| ())
+    })
+    .unwrap_err();
     assert_eq!(e.hresult, HResult::ERROR_NOT_FOUND);
     let e = call(|op| s.create_process(r#"{"CommandArgs":[]}"#, op).map(|_| ())).unwrap_err();
     assert_eq!(e.hresult, HResult::HCS_E_INVALID_JSON);
-    let e = call(|op| s.create_process(r#"{"CommandArgs":"true"}"#, op).map(|_| ())).unwrap_err();
+    let e = call(|op| {
+        s.create_process(r#"{"CommandArgs":"true"}"#, op)
+            .map(|_| ())
+    })
+    .unwrap_err();
     assert_eq!(e.hresult, HResult::HCS_E_INVALID_JSON);
     assert!(e.message.contains("CommandArgs"), "{}", e.message);
     finish(&ns, &s);
@@ -81,12 +122,26 @@ fn stdin_reaches_the_process_and_close_handle_delivers_eof() {
     stdin.write_all(b"line one\nline two\n").unwrap();
     drop(stdin);
     // HCS keeps its own copy until asked: EOF needs CloseHandle, as on Windows.
-    call(|op| p.modify(op, r#"{"Operation":"CloseHandle","CloseHandle":{"Handle":"StdIn"}}"#)).unwrap();
+    call(|op| {
+        p.modify(
+            op,
+            r#"{"Operation":"CloseHandle","CloseHandle":{"Handle":"StdIn"}}"#,
+        )
+    })
+    .unwrap();
     let mut out = String::new();
-    std::fs::File::from(info.std_output.unwrap()).read_to_string(&mut out).unwrap();
+    std::fs::File::from(info.std_output.unwrap())
+        .read_to_string(&mut out)
+        .unwrap();
     assert_eq!(out, "line one\nline two\ndone\n");
     assert_eq!(exit_of(&p), 0);
-    let e = call(|op| p.modify(op, r#"{"Operation":"CloseHandle","CloseHandle":{"Handle":"StdIn"}}"#)).unwrap_err();
+    let e = call(|op| {
+        p.modify(
+            op,
+            r#"{"Operation":"CloseHandle","CloseHandle":{"Handle":"StdIn"}}"#,
+        )
+    })
+    .unwrap_err();
     assert_eq!(e.hresult, HResult::HCS_E_PROCESS_ALREADY_STOPPED);
     finish(&ns, &s);
 }
@@ -113,7 +168,13 @@ fn console_with_size_and_resize() {
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     assert!(seen.starts_with("/dev/pts/"), "{seen:?}");
-    call(|op| p.modify(op, r#"{"Operation":"ConsoleSize","ConsoleSize":{"Height":40,"Width":120}}"#)).unwrap();
+    call(|op| {
+        p.modify(
+            op,
+            r#"{"Operation":"ConsoleSize","ConsoleSize":{"Height":40,"Width":120}}"#,
+        )
+    })
+    .unwrap();
     console_in.write_all(b"go\n").unwrap();
     let mut rest = Vec::new();
     loop {
@@ -122,7 +183,11 @@ fn console_with_size_and_resize() {
             Ok(n) => rest.extend_from_slice(&buf[..n]),
         }
     }
-    assert!(String::from_utf8_lossy(&rest).contains("40 120"), "{:?}", String::from_utf8_lossy(&rest));
+    assert!(
+        String::from_utf8_lossy(&rest).contains("40 120"),
+        "{:?}",
+        String::from_utf8_lossy(&rest)
+    );
     assert_eq!(exit_of(&p), 0);
     finish(&ns, &s);
 }
@@ -131,23 +196,35 @@ fn console_with_size_and_resize() {
 fn signals_terminate_and_already_stopped() {
     let (ns, s) = started("signals");
     let op = Operation::new();
-    let a = s.create_process(r#"{"CommandArgs":["sleep","1000"]}"#, &op).unwrap();
+    let a = s
+        .create_process(r#"{"CommandArgs":["sleep","1000"]}"#, &op)
+        .unwrap();
     op.wait(INFINITE).unwrap();
     call(|op| a.signal(op, Some(r#"{"Signal":15}"#))).unwrap();
     assert_eq!(exit_of(&a), 128 + 15);
     let e = call(|op| a.signal(op, Some(r#"{"Signal":15}"#))).unwrap_err();
     assert_eq!(e.hresult, HResult::HCS_E_PROCESS_ALREADY_STOPPED);
 
-    let b = s.create_process(r#"{"CommandArgs":["sleep","1000"]}"#, &op).unwrap();
+    let b = s
+        .create_process(r#"{"CommandArgs":["sleep","1000"]}"#, &op)
+        .unwrap();
     op.wait(INFINITE).unwrap();
     call(|op| b.signal(op, Some(r#"{"Signal":"CtrlC"}"#))).unwrap();
     assert_eq!(exit_of(&b), 128 + 2, "CtrlC is SIGINT");
 
-    let c = s.create_process(r#"{"CommandArgs":["sh","-c","trap '' TERM INT; sleep 1000 & wait"]}"#, &op).unwrap();
+    let c = s
+        .create_process(
+            r#"{"CommandArgs":["sh","-c","trap '' TERM INT; sleep 1000 & wait"]}"#,
+            &op,
+        )
+        .unwrap();
     op.wait(INFINITE).unwrap();
     call(|op| c.terminate(op, None)).unwrap();
     assert_eq!(exit_of(&c), 128 + 9);
-    assert_eq!(call(|op| c.terminate(op, None)).unwrap_err().hresult, HResult::HCS_E_PROCESS_ALREADY_STOPPED);
+    assert_eq!(
+        call(|op| c.terminate(op, None)).unwrap_err().hresult,
+        HResult::HCS_E_PROCESS_ALREADY_STOPPED
+    );
     let e = call(|op| a.signal(op, Some(r#"{"Signal":"Hangup"}"#))).unwrap_err();
     assert_eq!(e.hresult, HResult::HCS_E_INVALID_JSON);
     finish(&ns, &s);
@@ -172,28 +249,48 @@ fn process_handles_events_and_info() {
     // A second client opens it by pid, from its own system handle.
     let other = System::open_in_namespace(&ns, "c", GENERIC_ALL).unwrap();
     let p2 = other.open_process(info.process_id, GENERIC_ALL).unwrap();
-    assert_eq!(other.open_process(99999, GENERIC_ALL).unwrap_err().hresult, HResult::ERROR_NOT_FOUND);
+    assert_eq!(
+        other.open_process(99999, GENERIC_ALL).unwrap_err().hresult,
+        HResult::ERROR_NOT_FOUND
+    );
     let (tx, rx) = mpsc::channel();
     let tx2 = tx.clone();
-    p2.set_callback(EventOptions::NONE, move |ev| tx.send(("p2", ev.event_type, ev.data.clone())).unwrap()).unwrap();
-    other.set_callback(EventOptions::NONE, move |ev| tx2.send(("sys", ev.event_type, ev.data.clone())).unwrap()).unwrap();
+    p2.set_callback(EventOptions::NONE, move |ev| {
+        tx.send(("p2", ev.event_type, ev.data.clone())).unwrap()
+    })
+    .unwrap();
+    other
+        .set_callback(EventOptions::NONE, move |ev| {
+            tx2.send(("sys", ev.event_type, ev.data.clone())).unwrap()
+        })
+        .unwrap();
 
     // GetProcessInfo hands out fresh descriptors of the same pipes.
     let info_op = Operation::new();
     p2.get_info(&info_op).unwrap();
     let fresh = info_op.wait_process_info(INFINITE).unwrap();
-    std::fs::File::from(fresh.std_input.unwrap()).write_all(b"hi\n").unwrap();
+    std::fs::File::from(fresh.std_input.unwrap())
+        .write_all(b"hi\n")
+        .unwrap();
     let mut out = String::new();
     drop(info.std_output);
-    std::fs::File::from(fresh.std_output.unwrap()).read_to_string(&mut out).unwrap();
+    std::fs::File::from(fresh.std_output.unwrap())
+        .read_to_string(&mut out)
+        .unwrap();
     assert_eq!(out, "got hi\n");
 
     let (who, t, data) = rx.recv_timeout(WAIT).unwrap();
     assert_eq!((who, t), ("p2", EventType::ProcessExited));
     let status: serde_json::Value = serde_json::from_str(&data.unwrap()).unwrap();
-    assert_eq!(status, serde_json::json!({ "ProcessId": info.process_id, "Exited": true, "ExitCode": 0, "LastWaitResult": 0 }));
+    assert_eq!(
+        status,
+        serde_json::json!({ "ProcessId": info.process_id, "Exited": true, "ExitCode": 0, "LastWaitResult": 0 })
+    );
     let props = call(|op| p.get_properties(op, None)).unwrap().unwrap();
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&props).unwrap(), status);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&props).unwrap(),
+        status
+    );
     // ProcessExited never arrives on a system callback, and is delivered once.
     assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
     finish(&ns, &s);
@@ -205,7 +302,10 @@ fn process_handles_events_and_info() {
 fn output_is_complete_when_the_exit_arrives() {
     let (ns, s) = started("output");
     // 1 MiB of output, more than any pipe buffer.
-    let r = run(&s, &["sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' 'x'"]);
+    let r = run(
+        &s,
+        &["sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' 'x'"],
+    );
     assert_eq!(r.exit_code, 0);
     assert_eq!(r.stdout.len(), 1 << 20);
     assert!(r.stdout.bytes().all(|b| b == b'x'));
@@ -218,7 +318,10 @@ fn processes_die_with_their_system() {
     let op = Operation::new();
     let mut procs = Vec::new();
     for _ in 0..3 {
-        procs.push(s.create_process(r#"{"CommandArgs":["sleep","1000"]}"#, &op).unwrap());
+        procs.push(
+            s.create_process(r#"{"CommandArgs":["sleep","1000"]}"#, &op)
+                .unwrap(),
+        );
         op.wait(INFINITE).unwrap();
     }
     let (tx, rx) = mpsc::channel();
