@@ -3,8 +3,8 @@
 //! `hcs-bench containers` times one container's whole life —
 //! create + start + run `/bin/true` to exit + terminate/close — through the
 //! `hcs` API, and `runc run` / `crun run` of the same busybox root with
-//! `/bin/true`, interleaving nothing: each runtime runs its iterations in
-//! turn after a warm-up. It prints medians and the ratios to the peers.
+//! `/bin/true`, round-robin (one iteration of each in turn) after a
+//! warm-up. It prints medians and the ratios to the peers.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -194,6 +194,18 @@ impl Drop for HugetlbWorkaround {
     }
 }
 
+/// One runtime under measurement.
+enum Runner<'a> {
+    Hcs {
+        doc: String,
+    },
+    Peer {
+        bin: &'a str,
+        state: PathBuf,
+        bundle: PathBuf,
+    },
+}
+
 fn containers(
     iterations: usize,
     warmup: usize,
@@ -210,37 +222,6 @@ fn containers(
         "Container": { "Storage": { "Layers": [ { "Id": "bench", "Path": rootfs } ] } }
     })
     .to_string();
-    let mut samples = Vec::new();
-
-    let mut hcs = Sample {
-        name: "hcs".into(),
-        times: Vec::new(),
-        note: String::new(),
-    };
-    let mut phases: Vec<Phases> = Vec::new();
-    for i in 0..warmup + iterations {
-        let id = format!("bench-{}-{i}", std::process::id());
-        let t = Instant::now();
-        let p = one_hcs(&id, &doc).map_err(|e| format!("hcs iteration {i}: {e}"))?;
-        if i >= warmup {
-            hcs.times.push(t.elapsed());
-            phases.push(p);
-        }
-    }
-    let phase_median = |k: usize| {
-        let mut v: Vec<Duration> = phases.iter().map(|p| p[k]).collect();
-        v.sort();
-        v.get(v.len() / 2).copied().unwrap_or_default()
-    };
-    hcs.note = format!(
-        "median phases: create {:.2}, start {:.2}, process {:.2}, terminate {:.2} ms",
-        ms(phase_median(0)),
-        ms(phase_median(1)),
-        ms(phase_median(2)),
-        ms(phase_median(3))
-    );
-    samples.push(hcs);
-
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let bundle = tmp.path().join("bundle");
     std::fs::create_dir(&bundle).map_err(|e| e.to_string())?;
@@ -249,6 +230,19 @@ fn containers(
     } else {
         Err(format!("{runc:?} not found"))
     };
+
+    let mut runners: Vec<(Sample, Runner)> = vec![(
+        Sample {
+            name: "hcs".into(),
+            times: Vec::new(),
+            note: String::new(),
+        },
+        Runner::Hcs { doc },
+    )];
+    let mut skipped = Vec::new();
+    // crun 1.8 refuses this hybrid layout; the workaround stays mounted for
+    // the whole (interleaved) run and is undone when `_workaround` drops.
+    let mut _workaround = None;
     for (name, bin) in [("runc", runc), ("crun", crun)] {
         let mut s = Sample {
             name: name.into(),
@@ -257,52 +251,95 @@ fn containers(
         };
         if let Err(e) = &bundle_ok {
             s.note = format!("skipped: no bundle ({e})");
-            samples.push(s);
+            skipped.push(s);
             continue;
         }
         if !have(bin) {
             s.note = format!("skipped: {bin:?} is not installed");
-            samples.push(s);
+            skipped.push(s);
             continue;
         }
-        let _workaround = if name == "crun" {
+        if name == "crun" {
             match HugetlbWorkaround::apply() {
                 Ok(w) => {
                     if w.0.is_some() {
                         s.note = "with the hybrid-cgroup hugetlb workaround".into();
                     }
-                    Some(w)
+                    _workaround = Some(w);
                 }
                 Err(e) => {
                     s.note = format!("skipped: {e}");
-                    samples.push(s);
+                    skipped.push(s);
                     continue;
                 }
             }
-        } else {
-            None
-        };
+        }
         let state = tmp.path().join(format!("{name}-state"));
-        let mut failed = None;
-        for i in 0..warmup + iterations {
-            let id = format!("bench-{name}-{i}");
-            let t = Instant::now();
-            if let Err(e) = run_peer(bin, &state, &bundle, &id) {
-                failed = Some(e);
-                break;
+        runners.push((
+            s,
+            Runner::Peer {
+                bin,
+                state,
+                bundle: bundle.clone(),
+            },
+        ));
+    }
+
+    // Round-robin: one iteration of each runtime in turn, so that drift in
+    // the machine's load affects them all alike.
+    let mut phases: Vec<Phases> = Vec::new();
+    let mut failed: Vec<Option<String>> = vec![None; runners.len()];
+    for i in 0..warmup + iterations {
+        for (k, (sample, runner)) in runners.iter_mut().enumerate() {
+            if failed[k].is_some() {
+                continue;
             }
-            if i >= warmup {
-                s.times.push(t.elapsed());
+            let t = Instant::now();
+            let r = match runner {
+                Runner::Hcs { doc } => one_hcs(&format!("bench-{}-{i}", std::process::id()), doc)
+                    .map(|p| {
+                        if i >= warmup {
+                            phases.push(p);
+                        }
+                    })
+                    .map_err(|e| format!("hcs iteration {i}: {e}")),
+                Runner::Peer { bin, state, bundle } => {
+                    run_peer(bin, state, bundle, &format!("bench-{}-{i}", sample.name))
+                }
+            };
+            match r {
+                Ok(()) if i >= warmup => sample.times.push(t.elapsed()),
+                Ok(()) => {}
+                Err(e) => failed[k] = Some(e),
             }
         }
-        if let Some(e) = failed {
+    }
+    let mut samples = Vec::new();
+    for ((mut s, _), f) in runners.into_iter().zip(failed) {
+        if let Some(e) = f {
+            if s.name == "hcs" {
+                return Err(e);
+            }
             s.times.clear();
             s.note = format!("failed: {e}");
         }
         samples.push(s);
     }
+    let phase_median = |k: usize| {
+        let mut v: Vec<Duration> = phases.iter().map(|p| p[k]).collect();
+        v.sort();
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    };
+    samples[0].note = format!(
+        "median phases: create {:.2}, start {:.2}, process {:.2}, terminate {:.2} ms",
+        ms(phase_median(0)),
+        ms(phase_median(1)),
+        ms(phase_median(2)),
+        ms(phase_median(3))
+    );
+    samples.extend(skipped);
 
-    println!("container create + start + run /bin/true + close, {iterations} iterations after {warmup} warm-up");
+    println!("container create + start + run /bin/true + close, {iterations} iterations after {warmup} warm-up, runtimes interleaved");
     println!(
         "{:<6} {:>10} {:>10} {:>10} {:>10}  note",
         "", "median ms", "mean ms", "min ms", "max ms"

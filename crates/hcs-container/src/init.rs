@@ -123,12 +123,14 @@ fn parent(spec: &ContainerSpec, pid: i32, go_w: OwnedFd, st_r: OwnedFd) -> HcsRe
     let timeout = nix::poll::PollTimeout::try_from(SETUP_TIMEOUT.as_millis() as i32)
         .unwrap_or(nix::poll::PollTimeout::MAX);
     match nix::poll::poll(&mut fds, timeout) {
-        Ok(0) => return Err(HcsError::new(
-            HResult::HCS_E_CONNECTION_TIMEOUT,
-            format!(
+        Ok(0) => {
+            return Err(HcsError::new(
+                HResult::HCS_E_CONNECTION_TIMEOUT,
+                format!(
                 "the container's init did not finish setting up its root within {SETUP_TIMEOUT:?}"
             ),
-        )),
+            ))
+        }
         Ok(_) => {}
         Err(e) => {
             return Err(HcsError::from_io(

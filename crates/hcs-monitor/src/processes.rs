@@ -36,6 +36,20 @@ impl ProcessEntry {
         hcs_schema::to_json(&status)
     }
 
+    /// Fresh copies of the caller's stdio ends, for a response.
+    pub fn dup_stdio(&self) -> hcs_errors::HcsResult<[Option<OwnedFd>; 3]> {
+        let dup = |f: &Option<OwnedFd>| {
+            f.as_ref()
+                .map(|f| {
+                    f.try_clone().map_err(|e| {
+                        hcs_errors::HcsError::from_io("duplicating a stdio descriptor", &e)
+                    })
+                })
+                .transpose()
+        };
+        Ok([dup(&self.stdin)?, dup(&self.stdout)?, dup(&self.stderr)?])
+    }
+
     /// Drop the monitor's stdio copies (exit, or CloseHandle All).
     pub fn close_stdio(&mut self) {
         self.stdin = None;

@@ -93,6 +93,8 @@ struct Monitor {
     handles: usize,
     /// A system handle went away since the last check.
     handle_released: bool,
+    /// Tidy up after dead monitors of this namespace once idle (see `run`).
+    sweep: Option<(std::path::PathBuf, String)>,
 }
 
 /// Entry point: stdin is the creating client's socket.
@@ -220,11 +222,6 @@ fn bootstrap() -> io::Result<Option<Monitor>> {
     };
     reply(&channel, Outcome::ok(None));
     tracing::debug!("create answered");
-    // Tidy up after monitors of this namespace that died (their directories
-    // are no longer locked); off the create's critical path.
-    if let Err(e) = hcs_rundir::list_live(&root, &namespace) {
-        tracing::warn!("sweeping stale systems: {e}");
-    }
     let sock = channel.into_fd();
     set_nonblocking(&sock)?;
     let poll = Poll::new()?;
@@ -248,6 +245,7 @@ fn bootstrap() -> io::Result<Option<Monitor>> {
         waiters: Vec::new(),
         handles: 0,
         handle_released: false,
+        sweep: Some((root, namespace)),
     };
     m.add_conn(sock, Some(ConnectionKind::Handle))?;
     Ok(Some(m))
@@ -313,6 +311,15 @@ impl Monitor {
                     continue;
                 }
                 return Err(e);
+            }
+            if events.is_empty() {
+                if let Some((root, namespace)) = self.sweep.take() {
+                    // A later create cleans up after monitors of its namespace
+                    // that died: their directories are no longer locked.
+                    if let Err(e) = hcs_rundir::list_live(&root, &namespace) {
+                        tracing::warn!("sweeping stale systems: {e}");
+                    }
+                }
             }
             for ev in events.iter() {
                 match ev.token() {

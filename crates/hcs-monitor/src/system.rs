@@ -499,14 +499,6 @@ impl System {
             hcs_schema::from_json(parameters, "ProcessParameters")?;
         params.validate()?;
         let started = self.backend.create_process(&params)?;
-        let dup = |f: &Option<OwnedFd>| -> HcsResult<Option<OwnedFd>> {
-            f.as_ref()
-                .map(|f| {
-                    f.try_clone()
-                        .map_err(|e| HcsError::from_io("duplicating a stdio descriptor", &e))
-                })
-                .transpose()
-        };
         let entry = ProcessEntry {
             process: ProcessRef {
                 pid: started.pid,
@@ -519,7 +511,7 @@ impl System {
             console: started.console,
             exit_code: None,
         };
-        let fds = [dup(&entry.stdin)?, dup(&entry.stdout)?, dup(&entry.stderr)?];
+        let fds = entry.dup_stdio()?;
         let process = self.processes.insert(entry);
         tracing::info!(pid = process.pid, "process created");
         Ok(process_outcome(process, fds))
@@ -574,15 +566,7 @@ impl System {
     /// HcsGetProcessInfo: fresh descriptors of the same pipes.
     pub fn process_info(&mut self, r: ProcessRef) -> HcsResult<(Outcome, Vec<OwnedFd>)> {
         let e = self.entry(r)?;
-        let dup = |f: &Option<OwnedFd>| -> HcsResult<Option<OwnedFd>> {
-            f.as_ref()
-                .map(|f| {
-                    f.try_clone()
-                        .map_err(|e| HcsError::from_io("duplicating a stdio descriptor", &e))
-                })
-                .transpose()
-        };
-        let fds = [dup(&e.stdin)?, dup(&e.stdout)?, dup(&e.stderr)?];
+        let fds = e.dup_stdio()?;
         Ok(process_outcome(e.process, fds))
     }
 

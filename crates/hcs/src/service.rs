@@ -125,9 +125,11 @@ pub fn get_service_properties(query: Option<&str>) -> HcsResult<String> {
             "Basic" => properties.push(serde_json::json!({
                 "SupportedSchemaVersions": [{ "Major": 2, "Minor": SCHEMA_MINOR_MAX }]
             })),
-            other => return Err(HcsError::not_supported(format!(
+            other => {
+                return Err(HcsError::not_supported(format!(
                 "service property type {other:?} is not supported on Linux; supported: [\"Basic\"]"
-            ))),
+            )))
+            }
         }
     }
     Ok(serde_json::json!({ "Properties": properties }).to_string())
