@@ -94,6 +94,47 @@ impl Namespaces {
     }
 }
 
+/// The capabilities a container's processes keep: Docker's and runc's
+/// default set without `CAP_MKNOD` (this backend has no device cgroup rules
+/// yet, so creating device nodes must not be possible). Everything else,
+/// `CAP_SYS_ADMIN` first, is dropped from the bounding set as well, so no
+/// process of the container can regain it.
+pub const DEFAULT_CAPABILITIES: &[caps::Capability] = &[
+    caps::Capability::CAP_CHOWN,
+    caps::Capability::CAP_DAC_OVERRIDE,
+    caps::Capability::CAP_FSETID,
+    caps::Capability::CAP_FOWNER,
+    caps::Capability::CAP_NET_RAW,
+    caps::Capability::CAP_SETGID,
+    caps::Capability::CAP_SETUID,
+    caps::Capability::CAP_SETFCAP,
+    caps::Capability::CAP_SETPCAP,
+    caps::Capability::CAP_NET_BIND_SERVICE,
+    caps::Capability::CAP_SYS_CHROOT,
+    caps::Capability::CAP_KILL,
+    caps::Capability::CAP_AUDIT_WRITE,
+];
+
+/// Limit the calling process to [`DEFAULT_CAPABILITIES`]: bounding set
+/// first (needs CAP_SETPCAP, which we still hold), then the other sets.
+fn drop_capabilities() -> Result<(), nix::errno::Errno> {
+    use caps::{CapSet, CapsHashSet};
+    let keep: CapsHashSet = DEFAULT_CAPABILITIES.iter().copied().collect();
+    let errno = |e: caps::errors::CapsError| {
+        let _ = e;
+        nix::errno::Errno::EPERM
+    };
+    for cap in caps::all() {
+        if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+            caps::drop(None, CapSet::Bounding, cap).map_err(errno)?;
+        }
+    }
+    caps::set(None, CapSet::Inheritable, &keep).map_err(errno)?;
+    caps::set(None, CapSet::Effective, &keep).map_err(errno)?;
+    caps::set(None, CapSet::Permitted, &keep).map_err(errno)?;
+    Ok(())
+}
+
 /// Stages the child reports failures of.
 #[repr(u8)]
 #[derive(Clone, Copy)]
@@ -391,6 +432,11 @@ fn child(p: &Prepared, ns: &Namespaces, cgroup_procs: &[OwnedFd], report: OwnedF
                 nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
             );
         }
+    }
+    // Keep only the default capabilities; setuid to a non-root user below
+    // clears what is left of them, as for any exec.
+    if let Err(e) = drop_capabilities() {
+        fail(Stage::Identity, e);
     }
     let id = &p.identity;
     let gids: Vec<nix::unistd::Gid> = id
