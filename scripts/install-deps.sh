@@ -5,10 +5,10 @@
 #   iproute2      network namespaces in the tests (ip netns)
 #   runc, crun    the peers the container benchmark measures against
 #   hyperfine     timing of whole commands in benchmarks
-#   acpica-tools  (VM work) ACPI table checks
+#   acpica-tools  iasl, to decompile and check the VMM's ACPI tables
 set -euo pipefail
 
-packages=(iproute2 runc crun hyperfine)
+packages=(iproute2 runc crun hyperfine acpica-tools)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,4 @@
+//! The virtual machine monitor of HCS VM compute systems.
+
+pub mod acpi;
+pub mod layout;
