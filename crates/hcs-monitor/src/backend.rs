@@ -23,14 +23,46 @@ pub struct StartedProcess {
     pub console: Option<OwnedFd>,
 }
 
+/// How a system stopped by itself, as its backend saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopKind {
+    /// Cleanly (a guest power-off or reset).
+    Clean,
+    /// Because the backend killed it.
+    Killed,
+    /// By a failure or crash.
+    Unexpected,
+}
+
+/// A backend's report of how its system stopped.
+#[derive(Debug, Clone)]
+pub struct StopInfo {
+    /// The kind of stop.
+    pub kind: StopKind,
+    /// Attribution records for the SystemExitStatus.
+    pub attribution: Vec<hcs_schema::AttributionRecord>,
+    /// A `CrashReport` document, when the guest crashed.
+    pub crash_report: Option<String>,
+}
+
 /// The operations of one kind of compute system.
 pub trait Backend {
     /// `Properties.SystemType`.
     fn system_type(&self) -> hcs_schema::enums::SystemType;
     /// Resources to release if the monitor dies (cgroup directories).
     fn cgroup_paths(&self) -> Vec<PathBuf>;
-    /// Start it. Returns the host pid whose exit means the system stopped.
-    fn start(&mut self) -> HcsResult<i32>;
+    /// Start it. Returns the host pid whose exit means the system stopped,
+    /// if its end is a process exit (containers); otherwise the backend
+    /// reports the end through [`Backend::event_fd`] and [`Backend::poll_stop`].
+    fn start(&mut self) -> HcsResult<Option<i32>>;
+    /// A descriptor that becomes readable when the backend has news.
+    fn event_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+    /// After [`Backend::event_fd`] became readable: did the system stop?
+    fn poll_stop(&mut self) -> Option<StopInfo> {
+        None
+    }
     /// Ask it to stop by itself (graceful shutdown).
     fn request_shutdown(&mut self) -> HcsResult<()>;
     /// Stop it now. The main process's exit is then reported as usual.

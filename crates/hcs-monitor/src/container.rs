@@ -120,6 +120,7 @@ impl ContainerBackend {
                 write_count_normalized: s.io_write_ops,
                 write_size_bytes: s.io_write_bytes,
             }),
+            virtual_machine: None,
         })
     }
 
@@ -176,9 +177,9 @@ impl Backend for ContainerBackend {
         self.container.cgroup_paths()
     }
 
-    fn start(&mut self) -> HcsResult<i32> {
+    fn start(&mut self) -> HcsResult<Option<i32>> {
         self.resolve_shared_network()?;
-        self.container.start()
+        self.container.start().map(Some)
     }
 
     fn request_shutdown(&mut self) -> HcsResult<()> {

@@ -16,3 +16,4 @@ pub mod logging;
 pub mod processes;
 pub mod server;
 pub mod system;
+pub mod vm;

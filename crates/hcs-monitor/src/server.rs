@@ -20,7 +20,8 @@ use crate::system::System;
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
-const FIRST_CONN: usize = 2;
+const BACKEND: Token = Token(2);
+const FIRST_CONN: usize = 3;
 /// A client that lets this many packets pile up is dropped.
 const MAX_OUTBOX: usize = 8192;
 
@@ -235,6 +236,10 @@ fn bootstrap() -> io::Result<Option<Monitor>> {
         SIGNALS,
         Interest::READABLE,
     )?;
+    if let Some(fd) = system.backend_event_fd() {
+        poll.registry()
+            .register(&mut SourceFd(&fd), BACKEND, Interest::READABLE)?;
+    }
     let mut m = Monitor {
         poll,
         system,
@@ -325,6 +330,7 @@ impl Monitor {
                 match ev.token() {
                     LISTENER => self.accept_all(),
                     SIGNALS => self.handle_signals(),
+                    BACKEND => self.system.on_backend_event(),
                     Token(n) => {
                         if ev.is_readable() || ev.is_read_closed() {
                             self.read_conn(n);

@@ -14,12 +14,22 @@ use hcs_schema::enums::{
 use hcs_schema::results::{SystemExit, WorkerExit};
 use hcs_schema::{AttributionRecord, ComputeSystem, Properties, SystemExitStatus};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, StopInfo, StopKind};
 use crate::lifecycle::{Request as L, SystemState};
 use crate::processes::{ProcessEntry, ProcessTable};
 
 /// Default time a graceful shutdown gets before the system is terminated.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the system ended, as observed.
+enum Ended {
+    /// Terminated before it ever started.
+    NeverStarted,
+    /// Its init process exited (containers).
+    Init(nix::sys::wait::WaitStatus, u32),
+    /// Its backend reported the end (virtual machines).
+    Backend(StopInfo),
+}
 
 /// Why the system is stopping, as far as a client asked for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,11 +110,9 @@ impl System {
                 runtime_root,
             )
             .map(|b| Box::new(b) as Box<dyn Backend>)
-        } else if doc.virtual_machine.is_some() {
-            Err(HcsError::new(
-                HResult::HCS_E_SERVICE_NOT_AVAILABLE,
-                "virtual machine compute systems are not available in this build yet; only Container documents can be created",
-            ))
+        } else if let Some(vm) = &doc.virtual_machine {
+            crate::vm::VmBackend::create(id, vm, rundir.path())
+                .map(|b| Box::new(b) as Box<dyn Backend>)
         } else {
             Err(HcsError::not_supported(
                 "HostedSystem documents need a hosting utility VM, which is not available yet",
@@ -192,14 +200,33 @@ impl System {
     pub fn start(&mut self) -> HcsResult<()> {
         let next = self.check(L::Start)?;
         let pid = self.backend.start()?;
-        self.main_pid = Some(pid);
-        self.record.main_pid = Some(pid);
-        if let Some(r) = &self.rundir {
-            let _ = r.write_record(&self.record);
+        self.main_pid = pid;
+        if pid.is_some() {
+            self.record.main_pid = pid;
+            if let Some(r) = &self.rundir {
+                let _ = r.write_record(&self.record);
+            }
         }
         self.state = next;
-        tracing::info!(pid, "started");
+        tracing::info!(?pid, "started");
         Ok(())
+    }
+
+    /// The backend's event descriptor, if it has one.
+    pub fn backend_event_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.backend.event_fd()
+    }
+
+    /// The backend's descriptor became readable.
+    pub fn on_backend_event(&mut self) {
+        if let Some(info) = self.backend.poll_stop() {
+            if let Some(report) = &info.crash_report {
+                self.events.push(EventMessage::CrashReport {
+                    report: report.clone(),
+                });
+            }
+            self.finish(Ended::Backend(info));
+        }
     }
 
     /// HcsPauseComputeSystem.
@@ -267,9 +294,9 @@ impl System {
     fn terminate_with(&mut self, cause: StopCause) -> HcsResult<()> {
         self.check(L::Terminate)?;
         self.stop_cause = Some(cause);
-        if self.main_pid.is_none() {
+        if self.state == SystemState::Created {
             // Never started: nothing to wait for.
-            self.finish(None);
+            self.finish(Ended::NeverStarted);
             return Ok(());
         }
         tracing::info!(?cause, "terminating");
@@ -295,7 +322,7 @@ impl System {
         if Some(pid) == self.main_pid {
             self.main_pid = None;
             self.backend.main_exited();
-            self.finish(Some((status, code)));
+            self.finish(Ended::Init(status, code));
             return;
         }
         self.process_exited(pid, code);
@@ -316,7 +343,7 @@ impl System {
 
     /// The system stopped: reap its processes, release its resources, remove
     /// its runtime directory, and record and announce its exit status.
-    fn finish(&mut self, main: Option<(nix::sys::wait::WaitStatus, u32)>) {
+    fn finish(&mut self, ended: Ended) {
         if self.stopped() {
             return;
         }
@@ -353,7 +380,7 @@ impl System {
                 tracing::error!("removing the runtime directory: {e}");
             }
         }
-        let status = self.exit_status_for(main);
+        let status = self.exit_status_for(ended);
         self.state = SystemState::Stopped;
         self.shutdown_deadline = None;
         let json = hcs_schema::to_json(&status);
@@ -363,7 +390,7 @@ impl System {
             .push(EventMessage::SystemExited { status: json });
     }
 
-    fn exit_status_for(&self, main: Option<(nix::sys::wait::WaitStatus, u32)>) -> SystemExitStatus {
+    fn exit_status_for(&self, ended: Ended) -> SystemExitStatus {
         let sys_exit = |detail, initiator| AttributionRecord {
             system_exit: Some(SystemExit {
                 detail: Some(detail),
@@ -371,14 +398,25 @@ impl System {
             }),
             ..Default::default()
         };
-        let (exit_type, status, attribution) = match (self.stop_cause, main) {
-            (Some(StopCause::Shutdown), _) => (
-                NotificationType::GracefulExit,
-                HResult::S_OK,
-                vec![sys_exit(SystemExitDetail::Shutdown, ExitInitiator::Client)],
-            ),
+        let graceful = NotificationType::GracefulExit;
+        let forced = NotificationType::ForcedExit;
+        let unexpected = NotificationType::UnexpectedExit;
+        let (exit_type, status, attribution) = match (self.stop_cause, ended) {
+            // A crash is a crash whatever was asked of the system meanwhile.
+            (cause, Ended::Backend(info))
+                if info.kind == StopKind::Unexpected && cause != Some(StopCause::Terminate) =>
+            {
+                (unexpected, HResult::HCS_E_UNEXPECTED_EXIT, info.attribution)
+            }
+            (Some(StopCause::Shutdown), ended) => {
+                let mut a = vec![sys_exit(SystemExitDetail::Shutdown, ExitInitiator::Client)];
+                if let Ended::Backend(info) = ended {
+                    a.extend(info.attribution);
+                }
+                (graceful, HResult::S_OK, a)
+            }
             (Some(StopCause::ShutdownTimedOut), _) => (
-                NotificationType::ForcedExit,
+                forced,
                 HResult::S_OK,
                 vec![
                     sys_exit(SystemExitDetail::Shutdown, ExitInitiator::Client),
@@ -386,23 +424,30 @@ impl System {
                 ],
             ),
             (Some(StopCause::Terminate | StopCause::LastHandleClosed), _) => (
-                NotificationType::ForcedExit,
+                forced,
                 HResult::S_OK,
                 vec![sys_exit(SystemExitDetail::Terminate, ExitInitiator::Client)],
             ),
+            (None, Ended::Backend(info)) => match info.kind {
+                StopKind::Clean => (graceful, HResult::S_OK, info.attribution),
+                StopKind::Killed => (forced, HResult::S_OK, info.attribution),
+                StopKind::Unexpected => {
+                    (unexpected, HResult::HCS_E_UNEXPECTED_EXIT, info.attribution)
+                }
+            },
             // The init stopped by itself after a SIGTERM from inside (`kill 1`).
-            (None, Some((nix::sys::wait::WaitStatus::Exited(_, 0), _))) => (
-                NotificationType::GracefulExit,
+            (None, Ended::Init(nix::sys::wait::WaitStatus::Exited(_, 0), _)) => (
+                graceful,
                 HResult::S_OK,
                 vec![sys_exit(SystemExitDetail::Shutdown, ExitInitiator::GuestOs)],
             ),
-            (None, main) => (
-                NotificationType::UnexpectedExit,
+            (None, Ended::Init(_, code)) => (
+                unexpected,
                 HResult::HCS_E_UNEXPECTED_EXIT,
                 vec![
                     AttributionRecord {
                         worker_exit: Some(WorkerExit {
-                            exit_code: main.map(|(_, c)| c),
+                            exit_code: Some(code),
                             exit_type: Some(WorkerExitType::UnexpectedStop),
                             detail: Some(WorkerExitDetail::ProcessUnexpectedExit),
                             initiator: Some(ExitInitiator::Unknown),
@@ -412,6 +457,7 @@ impl System {
                     sys_exit(SystemExitDetail::UnexpectedExit, ExitInitiator::Unknown),
                 ],
             ),
+            (None, Ended::NeverStarted) => (forced, HResult::S_OK, Vec::new()),
         };
         SystemExitStatus {
             status: Some(status.0),

@@ -145,6 +145,22 @@ hcs_struct! {
         "Memory" => memory: MemoryStats,
         /// Storage counters.
         "Storage" => storage: StorageStats,
+        /// Linux extension, not in Microsoft's schema: counters of a virtual machine's VMM.
+        "VirtualMachine" => virtual_machine: VmStatistics,
+    }
+}
+
+hcs_struct! {
+    /// Linux extension, not in Microsoft's schema: VMM counters of a virtual machine.
+    pub struct VmStatistics {
+        /// CPU time of all vCPU threads, in 100 ns units.
+        "VcpuTime100ns" => vcpu_time_100ns: u64,
+        /// VM exits the VMM handled.
+        "Exits" => exits: u64,
+        /// Guest memory the host has backed, in bytes.
+        "GuestResidentBytes" => guest_resident_bytes: u64,
+        /// Guest port and MMIO accesses that reached no device (ignored).
+        "UnclaimedAccesses" => unclaimed_accesses: u64,
     }
 }
 

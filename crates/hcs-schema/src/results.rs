@@ -79,6 +79,26 @@ hcs_struct! {
         "SystemExit" => system_exit: SystemExit,
         /// A virtual device failed.
         "VirtualDeviceFailure" => virtual_device_failure: VirtualDeviceFailure,
+        /// Linux extension, not in Microsoft's schema: how KVM stopped the VM
+        /// (exit reason, vCPU, instruction pointer).
+        "VirtualMachineExit" => virtual_machine_exit: VirtualMachineExit,
+    }
+}
+
+hcs_struct! {
+    /// Linux extension, not in Microsoft's schema: the KVM exit that stopped
+    /// a virtual machine.
+    pub struct VirtualMachineExit {
+        /// `TripleFault`, `InternalError`, `FailEntry`, `VcpuError`, `PowerOff`, `Reset`, `Panic`.
+        "Reason" => reason: String,
+        /// The vCPU that stopped it.
+        "Vcpu" => vcpu: u32,
+        /// Its instruction pointer at the exit.
+        "Rip" => rip: u64,
+        /// KVM's internal-error suberror, or the hardware entry failure reason.
+        "Code" => code: u64,
+        /// A sentence for a person.
+        "Detail" => detail: String,
     }
 }
 

@@ -113,8 +113,8 @@ fn bad_paths_and_unsupported_features() {
     refused(
         "vm",
         r#"{"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"ComputeTopology":{"Memory":{"SizeInMB":64},"Processor":{"Count":1}}}}"#,
-        HResult::HCS_E_SERVICE_NOT_AVAILABLE,
-        "virtual machine",
+        HResult::HCS_E_INVALID_JSON,
+        "LinuxKernelDirect is required",
     );
 }
 

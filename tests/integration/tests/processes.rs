@@ -344,7 +344,10 @@ fn processes_die_with_their_system() {
 #[test]
 fn processes_run_with_the_default_capabilities_only() {
     let (ns, s) = started("caps");
-    let r = run(&s, &["sh", "-c", "grep -E '^Cap(Eff|Bnd)' /proc/self/status"]);
+    let r = run(
+        &s,
+        &["sh", "-c", "grep -E '^Cap(Eff|Bnd)' /proc/self/status"],
+    );
     // CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE
     // NET_RAW SYS_CHROOT AUDIT_WRITE SETFCAP
     let expected = "00000000a00425fb";
@@ -355,7 +358,14 @@ fn processes_run_with_the_default_capabilities_only() {
     assert_ne!(run(&s, &["mount", "-t", "tmpfs", "x", "/mnt"]).exit_code, 0);
     assert_ne!(run(&s, &["mknod", "/tmp/sda", "b", "8", "0"]).exit_code, 0);
     // A non-root user has none.
-    let r = run_params(&s, serde_json::json!({ "CommandArgs": ["grep", "CapEff", "/proc/self/status"], "User": "tester" }));
-    assert!(r.stdout.trim().ends_with("0000000000000000"), "{}", r.stdout);
+    let r = run_params(
+        &s,
+        serde_json::json!({ "CommandArgs": ["grep", "CapEff", "/proc/self/status"], "User": "tester" }),
+    );
+    assert!(
+        r.stdout.trim().ends_with("0000000000000000"),
+        "{}",
+        r.stdout
+    );
     finish(&ns, &s);
 }

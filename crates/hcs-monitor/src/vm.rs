@@ -1,0 +1,483 @@
+//! The virtual machine backend: HCS calls on an [`hcs_vmm::Vm`].
+
+use std::path::{Path, PathBuf};
+
+use hcs_errors::{HResult, HcsError, HcsResult};
+use hcs_schema::enums::{
+    ExitInitiator, SystemPropertyType, SystemType, WorkerExitDetail, WorkerExitType,
+};
+use hcs_schema::properties::{
+    MemoryInformationForVm, MemoryStats, ProcessorStats, VmMemory, VmStatistics,
+};
+use hcs_schema::results::{GuestCrash, TripleFault, VirtualMachineExit, WorkerExit};
+use hcs_schema::{
+    AttributionRecord, ModifySettingRequest, ProcessParameters, Properties, Statistics,
+    VirtualMachine,
+};
+use hcs_vmm::{BootSource, SerialBackend, Vm, VmConfig, VmExit, VmmError};
+
+use crate::backend::{Backend, StartedProcess, StopInfo, StopKind};
+
+/// A virtual machine compute system.
+pub struct VmBackend {
+    vm: Vm,
+    id: String,
+    started_at: Option<std::time::SystemTime>,
+    links: Vec<PathBuf>,
+}
+
+fn unsupported(field: &str, why: &str) -> HcsError {
+    HcsError::not_supported(format!("VirtualMachine.{field}: {why}"))
+}
+
+/// The socket `hcs console` attaches to for COM port `index` (0 = COM1).
+pub fn console_socket(rundir: &Path, index: u32) -> PathBuf {
+    rundir.join(format!("com{}.sock", index + 1))
+}
+
+/// Check the document and turn it into a VMM configuration.
+fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathBuf>)> {
+    if doc.restore_state.is_some() {
+        return Err(unsupported(
+            "RestoreState",
+            "restoring a saved VM is not available yet",
+        ));
+    }
+    if doc.guest_connection.is_some() {
+        return Err(unsupported(
+            "GuestConnection",
+            "the guest agent is not available yet; leave GuestConnection out",
+        ));
+    }
+    if doc.registry_changes.is_some() {
+        return Err(unsupported("RegistryChanges", "a Windows registry feature"));
+    }
+    if doc.security_settings.is_some() || doc.migration_options.is_some() {
+        return Err(unsupported(
+            "SecuritySettings/MigrationOptions",
+            "not supported on Linux/KVM yet",
+        ));
+    }
+    let chipset = doc.chipset.clone().unwrap_or_default();
+    if chipset.uefi.is_some() {
+        return Err(unsupported(
+            "Chipset.Uefi",
+            "booting through UEFI firmware is not available; use Chipset.LinuxKernelDirect",
+        ));
+    }
+    let direct = chipset.linux_kernel_direct.ok_or_else(|| {
+        HcsError::invalid_json("VirtualMachine.Chipset.LinuxKernelDirect is required (KernelFilePath, InitRdPath, KernelCmdLine)")
+    })?;
+    let kernel = direct
+        .kernel_file_path
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            HcsError::invalid_json(
+                "VirtualMachine.Chipset.LinuxKernelDirect.KernelFilePath is required",
+            )
+        })?;
+    let path_check = |field: &str, p: &str| -> HcsResult<PathBuf> {
+        let pb = PathBuf::from(p);
+        if !pb.is_absolute() {
+            return Err(HcsError::new(
+                HResult::ERROR_BAD_PATHNAME,
+                format!("VirtualMachine.Chipset.LinuxKernelDirect.{field}: {p:?} is not an absolute path"),
+            ));
+        }
+        match std::fs::metadata(&pb) {
+            Ok(m) if m.is_file() => Ok(pb),
+            Ok(_) => Err(HcsError::new(
+                HResult::ERROR_FILE_NOT_FOUND,
+                format!("VirtualMachine.Chipset.LinuxKernelDirect.{field}: {p:?} is not a file"),
+            )),
+            Err(_) => Err(HcsError::new(
+                HResult::ERROR_FILE_NOT_FOUND,
+                format!("VirtualMachine.Chipset.LinuxKernelDirect.{field}: {p:?} does not exist"),
+            )),
+        }
+    };
+    let kernel = path_check("KernelFilePath", &kernel)?;
+    let initrd = match direct.init_rd_path.filter(|p| !p.is_empty()) {
+        Some(p) => Some(path_check("InitRdPath", &p)?),
+        None => None,
+    };
+    let topo = doc.compute_topology.clone().unwrap_or_default();
+    let memory_mb = topo.memory.and_then(|m| m.size_in_mb).ok_or_else(|| {
+        HcsError::invalid_json("VirtualMachine.ComputeTopology.Memory.SizeInMB is required")
+    })?;
+    let count = topo.processor.and_then(|p| p.count).unwrap_or(1);
+    let vcpus = u8::try_from(count).map_err(|_| {
+        HcsError::invalid_json(format!(
+            "VirtualMachine.ComputeTopology.Processor.Count: {count} is more than {} vCPUs",
+            hcs_vmm::vm::MAX_VCPUS
+        ))
+    })?;
+
+    let devices = doc.devices.clone().unwrap_or_default();
+    let mut refuse = Vec::new();
+    if devices.scsi.as_ref().is_some_and(|m| !m.is_empty()) {
+        refuse.push("Scsi");
+    }
+    if devices
+        .network_adapters
+        .as_ref()
+        .is_some_and(|m| !m.is_empty())
+    {
+        refuse.push("NetworkAdapters");
+    }
+    for (present, name) in [
+        (devices.virtio_serial.is_some(), "VirtioSerial"),
+        (devices.virtual_pmem.is_some(), "VirtualPMem"),
+        (devices.video_monitor.is_some(), "VideoMonitor"),
+        (devices.hv_socket.is_some(), "HvSocket"),
+        (devices.enhanced_mode_video.is_some(), "EnhancedModeVideo"),
+        (devices.virtual_smb.is_some(), "VirtualSmb"),
+        (devices.plan9.is_some(), "Plan9"),
+        (devices.flexible_iov.is_some(), "FlexibleIov"),
+        (devices.shared_memory.is_some(), "SharedMemory"),
+        (devices.virtual_pci.is_some(), "VirtualPci"),
+        (
+            devices.guest_crash_reporting.is_some(),
+            "GuestCrashReporting",
+        ),
+    ] {
+        if present {
+            refuse.push(name);
+        }
+    }
+    if !refuse.is_empty() {
+        return Err(HcsError::not_supported(format!(
+            "VirtualMachine.Devices: {} not supported yet; supported devices: ComPorts (16550 serial), \
+             Keyboard, Mouse and Battery (accepted, nothing to emulate); an i8042, pvpanic and an ACPI \
+             power button are always present",
+            refuse.join(", ")
+        )));
+    }
+    let mut serial = Vec::new();
+    let mut links = Vec::new();
+    for (index, port) in devices.com_ports.iter().flatten() {
+        if *index > 3 {
+            return Err(HcsError::invalid_json(format!(
+                "VirtualMachine.Devices.ComPorts[\"{index}\"]: COM ports are \"0\" to \"3\""
+            )));
+        }
+        let console = console_socket(rundir, *index);
+        let pipe = port.named_pipe.clone().unwrap_or_default();
+        let mut backends = vec![SerialBackend::Socket(console.clone())];
+        if pipe.ends_with(".log") || pipe.starts_with("file:") {
+            let file = PathBuf::from(pipe.trim_start_matches("file:"));
+            if !file.is_absolute() {
+                return Err(HcsError::new(
+                    HResult::ERROR_BAD_PATHNAME,
+                    format!("VirtualMachine.Devices.ComPorts[\"{index}\"].NamedPipe: {pipe:?} is not an absolute path"),
+                ));
+            }
+            backends.push(SerialBackend::LogFile(file));
+        } else if pipe.starts_with('/') {
+            backends.push(SerialBackend::Socket(PathBuf::from(&pipe)));
+        } else if !pipe.is_empty() && !pipe.starts_with(r"\\.\pipe\") {
+            return Err(HcsError::invalid_json(format!(
+                "VirtualMachine.Devices.ComPorts[\"{index}\"].NamedPipe: {pipe:?} is neither an absolute unix \
+                 socket path, a log file (*.log or file:PATH), a Windows pipe name, nor empty"
+            )));
+        }
+        serial.push((*index as u8, backends));
+        links.push(console);
+    }
+    Ok((
+        VmConfig {
+            memory_mb,
+            vcpus,
+            boot: BootSource {
+                kernel,
+                initrd,
+                cmdline: direct.kernel_cmd_line.unwrap_or_default(),
+            },
+            serial,
+        },
+        links,
+    ))
+}
+
+/// Map VMM errors to HRESULTs.
+fn vmm_error(e: VmmError) -> HcsError {
+    match e {
+        VmmError::Config(m) => HcsError::invalid_json(format!("VirtualMachine: {m}")),
+        VmmError::NoKvm(m) => HcsError::new(HResult::HCS_E_HYPERV_NOT_INSTALLED, m),
+        VmmError::Boot(b) => match b {
+            hcs_vmm::boot::BootError::KernelFile { .. }
+            | hcs_vmm::boot::BootError::InitrdFile { .. } => {
+                HcsError::new(HResult::ERROR_FILE_NOT_FOUND, b.to_string())
+            }
+            hcs_vmm::boot::BootError::NotAKernel(_)
+            | hcs_vmm::boot::BootError::Load { .. }
+            | hcs_vmm::boot::BootError::No64BitEntry(_) => {
+                HcsError::new(HResult::ERROR_INVALID_DATA, b.to_string())
+            }
+            other => HcsError::invalid_json(other.to_string()),
+        },
+        VmmError::State(m) => HcsError::invalid_state(m),
+        other => HcsError::new(HResult::E_FAIL, other.to_string()),
+    }
+}
+
+impl VmBackend {
+    /// Build the VM of the document's `VirtualMachine` (nothing runs yet).
+    pub fn create(id: &str, doc: &VirtualMachine, rundir: &Path) -> HcsResult<VmBackend> {
+        let (cfg, links) = config(doc, rundir)?;
+        let vm = Vm::create(&cfg).map_err(vmm_error)?;
+        Ok(VmBackend {
+            vm,
+            id: id.to_string(),
+            started_at: None,
+            links,
+        })
+    }
+
+    fn stop_info(&self, exit: VmExit) -> StopInfo {
+        let vm_exit =
+            |reason: &str, vcpu: u8, rip: u64, code: u64, detail: String| AttributionRecord {
+                virtual_machine_exit: Some(VirtualMachineExit {
+                    reason: Some(reason.into()),
+                    vcpu: Some(u32::from(vcpu)),
+                    rip: Some(rip),
+                    code: Some(code),
+                    detail: Some(detail),
+                }),
+                ..Default::default()
+            };
+        let worker = |t: WorkerExitType, d: WorkerExitDetail, i: ExitInitiator| AttributionRecord {
+            worker_exit: Some(WorkerExit {
+                exit_code: Some(0),
+                exit_type: Some(t),
+                detail: Some(d),
+                initiator: Some(i),
+            }),
+            ..Default::default()
+        };
+        match exit {
+            VmExit::PowerOff => StopInfo {
+                kind: StopKind::Clean,
+                attribution: vec![worker(WorkerExitType::Stopped, WorkerExitDetail::PowerOff, ExitInitiator::GuestOs)],
+                crash_report: None,
+            },
+            VmExit::Reset => StopInfo {
+                kind: StopKind::Clean,
+                attribution: vec![worker(WorkerExitType::StoppedOnReset, WorkerExitDetail::Reset, ExitInitiator::GuestOs)],
+                crash_report: None,
+            },
+            VmExit::Killed => StopInfo { kind: StopKind::Killed, attribution: Vec::new(), crash_report: None },
+            VmExit::Panic { events } => {
+                let log = self.vm.console_history(0).map(|h| {
+                    let tail = &h[h.len().saturating_sub(4096)..];
+                    String::from_utf8_lossy(tail).into_owned()
+                });
+                let report = hcs_schema::CrashReport {
+                    system_id: Some(self.id.clone()),
+                    crash_parameters: Some(vec![u64::from(events)]),
+                    crash_log: log,
+                    ..Default::default()
+                };
+                StopInfo {
+                    kind: StopKind::Unexpected,
+                    attribution: vec![
+                        AttributionRecord {
+                            guest_crash: Some(GuestCrash { crash_parameters: Some(vec![u64::from(events)]) }),
+                            ..Default::default()
+                        },
+                        worker(WorkerExitType::UnexpectedStop, WorkerExitDetail::GuestCrash, ExitInitiator::GuestOs),
+                    ],
+                    crash_report: Some(hcs_schema::to_json(&report)),
+                }
+            }
+            VmExit::TripleFault { vcpu, rip } => StopInfo {
+                kind: StopKind::Unexpected,
+                attribution: vec![
+                    AttributionRecord { triple_fault: Some(TripleFault { error_type: Some(0) }), ..Default::default() },
+                    worker(WorkerExitType::UnexpectedStop, WorkerExitDetail::TripleFault, ExitInitiator::GuestOs),
+                    vm_exit("TripleFault", vcpu, rip, 0, format!("vCPU {vcpu} triple-faulted at RIP {rip:#x} (KVM_EXIT_SHUTDOWN)")),
+                ],
+                crash_report: None,
+            },
+            VmExit::InternalError { vcpu, suberror, rip } => StopInfo {
+                kind: StopKind::Unexpected,
+                attribution: vec![
+                    worker(WorkerExitType::UnrecoverableError, WorkerExitDetail::EmulatorError, ExitInitiator::Internal),
+                    vm_exit(
+                        "InternalError",
+                        vcpu,
+                        rip,
+                        u64::from(suberror),
+                        format!("KVM could not run vCPU {vcpu} at RIP {rip:#x} (KVM_EXIT_INTERNAL_ERROR, suberror {suberror})"),
+                    ),
+                ],
+                crash_report: None,
+            },
+            VmExit::FailEntry { vcpu, reason } => StopInfo {
+                kind: StopKind::Unexpected,
+                attribution: vec![
+                    worker(WorkerExitType::UnrecoverableError, WorkerExitDetail::DeviceFatalError, ExitInitiator::Internal),
+                    vm_exit("FailEntry", vcpu, 0, reason, format!("VM entry of vCPU {vcpu} failed (hardware reason {reason:#x})")),
+                ],
+                crash_report: None,
+            },
+            VmExit::VcpuError { vcpu, message } => StopInfo {
+                kind: StopKind::Unexpected,
+                attribution: vec![
+                    worker(WorkerExitType::UnrecoverableError, WorkerExitDetail::ProcessUnexpectedExit, ExitInitiator::Internal),
+                    vm_exit("VcpuError", vcpu, 0, 0, message),
+                ],
+                crash_report: None,
+            },
+        }
+    }
+}
+
+impl Backend for VmBackend {
+    fn system_type(&self) -> SystemType {
+        SystemType::VirtualMachine
+    }
+
+    fn cgroup_paths(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    fn start(&mut self) -> HcsResult<Option<i32>> {
+        self.vm.start().map_err(vmm_error)?;
+        self.started_at = Some(std::time::SystemTime::now());
+        Ok(None)
+    }
+
+    fn event_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.vm.exit_fd())
+    }
+
+    fn poll_stop(&mut self) -> Option<StopInfo> {
+        let exit = self.vm.exit_reason()?;
+        self.vm.join();
+        Some(self.stop_info(exit))
+    }
+
+    fn request_shutdown(&mut self) -> HcsResult<()> {
+        // A paused guest cannot see its power button.
+        self.vm.resume().map_err(vmm_error)?;
+        self.vm.power_button();
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        self.vm.kill();
+    }
+
+    fn main_exited(&mut self) {}
+
+    fn pause(&mut self) -> HcsResult<()> {
+        self.vm.pause().map_err(vmm_error)
+    }
+
+    fn resume(&mut self) -> HcsResult<()> {
+        self.vm.resume().map_err(vmm_error)
+    }
+
+    fn crash(&mut self, options: Option<&str>) -> HcsResult<()> {
+        if let Some(o) = options.filter(|o| !o.trim().is_empty()) {
+            hcs_schema::from_json::<hcs_schema::requests::CrashOptions>(o, "CrashOptions")?;
+        }
+        self.vm.inject_nmi().map_err(vmm_error)
+    }
+
+    fn modify(&mut self, request: &ModifySettingRequest) -> HcsResult<()> {
+        let path = request.resource_path.as_deref().unwrap_or_default();
+        Err(HcsError::not_supported(match path {
+            "VirtualMachine/ComputeTopology/Memory/SizeInMB" => {
+                "VirtualMachine/ComputeTopology/Memory/SizeInMB: resizing guest memory needs a balloon or \
+                 memory hotplug, which this VMM does not have yet"
+                    .to_string()
+            }
+            other => format!("ModifySettingRequest.ResourcePath {other:?} is not supported for virtual machines yet"),
+        }))
+    }
+
+    fn properties(&self, types: &[SystemPropertyType], props: &mut Properties) -> HcsResult<()> {
+        let stats = self.vm.stats();
+        const MIB: u64 = 1024 * 1024;
+        for t in types {
+            match t {
+                SystemPropertyType::Memory => {
+                    props.memory = Some(MemoryInformationForVm {
+                        virtual_node_count: Some(1),
+                        virtual_machine_memory: Some(VmMemory {
+                            available_memory: Some(((stats.memory_bytes - stats.guest_rss_bytes.min(stats.memory_bytes)) / MIB) as i32),
+                            available_memory_buffer: Some(0),
+                            reserved_memory: Some(0),
+                            assigned_memory: Some(stats.memory_bytes / MIB),
+                            slp_active: Some(false),
+                            balancing_enabled: Some(false),
+                            dm_operation_in_progress: Some(false),
+                        }),
+                        virtual_nodes: None,
+                    })
+                }
+                SystemPropertyType::Statistics => {
+                    let now = std::time::SystemTime::now();
+                    props.statistics = Some(Statistics {
+                        timestamp: Some(hcs_container::rfc3339(now)),
+                        container_start_time: self.started_at.map(hcs_container::rfc3339),
+                        uptime_100ns: self
+                            .started_at
+                            .and_then(|t| now.duration_since(t).ok())
+                            .map(|d| (d.as_nanos() / 100) as u64),
+                        processor: Some(ProcessorStats {
+                            total_runtime_100ns: Some(stats.vcpu_time_ns / 100),
+                            runtime_user_100ns: None,
+                            runtime_kernel_100ns: None,
+                        }),
+                        memory: Some(MemoryStats {
+                            memory_usage_commit_bytes: Some(stats.guest_rss_bytes),
+                            memory_usage_commit_peak_bytes: None,
+                            memory_usage_private_working_set_bytes: Some(stats.guest_rss_bytes),
+                        }),
+                        storage: None,
+                        virtual_machine: Some(VmStatistics {
+                            vcpu_time_100ns: Some(stats.vcpu_time_ns / 100),
+                            exits: Some(stats.exits),
+                            guest_resident_bytes: Some(stats.guest_rss_bytes),
+                            unclaimed_accesses: Some(stats.unclaimed_accesses),
+                        }),
+                    })
+                }
+                SystemPropertyType::TerminateOnLastHandleClosed => {}
+                other => {
+                    return Err(HcsError::not_supported(format!(
+                        "property type {:?} is not available for virtual machines yet; supported: Memory, \
+                         Statistics, TerminateOnLastHandleClosed",
+                        other.as_str()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn create_process(&mut self, _params: &ProcessParameters) -> HcsResult<StartedProcess> {
+        Err(HcsError::new(
+            HResult::HCS_E_CONNECT_FAILED,
+            "processes in a virtual machine need the guest agent, which is not available yet",
+        ))
+    }
+
+    fn signal_process(&mut self, _pid: u32, _host_pid: Option<i32>, _signal: i32) -> HcsResult<()> {
+        Err(HcsError::from_code(
+            HResult::HCS_E_PROCESS_INFO_NOT_AVAILABLE,
+        ))
+    }
+
+    fn release(&mut self) -> HcsResult<()> {
+        self.vm.kill();
+        self.vm.join();
+        for l in &self.links {
+            let _ = std::fs::remove_file(l);
+        }
+        Ok(())
+    }
+}

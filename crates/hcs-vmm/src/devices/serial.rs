@@ -1,0 +1,290 @@
+//! 16550 serial ports (vm-superio's `Serial`) and their host backends.
+//!
+//! A port's output is kept in a 64 KiB ring (so a console attached late
+//! sees what the guest printed at boot), appended to a log file, and sent to
+//! every client connected to the port's unix socket. Bytes a client sends
+//! become the guest's input.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use vmm_sys_util::eventfd::EventFd;
+
+use super::{lock, BusDevice};
+
+/// Bytes of output kept for consoles that attach later.
+pub const HISTORY: usize = 64 * 1024;
+
+/// Where a port's bytes go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialBackend {
+    /// Nowhere (a port that is present but disconnected).
+    None,
+    /// Appended to this file.
+    LogFile(PathBuf),
+    /// A unix socket the VMM listens on; clients are consoles.
+    Socket(PathBuf),
+}
+
+/// Raises the port's interrupt through an irqfd.
+pub struct EventFdTrigger(pub EventFd);
+
+impl vm_superio::Trigger for EventFdTrigger {
+    type E = io::Error;
+    fn trigger(&self) -> io::Result<()> {
+        self.0.write(1)
+    }
+}
+
+/// The output side shared by the device and the socket threads.
+#[derive(Default)]
+pub struct Console {
+    history: VecDeque<u8>,
+    log: Option<File>,
+    clients: Vec<UnixStream>,
+    /// Everything written, for tests and statistics.
+    pub total: u64,
+}
+
+impl Console {
+    fn push(&mut self, buf: &[u8]) {
+        self.total += buf.len() as u64;
+        for &b in buf {
+            if self.history.len() == HISTORY {
+                self.history.pop_front();
+            }
+            self.history.push_back(b);
+        }
+        if let Some(f) = &mut self.log {
+            let _ = f.write_all(buf);
+        }
+        // A client that cannot take the bytes right now loses them rather
+        // than stalling the vCPU that is writing.
+        self.clients.retain_mut(|c| match c.write(buf) {
+            Ok(_) => true,
+            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+        });
+    }
+
+    /// What the guest printed most recently (up to [`HISTORY`] bytes).
+    pub fn history(&self) -> Vec<u8> {
+        self.history.iter().copied().collect()
+    }
+}
+
+/// The writer given to vm-superio.
+pub struct ConsoleWriter(Arc<Mutex<Console>>);
+
+impl Write for ConsoleWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        lock(&self.0).push(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+type Uart = vm_superio::Serial<EventFdTrigger, vm_superio::serial::NoEvents, ConsoleWriter>;
+
+/// One serial port on the I/O bus.
+pub struct SerialDevice {
+    uart: Arc<Mutex<Uart>>,
+    console: Arc<Mutex<Console>>,
+    listeners: Vec<(UnixListener, PathBuf)>,
+}
+
+impl SerialDevice {
+    /// A port whose interrupt is `irq` (an eventfd registered as irqfd),
+    /// connected to every backend given (say, a log file and a socket).
+    pub fn new(irq: EventFd, backends: &[SerialBackend]) -> io::Result<SerialDevice> {
+        let console = Arc::new(Mutex::new(Console::default()));
+        let mut listeners = Vec::new();
+        for backend in backends {
+            match backend {
+                SerialBackend::None => {}
+                SerialBackend::LogFile(p) => {
+                    lock(&console).log = Some(
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(p)?,
+                    );
+                }
+                SerialBackend::Socket(p) => {
+                    let _ = std::fs::remove_file(p);
+                    listeners.push((UnixListener::bind(p)?, p.clone()));
+                }
+            }
+        }
+        let uart = Arc::new(Mutex::new(vm_superio::Serial::new(
+            EventFdTrigger(irq),
+            ConsoleWriter(console.clone()),
+        )));
+        Ok(SerialDevice {
+            uart,
+            console,
+            listeners,
+        })
+    }
+
+    /// The output side (history, log).
+    pub fn console(&self) -> Arc<Mutex<Console>> {
+        self.console.clone()
+    }
+
+    /// Give bytes to the guest as if typed (blocks while the FIFO is full).
+    pub fn input(uart: &Mutex<Uart>, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let n = lock(uart).enqueue_raw_bytes(bytes).unwrap_or(0);
+            bytes = bytes.get(n..).unwrap_or(&[]);
+            if n == 0 {
+                // The guest has not drained its receive FIFO yet.
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// Start serving the socket, if the port has one: accept consoles,
+    /// replay the history to each, and feed what they type to the guest.
+    /// The returned guard stops it and removes the socket.
+    pub fn serve(&mut self) -> io::Result<Vec<SocketGuard>> {
+        let mut guards = Vec::new();
+        for (listener, path) in std::mem::take(&mut self.listeners) {
+            guards.push(self.serve_one(listener, path)?);
+        }
+        Ok(guards)
+    }
+
+    fn serve_one(&self, listener: UnixListener, path: PathBuf) -> io::Result<SocketGuard> {
+        let accept = listener.try_clone()?;
+        let (uart, console) = (self.uart.clone(), self.console.clone());
+        std::thread::Builder::new()
+            .name("serial-accept".into())
+            .spawn(move || {
+                for client in accept.incoming() {
+                    let Ok(client) = client else { break };
+                    let Ok(reader) = client.try_clone() else {
+                        continue;
+                    };
+                    let _ = client.set_nonblocking(true);
+                    {
+                        let mut c = lock(&console);
+                        let mut replay: &UnixStream = &client;
+                        let _ = replay.write_all(&c.history());
+                        c.clients.push(client);
+                    }
+                    let uart = uart.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("serial-input".into())
+                        .spawn(move || {
+                            let mut reader = reader;
+                            let mut buf = [0u8; 256];
+                            while let Ok(n) = reader.read(&mut buf) {
+                                if n == 0 {
+                                    break;
+                                }
+                                SerialDevice::input(&uart, buf.get(..n).unwrap_or(&[]));
+                            }
+                        });
+                }
+            })?;
+        Ok(SocketGuard { listener, path })
+    }
+
+    /// The UART, for input from elsewhere.
+    pub fn uart(&self) -> Arc<Mutex<Uart>> {
+        self.uart.clone()
+    }
+}
+
+/// Stops a port's socket: closes the listener and removes the socket file.
+pub struct SocketGuard {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        // Wakes the accept loop, which then ends.
+        // SAFETY: shutdown only changes the socket's state; the fd is ours.
+        unsafe {
+            libc::shutdown(
+                std::os::fd::AsRawFd::as_raw_fd(&self.listener),
+                libc::SHUT_RDWR,
+            );
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl BusDevice for SerialDevice {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        data.fill(0);
+        if let Some(b) = data.first_mut() {
+            *b = lock(&self.uart).read(offset as u8);
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        if let Some(&b) = data.first() {
+            if let Err(e) = lock(&self.uart).write(offset as u8, b) {
+                tracing::debug!("serial write: {e:?}");
+            }
+        }
+    }
+}
+
+/// Connect to a port's socket as a console.
+pub fn connect(path: &Path) -> io::Result<UnixStream> {
+    UnixStream::connect(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_reaches_history_log_and_late_consoles_and_input_reaches_the_guest() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("com1.sock");
+        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let mut dev = SerialDevice::new(
+            irq.try_clone().unwrap(),
+            &[SerialBackend::Socket(sock.clone())],
+        )
+        .unwrap();
+        let _guard = dev.serve().unwrap();
+        // The guest writes "hi" to THR (offset 0).
+        dev.write(0, b"h");
+        dev.write(0, b"i");
+        let mut console = connect(&sock).unwrap();
+        let mut got = [0u8; 2];
+        console.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hi", "history replayed to a late console");
+        // Typing: the byte shows up in the receive buffer (offset 0, read).
+        console.write_all(b"x").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let mut lsr = [0u8];
+            dev.read(5, &mut lsr);
+            if lsr[0] & 1 != 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "input never arrived");
+            std::thread::yield_now();
+        }
+        let mut rbr = [0u8];
+        dev.read(0, &mut rbr);
+        assert_eq!(rbr[0], b'x');
+        assert_eq!(lock(&dev.console()).history(), b"hi");
+        let log = dir.path().join("com2.log");
+        let mut dev2 = SerialDevice::new(irq, &[SerialBackend::LogFile(log.clone())]).unwrap();
+        dev2.write(0, b"z");
+        assert_eq!(std::fs::read(log).unwrap(), b"z");
+    }
+}
