@@ -112,6 +112,7 @@ fn properties() {
                 write_count_normalized: Some(2),
                 write_size_bytes: Some(1024),
             }),
+            virtual_machine: None,
         }),
         process_list: Some(vec![ProcessDetails {
             process_id: Some(1),
