@@ -109,10 +109,10 @@ fn terminal_size() -> Option<(u16, u16)> {
 }
 
 /// Puts the local terminal in raw mode for the life of the value.
-struct RawMode(Option<nix::sys::termios::Termios>);
+pub(crate) struct RawMode(Option<nix::sys::termios::Termios>);
 
 impl RawMode {
-    fn enable() -> RawMode {
+    pub(crate) fn enable() -> RawMode {
         let stdin = std::io::stdin();
         let Ok(orig) = nix::sys::termios::tcgetattr(stdin.as_fd()) else {
             return RawMode(None);

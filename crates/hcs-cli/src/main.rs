@@ -86,6 +86,13 @@ enum Command {
     },
     /// Print the events of a compute system as JSON lines until it stops.
     Events { id: String },
+    /// Attach to a virtual machine's serial console (detach with Ctrl-]).
+    Console {
+        id: String,
+        /// COM port: 0 for COM1 (the document's ComPorts key).
+        #[arg(long, short = 'p', default_value_t = 0)]
+        port: u32,
+    },
 }
 
 fn read_document(path: &str) -> HcsResult<String> {
@@ -181,6 +188,7 @@ fn run(cli: &Cli) -> HcsResult<u8> {
             println!("{}", pretty(&s.wait_for_exit(timeout.unwrap_or(INFINITE))?));
         }
         Command::Events { id } => events(cli, id)?,
+        Command::Console { id, port } => console(cli, id, *port)?,
     }
     Ok(0)
 }
@@ -251,6 +259,74 @@ fn events(cli: &Cli, id: &str) -> HcsResult<()> {
     // Tell whoever watches us that the subscription is in place.
     eprintln!("hcs: watching the events of {id}");
     let _ = rx.recv();
+    Ok(())
+}
+
+/// Ctrl-]: leave the console.
+const DETACH: u8 = 0x1d;
+
+fn console(cli: &Cli, id: &str, port: u32) -> HcsResult<()> {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    // Opening the system proves it exists and is ours to see.
+    let system = open(cli, id)?;
+    let sock = hcs::console_socket(&cli.namespace, id, port);
+    let stream = std::os::unix::net::UnixStream::connect(&sock).map_err(|e| {
+        HcsError::new(
+            hcs::HResult::ERROR_NOT_FOUND,
+            format!(
+                "compute system {id:?} has no console on COM{} ({}): {e}",
+                port + 1,
+                sock.display()
+            ),
+        )
+    })?;
+    let tty = nix::unistd::isatty(std::io::stdin().as_fd()).unwrap_or(false);
+    let _raw = tty.then(exec::RawMode::enable);
+    if tty {
+        eprint!(
+            "hcs: attached to COM{} of {id}; Ctrl-] detaches\r\n",
+            port + 1
+        );
+    }
+    let mut out = stream
+        .try_clone()
+        .map_err(|e| HcsError::from_io("cloning the console socket", &e))?;
+    let reader = std::thread::spawn(move || {
+        let mut from = stream;
+        let mut buf = [0u8; 4096];
+        let mut stdout = std::io::stdout();
+        while let Ok(n) = std::io::Read::read(&mut from, &mut buf) {
+            if n == 0 || stdout.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            let _ = stdout.flush();
+        }
+    });
+    let mut buf = [0u8; 1024];
+    let mut stdin = std::io::stdin();
+    loop {
+        match std::io::Read::read(&mut stdin, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let chunk = &buf[..n];
+                let (send, detach) = match chunk.iter().position(|b| tty && *b == DETACH) {
+                    Some(i) => (&chunk[..i], true),
+                    None => (chunk, false),
+                };
+                if out.write_all(send).is_err() || detach {
+                    break;
+                }
+            }
+        }
+    }
+    if !tty {
+        // Input ended: wait for the output the guest still sends (until it
+        // stops or the socket closes).
+        let _ = out.shutdown(std::net::Shutdown::Write);
+        let _ = reader.join();
+    }
+    drop(system);
     Ok(())
 }
 

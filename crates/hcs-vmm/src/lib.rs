@@ -6,6 +6,7 @@
 pub mod acpi;
 pub mod boot;
 pub mod devices;
+pub mod host;
 pub mod layout;
 pub mod vcpu;
 pub mod vm;

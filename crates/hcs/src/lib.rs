@@ -57,3 +57,10 @@ pub const DEFAULT_NAMESPACE: &str = hcs_rundir::DEFAULT_NAMESPACE;
 pub fn namespaces() -> Vec<String> {
     hcs_rundir::list_namespaces(&hcs_rundir::root())
 }
+
+/// The unix socket of a virtual machine's serial port `port` (0 = COM1),
+/// which `hcs console` attaches to. Only the monitor's side is stable; the
+/// path is in the system's root-only runtime directory.
+pub fn console_socket(namespace: &str, id: &str, port: u32) -> std::path::PathBuf {
+    hcs_rundir::system_dir(&hcs_rundir::root(), namespace, id).join(format!("com{}.sock", port + 1))
+}

@@ -88,14 +88,3 @@ pub fn checksum(s: &[u8]) -> u8 {
     }
     sum
 }
-
-/// Copy as many bytes as fit from `src` to `dst`; returns the count.
-#[inline]
-pub fn copy_into(dst: &mut [u8], src: &[u8]) -> usize {
-    let mut n = 0;
-    for (d, s) in dst.iter_mut().zip(src.iter()) {
-        *d = *s;
-        n += 1;
-    }
-    n
-}

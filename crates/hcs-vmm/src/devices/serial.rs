@@ -16,6 +16,9 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::{lock, BusDevice};
 
+/// How long typed input waits for a guest that does not drain its FIFO.
+pub const INPUT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Bytes of output kept for consoles that attach later.
 pub const HISTORY: usize = 64 * 1024;
 
@@ -63,10 +66,16 @@ impl Console {
             let _ = f.write_all(buf);
         }
         // A client that cannot take the bytes right now loses them rather
-        // than stalling the vCPU that is writing.
-        self.clients.retain_mut(|c| match c.write(buf) {
-            Ok(_) => true,
-            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+        // than stalling the vCPU that is writing. MSG_DONTWAIT, not
+        // O_NONBLOCK: the client's reader thread shares the file description
+        // and must keep blocking reads.
+        self.clients.retain(|c| {
+            let flags =
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT | nix::sys::socket::MsgFlags::MSG_NOSIGNAL;
+            match nix::sys::socket::send(std::os::fd::AsRawFd::as_raw_fd(c), buf, flags) {
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => true,
+                Err(_) => false,
+            }
         });
     }
 
@@ -137,14 +146,25 @@ impl SerialDevice {
         self.console.clone()
     }
 
-    /// Give bytes to the guest as if typed (blocks while the FIFO is full).
+    /// Give bytes to the guest as if typed. While the receive FIFO is full
+    /// this waits for the guest to drain it, up to [`INPUT_PATIENCE`]; a
+    /// guest that does not read its port (or has it in loopback) loses the rest.
     pub fn input(uart: &Mutex<Uart>, mut bytes: &[u8]) {
+        let mut waited = std::time::Duration::ZERO;
         while !bytes.is_empty() {
             let n = lock(uart).enqueue_raw_bytes(bytes).unwrap_or(0);
             bytes = bytes.get(n..).unwrap_or(&[]);
             if n == 0 {
-                // The guest has not drained its receive FIFO yet.
-                std::thread::sleep(std::time::Duration::from_millis(1));
+                if waited >= INPUT_PATIENCE {
+                    tracing::debug!(
+                        dropped = bytes.len(),
+                        "the guest is not reading its serial port"
+                    );
+                    return;
+                }
+                let step = std::time::Duration::from_millis(1);
+                std::thread::sleep(step);
+                waited += step;
             }
         }
     }
@@ -171,7 +191,6 @@ impl SerialDevice {
                     let Ok(reader) = client.try_clone() else {
                         continue;
                     };
-                    let _ = client.set_nonblocking(true);
                     {
                         let mut c = lock(&console);
                         let mut replay: &UnixStream = &client;

@@ -1,0 +1,168 @@
+//! The HCS test guest, for VMM tests on machines whose KVM cannot boot Linux.
+//!
+//! `build.rs` builds `guest/test-guest` (a `#![no_std]` 64-bit kernel; see
+//! its README.md) for bare metal, checks the linked ELF with the post-link
+//! [`gate`] and leaves it at [`TEST_GUEST_ELF`].
+//!
+//! # Boot contract
+//! Linux's 64-bit boot protocol, the path a bzImage takes: load the ELF's
+//! PT_LOAD at its physical address (0x200000; the file has no PVH note),
+//! enter its entry point in long mode with RSI = the zero page
+//! (`struct boot_params`, 0x7000), the first GiB identity-mapped with 2 MiB
+//! pages, CS = 0x08, DS/ES/SS = 0x10, RSP = 0x8ff0, IF = 0. The guest reads
+//! `cmd_line_ptr` (0x228) and `acpi_rsdp_addr` (0x070) from the zero page
+//! (falling back to a scan of 0xe0000..0x100000 for the RSDP) and everything
+//! else from the ACPI tables.
+//!
+//! # Console protocol
+//! On the first PNP0501 of the DSDT (else 0x3f8), `\n`-terminated lines. At
+//! boot: zero or more diagnostic lines (`ACPI <SIG> <problem>`,
+//! `NOT FOUND <what>`, `PARSE FAULT …`), then one [`READY_PREFIX`] line (see
+//! [`Ready`]). Then it answers one command per line (`\n` or `\r`); see
+//! [`commands`].
+
+use std::path::PathBuf;
+
+pub mod gate;
+
+/// Path of the test guest ELF built by this crate's build script.
+pub const TEST_GUEST_ELF: &str = concat!(env!("OUT_DIR"), "/hcs-test-guest.elf");
+
+/// The gate's one-line summary for [`TEST_GUEST_ELF`] (the build fails unless it passed).
+pub const GATE_SUMMARY: &str = include_str!(concat!(env!("OUT_DIR"), "/gate.txt"));
+
+/// Path of the test guest ELF built by this crate's build script.
+pub fn test_guest_elf() -> PathBuf {
+    PathBuf::from(TEST_GUEST_ELF)
+}
+
+/// Start of the line the guest prints once it is fully set up.
+pub const READY_PREFIX: &str = "HCS-TEST-GUEST READY";
+
+/// The commands the guest understands and the lines it answers with.
+pub mod commands {
+    /// `echo <text>` → `<text>`.
+    pub const ECHO: &str = "echo";
+    /// `ticks` → `TICKS <decimal count of 100 Hz LAPIC timer ticks>`.
+    pub const TICKS: &str = "ticks";
+    /// `irqs` → `IRQS timer=<n> serial=<n> ged=<n>` (interrupts taken per source).
+    pub const IRQS: &str = "irqs";
+    /// `cpus` → `CPUS <enabled Local APICs in the MADT>`.
+    pub const CPUS: &str = "cpus";
+    /// `devices` → `DEV <hid> io=<0xhex|-> mem=<0xhex|-> irq=<decimal|->` per DSDT
+    /// device with a `_HID`, then `END`.
+    pub const DEVICES: &str = "devices";
+    /// `cmdline` → `CMDLINE <kernel command line>`.
+    pub const CMDLINE: &str = "cmdline";
+    /// `poweroff` → `POWEROFF`, then S5 through the FADT sleep control register
+    /// (`SLP_TYP << 2 | SLP_EN`), then halts.
+    pub const POWEROFF: &str = "poweroff";
+    /// `reset` → `RESET`, then 0xFE to port 0x64 (i8042 reset pulse).
+    pub const RESET: &str = "reset";
+    /// `acpireset` → `RESET`, then RESET_VALUE to the FADT RESET_REG.
+    pub const ACPI_RESET: &str = "acpireset";
+    /// `triplefault` → `TRIPLE FAULT`, then an empty IDT and `ud2`.
+    pub const TRIPLE_FAULT: &str = "triplefault";
+    /// `badinsn` → `BAD INSTRUCTION`, then `xorps` at CPL0 (a KVM internal
+    /// error on kvm_pvm).
+    pub const BAD_INSN: &str = "badinsn";
+    /// `panic` → `PANIC`, then 1 to the pvpanic port, then halts with IF = 0.
+    pub const PANIC: &str = "panic";
+    /// `hang` → `HANG`, then `cli; hlt` forever (ignores the power button).
+    pub const HANG: &str = "hang";
+    /// Anything else → `UNKNOWN <line>`.
+    pub const UNKNOWN_PREFIX: &str = "UNKNOWN ";
+    /// GED event bit 0 (power button) → `POWER BUTTON`, then as `poweroff`.
+    pub const POWER_BUTTON_LINE: &str = "POWER BUTTON";
+    /// An NMI → `NMI`, then the crash path (`PANIC`, pvpanic, halt).
+    pub const NMI_LINE: &str = "NMI";
+}
+
+/// The fields of the READY line:
+/// `HCS-TEST-GUEST READY cpus=<n> com=<0xport> ged=<0xaddr>/<gsi>|none pvpanic=<0xport>|none virtio=<n>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    pub cpus: u32,
+    pub com: u16,
+    pub ged: Option<(u64, u32)>,
+    pub pvpanic: Option<u16>,
+    pub virtio: u32,
+}
+
+fn hex(s: &str) -> Option<u64> {
+    u64::from_str_radix(s.strip_prefix("0x")?, 16).ok()
+}
+
+impl Ready {
+    /// Parses a READY line (surrounding whitespace and `\r` allowed).
+    pub fn parse(line: &str) -> Option<Ready> {
+        let rest = line.trim().strip_prefix(READY_PREFIX)?;
+        let (mut cpus, mut com, mut ged, mut pvpanic, mut virtio) = (None, None, None, None, None);
+        for field in rest.split_whitespace() {
+            let (k, v) = field.split_once('=')?;
+            match k {
+                "cpus" => cpus = Some(v.parse().ok()?),
+                "com" => com = Some(u16::try_from(hex(v)?).ok()?),
+                "ged" => {
+                    ged = Some(if v == "none" {
+                        None
+                    } else {
+                        let (a, g) = v.split_once('/')?;
+                        Some((hex(a)?, g.parse().ok()?))
+                    })
+                }
+                "pvpanic" => {
+                    pvpanic = Some(if v == "none" {
+                        None
+                    } else {
+                        Some(u16::try_from(hex(v)?).ok()?)
+                    })
+                }
+                "virtio" => virtio = Some(v.parse().ok()?),
+                _ => {}
+            }
+        }
+        Some(Ready {
+            cpus: cpus?,
+            com: com?,
+            ged: ged?,
+            pvpanic: pvpanic?,
+            virtio: virtio?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ready_lines() {
+        let r = Ready::parse(
+            "HCS-TEST-GUEST READY cpus=2 com=0x3f8 ged=0xfeb00000/9 pvpanic=0x505 virtio=3\r",
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            Ready {
+                cpus: 2,
+                com: 0x3f8,
+                ged: Some((0xfeb0_0000, 9)),
+                pvpanic: Some(0x505),
+                virtio: 3
+            }
+        );
+        let r =
+            Ready::parse("HCS-TEST-GUEST READY cpus=1 com=0x2f8 ged=none pvpanic=none virtio=0")
+                .unwrap();
+        assert_eq!(r.ged, None);
+        assert_eq!(r.pvpanic, None);
+        assert!(Ready::parse("HCS-TEST-GUEST READY cpus=1").is_none());
+        assert!(Ready::parse("hello").is_none());
+    }
+
+    #[test]
+    fn gate_summary_says_pass() {
+        assert!(GATE_SUMMARY.starts_with("gate pass"), "{GATE_SUMMARY}");
+    }
+}

@@ -1,0 +1,338 @@
+//! Virtual machine compute systems with the test guest (guest/test-guest),
+//! end to end: boot through the Linux 64-bit protocol, ACPI, the serial
+//! console, pause, shutdown, terminate, crash, and every way a guest stops.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use hcs::{EventOptions, EventType, HResult, Operation, System, INFINITE};
+use hcs_integration_tests::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn vm_doc(extra: serde_json::Value) -> String {
+    let mut doc = serde_json::json!({
+        "SchemaVersion": { "Major": 2, "Minor": 1 },
+        "Owner": "hcs-tests",
+        "ShouldTerminateOnLastHandleClosed": true,
+        "VirtualMachine": {
+            "Chipset": { "LinuxKernelDirect": {
+                "KernelFilePath": hcs_test_guest::test_guest_elf(),
+                "KernelCmdLine": "console=ttyS0 hcs.test=1"
+            } },
+            "ComputeTopology": { "Memory": { "SizeInMB": 64 }, "Processor": { "Count": 1 } },
+            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } }
+        }
+    });
+    merge_into(&mut doc, extra);
+    doc.to_string()
+}
+
+fn merge_into(a: &mut serde_json::Value, b: serde_json::Value) {
+    match (a, b) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                merge_into(a.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+/// The guest's serial console, line by line.
+struct Console {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Console {
+    fn attach(ns: &str, id: &str) -> Console {
+        let path = hcs::console_socket(ns, id, 0);
+        let stream = UnixStream::connect(&path)
+            .unwrap_or_else(|e| panic!("console {}: {e}", path.display()));
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        Console {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// Read lines until one starts with `prefix`; returns it (without the newline).
+    fn expect(&mut self, prefix: &str) -> String {
+        let mut seen = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = self
+                .reader
+                .read_line(&mut line)
+                .unwrap_or_else(|e| panic!("reading the console ({e}); saw {seen:?}"));
+            assert!(n > 0, "console closed before {prefix:?}; saw {seen:?}");
+            let line = line.trim_end_matches(['\r', '\n']).to_string();
+            if line.starts_with(prefix) {
+                return line;
+            }
+            seen.push(line);
+        }
+    }
+
+    fn command(&mut self, cmd: &str) {
+        self.writer
+            .write_all(format!("{cmd}\n").as_bytes())
+            .unwrap();
+    }
+
+    /// Run a command and return its answer line starting with `prefix`.
+    fn ask(&mut self, cmd: &str, prefix: &str) -> String {
+        self.command(cmd);
+        self.expect(prefix)
+    }
+}
+
+/// Create, start, and wait for the guest's READY line.
+fn booted(test: &str, extra: serde_json::Value) -> (String, System, Console, String) {
+    let ns = unique_namespace(test);
+    let s = create_started(&ns, "vm", &vm_doc(extra));
+    let mut c = Console::attach(&ns, "vm");
+    let ready = c.expect("HCS-TEST-GUEST READY");
+    (ns, s, c, ready)
+}
+
+fn exit_status(s: &System) -> serde_json::Value {
+    serde_json::from_str(&s.wait_for_exit(INFINITE).expect("the VM stops")).unwrap()
+}
+
+fn attribution<'a>(status: &'a serde_json::Value, member: &str) -> Option<&'a serde_json::Value> {
+    status["Attribution"]
+        .as_array()?
+        .iter()
+        .find_map(|a| a.get(member))
+}
+
+#[test]
+fn boots_through_the_64_bit_protocol_and_finds_its_devices_in_acpi() {
+    let (ns, s, mut c, ready) = booted(
+        "vmboot",
+        serde_json::json!({ "VirtualMachine": { "ComputeTopology": { "Processor": { "Count": 2 } } } }),
+    );
+    assert!(ready.contains("cpus=2"), "{ready}");
+    assert!(ready.contains("com=0x3f8"), "{ready}");
+    assert_eq!(c.ask("echo hello there", "hello"), "hello there");
+    assert_eq!(c.ask("cpus", "CPUS"), "CPUS 2");
+    assert!(c.ask("cmdline", "CMDLINE").contains("hcs.test=1"));
+    c.command("devices");
+    let mut devices = Vec::new();
+    loop {
+        let line = c.expect("");
+        if line == "END" {
+            break;
+        }
+        if line.starts_with("DEV ") {
+            devices.push(line);
+        }
+    }
+    for hid in ["PNP0501", "PNP0303", "QEMU0001", "PNP0C0C", "ACPI0013"] {
+        assert!(
+            devices.iter().any(|d| d.contains(hid)),
+            "{hid} missing from {devices:?}"
+        );
+    }
+    let p = properties(&s, &["Memory", "Statistics"]).unwrap();
+    assert_eq!(p["SystemType"], "VirtualMachine");
+    assert_eq!(p["Memory"]["VirtualMachineMemory"]["AssignedMemory"], 64);
+    let vm = &p["Statistics"]["VirtualMachine"];
+    assert!(vm["Exits"].as_u64().unwrap() > 0, "{p}");
+    assert!(vm["VcpuTime100ns"].as_u64().unwrap() > 0, "{p}");
+    assert!(vm["GuestResidentBytes"].as_u64().unwrap() > 0, "{p}");
+    let status = terminate(&s);
+    assert_eq!(status["ExitType"], "ForcedExit");
+    assert!(leftovers(&ns).is_empty());
+}
+
+#[test]
+fn the_guest_powers_off_and_resets() {
+    let (_ns, s, mut c, _) = booted("vmoff", serde_json::json!({}));
+    c.command("poweroff");
+    let status = exit_status(&s);
+    assert_eq!(status["ExitType"], "GracefulExit", "{status}");
+    assert_eq!(
+        attribution(&status, "WorkerExit").unwrap()["Detail"],
+        "PowerOff"
+    );
+
+    for (cmd, test) in [("reset", "vmreset"), ("acpireset", "vmacpireset")] {
+        let (_ns, s, mut c, _) = booted(test, serde_json::json!({}));
+        c.command(cmd);
+        let status = exit_status(&s);
+        assert_eq!(status["ExitType"], "GracefulExit", "{cmd}: {status}");
+        let w = attribution(&status, "WorkerExit").unwrap();
+        assert_eq!(
+            (w["Type"].as_str(), w["Detail"].as_str()),
+            (Some("StoppedOnReset"), Some("Reset")),
+            "{cmd}"
+        );
+    }
+}
+
+#[test]
+fn shutdown_presses_the_power_button_and_terminates_a_guest_that_ignores_it() {
+    let (_ns, s, _c, _) = booted("vmshut", serde_json::json!({}));
+    call(|op| s.shutdown(op, Some(r#"{"TimeoutInMs":30000}"#))).unwrap();
+    let status = exit_status(&s);
+    assert_eq!(status["ExitType"], "GracefulExit", "{status}");
+    assert_eq!(
+        attribution(&status, "SystemExit").unwrap()["Detail"],
+        "Shutdown"
+    );
+
+    let (_ns, s, mut c, _) = booted("vmhang", serde_json::json!({}));
+    // Wait for the guest to say it stopped listening.
+    c.ask("hang", "HANG");
+    call(|op| s.shutdown(op, Some(r#"{"TimeoutInMs":300}"#))).unwrap();
+    let status = exit_status(&s);
+    assert_eq!(status["ExitType"], "ForcedExit", "{status}");
+}
+
+#[test]
+fn pause_stops_the_guest_clock_and_resume_restarts_it() {
+    let (_ns, s, mut c, _) = booted("vmpause", serde_json::json!({}));
+    let ticks = |c: &mut Console| -> u64 {
+        c.ask("ticks", "TICKS")
+            .trim_start_matches("TICKS ")
+            .parse()
+            .unwrap()
+    };
+    // Running: ticks advance (100 Hz) while we wait.
+    let a = ticks(&mut c);
+    std::thread::sleep(Duration::from_millis(300));
+    let b = ticks(&mut c);
+    assert!(b > a, "ticks advance while running: {a} -> {b}");
+    call(|op| s.pause(op, None)).unwrap();
+    assert_eq!(properties(&s, &[]).unwrap()["State"], "Paused");
+    // Paused for 500 ms: a guest that still ran would count ~50 ticks.
+    std::thread::sleep(Duration::from_millis(500));
+    call(|op| s.resume(op, None)).unwrap();
+    let d = ticks(&mut c);
+    let running_rate = (b - a) as f64 / 0.3;
+    let gained = (d - b) as f64;
+    assert!(
+        gained < running_rate * 0.5 * 0.5,
+        "the guest gained {gained} ticks over a 500 ms pause (running rate {running_rate}/s)"
+    );
+    terminate(&s);
+}
+
+#[test]
+fn triple_fault_and_crash_are_unexpected_exits_with_their_cause() {
+    let (_ns, s, mut c, _) = booted("vmtf", serde_json::json!({}));
+    c.command("triplefault");
+    let status = exit_status(&s);
+    assert_eq!(status["ExitType"], "UnexpectedExit", "{status}");
+    assert_eq!(status["Status"], HResult::HCS_E_UNEXPECTED_EXIT.0);
+    assert!(attribution(&status, "TripleFault").is_some(), "{status}");
+    let exit = attribution(&status, "VirtualMachineExit").unwrap();
+    assert_eq!(exit["Reason"], "TripleFault");
+    assert!(
+        exit["Rip"].as_u64().unwrap() >= 0x200000,
+        "RIP inside the guest: {exit}"
+    );
+
+    // HcsCrashComputeSystem: an NMI; the guest panics through pvpanic.
+    let (_ns, s, _c, _) = booted("vmcrash", serde_json::json!({}));
+    let (tx, rx) = std::sync::mpsc::channel();
+    s.set_callback(EventOptions::NONE, move |ev| {
+        let _ = tx.send((ev.event_type, ev.data.clone()));
+    })
+    .unwrap();
+    call(|op| s.crash(op, Some(r#"{"Type":"CrashGuest"}"#))).unwrap();
+    let (t, report) = rx.recv_timeout(WAIT).unwrap();
+    assert_eq!(t, EventType::SystemCrashReport);
+    let report: serde_json::Value = serde_json::from_str(&report.unwrap()).unwrap();
+    assert!(
+        report["CrashLog"].as_str().unwrap().contains("NMI"),
+        "{report}"
+    );
+    let (t, _) = rx.recv_timeout(WAIT).unwrap();
+    assert_eq!(t, EventType::SystemExited);
+    let status = exit_status(&s);
+    assert_eq!(status["ExitType"], "UnexpectedExit");
+    assert!(attribution(&status, "GuestCrash").is_some(), "{status}");
+}
+
+#[test]
+fn an_instruction_kvm_cannot_run_is_reported_with_its_rip() {
+    let (_ns, s, mut c, _) = booted("vmbad", serde_json::json!({}));
+    c.command("badinsn");
+    if hcs_vmm::host::is_kvm_pvm() {
+        // kvm_pvm emulates guest kernel code and cannot emulate SSE.
+        let status = exit_status(&s);
+        assert_eq!(status["ExitType"], "UnexpectedExit", "{status}");
+        let exit = attribution(&status, "VirtualMachineExit").unwrap();
+        assert_eq!(exit["Reason"], "InternalError");
+        assert!(exit["Rip"].as_u64().unwrap() >= 0x200000, "{exit}");
+    } else {
+        // Hardware KVM runs it: the guest, which never enabled SSE, takes #UD.
+        assert!(c.expect("EXCEPTION").contains("vec=6"));
+        terminate(&s);
+    }
+}
+
+#[test]
+fn bad_vm_documents_are_refused_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("not-a-kernel");
+    std::fs::write(&junk, vec![0x5a; 8192]).unwrap();
+    let cases: Vec<(serde_json::Value, HResult, &str)> = vec![
+        (
+            serde_json::json!({ "VirtualMachine": { "Chipset": { "LinuxKernelDirect": { "KernelFilePath": "/no/such/kernel" } } } }),
+            HResult::ERROR_FILE_NOT_FOUND,
+            "KernelFilePath",
+        ),
+        (
+            serde_json::json!({ "VirtualMachine": { "Chipset": { "LinuxKernelDirect": { "KernelFilePath": junk } } } }),
+            HResult::ERROR_INVALID_DATA,
+            "not a kernel",
+        ),
+        (
+            serde_json::json!({ "VirtualMachine": { "ComputeTopology": { "Memory": { "SizeInMB": 0 } } } }),
+            HResult::HCS_E_INVALID_JSON,
+            "SizeInMB",
+        ),
+        (
+            serde_json::json!({ "VirtualMachine": { "ComputeTopology": { "Memory": { "SizeInMB": 1u64 << 40 } } } }),
+            HResult::HCS_E_INVALID_JSON,
+            "more than this host has",
+        ),
+        (
+            serde_json::json!({ "VirtualMachine": { "ComputeTopology": { "Processor": { "Count": 0 } } } }),
+            HResult::HCS_E_INVALID_JSON,
+            "Count",
+        ),
+        (
+            serde_json::json!({ "VirtualMachine": { "Devices": { "Scsi": { "0": { "Attachments": {} } } } } }),
+            HResult::ERROR_NOT_SUPPORTED,
+            "Scsi",
+        ),
+        (
+            serde_json::json!({ "VirtualMachine": { "Devices": { "Floppy": {} } } }),
+            HResult::HCS_E_INVALID_JSON,
+            "Floppy",
+        ),
+    ];
+    for (extra, code, needle) in cases {
+        let ns = unique_namespace("vmbad");
+        let op = Operation::new();
+        let e = match System::create_in_namespace(&ns, "bad", &vm_doc(extra.clone()), &op) {
+            Err(e) => e,
+            Ok(_) => op.wait(INFINITE).expect_err("create must fail"),
+        };
+        assert_eq!(e.hresult, code, "{extra}: {e}");
+        assert!(
+            e.message.contains(needle),
+            "{extra}: {:?} should mention {needle:?}",
+            e.message
+        );
+        let l = leftovers(&ns);
+        assert!(l.is_empty(), "{extra}: left behind {l:?}");
+    }
+}
