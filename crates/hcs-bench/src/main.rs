@@ -6,6 +6,8 @@
 //! `/bin/true`, round-robin (one iteration of each in turn) after a
 //! warm-up. It prints medians and the ratios to the peers.
 
+mod vms;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,6 +44,20 @@ enum Cmd {
         /// crun binary ("" to skip).
         #[arg(long, default_value = "crun")]
         crun: String,
+    },
+    /// The test guest under HCS, QEMU microvm and (with
+    /// $HCS_BENCH_FIRECRACKER) Firecracker: first output, exit, VMM memory,
+    /// pause + resume.
+    Vms {
+        /// Measured iterations per VMM.
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+        /// Unmeasured iterations first.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// QEMU binary ("" to skip).
+        #[arg(long, default_value = "qemu-system-x86_64")]
+        qemu: String,
     },
 }
 
@@ -376,6 +392,76 @@ fn containers(
     Ok(())
 }
 
+fn vm_bench(iterations: usize, warmup: usize, qemu: &str) -> Result<(), String> {
+    let pvh = vms::guest_pvh();
+    let plain = vms::guest_plain();
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let fc = std::env::var("HCS_BENCH_FIRECRACKER").ok().filter(|s| !s.is_empty());
+    let mut names = vec!["hcs"];
+    if !qemu.is_empty() && have(qemu) {
+        names.push("qemu");
+    }
+    if fc.is_some() {
+        names.push("firecracker");
+    }
+    let mut results: Vec<Vec<vms::VmSample>> = vec![Vec::new(); names.len()];
+    let mut failed: Vec<Option<String>> = vec![None; names.len()];
+    for i in 0..warmup + iterations {
+        for (k, name) in names.iter().enumerate() {
+            if failed[k].is_some() {
+                continue;
+            }
+            let r = match *name {
+                "hcs" => vms::hcs_once(&pvh, i),
+                "qemu" => vms::qemu_once(qemu, &pvh, tmp.path(), i),
+                _ => vms::firecracker_once(fc.as_deref().unwrap_or(""), &plain, tmp.path(), i),
+            };
+            match r {
+                Ok(s) if i >= warmup => results[k].push(s),
+                Ok(_) => {}
+                Err(e) => failed[k] = Some(e),
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    println!("test guest (PVH build, 256 MiB, 1 vCPU): {iterations} iterations after {warmup} warm-up, VMMs interleaved");
+    println!("{:<12} {:>16} {:>12} {:>16} {:>18}", "", "first output ms", "exit ms", "VMM RSS MiB", "pause+resume ms");
+    let mut meds = Vec::new();
+    for (k, name) in names.iter().enumerate() {
+        if let Some(e) = &failed[k] {
+            println!("{name:<12} failed: {e}");
+            meds.push(None);
+            continue;
+        }
+        let s = &results[k];
+        let m = [
+            median(&mut s.iter().map(|x| ms(x.first_output)).collect()),
+            median(&mut s.iter().map(|x| ms(x.exit)).collect()),
+            median(&mut s.iter().map(|x| x.rss_bytes as f64 / 1048576.0).collect()),
+            median(&mut s.iter().map(|x| ms(x.pause_resume)).collect()),
+        ];
+        println!("{name:<12} {:>16.2} {:>12.2} {:>16.2} {:>18.3}", m[0], m[1], m[2], m[3]);
+        meds.push(Some(m));
+    }
+    if fc.is_none() {
+        println!("firecracker: skipped (set HCS_BENCH_FIRECRACKER to a firecracker binary)");
+    }
+    if let Some(Some(ours)) = meds.first() {
+        for (k, name) in names.iter().enumerate().skip(1) {
+            if let Some(Some(p)) = meds.get(k) {
+                println!(
+                    "ratio hcs/{name}: first output {:.2}, exit {:.2}, VMM RSS {:.2}, pause+resume {:.2} (below 1 means hcs is better)",
+                    ours[0] / p[0], ours[1] / p[1], ours[2] / p[2], ours[3] / p[3]
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     if !nix::unistd::geteuid().is_root() {
@@ -390,6 +476,11 @@ fn main() {
             runc,
             crun,
         } => containers(iterations, warmup, &rootfs, &runc, &crun),
+        Cmd::Vms {
+            iterations,
+            warmup,
+            qemu,
+        } => vm_bench(iterations, warmup, &qemu),
     };
     if let Err(e) = r {
         eprintln!("hcs-bench: {e}");

@@ -28,6 +28,11 @@ pub mod gate;
 /// Path of the test guest ELF built by this crate's build script.
 pub const TEST_GUEST_ELF: &str = concat!(env!("OUT_DIR"), "/hcs-test-guest.elf");
 
+/// The same guest built with a PVH note and 32-bit entry stub (cargo
+/// feature `pvh`), for VMMs that boot ELF kernels only through PVH, such
+/// as QEMU's microvm; the benchmarks boot it under every VMM.
+pub const TEST_GUEST_PVH_ELF: &str = concat!(env!("OUT_DIR"), "/hcs-test-guest-pvh.elf");
+
 /// The gate's one-line summary for [`TEST_GUEST_ELF`] (the build fails unless it passed).
 pub const GATE_SUMMARY: &str = include_str!(concat!(env!("OUT_DIR"), "/gate.txt"));
 

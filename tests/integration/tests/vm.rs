@@ -336,3 +336,17 @@ fn bad_vm_documents_are_refused_and_leave_nothing() {
         assert!(l.is_empty(), "{extra}: left behind {l:?}");
     }
 }
+
+#[test]
+fn an_elf_with_a_pvh_note_boots_through_pvh() {
+    let ns = unique_namespace("vmpvh");
+    let doc = vm_doc(serde_json::json!({ "VirtualMachine": { "Chipset": { "LinuxKernelDirect": {
+        "KernelFilePath": hcs_test_guest::TEST_GUEST_PVH_ELF
+    } } } }));
+    let s = create_started(&ns, "vm", &doc);
+    let mut c = Console::attach(&ns, "vm");
+    c.expect("HCS-TEST-GUEST READY");
+    assert_eq!(c.ask("echo via pvh", "via"), "via pvh");
+    c.command("poweroff");
+    assert_eq!(exit_status(&s)["ExitType"], "GracefulExit");
+}

@@ -1,0 +1,259 @@
+//! `hcs-bench vms`: one test guest under each VMM, side by side.
+//!
+//! The guest is the repo's test guest built with a PVH note (the one ELF
+//! every VMM here can boot: QEMU's microvm boots ELFs only through PVH).
+//! Per iteration and VMM: spawn → the guest's READY line on the serial port
+//! ("first output"), the VMM's memory beside guest RAM, a pause + resume
+//! round trip through the VMM's API, then `poweroff` typed on the console
+//! and spawn → the VMM process/system gone ("exit").
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hcs::{Operation, System, INFINITE};
+
+/// What one iteration measured.
+#[derive(Default, Clone, Copy)]
+pub struct VmSample {
+    pub first_output: Duration,
+    pub exit: Duration,
+    pub rss_bytes: u64,
+    pub pause_resume: Duration,
+}
+
+const READY: &str = "HCS-TEST-GUEST READY";
+const MEM_MB: u64 = 256;
+
+/// RSS of `pid` outside the guest-RAM mapping (the anonymous mapping of
+/// `mem_bytes` or more): the VMM's own memory.
+fn vmm_rss(pid: u32, mem_bytes: u64) -> u64 {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let (mut total, mut guest) = (0u64, 0u64);
+    let mut size = 0u64;
+    for line in smaps.lines() {
+        if let Some(v) = line.strip_prefix("Size:") {
+            size = v.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(0) * 1024;
+        } else if let Some(v) = line.strip_prefix("Rss:") {
+            let rss = v.split_whitespace().next().and_then(|x| x.parse::<u64>().ok()).unwrap_or(0) * 1024;
+            total += rss;
+            if size >= mem_bytes {
+                guest += rss;
+            }
+        }
+    }
+    total - guest
+}
+
+/// Read lines until one contains `marker`.
+fn wait_line(r: &mut impl BufRead, marker: &str) -> Result<(), String> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) => return Err(format!("output ended before {marker:?}")),
+            Ok(_) if line.contains(marker) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("reading guest output: {e}")),
+        }
+    }
+}
+
+/// One HCS iteration.
+pub fn hcs_once(elf: &Path, i: usize) -> Result<VmSample, String> {
+    let doc = serde_json::json!({
+        "SchemaVersion": { "Major": 2, "Minor": 1 },
+        "Owner": "hcs-bench",
+        "ShouldTerminateOnLastHandleClosed": true,
+        "VirtualMachine": {
+            "Chipset": { "LinuxKernelDirect": { "KernelFilePath": elf, "KernelCmdLine": "console=ttyS0" } },
+            "ComputeTopology": { "Memory": { "SizeInMB": MEM_MB }, "Processor": { "Count": 1 } },
+            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } }
+        }
+    })
+    .to_string();
+    let id = format!("vmbench-{}-{i}", std::process::id());
+    let e = |e: hcs::HcsError| e.to_string();
+    let t0 = Instant::now();
+    let op = Operation::new();
+    let system = System::create_in_namespace("bench", &id, &doc, &op).map_err(e)?;
+    op.wait(INFINITE).map_err(e)?;
+    let console = UnixStream::connect(hcs::console_socket("bench", &id, 0)).map_err(|e| e.to_string())?;
+    console.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
+    system.start(&op, None).map_err(e)?;
+    op.wait(INFINITE).map_err(e)?;
+    let mut reader = BufReader::new(console.try_clone().map_err(|e| e.to_string())?);
+    wait_line(&mut reader, READY)?;
+    let first_output = t0.elapsed();
+    let record: serde_json::Value = std::fs::read(hcs_rundir::system_dir(&hcs_rundir::root(), "bench", &id).join("record.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let rss_bytes = record["monitor_pid"].as_u64().map(|p| vmm_rss(p as u32, MEM_MB << 20)).unwrap_or(0);
+    let t = Instant::now();
+    system.pause(&op, None).map_err(e)?;
+    op.wait(INFINITE).map_err(e)?;
+    system.resume(&op, None).map_err(e)?;
+    op.wait(INFINITE).map_err(e)?;
+    let pause_resume = t.elapsed();
+    (&console).write_all(b"poweroff\n").map_err(|e| e.to_string())?;
+    let status = system.wait_for_exit(INFINITE).map_err(e)?;
+    let exit = t0.elapsed();
+    if !status.contains("GracefulExit") {
+        return Err(format!("the guest did not power off cleanly: {status}"));
+    }
+    Ok(VmSample { first_output, exit, rss_bytes, pause_resume })
+}
+
+/// A QMP connection (QEMU's JSON monitor).
+struct Qmp(BufReader<UnixStream>, UnixStream);
+
+impl Qmp {
+    fn connect(path: &Path) -> Result<Qmp, String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let s = loop {
+            match UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+                Err(e) => return Err(format!("QMP {}: {e}", path.display())),
+            }
+        };
+        let mut q = Qmp(BufReader::new(s.try_clone().map_err(|e| e.to_string())?), s);
+        q.line()?; // greeting
+        q.exec("qmp_capabilities")?;
+        Ok(q)
+    }
+
+    fn line(&mut self) -> Result<String, String> {
+        let mut l = String::new();
+        self.0.read_line(&mut l).map_err(|e| e.to_string())?;
+        Ok(l)
+    }
+
+    fn exec(&mut self, cmd: &str) -> Result<(), String> {
+        writeln!(self.1, "{{\"execute\":\"{cmd}\"}}").map_err(|e| e.to_string())?;
+        loop {
+            let l = self.line()?;
+            if l.contains("\"return\"") {
+                return Ok(());
+            }
+            if l.contains("\"error\"") || l.is_empty() {
+                return Err(format!("QMP {cmd}: {l}"));
+            }
+        }
+    }
+}
+
+/// One QEMU microvm iteration.
+pub fn qemu_once(qemu: &str, elf: &Path, dir: &Path, i: usize) -> Result<VmSample, String> {
+    let qmp_path = dir.join(format!("qmp-{i}.sock"));
+    let t0 = Instant::now();
+    let mut child = Command::new(qemu)
+        .args(["-M", "microvm,acpi=on", "-enable-kvm", "-cpu", "host,-arch-capabilities"])
+        .args(["-m", &MEM_MB.to_string(), "-smp", "1", "-no-reboot", "-display", "none", "-monitor", "none"])
+        .args(["-serial", "stdio", "-append", "console=ttyS0"])
+        .arg("-kernel")
+        .arg(elf)
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", qmp_path.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{qemu}: {e}"))?;
+    let run = (|| -> Result<VmSample, String> {
+        let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        wait_line(&mut out, READY)?;
+        let first_output = t0.elapsed();
+        let rss_bytes = vmm_rss(child.id(), MEM_MB << 20);
+        let mut qmp = Qmp::connect(&qmp_path)?;
+        let t = Instant::now();
+        qmp.exec("stop")?;
+        qmp.exec("cont")?;
+        let pause_resume = t.elapsed();
+        child.stdin.as_mut().ok_or("no stdin")?.write_all(b"poweroff\n").map_err(|e| e.to_string())?;
+        let st = child.wait().map_err(|e| e.to_string())?;
+        let exit = t0.elapsed();
+        if !st.success() {
+            return Err(format!("qemu exited with {st}"));
+        }
+        // Drain, so nothing lingers.
+        let _ = out.read_to_end(&mut Vec::new());
+        Ok(VmSample { first_output, exit, rss_bytes, pause_resume })
+    })();
+    finish_child(&mut child, run)
+}
+
+fn finish_child(child: &mut Child, r: Result<VmSample, String>) -> Result<VmSample, String> {
+    if r.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    r
+}
+
+/// One Firecracker iteration (binary from $HCS_BENCH_FIRECRACKER). The
+/// default ELF (no PVH note) takes Firecracker's Linux boot path.
+pub fn firecracker_once(fc: &str, elf: &Path, dir: &Path, i: usize) -> Result<VmSample, String> {
+    let api = dir.join(format!("fc-{i}.sock"));
+    let cfg = dir.join(format!("fc-{i}.json"));
+    let config = serde_json::json!({
+        "boot-source": { "kernel_image_path": elf, "boot_args": "console=ttyS0" },
+        "drives": [],
+        "machine-config": { "vcpu_count": 1, "mem_size_mib": MEM_MB }
+    });
+    std::fs::write(&cfg, config.to_string()).map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let mut child = Command::new(fc)
+        .arg("--api-sock")
+        .arg(&api)
+        .arg("--config-file")
+        .arg(&cfg)
+        .args(["--level", "Error"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{fc}: {e}"))?;
+    let run = (|| -> Result<VmSample, String> {
+        let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        wait_line(&mut out, READY)?;
+        let first_output = t0.elapsed();
+        let rss_bytes = vmm_rss(child.id(), MEM_MB << 20);
+        let patch = |state: &str| -> Result<(), String> {
+            let mut s = UnixStream::connect(&api).map_err(|e| e.to_string())?;
+            let body = format!("{{\"state\":\"{state}\"}}");
+            write!(s, "PATCH /vm HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+                .map_err(|e| e.to_string())?;
+            let mut resp = [0u8; 512];
+            let n = s.read(&mut resp).map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&resp[..n]);
+            if text.starts_with("HTTP/1.1 204") {
+                Ok(())
+            } else {
+                Err(format!("firecracker PATCH /vm {state}: {text}"))
+            }
+        };
+        let t = Instant::now();
+        patch("Paused")?;
+        patch("Resumed")?;
+        let pause_resume = t.elapsed();
+        child.stdin.as_mut().ok_or("no stdin")?.write_all(b"poweroff\n").map_err(|e| e.to_string())?;
+        let _ = child.wait().map_err(|e| e.to_string())?;
+        let exit = t0.elapsed();
+        Ok(VmSample { first_output, exit, rss_bytes, pause_resume })
+    })();
+    finish_child(&mut child, run)
+}
+
+/// Where the PVH build of the test guest is.
+pub fn guest_pvh() -> PathBuf {
+    PathBuf::from(hcs_test_guest::TEST_GUEST_PVH_ELF)
+}
+
+/// Where the plain build is.
+pub fn guest_plain() -> PathBuf {
+    hcs_test_guest::test_guest_elf()
+}
