@@ -2,13 +2,16 @@
 # The main job: create a container compute system from
 # examples/busybox-container.json, start it, run a process in it with its
 # output streamed here, show the process's exit status, the system's
-# statistics, and its exit status once terminated.
+# statistics, and its exit status once terminated. Then boot a virtual
+# machine from examples/test-guest-vm.json (the test guest), show its serial
+# output, pause and resume it, and shut it down with the power button.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
-hcs="$repo/target/release/hcs"
+hcs="$repo/build/dist/bin/hcs"
+[[ -x "$hcs" ]] || hcs="$repo/target/release/hcs"
 [[ -x "$hcs" ]] || hcs="$repo/target/debug/hcs"
-[[ -x "$hcs" ]] || { echo "demo: build first (cargo build --release)" >&2; exit 1; }
+[[ -x "$hcs" ]] || { echo "demo: build first (./scripts/build-release.sh)" >&2; exit 1; }
 
 id="demo-$$"
 mkdir -p build/examples
@@ -33,4 +36,45 @@ echo "\$ hcs properties $id -t Statistics"
 "$hcs" properties "$id" -t Statistics
 echo "\$ hcs terminate $id"
 "$hcs" terminate "$id"
+trap - EXIT
+
+echo
+echo "== A virtual machine compute system"
+if [[ -e /sys/module/kvm_pvm ]]; then
+    echo "/dev/kvm here is kvm_pvm, a software hypervisor that cannot boot Linux, so the VM"
+    echo "runs the test guest (guest/test-guest): a small no_std kernel built from this repo"
+    echo "that boots through the same Linux 64-bit boot path and finds its devices in ACPI."
+else
+    echo "The VM runs the test guest (guest/test-guest): a small no_std kernel built from this"
+    echo "repo that boots through the same Linux 64-bit boot path and finds its devices in ACPI."
+fi
+kernel="$repo/build/dist/guest/hcs-test-guest.elf"
+[[ -f "$kernel" ]] || kernel="$(ls -t "$repo"/target/*/build/hcs-test-guest-*/out/hcs-test-guest.elf 2>/dev/null | head -n 1)"
+[[ -f "$kernel" ]] || { echo "demo: the test guest is not built (./scripts/build-release.sh)" >&2; exit 1; }
+vm="demo-vm-$$"
+serial="$repo/build/examples/$vm.serial.log"
+vmdoc="build/examples/test-guest-vm.json"
+sed -e "s|@KERNEL@|$kernel|" -e "s|@SERIAL@|$serial|" examples/test-guest-vm.json > "$vmdoc"
+cleanup_vm() { "$hcs" terminate "$vm" >/dev/null 2>&1 || true; rm -f "$serial"; }
+trap cleanup_vm EXIT
+
+echo "\$ hcs run $vm $vmdoc"
+"$hcs" run "$vm" "$vmdoc"
+# The guest prints READY once it has parsed ACPI and started its timer.
+for _ in $(seq 1 200); do
+    grep -q "READY" "$serial" 2>/dev/null && break
+    sleep 0.05
+done
+echo "serial port COM1 ($serial):"
+sed 's/^/  | /' "$serial"
+echo "\$ hcs properties $vm -t Statistics"
+"$hcs" properties "$vm" -t Statistics
+echo "\$ hcs pause $vm && hcs resume $vm"
+"$hcs" pause "$vm"
+"$hcs" resume "$vm"
+echo "\$ hcs shutdown $vm   (ACPI power button; the guest powers off)"
+"$hcs" shutdown "$vm"
+echo "serial port COM1, the end:"
+tail -n 2 "$serial" | sed 's/^/  | /'
+rm -f "$serial"
 trap - EXIT

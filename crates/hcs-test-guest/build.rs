@@ -6,6 +6,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "src/bzimage.rs"]
+mod bzimage;
+
 #[path = "src/gate.rs"]
 #[allow(dead_code)]
 mod gate;
@@ -91,12 +94,25 @@ fn main() {
     // ELFs only through PVH (QEMU's microvm): the benchmarks use it to run
     // one guest under every VMM.
     build_variant(&guest, &out_dir, Some("pvh"), "hcs-test-guest-pvh.elf");
+    // The plain guest wrapped as a bzImage, so the bzImage path of the
+    // loader is exercised end to end by a guest that runs here.
+    let elf = std::fs::read(out_dir.join("hcs-test-guest.elf"))
+        .unwrap_or_else(|e| panic!("cannot read the test guest ELF: {e}"));
+    let bz = bzimage::wrap(&elf)
+        .unwrap_or_else(|e| panic!("cannot wrap the test guest as a bzImage: {e}"));
+    std::fs::write(out_dir.join("hcs-test-guest.bzImage"), bz)
+        .unwrap_or_else(|e| panic!("cannot write the test guest bzImage: {e}"));
     std::fs::write(out_dir.join("gate.txt"), report.summary())
         .unwrap_or_else(|e| panic!("cannot write the gate report: {e}"));
 }
 
 /// Build the guest (with `feature`, if any), gate it, and copy it to `OUT_DIR/dest`.
-fn build_variant(guest: &Path, out_dir: &Path, feature: Option<&str>, dest: &str) -> gate::GateReport {
+fn build_variant(
+    guest: &Path,
+    out_dir: &Path,
+    feature: Option<&str>,
+    dest: &str,
+) -> gate::GateReport {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target_dir = out_dir.join(match feature {
         Some(f) => format!("guest-target-{f}"),

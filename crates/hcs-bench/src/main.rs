@@ -396,7 +396,9 @@ fn vm_bench(iterations: usize, warmup: usize, qemu: &str) -> Result<(), String> 
     let pvh = vms::guest_pvh();
     let plain = vms::guest_plain();
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let fc = std::env::var("HCS_BENCH_FIRECRACKER").ok().filter(|s| !s.is_empty());
+    let fc = std::env::var("HCS_BENCH_FIRECRACKER")
+        .ok()
+        .filter(|s| !s.is_empty());
     let mut names = vec!["hcs"];
     if !qemu.is_empty() && have(qemu) {
         names.push("qemu");
@@ -428,7 +430,10 @@ fn vm_bench(iterations: usize, warmup: usize, qemu: &str) -> Result<(), String> 
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
     println!("test guest (PVH build, 256 MiB, 1 vCPU): {iterations} iterations after {warmup} warm-up, VMMs interleaved");
-    println!("{:<12} {:>16} {:>12} {:>16} {:>18}", "", "first output ms", "exit ms", "VMM RSS MiB", "pause+resume ms");
+    println!(
+        "{:<12} {:>16} {:>12} {:>16} {:>18}",
+        "", "first output ms", "exit ms", "VMM RSS MiB", "pause+resume ms"
+    );
     let mut meds = Vec::new();
     for (k, name) in names.iter().enumerate() {
         if let Some(e) = &failed[k] {
@@ -443,7 +448,10 @@ fn vm_bench(iterations: usize, warmup: usize, qemu: &str) -> Result<(), String> 
             median(&mut s.iter().map(|x| x.rss_bytes as f64 / 1048576.0).collect()),
             median(&mut s.iter().map(|x| ms(x.pause_resume)).collect()),
         ];
-        println!("{name:<12} {:>16.2} {:>12.2} {:>16.2} {:>18.3}", m[0], m[1], m[2], m[3]);
+        println!(
+            "{name:<12} {:>16.2} {:>12.2} {:>16.2} {:>18.3}",
+            m[0], m[1], m[2], m[3]
+        );
         meds.push(Some(m));
     }
     if fc.is_none() {

@@ -35,9 +35,19 @@ fn vmm_rss(pid: u32, mem_bytes: u64) -> u64 {
     let mut size = 0u64;
     for line in smaps.lines() {
         if let Some(v) = line.strip_prefix("Size:") {
-            size = v.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(0) * 1024;
+            size = v
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0)
+                * 1024;
         } else if let Some(v) = line.strip_prefix("Rss:") {
-            let rss = v.split_whitespace().next().and_then(|x| x.parse::<u64>().ok()).unwrap_or(0) * 1024;
+            let rss = v
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024;
             total += rss;
             if size >= mem_bytes {
                 guest += rss;
@@ -80,31 +90,46 @@ pub fn hcs_once(elf: &Path, i: usize) -> Result<VmSample, String> {
     let op = Operation::new();
     let system = System::create_in_namespace("bench", &id, &doc, &op).map_err(e)?;
     op.wait(INFINITE).map_err(e)?;
-    let console = UnixStream::connect(hcs::console_socket("bench", &id, 0)).map_err(|e| e.to_string())?;
-    console.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
+    let console =
+        UnixStream::connect(hcs::console_socket("bench", &id, 0)).map_err(|e| e.to_string())?;
+    console
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
     system.start(&op, None).map_err(e)?;
     op.wait(INFINITE).map_err(e)?;
     let mut reader = BufReader::new(console.try_clone().map_err(|e| e.to_string())?);
     wait_line(&mut reader, READY)?;
     let first_output = t0.elapsed();
-    let record: serde_json::Value = std::fs::read(hcs_rundir::system_dir(&hcs_rundir::root(), "bench", &id).join("record.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let rss_bytes = record["monitor_pid"].as_u64().map(|p| vmm_rss(p as u32, MEM_MB << 20)).unwrap_or(0);
+    let record: serde_json::Value = std::fs::read(
+        hcs_rundir::system_dir(&hcs_rundir::root(), "bench", &id).join("record.json"),
+    )
+    .ok()
+    .and_then(|b| serde_json::from_slice(&b).ok())
+    .unwrap_or_default();
+    let rss_bytes = record["monitor_pid"]
+        .as_u64()
+        .map(|p| vmm_rss(p as u32, MEM_MB << 20))
+        .unwrap_or(0);
     let t = Instant::now();
     system.pause(&op, None).map_err(e)?;
     op.wait(INFINITE).map_err(e)?;
     system.resume(&op, None).map_err(e)?;
     op.wait(INFINITE).map_err(e)?;
     let pause_resume = t.elapsed();
-    (&console).write_all(b"poweroff\n").map_err(|e| e.to_string())?;
+    (&console)
+        .write_all(b"poweroff\n")
+        .map_err(|e| e.to_string())?;
     let status = system.wait_for_exit(INFINITE).map_err(e)?;
     let exit = t0.elapsed();
     if !status.contains("GracefulExit") {
         return Err(format!("the guest did not power off cleanly: {status}"));
     }
-    Ok(VmSample { first_output, exit, rss_bytes, pause_resume })
+    Ok(VmSample {
+        first_output,
+        exit,
+        rss_bytes,
+        pause_resume,
+    })
 }
 
 /// A QMP connection (QEMU's JSON monitor).
@@ -151,8 +176,24 @@ pub fn qemu_once(qemu: &str, elf: &Path, dir: &Path, i: usize) -> Result<VmSampl
     let qmp_path = dir.join(format!("qmp-{i}.sock"));
     let t0 = Instant::now();
     let mut child = Command::new(qemu)
-        .args(["-M", "microvm,acpi=on", "-enable-kvm", "-cpu", "host,-arch-capabilities"])
-        .args(["-m", &MEM_MB.to_string(), "-smp", "1", "-no-reboot", "-display", "none", "-monitor", "none"])
+        .args([
+            "-M",
+            "microvm,acpi=on",
+            "-enable-kvm",
+            "-cpu",
+            "host,-arch-capabilities",
+        ])
+        .args([
+            "-m",
+            &MEM_MB.to_string(),
+            "-smp",
+            "1",
+            "-no-reboot",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+        ])
         .args(["-serial", "stdio", "-append", "console=ttyS0"])
         .arg("-kernel")
         .arg(elf)
@@ -173,7 +214,12 @@ pub fn qemu_once(qemu: &str, elf: &Path, dir: &Path, i: usize) -> Result<VmSampl
         qmp.exec("stop")?;
         qmp.exec("cont")?;
         let pause_resume = t.elapsed();
-        child.stdin.as_mut().ok_or("no stdin")?.write_all(b"poweroff\n").map_err(|e| e.to_string())?;
+        child
+            .stdin
+            .as_mut()
+            .ok_or("no stdin")?
+            .write_all(b"poweroff\n")
+            .map_err(|e| e.to_string())?;
         let st = child.wait().map_err(|e| e.to_string())?;
         let exit = t0.elapsed();
         if !st.success() {
@@ -181,7 +227,12 @@ pub fn qemu_once(qemu: &str, elf: &Path, dir: &Path, i: usize) -> Result<VmSampl
         }
         // Drain, so nothing lingers.
         let _ = out.read_to_end(&mut Vec::new());
-        Ok(VmSample { first_output, exit, rss_bytes, pause_resume })
+        Ok(VmSample {
+            first_output,
+            exit,
+            rss_bytes,
+            pause_resume,
+        })
     })();
     finish_child(&mut child, run)
 }
@@ -240,10 +291,20 @@ pub fn firecracker_once(fc: &str, elf: &Path, dir: &Path, i: usize) -> Result<Vm
         patch("Paused")?;
         patch("Resumed")?;
         let pause_resume = t.elapsed();
-        child.stdin.as_mut().ok_or("no stdin")?.write_all(b"poweroff\n").map_err(|e| e.to_string())?;
+        child
+            .stdin
+            .as_mut()
+            .ok_or("no stdin")?
+            .write_all(b"poweroff\n")
+            .map_err(|e| e.to_string())?;
         let _ = child.wait().map_err(|e| e.to_string())?;
         let exit = t0.elapsed();
-        Ok(VmSample { first_output, exit, rss_bytes, pause_resume })
+        Ok(VmSample {
+            first_output,
+            exit,
+            rss_bytes,
+            pause_resume,
+        })
     })();
     finish_child(&mut child, run)
 }

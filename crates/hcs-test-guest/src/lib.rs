@@ -23,6 +23,7 @@
 
 use std::path::PathBuf;
 
+pub mod bzimage;
 pub mod gate;
 
 /// Path of the test guest ELF built by this crate's build script.
@@ -32,6 +33,10 @@ pub const TEST_GUEST_ELF: &str = concat!(env!("OUT_DIR"), "/hcs-test-guest.elf")
 /// feature `pvh`), for VMMs that boot ELF kernels only through PVH, such
 /// as QEMU's microvm; the benchmarks boot it under every VMM.
 pub const TEST_GUEST_PVH_ELF: &str = concat!(env!("OUT_DIR"), "/hcs-test-guest-pvh.elf");
+
+/// The plain guest wrapped as a bzImage (see [`bzimage`]): boots through
+/// the bzImage path of the 64-bit boot protocol.
+pub const TEST_GUEST_BZIMAGE: &str = concat!(env!("OUT_DIR"), "/hcs-test-guest.bzImage");
 
 /// The gate's one-line summary for [`TEST_GUEST_ELF`] (the build fails unless it passed).
 pub const GATE_SUMMARY: &str = include_str!(concat!(env!("OUT_DIR"), "/gate.txt"));
@@ -73,6 +78,9 @@ pub mod commands {
     pub const BAD_INSN: &str = "badinsn";
     /// `panic` → `PANIC`, then 1 to the pvpanic port, then halts with IF = 0.
     pub const PANIC: &str = "panic";
+    /// `stray` → reads and writes port 0x333 and MMIO 0xc0000000, which no
+    /// device claims, then `STRAY io=<0xhex> mem=<0xhex>` (the values read).
+    pub const STRAY: &str = "stray";
     /// `hang` → `HANG`, then `cli; hlt` forever (ignores the power button).
     pub const HANG: &str = "hang";
     /// Anything else → `UNKNOWN <line>`.

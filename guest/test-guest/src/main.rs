@@ -448,6 +448,8 @@ fn command(cmd: &[u8], info: &Info) {
         unsafe { hcs_badinsn_sse() };
     } else if bytes_eq(cmd, b"panic") {
         crash();
+    } else if bytes_eq(cmd, b"stray") {
+        stray();
     } else if bytes_eq(cmd, b"hang") {
         line(b"HANG");
         halt_forever();
@@ -455,6 +457,28 @@ fn command(cmd: &[u8], info: &Info) {
         put(b"UNKNOWN ");
         line(cmd);
     }
+}
+
+/// A port and an MMIO address that no device claims (the VMM must log and
+/// ignore them): one read and one write each, then `STRAY io=<read>
+/// mem=<read>`.
+fn stray() {
+    const PORT: u16 = 0x333;
+    const ADDR: u64 = MMIO_WINDOW;
+    let io = inb(PORT);
+    outb(PORT, 0x5a);
+    put(b"STRAY io=");
+    hex(io as u64);
+    if map_mmio(ADDR) {
+        write_cr3(read_cr3());
+        let mem = mmio_read32(ADDR);
+        mmio_write32(ADDR, 0x5a5a_5a5a);
+        put(b" mem=");
+        hex(mem as u64);
+    } else {
+        put(b" mem=unmapped");
+    }
+    nl();
 }
 
 /// S5 through the FADT sleep control register (hardware-reduced ACPI), or

@@ -42,6 +42,44 @@ pub fn rootfs() -> PathBuf {
     p
 }
 
+/// Debian's cloud kernel (an LZ4 bzImage) fetched by
+/// scripts/fetch-guest-kernel.sh, or `$HCS_GUEST_KERNEL`. Missing is a
+/// failure, not a skip: the script gets it on any Debian machine.
+pub fn guest_kernel() -> PathBuf {
+    let p = std::env::var_os("HCS_GUEST_KERNEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("build/guest/vmlinuz"));
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/fetch-guest-kernel.sh first",
+        p.display()
+    );
+    p
+}
+
+/// Report that `test` did not run its checks, and why. The line goes to
+/// stderr and, when `$HCS_TEST_SKIP_LOG` names a file, is appended to it so
+/// that scripts/test.sh lists every skipped test at the end of the run
+/// (cargo itself counts a skipped test as passed).
+pub fn skip(test: &str, reason: &str) {
+    let line = format!("SKIPPED {test}: {reason}");
+    eprintln!("{line}");
+    if let Some(log) = std::env::var_os("HCS_TEST_SKIP_LOG") {
+        use std::io::Write;
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = written {
+            panic!(
+                "cannot record the skip in {}: {e}",
+                Path::new(&log).display()
+            );
+        }
+    }
+}
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A namespace unique to this test run and call, so tests can run in parallel

@@ -56,6 +56,7 @@ fn every_command_has_help() {
         "modify",
         "wait",
         "events",
+        "console",
     ];
     for c in commands {
         assert!(text.contains(c), "top-level help lists {c}");

@@ -76,6 +76,23 @@ impl Console {
         }
     }
 
+    /// Read lines until one contains `text` (Linux prefixes a timestamp).
+    fn expect_containing(&mut self, text: &str) -> String {
+        let mut seen = 0usize;
+        loop {
+            let mut line = String::new();
+            let n = self
+                .reader
+                .read_line(&mut line)
+                .unwrap_or_else(|e| panic!("reading the console ({e}) after {seen} lines"));
+            assert!(n > 0, "console closed before {text:?} after {seen} lines");
+            if line.contains(text) {
+                return line.trim_end_matches(['\r', '\n']).to_string();
+            }
+            seen += 1;
+        }
+    }
+
     fn command(&mut self, cmd: &str) {
         self.writer
             .write_all(format!("{cmd}\n").as_bytes())
@@ -340,13 +357,87 @@ fn bad_vm_documents_are_refused_and_leave_nothing() {
 #[test]
 fn an_elf_with_a_pvh_note_boots_through_pvh() {
     let ns = unique_namespace("vmpvh");
-    let doc = vm_doc(serde_json::json!({ "VirtualMachine": { "Chipset": { "LinuxKernelDirect": {
+    let doc = vm_doc(
+        serde_json::json!({ "VirtualMachine": { "Chipset": { "LinuxKernelDirect": {
         "KernelFilePath": hcs_test_guest::TEST_GUEST_PVH_ELF
-    } } } }));
+    } } } }),
+    );
     let s = create_started(&ns, "vm", &doc);
     let mut c = Console::attach(&ns, "vm");
     c.expect("HCS-TEST-GUEST READY");
     assert_eq!(c.ask("echo via pvh", "via"), "via pvh");
+    c.command("poweroff");
+    assert_eq!(exit_status(&s)["ExitType"], "GracefulExit");
+}
+
+#[test]
+fn a_bzimage_boots_through_its_64_bit_entry_with_boot_params() {
+    let ns = unique_namespace("vmbz");
+    let doc = vm_doc(
+        serde_json::json!({ "VirtualMachine": { "Chipset": { "LinuxKernelDirect": {
+        "KernelFilePath": hcs_test_guest::TEST_GUEST_BZIMAGE,
+        "KernelCmdLine": "console=ttyS0 from=bzimage"
+    } } } }),
+    );
+    let s = create_started(&ns, "vm", &doc);
+    let mut c = Console::attach(&ns, "vm");
+    c.expect("HCS-TEST-GUEST READY");
+    // The command line arrives through boot_params.hdr.cmd_line_ptr.
+    assert_eq!(
+        c.ask("cmdline", "CMDLINE"),
+        "CMDLINE console=ttyS0 from=bzimage"
+    );
+    c.command("poweroff");
+    assert_eq!(exit_status(&s)["ExitType"], "GracefulExit");
+}
+
+/// Debian's cloud kernel boots to the point where it looks for a root file
+/// system: it finds every vCPU in the MADT, its console on the 16550, and
+/// panics with no root; `panic=-1` makes it reboot at once, which stops the
+/// VM. Needs a hypervisor that can run Linux (hardware KVM).
+#[test]
+fn debian_s_kernel_boots_to_its_root_mount() {
+    let kernel = guest_kernel();
+    if let Some(reason) = hcs_vmm::host::linux_guest_unsupported_reason() {
+        skip("vm::debian_s_kernel_boots_to_its_root_mount", &reason);
+        return;
+    }
+    let ns = unique_namespace("vmlinux");
+    let doc = vm_doc(serde_json::json!({ "VirtualMachine": {
+        "Chipset": { "LinuxKernelDirect": {
+            "KernelFilePath": kernel,
+            "KernelCmdLine": "console=ttyS0 panic=-1 reboot=k"
+        } },
+        "ComputeTopology": { "Memory": { "SizeInMB": 512 }, "Processor": { "Count": 2 } }
+    } }));
+    let s = create_started(&ns, "vm", &doc);
+    let mut c = Console::attach(&ns, "vm");
+    c.expect_containing("Linux version");
+    // "smp: Brought up 1 node, 2 CPUs": both MADT entries came online.
+    let smp = c.expect_containing("smp: Brought up");
+    assert!(smp.contains("2 CPUs"), "{smp}");
+    c.expect_containing("VFS: Unable to mount root fs");
+    let status = exit_status(&s);
+    assert_eq!(status["ExitType"], "GracefulExit", "{status}");
+    assert_eq!(
+        attribution(&status, "WorkerExit").unwrap()["Type"],
+        "StoppedOnReset",
+        "{status}"
+    );
+}
+
+#[test]
+fn accesses_to_nothing_are_ignored_and_counted() {
+    let (_ns, s, mut c, _) = booted("vmstray", serde_json::json!({}));
+    // Unclaimed reads see all ones; the writes are dropped.
+    assert_eq!(c.ask("stray", "STRAY"), "STRAY io=0xff mem=0xffffffff");
+    // The guest goes on as if nothing happened.
+    assert_eq!(c.ask("echo still here", "still"), "still here");
+    let p = properties(&s, &["Statistics"]).unwrap();
+    assert_eq!(
+        p["Statistics"]["VirtualMachine"]["UnclaimedAccesses"], 4,
+        "{p}"
+    );
     c.command("poweroff");
     assert_eq!(exit_status(&s)["ExitType"], "GracefulExit");
 }

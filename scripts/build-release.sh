@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Build the release binaries into build/dist/bin: hcs, hcs-bench and a
+# statically linked hcs-monitor (glibc, crt-static); and the test guest
+# into build/dist/guest.
+#
+# Why the monitor is static: it is exec'd once per compute system and, for
+# a VM, it is the VMM, whose memory overhead counts. Linked statically it
+# maps no libc/libm/libgcc_s/ld.so pages and skips dynamic loading: 3.2 MiB
+# RSS instead of 4.3 MiB for a running test-guest VM. crt-static needs an
+# explicit --target (so build scripts and proc macros stay dynamic), and it
+# is only for the monitor: the C API library (a cdylib) must stay dynamic.
+# Usage: ./scripts/build-release.sh
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+host="$(rustc -vV | awk '$1 == "host:" { print $2 }')"
+dist="$repo/build/dist/bin"
+
+echo "release: building the workspace"
+cargo build --release --workspace
+echo "release: building hcs-monitor statically for $host"
+RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$repo/target/static" \
+    cargo build --release --target "$host" -p hcs-monitor
+mkdir -p "$dist"
+for bin in hcs hcs-bench; do
+    install -m 0755 "target/release/$bin" "$dist/$bin"
+done
+install -m 0755 "target/static/$host/release/hcs-monitor" "$dist/hcs-monitor"
+# The test guest (built by hcs-test-guest's build script) for the demo.
+guest="$(ls -t target/release/build/hcs-test-guest-*/out/hcs-test-guest.elf | head -n 1)"
+mkdir -p "$repo/build/dist/guest"
+install -m 0644 "$guest" "$repo/build/dist/guest/hcs-test-guest.elf"
+if ldd "$dist/hcs-monitor" 2>&1 | grep -q "=>"; then
+    echo "release: $dist/hcs-monitor is not static" >&2
+    exit 1
+fi
+echo "release: binaries in $dist (hcs-monitor linked statically)"
