@@ -2,7 +2,8 @@
 # Set everything up on a fresh Debian machine and run the main job:
 # install the Debian packages, build the workspace (release), build the
 # busybox root filesystem, then create a container compute system, run a
-# process in it with streamed output and show its exit status.
+# process in it with streamed output and show its exit status, and boot a
+# virtual machine (the test guest) and show its serial output and exit status.
 # Usage: sudo ./scripts/setup.sh
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,7 +21,7 @@ echo "== 1/4 Debian packages"
 ./scripts/install-deps.sh
 echo "== 2/4 busybox root filesystem"
 ./scripts/build-rootfs.sh
-echo "== 3/4 build (release)"
-cargo build --release --workspace
+echo "== 3/4 build (release, into build/dist)"
+./scripts/build-release.sh
 echo "== 4/4 the main job"
 exec ./scripts/demo.sh

@@ -43,6 +43,13 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
             "restoring a saved VM is not available yet",
         ));
     }
+    if doc.stop_on_reset == Some(false) {
+        return Err(unsupported(
+            "StopOnReset",
+            "restarting the VM in place when the guest resets is not available; a guest reset stops \
+             the VM (StopOnReset: true, as hcsshim and WSL set it)",
+        ));
+    }
     if doc.guest_connection.is_some() {
         return Err(unsupported(
             "GuestConnection",

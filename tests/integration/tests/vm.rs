@@ -331,6 +331,11 @@ fn bad_vm_documents_are_refused_and_leave_nothing() {
             "Scsi",
         ),
         (
+            serde_json::json!({ "VirtualMachine": { "StopOnReset": false } }),
+            HResult::ERROR_NOT_SUPPORTED,
+            "StopOnReset",
+        ),
+        (
             serde_json::json!({ "VirtualMachine": { "Devices": { "Floppy": {} } } }),
             HResult::HCS_E_INVALID_JSON,
             "Floppy",
