@@ -1,0 +1,1 @@
+//! The HCS guest agent (skeleton; see issue 4).
