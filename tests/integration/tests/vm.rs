@@ -58,39 +58,39 @@ impl Console {
         }
     }
 
-    /// Read lines until one starts with `prefix`; returns it (without the newline).
-    fn expect(&mut self, prefix: &str) -> String {
+    /// Read lines until one satisfies `wanted` (named `what` in failures);
+    /// returns it without the line ending.
+    fn read_until(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
         let mut seen = Vec::new();
         loop {
             let mut line = String::new();
             let n = self
                 .reader
                 .read_line(&mut line)
-                .unwrap_or_else(|e| panic!("reading the console ({e}); saw {seen:?}"));
-            assert!(n > 0, "console closed before {prefix:?}; saw {seen:?}");
+                .unwrap_or_else(|e| panic!("reading the console for {what} ({e}); saw {seen:?}"));
+            assert!(n > 0, "console closed before {what}; saw {seen:?}");
             let line = line.trim_end_matches(['\r', '\n']).to_string();
-            if line.starts_with(prefix) {
+            if wanted(&line) {
                 return line;
+            }
+            // Keep the tail only: a Linux boot prints thousands of lines.
+            if seen.len() == 40 {
+                seen.remove(0);
             }
             seen.push(line);
         }
     }
 
+    /// Read lines until one starts with `prefix`.
+    fn expect(&mut self, prefix: &str) -> String {
+        self.read_until(&format!("a line starting {prefix:?}"), |l| {
+            l.starts_with(prefix)
+        })
+    }
+
     /// Read lines until one contains `text` (Linux prefixes a timestamp).
     fn expect_containing(&mut self, text: &str) -> String {
-        let mut seen = 0usize;
-        loop {
-            let mut line = String::new();
-            let n = self
-                .reader
-                .read_line(&mut line)
-                .unwrap_or_else(|e| panic!("reading the console ({e}) after {seen} lines"));
-            assert!(n > 0, "console closed before {text:?} after {seen} lines");
-            if line.contains(text) {
-                return line.trim_end_matches(['\r', '\n']).to_string();
-            }
-            seen += 1;
-        }
+        self.read_until(&format!("a line containing {text:?}"), |l| l.contains(text))
     }
 
     fn command(&mut self, cmd: &str) {
