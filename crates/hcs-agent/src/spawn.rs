@@ -1,0 +1,388 @@
+//! Starting a process: resolving what to run, stdio (pipes or a pty),
+//! fork and exec, and reporting a failed exec precisely.
+
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hcs_agent_protocol::{ConsoleSize, CreateProcess};
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag, OFlag};
+
+use crate::error::{AgentError, Result};
+use crate::process::Processes;
+use crate::stdio;
+use crate::transport::{Stream, Transport};
+use crate::user::{self, Credentials};
+
+/// PATH used when the process's environment has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What to exec, all converted before fork.
+struct Plan {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: CString,
+    creds: Option<Credentials>,
+    terminal: Option<ConsoleSize>,
+}
+
+fn cstring(what: &str, bytes: &[u8]) -> Result<CString> {
+    CString::new(bytes).map_err(|_| AgentError::InvalidArgument(format!("{what} contains a NUL byte")))
+}
+
+impl Plan {
+    fn from_request(req: &CreateProcess<'_>) -> Result<Plan> {
+        let argv = req.args.iter().map(|a| cstring("an argument", a)).collect::<Result<Vec<_>>>()?;
+        let envp = req.env.iter().map(|e| cstring("an environment string", e)).collect::<Result<Vec<_>>>()?;
+        let arg0 = argv.first().ok_or_else(|| AgentError::InvalidArgument("no command (args is empty)".into()))?;
+        let cwd = if req.cwd.is_empty() { b"/".as_slice() } else { req.cwd };
+        let path_var = envp.iter().rev().find_map(|e| e.as_bytes().strip_prefix(b"PATH="));
+        let path = resolve_executable(arg0.as_bytes(), path_var, Path::new(OsStr::from_bytes(cwd)))?;
+        if req.terminal.is_some() && req.stderr_port.is_some() {
+            return Err(AgentError::InvalidArgument("stderr cannot be a separate stream with a terminal".into()));
+        }
+        Ok(Plan {
+            path: cstring("the executable path", path.as_os_str().as_bytes())?,
+            argv,
+            envp,
+            cwd: cstring("the working directory", cwd)?,
+            creds: user::resolve(&req.user)?,
+            terminal: req.terminal,
+        })
+    }
+}
+
+fn is_executable_file(path: &Path) -> bool {
+    std::fs::metadata(path).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+}
+
+/// Finds `arg0`: as a path when it has a `/` (relative to `cwd`), else in
+/// `PATH` (the process's own, or [`DEFAULT_PATH`]).
+pub fn resolve_executable(arg0: &[u8], path_var: Option<&[u8]>, cwd: &Path) -> Result<PathBuf> {
+    let name = String::from_utf8_lossy(arg0).into_owned();
+    if arg0.is_empty() {
+        return Err(AgentError::InvalidArgument("the command (args[0]) is empty".into()));
+    }
+    if arg0.contains(&b'/') {
+        let path = cwd.join(OsStr::from_bytes(arg0));
+        if std::fs::symlink_metadata(&path).is_err() {
+            return Err(AgentError::ExecutableNotFound { name, searched: "no such file".into() });
+        }
+        return Ok(path);
+    }
+    let path_var = path_var.unwrap_or(DEFAULT_PATH.as_bytes());
+    for dir in path_var.split(|b| *b == b':') {
+        let dir = if dir.is_empty() { b".".as_slice() } else { dir };
+        let candidate = cwd.join(OsStr::from_bytes(dir)).join(OsStr::from_bytes(arg0));
+        if is_executable_file(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    let searched = format!("searched PATH={}", String::from_utf8_lossy(path_var));
+    Err(AgentError::ExecutableNotFound { name, searched })
+}
+
+/// The child's descriptors 0, 1, 2 and the parent's ends.
+struct Wiring {
+    child: [OwnedFd; 3],
+    /// Parent ends: stdin writer, stdout reader, stderr reader (pipes), or
+    /// the terminal's master for stdin and stdout.
+    stdin: Option<File>,
+    stdout: Option<File>,
+    stderr: Option<File>,
+    pty_master: Option<Arc<OwnedFd>>,
+}
+
+fn cloexec(fd: &OwnedFd) -> Result<()> {
+    nix::fcntl::fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+        .map(drop)
+        .map_err(|e| AgentError::sys("fcntl(FD_CLOEXEC)", e))
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| AgentError::sys("pipe2", e))
+}
+
+fn dev_null() -> Result<OwnedFd> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| AgentError::io("opening /dev/null", e))?;
+    Ok(OwnedFd::from(f))
+}
+
+fn dup_file(fd: &OwnedFd) -> Result<File> {
+    fd.try_clone().map(File::from).map_err(|e| AgentError::io("dup", e))
+}
+
+fn winsize(size: ConsoleSize) -> libc::winsize {
+    libc::winsize { ws_row: size.rows, ws_col: size.cols, ws_xpixel: 0, ws_ypixel: 0 }
+}
+
+/// Sets a terminal's size (`TIOCSWINSZ` on its master).
+pub fn set_window_size(master: &OwnedFd, size: ConsoleSize) -> Result<()> {
+    let ws = winsize(size);
+    // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which points
+    // to a live local; the fd is owned and open.
+    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if rc < 0 {
+        return Err(AgentError::sys("ioctl(TIOCSWINSZ)", Errno::last()));
+    }
+    Ok(())
+}
+
+impl Wiring {
+    fn pty(size: ConsoleSize) -> Result<Wiring> {
+        let pty = nix::pty::openpty(Some(&winsize(size)), None).map_err(|e| AgentError::sys("openpty", e))?;
+        cloexec(&pty.master)?;
+        cloexec(&pty.slave)?;
+        let child = [dup_owned(&pty.slave)?, dup_owned(&pty.slave)?, pty.slave];
+        Ok(Wiring {
+            child,
+            stdin: Some(dup_file(&pty.master)?),
+            stdout: Some(dup_file(&pty.master)?),
+            stderr: None,
+            pty_master: Some(Arc::new(pty.master)),
+        })
+    }
+
+    fn pipes(stdin: bool, stdout: bool, stderr: bool) -> Result<Wiring> {
+        let (child_in, parent_in) = if stdin { split(pipe()?, false) } else { (dev_null()?, None) };
+        let (child_out, parent_out) = if stdout { split(pipe()?, true) } else { (dev_null()?, None) };
+        let (child_err, parent_err) = if stderr { split(pipe()?, true) } else { (dev_null()?, None) };
+        Ok(Wiring {
+            child: [child_in, child_out, child_err],
+            stdin: parent_in,
+            stdout: parent_out,
+            stderr: parent_err,
+            pty_master: None,
+        })
+    }
+}
+
+/// Splits a pipe `(read, write)` into the child's end and the parent's.
+fn split((read, write): (OwnedFd, OwnedFd), child_writes: bool) -> (OwnedFd, Option<File>) {
+    if child_writes {
+        (write, Some(File::from(read)))
+    } else {
+        (read, Some(File::from(write)))
+    }
+}
+
+fn dup_owned(fd: &OwnedFd) -> Result<OwnedFd> {
+    // try_clone uses F_DUPFD_CLOEXEC.
+    fd.try_clone().map_err(|e| AgentError::io("dup", e))
+}
+
+/// Steps of the child, reported back through the exec-error pipe.
+const STAGES: [&str; 8] = ["setsid", "ioctl(TIOCSCTTY)", "dup2", "setgroups", "setgid", "setuid", "chdir", "execve"];
+
+/// Everything the child touches, as raw pointers prepared before fork.
+struct ChildArgs<'a> {
+    path: *const libc::c_char,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    cwd: *const libc::c_char,
+    creds: Option<&'a Credentials>,
+    fds: [RawFd; 3],
+    terminal: bool,
+    report: RawFd,
+}
+
+/// Runs in the forked child: only async-signal-safe calls, no allocation.
+///
+/// # Safety
+/// Must be called in a freshly forked child; the pointers in `a` must be
+/// valid NUL-terminated strings and NULL-terminated arrays.
+unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
+    let fail = |stage: u32| -> ! {
+        let errno = Errno::last_raw();
+        let mut msg = [0u8; 8];
+        msg[..4].copy_from_slice(&stage.to_le_bytes());
+        msg[4..].copy_from_slice(&errno.to_le_bytes());
+        // SAFETY: `report` is the open write end of the exec-error pipe and
+        // `msg` a live 8-byte buffer; _exit never returns.
+        unsafe {
+            libc::write(a.report, msg.as_ptr().cast(), msg.len());
+            libc::_exit(127)
+        }
+    };
+    // SAFETY: plain system calls on values prepared by the parent; each
+    // failure is reported and ends the child.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in 1..=64 {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+        if libc::setsid() < 0 {
+            fail(0);
+        }
+        if a.terminal && libc::ioctl(a.fds[0], libc::TIOCSCTTY, 0) < 0 {
+            fail(1);
+        }
+        for (target, fd) in a.fds.iter().enumerate() {
+            if libc::dup2(*fd, target as libc::c_int) < 0 {
+                fail(2);
+            }
+        }
+        if let Some(c) = a.creds {
+            if libc::setgroups(c.groups.len(), c.groups.as_ptr()) < 0 {
+                fail(3);
+            }
+            if libc::setgid(c.gid) < 0 {
+                fail(4);
+            }
+            if libc::setuid(c.uid) < 0 {
+                fail(5);
+            }
+        }
+        if libc::chdir(a.cwd) < 0 {
+            fail(6);
+        }
+        libc::execve(a.path, a.argv.as_ptr(), a.envp.as_ptr());
+        fail(7)
+    }
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+}
+
+/// Forks and execs `plan` with `wiring`; returns the pid once exec succeeded.
+fn fork_exec(plan: &Plan, wiring: &Wiring, procs: &Processes) -> Result<u32> {
+    let argv = null_terminated(&plan.argv);
+    let envp = null_terminated(&plan.envp);
+    let (report_read, report_write) = pipe()?;
+    let args = ChildArgs {
+        path: plan.path.as_ptr(),
+        argv: &argv,
+        envp: &envp,
+        cwd: plan.cwd.as_ptr(),
+        creds: plan.creds.as_ref(),
+        fds: [wiring.child[0].as_raw_fd(), wiring.child[1].as_raw_fd(), wiring.child[2].as_raw_fd()],
+        terminal: plan.terminal.is_some(),
+        report: report_write.as_raw_fd(),
+    };
+    let mut registration = procs.register();
+    // SAFETY: fork in a multithreaded process: the child runs only
+    // `child_main`, which makes async-signal-safe calls on data prepared
+    // above and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: we are the freshly forked child; `args` points into live data.
+        unsafe { child_main(&args) }
+    }
+    if pid < 0 {
+        return Err(AgentError::sys("fork", Errno::last()));
+    }
+    let pid = pid as u32;
+    registration.insert(pid, wiring.pty_master.clone());
+    drop(registration);
+    drop(report_write);
+    match read_exec_report(report_read) {
+        None => Ok(pid),
+        Some((stage, errno)) => {
+            procs.remove(pid);
+            Err(AgentError::Exec {
+                path: String::from_utf8_lossy(plan.path.as_bytes()).into_owned(),
+                stage: STAGES.get(stage as usize).copied().unwrap_or("start"),
+                source: Errno::from_raw(errno),
+            })
+        }
+    }
+}
+
+/// Reads the child's failure report; `None` when exec succeeded (the pipe
+/// closed on exec without data).
+fn read_exec_report(fd: OwnedFd) -> Option<(u32, i32)> {
+    let mut file = File::from(fd);
+    let mut msg = [0u8; 8];
+    let mut got = 0;
+    while got < msg.len() {
+        match file.read(&mut msg[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if got < msg.len() {
+        return None;
+    }
+    let (stage, errno) = msg.split_at(4);
+    Some((u32::from_le_bytes(stage.try_into().ok()?), i32::from_le_bytes(errno.try_into().ok()?)))
+}
+
+fn connect(transport: &Transport, stream: &'static str, port: Option<u32>) -> Result<Option<Stream>> {
+    port.map(|port| transport.connect_port(port).map_err(|source| AgentError::StdioConnect { stream, port, source }))
+        .transpose()
+}
+
+/// Handles CreateProcess: returns the new pid once it has exec'd.
+pub fn create_process(req: &CreateProcess<'_>, transport: &Transport, procs: &Arc<Processes>) -> Result<u32> {
+    let plan = Plan::from_request(req)?;
+    let stdin = connect(transport, "stdin", req.stdin_port)?;
+    let stdout = connect(transport, "stdout", req.stdout_port)?;
+    let stderr = connect(transport, "stderr", req.stderr_port)?;
+    let wiring = match plan.terminal {
+        Some(size) => Wiring::pty(size)?,
+        None => Wiring::pipes(stdin.is_some(), stdout.is_some(), stderr.is_some())?,
+    };
+    let pid = fork_exec(&plan, &wiring, procs)?;
+    let Wiring { child, stdin: w_in, stdout: w_out, stderr: w_err, .. } = wiring;
+    drop(child);
+    let stdin_ctl = stdin.as_ref().and_then(|s| s.try_clone().ok());
+    let mut outputs = 0;
+    let pairs = [(stdout, w_out, "stdout"), (stderr, w_err, "stderr")];
+    let started: Vec<_> = pairs
+        .into_iter()
+        .filter_map(|(stream, file, name)| Some((stream?, file?, name)))
+        .collect();
+    outputs += started.len();
+    procs.attach_stdio(pid, stdin_ctl, outputs);
+    for (stream, file, name) in started {
+        stdio::spawn_output(Arc::clone(procs), pid, name, file, stream);
+    }
+    if let (Some(stream), Some(file)) = (stdin, w_in) {
+        stdio::spawn_input(pid, file, stream, plan.terminal.is_some());
+    }
+    Ok(pid)
+}
+
+/// Makes sure descriptors 0, 1 and 2 are open (on /dev/null if not), so
+/// no socket or pipe of ours ever takes those numbers.
+pub fn ensure_standard_fds() {
+    fill_standard_fds(Path::new("/dev/null"));
+}
+
+/// Opens `path` on each of descriptors 0, 1 and 2 that is closed.
+pub fn fill_standard_fds(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only queries the descriptor table.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+            continue;
+        }
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(path);
+        if let Ok(file) = opened {
+            // Opened on the lowest free number, which is `fd`: keep it open.
+            if file.as_raw_fd() == fd {
+                std::mem::forget(file);
+            }
+        }
+    }
+}
