@@ -18,7 +18,7 @@ fi
 mkdir -p "$work"
 if ! ls "$work"/busybox-static_*.deb >/dev/null 2>&1; then
     echo "rootfs: downloading busybox-static"
-    (cd "$work" && apt-get download busybox-static)
+    (cd "$work" && apt-get download -qq busybox-static)
 fi
 deb="$(ls "$work"/busybox-static_*.deb | head -n1)"
 

@@ -6,18 +6,14 @@
 #   runc, crun    the peers the container benchmark measures against
 #   hyperfine     timing of whole commands in benchmarks
 #   acpica-tools  iasl, to decompile and check the VMM's ACPI tables
-#
-# With the argument `bench`, also what only the benchmarks need:
-#   qemu-system-x86  QEMU's microvm, the peer of the `vms` benchmark
+#   cpio          the guest image's initramfs archive (scripts/build-guest-image.sh)
+#   kmod          depmod, for the guest kernel's modules.dep (its package ships none)
+#   qemu-system-x86  boots the Linux guest image under pure emulation (TCG) in
+#                 a test, since /dev/kvm here cannot run Linux; QEMU's microvm
+#                 is also the peer of the `vms` benchmark
 set -euo pipefail
 
-packages=(iproute2 runc crun hyperfine acpica-tools)
-for arg in "$@"; do
-    case "$arg" in
-        bench) packages+=(qemu-system-x86) ;;
-        *) echo "usage: $0 [bench]" >&2; exit 2 ;;
-    esac
-done
+packages=(iproute2 runc crun hyperfine acpica-tools cpio kmod qemu-system-x86)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

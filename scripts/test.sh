@@ -12,7 +12,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 ./scripts/install-deps.sh
 ./scripts/build-rootfs.sh
-./scripts/fetch-guest-kernel.sh
+# The guest kernel (build/guest/vmlinuz) and the Linux guest image.
+./scripts/build-guest-image.sh
 # The tests start the hcs-monitor and hcs binaries: build them first.
 cargo build --workspace --all-targets
 # Keep monitor logs of failed runs for diagnosis.

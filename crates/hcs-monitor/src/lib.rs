@@ -7,8 +7,10 @@
 //! and serves its control socket there. It is single-threaded: one `mio`
 //! loop over the control socket, the client connections and a `signalfd` for
 //! SIGCHLD. Being single-threaded is what lets it fork container processes
-//! without the hazards of forking a multi-threaded program.
+//! without the hazards of forking a multi-threaded program. A VM's monitor
+//! (which never forks) also runs vCPU, device and guest-agent threads.
 
+pub mod agent;
 pub mod backend;
 pub mod container;
 pub mod lifecycle;

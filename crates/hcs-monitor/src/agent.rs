@@ -1,0 +1,565 @@
+//! The host side of the guest agent protocol (`hcs-agent-protocol`): one
+//! control connection to the agent in a VM (or, in tests, to `hcs-agent
+//! --unix` on the host), requests with their replies matched by id, process
+//! exits and the connection's loss reported as [`AgentEvent`]s.
+//!
+//! A reader thread owns the receiving half. Callers block in
+//! [`AgentClient::request`] until their reply arrives (bounded by a
+//! timeout); `WaitProcess` replies, which come whenever a process exits,
+//! become events and wake the monitor's loop through an eventfd.
+//!
+//! Stdio is never on the control connection: for each stream the host
+//! listens on a port and the agent connects to it. A port's listening
+//! socket is `port_path(port)`: `<uds>_<port>` behind the hybrid vsock
+//! device, `<dir>/port_<port>` for `hcs-agent --unix`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hcs_agent_protocol as proto;
+use hcs_errors::{HResult, HcsError, HcsResult};
+use hcs_schema::{ProcessDetails, ProcessParameters};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+use crate::backend::StartedProcess;
+
+/// How long a request may wait for its reply.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the agent has to connect a stdio stream after creating a process.
+const STDIO_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// First port handed out for stdio streams (clear of the control port).
+const FIRST_STDIO_PORT: u32 = 0x1_0000;
+
+/// What the agent tells us without being asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEvent {
+    /// A process the host is watching exited.
+    ProcessExited {
+        /// Its pid in the guest.
+        pid: u32,
+        /// Exit code; 128 + signal when killed by a signal.
+        exit_code: u32,
+    },
+    /// The control connection ended (the agent exited, or the guest stopped).
+    ConnectionClosed,
+}
+
+/// A decoded reply, owning its data.
+#[derive(Debug, Clone)]
+enum Reply {
+    Ok,
+    Created(u32),
+    Exited { pid: u32, exit_code: u32 },
+    Processes(Vec<ProcessDetails>),
+    Error { hresult: u32, message: String },
+    Other(u16),
+}
+
+impl Reply {
+    fn from_message(m: &proto::Message<'_>) -> Reply {
+        use proto::Message as M;
+        match m {
+            M::Ok => Reply::Ok,
+            M::ProcessCreated(c) => Reply::Created(c.pid),
+            M::ProcessExited(e) => Reply::Exited {
+                pid: e.pid,
+                exit_code: e.exit_code,
+            },
+            M::ProcessListReply(l) => Reply::Processes(
+                l.processes
+                    .iter()
+                    .map(|p| ProcessDetails {
+                        process_id: Some(p.pid),
+                        image_name: Some(String::from_utf8_lossy(p.command_line).into_owned()),
+                        create_timestamp: None,
+                        user_time_100ns: Some(p.user_time_100ns),
+                        kernel_time_100ns: Some(p.kernel_time_100ns),
+                        memory_commit_bytes: Some(p.memory_commit_bytes),
+                        memory_working_set_private_bytes: Some(p.working_set_private_bytes),
+                        memory_working_set_shared_bytes: Some(p.working_set_shared_bytes),
+                    })
+                    .collect(),
+            ),
+            M::Error(e) => Reply::Error {
+                hresult: e.hresult,
+                message: String::from_utf8_lossy(e.message).into_owned(),
+            },
+            other => Reply::Other(other.message_type() as u16),
+        }
+    }
+}
+
+/// Where a reply goes.
+enum Waiter {
+    /// A caller blocked in `request`.
+    Caller(SyncSender<Reply>),
+    /// A `WaitProcess` watch: the reply becomes an event.
+    Watch,
+}
+
+/// State shared with the reader thread.
+struct Shared {
+    waiters: Mutex<HashMap<u64, Waiter>>,
+    events: Mutex<Vec<AgentEvent>>,
+    notify: EventFd,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn push_event(&self, e: AgentEvent) {
+        if let Ok(mut events) = self.events.lock() {
+            events.push(e);
+        }
+        // Wakes the monitor's loop; a full counter is as good as a write.
+        let _ = self.notify.write(1);
+    }
+}
+
+/// One control connection to a guest agent.
+pub struct AgentClient {
+    writer: Mutex<UnixStream>,
+    version: u16,
+    agent_name: String,
+    shared: Arc<Shared>,
+    next_id: AtomicU64,
+    next_port: AtomicU32,
+    port_path: Box<dyn Fn(u32) -> PathBuf + Send + Sync>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+fn agent_error(what: &str, e: impl std::fmt::Display) -> HcsError {
+    HcsError::new(
+        HResult::HCS_E_CONNECTION_CLOSED,
+        format!("guest agent: {what}: {e}"),
+    )
+}
+
+fn encode_err(e: proto::EncodeError) -> HcsError {
+    HcsError::new(
+        HResult::E_INVALIDARG,
+        format!("guest agent request cannot be encoded: {}", e.as_str()),
+    )
+}
+
+impl AgentClient {
+    /// Say Hello on `stream` and, once a version is agreed, start the reader.
+    /// `port_path` names the socket a stdio port listens on.
+    pub fn connect(
+        stream: UnixStream,
+        port_path: Box<dyn Fn(u32) -> PathBuf + Send + Sync>,
+    ) -> HcsResult<AgentClient> {
+        stream
+            .set_read_timeout(Some(REQUEST_TIMEOUT))
+            .map_err(|e| agent_error("configuring the connection", e))?;
+        let mut writer = stream
+            .try_clone()
+            .map_err(|e| agent_error("cloning the connection", e))?;
+        let hello = proto::Message::Hello(proto::Hello {
+            versions: proto::List::Slice(&proto::SUPPORTED_VERSIONS),
+            client: b"hcs-monitor",
+        });
+        proto::write_frame(&mut writer, &hello, proto::PROTOCOL_VERSION, 0)
+            .map_err(|e| agent_error("sending Hello", e))?;
+        let mut reader = stream;
+        let mut payload = Vec::new();
+        let header = proto::read_frame(&mut reader, &mut payload)
+            .map_err(|e| agent_error("reading the Hello reply", e))?
+            .ok_or_else(|| agent_error("handshake", "the agent closed the connection"))?;
+        let (version, agent_name) = match proto::Message::decode(&header, &payload) {
+            Ok(proto::Message::HelloReply(r)) => {
+                (r.version, String::from_utf8_lossy(r.agent).into_owned())
+            }
+            Ok(proto::Message::Error(e)) => {
+                return Err(HcsError::new(
+                    HResult(e.hresult as i32),
+                    format!(
+                        "guest agent refused the handshake: {}",
+                        String::from_utf8_lossy(e.message)
+                    ),
+                ))
+            }
+            Ok(other) => {
+                return Err(HcsError::new(
+                    HResult::HCS_E_PROTOCOL_ERROR,
+                    format!(
+                        "guest agent answered Hello with message type {:#06x}",
+                        other.message_type() as u16
+                    ),
+                ))
+            }
+            Err(e) => {
+                return Err(HcsError::new(
+                    HResult::HCS_E_PROTOCOL_ERROR,
+                    format!("guest agent's Hello reply does not decode: {}", e.as_str()),
+                ))
+            }
+        };
+        if !proto::version_supported(version) {
+            return Err(HcsError::new(
+                HResult::HCS_E_UNSUPPORTED_PROTOCOL_VERSION,
+                format!("guest agent chose protocol version {version}, which the host does not speak"),
+            ));
+        }
+        reader
+            .set_read_timeout(None)
+            .map_err(|e| agent_error("configuring the connection", e))?;
+        let notify = EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+            .map_err(|e| HcsError::from_io("creating an eventfd", &e.into()))?;
+        let shared = Arc::new(Shared {
+            waiters: Mutex::new(HashMap::new()),
+            events: Mutex::new(Vec::new()),
+            notify,
+            closed: AtomicBool::new(false),
+        });
+        let thread_shared = shared.clone();
+        let reader = std::thread::Builder::new()
+            .name("agent-reader".into())
+            .spawn(move || read_loop(reader, &thread_shared))
+            .map_err(|e| HcsError::from_io("starting the agent reader thread", &e))?;
+        tracing::info!(version, agent = %agent_name, "guest agent connected");
+        Ok(AgentClient {
+            writer: Mutex::new(writer),
+            version,
+            agent_name,
+            shared,
+            next_id: AtomicU64::new(1),
+            next_port: AtomicU32::new(FIRST_STDIO_PORT),
+            port_path,
+            reader: Some(reader),
+        })
+    }
+
+    /// The agreed protocol version.
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// The agent's name and version, as it said in its Hello reply.
+    pub fn agent_name(&self) -> &str {
+        &self.agent_name
+    }
+
+    /// Becomes readable when [`AgentClient::take_events`] has something.
+    pub fn event_fd(&self) -> RawFd {
+        self.shared.notify.as_fd().as_raw_fd()
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// The events since the last call.
+    pub fn take_events(&self) -> Vec<AgentEvent> {
+        let _ = self.shared.notify.read();
+        self.shared
+            .events
+            .lock()
+            .map(|mut e| std::mem::take(&mut *e))
+            .unwrap_or_default()
+    }
+
+    fn send(&self, msg: &proto::Message<'_>, waiter: Waiter) -> HcsResult<u64> {
+        if self.is_closed() {
+            return Err(agent_error("sending a request", "the connection is closed"));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let bytes = msg.encode_to_vec(self.version, id).map_err(encode_err)?;
+        if let Ok(mut w) = self.shared.waiters.lock() {
+            w.insert(id, waiter);
+        }
+        let written = self
+            .writer
+            .lock()
+            .map_err(|_| agent_error("sending a request", "writer lock poisoned"))
+            .and_then(|mut w| {
+                w.write_all(&bytes)
+                    .map_err(|e| agent_error("sending a request", e))
+            });
+        if let Err(e) = written {
+            if let Ok(mut w) = self.shared.waiters.lock() {
+                w.remove(&id);
+            }
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// Send `msg` and wait for its reply; an `Error` reply becomes the error.
+    fn request(&self, msg: &proto::Message<'_>) -> HcsResult<Reply> {
+        let (tx, rx) = sync_channel(1);
+        let id = self.send(msg, Waiter::Caller(tx))?;
+        let reply = rx.recv_timeout(REQUEST_TIMEOUT).map_err(|_| {
+            if let Ok(mut w) = self.shared.waiters.lock() {
+                w.remove(&id);
+            }
+            if self.is_closed() {
+                agent_error("waiting for a reply", "the connection closed")
+            } else {
+                HcsError::new(
+                    HResult::HCS_E_OPERATION_TIMEOUT,
+                    format!(
+                        "guest agent did not answer within {} s",
+                        REQUEST_TIMEOUT.as_secs()
+                    ),
+                )
+            }
+        })?;
+        match reply {
+            Reply::Error { hresult, message } => Err(HcsError::new(
+                HResult(hresult as i32),
+                format!("in the guest: {message}"),
+            )),
+            other => Ok(other),
+        }
+    }
+
+    fn expect_ok(&self, msg: &proto::Message<'_>) -> HcsResult<()> {
+        match self.request(msg)? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Start a process; its stdio streams are connected before this returns.
+    pub fn create_process(&self, params: &ProcessParameters) -> HcsResult<StartedProcess> {
+        let argv = params.argv();
+        if argv.is_empty() {
+            return Err(HcsError::invalid_json(
+                "ProcessParameters: no CommandLine or CommandArgs to run",
+            ));
+        }
+        let env: Vec<String> = params
+            .environment
+            .iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let terminal = params.emulate_console.unwrap_or(false).then(|| {
+            let [rows, cols] = params.console_size.unwrap_or([25, 80]);
+            proto::ConsoleSize { rows, cols }
+        });
+        let wants = [
+            params.create_std_in_pipe.unwrap_or(false),
+            params.create_std_out_pipe.unwrap_or(false),
+            params.create_std_err_pipe.unwrap_or(false) && terminal.is_none(),
+        ];
+        let mut listeners: Vec<Option<PortListener>> = Vec::new();
+        for want in wants {
+            listeners.push(if want { Some(self.listen()?) } else { None });
+        }
+        let port = |i: usize| listeners[i].as_ref().map(|l| l.port);
+        let args: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
+        let envs: Vec<&[u8]> = env.iter().map(|e| e.as_bytes()).collect();
+        let user = params.user.as_deref().unwrap_or("");
+        let msg = proto::Message::CreateProcess(proto::CreateProcess {
+            args: proto::List::Slice(&args),
+            env: proto::List::Slice(&envs),
+            cwd: params.working_directory.as_deref().unwrap_or("").as_bytes(),
+            user: if user.is_empty() {
+                proto::User::Default
+            } else {
+                proto::User::Name(user.as_bytes())
+            },
+            terminal,
+            stdin_port: port(0),
+            stdout_port: port(1),
+            stderr_port: port(2),
+        });
+        let pid = match self.request(&msg)? {
+            Reply::Created(pid) => pid,
+            other => return Err(unexpected(&other)),
+        };
+        let mut fds: Vec<Option<OwnedFd>> = Vec::new();
+        for l in listeners {
+            fds.push(match l {
+                Some(l) => Some(l.accept()?),
+                None => None,
+            });
+        }
+        self.send(
+            &proto::Message::WaitProcess(proto::WaitProcess { pid }),
+            Waiter::Watch,
+        )?;
+        let mut fds = fds.into_iter();
+        Ok(StartedProcess {
+            pid,
+            host_pid: None,
+            stdin: fds.next().flatten(),
+            stdout: fds.next().flatten(),
+            stderr: fds.next().flatten(),
+            console: None,
+        })
+    }
+
+    fn listen(&self) -> HcsResult<PortListener> {
+        let port = self.next_port.fetch_add(1, Ordering::Relaxed);
+        let path = (self.port_path)(port);
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| HcsError::from_io(&format!("listening on {}", path.display()), &e))?;
+        Ok(PortListener {
+            port,
+            path,
+            listener,
+        })
+    }
+
+    /// Send `signal` to a process.
+    pub fn signal(&self, pid: u32, signal: i32) -> HcsResult<()> {
+        self.expect_ok(&proto::Message::Signal(proto::Signal {
+            pid,
+            signal: signal as u32,
+        }))
+    }
+
+    /// Resize a process's terminal.
+    pub fn resize_console(&self, pid: u32, rows: u16, cols: u16) -> HcsResult<()> {
+        self.expect_ok(&proto::Message::ResizeConsole(proto::ResizeConsole {
+            pid,
+            size: proto::ConsoleSize { rows, cols },
+        }))
+    }
+
+    /// The guest's processes.
+    pub fn process_list(&self) -> HcsResult<Vec<ProcessDetails>> {
+        match self.request(&proto::Message::ProcessList)? {
+            Reply::Processes(p) => Ok(p),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Ask the guest to sync and power off (answered before it happens).
+    pub fn shutdown(&self) -> HcsResult<()> {
+        self.expect_ok(&proto::Message::Shutdown(proto::Shutdown {
+            action: proto::ShutdownAction::PowerOff,
+        }))
+    }
+}
+
+impl Drop for AgentClient {
+    fn drop(&mut self) {
+        if let Ok(w) = self.writer.lock() {
+            let _ = w.shutdown(std::net::Shutdown::Both);
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+fn unexpected(r: &Reply) -> HcsError {
+    let what = match r {
+        Reply::Other(t) => format!("message type {t:#06x}"),
+        other => format!("{other:?}"),
+    };
+    HcsError::new(
+        HResult::HCS_E_PROTOCOL_ERROR,
+        format!("guest agent sent an unexpected reply: {what}"),
+    )
+}
+
+/// The reader thread: replies to their waiters, watches to events.
+fn read_loop(mut stream: UnixStream, shared: &Shared) {
+    let mut payload = Vec::new();
+    loop {
+        let header = match proto::read_frame(&mut stream, &mut payload) {
+            Ok(Some(h)) => h,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("guest agent connection: {e}");
+                break;
+            }
+        };
+        let reply = match proto::Message::decode(&header, &payload) {
+            Ok(m) => Reply::from_message(&m),
+            Err(e) => {
+                // One bad message fails only its own request.
+                tracing::warn!(id = header.request_id, "undecodable agent message: {}", e.as_str());
+                Reply::Error {
+                    hresult: HResult::HCS_E_PROTOCOL_ERROR.0 as u32,
+                    message: format!("undecodable reply: {}", e.as_str()),
+                }
+            }
+        };
+        let waiter = shared
+            .waiters
+            .lock()
+            .ok()
+            .and_then(|mut w| w.remove(&header.request_id));
+        match (waiter, reply) {
+            (Some(Waiter::Caller(tx)), reply) => {
+                let _ = tx.send(reply);
+            }
+            (Some(Waiter::Watch), Reply::Exited { pid, exit_code }) => {
+                shared.push_event(AgentEvent::ProcessExited { pid, exit_code });
+            }
+            (Some(Waiter::Watch), other) => {
+                tracing::warn!(?other, "agent answered a process watch without an exit");
+            }
+            (None, other) => {
+                tracing::warn!(id = header.request_id, ?other, "agent reply to no request");
+            }
+        }
+    }
+    shared.closed.store(true, Ordering::Release);
+    // Callers still waiting fail at once rather than at their timeout.
+    if let Ok(mut w) = shared.waiters.lock() {
+        w.clear();
+    }
+    shared.push_event(AgentEvent::ConnectionClosed);
+}
+
+/// A stdio port waiting for the agent's connection.
+struct PortListener {
+    port: u32,
+    path: PathBuf,
+    listener: UnixListener,
+}
+
+impl PortListener {
+    /// The agent's connection to this port, within the timeout.
+    fn accept(self) -> HcsResult<OwnedFd> {
+        let fd = self.listener.as_fd();
+        let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+        let ms = STDIO_CONNECT_TIMEOUT.as_millis() as u16;
+        let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms))
+            .map_err(|e| HcsError::from_io("waiting for a stdio connection", &e.into()))?;
+        if ready == 0 {
+            return Err(HcsError::new(
+                HResult::HCS_E_CONNECT_FAILED,
+                format!(
+                    "the guest agent did not connect stdio port {} within {} s",
+                    self.port,
+                    STDIO_CONNECT_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        let (stream, _) = self
+            .listener
+            .accept()
+            .map_err(|e| HcsError::from_io("accepting a stdio connection", &e))?;
+        Ok(OwnedFd::from(stream))
+    }
+}
+
+impl Drop for PortListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// `<base>_<port>`: where a guest-initiated connection to `port` lands
+/// behind a hybrid vsock device whose socket is `base`.
+pub fn hybrid_vsock_port_path(base: &Path, port: u32) -> PathBuf {
+    let mut s = base.as_os_str().to_owned();
+    s.push(format!("_{port}"));
+    PathBuf::from(s)
+}
