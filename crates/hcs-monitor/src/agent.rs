@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -26,7 +26,6 @@ use std::time::Duration;
 use hcs_agent_protocol as proto;
 use hcs_errors::{HResult, HcsError, HcsResult};
 use hcs_schema::{ProcessDetails, ProcessParameters};
-use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::backend::StartedProcess;
 
@@ -104,11 +103,14 @@ enum Waiter {
     Watch,
 }
 
+/// Called (on the reader thread) when there are new events.
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
 /// State shared with the reader thread.
 struct Shared {
     waiters: Mutex<HashMap<u64, Waiter>>,
     events: Mutex<Vec<AgentEvent>>,
-    notify: EventFd,
+    wake: Wake,
     closed: AtomicBool,
 }
 
@@ -117,8 +119,7 @@ impl Shared {
         if let Ok(mut events) = self.events.lock() {
             events.push(e);
         }
-        // Wakes the monitor's loop; a full counter is as good as a write.
-        let _ = self.notify.write(1);
+        (self.wake)();
     }
 }
 
@@ -150,10 +151,12 @@ fn encode_err(e: proto::EncodeError) -> HcsError {
 
 impl AgentClient {
     /// Say Hello on `stream` and, once a version is agreed, start the reader.
-    /// `port_path` names the socket a stdio port listens on.
+    /// `port_path` names the socket a stdio port listens on; `wake` is
+    /// called whenever [`AgentClient::take_events`] has something new.
     pub fn connect(
         stream: UnixStream,
         port_path: Box<dyn Fn(u32) -> PathBuf + Send + Sync>,
+        wake: Wake,
     ) -> HcsResult<AgentClient> {
         stream
             .set_read_timeout(Some(REQUEST_TIMEOUT))
@@ -204,18 +207,18 @@ impl AgentClient {
         if !proto::version_supported(version) {
             return Err(HcsError::new(
                 HResult::HCS_E_UNSUPPORTED_PROTOCOL_VERSION,
-                format!("guest agent chose protocol version {version}, which the host does not speak"),
+                format!(
+                    "guest agent chose protocol version {version}, which the host does not speak"
+                ),
             ));
         }
         reader
             .set_read_timeout(None)
             .map_err(|e| agent_error("configuring the connection", e))?;
-        let notify = EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
-            .map_err(|e| HcsError::from_io("creating an eventfd", &e.into()))?;
         let shared = Arc::new(Shared {
             waiters: Mutex::new(HashMap::new()),
             events: Mutex::new(Vec::new()),
-            notify,
+            wake,
             closed: AtomicBool::new(false),
         });
         let thread_shared = shared.clone();
@@ -246,11 +249,6 @@ impl AgentClient {
         &self.agent_name
     }
 
-    /// Becomes readable when [`AgentClient::take_events`] has something.
-    pub fn event_fd(&self) -> RawFd {
-        self.shared.notify.as_fd().as_raw_fd()
-    }
-
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
@@ -258,7 +256,6 @@ impl AgentClient {
 
     /// The events since the last call.
     pub fn take_events(&self) -> Vec<AgentEvent> {
-        let _ = self.shared.notify.read();
         self.shared
             .events
             .lock()
@@ -482,7 +479,11 @@ fn read_loop(mut stream: UnixStream, shared: &Shared) {
             Ok(m) => Reply::from_message(&m),
             Err(e) => {
                 // One bad message fails only its own request.
-                tracing::warn!(id = header.request_id, "undecodable agent message: {}", e.as_str());
+                tracing::warn!(
+                    id = header.request_id,
+                    "undecodable agent message: {}",
+                    e.as_str()
+                );
                 Reply::Error {
                     hresult: HResult::HCS_E_PROTOCOL_ERROR.0 as u32,
                     message: format!("undecodable reply: {}", e.as_str()),

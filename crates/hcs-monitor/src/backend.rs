@@ -1,6 +1,6 @@
-//! What a kind of compute system must provide to the monitor. Containers
-//! implement it now ([`crate::container::ContainerBackend`]); virtual
-//! machines will implement it next, behind the same monitor, socket and events.
+//! What a kind of compute system must provide to the monitor: containers
+//! ([`crate::container::ContainerBackend`]) and virtual machines
+//! ([`crate::vm::VmBackend`]), behind the same monitor, socket and events.
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -45,6 +45,20 @@ pub struct StopInfo {
     pub crash_report: Option<String>,
 }
 
+/// News a backend reports through [`Backend::poll_events`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendEvent {
+    /// A process that is not the monitor's child (one in a VM) exited.
+    ProcessExited {
+        /// Its pid in the system.
+        pid: u32,
+        /// Its exit code (128 + signal when killed).
+        exit_code: u32,
+    },
+    /// The connection to the guest agent closed.
+    GuestConnectionClosed,
+}
+
 /// The operations of one kind of compute system.
 pub trait Backend {
     /// `Properties.SystemType`.
@@ -53,15 +67,19 @@ pub trait Backend {
     fn cgroup_paths(&self) -> Vec<PathBuf>;
     /// Start it. Returns the host pid whose exit means the system stopped,
     /// if its end is a process exit (containers); otherwise the backend
-    /// reports the end through [`Backend::event_fd`] and [`Backend::poll_stop`].
+    /// reports the end through [`Backend::event_fds`] and [`Backend::poll_stop`].
     fn start(&mut self) -> HcsResult<Option<i32>>;
-    /// A descriptor that becomes readable when the backend has news.
-    fn event_fd(&self) -> Option<std::os::fd::RawFd> {
-        None
+    /// Descriptors that become readable when the backend has news.
+    fn event_fds(&self) -> Vec<std::os::fd::RawFd> {
+        Vec::new()
     }
-    /// After [`Backend::event_fd`] became readable: did the system stop?
+    /// After one of [`Backend::event_fds`] became readable: did the system stop?
     fn poll_stop(&mut self) -> Option<StopInfo> {
         None
+    }
+    /// After one of [`Backend::event_fds`] became readable: other news.
+    fn poll_events(&mut self) -> Vec<BackendEvent> {
+        Vec::new()
     }
     /// Ask it to stop by itself (graceful shutdown).
     fn request_shutdown(&mut self) -> HcsResult<()>;
@@ -91,6 +109,11 @@ pub trait Backend {
     fn properties(&self, types: &[SystemPropertyType], props: &mut Properties) -> HcsResult<()>;
     /// HcsCreateProcess.
     fn create_process(&mut self, params: &ProcessParameters) -> HcsResult<StartedProcess>;
+    /// Resize the console of a process whose pty the monitor does not hold
+    /// (one in a VM).
+    fn resize_console(&mut self, _pid: u32, _rows: u16, _cols: u16) -> HcsResult<()> {
+        Err(HcsError::invalid_state("this process has no console"))
+    }
     /// Send a signal to one of its processes.
     fn signal_process(&mut self, pid: u32, host_pid: Option<i32>, signal: i32) -> HcsResult<()>;
     /// Release everything it holds after it stopped.

@@ -13,6 +13,7 @@
 pub mod agent;
 pub mod backend;
 pub mod container;
+pub mod guest_link;
 pub mod lifecycle;
 pub mod logging;
 pub mod processes;

@@ -107,6 +107,13 @@ impl ProcessTable {
         matching.find(|e| e.exit_code.is_none()).or(newest)
     }
 
+    /// The running process with this pid in the system.
+    pub fn running_by_pid_mut(&mut self, pid: u32) -> Option<&mut ProcessEntry> {
+        self.entries
+            .iter_mut()
+            .find(|e| e.process.pid == pid && e.exit_code.is_none())
+    }
+
     /// The running process with this host pid.
     pub fn by_host_pid_mut(&mut self, host_pid: i32) -> Option<&mut ProcessEntry> {
         self.entries

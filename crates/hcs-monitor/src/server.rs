@@ -236,7 +236,7 @@ fn bootstrap() -> io::Result<Option<Monitor>> {
         SIGNALS,
         Interest::READABLE,
     )?;
-    if let Some(fd) = system.backend_event_fd() {
+    for fd in system.backend_event_fds() {
         poll.registry()
             .register(&mut SourceFd(&fd), BACKEND, Interest::READABLE)?;
     }

@@ -14,7 +14,7 @@ use hcs_schema::enums::{
 use hcs_schema::results::{SystemExit, WorkerExit};
 use hcs_schema::{AttributionRecord, ComputeSystem, Properties, SystemExitStatus};
 
-use crate::backend::{Backend, StopInfo, StopKind};
+use crate::backend::{Backend, BackendEvent, StopInfo, StopKind};
 use crate::lifecycle::{Request as L, SystemState};
 use crate::processes::{ProcessEntry, ProcessTable};
 
@@ -212,13 +212,26 @@ impl System {
         Ok(())
     }
 
-    /// The backend's event descriptor, if it has one.
-    pub fn backend_event_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.backend.event_fd()
+    /// The backend's event descriptors.
+    pub fn backend_event_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.backend.event_fds()
     }
 
-    /// The backend's descriptor became readable.
+    /// One of the backend's descriptors became readable.
     pub fn on_backend_event(&mut self) {
+        for event in self.backend.poll_events() {
+            match event {
+                BackendEvent::ProcessExited { pid, exit_code } => {
+                    if let Some(e) = self.processes.running_by_pid_mut(pid) {
+                        Self::record_exit(&mut self.events, e, exit_code);
+                    }
+                }
+                BackendEvent::GuestConnectionClosed => {
+                    tracing::info!("guest agent connection closed");
+                    self.events.push(EventMessage::GuestConnectionClosed);
+                }
+            }
+        }
         if let Some(info) = self.backend.poll_stop() {
             if let Some(report) = &info.crash_report {
                 self.events.push(EventMessage::CrashReport {
@@ -330,15 +343,19 @@ impl System {
 
     fn process_exited(&mut self, host_pid: i32, code: u32) {
         if let Some(e) = self.processes.by_host_pid_mut(host_pid) {
-            e.exit_code = Some(code);
-            e.close_stdio();
-            e.console = None;
-            let status = e.status_json();
-            let process = e.process;
-            tracing::info!(pid = process.pid, code, "process exited");
-            self.events
-                .push(EventMessage::ProcessExited { process, status });
+            Self::record_exit(&mut self.events, e, code);
         }
+    }
+
+    /// Note a process's exit and announce it.
+    fn record_exit(events: &mut Vec<EventMessage>, e: &mut ProcessEntry, code: u32) {
+        e.exit_code = Some(code);
+        e.close_stdio();
+        e.console = None;
+        let status = e.status_json();
+        let process = e.process;
+        tracing::info!(pid = process.pid, code, "process exited");
+        events.push(EventMessage::ProcessExited { process, status });
     }
 
     /// The system stopped: reap its processes, release its resources, remove
@@ -637,18 +654,13 @@ impl System {
         match req.operation {
             Some(ModifyOperation::ConsoleSize) => {
                 let size = req.console_size.unwrap_or_default();
-                let console = e.console.as_ref().ok_or_else(|| {
-                    HcsError::invalid_state(format!(
-                        "process {} has no console (it was not created with EmulateConsole)",
-                        r.pid
-                    ))
-                })?;
-                hcs_container::set_window_size(
-                    std::os::fd::AsFd::as_fd(console),
-                    size.height.unwrap_or(25),
-                    size.width.unwrap_or(80),
-                )
-                .map_err(|err| HcsError::from_io("resizing the console", &err))
+                let (rows, cols) = (size.height.unwrap_or(25), size.width.unwrap_or(80));
+                let Some(console) = e.console.as_ref() else {
+                    let pid = e.process.pid;
+                    return self.backend.resize_console(pid, rows, cols);
+                };
+                hcs_container::set_window_size(std::os::fd::AsFd::as_fd(console), rows, cols)
+                    .map_err(|err| HcsError::from_io("resizing the console", &err))
             }
             Some(ModifyOperation::CloseHandle) => {
                 match req.close_handle.and_then(|c| c.handle) {

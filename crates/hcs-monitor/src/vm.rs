@@ -16,7 +16,13 @@ use hcs_schema::{
 };
 use hcs_vmm::{BootSource, SerialBackend, Vm, VmConfig, VmExit, VmmError};
 
-use crate::backend::{Backend, StartedProcess, StopInfo, StopKind};
+use crate::agent::AgentEvent;
+use crate::backend::{Backend, BackendEvent, StartedProcess, StopInfo, StopKind};
+use crate::guest_link::GuestLink;
+
+/// How long HcsCreateProcess waits for the guest agent to connect (a guest
+/// that was just started may still be booting).
+const AGENT_CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A virtual machine compute system.
 pub struct VmBackend {
@@ -24,6 +30,16 @@ pub struct VmBackend {
     id: String,
     started_at: Option<std::time::SystemTime>,
     links: Vec<PathBuf>,
+    /// The guest agent's connection, when the document asks for one
+    /// (`GuestConnection`).
+    guest: Option<GuestLink>,
+}
+
+/// The hybrid vsock device's socket in the runtime directory: host
+/// connections to the guest go through it, and the guest's connections to
+/// host port P arrive at `<this>_P`.
+pub fn vsock_socket(rundir: &Path) -> PathBuf {
+    rundir.join("vsock.sock")
 }
 
 fn unsupported(field: &str, why: &str) -> HcsError {
@@ -233,12 +249,32 @@ impl VmBackend {
     pub fn create(id: &str, doc: &VirtualMachine, rundir: &Path) -> HcsResult<VmBackend> {
         let (cfg, links) = config(doc, rundir)?;
         let vm = Vm::create(&cfg).map_err(vmm_error)?;
+        let guest = match doc.guest_connection {
+            Some(_) => Some(GuestLink::listen(&vsock_socket(rundir))?),
+            None => None,
+        };
         Ok(VmBackend {
             vm,
             id: id.to_string(),
             started_at: None,
             links,
+            guest,
         })
+    }
+
+    /// The guest agent, waiting up to `wait` for it to connect.
+    fn agent(
+        &self,
+        wait: std::time::Duration,
+    ) -> HcsResult<std::sync::Arc<crate::agent::AgentClient>> {
+        match &self.guest {
+            Some(g) => g.client(wait),
+            None => Err(HcsError::new(
+                HResult::HCS_E_CONNECT_FAILED,
+                "this virtual machine has no guest connection: processes, signals and the process \
+                 list need VirtualMachine.GuestConnection (a guest agent over vsock)",
+            )),
+        }
     }
 
     fn stop_info(&self, exit: VmExit) -> StopInfo {
@@ -355,8 +391,26 @@ impl Backend for VmBackend {
         Ok(None)
     }
 
-    fn event_fd(&self) -> Option<std::os::fd::RawFd> {
-        Some(self.vm.exit_fd())
+    fn event_fds(&self) -> Vec<std::os::fd::RawFd> {
+        let mut fds = vec![self.vm.exit_fd()];
+        fds.extend(self.guest.as_ref().map(GuestLink::event_fd));
+        fds
+    }
+
+    fn poll_events(&mut self) -> Vec<BackendEvent> {
+        let Some(guest) = &self.guest else {
+            return Vec::new();
+        };
+        guest
+            .take_events()
+            .into_iter()
+            .map(|e| match e {
+                AgentEvent::ProcessExited { pid, exit_code } => {
+                    BackendEvent::ProcessExited { pid, exit_code }
+                }
+                AgentEvent::ConnectionClosed => BackendEvent::GuestConnectionClosed,
+            })
+            .collect()
     }
 
     fn poll_stop(&mut self) -> Option<StopInfo> {
@@ -366,8 +420,18 @@ impl Backend for VmBackend {
     }
 
     fn request_shutdown(&mut self) -> HcsResult<()> {
-        // A paused guest cannot see its power button.
+        // A paused guest can neither answer its agent nor see its power button.
         self.vm.resume().map_err(vmm_error)?;
+        // The agent first (it syncs the guest's disks); the power button
+        // when there is none or it fails.
+        if let Some(agent) = self.guest.as_ref().and_then(GuestLink::current) {
+            match agent.shutdown() {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!("guest agent shutdown failed ({e}); pressing the power button")
+                }
+            }
+        }
         self.vm.power_button();
         Ok(())
     }
@@ -454,10 +518,13 @@ impl Backend for VmBackend {
                     })
                 }
                 SystemPropertyType::TerminateOnLastHandleClosed => {}
+                SystemPropertyType::ProcessList => {
+                    props.process_list = Some(self.agent(std::time::Duration::ZERO)?.process_list()?);
+                }
                 other => {
                     return Err(HcsError::not_supported(format!(
                         "property type {:?} is not available for virtual machines yet; supported: Memory, \
-                         Statistics, TerminateOnLastHandleClosed",
+                         Statistics, ProcessList (with a guest agent), TerminateOnLastHandleClosed",
                         other.as_str()
                     )))
                 }
@@ -466,20 +533,21 @@ impl Backend for VmBackend {
         Ok(())
     }
 
-    fn create_process(&mut self, _params: &ProcessParameters) -> HcsResult<StartedProcess> {
-        Err(HcsError::new(
-            HResult::HCS_E_CONNECT_FAILED,
-            "processes in a virtual machine need the guest agent, which is not available yet",
-        ))
+    fn create_process(&mut self, params: &ProcessParameters) -> HcsResult<StartedProcess> {
+        self.agent(AGENT_CONNECT_WAIT)?.create_process(params)
     }
 
-    fn signal_process(&mut self, _pid: u32, _host_pid: Option<i32>, _signal: i32) -> HcsResult<()> {
-        Err(HcsError::from_code(
-            HResult::HCS_E_PROCESS_INFO_NOT_AVAILABLE,
-        ))
+    fn signal_process(&mut self, pid: u32, _host_pid: Option<i32>, signal: i32) -> HcsResult<()> {
+        self.agent(std::time::Duration::ZERO)?.signal(pid, signal)
+    }
+
+    fn resize_console(&mut self, pid: u32, rows: u16, cols: u16) -> HcsResult<()> {
+        self.agent(std::time::Duration::ZERO)?
+            .resize_console(pid, rows, cols)
     }
 
     fn release(&mut self) -> HcsResult<()> {
+        self.guest = None;
         self.vm.kill();
         self.vm.join();
         for l in &self.links {

@@ -4,15 +4,19 @@
 //! process list, and the loss of the connection.
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hcs_errors::HResult;
 use hcs_monitor::agent::{AgentClient, AgentEvent};
 use hcs_schema::ProcessParameters;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 
 /// `hcs-agent`, built by `cargo build --workspace` next to this test's directory.
 fn agent_bin() -> PathBuf {
@@ -30,6 +34,7 @@ fn agent_bin() -> PathBuf {
 struct Agent {
     child: Child,
     dir: tempfile::TempDir,
+    wake: Arc<EventFd>,
 }
 
 impl Agent {
@@ -42,7 +47,12 @@ impl Agent {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        Agent { child, dir }
+        let wake = EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK).unwrap();
+        Agent {
+            child,
+            dir,
+            wake: Arc::new(wake),
+        }
     }
 
     fn client(&self) -> AgentClient {
@@ -58,7 +68,23 @@ impl Agent {
             }
         };
         let dir = self.dir.path().to_path_buf();
-        AgentClient::connect(stream, Box::new(move |p| dir.join(format!("port_{p}")))).unwrap()
+        let wake = self.wake.clone();
+        AgentClient::connect(
+            stream,
+            Box::new(move |p| dir.join(format!("port_{p}"))),
+            Arc::new(move || {
+                let _ = wake.write(1);
+            }),
+        )
+        .unwrap()
+    }
+
+    /// Blocks until the client has woken us (or 1 s passes).
+    fn wait_wake(&self) {
+        let mut fds = [PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
+        if nix::poll::poll(&mut fds, PollTimeout::from(1000u16)).unwrap_or(0) > 0 {
+            let _ = self.wake.read();
+        }
     }
 }
 
@@ -83,7 +109,7 @@ fn read_all(fd: Option<OwnedFd>) -> String {
 }
 
 /// Waits (with a deadline) for the exit event of `pid`.
-fn exit_of(c: &AgentClient, pid: u32) -> u32 {
+fn exit_of(a: &Agent, c: &AgentClient, pid: u32) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         for e in c.take_events() {
@@ -94,17 +120,8 @@ fn exit_of(c: &AgentClient, pid: u32) -> u32 {
             }
         }
         assert!(Instant::now() < deadline, "no exit event for {pid}");
-        wait_readable(c.event_fd());
+        a.wait_wake();
     }
-}
-
-/// Blocks until the client's event fd is readable (or 1 s passes).
-fn wait_readable(fd: std::os::fd::RawFd) -> bool {
-    // SAFETY: `fd` is the client's eventfd, open for the client's lifetime,
-    // which outlives this call.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let mut fds = [nix::poll::PollFd::new(borrowed, nix::poll::PollFlags::POLLIN)];
-    nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(1000u16)).unwrap_or(0) > 0
 }
 
 #[test]
@@ -122,7 +139,7 @@ fn a_process_runs_with_its_stdio_and_its_exit_is_an_event() {
     assert!(p.stdin.is_none());
     assert_eq!(read_all(p.stdout), "out hello\n");
     assert_eq!(read_all(p.stderr), "err\n");
-    assert_eq!(exit_of(&c, p.pid), 7);
+    assert_eq!(exit_of(&agent, &c, p.pid), 7);
 }
 
 #[test]
@@ -138,7 +155,7 @@ fn stdin_reaches_the_process_and_closing_it_ends_cat() {
     stdin.write_all(b"through the guest\n").unwrap();
     drop(stdin);
     assert_eq!(read_all(p.stdout), "through the guest\n");
-    assert_eq!(exit_of(&c, p.pid), 0);
+    assert_eq!(exit_of(&agent, &c, p.pid), 0);
 }
 
 #[test]
@@ -146,19 +163,25 @@ fn signals_list_and_guest_errors() {
     let agent = Agent::start();
     let c = agent.client();
     let p = c
-        .create_process(&params(serde_json::json!({ "CommandArgs": ["/bin/sleep", "30"] })))
+        .create_process(&params(
+            serde_json::json!({ "CommandArgs": ["/bin/sleep", "30"] }),
+        ))
         .unwrap();
     let list = c.process_list().unwrap();
     assert!(
         list.iter().any(|d| d.process_id == Some(p.pid)
-            && d.image_name.as_deref().is_some_and(|n| n.contains("sleep 30"))),
+            && d.image_name
+                .as_deref()
+                .is_some_and(|n| n.contains("sleep 30"))),
         "{list:?}"
     );
     c.signal(p.pid, 15).unwrap();
-    assert_eq!(exit_of(&c, p.pid), 128 + 15);
+    assert_eq!(exit_of(&agent, &c, p.pid), 128 + 15);
 
     let e = c
-        .create_process(&params(serde_json::json!({ "CommandArgs": ["/no/such/program"] })))
+        .create_process(&params(
+            serde_json::json!({ "CommandArgs": ["/no/such/program"] }),
+        ))
         .err()
         .expect("a missing program fails");
     assert_eq!(e.hresult, HResult::ERROR_FILE_NOT_FOUND, "{e}");
@@ -176,8 +199,11 @@ fn losing_the_agent_is_an_event_and_fails_requests() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut events = Vec::new();
     while !events.contains(&AgentEvent::ConnectionClosed) {
-        assert!(Instant::now() < deadline, "no ConnectionClosed; saw {events:?}");
-        wait_readable(c.event_fd());
+        assert!(
+            Instant::now() < deadline,
+            "no ConnectionClosed; saw {events:?}"
+        );
+        agent.wait_wake();
         events.extend(c.take_events());
     }
     assert!(c.is_closed());
