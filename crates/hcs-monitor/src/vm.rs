@@ -14,6 +14,7 @@ use hcs_schema::{
     AttributionRecord, ModifySettingRequest, ProcessParameters, Properties, Statistics,
     VirtualMachine,
 };
+use hcs_vmm::devices::virtio::VirtioConfig;
 use hcs_vmm::{BootSource, SerialBackend, Vm, VmConfig, VmExit, VmmError};
 
 use crate::agent::AgentEvent;
@@ -64,12 +65,6 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
             "StopOnReset",
             "restarting the VM in place when the guest resets is not available; a guest reset stops \
              the VM (StopOnReset: true, as hcsshim and WSL set it)",
-        ));
-    }
-    if doc.guest_connection.is_some() {
-        return Err(unsupported(
-            "GuestConnection",
-            "the guest agent is not available yet; leave GuestConnection out",
         ));
     }
     if doc.registry_changes.is_some() {
@@ -137,10 +132,16 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
     })?;
 
     let devices = doc.devices.clone().unwrap_or_default();
+    let virtio = VirtioConfig {
+        vsock: (doc.guest_connection.is_some() || devices.hv_socket.is_some()).then(|| {
+            hcs_virtio::VsockConfig {
+                guest_cid: GUEST_CID,
+                uds_path: vsock_socket(rundir),
+            }
+        }),
+        disks: scsi_disks(&devices)?,
+    };
     let mut refuse = Vec::new();
-    if devices.scsi.as_ref().is_some_and(|m| !m.is_empty()) {
-        refuse.push("Scsi");
-    }
     if devices
         .network_adapters
         .as_ref()
@@ -152,7 +153,6 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
         (devices.virtio_serial.is_some(), "VirtioSerial"),
         (devices.virtual_pmem.is_some(), "VirtualPMem"),
         (devices.video_monitor.is_some(), "VideoMonitor"),
-        (devices.hv_socket.is_some(), "HvSocket"),
         (devices.enhanced_mode_video.is_some(), "EnhancedModeVideo"),
         (devices.virtual_smb.is_some(), "VirtualSmb"),
         (devices.plan9.is_some(), "Plan9"),
@@ -171,8 +171,8 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
     if !refuse.is_empty() {
         return Err(HcsError::not_supported(format!(
             "VirtualMachine.Devices: {} not supported yet; supported devices: ComPorts (16550 serial), \
-             Keyboard, Mouse and Battery (accepted, nothing to emulate); an i8042, pvpanic and an ACPI \
-             power button are always present",
+             Scsi (virtio-blk disks), HvSocket (virtio-vsock), Keyboard, Mouse and Battery (accepted, \
+             nothing to emulate); an i8042, pvpanic and an ACPI power button are always present",
             refuse.join(", ")
         )));
     }
@@ -217,9 +217,60 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
                 cmdline: direct.kernel_cmd_line.unwrap_or_default(),
             },
             serial,
+            virtio,
         },
         links,
     ))
+}
+
+/// The guest's vsock context id (the host is 2).
+pub const GUEST_CID: u64 = 3;
+
+/// `Devices.Scsi` attachments as virtio-blk disks, controllers and LUNs in
+/// order. Images are raw or fixed VHD; an `Iso` is attached read-only.
+fn scsi_disks(
+    devices: &hcs_schema::virtual_machine::Devices,
+) -> HcsResult<Vec<hcs_virtio::BlockConfig>> {
+    use hcs_schema::enums::AttachmentType;
+    let mut disks = Vec::new();
+    for (controller, scsi) in devices.scsi.iter().flatten() {
+        for (lun, a) in scsi.attachments.iter().flatten() {
+            let field =
+                format!("VirtualMachine.Devices.Scsi[\"{controller}\"].Attachments[\"{lun}\"]");
+            let read_only = match a.attachment_type {
+                Some(AttachmentType::VirtualDisk) | None => a.read_only.unwrap_or(false),
+                Some(AttachmentType::Iso) => true,
+                Some(AttachmentType::PassThru) => return Err(HcsError::not_supported(format!(
+                    "{field}.Type: PassThru (a host disk handed to the guest) is not supported; \
+                         attach an image file as VirtualDisk"
+                ))),
+            };
+            let path = a
+                .path
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| HcsError::invalid_json(format!("{field}.Path is required")))?;
+            let pb = PathBuf::from(path);
+            if !pb.is_absolute() {
+                return Err(HcsError::new(
+                    HResult::ERROR_BAD_PATHNAME,
+                    format!("{field}.Path: {path:?} is not an absolute path"),
+                ));
+            }
+            if !pb.is_file() {
+                return Err(HcsError::new(
+                    HResult::ERROR_FILE_NOT_FOUND,
+                    format!("{field}.Path: {path:?} does not exist or is not a file"),
+                ));
+            }
+            disks.push(hcs_virtio::BlockConfig {
+                path: pb,
+                read_only,
+                id: format!("hcs-{controller}-{lun}"),
+            });
+        }
+    }
+    Ok(disks)
 }
 
 /// Map VMM errors to HRESULTs.
@@ -240,6 +291,15 @@ fn vmm_error(e: VmmError) -> HcsError {
             other => HcsError::invalid_json(other.to_string()),
         },
         VmmError::State(m) => HcsError::invalid_state(m),
+        VmmError::Virtio(v) => {
+            use hcs_vmm::devices::virtio::VirtioSetupError as V;
+            let code = match &v {
+                V::Disk { .. } => HResult::ERROR_INVALID_DATA,
+                V::TooMany(_) => HResult::HCS_E_INVALID_JSON,
+                _ => HResult::E_FAIL,
+            };
+            HcsError::new(code, format!("VirtualMachine.Devices: {v}"))
+        }
         other => HcsError::new(HResult::E_FAIL, other.to_string()),
     }
 }

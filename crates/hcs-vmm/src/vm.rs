@@ -34,6 +34,8 @@ pub struct VmConfig {
     pub boot: BootSource,
     /// Serial ports present: (index into `layout::SERIAL_PORTS`, backends).
     pub serial: Vec<(u8, Vec<SerialBackend>)>,
+    /// virtio-mmio devices (vsock, disks).
+    pub virtio: crate::devices::virtio::VirtioConfig,
 }
 
 /// Why the VM stopped.
@@ -102,6 +104,9 @@ pub enum VmmError {
     /// The VM is not in the right state.
     #[error("{0}")]
     State(String),
+    /// A virtio device could not be set up.
+    #[error(transparent)]
+    Virtio(#[from] crate::devices::virtio::VirtioSetupError),
 }
 
 fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
@@ -222,7 +227,7 @@ impl Vm {
         let tables = crate::acpi::build_tables(&crate::acpi::AcpiConfig {
             vcpus: cfg.vcpus,
             serial_ports: cfg.serial.iter().map(|(i, _)| *i).collect(),
-            virtio_mmio: Vec::new(),
+            virtio_mmio: cfg.virtio.windows(),
             oem_id: *b"HCSLNX",
         })
         .map_err(|e| VmmError::Acpi(e.to_string()))?;
@@ -326,6 +331,8 @@ impl Vm {
             ged.clone() as SharedDevice,
         )
         .map_err(bus_err)?;
+
+        crate::devices::virtio::attach(&cfg.virtio, &vm, &memory, &mut mmio)?;
 
         // vCPUs: created now (so a failure is a create failure), run later.
         let supported = kvm

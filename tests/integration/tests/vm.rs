@@ -299,6 +299,11 @@ fn bad_vm_documents_are_refused_and_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("not-a-kernel");
     std::fs::write(&junk, vec![0x5a; 8192]).unwrap();
+    // A dynamic VHD: a footer with disk type 3, which only fixed VHDs may have.
+    let dynamic_vhd = dir.path().join("dynamic.vhd");
+    let mut vhd = vec![0u8; 1 << 20];
+    vhd.extend_from_slice(&hcs_virtio::block::fixed_vhd_footer(1 << 20, 3));
+    std::fs::write(&dynamic_vhd, vhd).unwrap();
     let cases: Vec<(serde_json::Value, HResult, &str)> = vec![
         (
             serde_json::json!({ "VirtualMachine": { "Chipset": { "LinuxKernelDirect": { "KernelFilePath": "/no/such/kernel" } } } }),
@@ -326,9 +331,22 @@ fn bad_vm_documents_are_refused_and_leave_nothing() {
             "Count",
         ),
         (
-            serde_json::json!({ "VirtualMachine": { "Devices": { "Scsi": { "0": { "Attachments": {} } } } } }),
+            serde_json::json!({ "VirtualMachine": { "Devices": { "Scsi": { "0": { "Attachments": {
+                "0": { "Type": "VirtualDisk", "Path": "/no/such/disk.img" } } } } } } }),
+            HResult::ERROR_FILE_NOT_FOUND,
+            "Scsi[\"0\"].Attachments[\"0\"].Path",
+        ),
+        (
+            serde_json::json!({ "VirtualMachine": { "Devices": { "Scsi": { "0": { "Attachments": {
+                "0": { "Type": "PassThru", "Path": "/dev/sda" } } } } } } }),
             HResult::ERROR_NOT_SUPPORTED,
-            "Scsi",
+            "PassThru",
+        ),
+        (
+            serde_json::json!({ "VirtualMachine": { "Devices": { "Scsi": { "0": { "Attachments": {
+                "0": { "Type": "VirtualDisk", "Path": dynamic_vhd } } } } } } }),
+            HResult::ERROR_INVALID_DATA,
+            "VHD",
         ),
         (
             serde_json::json!({ "VirtualMachine": { "StopOnReset": false } }),
@@ -445,4 +463,49 @@ fn accesses_to_nothing_are_ignored_and_counted() {
     );
     c.command("poweroff");
     assert_eq!(exit_status(&s)["ExitType"], "GracefulExit");
+}
+
+#[test]
+fn virtio_devices_are_described_in_acpi_where_linux_looks() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.img");
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let (ns, s, mut c, ready) = booted(
+        "vmvirtio",
+        serde_json::json!({ "VirtualMachine": {
+            "GuestConnection": { "UseVsock": true },
+            "Devices": { "Scsi": { "0": { "Attachments": {
+                "0": { "Type": "VirtualDisk", "Path": disk },
+                "1": { "Type": "Iso", "Path": disk } } } } }
+        } }),
+    );
+    let ready = hcs_test_guest::Ready::parse(&ready).unwrap();
+    assert_eq!(ready.virtio, 3, "vsock and two disks");
+    c.command("devices");
+    let mut virtio = Vec::new();
+    loop {
+        let line = c.expect("");
+        if line == "END" {
+            break;
+        }
+        if line.starts_with("DEV LNRO0005") {
+            virtio.push(line);
+        }
+    }
+    // Linux's virtio_mmio driver binds LNRO0005 devices by their _CRS: one
+    // 4 KiB window and one interrupt each.
+    assert_eq!(
+        virtio,
+        [
+            "DEV LNRO0005 io=- mem=0xd0000000 irq=16",
+            "DEV LNRO0005 io=- mem=0xd0001000 irq=17",
+            "DEV LNRO0005 io=- mem=0xd0002000 irq=18",
+        ]
+    );
+    // The hybrid vsock socket is in the runtime directory.
+    let rundir = hcs_rundir::system_dir(&hcs_rundir::root(), &ns, "vm");
+    assert!(rundir.join("vsock.sock").exists());
+    let status = terminate(&s);
+    assert_eq!(status["ExitType"], "ForcedExit");
+    assert!(leftovers(&ns).is_empty());
 }

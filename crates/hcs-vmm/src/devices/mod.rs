@@ -6,6 +6,7 @@
 
 pub mod power;
 pub mod serial;
+pub mod virtio;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,412 @@
+//! Disk images: raw files and fixed VHDs.
+//!
+//! A fixed VHD is the raw disk followed by a 512-byte footer that starts
+//! with the cookie `conectix` (big-endian fields; disk type at byte 60,
+//! current size at byte 48, checksum at byte 64). Only the data part is
+//! exposed to the guest. Dynamic and differencing VHDs (block allocation
+//! tables, parents) are refused with an error that says so.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Bytes in a sector, the unit of virtio-blk addresses.
+pub const SECTOR_SIZE: u64 = 512;
+/// Size of a VHD footer.
+pub const VHD_FOOTER_SIZE: u64 = 512;
+const VHD_COOKIE: &[u8; 8] = b"conectix";
+const VHD_TYPE_FIXED: u32 = 2;
+const VHD_TYPE_DYNAMIC: u32 = 3;
+const VHD_TYPE_DIFFERENCING: u32 = 4;
+
+/// Why a disk image cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    /// The file could not be opened.
+    #[error("opening disk image {path}: {source}")]
+    Open {
+        /// The image.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Its size or footer could not be read.
+    #[error("reading disk image {path}: {source}")]
+    Read {
+        /// The image.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A dynamic or differencing VHD, which only Hyper-V's VHD parser
+    /// understands; convert it to a fixed VHD or a raw image.
+    #[error("disk image {path} is a {kind} VHD; only raw images and fixed VHDs are supported (convert it, e.g. `qemu-img convert -O raw`)")]
+    UnsupportedVhd {
+        /// The image.
+        path: PathBuf,
+        /// "dynamic" or "differencing".
+        kind: &'static str,
+    },
+    /// A VHD footer that does not add up.
+    #[error("disk image {path} has a bad VHD footer: {why}")]
+    BadVhdFooter {
+        /// The image.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// The format of an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFormat {
+    /// The whole file is the disk.
+    Raw,
+    /// The disk followed by a VHD footer.
+    FixedVhd,
+}
+
+/// An open disk image.
+#[derive(Debug)]
+pub struct DiskImage {
+    file: File,
+    path: PathBuf,
+    format: DiskFormat,
+    size: u64,
+    read_only: bool,
+}
+
+impl DiskImage {
+    /// Open `path` (read-only if `read_only`) and detect its format.
+    pub fn open(path: impl AsRef<Path>, read_only: bool) -> Result<DiskImage, DiskError> {
+        let path = path.as_ref().to_path_buf();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(!read_only)
+            .open(&path)
+            .map_err(|source| DiskError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        // Seeking works for block devices too, whose metadata length is 0.
+        let file_len = file
+            .seek(SeekFrom::End(0))
+            .map_err(|source| DiskError::Read {
+                path: path.clone(),
+                source,
+            })?;
+        let (format, size) = detect(&file, &path, file_len)?;
+        if size % SECTOR_SIZE != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                size,
+                "disk image size is not a multiple of 512; the last partial sector is not visible"
+            );
+        }
+        Ok(DiskImage {
+            file,
+            path,
+            format,
+            size,
+            read_only,
+        })
+    }
+
+    /// The image's format.
+    pub fn format(&self) -> DiskFormat {
+        self.format
+    }
+
+    /// Bytes of disk data (without a VHD footer).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The disk's capacity in 512-byte sectors.
+    pub fn sectors(&self) -> u64 {
+        self.size / SECTOR_SIZE
+    }
+
+    /// Whether the image was opened read-only.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The image's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read `buf.len()` bytes at byte `offset` of the disk data.
+    pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.check_range(offset, buf.len())?;
+        self.file.read_exact_at(buf, offset)
+    }
+
+    /// Write `buf` at byte `offset` of the disk data.
+    pub(crate) fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        if self.read_only {
+            return Err(std::io::Error::from_raw_os_error(libc::EROFS));
+        }
+        self.check_range(offset, buf.len())?;
+        self.file.write_all_at(buf, offset)
+    }
+
+    /// Make written data durable.
+    pub(crate) fn flush(&self) -> std::io::Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.file.sync_data()
+    }
+
+    /// Never touch the VHD footer or beyond, whatever the caller checked.
+    fn check_range(&self, offset: u64, len: usize) -> std::io::Result<()> {
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+        }
+    }
+}
+
+/// Detect the format of a file of `file_len` bytes.
+fn detect(file: &File, path: &Path, file_len: u64) -> Result<(DiskFormat, u64), DiskError> {
+    if file_len < VHD_FOOTER_SIZE {
+        return Ok((DiskFormat::Raw, file_len));
+    }
+    let mut footer = [0u8; VHD_FOOTER_SIZE as usize];
+    file.read_exact_at(&mut footer, file_len - VHD_FOOTER_SIZE)
+        .map_err(|source| DiskError::Read {
+            path: path.into(),
+            source,
+        })?;
+    if &footer[..8] == VHD_COOKIE {
+        let data = file_len - VHD_FOOTER_SIZE;
+        return parse_footer(&footer, data)
+            .map(|size| (DiskFormat::FixedVhd, size))
+            .map_err(|e| e.into_error(path));
+    }
+    // Dynamic and differencing VHDs also carry a copy of the footer at the
+    // start of the file (and their real footer at the end, but be sure).
+    let mut head = [0u8; VHD_FOOTER_SIZE as usize];
+    file.read_exact_at(&mut head, 0)
+        .map_err(|source| DiskError::Read {
+            path: path.into(),
+            source,
+        })?;
+    if &head[..8] == VHD_COOKIE && checksum_ok(&head) {
+        if let Some(kind) = dynamic_kind(be32(&head, 60)) {
+            return Err(DiskError::UnsupportedVhd {
+                path: path.into(),
+                kind,
+            });
+        }
+    }
+    Ok((DiskFormat::Raw, file_len))
+}
+
+enum FooterError {
+    Unsupported(&'static str),
+    Bad(String),
+}
+
+impl FooterError {
+    fn into_error(self, path: &Path) -> DiskError {
+        match self {
+            FooterError::Unsupported(kind) => DiskError::UnsupportedVhd {
+                path: path.into(),
+                kind,
+            },
+            FooterError::Bad(why) => DiskError::BadVhdFooter {
+                path: path.into(),
+                why,
+            },
+        }
+    }
+}
+
+/// The disk size a footer describes, for `data` bytes before it.
+fn parse_footer(footer: &[u8; 512], data: u64) -> Result<u64, FooterError> {
+    if !checksum_ok(footer) {
+        return Err(FooterError::Bad(format!(
+            "checksum {:#010x} does not match {:#010x}",
+            be32(footer, 64),
+            checksum(footer)
+        )));
+    }
+    let disk_type = be32(footer, 60);
+    if let Some(kind) = dynamic_kind(disk_type) {
+        return Err(FooterError::Unsupported(kind));
+    }
+    if disk_type != VHD_TYPE_FIXED {
+        return Err(FooterError::Bad(format!("unknown disk type {disk_type}")));
+    }
+    let current = be64(footer, 48);
+    if current > data {
+        return Err(FooterError::Bad(format!(
+            "it says the disk holds {current} bytes but the file has {data} bytes before the footer"
+        )));
+    }
+    if current % SECTOR_SIZE != 0 {
+        return Err(FooterError::Bad(format!(
+            "disk size {current} is not a multiple of 512"
+        )));
+    }
+    Ok(current)
+}
+
+fn dynamic_kind(disk_type: u32) -> Option<&'static str> {
+    match disk_type {
+        VHD_TYPE_DYNAMIC => Some("dynamic"),
+        VHD_TYPE_DIFFERENCING => Some("differencing"),
+        _ => None,
+    }
+}
+
+/// One's complement of the byte sum, without the checksum field (64..68).
+pub(crate) fn checksum(footer: &[u8; 512]) -> u32 {
+    let sum = footer
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !(64..68).contains(i))
+        .fold(0u32, |acc, (_, &b)| acc.wrapping_add(u32::from(b)));
+    !sum
+}
+
+fn checksum_ok(footer: &[u8; 512]) -> bool {
+    be32(footer, 64) == checksum(footer)
+}
+
+fn be32(b: &[u8; 512], at: usize) -> u32 {
+    let mut v = [0u8; 4];
+    v.copy_from_slice(&b[at..at + 4]);
+    u32::from_be_bytes(v)
+}
+
+fn be64(b: &[u8; 512], at: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[at..at + 8]);
+    u64::from_be_bytes(v)
+}
+
+/// A VHD footer for a fixed disk of `size` bytes (tests and tools).
+pub fn fixed_vhd_footer(size: u64, disk_type: u32) -> [u8; 512] {
+    let mut f = [0u8; 512];
+    f[..8].copy_from_slice(VHD_COOKIE);
+    f[8..12].copy_from_slice(&2u32.to_be_bytes()); // features: reserved bit
+    f[12..16].copy_from_slice(&0x0001_0000u32.to_be_bytes());
+    let data_offset = if disk_type == VHD_TYPE_FIXED {
+        u64::MAX
+    } else {
+        512
+    };
+    f[16..24].copy_from_slice(&data_offset.to_be_bytes());
+    f[28..32].copy_from_slice(b"hcs ");
+    f[36..40].copy_from_slice(b"Wi2k");
+    f[40..48].copy_from_slice(&size.to_be_bytes());
+    f[48..56].copy_from_slice(&size.to_be_bytes());
+    f[60..64].copy_from_slice(&disk_type.to_be_bytes());
+    let sum = checksum(&f);
+    f[64..68].copy_from_slice(&sum.to_be_bytes());
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn image(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        f.flush().unwrap();
+        f
+    }
+
+    #[test]
+    fn raw_image_is_the_whole_file() {
+        let f = image(&[7u8; 4096]);
+        let d = DiskImage::open(f.path(), false).unwrap();
+        assert_eq!(d.format(), DiskFormat::Raw);
+        assert_eq!(d.sectors(), 8);
+    }
+
+    #[test]
+    fn tiny_raw_image_has_no_footer() {
+        let f = image(&[1u8; 100]);
+        let d = DiskImage::open(f.path(), true).unwrap();
+        assert_eq!(d.format(), DiskFormat::Raw);
+        assert_eq!(d.sectors(), 0);
+    }
+
+    #[test]
+    fn fixed_vhd_exposes_only_the_data() {
+        let mut bytes = vec![0xabu8; 8192];
+        bytes.extend_from_slice(&fixed_vhd_footer(8192, VHD_TYPE_FIXED));
+        let f = image(&bytes);
+        let d = DiskImage::open(f.path(), false).unwrap();
+        assert_eq!(d.format(), DiskFormat::FixedVhd);
+        assert_eq!(d.size(), 8192);
+        assert_eq!(d.sectors(), 16);
+        let mut buf = [0u8; 512];
+        assert!(
+            d.read_at(&mut buf, 8192).is_err(),
+            "the footer is not disk data"
+        );
+        assert!(d.write_at(&buf, 8192).is_err());
+        d.read_at(&mut buf, 8192 - 512).unwrap();
+        assert_eq!(buf, [0xab; 512]);
+    }
+
+    #[test]
+    fn dynamic_and_differencing_vhds_are_refused() {
+        for (t, kind) in [
+            (VHD_TYPE_DYNAMIC, "dynamic"),
+            (VHD_TYPE_DIFFERENCING, "differencing"),
+        ] {
+            let footer = fixed_vhd_footer(1 << 20, t);
+            let mut bytes = footer.to_vec();
+            bytes.extend_from_slice(&[0u8; 2048]);
+            bytes.extend_from_slice(&footer);
+            let f = image(&bytes);
+            let err = DiskImage::open(f.path(), true).unwrap_err();
+            assert!(
+                matches!(err, DiskError::UnsupportedVhd { kind: k, .. } if k == kind),
+                "{err}"
+            );
+            assert!(err.to_string().contains(kind));
+        }
+    }
+
+    #[test]
+    fn vhd_footer_with_bad_checksum_or_size_is_refused() {
+        let mut footer = fixed_vhd_footer(4096, VHD_TYPE_FIXED);
+        footer[100] ^= 1;
+        let mut bytes = vec![0u8; 4096];
+        bytes.extend_from_slice(&footer);
+        let err = DiskImage::open(image(&bytes).path(), true).unwrap_err();
+        assert!(matches!(err, DiskError::BadVhdFooter { .. }), "{err}");
+
+        let mut bytes = vec![0u8; 4096];
+        bytes.extend_from_slice(&fixed_vhd_footer(8192, VHD_TYPE_FIXED));
+        let err = DiskImage::open(image(&bytes).path(), true).unwrap_err();
+        assert!(err.to_string().contains("8192"), "{err}");
+    }
+
+    #[test]
+    fn read_only_image_refuses_writes() {
+        let f = image(&[0u8; 1024]);
+        let d = DiskImage::open(f.path(), true).unwrap();
+        assert!(d.write_at(&[1; 512], 0).is_err());
+        d.flush().unwrap();
+    }
+
+    #[test]
+    fn missing_image_names_the_path() {
+        let err = DiskImage::open("/nonexistent/disk.vhd", true).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/disk.vhd"));
+    }
+}

@@ -1,0 +1,266 @@
+//! virtio-vsock (device type 19) with host-side unix sockets, in the style
+//! of Firecracker's hybrid vsock (see [`muxer`]).
+//!
+//! The device owns a [`VsockMuxer`]; when the driver sets `DRIVER_OK` the
+//! muxer moves to a thread of its own (named `vsock-<cid>`) and runs its
+//! epoll loop there. Queue notifications reach it through per-queue
+//! eventfds ([`VirtioDevice::queue_eventfd`], which an integrator may also
+//! register as ioeventfds). A device reset stops the thread, drops every
+//! connection and keeps the listening socket.
+
+mod conn;
+pub mod muxer;
+pub mod packet;
+mod sock;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use virtio_queue::QueueT;
+use vmm_sys_util::eventfd::EventFd;
+
+pub use conn::{ConnKey, CONN_BUF_ALLOC};
+pub use muxer::{Timeouts, VsockMuxer, VsockQueues, EVENT_QUEUE, RX_QUEUE, TX_QUEUE};
+
+use crate::block::copy_config;
+use crate::device::{ActivateError, DeviceQueues, VirtioDevice};
+use crate::device_type;
+use muxer::Control;
+
+/// Queue size offered for each of the three queues.
+pub const QUEUE_SIZE: u16 = 256;
+
+/// How to build a vsock device.
+#[derive(Debug, Clone)]
+pub struct VsockConfig {
+    /// The guest's context id (3 or more).
+    pub guest_cid: u64,
+    /// The listening unix socket for host-initiated connections; guest
+    /// connections to port P go to `<uds_path>_P`.
+    pub uds_path: PathBuf,
+}
+
+/// Why a vsock device could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum VsockError {
+    /// CIDs 0-2 are reserved and u32::MAX means "any".
+    #[error("invalid guest CID {0} (must be 3 ..= 4294967294)")]
+    BadCid(u64),
+    /// The listening socket could not be bound.
+    #[error("binding the vsock socket {path}: {source}")]
+    Bind {
+        /// The socket path.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An eventfd or epoll instance could not be created.
+    #[error("setting up the vsock device: {0}")]
+    Setup(#[source] std::io::Error),
+}
+
+/// Asks a running vsock device for things from another thread (the
+/// integrator keeps it after handing the device to its transport).
+#[derive(Debug, Clone)]
+pub struct VsockHandle {
+    control: Arc<Control>,
+}
+
+impl VsockHandle {
+    /// Drop every connection and post `VIRTIO_VSOCK_EVENT_TRANSPORT_RESET`
+    /// to the guest, e.g. after restoring a snapshot. If the device is not
+    /// running, it happens when the driver next starts it.
+    pub fn reset_connections(&self) {
+        self.control.reset.store(true, Ordering::SeqCst);
+        if let Err(e) = self.control.evt.write(1) {
+            tracing::warn!("vsock: waking the device thread failed: {e}");
+        }
+    }
+}
+
+/// A virtio-vsock device.
+pub struct Vsock {
+    cid: u64,
+    muxer: Option<VsockMuxer>,
+    worker: Option<JoinHandle<VsockMuxer>>,
+    queue_evts: Vec<EventFd>,
+    control: Arc<Control>,
+    lost: bool,
+}
+
+impl std::fmt::Debug for Vsock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vsock")
+            .field("cid", &self.cid)
+            .field("active", &self.worker.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vsock {
+    /// Bind the listening socket and build the device.
+    pub fn new(config: &VsockConfig) -> Result<Vsock, VsockError> {
+        let muxer = VsockMuxer::new(config.guest_cid, &config.uds_path)?;
+        let queue_evts = (0..3)
+            .map(|i| {
+                muxer
+                    .queue_eventfd(i)
+                    .ok_or_else(|| {
+                        VsockError::Setup(std::io::Error::other("missing queue eventfd"))
+                    })?
+                    .try_clone()
+                    .map_err(VsockError::Setup)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Vsock {
+            cid: config.guest_cid,
+            control: muxer.control(),
+            muxer: Some(muxer),
+            worker: None,
+            queue_evts,
+            lost: false,
+        })
+    }
+
+    /// The guest's CID.
+    pub fn guest_cid(&self) -> u64 {
+        self.cid
+    }
+
+    /// Drop every connection and post `VIRTIO_VSOCK_EVENT_TRANSPORT_RESET`
+    /// to the guest (e.g. after restoring a snapshot). Does nothing while
+    /// the driver has not started the device.
+    pub fn reset_connections(&self) {
+        if self.worker.is_some() {
+            self.handle().reset_connections();
+        }
+    }
+
+    /// A handle that outlives boxing the device into a transport.
+    pub fn handle(&self) -> VsockHandle {
+        VsockHandle {
+            control: self.control.clone(),
+        }
+    }
+
+    fn stop_worker(&mut self) {
+        let Some(worker) = self.worker.take() else {
+            return;
+        };
+        self.control.stop.store(true, Ordering::SeqCst);
+        let _ = self.control.evt.write(1);
+        match worker.join() {
+            Ok(mut muxer) => {
+                muxer.detach();
+                self.muxer = Some(muxer);
+            }
+            Err(_) => {
+                tracing::error!(
+                    cid = self.cid,
+                    "vsock: the device thread panicked; the device is lost"
+                );
+                self.lost = true;
+            }
+        }
+        self.control.stop.store(false, Ordering::SeqCst);
+    }
+}
+
+impl VirtioDevice for Vsock {
+    fn device_type(&self) -> u32 {
+        device_type::VSOCK
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[QUEUE_SIZE; 3]
+    }
+
+    fn features(&self) -> u64 {
+        0
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        copy_config(&self.cid.to_le_bytes(), offset, data);
+    }
+
+    fn activate(&mut self, q: DeviceQueues) -> Result<(), ActivateError> {
+        self.stop_worker();
+        if q.queues.len() != 3 {
+            return Err(ActivateError::QueueCount {
+                expected: 3,
+                got: q.queues.len(),
+            });
+        }
+        for (i, queue) in q.queues.iter().enumerate().take(2) {
+            if !queue.ready() {
+                return Err(ActivateError::QueueNotReady(i));
+            }
+        }
+        let Some(mut muxer) = self.muxer.take() else {
+            return Err(ActivateError::Unusable("its thread died".into()));
+        };
+        let mut queues = q.queues.into_iter();
+        let (Some(rx), Some(tx), Some(event)) = (queues.next(), queues.next(), queues.next())
+        else {
+            return Err(ActivateError::QueueCount {
+                expected: 3,
+                got: 0,
+            });
+        };
+        muxer.attach(VsockQueues {
+            mem: q.mem,
+            rx,
+            tx,
+            event,
+            interrupt: q.interrupt,
+        });
+        let spawned = std::thread::Builder::new()
+            .name(format!("vsock-{}", self.cid))
+            .spawn(move || muxer.run());
+        match spawned {
+            Ok(handle) => {
+                self.worker = Some(handle);
+                // Anything the driver queued before we listened.
+                for evt in &self.queue_evts {
+                    let _ = evt.write(1);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.lost = true;
+                Err(ActivateError::Worker(e))
+            }
+        }
+    }
+
+    fn queue_notify(&mut self, index: u16) {
+        if let Some(evt) = self.queue_evts.get(usize::from(index)) {
+            if let Err(e) = evt.write(1) {
+                tracing::warn!(index, "vsock: signalling a queue notification failed: {e}");
+            }
+        }
+    }
+
+    fn queue_eventfd(&self, index: u16) -> Option<&EventFd> {
+        self.queue_evts.get(usize::from(index))
+    }
+
+    fn reset(&mut self) {
+        self.stop_worker();
+        if let Some(m) = self.muxer.as_mut() {
+            m.detach();
+        }
+    }
+}
+
+impl Drop for Vsock {
+    fn drop(&mut self) {
+        self.stop_worker();
+    }
+}
+
+#[cfg(test)]
+mod tests;

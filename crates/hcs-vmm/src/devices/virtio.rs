@@ -1,0 +1,120 @@
+//! virtio-mmio transports (crate `hcs-virtio`) on the VM's MMIO bus: where
+//! each goes, its interrupt, and the adapter to [`BusDevice`].
+
+use std::sync::{Arc, Mutex};
+
+use hcs_virtio::{Block, BlockConfig, Interrupt, MmioTransport, VirtioDevice, Vsock, VsockConfig};
+use kvm_ioctls::VmFd;
+use vmm_sys_util::eventfd::EventFd;
+
+use super::{Bus, BusDevice};
+use crate::layout;
+
+/// At most this many transports: GSIs 16..=23 are the IOAPIC's last pins.
+pub const MAX_VIRTIO_DEVICES: usize = 8;
+
+/// The virtio devices a VM has.
+#[derive(Debug, Clone, Default)]
+pub struct VirtioConfig {
+    /// A vsock device (hybrid unix-socket backend), first when present.
+    pub vsock: Option<VsockConfig>,
+    /// Block devices, in order.
+    pub disks: Vec<BlockConfig>,
+}
+
+/// Why a virtio device could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum VirtioSetupError {
+    /// More devices than interrupt pins.
+    #[error("{0} virtio devices requested; at most {MAX_VIRTIO_DEVICES} are supported")]
+    TooMany(usize),
+    /// A disk image could not be opened.
+    #[error("disk {path}: {source}")]
+    Disk {
+        path: std::path::PathBuf,
+        source: hcs_virtio::DiskError,
+    },
+    /// The vsock device could not be set up.
+    #[error(transparent)]
+    Vsock(#[from] hcs_virtio::VsockError),
+    /// The interrupt could not be wired.
+    #[error("wiring a virtio interrupt: {0}")]
+    Irq(String),
+    /// The MMIO window is taken.
+    #[error("placing a virtio transport: {0}")]
+    Bus(#[from] super::BusError),
+}
+
+impl VirtioConfig {
+    /// The devices, in the order their windows are handed out.
+    fn open(&self) -> Result<Vec<Box<dyn VirtioDevice>>, VirtioSetupError> {
+        let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
+        if let Some(v) = &self.vsock {
+            devices.push(Box::new(Vsock::new(v)?));
+        }
+        for d in &self.disks {
+            let block = Block::open(d).map_err(|source| VirtioSetupError::Disk {
+                path: d.path.clone(),
+                source,
+            })?;
+            devices.push(Box::new(block));
+        }
+        if devices.len() > MAX_VIRTIO_DEVICES {
+            return Err(VirtioSetupError::TooMany(devices.len()));
+        }
+        Ok(devices)
+    }
+
+    /// Number of transports.
+    pub fn count(&self) -> usize {
+        usize::from(self.vsock.is_some()) + self.disks.len()
+    }
+
+    /// (MMIO base, GSI) of each transport, as the ACPI tables describe them.
+    pub fn windows(&self) -> Vec<(u64, u32)> {
+        (0..self.count())
+            .map(|i| {
+                (
+                    layout::VIRTIO_MMIO_START + i as u64 * layout::VIRTIO_MMIO_SIZE,
+                    layout::VIRTIO_MMIO_FIRST_GSI + i as u32,
+                )
+            })
+            .collect()
+    }
+}
+
+/// A transport as a bus device.
+struct VirtioMmio(MmioTransport);
+
+impl BusDevice for VirtioMmio {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        self.0.read(offset, data);
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        self.0.write(offset, data);
+    }
+}
+
+/// Open the devices, wire their interrupts as irqfds, and put their
+/// transports on `mmio`.
+pub fn attach(
+    cfg: &VirtioConfig,
+    vm: &VmFd,
+    mem: &vm_memory::GuestMemoryMmap,
+    mmio: &mut Bus,
+) -> Result<(), VirtioSetupError> {
+    let devices = cfg.open()?;
+    for (device, (base, gsi)) in devices.into_iter().zip(cfg.windows()) {
+        let irq =
+            EventFd::new(libc::EFD_NONBLOCK).map_err(|e| VirtioSetupError::Irq(e.to_string()))?;
+        vm.register_irqfd(&irq, gsi)
+            .map_err(|e| VirtioSetupError::Irq(e.to_string()))?;
+        let transport = MmioTransport::new(device, mem.clone(), Arc::new(Interrupt::new(irq)));
+        mmio.insert(
+            base,
+            layout::VIRTIO_MMIO_SIZE,
+            Arc::new(Mutex::new(VirtioMmio(transport))),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! Processes in virtual machines, end to end, with the test guest's agent
+//! (guest/test-guest: a virtio-vsock driver and hcs-agent-protocol with
+//! built-in programs): HcsCreateProcess through the agent, stdio as file
+//! descriptors, exit codes, signals, many processes, ProcessList, shutdown
+//! through the agent, and losing the agent.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use hcs::{HResult, Operation, Process, System, INFINITE};
+use hcs_integration_tests::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn vm_doc(cmdline: &str, extra: serde_json::Value) -> String {
+    let mut doc = serde_json::json!({
+        "SchemaVersion": { "Major": 2, "Minor": 1 },
+        "Owner": "hcs-tests",
+        "ShouldTerminateOnLastHandleClosed": true,
+        "VirtualMachine": {
+            "Chipset": { "LinuxKernelDirect": {
+                "KernelFilePath": hcs_test_guest::test_guest_elf(),
+                "KernelCmdLine": cmdline
+            } },
+            "ComputeTopology": { "Memory": { "SizeInMB": 64 }, "Processor": { "Count": 1 } },
+            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } },
+            "GuestConnection": { "UseVsock": true }
+        }
+    });
+    merge_into(&mut doc, extra);
+    doc.to_string()
+}
+
+fn merge_into(a: &mut serde_json::Value, b: serde_json::Value) {
+    match (a, b) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                merge_into(a.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+/// The guest's serial console, line by line.
+struct Console {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    seen: Vec<String>,
+}
+
+impl Console {
+    fn attach(ns: &str, id: &str) -> Console {
+        let path = hcs::console_socket(ns, id, 0);
+        let stream = UnixStream::connect(&path)
+            .unwrap_or_else(|e| panic!("console {}: {e}", path.display()));
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        Console {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+            seen: Vec::new(),
+        }
+    }
+
+    fn expect(&mut self, prefix: &str) -> String {
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).unwrap_or_else(|e| {
+                panic!(
+                    "reading the console for {prefix:?} ({e}); saw {:?}",
+                    self.seen
+                )
+            });
+            assert!(
+                n > 0,
+                "console closed before {prefix:?}; saw {:?}",
+                self.seen
+            );
+            let line = line.trim_end_matches(['\r', '\n']).to_string();
+            if self.seen.len() == 60 {
+                self.seen.remove(0);
+            }
+            self.seen.push(line.clone());
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: &str) {
+        self.writer
+            .write_all(format!("{cmd}\n").as_bytes())
+            .unwrap();
+    }
+}
+
+/// Create and start a VM with the test guest; wait until its agent is connected.
+fn booted(test: &str, cmdline: &str) -> (String, System, Console) {
+    let ns = unique_namespace(test);
+    let s = create_started(&ns, "vm", &vm_doc(cmdline, serde_json::json!({})));
+    let mut c = Console::attach(&ns, "vm");
+    c.expect("HCS-TEST-GUEST READY");
+    (ns, s, c)
+}
+
+fn with_agent(test: &str) -> (String, System, Console) {
+    let (ns, s, mut c) = booted(test, "console=ttyS0 hcs.agent=1");
+    c.expect("AGENT STARTED");
+    c.expect("AGENT CONNECTED");
+    (ns, s, c)
+}
+
+fn start(s: &System, params: serde_json::Value) -> (Process, hcs::ProcessInformation) {
+    let op = Operation::new();
+    let p = s
+        .create_process(&params.to_string(), &op)
+        .expect("create process call");
+    let info = op.wait_process_info(INFINITE).expect("create process");
+    (p, info)
+}
+
+fn finish(ns: &str, s: &System) {
+    let status = terminate(s);
+    assert_eq!(status["ExitType"], "ForcedExit", "{status}");
+    assert!(leftovers(ns).is_empty(), "{:?}", leftovers(ns));
+}
+
+#[test]
+fn echo_exit_codes_and_missing_programs_through_the_agent() {
+    let (ns, s, _c) = with_agent("vmagentecho");
+    let r = run_params(
+        &s,
+        serde_json::json!({ "CommandArgs": ["echo", "hello", "world"], "Environment": { "A": "1" } }),
+    );
+    assert_eq!(r.exit_code, 0);
+    let mut lines = r.stdout.lines();
+    assert_eq!(lines.next(), Some("hello world"), "{}", r.stdout);
+    assert!(r.stdout.lines().any(|l| l == "A=1"), "{}", r.stdout);
+    assert_eq!(r.stderr, "");
+    for (code, want) in [("0", 0), ("3", 3), ("255", 255)] {
+        assert_eq!(run(&s, &["exit", code]).exit_code, want);
+    }
+    let e = call(|op| {
+        s.create_process(r#"{"CommandArgs":["no-such-program"]}"#, op)
+            .map(|_| ())
+    })
+    .unwrap_err();
+    assert_eq!(e.hresult, HResult::ERROR_FILE_NOT_FOUND, "{e:?}");
+    finish(&ns, &s);
+}
+
+#[test]
+fn stdin_to_stdout_with_cat_and_close_handle() {
+    let (ns, s, _c) = with_agent("vmagentcat");
+    let (p, info) = start(
+        &s,
+        serde_json::json!({ "CommandArgs": ["cat"], "CreateStdInPipe": true, "CreateStdOutPipe": true }),
+    );
+    let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let mut stdin = std::fs::File::from(info.std_input.unwrap());
+    let mut stdout = std::fs::File::from(info.std_output.unwrap());
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        stdout.read_to_end(&mut out).unwrap();
+        out
+    });
+    let t = Instant::now();
+    stdin.write_all(&data).unwrap();
+    drop(stdin);
+    call(|op| {
+        p.modify(
+            op,
+            r#"{"Operation":"CloseHandle","CloseHandle":{"Handle":"StdIn"}}"#,
+        )
+    })
+    .unwrap();
+    let out = reader.join().unwrap();
+    eprintln!("cat: 1 MiB through the guest in {:?}", t.elapsed());
+    assert_eq!(out.len(), data.len());
+    assert!(out == data, "cat changed the bytes");
+    assert_eq!(exit_of(&p), 0);
+    finish(&ns, &s);
+}
+
+#[test]
+fn signals_many_processes_and_the_process_list() {
+    let (ns, s, _c) = with_agent("vmagentsig");
+    let op = Operation::new();
+    let sleeper = s
+        .create_process(r#"{"CommandArgs":["sleep","100000"]}"#, &op)
+        .unwrap();
+    op.wait(INFINITE).unwrap();
+    let p = properties(&s, &["ProcessList"]).unwrap();
+    let list = p["ProcessList"].as_array().expect("ProcessList").clone();
+    assert!(
+        list.iter()
+            .any(|e| e["ImageName"].as_str().unwrap_or("").contains("sleep")
+                || e["CommandLine"].as_str().unwrap_or("").contains("sleep")),
+        "{p}"
+    );
+    call(|op| sleeper.signal(op, Some(r#"{"Signal":15}"#))).unwrap();
+    assert_eq!(exit_of(&sleeper), 128 + 15);
+    let e = call(|op| sleeper.signal(op, Some(r#"{"Signal":15}"#))).unwrap_err();
+    assert_eq!(e.hresult, HResult::HCS_E_PROCESS_ALREADY_STOPPED);
+
+    // Ten at once, each with its three streams.
+    let handles: Vec<_> = (0..10)
+        .map(|k| {
+            start(
+                &s,
+                serde_json::json!({ "CommandArgs": ["echo", format!("n{k}")], "CreateStdInPipe": true,
+                                     "CreateStdOutPipe": true, "CreateStdErrPipe": true }),
+            )
+        })
+        .collect();
+    for (k, (p, info)) in handles.into_iter().enumerate() {
+        let out = read_all(info.std_output);
+        assert_eq!(out, format!("n{k}\n"));
+        assert_eq!(exit_of(&p), 0);
+    }
+    let r = run(&s, &["sleep", "30"]);
+    assert_eq!(r.exit_code, 0);
+    finish(&ns, &s);
+}
+
+#[test]
+fn shutdown_goes_through_the_agent() {
+    let (_ns, s, mut c) = with_agent("vmagentshut");
+    call(|op| s.shutdown(op, Some(r#"{"TimeoutInMs":30000}"#))).unwrap();
+    c.expect("AGENT SHUTDOWN");
+    let status: serde_json::Value =
+        serde_json::from_str(&s.wait_for_exit(INFINITE).unwrap()).unwrap();
+    assert_eq!(status["ExitType"], "GracefulExit", "{status}");
+}
+
+#[test]
+fn the_agent_command_starts_it_from_the_console() {
+    let (ns, s, mut c) = booted("vmagentcmd", "console=ttyS0");
+    c.command("agent");
+    c.expect("AGENT STARTED cid=");
+    c.expect("AGENT CONNECTED");
+    c.command("agent");
+    c.expect("AGENT RUNNING");
+    assert_eq!(run(&s, &["echo", "via", "console"]).stdout, "via console\n");
+    finish(&ns, &s);
+}
+
+#[test]
+fn sector_writes_and_reads_the_virtio_blk_disk() {
+    let dir = std::env::temp_dir().join(format!("hcs-vmagent-disk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join("disk.img");
+    let mut image = vec![0u8; 1 << 20];
+    let host_sector: Vec<u8> = b"written by the host\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(512)
+        .collect();
+    image[7 * 512..8 * 512].copy_from_slice(&host_sector);
+    std::fs::write(&disk, &image).unwrap();
+    let ro = dir.join("ro.img");
+    std::fs::write(&ro, &image).unwrap();
+
+    let ns = unique_namespace("vmagentdisk");
+    let doc = vm_doc(
+        "console=ttyS0 hcs.agent=1",
+        serde_json::json!({ "VirtualMachine": { "Devices": { "Scsi": { "0": { "Attachments": {
+            "0": { "Type": "VirtualDisk", "Path": disk },
+            "1": { "Type": "VirtualDisk", "Path": ro, "ReadOnly": true }
+        } } } } } }),
+    );
+    let s = create_started(&ns, "vm", &doc);
+    let mut c = Console::attach(&ns, "vm");
+    c.expect("AGENT CONNECTED");
+
+    let r = run(&s, &["sector", "write", "5"]);
+    assert_eq!(
+        (r.exit_code, r.stdout.as_str(), r.stderr.as_str()),
+        (0, "ok\n", "")
+    );
+    let r = run(&s, &["sector", "read", "7"]);
+    assert_eq!(r.exit_code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.as_bytes(), host_sector.as_slice());
+    let r = run(&s, &["sector", "read", "2048"]);
+    assert_eq!(r.exit_code, 1);
+    assert_eq!(r.stderr, "sector: LBA beyond the end of the disk\n");
+    // Written by the guest, read back by the host (the device wrote through).
+    let back = std::fs::read(&disk).unwrap();
+    assert!(
+        back[5 * 512..].starts_with(b"HCS-SECTOR 5\n"),
+        "{:?}",
+        &back[5 * 512..5 * 512 + 16]
+    );
+    assert_eq!(back[5 * 512 + 100], 100);
+    finish(&ns, &s);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn agent_stop_resets_its_connections_and_agent_restarts_it() {
+    let (ns, s, mut c) = with_agent("vmagentstop");
+    let op = Operation::new();
+    let p = s
+        .create_process(
+            r#"{"CommandArgs":["sleep","100000"],"CreateStdOutPipe":true}"#,
+            &op,
+        )
+        .unwrap();
+    let info = op.wait_process_info(INFINITE).unwrap();
+    c.command("agent stop");
+    c.expect("AGENT STOPPED");
+    // The process's stream was reset with the rest.
+    assert_eq!(read_all(info.std_output), "");
+    let _ = p;
+    c.command("agent");
+    c.expect("AGENT STARTED");
+    c.expect("AGENT CONNECTED");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let op = Operation::new();
+        let r = s
+            .create_process(
+                r#"{"CommandArgs":["echo","again"],"CreateStdOutPipe":true}"#,
+                &op,
+            )
+            .and_then(|p| op.wait_process_info(INFINITE).map(|i| (p, i)));
+        match r {
+            Ok((p, info)) => {
+                assert_eq!(read_all(info.std_output), "again\n");
+                assert_eq!(exit_of(&p), 0);
+                break;
+            }
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no process after the agent came back: {e:?}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    finish(&ns, &s);
+}
