@@ -240,10 +240,12 @@ fn scsi_disks(
             let read_only = match a.attachment_type {
                 Some(AttachmentType::VirtualDisk) | None => a.read_only.unwrap_or(false),
                 Some(AttachmentType::Iso) => true,
-                Some(AttachmentType::PassThru) => return Err(HcsError::not_supported(format!(
+                Some(AttachmentType::PassThru) => {
+                    return Err(HcsError::not_supported(format!(
                     "{field}.Type: PassThru (a host disk handed to the guest) is not supported; \
                          attach an image file as VirtualDisk"
-                ))),
+                )))
+                }
             };
             let path = a
                 .path

@@ -227,6 +227,9 @@ fn signals_many_processes_and_the_process_list() {
 #[test]
 fn shutdown_goes_through_the_agent() {
     let (_ns, s, mut c) = with_agent("vmagentshut");
+    // The host has the agent once a process ran (the guest says CONNECTED
+    // before the host's handshake).
+    assert_eq!(run(&s, &["exit", "0"]).exit_code, 0);
     call(|op| s.shutdown(op, Some(r#"{"TimeoutInMs":30000}"#))).unwrap();
     c.expect("AGENT SHUTDOWN");
     let status: serde_json::Value =
