@@ -3,113 +3,45 @@
 //! stdio streams, exit events, signals, errors from the guest side, the
 //! process list, and the loss of the connection.
 
-use std::io::{Read, Write};
-use std::os::fd::AsFd;
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+mod common;
+
+use std::io::Write;
 use std::time::{Duration, Instant};
 
+use common::*;
 use hcs_errors::HResult;
 use hcs_monitor::agent::{AgentClient, AgentEvent};
-use hcs_schema::ProcessParameters;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::eventfd::{EfdFlags, EventFd};
 
-/// `hcs-agent`, built by `cargo build --workspace` next to this test's directory.
-fn agent_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("hcs-agent");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo build --workspace` first",
-        bin.display()
-    );
-    bin
+/// A started agent and a client connected to it.
+struct Fixture {
+    agent: Agent,
+    _dir: tempfile::TempDir,
+    waker: Waker,
 }
 
-struct Agent {
-    child: Child,
-    dir: tempfile::TempDir,
-    wake: Arc<EventFd>,
-}
-
-impl Agent {
-    fn start() -> Agent {
+impl Fixture {
+    fn start() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(agent_bin())
-            .arg("--unix")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let wake = EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK).unwrap();
-        Agent {
-            child,
-            dir,
-            wake: Arc::new(wake),
+        Fixture {
+            agent: Agent::start(dir.path()),
+            _dir: dir,
+            waker: Waker::new(),
         }
     }
 
     fn client(&self) -> AgentClient {
-        let sock = self.dir.path().join("agent.sock");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let stream = loop {
-            match UnixStream::connect(&sock) {
-                Ok(s) => break s,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Err(e) => panic!("the agent does not listen on {}: {e}", sock.display()),
-            }
-        };
-        let dir = self.dir.path().to_path_buf();
-        let wake = self.wake.clone();
+        let dir = self.agent.dir.clone();
         AgentClient::connect(
-            stream,
+            self.agent.stream(),
             Box::new(move |p| dir.join(format!("port_{p}"))),
-            Arc::new(move || {
-                let _ = wake.write(1);
-            }),
+            self.waker.wake(),
         )
         .unwrap()
     }
-
-    /// Blocks until the client has woken us (or 1 s passes).
-    fn wait_wake(&self) {
-        let mut fds = [PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
-        if nix::poll::poll(&mut fds, PollTimeout::from(1000u16)).unwrap_or(0) > 0 {
-            let _ = self.wake.read();
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        // Child::kill signals exactly the pid we started.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn params(json: serde_json::Value) -> ProcessParameters {
-    hcs_schema::from_json(&json.to_string(), "ProcessParameters").unwrap()
-}
-
-fn read_all(fd: Option<OwnedFd>) -> String {
-    let mut s = String::new();
-    std::fs::File::from(fd.expect("a stdio stream"))
-        .read_to_string(&mut s)
-        .unwrap();
-    s
 }
 
 /// Waits (with a deadline) for the exit event of `pid`.
-fn exit_of(a: &Agent, c: &AgentClient, pid: u32) -> u32 {
+fn exit_of(f: &Fixture, c: &AgentClient, pid: u32) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         for e in c.take_events() {
@@ -120,13 +52,13 @@ fn exit_of(a: &Agent, c: &AgentClient, pid: u32) -> u32 {
             }
         }
         assert!(Instant::now() < deadline, "no exit event for {pid}");
-        a.wait_wake();
+        f.waker.wait();
     }
 }
 
 #[test]
 fn a_process_runs_with_its_stdio_and_its_exit_is_an_event() {
-    let agent = Agent::start();
+    let agent = Fixture::start();
     let c = agent.client();
     assert_eq!(c.version(), 1);
     let p = c
@@ -144,7 +76,7 @@ fn a_process_runs_with_its_stdio_and_its_exit_is_an_event() {
 
 #[test]
 fn stdin_reaches_the_process_and_closing_it_ends_cat() {
-    let agent = Agent::start();
+    let agent = Fixture::start();
     let c = agent.client();
     let p = c
         .create_process(&params(serde_json::json!({
@@ -160,7 +92,7 @@ fn stdin_reaches_the_process_and_closing_it_ends_cat() {
 
 #[test]
 fn signals_list_and_guest_errors() {
-    let agent = Agent::start();
+    let agent = Fixture::start();
     let c = agent.client();
     let p = c
         .create_process(&params(
@@ -192,10 +124,10 @@ fn signals_list_and_guest_errors() {
 
 #[test]
 fn losing_the_agent_is_an_event_and_fails_requests() {
-    let mut agent = Agent::start();
+    let mut agent = Fixture::start();
     let c = agent.client();
-    agent.child.kill().unwrap();
-    agent.child.wait().unwrap();
+    agent.agent.child.kill().unwrap();
+    agent.agent.child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut events = Vec::new();
     while !events.contains(&AgentEvent::ConnectionClosed) {
@@ -203,7 +135,7 @@ fn losing_the_agent_is_an_event_and_fails_requests() {
             Instant::now() < deadline,
             "no ConnectionClosed; saw {events:?}"
         );
-        agent.wait_wake();
+        agent.waker.wait();
         events.extend(c.take_events());
     }
     assert!(c.is_closed());
