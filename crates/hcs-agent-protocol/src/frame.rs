@@ -47,7 +47,12 @@ impl Header {
         if payload_len > MAX_PAYLOAD {
             return Err(DecodeError::PayloadTooLarge);
         }
-        Ok(Header { version, msg_type, request_id, payload_len })
+        Ok(Header {
+            version,
+            msg_type,
+            request_id,
+            payload_len,
+        })
     }
 
     /// The known message type, if any.

@@ -46,7 +46,10 @@ impl From<io::Error> for FrameError {
 /// what was there). Returns `Ok(None)` on a clean end of stream before a
 /// header. Decode the payload with [`Message::decode`]; a payload that does
 /// not decode leaves the stream usable.
-pub fn read_frame<R: Read>(reader: &mut R, payload: &mut Vec<u8>) -> Result<Option<Header>, FrameError> {
+pub fn read_frame<R: Read>(
+    reader: &mut R,
+    payload: &mut Vec<u8>,
+) -> Result<Option<Header>, FrameError> {
     let mut raw = [0u8; HEADER_LEN];
     if !read_exact_or_eof(reader, &mut raw)? {
         return Ok(None);
@@ -80,7 +83,9 @@ pub fn write_frame<W: Write>(
     version: u16,
     request_id: u64,
 ) -> Result<(), FrameError> {
-    let bytes = msg.encode_to_vec(version, request_id).map_err(FrameError::Encode)?;
+    let bytes = msg
+        .encode_to_vec(version, request_id)
+        .map_err(FrameError::Encode)?;
     writer.write_all(&bytes)?;
     writer.flush()?;
     Ok(())

@@ -76,7 +76,10 @@ impl<'a, T: Item<'a>> List<'a, T> {
     /// The elements, in order.
     pub fn iter(&self) -> ListIter<'a, T> {
         match *self {
-            List::Wire { count, data } => ListIter::Wire { left: count, reader: Reader::new(data) },
+            List::Wire { count, data } => ListIter::Wire {
+                left: count,
+                reader: Reader::new(data),
+            },
             List::Slice(s) => ListIter::Slice(s.iter()),
         }
     }
@@ -109,7 +112,9 @@ impl<'a, T: Item<'a>> List<'a, T> {
     pub(crate) fn wire_len(&self) -> Result<usize, EncodeError> {
         match self {
             List::Wire { data, .. } => add(4, data.len()),
-            List::Slice(s) => s.iter().try_fold(4usize, |acc, item| add(acc, item.wire_len()?)),
+            List::Slice(s) => s
+                .iter()
+                .try_fold(4usize, |acc, item| add(acc, item.wire_len()?)),
         }
     }
 }

@@ -62,7 +62,10 @@ impl MessageType {
     /// handshake (`Hello`, `HelloReply`) and `Error`, so that a peer sharing
     /// no version with the other can still read why.
     pub const fn is_version_independent(self) -> bool {
-        matches!(self, MessageType::Hello | MessageType::HelloReply | MessageType::Error)
+        matches!(
+            self,
+            MessageType::Hello | MessageType::HelloReply | MessageType::Error
+        )
     }
 
     /// Is this a response (agent to host)?
@@ -327,7 +330,10 @@ fn port_len(port: Option<u32>) -> usize {
 }
 
 fn read_size(r: &mut Reader<'_>) -> Result<ConsoleSize, DecodeError> {
-    Ok(ConsoleSize { rows: r.u16()?, cols: r.u16()? })
+    Ok(ConsoleSize {
+        rows: r.u16()?,
+        cols: r.u16()?,
+    })
 }
 
 fn write_size(w: &mut Writer<'_>, s: ConsoleSize) -> Result<(), EncodeError> {
@@ -339,7 +345,10 @@ impl<'a> User<'a> {
     fn read(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
         match r.u8()? {
             0 => Ok(User::Default),
-            1 => Ok(User::Id { uid: r.u32()?, gid: r.u32()? }),
+            1 => Ok(User::Id {
+                uid: r.u32()?,
+                gid: r.u32()?,
+            }),
             2 => Ok(User::Name(r.bytes()?)),
             _ => Err(DecodeError::InvalidTag),
         }
@@ -442,7 +451,9 @@ impl<'a> Message<'a> {
         if payload.len() != header.payload_usize() {
             return Err(DecodeError::Truncated);
         }
-        let ty = header.message_type().ok_or(DecodeError::UnknownMessageType)?;
+        let ty = header
+            .message_type()
+            .ok_or(DecodeError::UnknownMessageType)?;
         if !ty.is_version_independent() && !crate::version_supported(header.version) {
             return Err(DecodeError::UnsupportedVersion);
         }
@@ -454,12 +465,19 @@ impl<'a> Message<'a> {
 
     fn read_payload(ty: MessageType, r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
         Ok(match ty {
-            MessageType::Hello => Message::Hello(Hello { versions: List::read(r)?, client: r.bytes()? }),
+            MessageType::Hello => Message::Hello(Hello {
+                versions: List::read(r)?,
+                client: r.bytes()?,
+            }),
             MessageType::CreateProcess => Message::CreateProcess(CreateProcess::read(r)?),
-            MessageType::ResizeConsole => {
-                Message::ResizeConsole(ResizeConsole { pid: r.u32()?, size: read_size(r)? })
-            }
-            MessageType::Signal => Message::Signal(Signal { pid: r.u32()?, signal: r.u32()? }),
+            MessageType::ResizeConsole => Message::ResizeConsole(ResizeConsole {
+                pid: r.u32()?,
+                size: read_size(r)?,
+            }),
+            MessageType::Signal => Message::Signal(Signal {
+                pid: r.u32()?,
+                signal: r.u32()?,
+            }),
             MessageType::WaitProcess => Message::WaitProcess(WaitProcess { pid: r.u32()? }),
             MessageType::ProcessList => Message::ProcessList,
             MessageType::Shutdown => Message::Shutdown(Shutdown {
@@ -469,22 +487,26 @@ impl<'a> Message<'a> {
                     _ => return Err(DecodeError::InvalidTag),
                 },
             }),
-            MessageType::HelloReply => {
-                Message::HelloReply(HelloReply { version: r.u16()?, agent: r.bytes()? })
+            MessageType::HelloReply => Message::HelloReply(HelloReply {
+                version: r.u16()?,
+                agent: r.bytes()?,
+            }),
+            MessageType::ProcessCreated => {
+                Message::ProcessCreated(ProcessCreated { pid: r.u32()? })
             }
-            MessageType::ProcessCreated => Message::ProcessCreated(ProcessCreated { pid: r.u32()? }),
             MessageType::Ok => Message::Ok,
             MessageType::ProcessExited => Message::ProcessExited(ProcessExited {
                 pid: r.u32()?,
                 exit_code: r.u32()?,
                 signal: r.u32()?,
             }),
-            MessageType::ProcessListReply => {
-                Message::ProcessListReply(ProcessListReply { processes: List::read(r)? })
-            }
-            MessageType::Error => {
-                Message::Error(ErrorReply { hresult: r.u32()?, message: r.bytes()? })
-            }
+            MessageType::ProcessListReply => Message::ProcessListReply(ProcessListReply {
+                processes: List::read(r)?,
+            }),
+            MessageType::Error => Message::Error(ErrorReply {
+                hresult: r.u32()?,
+                message: r.bytes()?,
+            }),
         })
     }
 
@@ -556,13 +578,23 @@ impl<'a> Message<'a> {
 
     /// Encodes header and payload into `out`; returns the frame length.
     /// Never panics: a short buffer is [`EncodeError::BufferTooSmall`].
-    pub fn encode(&self, version: u16, request_id: u64, out: &mut [u8]) -> Result<usize, EncodeError> {
+    pub fn encode(
+        &self,
+        version: u16,
+        request_id: u64,
+        out: &mut [u8],
+    ) -> Result<usize, EncodeError> {
         let payload = self.payload_len()?;
         let payload_len = u32::try_from(payload).map_err(|_| EncodeError::TooLarge)?;
         if payload_len > MAX_PAYLOAD {
             return Err(EncodeError::TooLarge);
         }
-        let header = Header { version, msg_type: self.message_type() as u16, request_id, payload_len };
+        let header = Header {
+            version,
+            msg_type: self.message_type() as u16,
+            request_id,
+            payload_len,
+        };
         let mut w = Writer::new(out);
         header.write(&mut w)?;
         self.write_payload(&mut w)?;
@@ -571,7 +603,11 @@ impl<'a> Message<'a> {
 
     /// Encodes into a new vector.
     #[cfg(feature = "alloc")]
-    pub fn encode_to_vec(&self, version: u16, request_id: u64) -> Result<alloc::vec::Vec<u8>, EncodeError> {
+    pub fn encode_to_vec(
+        &self,
+        version: u16,
+        request_id: u64,
+    ) -> Result<alloc::vec::Vec<u8>, EncodeError> {
         let mut out = alloc::vec![0u8; self.frame_len()?];
         let n = self.encode(version, request_id, &mut out)?;
         out.truncate(n);

@@ -28,13 +28,19 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let (head, tail) = self.rest.split_at_checked(n).ok_or(DecodeError::Truncated)?;
+        let (head, tail) = self
+            .rest
+            .split_at_checked(n)
+            .ok_or(DecodeError::Truncated)?;
         self.rest = tail;
         Ok(head)
     }
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let (head, tail) = self.rest.split_first_chunk::<N>().ok_or(DecodeError::Truncated)?;
+        let (head, tail) = self
+            .rest
+            .split_first_chunk::<N>()
+            .ok_or(DecodeError::Truncated)?;
         self.rest = tail;
         Ok(*head)
     }
@@ -98,8 +104,14 @@ impl<'b> Writer<'b> {
     }
 
     pub(crate) fn put(&mut self, src: &[u8]) -> Result<(), EncodeError> {
-        let end = self.pos.checked_add(src.len()).ok_or(EncodeError::BufferTooSmall)?;
-        let dst = self.buf.get_mut(self.pos..end).ok_or(EncodeError::BufferTooSmall)?;
+        let end = self
+            .pos
+            .checked_add(src.len())
+            .ok_or(EncodeError::BufferTooSmall)?;
+        let dst = self
+            .buf
+            .get_mut(self.pos..end)
+            .ok_or(EncodeError::BufferTooSmall)?;
         // A zip copy cannot panic (copy_from_slice has a length assertion).
         for (d, s) in dst.iter_mut().zip(src) {
             *d = *s;

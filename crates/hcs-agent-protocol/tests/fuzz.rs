@@ -31,7 +31,9 @@ fn check(bytes: &[u8]) -> bool {
     match decode_frame(bytes) {
         Ok((header, msg, used)) => {
             walk(&msg);
-            let again = msg.encode_to_vec(header.version, header.request_id).unwrap();
+            let again = msg
+                .encode_to_vec(header.version, header.request_id)
+                .unwrap();
             assert_eq!(again, &bytes[..used], "decode/encode mismatch");
             true
         }
@@ -49,13 +51,19 @@ fn random_bytes_never_panic() {
     let mut decoded = 0;
     for case in 0..20_000 {
         // Short payloads decode more often, so favour them.
-        let len = if case % 2 == 0 { rng.below(160) } else { HEADER_LEN + rng.below(16) };
+        let len = if case % 2 == 0 {
+            rng.below(160)
+        } else {
+            HEADER_LEN + rng.below(16)
+        };
         let mut bytes: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
         // Most cases get a plausible header so the payload decoders run.
         if case % 4 != 0 && bytes.len() >= HEADER_LEN {
             bytes[..4].copy_from_slice(&MAGIC);
             bytes[4..6].copy_from_slice(&1u16.to_le_bytes());
-            let types = [1u16, 2, 3, 4, 5, 6, 7, 0x8001, 0x8002, 0x8003, 0x8005, 0x8006, 0x80ff];
+            let types = [
+                1u16, 2, 3, 4, 5, 6, 7, 0x8001, 0x8002, 0x8003, 0x8005, 0x8006, 0x80ff,
+            ];
             bytes[6..8].copy_from_slice(&types[rng.below(types.len())].to_le_bytes());
             let payload = (bytes.len() - HEADER_LEN) as u32;
             bytes[16..20].copy_from_slice(&payload.to_le_bytes());
@@ -66,7 +74,10 @@ fn random_bytes_never_panic() {
         }
     }
     eprintln!("{decoded} random frames decoded");
-    assert!(decoded > 100, "only {decoded} random frames decoded; the generator is too weak");
+    assert!(
+        decoded > 100,
+        "only {decoded} random frames decoded; the generator is too weak"
+    );
 }
 
 fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
@@ -88,7 +99,16 @@ fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
             // Plant a large or boundary u32 somewhere (counts and lengths).
             if bytes.len() >= 4 {
                 let i = rng.below(bytes.len() - 3);
-                let v = [0u32, 1, 0xff, 0xffff, 0x7fff_ffff, u32::MAX, MAX_PAYLOAD, MAX_PAYLOAD + 1];
+                let v = [
+                    0u32,
+                    1,
+                    0xff,
+                    0xffff,
+                    0x7fff_ffff,
+                    u32::MAX,
+                    MAX_PAYLOAD,
+                    MAX_PAYLOAD + 1,
+                ];
                 bytes[i..i + 4].copy_from_slice(&v[rng.below(v.len())].to_le_bytes());
             }
         }
@@ -109,7 +129,10 @@ fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
 #[test]
 fn mutated_frames_never_panic() {
     let mut rng = Rng(42);
-    let originals: Vec<Vec<u8>> = samples().iter().map(|m| m.encode_to_vec(1, 7).unwrap()).collect();
+    let originals: Vec<Vec<u8>> = samples()
+        .iter()
+        .map(|m| m.encode_to_vec(1, 7).unwrap())
+        .collect();
     let mut cases = 0;
     for original in &originals {
         for _ in 0..2_000 {
@@ -132,7 +155,11 @@ fn every_prefix_of_every_frame_is_truncated() {
     for msg in samples() {
         let bytes = msg.encode_to_vec(1, 1).unwrap();
         for cut in 0..bytes.len() {
-            assert_eq!(decode_frame(&bytes[..cut]).unwrap_err(), DecodeError::Truncated, "{msg:?} cut at {cut}");
+            assert_eq!(
+                decode_frame(&bytes[..cut]).unwrap_err(),
+                DecodeError::Truncated,
+                "{msg:?} cut at {cut}"
+            );
         }
         // And a frame followed by more bytes decodes as just the frame.
         let mut longer = bytes.clone();

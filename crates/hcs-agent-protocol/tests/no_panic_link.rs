@@ -61,7 +61,12 @@ pub extern "C" fn fixture_reply(pid: u32, out: *mut u8, out_len: usize) -> usize
 }
 "#;
 
-const BAD_SYMBOLS: [&str; 4] = ["4core3fmt", "4core9panicking", "core::fmt", "core::panicking"];
+const BAD_SYMBOLS: [&str; 4] = [
+    "4core3fmt",
+    "4core9panicking",
+    "core::fmt",
+    "core::panicking",
+];
 
 #[test]
 fn decoder_links_without_fmt_or_panicking() {
@@ -110,8 +115,17 @@ codegen-units = 1
     let out = Command::new("nm").arg(&lib).output().unwrap();
     assert!(out.status.success());
     let symbols = String::from_utf8_lossy(&out.stdout);
-    assert!(symbols.contains("fixture_roundtrip"), "fixture not exported:\n{symbols}");
-    let bad: Vec<&str> =
-        symbols.lines().filter(|l| BAD_SYMBOLS.iter().any(|p| l.contains(p))).collect();
-    assert!(bad.is_empty(), "core::fmt / core::panicking reachable from the codec:\n{}", bad.join("\n"));
+    assert!(
+        symbols.contains("fixture_roundtrip"),
+        "fixture not exported:\n{symbols}"
+    );
+    let bad: Vec<&str> = symbols
+        .lines()
+        .filter(|l| BAD_SYMBOLS.iter().any(|p| l.contains(p)))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "core::fmt / core::panicking reachable from the codec:\n{}",
+        bad.join("\n")
+    );
 }

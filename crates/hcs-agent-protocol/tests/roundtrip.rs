@@ -36,12 +36,14 @@ fn round_trip_every_message() {
 
 #[test]
 fn header_layout_is_fixed() {
-    let bytes = Message::WaitProcess(WaitProcess { pid: 0x0a0b0c0d }).encode_to_vec(1, 0x0102030405060708).unwrap();
+    let bytes = Message::WaitProcess(WaitProcess { pid: 0x0a0b0c0d })
+        .encode_to_vec(1, 0x0102030405060708)
+        .unwrap();
     assert_eq!(
         bytes,
         [
-            b'H', b'C', b'S', b'A', 1, 0, 0x05, 0x00, 8, 7, 6, 5, 4, 3, 2, 1, 4, 0, 0, 0, 0, 0, 0, 0, 0x0d,
-            0x0c, 0x0b, 0x0a
+            b'H', b'C', b'S', b'A', 1, 0, 0x05, 0x00, 8, 7, 6, 5, 4, 3, 2, 1, 4, 0, 0, 0, 0, 0, 0,
+            0, 0x0d, 0x0c, 0x0b, 0x0a
         ]
     );
 }
@@ -52,7 +54,10 @@ fn encode_into_slice_never_overruns() {
         let len = msg.frame_len().unwrap();
         let mut buf = vec![0u8; len];
         for short in 0..len {
-            assert_eq!(msg.encode(1, 1, &mut buf[..short]), Err(EncodeError::BufferTooSmall));
+            assert_eq!(
+                msg.encode(1, 1, &mut buf[..short]),
+                Err(EncodeError::BufferTooSmall)
+            );
         }
         assert_eq!(msg.encode(1, 1, &mut buf), Ok(len));
     }
@@ -61,7 +66,10 @@ fn encode_into_slice_never_overruns() {
 #[test]
 fn oversized_payload_is_refused_both_ways() {
     let big = vec![0u8; MAX_PAYLOAD as usize];
-    let msg = Message::Error(ErrorReply { hresult: 1, message: &big });
+    let msg = Message::Error(ErrorReply {
+        hresult: 1,
+        message: &big,
+    });
     assert_eq!(msg.encode_to_vec(1, 1), Err(EncodeError::TooLarge));
     let mut header = Message::Ok.encode_to_vec(1, 1).unwrap();
     header[16..20].copy_from_slice(&(MAX_PAYLOAD + 1).to_le_bytes());
@@ -70,11 +78,23 @@ fn oversized_payload_is_refused_both_ways() {
 
 #[test]
 fn versions_are_checked_except_for_the_handshake() {
-    let hello = Message::Hello(Hello { versions: List::Slice(&[7, 9]), client: b"x" });
+    let hello = Message::Hello(Hello {
+        versions: List::Slice(&[7, 9]),
+        client: b"x",
+    });
     let bytes = hello.encode_to_vec(9, 1).unwrap();
-    assert!(decode_frame(&bytes).is_ok(), "Hello decodes whatever its header version");
-    let error = Message::Error(ErrorReply { hresult: 1, message: b"no" });
-    assert!(decode_frame(&error.encode_to_vec(9, 1).unwrap()).is_ok(), "so is Error");
+    assert!(
+        decode_frame(&bytes).is_ok(),
+        "Hello decodes whatever its header version"
+    );
+    let error = Message::Error(ErrorReply {
+        hresult: 1,
+        message: b"no",
+    });
+    assert!(
+        decode_frame(&error.encode_to_vec(9, 1).unwrap()).is_ok(),
+        "so is Error"
+    );
     let bytes = Message::ProcessList.encode_to_vec(9, 1).unwrap();
     let err = decode_frame(&bytes).unwrap_err();
     assert_eq!(err, DecodeError::UnsupportedVersion);
@@ -90,27 +110,53 @@ fn specific_decode_errors() {
     assert_eq!(decode_frame(&bytes).unwrap_err(), DecodeError::BadMagic);
     let mut bytes = Message::Ok.encode_to_vec(1, 1).unwrap();
     bytes[6] = 0x77;
-    assert_eq!(decode_frame(&bytes).unwrap_err(), DecodeError::UnknownMessageType);
-    assert_eq!(DecodeError::UnknownMessageType.hresult(), hresult::HCS_E_UNKNOWN_MESSAGE);
+    assert_eq!(
+        decode_frame(&bytes).unwrap_err(),
+        DecodeError::UnknownMessageType
+    );
+    assert_eq!(
+        DecodeError::UnknownMessageType.hresult(),
+        hresult::HCS_E_UNKNOWN_MESSAGE
+    );
     let mut bytes = Message::Ok.encode_to_vec(1, 1).unwrap();
     bytes[23] = 1;
-    assert_eq!(decode_frame(&bytes).unwrap_err(), DecodeError::ReservedNotZero);
+    assert_eq!(
+        decode_frame(&bytes).unwrap_err(),
+        DecodeError::ReservedNotZero
+    );
     // Trailing byte inside the payload.
-    let mut bytes = Message::WaitProcess(WaitProcess { pid: 1 }).encode_to_vec(1, 1).unwrap();
-    bytes.push(0);
-    bytes[16] = 5;
-    assert_eq!(decode_frame(&bytes).unwrap_err(), DecodeError::TrailingBytes);
-    // A list claiming 2^32-1 strings in a tiny payload.
-    let mut bytes = Message::ProcessListReply(ProcessListReply { processes: List::Slice(&[]) })
+    let mut bytes = Message::WaitProcess(WaitProcess { pid: 1 })
         .encode_to_vec(1, 1)
         .unwrap();
+    bytes.push(0);
+    bytes[16] = 5;
+    assert_eq!(
+        decode_frame(&bytes).unwrap_err(),
+        DecodeError::TrailingBytes
+    );
+    // A list claiming 2^32-1 strings in a tiny payload.
+    let mut bytes = Message::ProcessListReply(ProcessListReply {
+        processes: List::Slice(&[]),
+    })
+    .encode_to_vec(1, 1)
+    .unwrap();
     bytes[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert_eq!(decode_frame(&bytes).unwrap_err(), DecodeError::InvalidLength);
+    assert_eq!(
+        decode_frame(&bytes).unwrap_err(),
+        DecodeError::InvalidLength
+    );
     // A bad tag.
-    let mut bytes = Message::Shutdown(Shutdown { action: ShutdownAction::Reboot }).encode_to_vec(1, 1).unwrap();
+    let mut bytes = Message::Shutdown(Shutdown {
+        action: ShutdownAction::Reboot,
+    })
+    .encode_to_vec(1, 1)
+    .unwrap();
     bytes[24] = 2;
     assert_eq!(decode_frame(&bytes).unwrap_err(), DecodeError::InvalidTag);
-    assert_eq!(DecodeError::InvalidTag.to_string(), "invalid tag or boolean value");
+    assert_eq!(
+        DecodeError::InvalidTag.to_string(),
+        "invalid tag or boolean value"
+    );
 }
 
 #[test]
@@ -126,7 +172,13 @@ fn frame_io_reads_back_what_it_wrote() {
         assert_eq!(header.request_id, i as u64);
         assert_eq!(&Message::decode(&header, &payload).unwrap(), msg);
     }
-    assert!(read_frame(&mut reader, &mut payload).unwrap().is_none(), "clean EOF");
+    assert!(
+        read_frame(&mut reader, &mut payload).unwrap().is_none(),
+        "clean EOF"
+    );
     let mut cut = std::io::Cursor::new(Message::Ok.encode_to_vec(1, 1).unwrap()[..10].to_vec());
-    assert!(matches!(read_frame(&mut cut, &mut payload), Err(FrameError::Io(_))));
+    assert!(matches!(
+        read_frame(&mut cut, &mut payload),
+        Err(FrameError::Io(_))
+    ));
 }

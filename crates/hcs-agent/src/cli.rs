@@ -53,7 +53,9 @@ pub fn parse(args: &[String], pid1: bool) -> Result<Mode> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--unix" => {
-                let dir = it.next().ok_or_else(|| AgentError::Usage("--unix needs a directory".into()))?;
+                let dir = it
+                    .next()
+                    .ok_or_else(|| AgentError::Usage("--unix needs a directory".into()))?;
                 unix = Some(PathBuf::from(dir));
             }
             "--vsock" => vsock = true,
@@ -62,15 +64,28 @@ pub fn parse(args: &[String], pid1: bool) -> Result<Mode> {
             "--port" => port = number("--port", it.next())?,
             "--help" | "-h" if !pid1 => return Ok(Mode::Help),
             _ if pid1 => {}
-            other => return Err(AgentError::Usage(format!("unknown argument \"{other}\"\n{USAGE}"))),
+            other => {
+                return Err(AgentError::Usage(format!(
+                    "unknown argument \"{other}\"\n{USAGE}"
+                )))
+            }
         }
     }
     match (unix, vsock, init) {
-        (Some(dir), _, true) => Ok(Mode::Init { transport: Transport::Unix(dir) }),
-        (None, _, true) => Ok(Mode::Init { transport: Transport::Vsock { cid, control_port: port } }),
+        (Some(dir), _, true) => Ok(Mode::Init {
+            transport: Transport::Unix(dir),
+        }),
+        (None, _, true) => Ok(Mode::Init {
+            transport: Transport::Vsock {
+                cid,
+                control_port: port,
+            },
+        }),
         (Some(dir), false, false) => Ok(Mode::Unix(dir)),
         (None, true, false) => Ok(Mode::Vsock { cid, port }),
-        (Some(_), true, false) => Err(AgentError::Usage("--unix and --vsock exclude each other".into())),
+        (Some(_), true, false) => Err(AgentError::Usage(
+            "--unix and --vsock exclude each other".into(),
+        )),
         (None, false, false) => Err(AgentError::Usage(USAGE.into())),
     }
 }
@@ -80,18 +95,30 @@ mod tests {
     use super::*;
 
     fn p(args: &[&str], pid1: bool) -> Result<Mode> {
-        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>(), pid1)
+        parse(
+            &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            pid1,
+        )
     }
 
     #[test]
     fn modes() {
         let show = |m: Result<Mode>| format!("{:?}", m.unwrap());
         assert_eq!(show(p(&["--unix", "/tmp/x"], false)), r#"Unix("/tmp/x")"#);
-        assert_eq!(show(p(&["--vsock"], false)), "Vsock { cid: 2, port: 18499 }");
-        assert_eq!(show(p(&["--vsock", "--port", "0x10", "--cid", "3"], false)), "Vsock { cid: 3, port: 16 }");
+        assert_eq!(
+            show(p(&["--vsock"], false)),
+            "Vsock { cid: 2, port: 18499 }"
+        );
+        assert_eq!(
+            show(p(&["--vsock", "--port", "0x10", "--cid", "3"], false)),
+            "Vsock { cid: 3, port: 16 }"
+        );
         let init = "Init { transport: Vsock { cid: 2, control_port: 18499 } }";
         assert_eq!(show(p(&["console=ttyS0", "quiet"], true)), init);
-        assert_eq!(show(p(&["--init", "--unix", "/d"], false)), r#"Init { transport: Unix("/d") }"#);
+        assert_eq!(
+            show(p(&["--init", "--unix", "/d"], false)),
+            r#"Init { transport: Unix("/d") }"#
+        );
         assert!(p(&[], false).is_err());
         assert!(p(&["--bogus"], false).is_err());
         assert!(p(&["--unix"], false).is_err());

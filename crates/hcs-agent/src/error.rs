@@ -80,7 +80,9 @@ impl AgentError {
             AgentError::InvalidArgument(_) | AgentError::Usage(_) | AgentError::NoTerminal(_) => {
                 hresult::E_INVALIDARG
             }
-            AgentError::ExecutableNotFound { .. } | AgentError::UnknownUser(_) => hresult::ERROR_FILE_NOT_FOUND,
+            AgentError::ExecutableNotFound { .. } | AgentError::UnknownUser(_) => {
+                hresult::ERROR_FILE_NOT_FOUND
+            }
             AgentError::Exec { source, .. } => errno_hresult(*source),
             AgentError::ProcessNotFound(_) => hresult::ERROR_NOT_FOUND,
             AgentError::ProcessExited(_) => hresult::HCS_E_PROCESS_ALREADY_STOPPED,
@@ -92,12 +94,18 @@ impl AgentError {
 
     /// Wraps an errno with context.
     pub fn sys(what: impl Into<String>, source: nix::errno::Errno) -> Self {
-        AgentError::Sys { what: what.into(), source }
+        AgentError::Sys {
+            what: what.into(),
+            source,
+        }
     }
 
     /// Wraps an I/O error with context.
     pub fn io(what: impl Into<String>, source: io::Error) -> Self {
-        AgentError::Io { what: what.into(), source }
+        AgentError::Io {
+            what: what.into(),
+            source,
+        }
     }
 }
 

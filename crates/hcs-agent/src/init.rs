@@ -39,9 +39,27 @@ const NOSUID_NODEV_NOEXEC: MsFlags = NOSUID_NODEV.union(MsFlags::MS_NOEXEC);
 
 /// What an initramfs needs, in order (/dev before /dev/pts).
 const MOUNTS: [MountSpec; 7] = [
-    MountSpec { source: "proc", target: "/proc", fstype: "proc", flags: NOSUID_NODEV_NOEXEC, data: "" },
-    MountSpec { source: "sysfs", target: "/sys", fstype: "sysfs", flags: NOSUID_NODEV_NOEXEC, data: "" },
-    MountSpec { source: "devtmpfs", target: "/dev", fstype: "devtmpfs", flags: MsFlags::MS_NOSUID, data: "mode=0755" },
+    MountSpec {
+        source: "proc",
+        target: "/proc",
+        fstype: "proc",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+    },
+    MountSpec {
+        source: "sysfs",
+        target: "/sys",
+        fstype: "sysfs",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+    },
+    MountSpec {
+        source: "devtmpfs",
+        target: "/dev",
+        fstype: "devtmpfs",
+        flags: MsFlags::MS_NOSUID,
+        data: "mode=0755",
+    },
     MountSpec {
         source: "devpts",
         target: "/dev/pts",
@@ -49,9 +67,27 @@ const MOUNTS: [MountSpec; 7] = [
         flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
         data: "mode=0620,ptmxmode=0666",
     },
-    MountSpec { source: "tmpfs", target: "/dev/shm", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=1777" },
-    MountSpec { source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=1777" },
-    MountSpec { source: "tmpfs", target: "/run", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=0755" },
+    MountSpec {
+        source: "tmpfs",
+        target: "/dev/shm",
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV,
+        data: "mode=1777",
+    },
+    MountSpec {
+        source: "tmpfs",
+        target: "/tmp",
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV,
+        data: "mode=1777",
+    },
+    MountSpec {
+        source: "tmpfs",
+        target: "/run",
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV,
+        data: "mode=0755",
+    },
 ];
 
 fn mount_all() {
@@ -72,7 +108,11 @@ pub fn load_modules(list: &Path) {
         crate::log!("no module list at {}", list.display());
         return;
     };
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         match load_module(Path::new(line)) {
             Ok(()) => crate::log!("loaded module {line}"),
             Err(e) => crate::log!("module {line}: {e}"),
@@ -106,7 +146,10 @@ pub const HOSTNAME_ENV: &str = "HCS_HOSTNAME";
 fn set_hostname() {
     let from_env = std::env::var(HOSTNAME_ENV).unwrap_or_default();
     let from_file = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-    let name = [from_env.trim(), from_file.trim()].into_iter().find(|n| !n.is_empty()).unwrap_or(DEFAULT_HOSTNAME);
+    let name = [from_env.trim(), from_file.trim()]
+        .into_iter()
+        .find(|n| !n.is_empty())
+        .unwrap_or(DEFAULT_HOSTNAME);
     if let Err(e) = nix::unistd::sethostname(name) {
         crate::log!("sethostname({name}): {e}");
     }
@@ -182,9 +225,15 @@ pub fn power_off(action: ShutdownAction) -> ! {
 
 /// Are there user processes other than us? (Kernel threads have no cmdline.)
 fn has_other_processes() -> bool {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return false };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
         .filter(|pid| *pid != 1)
-        .any(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| !c.is_empty()).unwrap_or(false))
+        .any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| !c.is_empty())
+                .unwrap_or(false)
+        })
 }

@@ -19,7 +19,14 @@ fn main() {
         Mode::Init { transport } => init::run(transport),
         Mode::Vsock { cid, port } => {
             spawn::ensure_standard_fds();
-            Agent::new(Transport::Vsock { cid, control_port: port }, false).serve_vsock(cid, port)
+            Agent::new(
+                Transport::Vsock {
+                    cid,
+                    control_port: port,
+                },
+                false,
+            )
+            .serve_vsock(cid, port)
         }
         Mode::Unix(dir) => {
             spawn::ensure_standard_fds();

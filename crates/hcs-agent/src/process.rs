@@ -61,7 +61,12 @@ pub struct Registration<'a> {
 impl Registration<'_> {
     /// Records a freshly forked process.
     pub fn insert(&mut self, pid: u32, pty_master: Option<Arc<OwnedFd>>) {
-        let entry = Entry { status: None, pty_master, stdin: None, open_outputs: 0 };
+        let entry = Entry {
+            status: None,
+            pty_master,
+            stdin: None,
+            open_outputs: 0,
+        };
         self.guard.entries.insert(pid, entry);
     }
 }
@@ -128,14 +133,21 @@ impl Processes {
         let mut t = self.lock();
         let mut deadline: Option<Instant> = None;
         loop {
-            let entry = t.entries.get(&pid).ok_or(AgentError::ProcessNotFound(pid))?;
+            let entry = t
+                .entries
+                .get(&pid)
+                .ok_or(AgentError::ProcessNotFound(pid))?;
             if let Some(status) = entry.status {
                 let end = *deadline.get_or_insert_with(|| Instant::now() + drain);
                 let now = Instant::now();
                 if entry.open_outputs == 0 || now >= end {
                     return Ok(status);
                 }
-                t = self.changed.wait_timeout(t, end - now).unwrap_or_else(|p| p.into_inner()).0;
+                t = self
+                    .changed
+                    .wait_timeout(t, end - now)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             } else {
                 t = self.changed.wait(t).unwrap_or_else(|p| p.into_inner());
             }
@@ -145,21 +157,29 @@ impl Processes {
     /// Fails unless `pid` is known; `Ok(false)` when it has exited.
     pub fn check_running(&self, pid: u32) -> Result<bool> {
         let t = self.lock();
-        let entry = t.entries.get(&pid).ok_or(AgentError::ProcessNotFound(pid))?;
+        let entry = t
+            .entries
+            .get(&pid)
+            .ok_or(AgentError::ProcessNotFound(pid))?;
         Ok(entry.status.is_none())
     }
 
     /// Sends `signal` to a running process started by the agent.
     pub fn signal(&self, pid: u32, signal: u32) -> Result<()> {
         let t = self.lock();
-        let entry = t.entries.get(&pid).ok_or(AgentError::ProcessNotFound(pid))?;
+        let entry = t
+            .entries
+            .get(&pid)
+            .ok_or(AgentError::ProcessNotFound(pid))?;
         if entry.status.is_some() {
             return Err(AgentError::ProcessExited(pid));
         }
         let sig = i32::try_from(signal)
             .ok()
             .and_then(|s| Signal::try_from(s).ok())
-            .ok_or_else(|| AgentError::InvalidArgument(format!("invalid signal number {signal}")))?;
+            .ok_or_else(|| {
+                AgentError::InvalidArgument(format!("invalid signal number {signal}"))
+            })?;
         // The lock is held, so the pid cannot have been reaped and reused.
         let pid_t = i32::try_from(pid).map_err(|_| AgentError::ProcessNotFound(pid))?;
         nix::sys::signal::kill(Pid::from_raw(pid_t), sig)
@@ -170,11 +190,17 @@ impl Processes {
     pub fn resize(&self, pid: u32, size: ConsoleSize) -> Result<()> {
         let master = {
             let t = self.lock();
-            let entry = t.entries.get(&pid).ok_or(AgentError::ProcessNotFound(pid))?;
+            let entry = t
+                .entries
+                .get(&pid)
+                .ok_or(AgentError::ProcessNotFound(pid))?;
             if entry.status.is_some() {
                 return Err(AgentError::ProcessExited(pid));
             }
-            entry.pty_master.clone().ok_or(AgentError::NoTerminal(pid))?
+            entry
+                .pty_master
+                .clone()
+                .ok_or(AgentError::NoTerminal(pid))?
         };
         crate::spawn::set_window_size(&master, size)
     }
@@ -207,11 +233,23 @@ impl Processes {
             match waitpid(None::<Pid>, None) {
                 Ok(WaitStatus::Exited(pid, code)) => {
                     let code = u32::try_from(code).unwrap_or(255);
-                    self.record_exit(pid_u32(pid), ExitStatus { exit_code: code, signal: 0 });
+                    self.record_exit(
+                        pid_u32(pid),
+                        ExitStatus {
+                            exit_code: code,
+                            signal: 0,
+                        },
+                    );
                 }
                 Ok(WaitStatus::Signaled(pid, sig, _)) => {
                     let sig = sig as i32 as u32;
-                    self.record_exit(pid_u32(pid), ExitStatus { exit_code: 128 + sig, signal: sig });
+                    self.record_exit(
+                        pid_u32(pid),
+                        ExitStatus {
+                            exit_code: 128 + sig,
+                            signal: sig,
+                        },
+                    );
                 }
                 Ok(_) | Err(Errno::EINTR) => {}
                 // No children right now: look again shortly.

@@ -50,7 +50,13 @@ pub fn parse_stat(text: &[u8]) -> Option<Stat> {
     // Field 3 (state) is index 0 here.
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let num = |field: usize| -> Option<u64> { fields.get(field - 3)?.parse().ok() };
-    Some(Stat { comm, utime: num(14)?, stime: num(15)?, starttime: num(22)?, vsize: num(23)? })
+    Some(Stat {
+        comm,
+        utime: num(14)?,
+        stime: num(15)?,
+        starttime: num(22)?,
+        vsize: num(23)?,
+    })
 }
 
 fn command_line(dir: &Path, comm: &[u8]) -> Vec<u8> {
@@ -76,7 +82,10 @@ fn sysconf(name: libc::c_int, fallback: u64) -> u64 {
 fn read_process(dir: &Path, pid: u32, tick_100ns: u64, page: u64) -> Option<ProcInfo> {
     let stat = parse_stat(&std::fs::read(dir.join("stat")).ok()?)?;
     let statm = std::fs::read_to_string(dir.join("statm")).unwrap_or_default();
-    let pages: Vec<u64> = statm.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    let pages: Vec<u64> = statm
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
     let resident = pages.get(1).copied().unwrap_or(0);
     let shared = pages.get(2).copied().unwrap_or(0).min(resident);
     Some(ProcInfo {
@@ -99,7 +108,13 @@ pub fn list(proc_root: &Path) -> std::io::Result<Vec<ProcInfo>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(proc_root)? {
         let Ok(entry) = entry else { continue };
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
         if let Some(info) = read_process(&entry.path(), pid, tick_100ns, page) {
             out.push(info);
         }
@@ -117,7 +132,10 @@ mod tests {
         let text = b"123 (a) b (c)) S 1 123 123 0 -1 4194560 100 0 0 0 7 9 0 0 20 0 1 0 555 1048576 300 18446744073709551615";
         let s = parse_stat(text).unwrap();
         assert_eq!(s.comm, b"a) b (c)".to_vec());
-        assert_eq!((s.utime, s.stime, s.starttime, s.vsize), (7, 9, 555, 1_048_576));
+        assert_eq!(
+            (s.utime, s.stime, s.starttime, s.vsize),
+            (7, 9, 555, 1_048_576)
+        );
         assert!(parse_stat(b"1 (x").is_none());
         assert!(parse_stat(b"1 (x) S 1").is_none());
     }

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use hcs_agent_protocol::{
-    hresult, negotiate, read_frame, CreateProcess, ErrorReply, FrameError, Hello, HelloReply, Item, List,
-    Message, ProcessCreated, ProcessEntry, ProcessExited, ProcessListReply, ShutdownAction, MAX_PAYLOAD,
-    PROTOCOL_VERSION, SUPPORTED_VERSIONS,
+    hresult, negotiate, read_frame, CreateProcess, ErrorReply, FrameError, Hello, HelloReply, Item,
+    List, Message, ProcessCreated, ProcessEntry, ProcessExited, ProcessListReply, ShutdownAction,
+    MAX_PAYLOAD, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
 };
 
 use crate::error::{AgentError, Result};
@@ -36,14 +36,19 @@ struct Replier {
 
 impl Replier {
     fn send(&self, request_id: u64, msg: &Message<'_>) -> Result<()> {
-        let bytes = msg.encode_to_vec(self.version, request_id).map_err(FrameError::Encode)?;
+        let bytes = msg
+            .encode_to_vec(self.version, request_id)
+            .map_err(FrameError::Encode)?;
         let mut stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
         stream.write_all(&bytes).map_err(FrameError::Io)?;
         Ok(())
     }
 
     fn error(&self, request_id: u64, hresult: u32, message: &str) -> Result<()> {
-        let reply = Message::Error(ErrorReply { hresult, message: message.as_bytes() });
+        let reply = Message::Error(ErrorReply {
+            hresult,
+            message: message.as_bytes(),
+        });
         self.send(request_id, &reply)
     }
 
@@ -63,13 +68,20 @@ impl Agent {
     pub fn new(transport: Transport, init: bool) -> Arc<Agent> {
         let procs = Arc::new(Processes::default());
         procs.start_reaper();
-        Arc::new(Agent { transport, procs, init })
+        Arc::new(Agent {
+            transport,
+            procs,
+            init,
+        })
     }
 
     /// Serves `<dir>/agent.sock`, one thread per connection, until Shutdown.
     pub fn serve_unix(self: &Arc<Self>, dir: &Path) -> Result<()> {
         let listener = transport::unix_listen(dir)?;
-        crate::log!("listening on {}", dir.join(transport::CONTROL_SOCKET).display());
+        crate::log!(
+            "listening on {}",
+            dir.join(transport::CONTROL_SOCKET).display()
+        );
         for conn in listener.incoming() {
             let conn = match conn {
                 Ok(c) => c,
@@ -106,8 +118,13 @@ impl Agent {
 
     /// Serves one control connection until it closes, fails, or asks for Shutdown.
     fn serve_connection(self: &Arc<Self>, stream: Stream) -> Result<Flow> {
-        let mut reader = stream.try_clone().map_err(|e| AgentError::io("dup of the connection", e))?;
-        let mut out = Replier { stream: Arc::new(Mutex::new(stream)), version: PROTOCOL_VERSION };
+        let mut reader = stream
+            .try_clone()
+            .map_err(|e| AgentError::io("dup of the connection", e))?;
+        let mut out = Replier {
+            stream: Arc::new(Mutex::new(stream)),
+            version: PROTOCOL_VERSION,
+        };
         let mut shaken = false;
         let mut payload = Vec::new();
         loop {
@@ -136,7 +153,11 @@ impl Agent {
                     let text = format!("message type {:#06x} is not a request", header.msg_type);
                     out.error(id, hresult::HCS_E_UNKNOWN_MESSAGE, &text)?;
                 }
-                _ if !shaken => out.error(id, hresult::HCS_E_PROTOCOL_ERROR, "the first request must be Hello")?,
+                _ if !shaken => out.error(
+                    id,
+                    hresult::HCS_E_PROTOCOL_ERROR,
+                    "the first request must be Hello",
+                )?,
                 _ => {
                     if let Flow::Shutdown(action) = self.request(&out, id, msg)? {
                         return Ok(Flow::Shutdown(action));
@@ -151,7 +172,13 @@ impl Agent {
         match negotiate(hello.versions.iter()) {
             Some(version) => {
                 out.version = version;
-                out.send(id, &Message::HelloReply(HelloReply { version, agent: AGENT_NAME.as_bytes() }))?;
+                out.send(
+                    id,
+                    &Message::HelloReply(HelloReply {
+                        version,
+                        agent: AGENT_NAME.as_bytes(),
+                    }),
+                )?;
                 Ok(true)
             }
             None => {
@@ -171,8 +198,14 @@ impl Agent {
     fn request(self: &Arc<Self>, out: &Replier, id: u64, msg: Message<'_>) -> Result<Flow> {
         let result = match msg {
             Message::CreateProcess(req) => self.create_process(out, id, &req),
-            Message::ResizeConsole(r) => self.procs.resize(r.pid, r.size).and_then(|()| out.send(id, &Message::Ok)),
-            Message::Signal(s) => self.procs.signal(s.pid, s.signal).and_then(|()| out.send(id, &Message::Ok)),
+            Message::ResizeConsole(r) => self
+                .procs
+                .resize(r.pid, r.size)
+                .and_then(|()| out.send(id, &Message::Ok)),
+            Message::Signal(s) => self
+                .procs
+                .signal(s.pid, s.signal)
+                .and_then(|()| out.send(id, &Message::Ok)),
             Message::WaitProcess(w) => self.wait_process(out, id, w.pid),
             Message::ProcessList => self.process_list(out, id),
             Message::Shutdown(s) => {
@@ -206,7 +239,11 @@ impl Agent {
                 let sent = match procs.wait(pid, DRAIN_TIMEOUT) {
                     Ok(s) => out.send(
                         id,
-                        &Message::ProcessExited(ProcessExited { pid, exit_code: s.exit_code, signal: s.signal }),
+                        &Message::ProcessExited(ProcessExited {
+                            pid,
+                            exit_code: s.exit_code,
+                            signal: s.signal,
+                        }),
                     ),
                     Err(e) => out.fail(id, &e),
                 };
@@ -219,9 +256,15 @@ impl Agent {
     }
 
     fn process_list(&self, out: &Replier, id: u64) -> Result<()> {
-        let infos = proclist::list(Path::new("/proc")).map_err(|e| AgentError::io("reading /proc", e))?;
+        let infos =
+            proclist::list(Path::new("/proc")).map_err(|e| AgentError::io("reading /proc", e))?;
         let entries = fit_entries(&infos);
-        out.send(id, &Message::ProcessListReply(ProcessListReply { processes: List::Slice(&entries) }))
+        out.send(
+            id,
+            &Message::ProcessListReply(ProcessListReply {
+                processes: List::Slice(&entries),
+            }),
+        )
     }
 
     /// Shutdown: as init, sync, kill everything and power off or reboot;

@@ -34,19 +34,40 @@ struct Plan {
 }
 
 fn cstring(what: &str, bytes: &[u8]) -> Result<CString> {
-    CString::new(bytes).map_err(|_| AgentError::InvalidArgument(format!("{what} contains a NUL byte")))
+    CString::new(bytes)
+        .map_err(|_| AgentError::InvalidArgument(format!("{what} contains a NUL byte")))
 }
 
 impl Plan {
     fn from_request(req: &CreateProcess<'_>) -> Result<Plan> {
-        let argv = req.args.iter().map(|a| cstring("an argument", a)).collect::<Result<Vec<_>>>()?;
-        let envp = req.env.iter().map(|e| cstring("an environment string", e)).collect::<Result<Vec<_>>>()?;
-        let arg0 = argv.first().ok_or_else(|| AgentError::InvalidArgument("no command (args is empty)".into()))?;
-        let cwd = if req.cwd.is_empty() { b"/".as_slice() } else { req.cwd };
-        let path_var = envp.iter().rev().find_map(|e| e.as_bytes().strip_prefix(b"PATH="));
-        let path = resolve_executable(arg0.as_bytes(), path_var, Path::new(OsStr::from_bytes(cwd)))?;
+        let argv = req
+            .args
+            .iter()
+            .map(|a| cstring("an argument", a))
+            .collect::<Result<Vec<_>>>()?;
+        let envp = req
+            .env
+            .iter()
+            .map(|e| cstring("an environment string", e))
+            .collect::<Result<Vec<_>>>()?;
+        let arg0 = argv
+            .first()
+            .ok_or_else(|| AgentError::InvalidArgument("no command (args is empty)".into()))?;
+        let cwd = if req.cwd.is_empty() {
+            b"/".as_slice()
+        } else {
+            req.cwd
+        };
+        let path_var = envp
+            .iter()
+            .rev()
+            .find_map(|e| e.as_bytes().strip_prefix(b"PATH="));
+        let path =
+            resolve_executable(arg0.as_bytes(), path_var, Path::new(OsStr::from_bytes(cwd)))?;
         if req.terminal.is_some() && req.stderr_port.is_some() {
-            return Err(AgentError::InvalidArgument("stderr cannot be a separate stream with a terminal".into()));
+            return Err(AgentError::InvalidArgument(
+                "stderr cannot be a separate stream with a terminal".into(),
+            ));
         }
         Ok(Plan {
             path: cstring("the executable path", path.as_os_str().as_bytes())?,
@@ -60,7 +81,9 @@ impl Plan {
 }
 
 fn is_executable_file(path: &Path) -> bool {
-    std::fs::metadata(path).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 /// Finds `arg0`: as a path when it has a `/` (relative to `cwd`), else in
@@ -68,19 +91,26 @@ fn is_executable_file(path: &Path) -> bool {
 pub fn resolve_executable(arg0: &[u8], path_var: Option<&[u8]>, cwd: &Path) -> Result<PathBuf> {
     let name = String::from_utf8_lossy(arg0).into_owned();
     if arg0.is_empty() {
-        return Err(AgentError::InvalidArgument("the command (args[0]) is empty".into()));
+        return Err(AgentError::InvalidArgument(
+            "the command (args[0]) is empty".into(),
+        ));
     }
     if arg0.contains(&b'/') {
         let path = cwd.join(OsStr::from_bytes(arg0));
         if std::fs::symlink_metadata(&path).is_err() {
-            return Err(AgentError::ExecutableNotFound { name, searched: "no such file".into() });
+            return Err(AgentError::ExecutableNotFound {
+                name,
+                searched: "no such file".into(),
+            });
         }
         return Ok(path);
     }
     let path_var = path_var.unwrap_or(DEFAULT_PATH.as_bytes());
     for dir in path_var.split(|b| *b == b':') {
         let dir = if dir.is_empty() { b".".as_slice() } else { dir };
-        let candidate = cwd.join(OsStr::from_bytes(dir)).join(OsStr::from_bytes(arg0));
+        let candidate = cwd
+            .join(OsStr::from_bytes(dir))
+            .join(OsStr::from_bytes(arg0));
         if is_executable_file(&candidate) {
             return Ok(candidate);
         }
@@ -120,11 +150,18 @@ fn dev_null() -> Result<OwnedFd> {
 }
 
 fn dup_file(fd: &OwnedFd) -> Result<File> {
-    fd.try_clone().map(File::from).map_err(|e| AgentError::io("dup", e))
+    fd.try_clone()
+        .map(File::from)
+        .map_err(|e| AgentError::io("dup", e))
 }
 
 fn winsize(size: ConsoleSize) -> libc::winsize {
-    libc::winsize { ws_row: size.rows, ws_col: size.cols, ws_xpixel: 0, ws_ypixel: 0 }
+    libc::winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
 }
 
 /// Sets a terminal's size (`TIOCSWINSZ` on its master).
@@ -141,7 +178,8 @@ pub fn set_window_size(master: &OwnedFd, size: ConsoleSize) -> Result<()> {
 
 impl Wiring {
     fn pty(size: ConsoleSize) -> Result<Wiring> {
-        let pty = nix::pty::openpty(Some(&winsize(size)), None).map_err(|e| AgentError::sys("openpty", e))?;
+        let pty = nix::pty::openpty(Some(&winsize(size)), None)
+            .map_err(|e| AgentError::sys("openpty", e))?;
         cloexec(&pty.master)?;
         cloexec(&pty.slave)?;
         let child = [dup_owned(&pty.slave)?, dup_owned(&pty.slave)?, pty.slave];
@@ -155,9 +193,21 @@ impl Wiring {
     }
 
     fn pipes(stdin: bool, stdout: bool, stderr: bool) -> Result<Wiring> {
-        let (child_in, parent_in) = if stdin { split(pipe()?, false) } else { (dev_null()?, None) };
-        let (child_out, parent_out) = if stdout { split(pipe()?, true) } else { (dev_null()?, None) };
-        let (child_err, parent_err) = if stderr { split(pipe()?, true) } else { (dev_null()?, None) };
+        let (child_in, parent_in) = if stdin {
+            split(pipe()?, false)
+        } else {
+            (dev_null()?, None)
+        };
+        let (child_out, parent_out) = if stdout {
+            split(pipe()?, true)
+        } else {
+            (dev_null()?, None)
+        };
+        let (child_err, parent_err) = if stderr {
+            split(pipe()?, true)
+        } else {
+            (dev_null()?, None)
+        };
         Ok(Wiring {
             child: [child_in, child_out, child_err],
             stdin: parent_in,
@@ -183,7 +233,16 @@ fn dup_owned(fd: &OwnedFd) -> Result<OwnedFd> {
 }
 
 /// Steps of the child, reported back through the exec-error pipe.
-const STAGES: [&str; 8] = ["setsid", "ioctl(TIOCSCTTY)", "dup2", "setgroups", "setgid", "setuid", "chdir", "execve"];
+const STAGES: [&str; 8] = [
+    "setsid",
+    "ioctl(TIOCSCTTY)",
+    "dup2",
+    "setgroups",
+    "setgid",
+    "setuid",
+    "chdir",
+    "execve",
+];
 
 /// Everything the child touches, as raw pointers prepared before fork.
 struct ChildArgs<'a> {
@@ -255,7 +314,11 @@ unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
 }
 
 fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
-    strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
 }
 
 /// Forks and execs `plan` with `wiring`; returns the pid once exec succeeded.
@@ -269,7 +332,11 @@ fn fork_exec(plan: &Plan, wiring: &Wiring, procs: &Processes) -> Result<u32> {
         envp: &envp,
         cwd: plan.cwd.as_ptr(),
         creds: plan.creds.as_ref(),
-        fds: [wiring.child[0].as_raw_fd(), wiring.child[1].as_raw_fd(), wiring.child[2].as_raw_fd()],
+        fds: [
+            wiring.child[0].as_raw_fd(),
+            wiring.child[1].as_raw_fd(),
+            wiring.child[2].as_raw_fd(),
+        ],
         terminal: plan.terminal.is_some(),
         report: report_write.as_raw_fd(),
     };
@@ -320,16 +387,35 @@ fn read_exec_report(fd: OwnedFd) -> Option<(u32, i32)> {
         return None;
     }
     let (stage, errno) = msg.split_at(4);
-    Some((u32::from_le_bytes(stage.try_into().ok()?), i32::from_le_bytes(errno.try_into().ok()?)))
+    Some((
+        u32::from_le_bytes(stage.try_into().ok()?),
+        i32::from_le_bytes(errno.try_into().ok()?),
+    ))
 }
 
-fn connect(transport: &Transport, stream: &'static str, port: Option<u32>) -> Result<Option<Stream>> {
-    port.map(|port| transport.connect_port(port).map_err(|source| AgentError::StdioConnect { stream, port, source }))
-        .transpose()
+fn connect(
+    transport: &Transport,
+    stream: &'static str,
+    port: Option<u32>,
+) -> Result<Option<Stream>> {
+    port.map(|port| {
+        transport
+            .connect_port(port)
+            .map_err(|source| AgentError::StdioConnect {
+                stream,
+                port,
+                source,
+            })
+    })
+    .transpose()
 }
 
 /// Handles CreateProcess: returns the new pid once it has exec'd.
-pub fn create_process(req: &CreateProcess<'_>, transport: &Transport, procs: &Arc<Processes>) -> Result<u32> {
+pub fn create_process(
+    req: &CreateProcess<'_>,
+    transport: &Transport,
+    procs: &Arc<Processes>,
+) -> Result<u32> {
     let plan = Plan::from_request(req)?;
     let stdin = connect(transport, "stdin", req.stdin_port)?;
     let stdout = connect(transport, "stdout", req.stdout_port)?;
@@ -339,7 +425,13 @@ pub fn create_process(req: &CreateProcess<'_>, transport: &Transport, procs: &Ar
         None => Wiring::pipes(stdin.is_some(), stdout.is_some(), stderr.is_some())?,
     };
     let pid = fork_exec(&plan, &wiring, procs)?;
-    let Wiring { child, stdin: w_in, stdout: w_out, stderr: w_err, .. } = wiring;
+    let Wiring {
+        child,
+        stdin: w_in,
+        stdout: w_out,
+        stderr: w_err,
+        ..
+    } = wiring;
     drop(child);
     let stdin_ctl = stdin.as_ref().and_then(|s| s.try_clone().ok());
     let mut outputs = 0;

@@ -26,7 +26,9 @@ fn pump(from: &mut impl Read, to: &mut impl Write) -> bool {
             // EIO: a terminal whose every slave descriptor is closed.
             Err(_) => return true,
         };
-        let Some(chunk) = buf.get(..n) else { return true };
+        let Some(chunk) = buf.get(..n) else {
+            return true;
+        };
         if to.write_all(chunk).is_err() {
             return false;
         }
@@ -35,14 +37,16 @@ fn pump(from: &mut impl Read, to: &mut impl Write) -> bool {
 
 /// Copies a process's output to its stream, then half-closes the stream.
 pub fn spawn_output(procs: Arc<Processes>, pid: u32, name: &str, mut from: File, mut to: Stream) {
-    let spawned = std::thread::Builder::new().name(format!("{name}-{pid}")).spawn({
-        let procs = Arc::clone(&procs);
-        move || {
-            pump(&mut from, &mut to);
-            to.shutdown(Shutdown::Write);
-            procs.output_closed(pid);
-        }
-    });
+    let spawned = std::thread::Builder::new()
+        .name(format!("{name}-{pid}"))
+        .spawn({
+            let procs = Arc::clone(&procs);
+            move || {
+                pump(&mut from, &mut to);
+                to.shutdown(Shutdown::Write);
+                procs.output_closed(pid);
+            }
+        });
     if let Err(e) = spawned {
         crate::log!("cannot start the {name} copier of {pid}: {e}");
         procs.output_closed(pid);
@@ -52,11 +56,13 @@ pub fn spawn_output(procs: Arc<Processes>, pid: u32, name: &str, mut from: File,
 /// Copies the stdin stream into the process; when the host closes it, the
 /// pipe is closed (or, on a terminal, VEOF is written).
 pub fn spawn_input(pid: u32, mut to: File, mut from: Stream, terminal: bool) {
-    let spawned = std::thread::Builder::new().name(format!("stdin-{pid}")).spawn(move || {
-        if pump(&mut from, &mut to) && terminal {
-            let _ = to.write_all(&[VEOF]);
-        }
-    });
+    let spawned = std::thread::Builder::new()
+        .name(format!("stdin-{pid}"))
+        .spawn(move || {
+            if pump(&mut from, &mut to) && terminal {
+                let _ = to.write_all(&[VEOF]);
+            }
+        });
     if let Err(e) = spawned {
         crate::log!("cannot start the stdin copier of {pid}: {e}");
     }

@@ -93,7 +93,12 @@ impl Transport {
 
 /// One AF_VSOCK stream connection.
 pub fn vsock_connect(cid: u32, port: u32) -> io::Result<Stream> {
-    let fd = socket::socket(AddressFamily::Vsock, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    let fd = socket::socket(
+        AddressFamily::Vsock,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
     socket::connect(fd.as_raw_fd(), &VsockAddr::new(cid, port))?;
     Ok(Stream::from_fd(fd))
 }
@@ -111,7 +116,9 @@ pub fn vsock_connect_retry(cid: u32, port: u32) -> Stream {
                 attempts += 1;
                 if attempts == next_log {
                     next_log += 60;
-                    crate::log!("connecting to vsock {cid}:{port} (attempt {attempts}): {e}; retrying");
+                    crate::log!(
+                        "connecting to vsock {cid}:{port} (attempt {attempts}): {e}; retrying"
+                    );
                 }
             }
         }

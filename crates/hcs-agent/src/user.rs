@@ -44,7 +44,12 @@ fn group_entries(db: &str) -> impl Iterator<Item = (&str, u32, Vec<&str>)> + '_ 
         let name = f.next()?;
         let _password = f.next()?;
         let gid = f.next()?.parse().ok()?;
-        let members = f.next().unwrap_or("").split(',').filter(|m| !m.is_empty()).collect();
+        let members = f
+            .next()
+            .unwrap_or("")
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .collect();
         Some((name, gid, members))
     })
 }
@@ -53,7 +58,11 @@ fn group_entries(db: &str) -> impl Iterator<Item = (&str, u32, Vec<&str>)> + '_ 
 pub fn resolve(user: &User<'_>) -> Result<Option<Credentials>> {
     match *user {
         User::Default => Ok(None),
-        User::Id { uid, gid } => Ok(Some(Credentials { uid, gid, groups: vec![gid] })),
+        User::Id { uid, gid } => Ok(Some(Credentials {
+            uid,
+            gid,
+            groups: vec![gid],
+        })),
         User::Name(raw) => {
             let spec = std::str::from_utf8(raw)
                 .map_err(|_| AgentError::InvalidArgument("user name is not UTF-8".into()))?;
@@ -71,7 +80,8 @@ pub fn resolve_spec(spec: &str, passwd: &str, group: &str) -> Result<Credentials
     if user_part.is_empty() {
         return Err(AgentError::InvalidArgument("empty user name".into()));
     }
-    let entry = passwd_entries(passwd).find(|e| e.name == user_part || e.uid.to_string() == user_part);
+    let entry =
+        passwd_entries(passwd).find(|e| e.name == user_part || e.uid.to_string() == user_part);
     let (uid, mut gid, name) = match (&entry, user_part.parse::<u32>()) {
         (Some(e), _) => (e.uid, e.gid, Some(e.name.as_str())),
         (None, Ok(uid)) => (uid, 0, None),
@@ -107,15 +117,35 @@ mod tests {
     #[test]
     fn names_numbers_and_groups() {
         let c = resolve_spec("alice", PASSWD, GROUP).unwrap();
-        assert_eq!(c, Credentials { uid: 1000, gid: 100, groups: vec![100, 10] });
+        assert_eq!(
+            c,
+            Credentials {
+                uid: 1000,
+                gid: 100,
+                groups: vec![100, 10]
+            }
+        );
         let c = resolve_spec("nobody:wheel", PASSWD, GROUP).unwrap();
         assert_eq!((c.uid, c.gid), (65534, 10));
         let c = resolve_spec("4242:7", PASSWD, GROUP).unwrap();
-        assert_eq!(c, Credentials { uid: 4242, gid: 7, groups: vec![7] });
+        assert_eq!(
+            c,
+            Credentials {
+                uid: 4242,
+                gid: 7,
+                groups: vec![7]
+            }
+        );
         let c = resolve_spec("1000", PASSWD, GROUP).unwrap();
         assert_eq!(c.gid, 100);
-        assert!(matches!(resolve_spec("mallory", PASSWD, GROUP), Err(AgentError::UnknownUser(_))));
-        assert!(matches!(resolve_spec("root:nosuch", PASSWD, GROUP), Err(AgentError::UnknownUser(_))));
+        assert!(matches!(
+            resolve_spec("mallory", PASSWD, GROUP),
+            Err(AgentError::UnknownUser(_))
+        ));
+        assert!(matches!(
+            resolve_spec("root:nosuch", PASSWD, GROUP),
+            Err(AgentError::UnknownUser(_))
+        ));
         assert!(resolve_spec("", PASSWD, GROUP).is_err());
     }
 }

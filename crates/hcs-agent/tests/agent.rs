@@ -25,7 +25,10 @@ fn no_shared_version_is_unsupported_protocol_version() {
     assert_eq!(hr, 0x8037_010C, "HCS_E_UNSUPPORTED_PROTOCOL_VERSION");
     assert!(msg.contains("[2, 3]"), "{msg}");
     // The connection survives; an empty offer fails the same way; a good one works.
-    assert_eq!(c.hello(&[]).unwrap_err().0, hresult::HCS_E_UNSUPPORTED_PROTOCOL_VERSION);
+    assert_eq!(
+        c.hello(&[]).unwrap_err().0,
+        hresult::HCS_E_UNSUPPORTED_PROTOCOL_VERSION
+    );
     assert_eq!(c.hello(&[1]), Ok(1));
 }
 
@@ -46,12 +49,25 @@ fn requests_before_hello_are_refused() {
 fn echoes_args_and_env_to_stdout_and_stderr() {
     let mut agent = AgentProc::start();
     let mut c = agent.connect();
-    let mut spec = Spec::new(&["sh", "-c", "echo \"$0|$1|$FOO\"; echo oops >&2; exit 0", "first", "second arg"]);
+    let mut spec = Spec::new(&[
+        "sh",
+        "-c",
+        "echo \"$0|$1|$FOO\"; echo oops >&2; exit 0",
+        "first",
+        "second arg",
+    ]);
     spec.env = &["PATH=/usr/bin:/bin", "FOO=bar baz"];
     let mut p = create(&mut agent, &mut c, &spec).unwrap();
     assert_eq!(read_all(&mut p.stdout), "first|second arg|bar baz\n");
     assert_eq!(read_all(&mut p.stderr), "oops\n");
-    assert_eq!(c.wait(p.pid), ProcessExited { pid: p.pid, exit_code: 0, signal: 0 });
+    assert_eq!(
+        c.wait(p.pid),
+        ProcessExited {
+            pid: p.pid,
+            exit_code: 0,
+            signal: 0
+        }
+    );
 }
 
 #[test]
@@ -74,7 +90,9 @@ fn stdin_is_copied_to_stdout_by_cat_and_closed() {
     spec.stdin = true;
     let mut p = create(&mut agent, &mut c, &spec).unwrap();
     // More than a pipe buffer, so both directions must stream.
-    let data: Vec<u8> = (0..300_000u32).map(|i| b"hello agent\n"[(i % 12) as usize]).collect();
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| b"hello agent\n"[(i % 12) as usize])
+        .collect();
     let writer = feed(p.stdin.take().unwrap(), data.clone());
     let out = read_all(&mut p.stdout);
     writer.join().unwrap();
@@ -92,13 +110,24 @@ fn exit_codes_and_waits_after_exit() {
     spec.stderr = false;
     let p = create(&mut agent, &mut c, &spec).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let exited = ProcessExited { pid: p.pid, exit_code: 42, signal: 0 };
-    assert_eq!(c.wait(p.pid), exited, "a wait after the exit still gets the status");
+    let exited = ProcessExited {
+        pid: p.pid,
+        exit_code: 42,
+        signal: 0,
+    };
+    assert_eq!(
+        c.wait(p.pid),
+        exited,
+        "a wait after the exit still gets the status"
+    );
     assert_eq!(c.wait(p.pid), exited, "and so does a second one");
     // Another connection can wait too.
     assert_eq!(agent.connect().wait(p.pid), exited);
     // Signalling an exited process fails with PROCESS_ALREADY_STOPPED.
-    assert!(matches!(c.signal(p.pid, 15), Reply::Error(hresult::HCS_E_PROCESS_ALREADY_STOPPED, _)));
+    assert!(matches!(
+        c.signal(p.pid, 15),
+        Reply::Error(hresult::HCS_E_PROCESS_ALREADY_STOPPED, _)
+    ));
 }
 
 #[test]
@@ -110,7 +139,14 @@ fn signal_kills_a_process() {
     let wait_id = c.send(&Message::WaitProcess(WaitProcess { pid: p.pid }));
     assert_eq!(c.signal(p.pid, 15), Reply::Ok);
     match c.recv(wait_id) {
-        Reply::Exited(e) => assert_eq!(e, ProcessExited { pid: p.pid, exit_code: 143, signal: 15 }),
+        Reply::Exited(e) => assert_eq!(
+            e,
+            ProcessExited {
+                pid: p.pid,
+                exit_code: 143,
+                signal: 15
+            }
+        ),
         other => panic!("{other:?}"),
     }
     assert!(matches!(c.signal(p.pid, 0xdead), Reply::Error(_, _)));
@@ -122,9 +158,15 @@ fn unknown_pids_are_not_found() {
     let mut c = agent.connect();
     let own_pid = std::process::id(); // exists, but the agent did not start it
     for msg in [
-        Message::Signal(Signal { pid: own_pid, signal: 9 }),
+        Message::Signal(Signal {
+            pid: own_pid,
+            signal: 9,
+        }),
         Message::WaitProcess(WaitProcess { pid: own_pid }),
-        Message::ResizeConsole(ResizeConsole { pid: own_pid, size: ConsoleSize { rows: 1, cols: 1 } }),
+        Message::ResizeConsole(ResizeConsole {
+            pid: own_pid,
+            size: ConsoleSize { rows: 1, cols: 1 },
+        }),
     ] {
         match c.call(&msg) {
             Reply::Error(hr, m) => {
@@ -145,7 +187,10 @@ fn pty_tty_prints_a_pts_device() {
     spec.terminal = Some(ConsoleSize { rows: 24, cols: 80 });
     let mut p = create(&mut agent, &mut c, &spec).unwrap();
     let out = read_all(&mut p.stdout);
-    assert!(out.starts_with("/dev/pts/") && out.ends_with("\r\n"), "{out:?}");
+    assert!(
+        out.starts_with("/dev/pts/") && out.ends_with("\r\n"),
+        "{out:?}"
+    );
     assert_eq!(c.wait(p.pid).exit_code, 0);
 }
 
@@ -159,7 +204,13 @@ fn pty_resize_is_seen_by_stty() {
     spec.terminal = Some(ConsoleSize { rows: 24, cols: 80 });
     let mut p = create(&mut agent, &mut c, &spec).unwrap();
     read_until(p.stdout.as_mut().unwrap(), "24 80");
-    let resize = Message::ResizeConsole(ResizeConsole { pid: p.pid, size: ConsoleSize { rows: 40, cols: 100 } });
+    let resize = Message::ResizeConsole(ResizeConsole {
+        pid: p.pid,
+        size: ConsoleSize {
+            rows: 40,
+            cols: 100,
+        },
+    });
     assert_eq!(c.call(&resize), Reply::Ok);
     p.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
     let rest = read_all(&mut p.stdout);
@@ -170,8 +221,14 @@ fn pty_resize_is_seen_by_stty() {
     plain.stdout = false;
     plain.stderr = false;
     let q = create(&mut agent, &mut c, &plain).unwrap();
-    let resize = Message::ResizeConsole(ResizeConsole { pid: q.pid, size: ConsoleSize { rows: 1, cols: 1 } });
-    assert!(matches!(c.call(&resize), Reply::Error(hresult::E_INVALIDARG, _)));
+    let resize = Message::ResizeConsole(ResizeConsole {
+        pid: q.pid,
+        size: ConsoleSize { rows: 1, cols: 1 },
+    });
+    assert!(matches!(
+        c.call(&resize),
+        Reply::Error(hresult::E_INVALIDARG, _)
+    ));
     assert_eq!(c.signal(q.pid, 9), Reply::Ok);
 }
 
@@ -195,14 +252,28 @@ fn pty_stdin_close_sends_eof() {
 fn missing_executables_and_bad_requests_give_clear_errors() {
     let mut agent = AgentProc::start();
     let mut c = agent.connect();
-    let err = create(&mut agent, &mut c, &Spec::new(&["/nonexistent/prog"])).err().unwrap();
+    let err = create(&mut agent, &mut c, &Spec::new(&["/nonexistent/prog"]))
+        .err()
+        .unwrap();
     assert_eq!(err.0, hresult::ERROR_FILE_NOT_FOUND);
-    assert!(err.1.contains("\"/nonexistent/prog\" was not found"), "{}", err.1);
-    let err = create(&mut agent, &mut c, &Spec::new(&["no-such-program-hcs"])).err().unwrap();
+    assert!(
+        err.1.contains("\"/nonexistent/prog\" was not found"),
+        "{}",
+        err.1
+    );
+    let err = create(&mut agent, &mut c, &Spec::new(&["no-such-program-hcs"]))
+        .err()
+        .unwrap();
     assert_eq!(err.0, hresult::ERROR_FILE_NOT_FOUND);
-    assert!(err.1.contains("searched PATH=/usr/local/bin:/usr/bin:/bin"), "{}", err.1);
+    assert!(
+        err.1.contains("searched PATH=/usr/local/bin:/usr/bin:/bin"),
+        "{}",
+        err.1
+    );
     // Not executable: execve fails in the child and is reported precisely.
-    let err = create(&mut agent, &mut c, &Spec::new(&["/etc/passwd"])).err().unwrap();
+    let err = create(&mut agent, &mut c, &Spec::new(&["/etc/passwd"]))
+        .err()
+        .unwrap();
     assert_eq!(err.0, hresult::E_ACCESSDENIED);
     assert!(err.1.contains("execve failed"), "{}", err.1);
     let mut spec = Spec::new(&["true"]);
@@ -242,7 +313,10 @@ fn runs_as_another_user() {
         let mut agent = AgentProc::start();
         let mut c = agent.connect();
         let mut spec = Spec::new(&["sh", "-c", "echo $(id -u):$(id -g):$(id -G)"]);
-        spec.user = User::Id { uid: 65534, gid: 65534 };
+        spec.user = User::Id {
+            uid: 65534,
+            gid: 65534,
+        };
         let mut p = create(&mut agent, &mut c, &spec).unwrap();
         assert_eq!(read_all(&mut p.stdout), "65534:65534:65534\n");
         spec.user = User::Name(b"nobody");
@@ -255,7 +329,10 @@ fn runs_as_another_user() {
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -269,9 +346,15 @@ fn process_list_contains_a_running_sleep() {
     let p = create(&mut agent, &mut c, &spec).unwrap();
     match c.call(&Message::ProcessList) {
         Reply::List(list) => {
-            assert!(list.contains(&(p.pid, "sleep 30".to_string())), "{} entries", list.len());
+            assert!(
+                list.contains(&(p.pid, "sleep 30".to_string())),
+                "{} entries",
+                list.len()
+            );
             let agent_pid = agent.child.id();
-            assert!(list.iter().any(|(pid, cmd)| *pid == agent_pid && cmd.contains("hcs-agent --unix")));
+            assert!(list
+                .iter()
+                .any(|(pid, cmd)| *pid == agent_pid && cmd.contains("hcs-agent --unix")));
         }
         other => panic!("{other:?}"),
     }
@@ -284,30 +367,49 @@ fn bad_bytes_do_not_kill_the_agent() {
     let mut agent = AgentProc::start();
     // Garbage: the agent answers why and drops only this connection.
     let mut junk = agent.connect_raw();
-    junk.s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    junk.s
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let (h, r) = junk.recv_any();
     assert_eq!(h.request_id, 0);
-    assert!(matches!(r, Reply::Error(hresult::HCS_E_PROTOCOL_ERROR, ref m) if m.contains("magic")), "{r:?}");
+    assert!(
+        matches!(r, Reply::Error(hresult::HCS_E_PROTOCOL_ERROR, ref m) if m.contains("magic")),
+        "{r:?}"
+    );
     // A valid header with a payload that does not decode fails that request only.
     let mut c = agent.connect();
-    let mut bad = Message::WaitProcess(WaitProcess { pid: 1 }).encode_to_vec(1, 77).unwrap();
+    let mut bad = Message::WaitProcess(WaitProcess { pid: 1 })
+        .encode_to_vec(1, 77)
+        .unwrap();
     bad[16] = 2; // payload length 2: too short for a pid
     bad.truncate(HEADER_LEN + 2);
     c.s.write_all(&bad).unwrap();
-    assert!(matches!(c.recv(77), Reply::Error(hresult::HCS_E_PROTOCOL_ERROR, _)));
+    assert!(matches!(
+        c.recv(77),
+        Reply::Error(hresult::HCS_E_PROTOCOL_ERROR, _)
+    ));
     // An unknown message type.
     let mut unknown = Message::ProcessList.encode_to_vec(1, 78).unwrap();
     unknown[6] = 0x42;
     c.s.write_all(&unknown).unwrap();
-    assert!(matches!(c.recv(78), Reply::Error(hresult::HCS_E_UNKNOWN_MESSAGE, _)));
+    assert!(matches!(
+        c.recv(78),
+        Reply::Error(hresult::HCS_E_UNKNOWN_MESSAGE, _)
+    ));
     // A response sent as a request.
-    assert!(matches!(c.call(&Message::Ok), Reply::Error(hresult::HCS_E_UNKNOWN_MESSAGE, _)));
+    assert!(matches!(
+        c.call(&Message::Ok),
+        Reply::Error(hresult::HCS_E_UNKNOWN_MESSAGE, _)
+    ));
     // A huge announced payload.
     let mut huge = Message::ProcessList.encode_to_vec(1, 79).unwrap();
     huge[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
     let mut other = agent.connect();
     other.s.write_all(&huge).unwrap();
-    assert!(matches!(other.recv_any().1, Reply::Error(hresult::HCS_E_PROTOCOL_ERROR, _)));
+    assert!(matches!(
+        other.recv_any().1,
+        Reply::Error(hresult::HCS_E_PROTOCOL_ERROR, _)
+    ));
     // Random frames from a fixed seed, then a connection cut mid-frame.
     let mut seed = 0x1234_5678_9abc_def0u64;
     for _ in 0..50 {
@@ -349,11 +451,18 @@ fn shutdown_stops_the_unix_agent() {
     spec.stdout = false;
     spec.stderr = false;
     let p = create(&mut agent, &mut c, &spec).unwrap();
-    assert_eq!(c.call(&Message::Shutdown(Shutdown { action: ShutdownAction::PowerOff })), Reply::Ok);
+    assert_eq!(
+        c.call(&Message::Shutdown(Shutdown {
+            action: ShutdownAction::PowerOff
+        })),
+        Reply::Ok
+    );
     let status = agent.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     // Its process was killed with it.
     let gone = !std::path::Path::new(&format!("/proc/{}", p.pid)).exists()
-        || std::fs::read_to_string(format!("/proc/{}/stat", p.pid)).map(|s| s.contains(") Z")).unwrap_or(true);
+        || std::fs::read_to_string(format!("/proc/{}/stat", p.pid))
+            .map(|s| s.contains(") Z"))
+            .unwrap_or(true);
     assert!(gone, "sleep {} survived the shutdown", p.pid);
 }

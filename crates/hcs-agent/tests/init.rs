@@ -14,7 +14,10 @@ use hcs_agent_protocol::*;
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -25,9 +28,21 @@ fn start_init_agent() -> Option<AgentProc> {
         println!("SKIPPED init tests: need root and unshare(1)");
         return None;
     }
-    let dir = tempfile::Builder::new().prefix("init-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("init-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
     let child = Command::new("unshare")
-        .args(["--pid", "--fork", "--kill-child", "--mount", "--uts", "--propagation", "private", "--"])
+        .args([
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount",
+            "--uts",
+            "--propagation",
+            "private",
+            "--",
+        ])
         .arg(agent_bin())
         .args(["--init", "--unix"])
         .arg(dir.path())
@@ -63,26 +78,46 @@ fn listed_pids(c: &mut Client) -> Vec<(u32, String)> {
 
 #[test]
 fn init_mode_mounts_reaps_and_powers_off() {
-    let Some(mut agent) = start_init_agent() else { return };
+    let Some(mut agent) = start_init_agent() else {
+        return;
+    };
     let mut c = agent.connect();
 
     // PID 1 is the agent, and /proc is the namespace's own.
     let list = listed_pids(&mut c);
-    assert!(list.iter().any(|(pid, cmd)| *pid == 1 && cmd.contains("--init")), "{list:?}");
+    assert!(
+        list.iter()
+            .any(|(pid, cmd)| *pid == 1 && cmd.contains("--init")),
+        "{list:?}"
+    );
 
     let mounts = run_output(&mut agent, &mut c, &["cat", "/proc/self/mounts"]);
-    for needle in ["proc /proc proc", "sysfs /sys sysfs", "devtmpfs /dev devtmpfs", "devpts /dev/pts devpts", "tmpfs /tmp tmpfs", "tmpfs /run tmpfs"] {
+    for needle in [
+        "proc /proc proc",
+        "sysfs /sys sysfs",
+        "devtmpfs /dev devtmpfs",
+        "devpts /dev/pts devpts",
+        "tmpfs /tmp tmpfs",
+        "tmpfs /run tmpfs",
+    ] {
         assert!(mounts.contains(needle), "{needle:?} not mounted:\n{mounts}");
     }
 
     // The host name comes from HCS_HOSTNAME (set below), in the agent's own UTS namespace.
-    assert_eq!(run_output(&mut agent, &mut c, &["cat", "/proc/sys/kernel/hostname"]).trim(), "hcs-init-test");
+    assert_eq!(
+        run_output(&mut agent, &mut c, &["cat", "/proc/sys/kernel/hostname"]).trim(),
+        "hcs-init-test"
+    );
 
     // An orphan is reparented to the agent and reaped (a zombie would stay listed).
-    let orphan: u32 = run_output(&mut agent, &mut c, &["sh", "-c", "sleep 0.2 >/dev/null 2>&1 & echo $!"])
-        .trim()
-        .parse()
-        .unwrap();
+    let orphan: u32 = run_output(
+        &mut agent,
+        &mut c,
+        &["sh", "-c", "sleep 0.2 >/dev/null 2>&1 & echo $!"],
+    )
+    .trim()
+    .parse()
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while listed_pids(&mut c).iter().any(|(pid, _)| *pid == orphan) {
         assert!(Instant::now() < deadline, "orphan {orphan} was not reaped");
@@ -95,16 +130,28 @@ fn init_mode_mounts_reaps_and_powers_off() {
     spec.stdout = false;
     spec.stderr = false;
     create(&mut agent, &mut c, &spec).unwrap();
-    assert_eq!(c.call(&Message::Shutdown(Shutdown { action: ShutdownAction::PowerOff })), Reply::Ok);
+    assert_eq!(
+        c.call(&Message::Shutdown(Shutdown {
+            action: ShutdownAction::PowerOff
+        })),
+        Reply::Ok
+    );
     let status = agent.child.wait().unwrap();
     assert_eq!(status.signal(), Some(libc_sigint()), "{status:?}");
 }
 
 #[test]
 fn init_mode_reboot_ends_the_namespace_with_sighup() {
-    let Some(mut agent) = start_init_agent() else { return };
+    let Some(mut agent) = start_init_agent() else {
+        return;
+    };
     let mut c = agent.connect();
-    assert_eq!(c.call(&Message::Shutdown(Shutdown { action: ShutdownAction::Reboot })), Reply::Ok);
+    assert_eq!(
+        c.call(&Message::Shutdown(Shutdown {
+            action: ShutdownAction::Reboot
+        })),
+        Reply::Ok
+    );
     let status = agent.child.wait().unwrap();
     assert_eq!(status.signal(), Some(1), "SIGHUP: {status:?}");
 }

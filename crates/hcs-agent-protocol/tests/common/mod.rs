@@ -33,8 +33,14 @@ pub static ENTRIES: [ProcessEntry<'static>; 2] = [
 /// At least one sample of every message type and of every variant inside.
 pub fn samples() -> Vec<Message<'static>> {
     vec![
-        Message::Hello(Hello { versions: List::Slice(&VERSIONS), client: b"hcs-monitor" }),
-        Message::Hello(Hello { versions: List::Slice(&[]), client: b"" }),
+        Message::Hello(Hello {
+            versions: List::Slice(&VERSIONS),
+            client: b"hcs-monitor",
+        }),
+        Message::Hello(Hello {
+            versions: List::Slice(&[]),
+            client: b"",
+        }),
         Message::CreateProcess(CreateProcess {
             args: List::Slice(&ARGS),
             env: List::Slice(&ENV),
@@ -49,7 +55,10 @@ pub fn samples() -> Vec<Message<'static>> {
             args: List::Slice(&ARGS[..1]),
             env: List::Slice(&EMPTY),
             cwd: b"",
-            user: User::Id { uid: 1000, gid: 100 },
+            user: User::Id {
+                uid: 1000,
+                gid: 100,
+            },
             terminal: Some(ConsoleSize { rows: 24, cols: 80 }),
             stdin_port: None,
             stdout_port: Some(7),
@@ -65,19 +74,47 @@ pub fn samples() -> Vec<Message<'static>> {
             stdout_port: None,
             stderr_port: None,
         }),
-        Message::ResizeConsole(ResizeConsole { pid: 42, size: ConsoleSize { rows: 50, cols: 132 } }),
-        Message::Signal(Signal { pid: 42, signal: 15 }),
+        Message::ResizeConsole(ResizeConsole {
+            pid: 42,
+            size: ConsoleSize {
+                rows: 50,
+                cols: 132,
+            },
+        }),
+        Message::Signal(Signal {
+            pid: 42,
+            signal: 15,
+        }),
         Message::WaitProcess(WaitProcess { pid: 42 }),
         Message::ProcessList,
-        Message::Shutdown(Shutdown { action: ShutdownAction::PowerOff }),
-        Message::Shutdown(Shutdown { action: ShutdownAction::Reboot }),
-        Message::HelloReply(HelloReply { version: 1, agent: b"hcs-agent 0.1.0" }),
+        Message::Shutdown(Shutdown {
+            action: ShutdownAction::PowerOff,
+        }),
+        Message::Shutdown(Shutdown {
+            action: ShutdownAction::Reboot,
+        }),
+        Message::HelloReply(HelloReply {
+            version: 1,
+            agent: b"hcs-agent 0.1.0",
+        }),
         Message::ProcessCreated(ProcessCreated { pid: 4242 }),
         Message::Ok,
-        Message::ProcessExited(ProcessExited { pid: 42, exit_code: 3, signal: 0 }),
-        Message::ProcessExited(ProcessExited { pid: 42, exit_code: 137, signal: 9 }),
-        Message::ProcessListReply(ProcessListReply { processes: List::Slice(&ENTRIES) }),
-        Message::ProcessListReply(ProcessListReply { processes: List::Slice(&[]) }),
+        Message::ProcessExited(ProcessExited {
+            pid: 42,
+            exit_code: 3,
+            signal: 0,
+        }),
+        Message::ProcessExited(ProcessExited {
+            pid: 42,
+            exit_code: 137,
+            signal: 9,
+        }),
+        Message::ProcessListReply(ProcessListReply {
+            processes: List::Slice(&ENTRIES),
+        }),
+        Message::ProcessListReply(ProcessListReply {
+            processes: List::Slice(&[]),
+        }),
         Message::Error(ErrorReply {
             hresult: hresult::HCS_E_UNSUPPORTED_PROTOCOL_VERSION,
             message: b"no shared version",
@@ -96,7 +133,11 @@ pub fn walk(msg: &Message<'_>) -> usize {
             n += c.cwd.len();
         }
         Message::ProcessListReply(p) => {
-            n += p.processes.iter().map(|e| e.command_line.len()).sum::<usize>()
+            n += p
+                .processes
+                .iter()
+                .map(|e| e.command_line.len())
+                .sum::<usize>()
         }
         Message::Error(e) => n += e.message.len(),
         _ => {}

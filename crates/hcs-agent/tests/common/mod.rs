@@ -33,7 +33,11 @@ impl AgentProc {
             .stdin(Stdio::null())
             .spawn()
             .expect("start hcs-agent");
-        let agent = AgentProc { child, dir, next_port: 1000 };
+        let agent = AgentProc {
+            child,
+            dir,
+            next_port: 1000,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while UnixStream::connect(agent.dir.path().join("agent.sock")).is_err() {
             assert!(Instant::now() < deadline, "agent did not listen");
@@ -44,14 +48,22 @@ impl AgentProc {
 
     /// Wraps an agent started some other way.
     pub fn from_parts(child: Child, dir: tempfile::TempDir) -> AgentProc {
-        AgentProc { child, dir, next_port: 1000 }
+        AgentProc {
+            child,
+            dir,
+            next_port: 1000,
+        }
     }
 
     /// A connection that has not said Hello yet.
     pub fn connect_raw(&self) -> Client {
         let s = UnixStream::connect(self.dir.path().join("agent.sock")).expect("connect");
         s.set_read_timeout(Some(TIMEOUT)).unwrap();
-        Client { s, next_id: 1, pending: Vec::new() }
+        Client {
+            s,
+            next_id: 1,
+            pending: Vec::new(),
+        }
     }
 
     /// A connection after a successful handshake.
@@ -65,7 +77,8 @@ impl AgentProc {
     pub fn listen(&mut self) -> (u32, UnixListener) {
         self.next_port += 1;
         let port = self.next_port;
-        let l = UnixListener::bind(self.dir.path().join(format!("port_{port}"))).expect("bind port");
+        let l =
+            UnixListener::bind(self.dir.path().join(format!("port_{port}"))).expect("bind port");
         (port, l)
     }
 
@@ -102,7 +115,12 @@ fn own(msg: &Message<'_>) -> Reply {
         Message::ProcessCreated(p) => Reply::Created(p.pid),
         Message::Ok => Reply::Ok,
         Message::ProcessExited(e) => Reply::Exited(*e),
-        Message::ProcessListReply(l) => Reply::List(l.processes.iter().map(|e| (e.pid, s(e.command_line))).collect()),
+        Message::ProcessListReply(l) => Reply::List(
+            l.processes
+                .iter()
+                .map(|e| (e.pid, s(e.command_line)))
+                .collect(),
+        ),
         Message::Error(e) => Reply::Error(e.hresult, s(e.message)),
         other => Reply::Other(other.message_type() as u16),
     }
@@ -125,7 +143,9 @@ impl Client {
     /// The next frame, whatever its id.
     pub fn recv_any(&mut self) -> (Header, Reply) {
         let mut payload = Vec::new();
-        let header = read_frame(&mut self.s, &mut payload).expect("read frame").expect("connection closed");
+        let header = read_frame(&mut self.s, &mut payload)
+            .expect("read frame")
+            .expect("connection closed");
         let msg = Message::decode(&header, &payload).expect("agent sent an undecodable frame");
         (header, own(&msg))
     }
@@ -150,7 +170,10 @@ impl Client {
     }
 
     pub fn hello(&mut self, versions: &[u16]) -> Result<u16, (u32, String)> {
-        match self.call(&Message::Hello(Hello { versions: List::Slice(versions), client: b"test" })) {
+        match self.call(&Message::Hello(Hello {
+            versions: List::Slice(versions),
+            client: b"test",
+        })) {
             Reply::Hello(v, _) => Ok(v),
             Reply::Error(h, m) => Err((h, m)),
             other => panic!("unexpected reply to Hello: {other:?}"),
@@ -212,7 +235,11 @@ fn accept(l: Option<(u32, UnixListener)>) -> Option<UnixStream> {
 }
 
 /// Starts a process; `Err((hresult, message))` when the agent refuses.
-pub fn create(agent: &mut AgentProc, c: &mut Client, spec: &Spec<'_>) -> Result<Proc, (u32, String)> {
+pub fn create(
+    agent: &mut AgentProc,
+    c: &mut Client,
+    spec: &Spec<'_>,
+) -> Result<Proc, (u32, String)> {
     let args: Vec<&[u8]> = spec.args.iter().map(|a| a.as_bytes()).collect();
     let env: Vec<&[u8]> = spec.env.iter().map(|a| a.as_bytes()).collect();
     let li = spec.stdin.then(|| agent.listen());
@@ -229,7 +256,12 @@ pub fn create(agent: &mut AgentProc, c: &mut Client, spec: &Spec<'_>) -> Result<
         stderr_port: le.as_ref().map(|l| l.0),
     });
     match c.call(&req) {
-        Reply::Created(pid) => Ok(Proc { pid, stdin: accept(li), stdout: accept(lo), stderr: accept(le) }),
+        Reply::Created(pid) => Ok(Proc {
+            pid,
+            stdin: accept(li),
+            stdout: accept(lo),
+            stderr: accept(le),
+        }),
         Reply::Error(h, m) => Err((h, m)),
         other => panic!("unexpected reply to CreateProcess: {other:?}"),
     }
@@ -238,7 +270,10 @@ pub fn create(agent: &mut AgentProc, c: &mut Client, spec: &Spec<'_>) -> Result<
 /// Reads a stream to its end.
 pub fn read_all(s: &mut Option<UnixStream>) -> String {
     let mut out = Vec::new();
-    s.as_mut().expect("stream").read_to_end(&mut out).expect("read stream");
+    s.as_mut()
+        .expect("stream")
+        .read_to_end(&mut out)
+        .expect("read stream");
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -248,7 +283,11 @@ pub fn read_until(s: &mut UnixStream, needle: &str) -> String {
     let mut buf = [0u8; 1024];
     while !String::from_utf8_lossy(&out).contains(needle) {
         let n = s.read(&mut buf).expect("read stream");
-        assert!(n > 0, "stream ended before {needle:?}; got {:?}", String::from_utf8_lossy(&out));
+        assert!(
+            n > 0,
+            "stream ended before {needle:?}; got {:?}",
+            String::from_utf8_lossy(&out)
+        );
         out.extend_from_slice(&buf[..n]);
     }
     String::from_utf8_lossy(&out).into_owned()
