@@ -401,7 +401,7 @@ impl AgentClient {
         let path = (self.port_path)(port);
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path)
-            .map_err(|e| HcsError::from_io(&format!("listening on {}", path.display()), &e))?;
+            .map_err(|e| HcsError::from_io(format!("listening on {}", path.display()), &e))?;
         Ok(PortListener {
             port,
             path,
