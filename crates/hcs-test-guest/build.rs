@@ -86,6 +86,11 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", guest.join(rel).display());
     }
+    // The guest links the agent protocol crate (a path dependency).
+    let protocol = manifest_dir.join("../hcs-agent-protocol");
+    for rel in ["src", "Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", protocol.join(rel).display());
+    }
     println!("cargo:rerun-if-env-changed=OBJDUMP");
     println!("cargo:rerun-if-env-changed=NM");
 

@@ -83,6 +83,53 @@ pub mod commands {
     pub const STRAY: &str = "stray";
     /// `hang` → `HANG`, then `cli; hlt` forever (ignores the power button).
     pub const HANG: &str = "hang";
+    /// `agent` → starts the guest agent (also started at boot by the kernel
+    /// command line word [`AGENT_CMDLINE`]): the first `LNRO0005` device whose
+    /// DeviceID is 19 (virtio-vsock, virtio-mmio version 2) is driven from
+    /// ring 3, its interrupt routed to vector 35; the agent connects to host
+    /// CID 2, port `hcs_agent_protocol::AGENT_CONTROL_PORT` (0x4843) and
+    /// speaks hcs-agent-protocol as `hcs-agent --vsock` does, with built-in
+    /// programs chosen by `args[0]`'s last path component: `echo ARGS…`
+    /// (args joined by spaces, `\n`, then each env entry and `\n`, to stdout),
+    /// `cat` (stdin to stdout until the host closes stdin), `exit N`
+    /// (`N mod 256`), `true`, `false`, `sleep MS` (10 ms ticks), `touch MIB`
+    /// (writes every 4 KiB page of MIB MiB from 16 MiB up, then `ok\n`; exit 1
+    /// and `touch: only <n> MiB of memory to touch` on stderr if RAM is
+    /// short), `sector read LBA` (the 512 bytes to stdout) and `sector write
+    /// LBA` (writes `HCS-SECTOR <lba>\n` over the bytes `offset & 0xff`, then
+    /// `ok\n`) on the first virtio-blk device; errors go to stderr as
+    /// `sector: <why>` with exit 1. Anything else is answered like a missing
+    /// executable (`ERROR_FILE_NOT_FOUND`). A signal other than 17, 18, 23, 28
+    /// ends a program with `128 + signal`. Each stdio port of CreateProcess is
+    /// a vsock connection the guest opens before `ProcessCreated`.
+    /// Console lines: [`AGENT_STARTED_PREFIX`], then [`AGENT_CONNECTED_LINE`]
+    /// each time the control connection is up; see the other `AGENT_*`.
+    pub const AGENT: &str = "agent";
+    /// `agent stop` → resets every vsock connection of the agent (RST), forgets
+    /// its processes and stops it ([`AGENT_STOPPED_LINE`]); `agent` starts it
+    /// again (`AGENT NOT RUNNING` if it was not running).
+    pub const AGENT_STOP: &str = "agent stop";
+    /// Kernel command line word that starts the agent right after READY.
+    pub const AGENT_CMDLINE: &str = "hcs.agent=1";
+    /// `AGENT STARTED cid=<guest CID>`: the vsock device is running.
+    pub const AGENT_STARTED_PREFIX: &str = "AGENT STARTED cid=";
+    /// The control connection is established (the host's Hello may still be on its way).
+    pub const AGENT_CONNECTED_LINE: &str = "AGENT CONNECTED";
+    /// The first connection attempt was refused; it retries (10 ms doubling to 1 s).
+    pub const AGENT_WAITING_LINE: &str = "AGENT WAITING FOR HOST";
+    /// The control connection was lost (reset or closed); it reconnects.
+    pub const AGENT_DISCONNECTED_LINE: &str = "AGENT DISCONNECTED";
+    /// The host asked for Shutdown; `Ok` is out; `POWEROFF` (or `RESET`) follows.
+    pub const AGENT_SHUTDOWN_LINE: &str = "AGENT SHUTDOWN";
+    /// After `agent stop`.
+    pub const AGENT_STOPPED_LINE: &str = "AGENT STOPPED";
+    /// `agent` while it runs.
+    pub const AGENT_RUNNING_LINE: &str = "AGENT RUNNING";
+    /// Failures that stop the agent: `AGENT NO VIRTIO DEVICE`, `AGENT NO VSOCK
+    /// DEVICE`, `AGENT DEVICE FAILED <why>`, `AGENT FAULT vec=… err=… rip=… addr=…`
+    /// (an exception in its ring-3 code), and `AGENT TRANSPORT RESET` (the
+    /// device's event; every connection is dropped and the agent reconnects).
+    pub const AGENT_FAILURE_PREFIX: &str = "AGENT ";
     /// Anything else → `UNKNOWN <line>`.
     pub const UNKNOWN_PREFIX: &str = "UNKNOWN ";
     /// GED event bit 0 (power button) → `POWER BUTTON`, then as `poweroff`.

@@ -92,11 +92,12 @@ bcmp:
 );
 
 /// Number of IDT vectors (0..=31 exceptions, 32 timer, 33 console, 34 GED,
-/// 35..=46 unexpected, 47 spurious).
+/// 35 the agent's virtio device, 36..=46 unexpected, 47 spurious).
 pub const IDT_VECTORS: usize = 48;
 pub const VEC_TIMER: u8 = 32;
 pub const VEC_SERIAL: u8 = 33;
 pub const VEC_GED: u8 = 34;
+pub const VEC_VIRTIO: u8 = 35;
 pub const VEC_SPURIOUS: u8 = 47;
 /// Where the linker script puts `hcs_idt_stubs` (asserted there), 16 bytes per vector.
 pub const IDT_STUBS: u64 = 0x20_0000;
@@ -124,7 +125,9 @@ hcs_idt_stubs:
     jmp hcs_serial_isr
     .balign 16
     jmp hcs_ged_isr
-    .irp v, 35,36,37,38,39,40,41,42,43,44,45,46
+    .balign 16
+    jmp hcs_virtio_isr
+    .irp v, 36,37,38,39,40,41,42,43,44,45,46
     .balign 16
     jmp hcs_other_isr
     .endr
@@ -221,6 +224,24 @@ hcs_ged_isr:
     jz 1f
     movzx ecx, byte ptr [rax]
     or dword ptr [rip + HCS_GED_PENDING], ecx
+1:  mov rax, [rip + HCS_LAPIC_EOI]
+    mov dword ptr [rax], 0
+    pop rcx
+    pop rax
+    iretq
+
+    // virtio (the agent's vsock device): acknowledge its interrupt status
+    // (so a level-triggered line drops), note it, EOI. The agent polls
+    // its rings after every wake-up.
+hcs_virtio_isr:
+    inc qword ptr [rip + HCS_VIRTIO_COUNT]
+    push rax
+    push rcx
+    mov rax, [rip + HCS_VIRTIO_REG]
+    test rax, rax
+    jz 1f
+    mov ecx, dword ptr [rax + 0x60]
+    mov dword ptr [rax + 0x64], ecx
 1:  mov rax, [rip + HCS_LAPIC_EOI]
     mov dword ptr [rax], 0
     pop rcx
@@ -354,6 +375,14 @@ pub fn write_cr4(v: u64) {
 #[inline(always)]
 pub fn wait_for_interrupt() {
     unsafe { asm!("sti", "hlt", "cli", options(nostack)) }
+}
+
+/// `sti; nop; cli`: take the interrupts pending now, without sleeping.
+#[inline(always)]
+pub fn take_interrupts() {
+    // SAFETY: briefly enables interrupts; the handlers only count, EOI and
+    // set flags. Not `nomem`: a compiler barrier for those flags.
+    unsafe { asm!("sti", "nop", "cli", options(nostack)) }
 }
 
 /// Halt forever with interrupts off (NMIs still land in the IDT).

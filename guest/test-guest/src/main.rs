@@ -16,13 +16,17 @@
 #![no_main]
 
 mod acpi;
+mod agent;
 mod aml;
 mod arch;
 mod bytes;
 mod console;
+mod guest_agent;
 mod info;
 #[cfg(feature = "pvh")]
 mod pvh;
+mod virtio;
+mod vsock;
 
 use arch::*;
 use bytes::{bytes_eq, tail};
@@ -32,7 +36,7 @@ use info::{Device, Gas, Info, What, GAS_IO, GAS_MEMORY};
 // --- state shared with the assembly -----------------------------------------
 
 #[no_mangle]
-static mut HCS_TICKS: u64 = 0;
+pub static mut HCS_TICKS: u64 = 0;
 #[no_mangle]
 static mut HCS_LAPIC_EOI: u64 = 0xfee0_00b0;
 #[no_mangle]
@@ -47,11 +51,16 @@ static mut HCS_SAVED_KSP: u64 = 0;
 static mut HCS_SERIAL_COUNT: u64 = 0;
 #[no_mangle]
 static mut HCS_GED_COUNT: u64 = 0;
+/// MMIO base of the agent's virtio device (0 = none), for its ISR.
+#[no_mangle]
+static mut HCS_VIRTIO_REG: u64 = 0;
+#[no_mangle]
+static mut HCS_VIRTIO_COUNT: u64 = 0;
 
 // --- state of this file -------------------------------------------------------
 
 static mut INFO: Info = Info::new();
-static mut ZERO_PAGE: u64 = 0;
+pub static mut ZERO_PAGE: u64 = 0;
 /// pvpanic port (0 = none), for the crash path.
 static mut PVPANIC: u16 = 0;
 static mut SLEEP_OK: bool = false;
@@ -59,6 +68,11 @@ static mut RESET_OK: bool = false;
 static mut USER_FAULT: [u64; 4] = [0; 4];
 static mut LINE: [u8; 256] = [0; 256];
 static mut LINE_LEN: usize = 0;
+/// The agent runs (command `agent`, or `hcs.agent=1`).
+static mut AGENT_ON: bool = false;
+/// I/O APIC address (0 = none) and this CPU's APIC ID, for routing later.
+static mut IOAPIC_ADDR: u64 = 0;
+static mut LAPIC_DEST: u32 = 0;
 
 /// Addresses below this are identity-mapped by the boot page tables.
 const REACH: u64 = 1 << 30;
@@ -233,6 +247,11 @@ extern "C" fn hcs_main(zero_page: u64) -> ! {
     match ioapic {
         Some(io) if lapic_ok => {
             let dest = mmio_read32(lapic + LAPIC_ID) >> 24;
+            // SAFETY: one vCPU, IF = 0, ring 3 not running: no concurrent access.
+            unsafe {
+                IOAPIC_ADDR = io;
+                LAPIC_DEST = dest;
+            }
             if let Some((addr, gsi)) = ged {
                 if route(io, info.ioapic_gsi_base, gsi, VEC_GED, false, false, dest) {
                     unsafe { HCS_GED_REG = addr };
@@ -274,6 +293,9 @@ extern "C" fn hcs_main(zero_page: u64) -> ! {
     dec(virtio as u64);
     nl();
 
+    if cmdline_has(info.cmdline(), b"hcs.agent=1") {
+        agent_start(info);
+    }
     main_loop(info, serial_routed, lapic_ok)
 }
 
@@ -316,6 +338,7 @@ fn iso_low(flags: u16, default: bool) -> bool {
 /// the loop polls without sleeping.
 fn main_loop(info: &Info, serial_routed: bool, timer: bool) -> ! {
     let mut last_poll = 0u64;
+    let mut busy_streak = 0u32;
     let serial_irq = core::ptr::addr_of_mut!(HCS_SERIAL_IRQ);
     let ged_pending = core::ptr::addr_of_mut!(HCS_GED_PENDING);
     unsafe { serial_irq.write_volatile(1) };
@@ -349,7 +372,18 @@ fn main_loop(info: &Info, serial_routed: bool, timer: bool) -> ! {
                 receive(c, info);
             }
         }
-        if timer {
+        // SAFETY: a plain read; only this loop changes it.
+        let busy = if unsafe { AGENT_ON } {
+            agent_run(info)
+        } else {
+            false
+        };
+        // A busy agent comes back at once, but every 8th time the loop
+        // sleeps anyway, so that timer ticks (the agent's clock) always advance.
+        busy_streak = if busy { busy_streak + 1 } else { 0 };
+        if busy && busy_streak % 8 != 0 {
+            take_interrupts();
+        } else if timer {
             wait_for_interrupt();
         }
     }
@@ -428,6 +462,17 @@ fn command(cmd: &[u8], info: &Info) {
     } else if bytes_eq(cmd, b"cmdline") {
         put(b"CMDLINE ");
         line(info.cmdline());
+    } else if bytes_eq(cmd, b"agent") {
+        agent_start(info);
+    } else if bytes_eq(cmd, b"agent stop") {
+        // SAFETY: one vCPU, IF = 0, ring 3 not running: no concurrent access.
+        if unsafe { AGENT_ON } {
+            // The next step resets every connection and stops (AGENT STOPPED).
+            // SAFETY: one vCPU, IF = 0, ring 3 not running: no concurrent access.
+            unsafe { guest_agent::STOP_REQ = true };
+        } else {
+            line(b"AGENT NOT RUNNING");
+        }
     } else if bytes_eq(cmd, b"poweroff") {
         poweroff(info);
     } else if bytes_eq(cmd, b"reset") {
@@ -655,7 +700,9 @@ fn map_init() {
     let pml4 = read_cr3() & PTE_ADDR;
     let pdpt = unsafe { (pml4 as *const u64).read_volatile() } & PTE_ADDR;
     let pd = core::ptr::addr_of!(MMIO_PD) as u64;
-    unsafe { ((pdpt + 3 * 8) as *mut u64).write_volatile(pd | 0x3) };
+    // U as well: only the PD entries decide what ring 3 reaches (`map_mmio_user`).
+    // SAFETY: the boot PDPT (found through CR3) has 512 entries; entry 3 maps 3-4 GiB.
+    unsafe { ((pdpt + 3 * 8) as *mut u64).write_volatile(pd | 0x7) };
 }
 
 /// Makes `addr` reachable from ring 0: below 1 GiB it is already; in the
@@ -706,6 +753,160 @@ fn route(io: u64, gsi_base: u32, gsi: u32, vector: u8, edge: bool, low: bool, de
     mmio_write32(io, 0x10 + 2 * pin);
     mmio_write32(io + 0x10, lo);
     true
+}
+
+// --- the agent (ring 0 side) ------------------------------------------------
+
+/// Is `word` one of the space-separated words of `cmdline`?
+fn cmdline_has(cmdline: &[u8], word: &[u8]) -> bool {
+    cmdline.split(|c| *c == b' ').any(|w| bytes_eq(w, word))
+}
+
+/// Like `map_mmio`, and ring 3 may use the page too.
+fn map_mmio_user(addr: u64) -> bool {
+    if addr != 0 && addr < REACH {
+        return grant_user(addr) || true;
+    }
+    if !(MMIO_WINDOW..MMIO_WINDOW_END).contains(&addr) {
+        return false;
+    }
+    let idx = ((addr - MMIO_WINDOW) >> 21) as usize;
+    // SAFETY: MMIO_PD is only changed by ring 0, which is running this.
+    if let Some(e) = unsafe { (*core::ptr::addr_of_mut!(MMIO_PD)).0.get_mut(idx) } {
+        // P | RW | U | PWT | PCD | PS
+        *e = (addr & !0x1f_ffff) | 0x9f;
+        return true;
+    }
+    false
+}
+
+/// `agent`: finds the vsock device among the DSDT's virtio-mmio devices,
+/// routes its interrupt, and lets `agent_run` drive the agent from the
+/// main loop.
+fn agent_start(info: &Info) {
+    // SAFETY: one vCPU, IF = 0, ring 3 not running: no concurrent access.
+    if unsafe { AGENT_ON } {
+        line(b"AGENT RUNNING");
+        return;
+    }
+    let mut found: Option<&Device> = None;
+    let mut any = false;
+    for d in info.devices().iter().filter(|d| d.is(b"LNRO0005")) {
+        let Some(base) = d.mem else { continue };
+        if !map_mmio_user(base) {
+            continue;
+        }
+        write_cr3(read_cr3());
+        any = true;
+        if mmio_read32(base + virtio::R_MAGIC) == virtio::MAGIC
+            && mmio_read32(base + virtio::R_DEVICE_ID) == virtio::DEVICE_VSOCK
+        {
+            found = Some(d);
+            break;
+        }
+    }
+    let Some(dev) = found else {
+        line(if any {
+            b"AGENT NO VSOCK DEVICE"
+        } else {
+            b"AGENT NO VIRTIO DEVICE"
+        });
+        return;
+    };
+    let base = dev.mem.unwrap_or(0);
+    // SAFETY: ring 0 state, set before the agent's first step.
+    unsafe { guest_agent::AGENT_BASE = base };
+    // The first virtio-blk device, for `sector`.
+    for d in info.devices().iter().filter(|d| d.is(b"LNRO0005")) {
+        let Some(b) = d.mem else { continue };
+        if map_mmio_user(b) {
+            write_cr3(read_cr3());
+            if mmio_read32(b + virtio::R_MAGIC) == virtio::MAGIC
+                && mmio_read32(b + virtio::R_DEVICE_ID) == virtio::DEVICE_BLOCK
+            {
+                // SAFETY: one vCPU, IF = 0, ring 3 not running: no concurrent access.
+                unsafe { guest_agent::BLK_BASE = b };
+                break;
+            }
+        }
+    }
+    // SAFETY: one vCPU, IF = 0, ring 3 not running: no concurrent access.
+    let io = unsafe { IOAPIC_ADDR };
+    if io != 0 && dev.irq.is_some() {
+        let (gsi, edge, low) = irq_of(info, dev, 0);
+        // SAFETY: one vCPU, IF = 0, ring 3 not running: no concurrent access.
+        unsafe { HCS_VIRTIO_REG = base };
+        route(
+            io,
+            info.ioapic_gsi_base,
+            gsi,
+            VEC_VIRTIO,
+            edge,
+            low,
+            // SAFETY: one vCPU, IF = 0, ring 3 not running: no concurrent access.
+            unsafe { LAPIC_DEST },
+        );
+    }
+    // SAFETY: one vCPU, IF = 0, ring 3 not running: no concurrent access.
+    unsafe { AGENT_ON = true };
+}
+
+/// One ring-3 step of the agent; prints its console lines and does what it
+/// asks. Returns true if it has more work at once.
+fn agent_run(info: &Info) -> bool {
+    // SAFETY: runs the agent's step in ring 3 on the user stack; it comes
+    // back through ud2 or an exception (hcs_user_exception).
+    let status = unsafe {
+        hcs_enter_user(
+            guest_agent::agent_step,
+            0,
+            core::ptr::addr_of!(__user_stack_top) as u64,
+        )
+    };
+    // SAFETY: ring 3 is not running; its queue is ours until the next step.
+    unsafe {
+        let q = &*core::ptr::addr_of!(guest_agent::CONSOLE_Q);
+        put(bytes::sub(q, 0, guest_agent::CONSOLE_Q_LEN));
+        guest_agent::CONSOLE_Q_LEN = 0;
+    }
+    if status != 1 {
+        // SAFETY: one vCPU, IF = 0, ring 3 not running: no concurrent access.
+        let f = unsafe { USER_FAULT };
+        put(b"AGENT FAULT vec=");
+        dec(f[0]);
+        put(b" err=");
+        hex(f[1]);
+        put(b" rip=");
+        hex(f[2]);
+        put(b" addr=");
+        hex(f[3]);
+        nl();
+        // SAFETY: one vCPU, IF = 0, ring 3 not running: no concurrent access.
+        unsafe { AGENT_ON = false };
+        return false;
+    }
+    // SAFETY: one vCPU, IF = 0, ring 3 not running: no concurrent access.
+    match unsafe { guest_agent::AGENT_REQ } {
+        guest_agent::REQ_YIELD => true,
+        guest_agent::REQ_STOP => {
+            // SAFETY: one vCPU, IF = 0, ring 3 not running: no concurrent access.
+            unsafe { AGENT_ON = false };
+            false
+        }
+        guest_agent::REQ_POWEROFF => poweroff(info),
+        guest_agent::REQ_REBOOT => {
+            line(b"RESET");
+            if let Some(g) = info.reset_reg {
+                // SAFETY: one vCPU, IF = 0, ring 3 not running: no concurrent access.
+                if unsafe { RESET_OK } {
+                    gas_write(&g, info.reset_value);
+                }
+            }
+            outb(0x64, 0xfe);
+            halt_forever()
+        }
+        _ => false,
+    }
 }
 
 // --- language items -----------------------------------------------------------

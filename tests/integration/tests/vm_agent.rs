@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use hcs::{HResult, Operation, Process, System, INFINITE};
+use hcs::{EventOptions, EventType, HResult, Operation, Process, System, INFINITE};
 use hcs_integration_tests::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -147,6 +147,21 @@ fn echo_exit_codes_and_missing_programs_through_the_agent() {
     })
     .unwrap_err();
     assert_eq!(e.hresult, HResult::ERROR_FILE_NOT_FOUND, "{e:?}");
+    // Memory: touch writes its pages; more than the guest has is an error.
+    let r = run(&s, &["touch", "16"]);
+    assert_eq!((r.exit_code, r.stdout.as_str()), (0, "ok\n"));
+    let r = run(&s, &["touch", "4096"]);
+    assert_eq!(r.exit_code, 1);
+    assert!(r.stderr.starts_with("touch: only "), "{}", r.stderr);
+    // The agent round trip: create a process and wait for its exit.
+    let t = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(run(&s, &["true"]).exit_code, 0);
+    }
+    eprintln!(
+        "agent round trip (create + exit, stdout/stderr piped): {:?} each",
+        t.elapsed() / 20
+    );
     finish(&ns, &s);
 }
 
@@ -312,8 +327,23 @@ fn agent_stop_resets_its_connections_and_agent_restarts_it() {
         )
         .unwrap();
     let info = op.wait_process_info(INFINITE).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    s.set_callback(EventOptions::NONE, move |ev| {
+        let _ = tx.send(ev.event_type);
+    })
+    .unwrap();
     c.command("agent stop");
     c.expect("AGENT STOPPED");
+    // The host hears that its agent is gone.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(EventType::SystemGuestConnectionClosed) => break,
+            Ok(_) => {}
+            Err(e) => panic!("no SystemGuestConnectionClosed: {e}"),
+        }
+    }
     // The process's stream was reset with the rest.
     assert_eq!(read_all(info.std_output), "");
     let _ = p;
