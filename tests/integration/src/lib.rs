@@ -2,8 +2,9 @@
 //! namespaces, compute system documents, and inventories of what a system can
 //! leave behind on the host (mounts, cgroups, processes, runtime directories).
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -294,4 +295,106 @@ pub fn hcs_cli() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// Merge JSON `b` into `a` (objects member by member; anything else replaces).
+pub fn merge_into(a: &mut serde_json::Value, b: serde_json::Value) {
+    match (a, b) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                merge_into(a.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+/// A VM's serial console (COM1), line by line; reads time out after 60 s.
+pub struct Console {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Console {
+    pub fn attach(ns: &str, id: &str) -> Console {
+        let path = hcs::console_socket(ns, id, 0);
+        let stream = UnixStream::connect(&path)
+            .unwrap_or_else(|e| panic!("console {}: {e}", path.display()));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        Console {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// Read lines until one satisfies `wanted` (named `what` in failures);
+    /// returns it without the line ending.
+    pub fn read_until(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let mut seen = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = self
+                .reader
+                .read_line(&mut line)
+                .unwrap_or_else(|e| panic!("reading the console for {what} ({e}); saw {seen:?}"));
+            assert!(n > 0, "console closed before {what}; saw {seen:?}");
+            let line = line.trim_end_matches(['\r', '\n']).to_string();
+            if wanted(&line) {
+                return line;
+            }
+            // Keep the tail only: a Linux boot prints thousands of lines.
+            if seen.len() == 40 {
+                seen.remove(0);
+            }
+            seen.push(line);
+        }
+    }
+
+    /// Read lines until one starts with `prefix`.
+    pub fn expect(&mut self, prefix: &str) -> String {
+        self.read_until(&format!("a line starting {prefix:?}"), |l| {
+            l.starts_with(prefix)
+        })
+    }
+
+    /// Read lines until one contains `text` (Linux prefixes a timestamp).
+    pub fn expect_containing(&mut self, text: &str) -> String {
+        self.read_until(&format!("a line containing {text:?}"), |l| l.contains(text))
+    }
+
+    pub fn command(&mut self, cmd: &str) {
+        self.writer
+            .write_all(format!("{cmd}\n").as_bytes())
+            .unwrap();
+    }
+
+    /// Run a command and return its answer line starting with `prefix`.
+    pub fn ask(&mut self, cmd: &str, prefix: &str) -> String {
+        self.command(cmd);
+        self.expect(prefix)
+    }
+}
+
+/// HcsModifyProcess CloseHandle StdIn: HCS keeps its own copy of the
+/// caller's stdin until asked, so EOF needs this (as on Windows).
+pub fn close_stdin(p: &Process) {
+    call(|op| {
+        p.modify(
+            op,
+            r#"{"Operation":"CloseHandle","CloseHandle":{"Handle":"StdIn"}}"#,
+        )
+    })
+    .expect("CloseHandle StdIn");
+}
+
+/// HcsCreateProcess with `params`; the process and its stdio.
+pub fn start_process(s: &System, params: serde_json::Value) -> (Process, hcs::ProcessInformation) {
+    let op = Operation::new();
+    let p = s
+        .create_process(&params.to_string(), &op)
+        .expect("create process call");
+    let info = op.wait_process_info(INFINITE).expect("create process");
+    (p, info)
 }

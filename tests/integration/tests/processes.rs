@@ -122,13 +122,7 @@ fn stdin_reaches_the_process_and_close_handle_delivers_eof() {
     stdin.write_all(b"line one\nline two\n").unwrap();
     drop(stdin);
     // HCS keeps its own copy until asked: EOF needs CloseHandle, as on Windows.
-    call(|op| {
-        p.modify(
-            op,
-            r#"{"Operation":"CloseHandle","CloseHandle":{"Handle":"StdIn"}}"#,
-        )
-    })
-    .unwrap();
+    close_stdin(&p);
     let mut out = String::new();
     std::fs::File::from(info.std_output.unwrap())
         .read_to_string(&mut out)

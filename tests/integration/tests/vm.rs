@@ -2,8 +2,6 @@
 //! end to end: boot through the Linux 64-bit protocol, ACPI, the serial
 //! console, pause, shutdown, terminate, crash, and every way a guest stops.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use hcs::{EventOptions, EventType, HResult, Operation, System, INFINITE};
@@ -27,83 +25,6 @@ fn vm_doc(extra: serde_json::Value) -> String {
     });
     merge_into(&mut doc, extra);
     doc.to_string()
-}
-
-fn merge_into(a: &mut serde_json::Value, b: serde_json::Value) {
-    match (a, b) {
-        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
-            for (k, v) in b {
-                merge_into(a.entry(k).or_insert(serde_json::Value::Null), v);
-            }
-        }
-        (a, b) => *a = b,
-    }
-}
-
-/// The guest's serial console, line by line.
-struct Console {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-}
-
-impl Console {
-    fn attach(ns: &str, id: &str) -> Console {
-        let path = hcs::console_socket(ns, id, 0);
-        let stream = UnixStream::connect(&path)
-            .unwrap_or_else(|e| panic!("console {}: {e}", path.display()));
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        Console {
-            writer: stream.try_clone().unwrap(),
-            reader: BufReader::new(stream),
-        }
-    }
-
-    /// Read lines until one satisfies `wanted` (named `what` in failures);
-    /// returns it without the line ending.
-    fn read_until(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let mut seen = Vec::new();
-        loop {
-            let mut line = String::new();
-            let n = self
-                .reader
-                .read_line(&mut line)
-                .unwrap_or_else(|e| panic!("reading the console for {what} ({e}); saw {seen:?}"));
-            assert!(n > 0, "console closed before {what}; saw {seen:?}");
-            let line = line.trim_end_matches(['\r', '\n']).to_string();
-            if wanted(&line) {
-                return line;
-            }
-            // Keep the tail only: a Linux boot prints thousands of lines.
-            if seen.len() == 40 {
-                seen.remove(0);
-            }
-            seen.push(line);
-        }
-    }
-
-    /// Read lines until one starts with `prefix`.
-    fn expect(&mut self, prefix: &str) -> String {
-        self.read_until(&format!("a line starting {prefix:?}"), |l| {
-            l.starts_with(prefix)
-        })
-    }
-
-    /// Read lines until one contains `text` (Linux prefixes a timestamp).
-    fn expect_containing(&mut self, text: &str) -> String {
-        self.read_until(&format!("a line containing {text:?}"), |l| l.contains(text))
-    }
-
-    fn command(&mut self, cmd: &str) {
-        self.writer
-            .write_all(format!("{cmd}\n").as_bytes())
-            .unwrap();
-    }
-
-    /// Run a command and return its answer line starting with `prefix`.
-    fn ask(&mut self, cmd: &str, prefix: &str) -> String {
-        self.command(cmd);
-        self.expect(prefix)
-    }
 }
 
 /// Create, start, and wait for the guest's READY line.

@@ -4,11 +4,10 @@
 //! descriptors, exit codes, signals, many processes, ProcessList, shutdown
 //! through the agent, and losing the agent.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use hcs::{EventOptions, EventType, HResult, Operation, Process, System, INFINITE};
+use hcs::{EventOptions, EventType, HResult, Operation, System, INFINITE};
 use hcs_integration_tests::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -32,69 +31,6 @@ fn vm_doc(cmdline: &str, extra: serde_json::Value) -> String {
     doc.to_string()
 }
 
-fn merge_into(a: &mut serde_json::Value, b: serde_json::Value) {
-    match (a, b) {
-        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
-            for (k, v) in b {
-                merge_into(a.entry(k).or_insert(serde_json::Value::Null), v);
-            }
-        }
-        (a, b) => *a = b,
-    }
-}
-
-/// The guest's serial console, line by line.
-struct Console {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-    seen: Vec<String>,
-}
-
-impl Console {
-    fn attach(ns: &str, id: &str) -> Console {
-        let path = hcs::console_socket(ns, id, 0);
-        let stream = UnixStream::connect(&path)
-            .unwrap_or_else(|e| panic!("console {}: {e}", path.display()));
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        Console {
-            writer: stream.try_clone().unwrap(),
-            reader: BufReader::new(stream),
-            seen: Vec::new(),
-        }
-    }
-
-    fn expect(&mut self, prefix: &str) -> String {
-        loop {
-            let mut line = String::new();
-            let n = self.reader.read_line(&mut line).unwrap_or_else(|e| {
-                panic!(
-                    "reading the console for {prefix:?} ({e}); saw {:?}",
-                    self.seen
-                )
-            });
-            assert!(
-                n > 0,
-                "console closed before {prefix:?}; saw {:?}",
-                self.seen
-            );
-            let line = line.trim_end_matches(['\r', '\n']).to_string();
-            if self.seen.len() == 60 {
-                self.seen.remove(0);
-            }
-            self.seen.push(line.clone());
-            if line.starts_with(prefix) {
-                return line;
-            }
-        }
-    }
-
-    fn command(&mut self, cmd: &str) {
-        self.writer
-            .write_all(format!("{cmd}\n").as_bytes())
-            .unwrap();
-    }
-}
-
 /// Create and start a VM with the test guest; wait until its agent is connected.
 fn booted(test: &str, cmdline: &str) -> (String, System, Console) {
     let ns = unique_namespace(test);
@@ -109,15 +45,6 @@ fn with_agent(test: &str) -> (String, System, Console) {
     c.expect("AGENT STARTED");
     c.expect("AGENT CONNECTED");
     (ns, s, c)
-}
-
-fn start(s: &System, params: serde_json::Value) -> (Process, hcs::ProcessInformation) {
-    let op = Operation::new();
-    let p = s
-        .create_process(&params.to_string(), &op)
-        .expect("create process call");
-    let info = op.wait_process_info(INFINITE).expect("create process");
-    (p, info)
 }
 
 fn finish(ns: &str, s: &System) {
@@ -168,7 +95,7 @@ fn echo_exit_codes_and_missing_programs_through_the_agent() {
 #[test]
 fn stdin_to_stdout_with_cat_and_close_handle() {
     let (ns, s, _c) = with_agent("vmagentcat");
-    let (p, info) = start(
+    let (p, info) = start_process(
         &s,
         serde_json::json!({ "CommandArgs": ["cat"], "CreateStdInPipe": true, "CreateStdOutPipe": true }),
     );
@@ -183,13 +110,7 @@ fn stdin_to_stdout_with_cat_and_close_handle() {
     let t = Instant::now();
     stdin.write_all(&data).unwrap();
     drop(stdin);
-    call(|op| {
-        p.modify(
-            op,
-            r#"{"Operation":"CloseHandle","CloseHandle":{"Handle":"StdIn"}}"#,
-        )
-    })
-    .unwrap();
+    close_stdin(&p);
     let out = reader.join().unwrap();
     eprintln!("cat: 1 MiB through the guest in {:?}", t.elapsed());
     assert_eq!(out.len(), data.len());
@@ -222,7 +143,7 @@ fn signals_many_processes_and_the_process_list() {
     // Ten at once, each with its three streams.
     let handles: Vec<_> = (0..10)
         .map(|k| {
-            start(
+            start_process(
                 &s,
                 serde_json::json!({ "CommandArgs": ["echo", format!("n{k}")], "CreateStdInPipe": true,
                                      "CreateStdOutPipe": true, "CreateStdErrPipe": true }),

@@ -72,13 +72,7 @@ fn processes_run_in_a_linux_guest_through_its_agent() {
     let mut stdin = std::fs::File::from(info.std_input.unwrap());
     stdin.write_all(b"through vsock\n").unwrap();
     drop(stdin);
-    call(|op| {
-        p.modify(
-            op,
-            r#"{"Operation":"CloseHandle","CloseHandle":{"Handle":"StdIn"}}"#,
-        )
-    })
-    .unwrap();
+    close_stdin(&p);
     let mut echoed = String::new();
     std::fs::File::from(info.std_output.unwrap())
         .read_to_string(&mut echoed)
