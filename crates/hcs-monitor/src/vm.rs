@@ -140,15 +140,9 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
             }
         }),
         disks: scsi_disks(&devices)?,
+        nets: network_adapters(&devices, rundir)?,
     };
     let mut refuse = Vec::new();
-    if devices
-        .network_adapters
-        .as_ref()
-        .is_some_and(|m| !m.is_empty())
-    {
-        refuse.push("NetworkAdapters");
-    }
     for (present, name) in [
         (devices.virtio_serial.is_some(), "VirtioSerial"),
         (devices.virtual_pmem.is_some(), "VirtualPMem"),
@@ -171,7 +165,8 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
     if !refuse.is_empty() {
         return Err(HcsError::not_supported(format!(
             "VirtualMachine.Devices: {} not supported yet; supported devices: ComPorts (16550 serial), \
-             Scsi (virtio-blk disks), HvSocket (virtio-vsock), Keyboard, Mouse and Battery (accepted, \
+             Scsi (virtio-blk disks), HvSocket (virtio-vsock), NetworkAdapters (virtio-net on a tap), \
+             Keyboard, Mouse and Battery (accepted, \
              nothing to emulate); an i8042, pvpanic and an ACPI power button are always present",
             refuse.join(", ")
         )));
@@ -275,6 +270,58 @@ fn scsi_disks(
     Ok(disks)
 }
 
+/// `Devices.NetworkAdapters` as virtio-net devices, in name order. On Linux
+/// an adapter's `EndpointId` names the existing tap it is attached to;
+/// `MacAddress` (`00-15-5D-01-02-03` or `00:15:5d:01:02:03`) is what the
+/// guest sees, and when it is absent a locally administered address is
+/// derived from the system's runtime directory and the adapter's name, so
+/// it stays the same each time the system is created.
+fn network_adapters(
+    devices: &hcs_schema::virtual_machine::Devices,
+    rundir: &Path,
+) -> HcsResult<Vec<hcs_virtio::NetConfig>> {
+    let mut nets = Vec::new();
+    for (name, nic) in devices.network_adapters.iter().flatten() {
+        let field = format!("VirtualMachine.Devices.NetworkAdapters[\"{name}\"]");
+        let tap = nic
+            .endpoint_id
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                HcsError::invalid_json(format!(
+                    "{field}.EndpointId is required: on Linux it names the tap device the adapter \
+                     is attached to"
+                ))
+            })?;
+        if !hcs_virtio::net::valid_interface_name(tap) {
+            return Err(HcsError::invalid_json(format!(
+                "{field}.EndpointId: {tap:?} is not a network interface name (1 to 15 bytes, no '/', \
+                 ':' or whitespace); on Linux it names the tap device the adapter is attached to"
+            )));
+        }
+        if nets.iter().any(|n: &hcs_virtio::NetConfig| n.tap == tap) {
+            return Err(HcsError::invalid_json(format!(
+                "{field}.EndpointId: tap {tap:?} is used by another adapter of this VM"
+            )));
+        }
+        let mac = match nic.mac_address.as_deref().filter(|m| !m.is_empty()) {
+            Some(m) => hcs_virtio::MacAddress::parse(m)
+                .map_err(|e| HcsError::invalid_json(format!("{field}.MacAddress: {e}")))?,
+            None => {
+                let mut seed = rundir.as_os_str().as_encoded_bytes().to_vec();
+                seed.push(0);
+                seed.extend_from_slice(name.as_bytes());
+                hcs_virtio::MacAddress::local_from_seed(&seed)
+            }
+        };
+        nets.push(hcs_virtio::NetConfig {
+            tap: tap.to_string(),
+            mac,
+        });
+    }
+    Ok(nets)
+}
+
 /// Map VMM errors to HRESULTs.
 fn vmm_error(e: VmmError) -> HcsError {
     match e {
@@ -297,6 +344,17 @@ fn vmm_error(e: VmmError) -> HcsError {
             use hcs_vmm::devices::virtio::VirtioSetupError as V;
             let code = match &v {
                 V::Disk { .. } => HResult::ERROR_INVALID_DATA,
+                V::Net { source, .. } => {
+                    use hcs_virtio::{NetError, TapError};
+                    match source {
+                        NetError::Tap(TapError::NotFound(_) | TapError::NotATap { .. }) => {
+                            HResult::ERROR_NOT_FOUND
+                        }
+                        NetError::Tap(TapError::InvalidName(_)) => HResult::HCS_E_INVALID_JSON,
+                        NetError::Tap(TapError::Permission { .. }) => HResult::E_ACCESSDENIED,
+                        _ => HResult::E_FAIL,
+                    }
+                }
                 V::TooMany(_) => HResult::HCS_E_INVALID_JSON,
                 _ => HResult::E_FAIL,
             };
@@ -616,5 +674,85 @@ impl Backend for VmBackend {
             let _ = std::fs::remove_file(l);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::network_adapters;
+    use hcs_errors::HResult;
+    use hcs_schema::virtual_machine::Devices;
+    use std::path::Path;
+
+    fn devices(json: &str) -> Devices {
+        hcs_schema::from_json(json, "Devices").expect("valid Devices")
+    }
+
+    #[test]
+    fn adapters_map_to_taps_and_macs() {
+        let d = devices(
+            r#"{"NetworkAdapters": {
+                "a": {"EndpointId": "tap-a", "MacAddress": "00-15-5D-01-02-03"},
+                "b": {"EndpointId": "tap-b", "MacAddress": "00:15:5d:0a:0b:0c"},
+                "c": {"EndpointId": "tap-c"}
+            }}"#,
+        );
+        let nets = network_adapters(&d, Path::new("/run/hcs/default/vm1")).unwrap();
+        assert_eq!(nets.len(), 3);
+        assert_eq!(nets[0].tap, "tap-a");
+        assert_eq!(nets[0].mac.bytes(), [0x00, 0x15, 0x5d, 1, 2, 3]);
+        assert_eq!(nets[1].tap, "tap-b");
+        assert_eq!(nets[1].mac.bytes(), [0x00, 0x15, 0x5d, 0x0a, 0x0b, 0x0c]);
+        assert_eq!(nets[2].tap, "tap-c");
+        let generated = nets[2].mac;
+        assert!(
+            generated.is_local() && !generated.is_multicast(),
+            "{generated}"
+        );
+        // Stable for the same system, different for another.
+        let again = network_adapters(&d, Path::new("/run/hcs/default/vm1")).unwrap();
+        assert_eq!(again[2].mac, generated);
+        let other = network_adapters(&d, Path::new("/run/hcs/default/vm2")).unwrap();
+        assert_ne!(other[2].mac, generated);
+        assert!(network_adapters(&devices("{}"), Path::new("/r"))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn bad_adapters_are_refused_clearly() {
+        let cases = [
+            (
+                r#"{"NetworkAdapters": {"a": {"MacAddress": "00-15-5D-01-02-03"}}}"#,
+                "EndpointId is required",
+            ),
+            (
+                r#"{"NetworkAdapters": {"a": {"EndpointId": "x/y"}}}"#,
+                "not a network interface name",
+            ),
+            (
+                r#"{"NetworkAdapters": {"a": {"EndpointId": "t0", "MacAddress": "00-15-5D-01-02"}}}"#,
+                "MacAddress",
+            ),
+            (
+                r#"{"NetworkAdapters": {"a": {"EndpointId": "t0", "MacAddress": "01-00-5E-00-00-01"}}}"#,
+                "multicast",
+            ),
+            (
+                r#"{"NetworkAdapters": {"a": {"EndpointId": "t0"}, "b": {"EndpointId": "t0"}}}"#,
+                "another adapter",
+            ),
+        ];
+        for (json, want) in cases {
+            let e = network_adapters(&devices(json), Path::new("/r")).unwrap_err();
+            assert_eq!(e.hresult, HResult::HCS_E_INVALID_JSON, "{json}: {e}");
+            let msg = e.to_string();
+            assert!(msg.contains(want), "{json}: {msg}");
+            assert!(
+                msg.contains("VirtualMachine.Devices.NetworkAdapters[\"a\"]")
+                    || msg.contains("[\"b\"]"),
+                "{msg}"
+            );
+        }
     }
 }

@@ -54,6 +54,7 @@ pub mod chain;
 pub mod device;
 pub mod interrupt;
 pub mod mmio;
+pub mod net;
 pub mod vsock;
 
 #[cfg(test)]
@@ -63,6 +64,7 @@ pub use block::{Block, BlockConfig, DiskError, DiskFormat, DiskImage};
 pub use device::{ActivateError, DeviceQueues, VirtioDevice};
 pub use interrupt::{Interrupt, IrqTrigger};
 pub use mmio::{MmioTransport, MMIO_WINDOW_SIZE};
+pub use net::{MacAddress, MacError, Net, NetConfig, NetError, TapError};
 pub use vsock::{Vsock, VsockConfig, VsockError, VsockHandle};
 
 /// The guest memory type every device works on (`vm-memory`'s, as the VMM

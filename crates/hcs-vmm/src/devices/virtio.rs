@@ -3,7 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use hcs_virtio::{Block, BlockConfig, Interrupt, MmioTransport, VirtioDevice, Vsock, VsockConfig};
+use hcs_virtio::{
+    Block, BlockConfig, Interrupt, MmioTransport, Net, NetConfig, VirtioDevice, Vsock, VsockConfig,
+};
 use kvm_ioctls::VmFd;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -20,6 +22,9 @@ pub struct VirtioConfig {
     pub vsock: Option<VsockConfig>,
     /// Block devices, in order.
     pub disks: Vec<BlockConfig>,
+    /// Network adapters (virtio-net over existing taps), in order, after
+    /// the disks.
+    pub nets: Vec<NetConfig>,
 }
 
 /// Why a virtio device could not be set up.
@@ -37,6 +42,12 @@ pub enum VirtioSetupError {
     /// The vsock device could not be set up.
     #[error(transparent)]
     Vsock(#[from] hcs_virtio::VsockError),
+    /// A network adapter's tap could not be attached.
+    #[error("network adapter: {source}")]
+    Net {
+        tap: String,
+        source: hcs_virtio::NetError,
+    },
     /// The interrupt could not be wired.
     #[error("wiring a virtio interrupt: {0}")]
     Irq(String),
@@ -48,6 +59,10 @@ pub enum VirtioSetupError {
 impl VirtioConfig {
     /// The devices, in the order their windows are handed out.
     fn open(&self) -> Result<Vec<Box<dyn VirtioDevice>>, VirtioSetupError> {
+        // Before opening anything (a tap attached in vain is busy meanwhile).
+        if self.count() > MAX_VIRTIO_DEVICES {
+            return Err(VirtioSetupError::TooMany(self.count()));
+        }
         let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
         if let Some(v) = &self.vsock {
             devices.push(Box::new(Vsock::new(v)?));
@@ -59,6 +74,13 @@ impl VirtioConfig {
             })?;
             devices.push(Box::new(block));
         }
+        for n in &self.nets {
+            let net = Net::new(n).map_err(|source| VirtioSetupError::Net {
+                tap: n.tap.clone(),
+                source,
+            })?;
+            devices.push(Box::new(net));
+        }
         if devices.len() > MAX_VIRTIO_DEVICES {
             return Err(VirtioSetupError::TooMany(devices.len()));
         }
@@ -67,7 +89,7 @@ impl VirtioConfig {
 
     /// Number of transports.
     pub fn count(&self) -> usize {
-        usize::from(self.vsock.is_some()) + self.disks.len()
+        usize::from(self.vsock.is_some()) + self.disks.len() + self.nets.len()
     }
 
     /// (MMIO base, GSI) of each transport, as the ACPI tables describe them.
@@ -117,4 +139,74 @@ pub fn attach(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(tap: &str) -> NetConfig {
+        NetConfig {
+            tap: tap.into(),
+            mac: hcs_virtio::MacAddress([0x02, 0, 0, 0, 0, 1]),
+        }
+    }
+
+    #[test]
+    fn nets_get_windows_after_vsock_and_disks() {
+        let cfg = VirtioConfig {
+            vsock: Some(VsockConfig {
+                guest_cid: 3,
+                uds_path: "/nonexistent/v.sock".into(),
+            }),
+            disks: vec![BlockConfig {
+                path: "/nonexistent.img".into(),
+                read_only: true,
+                id: "d".into(),
+            }],
+            nets: vec![net("tap-a"), net("tap-b")],
+        };
+        assert_eq!(cfg.count(), 4);
+        let w = cfg.windows();
+        assert_eq!(w.len(), 4);
+        assert_eq!(
+            w[3],
+            (
+                layout::VIRTIO_MMIO_START + 3 * layout::VIRTIO_MMIO_SIZE,
+                layout::VIRTIO_MMIO_FIRST_GSI + 3
+            )
+        );
+    }
+
+    #[test]
+    fn too_many_devices_are_refused_before_any_is_opened() {
+        let cfg = VirtioConfig {
+            nets: (0..=MAX_VIRTIO_DEVICES)
+                .map(|i| net(&format!("hcsnone{i}")))
+                .collect(),
+            ..VirtioConfig::default()
+        };
+        let e = cfg.open().err().expect("refused");
+        assert!(matches!(e, VirtioSetupError::TooMany(9)), "{e}");
+    }
+
+    #[test]
+    fn a_missing_tap_is_refused() {
+        let cfg = VirtioConfig {
+            nets: vec![net("hcsnone-missing")],
+            ..VirtioConfig::default()
+        };
+        let e = cfg.open().err().expect("refused");
+        assert!(
+            matches!(
+                e,
+                VirtioSetupError::Net {
+                    source: hcs_virtio::NetError::Tap(hcs_virtio::TapError::NotFound(_)),
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("does not exist"), "{e}");
+    }
 }
