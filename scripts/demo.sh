@@ -4,7 +4,8 @@
 # output streamed here, show the process's exit status, the system's
 # statistics, and its exit status once terminated. Then boot a virtual
 # machine from examples/test-guest-vm.json (the test guest), show its serial
-# output, pause and resume it, and shut it down with the power button.
+# output, run processes in it through its agent, pause and resume it, and
+# shut it down.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -65,14 +66,28 @@ for _ in $(seq 1 200); do
     grep -q "READY" "$serial" 2>/dev/null && break
     sleep 0.05
 done
+# Its agent (a vsock driver and the agent protocol, with built-in programs)
+# connects to the host; processes then run through HcsCreateProcess.
+for _ in $(seq 1 200); do
+    grep -q "AGENT CONNECTED" "$serial" 2>/dev/null && break
+    sleep 0.05
+done
 echo "serial port COM1 ($serial):"
 sed 's/^/  | /' "$serial"
+echo "\$ hcs exec $vm -- echo hello from the test guest"
+"$hcs" exec "$vm" -- echo hello from the test guest
+echo "\$ hcs exec $vm -- exit 3"
+set +e
+"$hcs" exec "$vm" -- exit 3
+code=$?
+set -e
+echo "process exit status: $code"
 echo "\$ hcs properties $vm -t Statistics"
 "$hcs" properties "$vm" -t Statistics
 echo "\$ hcs pause $vm && hcs resume $vm"
 "$hcs" pause "$vm"
 "$hcs" resume "$vm"
-echo "\$ hcs shutdown $vm   (ACPI power button; the guest powers off)"
+echo "\$ hcs shutdown $vm   (through the guest agent; the guest powers off)"
 "$hcs" shutdown "$vm"
 echo "serial port COM1, the end:"
 tail -n 2 "$serial" | sed 's/^/  | /'
