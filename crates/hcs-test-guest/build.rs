@@ -124,7 +124,7 @@ fn build_variant(
         None => "guest-target".to_string(),
     });
     let mut cmd = Command::new(&cargo);
-    cmd.current_dir(&guest)
+    cmd.current_dir(guest)
         .arg("build")
         .arg("--release")
         .arg("--offline")

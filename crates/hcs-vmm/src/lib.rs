@@ -9,6 +9,7 @@ pub mod devices;
 pub mod host;
 pub mod layout;
 pub mod vcpu;
+pub mod vcpu_state;
 pub mod vm;
 
 pub use boot::BootSource;

@@ -62,11 +62,14 @@ pub enum VcpuStop {
     Error(String),
 }
 
-#[derive(Debug)]
+/// Work for a paused vCPU thread (it owns the fd): save or restore state.
+type Task = Box<dyn FnOnce(&mut VcpuFd) + Send>;
+
 struct Control {
     want: Want,
     is: RunState,
     nmi: bool,
+    task: Option<Task>,
 }
 
 /// The part of a vCPU shared with its controller.
@@ -142,6 +145,7 @@ impl VcpuHandle {
                 want,
                 is: RunState::Starting,
                 nmi: false,
+                task: None,
             }),
             changed: Condvar::new(),
             exits: AtomicU64::new(0),
@@ -174,6 +178,28 @@ impl VcpuHandle {
             self.shared.changed.notify_all();
         }
         self.kick();
+    }
+
+    /// Run `f` with the vCPU's fd on its own thread, which must be paused
+    /// (KVM's vCPU ioctls belong to the thread that runs the vCPU). Waits
+    /// at most `timeout`; `None` if the vCPU is not paused or did not answer.
+    pub fn on_paused_thread<R: Send + 'static>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&mut VcpuFd) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        {
+            let mut c = lock(&self.shared.control);
+            if c.is != RunState::Paused || c.want != Want::Pause || c.task.is_some() {
+                return None;
+            }
+            c.task = Some(Box::new(move |fd: &mut VcpuFd| {
+                let _ = tx.send(f(fd));
+            }));
+            self.shared.changed.notify_all();
+        }
+        rx.recv_timeout(timeout).ok()
     }
 
     /// Inject an NMI (done by the vCPU thread itself, which owns the fd).
@@ -262,6 +288,12 @@ fn obey(fd: &mut VcpuFd, s: &VcpuShared) -> bool {
                 if c.is != RunState::Paused {
                     c.is = RunState::Paused;
                     s.changed.notify_all();
+                }
+                if let Some(task) = c.task.take() {
+                    drop(c);
+                    task(fd);
+                    c = lock(&s.control);
+                    continue;
                 }
                 c = s.changed.wait(c).unwrap_or_else(|e| e.into_inner());
             }

@@ -17,6 +17,7 @@ use crate::devices::serial::{Console, SerialBackend, SerialDevice, SocketGuard};
 use crate::devices::{lock, Bus, BusDevice, SharedDevice};
 use crate::layout;
 use crate::vcpu::{RunState, VcpuContext, VcpuHandle, VcpuStop, Want};
+use crate::vcpu_state::{VcpuState, VmState};
 
 /// Most vCPUs a VM may have (xAPIC ids).
 pub const MAX_VCPUS: u8 = 254;
@@ -107,6 +108,24 @@ pub enum VmmError {
     /// A virtio device could not be set up.
     #[error(transparent)]
     Virtio(#[from] crate::devices::virtio::VirtioSetupError),
+    /// vCPU or VM state could not be read or written.
+    #[error("vCPU {vcpu}: {source}")]
+    VcpuState {
+        vcpu: u8,
+        source: crate::vcpu_state::StateError,
+    },
+    /// The VM's in-kernel devices' state could not be read or written.
+    #[error("VM state: {0}")]
+    VmState(crate::vcpu_state::StateError),
+}
+
+/// How long a paused vCPU thread may take to save or load its state.
+const STATE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn not_paused(vcpu: u8) -> VmmError {
+    VmmError::State(format!(
+        "vCPU {vcpu} is not paused (pause the VM before saving or loading its state)"
+    ))
 }
 
 fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
@@ -133,6 +152,8 @@ pub struct Vm {
     exit: Arc<Mutex<ExitState>>,
     exit_evt: EventFd,
     started: bool,
+    /// The MSRs KVM can save and restore on this host.
+    msr_indices: Arc<Vec<u32>>,
 }
 
 fn check(cfg: &VmConfig) -> Result<(), VmmError> {
@@ -334,6 +355,12 @@ impl Vm {
 
         crate::devices::virtio::attach(&cfg.virtio, &vm, &memory, &mut mmio)?;
 
+        let msr_indices = kvm
+            .get_msr_index_list()
+            .map_err(kvm_err("listing the saveable MSRs"))?
+            .as_slice()
+            .to_vec();
+
         // vCPUs: created now (so a failure is a create failure), run later.
         let supported = kvm
             .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
@@ -365,6 +392,7 @@ impl Vm {
             exit,
             exit_evt,
             started: false,
+            msr_indices: Arc::new(msr_indices),
         })
     }
 
@@ -435,6 +463,68 @@ impl Vm {
     pub fn resume(&self) -> Result<(), VmmError> {
         for v in &self.vcpus {
             v.request(Want::Run);
+        }
+        Ok(())
+    }
+
+    /// Read the state of every vCPU and of the in-kernel devices. Every vCPU
+    /// must be paused (or not started yet).
+    pub fn save_cpu_state(&mut self) -> Result<(VmState, Vec<VcpuState>), VmmError> {
+        let mut vcpus = Vec::new();
+        if self.started {
+            for v in &self.vcpus {
+                let msrs = self.msr_indices.clone();
+                let state = v
+                    .on_paused_thread(STATE_TIMEOUT, move |fd| VcpuState::save(fd, &msrs))
+                    .ok_or_else(|| not_paused(v.shared.id))?;
+                vcpus.push(state.map_err(|source| VmmError::VcpuState {
+                    vcpu: v.shared.id,
+                    source,
+                })?);
+            }
+        } else {
+            for (id, fd) in self.pending_vcpus.iter().enumerate() {
+                vcpus.push(VcpuState::save(fd, &self.msr_indices).map_err(|source| {
+                    VmmError::VcpuState {
+                        vcpu: id as u8,
+                        source,
+                    }
+                })?);
+            }
+        }
+        let vm = VmState::save(&self.vm).map_err(VmmError::VmState)?;
+        Ok((vm, vcpus))
+    }
+
+    /// Load saved state: every vCPU must be paused (or not started yet),
+    /// and there must be one state per vCPU.
+    pub fn restore_cpu_state(
+        &mut self,
+        vm: &VmState,
+        vcpus: Vec<VcpuState>,
+    ) -> Result<(), VmmError> {
+        let count = if self.started {
+            self.vcpus.len()
+        } else {
+            self.pending_vcpus.len()
+        };
+        if vcpus.len() != count {
+            return Err(VmmError::Config(format!(
+                "the saved state has {} vCPUs; this VM has {count}",
+                vcpus.len()
+            )));
+        }
+        vm.restore(&self.vm).map_err(VmmError::VmState)?;
+        for (id, state) in vcpus.into_iter().enumerate() {
+            let vcpu = id as u8;
+            let result = if self.started {
+                let v = &self.vcpus[id];
+                v.on_paused_thread(STATE_TIMEOUT, move |fd| state.restore(fd))
+                    .ok_or_else(|| not_paused(vcpu))?
+            } else {
+                state.restore(&self.pending_vcpus[id])
+            };
+            result.map_err(|source| VmmError::VcpuState { vcpu, source })?;
         }
         Ok(())
     }
