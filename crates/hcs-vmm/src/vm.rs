@@ -13,7 +13,9 @@ use crate::boot::{self, BootSource};
 use crate::devices::power::{
     AcpiPm, BootMarker, Ged, GuestRequest, PvPanic, RequestSink, GED_POWER_BUTTON, I8042,
 };
-use crate::devices::serial::{Console, SerialBackend, SerialDevice, SocketGuard};
+use crate::devices::serial::{
+    restore_uart, save_uart, Console, SerialBackend, SerialDevice, SocketGuard, Uart, UartState,
+};
 use crate::devices::{lock, Bus, BusDevice, SharedDevice};
 use crate::layout;
 use crate::vcpu::{RunState, VcpuContext, VcpuHandle, VcpuStop, Want};
@@ -119,6 +121,15 @@ pub enum VmmError {
     VmState(crate::vcpu_state::StateError),
 }
 
+/// The state of the devices the VMM emulates in user space.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DevicesState {
+    /// Each serial port: (index, registers and FIFO).
+    pub serial: Vec<(u8, UartState)>,
+    /// GED events the guest has not read.
+    pub ged_pending: u8,
+}
+
 /// How long a paused vCPU thread may take to save or load its state.
 const STATE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -148,6 +159,7 @@ pub struct Vm {
     mmio: Arc<Bus>,
     ged: Arc<Mutex<Ged>>,
     consoles: Vec<(u8, Arc<Mutex<Console>>)>,
+    uarts: Vec<(u8, Arc<Mutex<Uart>>)>,
     _sockets: Vec<SocketGuard>,
     exit: Arc<Mutex<ExitState>>,
     exit_evt: EventFd,
@@ -284,6 +296,7 @@ impl Vm {
         };
         let bus_err = |e: crate::devices::BusError| VmmError::Config(e.to_string());
         let mut consoles = Vec::new();
+        let mut uarts = Vec::new();
         let mut sockets = Vec::new();
         for (index, backend) in &cfg.serial {
             let (port, irq) = layout::SERIAL_PORTS[usize::from(*index)];
@@ -302,6 +315,7 @@ impl Vm {
                 source: e,
             })?);
             consoles.push((*index, dev.console()));
+            uarts.push((*index, dev.uart()));
             pio.insert(
                 u64::from(port),
                 u64::from(layout::SERIAL_PORT_SIZE),
@@ -388,6 +402,7 @@ impl Vm {
             mmio: Arc::new(mmio),
             ged,
             consoles,
+            uarts,
             _sockets: sockets,
             exit,
             exit_evt,
@@ -526,6 +541,33 @@ impl Vm {
             };
             result.map_err(|source| VmmError::VcpuState { vcpu, source })?;
         }
+        Ok(())
+    }
+
+    /// The state of the devices the VMM emulates (serial ports, GED).
+    /// Every vCPU should be paused, so that the guest does not change it.
+    pub fn save_devices(&self) -> DevicesState {
+        DevicesState {
+            serial: self.uarts.iter().map(|(i, u)| (*i, save_uart(u))).collect(),
+            ged_pending: lock(&self.ged).pending(),
+        }
+    }
+
+    /// Load saved device state; the VM must have the same serial ports.
+    pub fn restore_devices(&self, state: &DevicesState) -> Result<(), VmmError> {
+        for (index, saved) in &state.serial {
+            let (_, uart) = self.uarts.iter().find(|(i, _)| i == index).ok_or_else(|| {
+                VmmError::Config(format!(
+                    "the saved state has COM{} but this VM does not",
+                    index + 1
+                ))
+            })?;
+            restore_uart(uart, saved).map_err(|source| VmmError::Io {
+                what: format!("restoring COM{}", index + 1),
+                source,
+            })?;
+        }
+        lock(&self.ged).restore(state.ged_pending);
         Ok(())
     }
 

@@ -120,6 +120,19 @@ fn state_is_saved_and_written_back_exactly_and_the_guest_carries_on() {
     }
     assert_eq!(vm_again.ioapic.chip_id, vm_state.ioapic.chip_id);
 
+    // Device state: the guest set its COM1 to 8N1 with the receive
+    // interrupt on; that survives JSON and loads back.
+    let devices = vm.save_devices();
+    let com1 = &devices.serial[0];
+    assert_eq!(
+        (com1.0, com1.1.line_control & 0x7f, com1.1.interrupt_enable),
+        (0, 3, 1)
+    );
+    let text = serde_json::to_string(&devices).unwrap();
+    let devices_back: hcs_vmm::vm::DevicesState = serde_json::from_str(&text).unwrap();
+    assert_eq!(devices_back, devices);
+    vm.restore_devices(&devices_back).unwrap();
+
     // The guest, its state loaded back, goes on: its timer ticks and it answers.
     vm.resume().unwrap();
     assert_eq!(c.ask("echo after restore", "after"), "after restore");

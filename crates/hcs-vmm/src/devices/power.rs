@@ -97,6 +97,17 @@ impl Ged {
         Ged { pending: 0, irq }
     }
 
+    /// Events raised and not yet read by the guest (for save).
+    pub fn pending(&self) -> u8 {
+        self.pending
+    }
+
+    /// Load saved pending events, with the interrupt line to match.
+    pub fn restore(&mut self, pending: u8) {
+        self.pending = pending;
+        (self.irq)(pending != 0);
+    }
+
     /// Raise an event (from the VMM).
     pub fn notify(&mut self, bits: u8) {
         self.pending |= bits;

@@ -98,7 +98,64 @@ impl Write for ConsoleWriter {
     }
 }
 
-type Uart = vm_superio::Serial<EventFdTrigger, vm_superio::serial::NoEvents, ConsoleWriter>;
+/// A 16550 whose interrupt is an irqfd and whose output goes to a [`Console`].
+pub type Uart = vm_superio::Serial<EventFdTrigger, vm_superio::serial::NoEvents, ConsoleWriter>;
+
+/// A 16550's registers and receive FIFO, for save and restore (the same
+/// fields as vm-superio's `SerialState`, which is not serializable).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UartState {
+    pub baud_divisor_low: u8,
+    pub baud_divisor_high: u8,
+    pub interrupt_enable: u8,
+    pub interrupt_identification: u8,
+    pub line_control: u8,
+    pub line_status: u8,
+    pub modem_control: u8,
+    pub modem_status: u8,
+    pub scratch: u8,
+    pub in_buffer: Vec<u8>,
+}
+
+/// The state of a port.
+pub fn save_uart(uart: &Mutex<Uart>) -> UartState {
+    let s = lock(uart).state();
+    UartState {
+        baud_divisor_low: s.baud_divisor_low,
+        baud_divisor_high: s.baud_divisor_high,
+        interrupt_enable: s.interrupt_enable,
+        interrupt_identification: s.interrupt_identification,
+        line_control: s.line_control,
+        line_status: s.line_status,
+        modem_control: s.modem_control,
+        modem_status: s.modem_status,
+        scratch: s.scratch,
+        in_buffer: s.in_buffer,
+    }
+}
+
+/// Load `state` into a port, keeping its interrupt and its output. A
+/// receive FIFO longer than the 16550's is refused.
+pub fn restore_uart(uart: &Mutex<Uart>, state: &UartState) -> io::Result<()> {
+    let s = vm_superio::serial::SerialState {
+        baud_divisor_low: state.baud_divisor_low,
+        baud_divisor_high: state.baud_divisor_high,
+        interrupt_enable: state.interrupt_enable,
+        interrupt_identification: state.interrupt_identification,
+        line_control: state.line_control,
+        line_status: state.line_status,
+        modem_control: state.modem_control,
+        modem_status: state.modem_status,
+        scratch: state.scratch,
+        in_buffer: state.in_buffer.clone(),
+    };
+    let mut u = lock(uart);
+    let irq = EventFdTrigger(u.interrupt_evt().0.try_clone()?);
+    let out = ConsoleWriter(u.writer().0.clone());
+    *u = vm_superio::Serial::from_state(&s, irq, vm_superio::serial::NoEvents, out)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("serial state: {e:?}")))?;
+    Ok(())
+}
 
 /// One serial port on the I/O bus.
 pub struct SerialDevice {
@@ -215,7 +272,7 @@ impl SerialDevice {
         Ok(SocketGuard { listener, path })
     }
 
-    /// The UART, for input from elsewhere.
+    /// The UART, for input from elsewhere and for save and restore.
     pub fn uart(&self) -> Arc<Mutex<Uart>> {
         self.uart.clone()
     }
@@ -266,6 +323,40 @@ pub fn connect(path: &Path) -> io::Result<UnixStream> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_s_registers_and_fifo_survive_save_and_restore() {
+        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let mut a = SerialDevice::new(irq.try_clone().unwrap(), &[]).unwrap();
+        // The guest programs the port: 8N1 (LCR 3), IER 1, scratch 0x5a.
+        a.write(3, &[0x03]);
+        a.write(1, &[0x01]);
+        a.write(7, &[0x5a]);
+        SerialDevice::input(&a.uart(), b"ab");
+        let saved = save_uart(&a.uart());
+        assert_eq!(
+            (saved.line_control, saved.interrupt_enable, saved.scratch),
+            (3, 1, 0x5a)
+        );
+        assert_eq!(saved.in_buffer, b"ab");
+
+        let mut b = SerialDevice::new(irq.try_clone().unwrap(), &[]).unwrap();
+        restore_uart(&b.uart(), &saved).unwrap();
+        assert_eq!(save_uart(&b.uart()), saved);
+        // The restored port behaves like the saved one: scratch, then the FIFO.
+        let mut r = [0u8];
+        b.read(7, &mut r);
+        assert_eq!(r[0], 0x5a);
+        b.read(0, &mut r);
+        assert_eq!(r[0], b'a');
+
+        let mut bad = saved.clone();
+        bad.in_buffer = vec![0; 4096];
+        assert!(
+            restore_uart(&b.uart(), &bad).is_err(),
+            "an overlong FIFO is refused"
+        );
+    }
 
     #[test]
     fn output_reaches_history_log_and_late_consoles_and_input_reaches_the_guest() {
