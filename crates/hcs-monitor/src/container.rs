@@ -207,8 +207,7 @@ impl Backend for ContainerBackend {
 
     fn save(&mut self, _options: Option<&str>) -> HcsResult<()> {
         Err(HcsError::not_supported(
-            "saving a container compute system is not supported: containers have no checkpoint support yet \
-             (HcsSaveComputeSystem works on virtual machines)",
+            "saving a container compute system is not supported: containers have no checkpoint support yet",
         ))
     }
 

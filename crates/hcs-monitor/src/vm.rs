@@ -570,6 +570,13 @@ impl Backend for VmBackend {
         self.vm.resume().map_err(vmm_error)
     }
 
+    fn save(&mut self, _options: Option<&str>) -> HcsResult<()> {
+        Err(HcsError::not_supported(
+            "saving a virtual machine is not supported yet: the vCPU, in-kernel and serial state can \
+             be captured, but virtio queue state and the memory file are not written yet",
+        ))
+    }
+
     fn crash(&mut self, options: Option<&str>) -> HcsResult<()> {
         if let Some(o) = options.filter(|o| !o.trim().is_empty()) {
             hcs_schema::from_json::<hcs_schema::requests::CrashOptions>(o, "CrashOptions")?;

@@ -511,3 +511,20 @@ fn garbage_on_the_control_socket_harms_nobody() {
 fn hcs_protocol_connect(path: &std::path::Path) -> std::os::fd::OwnedFd {
     hcs_protocol::wire::connect(path).expect("connect to the control socket")
 }
+
+#[test]
+fn save_needs_a_paused_system_and_containers_cannot_be_saved_yet() {
+    let ns = unique_namespace("save");
+    let s = create_started(&ns, "c1", &container_doc(serde_json::json!({})));
+    let opts = r#"{"SaveType":"ToFile","SaveStateFilePath":"/tmp/never-written.vmrs"}"#;
+    let e = call(|op| s.save(op, Some(opts))).unwrap_err();
+    assert_eq!(e.hresult, HResult::HCS_E_INVALID_STATE, "{e}");
+    assert!(e.message.contains("pause"), "{e}");
+    call(|op| s.pause(op, None)).unwrap();
+    let e = call(|op| s.save(op, Some(opts))).unwrap_err();
+    assert_eq!(e.hresult, HResult::ERROR_NOT_SUPPORTED, "{e}");
+    assert!(e.message.contains("not supported"), "{e}");
+    assert!(!std::path::Path::new("/tmp/never-written.vmrs").exists());
+    terminate(&s);
+    assert!(leftovers(&ns).is_empty());
+}
