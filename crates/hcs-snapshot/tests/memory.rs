@@ -1,0 +1,353 @@
+//! The guest-memory file: sparse save, copy-on-write restore.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hcs_snapshot::memory::{
+    page_size, restore_guest_memory, save_guest_memory, MemoryFileError, MemoryLayout, RegionLayout,
+};
+use hcs_snapshot::{Limits, StateFile, StateWriter};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+const MIB: u64 = 1 << 20;
+const PAGE: u64 = 4096;
+/// 64 MiB in two regions, the second above 4 GiB.
+const REGIONS: [(u64, u64); 2] = [(0, 48 * MIB), (1 << 32, 16 * MIB)];
+
+fn guest() -> GuestMemoryMmap {
+    let ranges: Vec<_> = REGIONS
+        .iter()
+        .map(|(a, s)| (GuestAddress(*a), *s as usize))
+        .collect();
+    GuestMemoryMmap::from_ranges(&ranges).expect("guest memory")
+}
+
+/// Guest address of page `i` of the 64 MiB.
+fn addr(i: u64) -> GuestAddress {
+    let first = REGIONS[0].1 / PAGE;
+    if i < first {
+        GuestAddress(i * PAGE)
+    } else {
+        GuestAddress(REGIONS[1].0 + (i - first) * PAGE)
+    }
+}
+
+fn pattern(i: u64, salt: u8) -> Vec<u8> {
+    (0..PAGE)
+        .map(|b| (b as u8).wrapping_mul(31) ^ (i as u8) ^ salt ^ 0x5a)
+        .collect()
+}
+
+/// Pages with data: 100 spread over both regions (all 3 mod 160), plus a
+/// run of 8.
+fn data_pages() -> Vec<u64> {
+    let mut v: Vec<u64> = (0..100).map(|k| k * 160 + 3).collect();
+    v.extend(12_010..12_018);
+    v
+}
+
+fn read_page(mem: &GuestMemoryMmap, i: u64) -> Vec<u8> {
+    let mut buf = vec![0u8; PAGE as usize];
+    mem.read_slice(&mut buf, addr(i)).expect("read");
+    buf
+}
+
+/// Writes the patterns, reads 50 untouched pages (50 mod 160), writes
+/// zeros to 20 (100 mod 160).
+fn fill(mem: &GuestMemoryMmap) {
+    for i in data_pages() {
+        mem.write_slice(&pattern(i, 0), addr(i)).expect("write");
+    }
+    for i in 0..50 {
+        assert!(read_page(mem, i * 160 + 50).iter().all(|b| *b == 0));
+    }
+    for i in 0..20 {
+        mem.write_slice(&[0u8; PAGE as usize], addr(i * 160 + 100))
+            .expect("zero");
+    }
+}
+
+fn allocated(path: &Path) -> u64 {
+    std::fs::metadata(path).expect("stat").blocks() * 512
+}
+
+fn crc_of(path: &Path) -> u32 {
+    crc32fast::hash(&std::fs::read(path).expect("read"))
+}
+
+#[test]
+fn save_is_sparse_and_restore_is_copy_on_write() {
+    assert_eq!(page_size(), PAGE, "these tests assume 4 KiB pages");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("vm.mem");
+    let mem = guest();
+    fill(&mem);
+
+    let t = Instant::now();
+    let report = save_guest_memory(&mem, &path).expect("save");
+    let save_time = t.elapsed();
+    let written = data_pages().len() as u64;
+    assert_eq!(report.pages_total, 64 * MIB / PAGE);
+    assert_eq!(report.pages_written, written);
+    assert!(report.pages_touched >= written + 20, "{report:?}");
+    assert!(report.pages_zero >= 20, "{report:?}");
+    assert!(report.runs <= 101, "neighbours coalesce: {report:?}");
+
+    let meta = std::fs::metadata(&path).expect("stat");
+    assert_eq!(meta.len(), 64 * MIB, "apparent size is the guest size");
+    let blocks = allocated(&path);
+    eprintln!(
+        "64 MiB guest, {written} data pages ({} KiB): file {} KiB allocated, touched {} zero {} runs {}, save {:?}",
+        written * PAGE / 1024,
+        blocks / 1024,
+        report.pages_touched,
+        report.pages_zero,
+        report.runs,
+        save_time
+    );
+    assert!(blocks >= written * PAGE, "{blocks} bytes allocated");
+    assert!(
+        blocks <= written * PAGE + 256 * 1024,
+        "{blocks} bytes allocated for {written} pages"
+    );
+
+    // Untouched pages were not looked at (with THP "always" one write
+    // makes a whole 2 MiB present, so only check without it).
+    let thp =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    if !thp.contains("[always]") {
+        assert!(report.pages_touched < report.pages_total / 8, "{report:?}");
+    }
+    // The save faulted in no page: a second save sees the same touched set.
+    let again = save_guest_memory(&mem, &dir.path().join("again.mem")).expect("save again");
+    assert_eq!(again.pages_touched, report.pages_touched);
+
+    let before = crc_of(&path);
+    let t = Instant::now();
+    let restored = restore_guest_memory(&path, &report.layout).expect("restore");
+    eprintln!("restore of 64 MiB: {:?}", t.elapsed());
+    for i in data_pages() {
+        assert_eq!(read_page(&restored, i), pattern(i, 0), "page {i}");
+    }
+    for i in [0, 1, 2, 5000, 14_000, 15_000, 16_383] {
+        assert!(
+            read_page(&restored, i).iter().all(|b| *b == 0),
+            "page {i} is zero"
+        );
+    }
+    // Writes go to private copies, never to the file.
+    restored
+        .write_slice(&pattern(3, 9), addr(3))
+        .expect("write");
+    restored
+        .write_slice(&pattern(1, 9), addr(1))
+        .expect("write");
+    assert_eq!(read_page(&restored, 3), pattern(3, 9));
+    drop(restored);
+    assert_eq!(crc_of(&path), before, "the memory file changed");
+    assert_eq!(allocated(&path), blocks);
+}
+
+#[test]
+fn two_restores_from_one_file_are_independent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("vm.mem");
+    let mem = guest();
+    fill(&mem);
+    let layout = save_guest_memory(&mem, &path).expect("save").layout;
+    let a = restore_guest_memory(&path, &layout).expect("a");
+    let b = restore_guest_memory(&path, &layout).expect("b");
+    a.write_slice(&pattern(3, 1), addr(3)).expect("a writes");
+    b.write_slice(&pattern(7, 2), addr(7)).expect("b writes");
+    assert_eq!(read_page(&a, 3), pattern(3, 1));
+    assert_eq!(read_page(&b, 3), pattern(3, 0), "b sees the saved page");
+    assert_eq!(read_page(&b, 7), pattern(7, 2));
+    assert!(
+        read_page(&a, 7).iter().all(|x| *x == 0),
+        "a does not see b's write"
+    );
+}
+
+#[test]
+fn a_restored_guest_saves_again_with_pages_it_never_touched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = dir.path().join("first.mem");
+    let mem = guest();
+    fill(&mem);
+    let layout = save_guest_memory(&mem, &first).expect("save");
+    drop(mem);
+    let restored = restore_guest_memory(&first, &layout.layout).expect("restore");
+    // Untouched since restore: only the backing file knows these pages.
+    restored
+        .write_slice(&pattern(3, 7), addr(3))
+        .expect("change a data page");
+    restored
+        .write_slice(&[0u8; PAGE as usize], addr(163))
+        .expect("zero a data page");
+    restored
+        .write_slice(&pattern(9, 7), addr(9))
+        .expect("a new page");
+
+    let err = save_guest_memory(&restored, &first).expect_err("save over its own backing file");
+    assert!(
+        matches!(err, MemoryFileError::TargetIsBacking { guest_addr: 0, .. }),
+        "{err}"
+    );
+    let second = dir.path().join("second.mem");
+    let report = save_guest_memory(&restored, &second).expect("save again");
+    assert_eq!(
+        report.pages_written,
+        data_pages().len() as u64,
+        "one zeroed, one new: {report:?}"
+    );
+    drop(restored);
+
+    let back = restore_guest_memory(&second, &report.layout).expect("restore second");
+    for i in data_pages() {
+        let want = match i {
+            3 => pattern(3, 7),
+            163 => vec![0u8; PAGE as usize],
+            _ => pattern(i, 0),
+        };
+        assert_eq!(read_page(&back, i), want, "page {i}");
+    }
+    assert_eq!(read_page(&back, 9), pattern(9, 7));
+}
+
+#[test]
+fn restore_time_does_not_depend_on_guest_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("big.mem");
+    let size = 8u64 << 30;
+    std::fs::File::create(&path)
+        .expect("create")
+        .set_len(size)
+        .expect("8 GiB sparse");
+    let layout = MemoryLayout {
+        page_size: PAGE,
+        file_len: size,
+        regions: vec![
+            RegionLayout {
+                guest_addr: 0,
+                size: 3 << 30,
+                file_offset: 0,
+            },
+            RegionLayout {
+                guest_addr: 4 << 30,
+                size: 5 << 30,
+                file_offset: 3 << 30,
+            },
+        ],
+    };
+    let t = Instant::now();
+    let mem = restore_guest_memory(&path, &layout).expect("restore 8 GiB");
+    let took = t.elapsed();
+    eprintln!("restore of 8 GiB: {took:?}");
+    assert!(
+        took < Duration::from_millis(100),
+        "8 GiB restore took {took:?}"
+    );
+    mem.write_slice(b"hi", GuestAddress((8 << 30) + 5))
+        .expect("write high");
+    let mut buf = [0u8; 2];
+    mem.read_slice(&mut buf, GuestAddress((8 << 30) + 5))
+        .expect("read");
+    assert_eq!(&buf, b"hi");
+    assert_eq!(allocated(&path), 0, "the file stays empty");
+}
+
+#[test]
+fn the_layout_travels_in_the_state_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mem = guest();
+    let report = save_guest_memory(&mem, &dir.path().join("vm.mem")).expect("save");
+    assert_eq!(report.pages_written, 0);
+    assert_eq!(
+        report.layout.regions,
+        vec![
+            RegionLayout {
+                guest_addr: 0,
+                size: 48 * MIB,
+                file_offset: 0
+            },
+            RegionLayout {
+                guest_addr: 1 << 32,
+                size: 16 * MIB,
+                file_offset: 48 * MIB
+            },
+        ]
+    );
+    let mut w = StateWriter::new();
+    w.add_serde(MemoryLayout::SECTION, MemoryLayout::VERSION, &report.layout)
+        .expect("add");
+    let f = StateFile::from_bytes(w.to_bytes(), &Limits::default()).expect("parse");
+    let back: MemoryLayout = f
+        .decode(MemoryLayout::SECTION, MemoryLayout::VERSION)
+        .expect("decode");
+    assert_eq!(back, report.layout);
+}
+
+#[test]
+fn bad_layouts_and_short_files_are_refused_before_mapping() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("vm.mem");
+    std::fs::File::create(&path)
+        .expect("create")
+        .set_len(4 * MIB)
+        .expect("len");
+    let region = |guest_addr, size, file_offset| RegionLayout {
+        guest_addr,
+        size,
+        file_offset,
+    };
+    let lay = |regions: Vec<RegionLayout>| MemoryLayout {
+        page_size: PAGE,
+        file_len: 4 * MIB,
+        regions,
+    };
+    let cases = [
+        (lay(vec![]), "0 regions"),
+        (lay(vec![region(0, 1 << 20, 0); 257]), "257 regions"),
+        (
+            MemoryLayout {
+                page_size: 65536,
+                ..lay(vec![region(0, MIB, 0)])
+            },
+            "65536-byte pages",
+        ),
+        (
+            lay(vec![region(0, 100, 0)]),
+            "not a non-zero multiple of the page size",
+        ),
+        (lay(vec![region(0, 0, 0)]), "not a non-zero multiple"),
+        (lay(vec![region(1, PAGE, 0)]), "not page aligned"),
+        (lay(vec![region(0, PAGE, 10)]), "not page aligned"),
+        (lay(vec![region(u64::MAX - 4095, 2 * PAGE, 0)]), "overflows"),
+        (
+            lay(vec![region(0, 8 * MIB, 0)]),
+            "ends past the file length",
+        ),
+        (
+            lay(vec![region(0, 2 * MIB, 0), region(MIB, MIB, 2 * MIB)]),
+            "overlaps",
+        ),
+        (
+            lay(vec![region(0, 2 * MIB, 0), region(4 * MIB, MIB, MIB)]),
+            "overlaps",
+        ),
+    ];
+    for (layout, want) in cases {
+        let err = restore_guest_memory(&path, &layout).expect_err(want);
+        assert!(err.to_string().contains(want), "want {want:?} in {err}");
+    }
+    let long = MemoryLayout {
+        file_len: 8 * MIB,
+        ..lay(vec![region(0, 8 * MIB, 0)])
+    };
+    let err = restore_guest_memory(&path, &long).expect_err("short file");
+    assert!(
+        matches!(err, MemoryFileError::FileTooShort { len, needed, .. } if len == 4 * MIB && needed == 8 * MIB),
+        "{err}"
+    );
+}
