@@ -54,12 +54,6 @@ pub fn console_socket(rundir: &Path, index: u32) -> PathBuf {
 
 /// Check the document and turn it into a VMM configuration.
 fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathBuf>)> {
-    if doc.restore_state.is_some() {
-        return Err(unsupported(
-            "RestoreState",
-            "restoring a saved VM is not available yet",
-        ));
-    }
     if doc.stop_on_reset == Some(false) {
         return Err(unsupported(
             "StopOnReset",
@@ -83,17 +77,23 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
             "booting through UEFI firmware is not available; use Chipset.LinuxKernelDirect",
         ));
     }
-    let direct = chipset.linux_kernel_direct.ok_or_else(|| {
-        HcsError::invalid_json("VirtualMachine.Chipset.LinuxKernelDirect is required (KernelFilePath, InitRdPath, KernelCmdLine)")
-    })?;
-    let kernel = direct
-        .kernel_file_path
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| {
-            HcsError::invalid_json(
-                "VirtualMachine.Chipset.LinuxKernelDirect.KernelFilePath is required",
-            )
-        })?;
+    // A restored VM's kernel is in its saved memory: no boot source needed.
+    let restoring = doc.restore_state.is_some();
+    let direct = match chipset.linux_kernel_direct {
+        Some(d) => d,
+        None if restoring => Default::default(),
+        None => {
+            return Err(HcsError::invalid_json(
+                "VirtualMachine.Chipset.LinuxKernelDirect is required (KernelFilePath, InitRdPath, KernelCmdLine)",
+            ))
+        }
+    };
+    let kernel = direct.kernel_file_path.filter(|k| !k.is_empty());
+    if kernel.is_none() && !restoring {
+        return Err(HcsError::invalid_json(
+            "VirtualMachine.Chipset.LinuxKernelDirect.KernelFilePath is required",
+        ));
+    }
     let path_check = |field: &str, p: &str| -> HcsResult<PathBuf> {
         let pb = PathBuf::from(p);
         if !pb.is_absolute() {
@@ -114,7 +114,10 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
             )),
         }
     };
-    let kernel = path_check("KernelFilePath", &kernel)?;
+    let kernel = match &kernel {
+        Some(k) => path_check("KernelFilePath", k)?,
+        None => PathBuf::new(),
+    };
     let initrd = match direct.init_rd_path.filter(|p| !p.is_empty()) {
         Some(p) => Some(path_check("InitRdPath", &p)?),
         None => None,
@@ -216,6 +219,48 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
         },
         links,
     ))
+}
+
+/// `RestoreState.SaveStateFilePath`, when the document restores a saved VM.
+fn restore_path(doc: &VirtualMachine) -> HcsResult<Option<PathBuf>> {
+    let Some(r) = &doc.restore_state else {
+        return Ok(None);
+    };
+    if r.template_system_id.is_some() {
+        return Err(unsupported(
+            "RestoreState.TemplateSystemId",
+            "cloning from a template is not supported; restore from a SaveStateFilePath",
+        ));
+    }
+    let path = absolute_path(
+        "VirtualMachine.RestoreState.SaveStateFilePath",
+        r.save_state_file_path.as_deref(),
+    )?;
+    if !path.is_file() {
+        return Err(HcsError::new(
+            HResult::ERROR_FILE_NOT_FOUND,
+            format!(
+                "VirtualMachine.RestoreState.SaveStateFilePath: {} does not exist",
+                path.display()
+            ),
+        ));
+    }
+    Ok(Some(path))
+}
+
+/// A required absolute path from a document field.
+fn absolute_path(field: &str, value: Option<&str>) -> HcsResult<PathBuf> {
+    let v = value
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| HcsError::invalid_json(format!("{field} is required")))?;
+    let p = PathBuf::from(v);
+    if !p.is_absolute() {
+        return Err(HcsError::new(
+            HResult::ERROR_BAD_PATHNAME,
+            format!("{field}: {v:?} is not an absolute path"),
+        ));
+    }
+    Ok(p)
 }
 
 /// The guest's vsock context id (the host is 2).
@@ -340,6 +385,10 @@ fn vmm_error(e: VmmError) -> HcsError {
             other => HcsError::invalid_json(other.to_string()),
         },
         VmmError::State(m) => HcsError::invalid_state(m),
+        VmmError::Snapshot(m) => {
+            HcsError::new(HResult::ERROR_INVALID_DATA, format!("saved state {m}"))
+        }
+        VmmError::Unsupported(m) => HcsError::not_supported(m),
         VmmError::Virtio(v) => {
             use hcs_vmm::devices::virtio::VirtioSetupError as V;
             let code = match &v {
@@ -368,7 +417,10 @@ impl VmBackend {
     /// Build the VM of the document's `VirtualMachine` (nothing runs yet).
     pub fn create(id: &str, doc: &VirtualMachine, rundir: &Path) -> HcsResult<VmBackend> {
         let (cfg, links) = config(doc, rundir)?;
-        let vm = Vm::create(&cfg).map_err(vmm_error)?;
+        let vm = match restore_path(doc)? {
+            Some(state) => Vm::restore(&cfg, &state).map_err(vmm_error)?,
+            None => Vm::create(&cfg).map_err(vmm_error)?,
+        };
         let guest = match doc.guest_connection {
             Some(_) => Some(GuestLink::listen(&vsock_socket(rundir))?),
             None => None,
@@ -570,11 +622,33 @@ impl Backend for VmBackend {
         self.vm.resume().map_err(vmm_error)
     }
 
-    fn save(&mut self, _options: Option<&str>) -> HcsResult<()> {
-        Err(HcsError::not_supported(
-            "saving a virtual machine is not supported yet: the vCPU, in-kernel and serial state can \
-             be captured, but virtio queue state and the memory file are not written yet",
-        ))
+    fn save(&mut self, options: Option<&str>) -> HcsResult<()> {
+        let opts: hcs_schema::requests::SaveOptions = match options.filter(|o| !o.trim().is_empty()) {
+            Some(o) => hcs_schema::from_json(o, "SaveOptions")?,
+            None => {
+                return Err(HcsError::invalid_json(
+                    "SaveOptions are required: {\"SaveType\":\"ToFile\",\"SaveStateFilePath\":\"/path/to/state\"}",
+                ))
+            }
+        };
+        use hcs_schema::enums::SaveType;
+        if let Some(SaveType::AsTemplate) = opts.save_type {
+            return Err(HcsError::not_supported(
+                "SaveOptions.SaveType AsTemplate (clone templates) is not supported; use ToFile",
+            ));
+        }
+        let path = absolute_path(
+            "SaveOptions.SaveStateFilePath",
+            opts.save_state_file_path.as_deref(),
+        )?;
+        let report = self.vm.save(&path).map_err(vmm_error)?;
+        tracing::info!(
+            path = %path.display(),
+            pages_written = report.pages_written,
+            pages_total = report.pages_total,
+            "saved"
+        );
+        Ok(())
     }
 
     fn crash(&mut self, options: Option<&str>) -> HcsResult<()> {

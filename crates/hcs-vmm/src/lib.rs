@@ -8,6 +8,7 @@ pub mod boot;
 pub mod devices;
 pub mod host;
 pub mod layout;
+pub mod snapshot;
 pub mod vcpu;
 pub mod vcpu_state;
 pub mod vm;

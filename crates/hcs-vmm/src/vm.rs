@@ -2,6 +2,7 @@
 //! it stops.
 
 use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use crate::devices::serial::{
 };
 use crate::devices::{lock, Bus, BusDevice, SharedDevice};
 use crate::layout;
+use crate::snapshot::{MachineSection, SavedVm};
 use crate::vcpu::{RunState, VcpuContext, VcpuHandle, VcpuStop, Want};
 use crate::vcpu_state::{VcpuState, VmState};
 
@@ -119,6 +121,57 @@ pub enum VmmError {
     /// The VM's in-kernel devices' state could not be read or written.
     #[error("VM state: {0}")]
     VmState(crate::vcpu_state::StateError),
+    /// A state or memory file could not be written or read back.
+    #[error("saved state {0}")]
+    Snapshot(String),
+    /// Something this VMM cannot do yet.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Write the ACPI tables and load the kernel; returns where to enter it.
+fn write_boot_image(
+    cfg: &VmConfig,
+    memory: &GuestMemoryMmap,
+    memory_bytes: u64,
+) -> Result<boot::EntryPoint, VmmError> {
+    let tables = crate::acpi::build_tables(&crate::acpi::AcpiConfig {
+        vcpus: cfg.vcpus,
+        serial_ports: cfg.serial.iter().map(|(i, _)| *i).collect(),
+        virtio_mmio: cfg.virtio.windows(),
+        oem_id: *b"HCSLNX",
+    })
+    .map_err(|e| VmmError::Acpi(e.to_string()))?;
+    for (addr, bytes) in &tables {
+        vm_memory::Bytes::write_slice(memory, bytes, GuestAddress(*addr))
+            .map_err(|e| VmmError::Acpi(e.to_string()))?;
+    }
+    Ok(boot::load(
+        memory,
+        &cfg.boot,
+        memory_bytes,
+        crate::acpi::RSDP_ADDR,
+    )?)
+}
+
+/// Guest memory mapped copy-on-write from a saved VM's memory file, with
+/// the regions this VM's memory size has.
+fn restored_memory(saved: &SavedVm, memory_bytes: u64) -> Result<GuestMemoryMmap, VmmError> {
+    let want = boot::ram_regions(memory_bytes);
+    let have: Vec<(u64, u64)> = saved
+        .layout
+        .regions
+        .iter()
+        .map(|r| (r.guest_addr, r.size))
+        .collect();
+    let want: Vec<(u64, u64)> = want.iter().map(|(a, l)| (a.0, *l as u64)).collect();
+    if have != want {
+        return Err(VmmError::Snapshot(format!(
+            "memory layout {have:x?} does not match this VM's {want:x?}"
+        )));
+    }
+    hcs_snapshot::memory::restore_guest_memory(&saved.memory_path, &saved.layout)
+        .map_err(|e| VmmError::Snapshot(e.to_string()))
 }
 
 /// The state of the devices the VMM emulates in user space.
@@ -166,6 +219,8 @@ pub struct Vm {
     started: bool,
     /// The MSRs KVM can save and restore on this host.
     msr_indices: Arc<Vec<u32>>,
+    /// What the VM is, for a saved state's `machine` section.
+    machine: MachineSection,
 }
 
 fn check(cfg: &VmConfig) -> Result<(), VmmError> {
@@ -220,17 +275,26 @@ impl Vm {
     /// Build the VM: memory, kernel, ACPI tables, devices and vCPUs. Nothing
     /// runs until [`Vm::start`].
     pub fn create(cfg: &VmConfig) -> Result<Vm, VmmError> {
+        Vm::build(cfg, None)
+    }
+
+    /// Create a fresh VM, or one whose memory comes from `saved`.
+    fn build(cfg: &VmConfig, saved: Option<&SavedVm>) -> Result<Vm, VmmError> {
         check(cfg)?;
         let kvm = Kvm::new().map_err(|e| VmmError::NoKvm(format!("opening /dev/kvm: {e}")))?;
         let vm = Arc::new(kvm.create_vm().map_err(kvm_err("creating the VM"))?);
         let memory_bytes = cfg.memory_mb << 20;
-        let memory =
-            GuestMemoryMmap::from_ranges(&boot::ram_regions(memory_bytes)).map_err(|e| {
-                VmmError::Config(format!(
-                    "allocating {} MiB of guest memory: {e}",
-                    cfg.memory_mb
-                ))
-            })?;
+        let memory = match saved {
+            None => {
+                GuestMemoryMmap::from_ranges(&boot::ram_regions(memory_bytes)).map_err(|e| {
+                    VmmError::Config(format!(
+                        "allocating {} MiB of guest memory: {e}",
+                        cfg.memory_mb
+                    ))
+                })?
+            }
+            Some(s) => restored_memory(s, memory_bytes)?,
+        };
         for (slot, region) in memory.iter().enumerate() {
             let host = memory
                 .get_host_address(region.start_addr())
@@ -256,19 +320,12 @@ impl Vm {
         };
         vm.create_pit2(pit).map_err(kvm_err("creating the PIT"))?;
 
-        // ACPI tables, then the kernel (the zero page points at the RSDP).
-        let tables = crate::acpi::build_tables(&crate::acpi::AcpiConfig {
-            vcpus: cfg.vcpus,
-            serial_ports: cfg.serial.iter().map(|(i, _)| *i).collect(),
-            virtio_mmio: cfg.virtio.windows(),
-            oem_id: *b"HCSLNX",
-        })
-        .map_err(|e| VmmError::Acpi(e.to_string()))?;
-        for (addr, bytes) in &tables {
-            vm_memory::Bytes::write_slice(&memory, bytes, GuestAddress(*addr))
-                .map_err(|e| VmmError::Acpi(e.to_string()))?;
-        }
-        let entry = boot::load(&memory, &cfg.boot, memory_bytes, crate::acpi::RSDP_ADDR)?;
+        // ACPI tables, then the kernel (the zero page points at the RSDP);
+        // a restored VM has them in its memory already.
+        let entry = match saved {
+            None => Some(write_boot_image(cfg, &memory, memory_bytes)?),
+            Some(_) => None,
+        };
 
         let exit = Arc::new(Mutex::new(ExitState { reason: None }));
         let exit_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| VmmError::Io {
@@ -387,7 +444,7 @@ impl Vm {
             fd.set_cpuid2(&boot::cpuid_for(&supported, id, cfg.vcpus))
                 .map_err(kvm_err("setting a vCPU's CPUID"))?;
             boot::setup_vcpu_common(&fd)?;
-            if id == 0 {
+            if let (0, Some(entry)) = (id, entry) {
                 boot::setup_boot_vcpu(&memory, &fd, entry)?;
             }
             pending.push(fd);
@@ -408,7 +465,64 @@ impl Vm {
             exit_evt,
             started: false,
             msr_indices: Arc::new(msr_indices),
+            machine: MachineSection::of(cfg, String::new()),
         })
+    }
+
+    /// Build a VM from a state file written by [`Vm::save`]: the document's
+    /// machine must be the saved one. Guest memory is the memory file
+    /// mapped copy-on-write, so this takes the same time whatever the guest
+    /// size. The VM then starts where the saved one stopped.
+    pub fn restore(cfg: &VmConfig, state_path: &Path) -> Result<Vm, VmmError> {
+        let saved = crate::snapshot::read_state(state_path)?;
+        saved.machine.check_matches(cfg)?;
+        if cfg.virtio.count() > 0 {
+            return Err(VmmError::Unsupported(
+                "restoring a VM with virtio devices is not supported yet (their queue state is not saved)"
+                    .into(),
+            ));
+        }
+        let mut vm = Vm::build(cfg, Some(&saved))?;
+        vm.restore_cpu_state(&saved.vm, saved.vcpus)?;
+        vm.restore_devices(&saved.devices)?;
+        Ok(vm)
+    }
+
+    /// Save the paused VM: `state_path` gets the vCPU, VM and device state,
+    /// `<state_path>.memory` the guest memory (sparse: pages the guest never
+    /// touched are holes). Returns the memory file's report.
+    pub fn save(
+        &mut self,
+        state_path: &Path,
+    ) -> Result<hcs_snapshot::memory::SaveReport, VmmError> {
+        if self.machine.virtio_devices > 0 {
+            return Err(VmmError::Unsupported(
+                "saving a VM with virtio devices is not supported yet (their queue state is not saved)"
+                    .into(),
+            ));
+        }
+        let (vm, vcpus) = self.save_cpu_state()?;
+        let devices = self.save_devices();
+        let memory_path = crate::snapshot::memory_path_for(state_path);
+        let report = hcs_snapshot::memory::save_guest_memory(&self.memory, &memory_path)
+            .map_err(|e| VmmError::Snapshot(e.to_string()))?;
+        let memory_file = memory_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let saved = SavedVm {
+            machine: MachineSection {
+                memory_file,
+                ..self.machine.clone()
+            },
+            vm,
+            vcpus,
+            devices,
+            layout: report.layout.clone(),
+            memory_path,
+        };
+        crate::snapshot::write_state(state_path, &saved)?;
+        Ok(report)
     }
 
     /// Start the vCPUs.

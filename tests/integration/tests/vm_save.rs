@@ -1,0 +1,170 @@
+//! HcsSaveComputeSystem and RestoreState with the test guest: a paused VM
+//! is saved to a state file and a sparse memory file; new systems created
+//! from them carry on where it stopped (its tick counter goes on from its
+//! saved value), more than once from one file; damaged files are refused
+//! with a clear error and leave nothing behind.
+
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+use hcs::{HResult, Operation, System, INFINITE};
+use hcs_integration_tests::*;
+
+const MEM_MB: u64 = 128;
+
+fn vm_doc(extra: serde_json::Value) -> String {
+    let mut doc = serde_json::json!({
+        "SchemaVersion": { "Major": 2, "Minor": 1 },
+        "Owner": "hcs-tests",
+        "ShouldTerminateOnLastHandleClosed": true,
+        "VirtualMachine": {
+            "Chipset": { "LinuxKernelDirect": {
+                "KernelFilePath": hcs_test_guest::test_guest_elf(),
+                "KernelCmdLine": "console=ttyS0"
+            } },
+            "ComputeTopology": { "Memory": { "SizeInMB": MEM_MB }, "Processor": { "Count": 2 } },
+            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } }
+        }
+    });
+    merge_into(&mut doc, extra);
+    doc.to_string()
+}
+
+fn ticks(c: &mut Console) -> u64 {
+    c.ask("ticks", "TICKS")
+        .trim_start_matches("TICKS ")
+        .parse()
+        .unwrap()
+}
+
+/// Ask for ticks until they exceed `floor` (the guest's 100 Hz timer runs).
+fn ticks_above(c: &mut Console, floor: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let t = ticks(c);
+        if t > floor {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ticks stuck at {t} (want > {floor})"
+        );
+    }
+}
+
+fn restore_doc(state: &std::path::Path) -> String {
+    vm_doc(serde_json::json!({ "VirtualMachine": {
+        "RestoreState": { "SaveStateFilePath": state }
+    } }))
+}
+
+fn create_fails(ns: &str, doc: &str) -> hcs::HcsError {
+    let op = Operation::new();
+    match System::create_in_namespace(ns, "bad", doc, &op) {
+        Err(e) => e,
+        Ok(_) => op.wait(INFINITE).expect_err("create must fail"),
+    }
+}
+
+#[test]
+fn a_saved_vm_carries_on_in_new_systems_and_bad_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("vm.state");
+    let ns = unique_namespace("vmsave");
+    let s = create_started(&ns, "vm", &vm_doc(serde_json::json!({})));
+    let mut c = Console::attach(&ns, "vm");
+    c.expect("HCS-TEST-GUEST READY");
+    let before = ticks_above(&mut c, 20);
+
+    let opts = serde_json::json!({ "SaveType": "ToFile", "SaveStateFilePath": state }).to_string();
+    let e = call(|op| s.save(op, Some(&opts))).unwrap_err();
+    assert_eq!(
+        e.hresult,
+        HResult::HCS_E_INVALID_STATE,
+        "a running VM is not saved: {e}"
+    );
+    call(|op| s.pause(op, None)).unwrap();
+    call(|op| s.save(op, Some(&opts))).unwrap();
+    terminate(&s);
+
+    // The memory file is sparse: its size is the guest's, its blocks are
+    // only the pages the guest touched.
+    let memory = dir.path().join("vm.state.memory");
+    let m = std::fs::metadata(&memory).unwrap();
+    assert_eq!(m.len(), MEM_MB << 20);
+    let allocated = m.blocks() * 512;
+    assert!(
+        allocated < 16 << 20,
+        "{allocated} bytes allocated for a {MEM_MB} MiB guest"
+    );
+
+    // Two systems from one file: each goes on from the saved counter.
+    let mut restored = Vec::new();
+    for id in ["r1", "r2"] {
+        let r = create_started(&ns, id, &restore_doc(&state));
+        let mut rc = Console::attach(&ns, id);
+        let t = ticks(&mut rc);
+        assert!(
+            t >= before,
+            "{id}: ticks {t} after restore, {before} before the save"
+        );
+        ticks_above(&mut rc, t);
+        assert_eq!(rc.ask("echo restored", "restored"), "restored");
+        restored.push(r);
+    }
+    for r in &restored {
+        terminate(r);
+    }
+
+    // Damaged files: refused, clearly, with nothing left behind.
+    let good = std::fs::read(&state).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", good[..good.len() / 2].to_vec(), "saved state"),
+        (
+            "flipped",
+            {
+                let mut b = good.clone();
+                let i = b.len() - 7;
+                b[i] ^= 0x10;
+                b
+            },
+            "CRC",
+        ),
+        (
+            "version",
+            {
+                let mut b = good.clone();
+                b[8] = 0xee;
+                b
+            },
+            "version",
+        ),
+    ];
+    for (name, bytes, needle) in cases {
+        let bad = dir.path().join(format!("{name}.state"));
+        std::fs::write(&bad, bytes).unwrap();
+        std::fs::copy(&memory, dir.path().join(format!("{name}.state.memory"))).unwrap();
+        let e = create_fails(&ns, &restore_doc(&bad));
+        assert_eq!(e.hresult, HResult::ERROR_INVALID_DATA, "{name}: {e}");
+        assert!(
+            e.message.contains(needle),
+            "{name}: {:?} should mention {needle:?}",
+            e.message
+        );
+    }
+    // A missing memory file.
+    std::fs::remove_file(&memory).unwrap();
+    let e = create_fails(&ns, &restore_doc(&state));
+    assert_eq!(e.hresult, HResult::ERROR_INVALID_DATA, "{e}");
+    assert!(e.message.contains("memory"), "{e}");
+    // A different machine.
+    let e = create_fails(
+        &ns,
+        &vm_doc(serde_json::json!({ "VirtualMachine": {
+            "RestoreState": { "SaveStateFilePath": state },
+            "ComputeTopology": { "Processor": { "Count": 1 } }
+        } })),
+    );
+    assert!(e.message.contains("vCPUs"), "{e}");
+    assert!(leftovers(&ns).is_empty(), "{:?}", leftovers(&ns));
+}
