@@ -86,6 +86,21 @@ enum Command {
     },
     /// Print the events of a compute system as JSON lines until it stops.
     Events { id: String },
+    /// Save a paused virtual machine to a state file (and <file>.memory next to it).
+    Save {
+        id: String,
+        /// The state file to write (the guest memory goes to <file>.memory).
+        file: String,
+    },
+    /// Create and start a virtual machine from a document and a state file written by `save`.
+    Restore {
+        /// Id of the new compute system.
+        id: String,
+        /// The VM's ComputeSystem document (the same machine as the saved one).
+        config: String,
+        /// The state file.
+        file: String,
+    },
     /// Attach to a virtual machine's serial console (detach with Ctrl-]).
     Console {
         id: String,
@@ -124,6 +139,11 @@ fn pretty(doc: &str) -> String {
         .unwrap_or_else(|| doc.to_string())
 }
 
+/// `file` made absolute (against the current directory), as HCS wants paths.
+fn absolute(file: &str) -> HcsResult<std::path::PathBuf> {
+    std::path::absolute(file).map_err(|e| HcsError::from_io(format!("resolving {file}"), &e))
+}
+
 fn create(cli: &Cli, id: &str, config: &str) -> HcsResult<System> {
     let doc = read_document(config)?;
     let op = Operation::new();
@@ -144,6 +164,31 @@ fn run(cli: &Cli) -> HcsResult<u8> {
         }
         Command::Run { id, config } => {
             let s = create(cli, id, config)?;
+            call(|op| s.start(op, None))?;
+            println!("{id}");
+        }
+        Command::Save { id, file } => {
+            let s = open(cli, id)?;
+            let path = absolute(file)?;
+            let opts = serde_json::json!({ "SaveType": "ToFile", "SaveStateFilePath": path });
+            call(|op| s.save(op, Some(&opts.to_string())))?;
+        }
+        Command::Restore { id, config, file } => {
+            let mut doc: serde_json::Value = serde_json::from_str(&read_document(config)?)
+                .map_err(|e| HcsError::invalid_json(format!("{config}: {e}")))?;
+            let vm = doc
+                .get_mut("VirtualMachine")
+                .and_then(|v| v.as_object_mut())
+                .ok_or_else(|| {
+                    HcsError::invalid_json(format!("{config}: not a VirtualMachine document"))
+                })?;
+            vm.insert(
+                "RestoreState".into(),
+                serde_json::json!({ "SaveStateFilePath": absolute(file)? }),
+            );
+            let op = Operation::new();
+            let s = System::create_in_namespace(&cli.namespace, id, &doc.to_string(), &op)?;
+            op.wait(INFINITE)?;
             call(|op| s.start(op, None))?;
             println!("{id}");
         }

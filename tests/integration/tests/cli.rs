@@ -57,6 +57,8 @@ fn every_command_has_help() {
         "wait",
         "events",
         "console",
+        "save",
+        "restore",
     ];
     for c in commands {
         assert!(text.contains(c), "top-level help lists {c}");
@@ -288,5 +290,49 @@ fn exec_forwards_signals_to_the_process() {
     assert_eq!(line, "got INT\n");
     assert_eq!(child.wait().unwrap().code(), Some(5));
     assert!(hcs(&ns, &["terminate", "s"]).status.success());
+    assert!(leftovers(&ns).is_empty());
+}
+
+#[test]
+fn save_and_restore_a_vm() {
+    let ns = unique_namespace("clisave");
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("vm.json");
+    let doc_text = serde_json::json!({
+        "SchemaVersion": { "Major": 2, "Minor": 1 },
+        "VirtualMachine": {
+            "Chipset": { "LinuxKernelDirect": {
+                "KernelFilePath": hcs_test_guest::test_guest_elf(),
+                "KernelCmdLine": "console=ttyS0"
+            } },
+            "ComputeTopology": { "Memory": { "SizeInMB": 64 }, "Processor": { "Count": 1 } },
+            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } }
+        }
+    });
+    std::fs::write(&doc, doc_text.to_string()).unwrap();
+    let doc = doc.to_str().unwrap();
+    let state = dir.path().join("vm.state");
+    let state = state.to_str().unwrap();
+
+    let _c = Cleanup(&ns, "vm");
+    let o = hcs(&ns, &["run", "vm", doc]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = hcs(&ns, &["save", "vm", state]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("HCS_E_INVALID_STATE"), "{}", stderr(&o));
+    assert!(hcs(&ns, &["pause", "vm"]).status.success());
+    let o = hcs(&ns, &["save", "vm", state]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(hcs(&ns, &["terminate", "vm"]).status.success());
+
+    let _r = Cleanup(&ns, "back");
+    let o = hcs(&ns, &["restore", "back", doc, state]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = hcs(&ns, &["properties", "back"]);
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(p["State"], "Running", "{p}");
+    let mut c = Console::attach(&ns, "back");
+    assert_eq!(c.ask("echo back again", "back"), "back again");
+    assert!(hcs(&ns, &["terminate", "back"]).status.success());
     assert!(leftovers(&ns).is_empty());
 }
