@@ -29,7 +29,7 @@ const MEM_MB: u64 = 256;
 
 /// RSS of `pid` outside the guest-RAM mapping (the anonymous mapping of
 /// `mem_bytes` or more): the VMM's own memory.
-fn vmm_rss(pid: u32, mem_bytes: u64) -> u64 {
+pub(crate) fn vmm_rss(pid: u32, mem_bytes: u64) -> u64 {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
     let (mut total, mut guest) = (0u64, 0u64);
     let mut size = 0u64;
@@ -58,7 +58,7 @@ fn vmm_rss(pid: u32, mem_bytes: u64) -> u64 {
 }
 
 /// Read lines until one contains `marker`.
-fn wait_line(r: &mut impl BufRead, marker: &str) -> Result<(), String> {
+pub(crate) fn wait_line(r: &mut impl BufRead, marker: &str) -> Result<(), String> {
     let mut line = String::new();
     loop {
         line.clear();
@@ -133,10 +133,10 @@ pub fn hcs_once(elf: &Path, i: usize) -> Result<VmSample, String> {
 }
 
 /// A QMP connection (QEMU's JSON monitor).
-struct Qmp(BufReader<UnixStream>, UnixStream);
+pub(crate) struct Qmp(BufReader<UnixStream>, UnixStream);
 
 impl Qmp {
-    fn connect(path: &Path) -> Result<Qmp, String> {
+    pub(crate) fn connect(path: &Path) -> Result<Qmp, String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let s = loop {
             match UnixStream::connect(path) {
@@ -157,12 +157,21 @@ impl Qmp {
         Ok(l)
     }
 
-    fn exec(&mut self, cmd: &str) -> Result<(), String> {
-        writeln!(self.1, "{{\"execute\":\"{cmd}\"}}").map_err(|e| e.to_string())?;
+    pub(crate) fn exec(&mut self, cmd: &str) -> Result<(), String> {
+        self.call(cmd, None).map(|_| ())
+    }
+
+    /// Run `cmd` with `args` (a JSON object); the `return` line.
+    pub(crate) fn call(&mut self, cmd: &str, args: Option<&str>) -> Result<String, String> {
+        match args {
+            Some(a) => writeln!(self.1, "{{\"execute\":\"{cmd}\",\"arguments\":{a}}}"),
+            None => writeln!(self.1, "{{\"execute\":\"{cmd}\"}}"),
+        }
+        .map_err(|e| e.to_string())?;
         loop {
             let l = self.line()?;
             if l.contains("\"return\"") {
-                return Ok(());
+                return Ok(l);
             }
             if l.contains("\"error\"") || l.is_empty() {
                 return Err(format!("QMP {cmd}: {l}"));

@@ -1,0 +1,255 @@
+//! `hcs-bench snapshots`: save and restore of the test guest (its PVH
+//! build), HCS against QEMU microvm, per guest size.
+//!
+//! Per iteration and VMM: boot, wait for READY, pause, save (timed until
+//! the files are complete), stop the VM; then spawn a new VMM from the
+//! files and time spawn → the restored guest's first output (its answer
+//! to `ticks` typed on the console), and read the new VMM's RSS.
+//! HCS: HcsSaveComputeSystem ToFile, then a system with RestoreState.
+//! QEMU: `stop` + `migrate exec:cat > file` (polled until completed), then
+//! a new process with `-incoming exec:cat file` + `cont`.
+
+use std::io::{BufReader, Write};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hcs::{Operation, System, INFINITE};
+
+use crate::vms::{vmm_rss, wait_line, Qmp};
+
+const READY: &str = "HCS-TEST-GUEST READY";
+
+/// What one iteration measured.
+#[derive(Default, Clone, Copy)]
+pub struct SnapSample {
+    /// Pause done → files complete.
+    pub save: Duration,
+    /// Bytes the files take on disk (allocated blocks).
+    pub disk_bytes: u64,
+    /// Apparent size of the files.
+    pub apparent_bytes: u64,
+    /// Spawn → first output of the restored guest.
+    pub restore: Duration,
+    /// The restored VMM's RSS outside guest RAM.
+    pub vmm_rss: u64,
+    /// The restored VMM's RSS of guest RAM.
+    pub guest_rss: u64,
+}
+
+fn sizes(paths: &[&Path]) -> (u64, u64) {
+    paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .fold((0, 0), |(d, a), m| (d + m.blocks() * 512, a + m.len()))
+}
+
+fn total_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+fn doc(elf: &Path, mem_mb: u64, restore: Option<&Path>) -> String {
+    let mut d = serde_json::json!({
+        "SchemaVersion": { "Major": 2, "Minor": 1 },
+        "Owner": "hcs-bench",
+        "ShouldTerminateOnLastHandleClosed": true,
+        "VirtualMachine": {
+            "Chipset": { "LinuxKernelDirect": { "KernelFilePath": elf, "KernelCmdLine": "console=ttyS0" } },
+            "ComputeTopology": { "Memory": { "SizeInMB": mem_mb }, "Processor": { "Count": 1 } },
+            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } }
+        }
+    });
+    if let Some(p) = restore {
+        d["VirtualMachine"]["RestoreState"] = serde_json::json!({ "SaveStateFilePath": p });
+    }
+    d.to_string()
+}
+
+fn console(ns: &str, id: &str) -> Result<(BufReader<UnixStream>, UnixStream), String> {
+    let c = UnixStream::connect(hcs::console_socket(ns, id, 0)).map_err(|e| e.to_string())?;
+    c.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    Ok((BufReader::new(c.try_clone().map_err(|e| e.to_string())?), c))
+}
+
+fn monitor_pid(ns: &str, id: &str) -> u32 {
+    std::fs::read(hcs_rundir::system_dir(&hcs_rundir::root(), ns, id).join("record.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["monitor_pid"].as_u64())
+        .unwrap_or(0) as u32
+}
+
+/// One HCS iteration.
+pub fn hcs_once(elf: &Path, mem_mb: u64, dir: &Path, i: usize) -> Result<SnapSample, String> {
+    let e = |e: hcs::HcsError| e.to_string();
+    let ns = "bench";
+    let id = format!("snap-{}-{i}", std::process::id());
+    let state = dir.join(format!("hcs-{i}.state"));
+    let memory = dir.join(format!("hcs-{i}.state.memory"));
+    let op = Operation::new();
+    let s = System::create_in_namespace(ns, &id, &doc(elf, mem_mb, None), &op).map_err(e)?;
+    op.wait(INFINITE).map_err(e)?;
+    let (mut out, _) = console(ns, &id)?;
+    s.start(&op, None).map_err(e)?;
+    op.wait(INFINITE).map_err(e)?;
+    wait_line(&mut out, READY)?;
+    s.pause(&op, None).map_err(e)?;
+    op.wait(INFINITE).map_err(e)?;
+    let opts = serde_json::json!({ "SaveType": "ToFile", "SaveStateFilePath": state }).to_string();
+    let t = Instant::now();
+    s.save(&op, Some(&opts)).map_err(e)?;
+    op.wait(INFINITE).map_err(e)?;
+    let save = t.elapsed();
+    s.terminate(&op, None).map_err(e)?;
+    op.wait(INFINITE).map_err(e)?;
+    drop(s);
+    let (disk_bytes, apparent_bytes) = sizes(&[&state, &memory]);
+
+    let rid = format!("{id}-r");
+    let t0 = Instant::now();
+    let r =
+        System::create_in_namespace(ns, &rid, &doc(elf, mem_mb, Some(&state)), &op).map_err(e)?;
+    op.wait(INFINITE).map_err(e)?;
+    let (mut out, mut inp) = console(ns, &rid)?;
+    r.start(&op, None).map_err(e)?;
+    op.wait(INFINITE).map_err(e)?;
+    inp.write_all(b"ticks\n").map_err(|e| e.to_string())?;
+    wait_line(&mut out, "TICKS")?;
+    let restore = t0.elapsed();
+    let pid = monitor_pid(ns, &rid);
+    let vmm = vmm_rss(pid, mem_mb << 20);
+    let guest_rss = total_rss(pid).saturating_sub(vmm);
+    r.terminate(&op, None).map_err(e)?;
+    op.wait(INFINITE).map_err(e)?;
+    let _ = std::fs::remove_file(&state);
+    let _ = std::fs::remove_file(&memory);
+    Ok(SnapSample {
+        save,
+        disk_bytes,
+        apparent_bytes,
+        restore,
+        vmm_rss: vmm,
+        guest_rss,
+    })
+}
+
+fn qemu_cmd(qemu: &str, elf: &Path, mem_mb: u64, qmp: &Path) -> Command {
+    let mut c = Command::new(qemu);
+    c.args([
+        "-M",
+        "microvm,acpi=on",
+        "-enable-kvm",
+        "-cpu",
+        "host,-arch-capabilities",
+    ])
+    .args(["-m", &mem_mb.to_string(), "-smp", "1", "-no-reboot"])
+    .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+    .args(["-append", "console=ttyS0"])
+    .arg("-kernel")
+    .arg(elf)
+    .arg("-qmp")
+    .arg(format!("unix:{},server=on,wait=off", qmp.display()))
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    c
+}
+
+/// Kill and reap a QEMU we started (by its pid, through its handle).
+fn end(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn poll_until(q: &mut Qmp, cmd: &str, done: &str, fail: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let l = q.call(cmd, None)?;
+        if l.contains(done) {
+            return Ok(());
+        }
+        if l.contains(fail) {
+            return Err(format!("QMP {cmd}: {l}"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("QMP {cmd}: still {l}"));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// One QEMU microvm iteration.
+pub fn qemu_once(
+    qemu: &str,
+    elf: &Path,
+    mem_mb: u64,
+    dir: &Path,
+    i: usize,
+) -> Result<SnapSample, String> {
+    let qmp_path = dir.join(format!("qmp-s-{i}.sock"));
+    let file = dir.join(format!("qemu-{i}.mig"));
+    let mut child = qemu_cmd(qemu, elf, mem_mb, &qmp_path)
+        .spawn()
+        .map_err(|e| format!("{qemu}: {e}"))?;
+    let saved = (|| -> Result<Duration, String> {
+        let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        wait_line(&mut out, READY)?;
+        let mut q = Qmp::connect(&qmp_path)?;
+        q.exec("stop")?;
+        let t = Instant::now();
+        let uri = format!("{{\"uri\":\"exec:cat > {}\"}}", file.display());
+        q.call("migrate", Some(&uri))?;
+        poll_until(&mut q, "query-migrate", "\"completed\"", "\"failed\"")?;
+        Ok(t.elapsed())
+    })();
+    end(child);
+    let save = saved?;
+    let (disk_bytes, apparent_bytes) = sizes(&[&file]);
+
+    let qmp2 = dir.join(format!("qmp-r-{i}.sock"));
+    let t0 = Instant::now();
+    let mut child = qemu_cmd(qemu, elf, mem_mb, &qmp2)
+        .arg("-incoming")
+        .arg(format!("exec:cat {}", file.display()))
+        .spawn()
+        .map_err(|e| format!("{qemu}: {e}"))?;
+    let restored = (|| -> Result<SnapSample, String> {
+        let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut q = Qmp::connect(&qmp2)?;
+        poll_until(&mut q, "query-status", "\"paused\"", "\"internal-error\"")?;
+        q.exec("cont")?;
+        child
+            .stdin
+            .as_mut()
+            .ok_or("no stdin")?
+            .write_all(b"ticks\n")
+            .map_err(|e| e.to_string())?;
+        wait_line(&mut out, "TICKS")?;
+        let restore = t0.elapsed();
+        let vmm = vmm_rss(child.id(), mem_mb << 20);
+        let guest_rss = total_rss(child.id()).saturating_sub(vmm);
+        Ok(SnapSample {
+            save,
+            disk_bytes,
+            apparent_bytes,
+            restore,
+            vmm_rss: vmm,
+            guest_rss,
+        })
+    })();
+    end(child);
+    let _ = std::fs::remove_file(&file);
+    restored
+}
