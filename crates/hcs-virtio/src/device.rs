@@ -103,6 +103,18 @@ pub trait VirtioDevice: Send {
         None
     }
 
+    /// Stop touching guest memory and the queues until [`VirtioDevice::resume`]
+    /// (for a consistent save). Devices that work only when notified (on the
+    /// vCPU thread) need not do anything.
+    fn pause(&mut self) {}
+
+    /// Carry on after [`VirtioDevice::pause`].
+    fn resume(&mut self) {}
+
+    /// The device was started from saved state (its host-side state, such
+    /// as connections, did not survive). vsock resets its connections here.
+    fn restored(&mut self) {}
+
     /// Stop all work and drop the queues (the driver wrote 0 to `Status`).
     /// The device can be activated again afterwards.
     fn reset(&mut self);

@@ -22,6 +22,7 @@ use crate::device::{
     DeviceQueues, VirtioDevice, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
     VIRTIO_RING_F_INDIRECT_DESC,
 };
+use crate::interrupt::{INT_CONFIG, INT_VRING};
 use crate::{GuestMemoryMmap, Interrupt};
 
 /// Size of a transport's MMIO window (what the integrator maps and
@@ -72,8 +73,8 @@ mod reg {
 }
 
 /// The driver-visible state of one queue.
-#[derive(Debug, Clone, Default)]
-struct QueueRegs {
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueRegs {
     max_size: u16,
     size: u32,
     ready: bool,
@@ -109,6 +110,36 @@ impl QueueRegs {
         }
         Ok(q)
     }
+}
+
+/// A transport's registers, for save and restore. The queues' positions
+/// are not part of it: a device never keeps a chain it popped between two
+/// processing steps (every chain goes back to the used ring, or is pushed
+/// back), so once the device is paused the next available and next used
+/// indices both equal the used ring's index in guest memory, which a
+/// restore reads from the restored memory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TransportState {
+    /// virtio device type, checked on restore.
+    pub device_type: u32,
+    /// The device status register.
+    pub status: u32,
+    /// The device feature selector.
+    pub device_features_sel: u32,
+    /// The driver feature selector.
+    pub driver_features_sel: u32,
+    /// The features the driver accepted.
+    pub driver_features: u64,
+    /// The queue selector.
+    pub queue_sel: u32,
+    /// The shared memory region selector.
+    pub shm_sel: u32,
+    /// Configuration generation.
+    pub config_generation: u32,
+    /// Interrupt status bits not yet acknowledged.
+    pub interrupt_status: u32,
+    /// Each queue's registers.
+    pub queues: Vec<QueueRegs>,
 }
 
 /// A virtio-mmio transport in front of one device.
@@ -472,6 +503,98 @@ impl MmioTransport {
     pub fn config_changed(&mut self) {
         self.config_generation = self.config_generation.wrapping_add(1);
         self.interrupt.signal_config_change();
+    }
+
+    /// The registers, for a save (pause the device first).
+    pub fn state(&self) -> TransportState {
+        TransportState {
+            device_type: self.device.device_type(),
+            status: self.status,
+            device_features_sel: self.device_features_sel,
+            driver_features_sel: self.driver_features_sel,
+            driver_features: self.driver_features,
+            queue_sel: self.queue_sel,
+            shm_sel: self.shm_sel,
+            config_generation: self.config_generation,
+            interrupt_status: self.interrupt.status(),
+            queues: self.queues.clone(),
+        }
+    }
+
+    /// Load saved registers into a fresh transport whose guest memory is
+    /// the restored one; a device the driver had started is started again
+    /// where its queues stood. Refuses a state of another device type or
+    /// queue layout.
+    pub fn restore(&mut self, s: &TransportState) -> Result<(), String> {
+        if s.device_type != self.device.device_type() {
+            return Err(format!(
+                "saved device type {} is not this device's ({})",
+                s.device_type,
+                self.device.device_type()
+            ));
+        }
+        let maxes: Vec<u16> = self.queues.iter().map(|q| q.max_size).collect();
+        let saved: Vec<u16> = s.queues.iter().map(|q| q.max_size).collect();
+        if maxes != saved {
+            return Err(format!(
+                "saved queues {saved:?} do not match this device's {maxes:?}"
+            ));
+        }
+        self.reset();
+        self.device_features_sel = s.device_features_sel;
+        self.driver_features_sel = s.driver_features_sel;
+        self.driver_features = s.driver_features;
+        self.queue_sel = s.queue_sel;
+        self.shm_sel = s.shm_sel;
+        self.config_generation = s.config_generation;
+        self.queues = s.queues.clone();
+        if s.status & VIRTIO_CONFIG_S_DRIVER_OK != 0 {
+            self.activate_at_used_index()?;
+        }
+        self.status = s.status;
+        // Pending interrupt reasons: raise the line again so none is lost.
+        if s.interrupt_status & INT_VRING != 0 {
+            self.interrupt.signal_used_queue();
+        }
+        if s.interrupt_status & INT_CONFIG != 0 {
+            self.interrupt.signal_config_change();
+        }
+        Ok(())
+    }
+
+    /// Start the device with every ready queue positioned at its used index
+    /// (see [`TransportState`]).
+    fn activate_at_used_index(&mut self) -> Result<(), String> {
+        let event_idx = self.driver_features & VIRTIO_RING_F_EVENT_IDX != 0;
+        let mut queues = Vec::with_capacity(self.queues.len());
+        for (i, regs) in self.queues.iter().enumerate() {
+            let q = if regs.ready {
+                let mut q = regs
+                    .build(&self.mem)
+                    .map_err(|e| format!("queue {i}: {e}"))?;
+                q.set_event_idx(event_idx);
+                let used = q
+                    .used_idx(&self.mem, std::sync::atomic::Ordering::Acquire)
+                    .map_err(|e| format!("queue {i}: reading the used index: {e}"))?;
+                q.set_next_avail(used.0);
+                q.set_next_used(used.0);
+                q
+            } else {
+                Queue::new(regs.max_size).map_err(|e| format!("queue {i}: {e}"))?
+            };
+            queues.push(q);
+        }
+        self.device
+            .activate(DeviceQueues {
+                mem: self.mem.clone(),
+                queues,
+                interrupt: self.interrupt.clone(),
+                acked_features: self.driver_features,
+            })
+            .map_err(|e| e.to_string())?;
+        self.active = true;
+        self.device.restored();
+        Ok(())
     }
 
     /// Device reset (the driver wrote 0 to `Status`).

@@ -181,6 +181,8 @@ pub struct DevicesState {
     pub serial: Vec<(u8, UartState)>,
     /// GED events the guest has not read.
     pub ged_pending: u8,
+    /// Each virtio-mmio transport's registers, in window order.
+    pub virtio: Vec<hcs_virtio::mmio::TransportState>,
 }
 
 /// How long a paused vCPU thread may take to save or load its state.
@@ -213,6 +215,7 @@ pub struct Vm {
     ged: Arc<Mutex<Ged>>,
     consoles: Vec<(u8, Arc<Mutex<Console>>)>,
     uarts: Vec<(u8, Arc<Mutex<Uart>>)>,
+    transports: Vec<crate::devices::virtio::SharedTransport>,
     _sockets: Vec<SocketGuard>,
     exit: Arc<Mutex<ExitState>>,
     exit_evt: EventFd,
@@ -424,7 +427,7 @@ impl Vm {
         )
         .map_err(bus_err)?;
 
-        crate::devices::virtio::attach(&cfg.virtio, &vm, &memory, &mut mmio)?;
+        let transports = crate::devices::virtio::attach(&cfg.virtio, &vm, &memory, &mut mmio)?;
 
         let msr_indices = kvm
             .get_msr_index_list()
@@ -460,6 +463,7 @@ impl Vm {
             ged,
             consoles,
             uarts,
+            transports,
             _sockets: sockets,
             exit,
             exit_evt,
@@ -476,12 +480,6 @@ impl Vm {
     pub fn restore(cfg: &VmConfig, state_path: &Path) -> Result<Vm, VmmError> {
         let saved = crate::snapshot::read_state(state_path)?;
         saved.machine.check_matches(cfg)?;
-        if cfg.virtio.count() > 0 {
-            return Err(VmmError::Unsupported(
-                "restoring a VM with virtio devices is not supported yet (their queue state is not saved)"
-                    .into(),
-            ));
-        }
         let mut vm = Vm::build(cfg, Some(&saved))?;
         vm.restore_cpu_state(&saved.vm, saved.vcpus)?;
         vm.restore_devices(&saved.devices)?;
@@ -495,17 +493,20 @@ impl Vm {
         &mut self,
         state_path: &Path,
     ) -> Result<hcs_snapshot::memory::SaveReport, VmmError> {
-        if self.machine.virtio_devices > 0 {
-            return Err(VmmError::Unsupported(
-                "saving a VM with virtio devices is not supported yet (their queue state is not saved)"
-                    .into(),
-            ));
-        }
         let (vm, vcpus) = self.save_cpu_state()?;
+        // Devices with threads of their own stop touching guest memory while
+        // it is written out.
+        for t in &self.transports {
+            lock(t).pause();
+        }
         let devices = self.save_devices();
         let memory_path = crate::snapshot::memory_path_for(state_path);
         let report = hcs_snapshot::memory::save_guest_memory(&self.memory, &memory_path)
-            .map_err(|e| VmmError::Snapshot(e.to_string()))?;
+            .map_err(|e| VmmError::Snapshot(e.to_string()));
+        for t in &self.transports {
+            lock(t).resume();
+        }
+        let report = report?;
         let memory_file = memory_path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -664,6 +665,7 @@ impl Vm {
         DevicesState {
             serial: self.uarts.iter().map(|(i, u)| (*i, save_uart(u))).collect(),
             ged_pending: lock(&self.ged).pending(),
+            virtio: self.transports.iter().map(|t| lock(t).state()).collect(),
         }
     }
 
@@ -682,6 +684,18 @@ impl Vm {
             })?;
         }
         lock(&self.ged).restore(state.ged_pending);
+        if state.virtio.len() != self.transports.len() {
+            return Err(VmmError::Config(format!(
+                "the saved state has {} virtio devices, this VM {}",
+                state.virtio.len(),
+                self.transports.len()
+            )));
+        }
+        for (i, (t, s)) in self.transports.iter().zip(&state.virtio).enumerate() {
+            lock(t)
+                .restore(s)
+                .map_err(|e| VmmError::Snapshot(format!("virtio device {i}: {e}")))?;
+        }
         Ok(())
     }
 

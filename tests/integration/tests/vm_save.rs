@@ -168,3 +168,61 @@ fn a_saved_vm_carries_on_in_new_systems_and_bad_files_are_refused() {
     assert!(e.message.contains("vCPUs"), "{e}");
     assert!(leftovers(&ns).is_empty(), "{:?}", leftovers(&ns));
 }
+
+#[test]
+fn vsock_and_disks_survive_save_and_the_agent_reconnects_after_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.img");
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let state = dir.path().join("vm.state");
+    let extra = serde_json::json!({ "VirtualMachine": {
+        "GuestConnection": { "UseVsock": true },
+        "Chipset": { "LinuxKernelDirect": { "KernelCmdLine": "console=ttyS0 hcs.agent=1" } },
+        "Devices": { "Scsi": { "0": { "Attachments": {
+            "0": { "Type": "VirtualDisk", "Path": disk } } } } }
+    } });
+    let ns = unique_namespace("vmsaveagent");
+    let s = create_started(&ns, "vm", &vm_doc(extra.clone()));
+    let r = run(&s, &["echo", "before", "save"]);
+    assert_eq!(
+        (r.exit_code, r.stdout.lines().next()),
+        (0, Some("before save"))
+    );
+    let r = run(&s, &["sector", "write", "3"]);
+    assert_eq!(r.exit_code, 0, "{}", r.stderr);
+
+    call(|op| s.pause(op, None)).unwrap();
+    let opts = serde_json::json!({ "SaveType": "ToFile", "SaveStateFilePath": state }).to_string();
+    call(|op| s.save(op, Some(&opts))).unwrap();
+    terminate(&s);
+
+    let mut doc: serde_json::Value = serde_json::from_str(&vm_doc(extra)).unwrap();
+    doc["VirtualMachine"]["RestoreState"] = serde_json::json!({ "SaveStateFilePath": state });
+    let r1 = create_started(&ns, "r1", &doc.to_string());
+    let mut c = Console::attach(&ns, "r1");
+    // The vsock device resets its connections; the agent connects again by
+    // itself, and processes run at once.
+    let r = run(&r1, &["echo", "after", "restore"]);
+    assert_eq!(
+        (r.exit_code, r.stdout.lines().next()),
+        (0, Some("after restore")),
+        "{}",
+        r.stderr
+    );
+    c.expect("AGENT TRANSPORT RESET");
+    // The disk still works after restore: what the guest writes lands in
+    // the image, beside what it wrote before the save.
+    let r = run(&r1, &["sector", "write", "5"]);
+    assert_eq!(r.exit_code, 0, "{}", r.stderr);
+    let image = std::fs::read(&disk).unwrap();
+    for lba in [3usize, 5] {
+        let want = format!("HCS-SECTOR {lba}\n");
+        assert_eq!(
+            &image[lba * 512..lba * 512 + want.len()],
+            want.as_bytes(),
+            "sector {lba}"
+        );
+    }
+    terminate(&r1);
+    assert!(leftovers(&ns).is_empty(), "{:?}", leftovers(&ns));
+}

@@ -86,6 +86,8 @@ pub struct Vsock {
     cid: u64,
     muxer: Option<VsockMuxer>,
     worker: Option<JoinHandle<VsockMuxer>>,
+    /// The muxer of a paused device, queues still attached.
+    paused: Option<VsockMuxer>,
     queue_evts: Vec<EventFd>,
     control: Arc<Control>,
     lost: bool,
@@ -120,6 +122,7 @@ impl Vsock {
             control: muxer.control(),
             muxer: Some(muxer),
             worker: None,
+            paused: None,
             queue_evts,
             lost: false,
         })
@@ -146,26 +149,51 @@ impl Vsock {
         }
     }
 
-    fn stop_worker(&mut self) {
-        let Some(worker) = self.worker.take() else {
-            return;
-        };
+    /// End the worker thread and take its muxer back (queues attached).
+    fn join_worker(&mut self) -> Option<VsockMuxer> {
+        let worker = self.worker.take()?;
         self.control.stop.store(true, Ordering::SeqCst);
         let _ = self.control.evt.write(1);
-        match worker.join() {
-            Ok(mut muxer) => {
-                muxer.detach();
-                self.muxer = Some(muxer);
-            }
+        let muxer = match worker.join() {
+            Ok(muxer) => Some(muxer),
             Err(_) => {
                 tracing::error!(
                     cid = self.cid,
                     "vsock: the device thread panicked; the device is lost"
                 );
                 self.lost = true;
+                None
+            }
+        };
+        self.control.stop.store(false, Ordering::SeqCst);
+        muxer
+    }
+
+    fn stop_worker(&mut self) {
+        if let Some(mut muxer) = self.join_worker().or_else(|| self.paused.take()) {
+            muxer.detach();
+            self.muxer = Some(muxer);
+        }
+    }
+
+    fn spawn_worker(&mut self, muxer: VsockMuxer) -> Result<(), ActivateError> {
+        let spawned = std::thread::Builder::new()
+            .name(format!("vsock-{}", self.cid))
+            .spawn(move || muxer.run());
+        match spawned {
+            Ok(handle) => {
+                self.worker = Some(handle);
+                // Anything the driver queued meanwhile.
+                for evt in &self.queue_evts {
+                    let _ = evt.write(1);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.lost = true;
+                Err(ActivateError::Worker(e))
             }
         }
-        self.control.stop.store(false, Ordering::SeqCst);
     }
 }
 
@@ -217,23 +245,28 @@ impl VirtioDevice for Vsock {
             event,
             interrupt: q.interrupt,
         });
-        let spawned = std::thread::Builder::new()
-            .name(format!("vsock-{}", self.cid))
-            .spawn(move || muxer.run());
-        match spawned {
-            Ok(handle) => {
-                self.worker = Some(handle);
-                // Anything the driver queued before we listened.
-                for evt in &self.queue_evts {
-                    let _ = evt.write(1);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                self.lost = true;
-                Err(ActivateError::Worker(e))
+        self.spawn_worker(muxer)
+    }
+
+    fn pause(&mut self) {
+        if let Some(muxer) = self.join_worker() {
+            self.paused = Some(muxer);
+        }
+    }
+
+    fn resume(&mut self) {
+        if let Some(muxer) = self.paused.take() {
+            if let Err(e) = self.spawn_worker(muxer) {
+                tracing::error!(cid = self.cid, "vsock: resuming the device failed: {e}");
             }
         }
+    }
+
+    fn restored(&mut self) {
+        // Host-side connections did not survive the save: tell the guest
+        // (VIRTIO_VSOCK_EVENT_TRANSPORT_RESET), so its sockets reset and its
+        // agent connects again.
+        self.reset_connections();
     }
 
     fn queue_notify(&mut self, index: u16) {

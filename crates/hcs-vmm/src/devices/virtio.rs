@@ -106,7 +106,32 @@ impl VirtioConfig {
 }
 
 /// A transport as a bus device.
-struct VirtioMmio(MmioTransport);
+pub struct VirtioMmio(MmioTransport);
+
+/// A transport on the bus, shared with the VM for save and restore.
+pub type SharedTransport = Arc<Mutex<VirtioMmio>>;
+
+impl VirtioMmio {
+    /// Stop the device touching guest memory (for a save).
+    pub fn pause(&mut self) {
+        self.0.device_mut().pause();
+    }
+
+    /// Let it work again.
+    pub fn resume(&mut self) {
+        self.0.device_mut().resume();
+    }
+
+    /// The transport's registers.
+    pub fn state(&self) -> hcs_virtio::mmio::TransportState {
+        self.0.state()
+    }
+
+    /// Load saved registers and restart the device where it stood.
+    pub fn restore(&mut self, s: &hcs_virtio::mmio::TransportState) -> Result<(), String> {
+        self.0.restore(s)
+    }
+}
 
 impl BusDevice for VirtioMmio {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
@@ -118,13 +143,14 @@ impl BusDevice for VirtioMmio {
 }
 
 /// Open the devices, wire their interrupts as irqfds, and put their
-/// transports on `mmio`.
+/// transports on `mmio`; returns the transports, in window order.
 pub fn attach(
     cfg: &VirtioConfig,
     vm: &VmFd,
     mem: &vm_memory::GuestMemoryMmap,
     mmio: &mut Bus,
-) -> Result<(), VirtioSetupError> {
+) -> Result<Vec<SharedTransport>, VirtioSetupError> {
+    let mut transports = Vec::new();
     let devices = cfg.open()?;
     for (device, (base, gsi)) in devices.into_iter().zip(cfg.windows()) {
         let irq =
@@ -132,13 +158,11 @@ pub fn attach(
         vm.register_irqfd(&irq, gsi)
             .map_err(|e| VirtioSetupError::Irq(e.to_string()))?;
         let transport = MmioTransport::new(device, mem.clone(), Arc::new(Interrupt::new(irq)));
-        mmio.insert(
-            base,
-            layout::VIRTIO_MMIO_SIZE,
-            Arc::new(Mutex::new(VirtioMmio(transport))),
-        )?;
+        let shared = Arc::new(Mutex::new(VirtioMmio(transport)));
+        mmio.insert(base, layout::VIRTIO_MMIO_SIZE, shared.clone())?;
+        transports.push(shared);
     }
-    Ok(())
+    Ok(transports)
 }
 
 #[cfg(test)]
