@@ -56,6 +56,7 @@ pub mod interrupt;
 pub mod mmio;
 pub mod net;
 pub mod vsock;
+mod worker_thread;
 
 #[cfg(test)]
 pub(crate) mod testing;

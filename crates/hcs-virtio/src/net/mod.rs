@@ -17,9 +17,7 @@
 mod tap;
 mod worker;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use virtio_queue::QueueT;
 use vmm_sys_util::eventfd::EventFd;
@@ -30,6 +28,7 @@ pub use worker::{NetQueues, NetStats, NetWorker, RX_QUEUE, TX_QUEUE};
 use crate::block::copy_config;
 use crate::device::{ActivateError, DeviceQueues, VirtioDevice};
 use crate::device_type;
+use crate::worker_thread::LoopThread;
 use worker::Control;
 
 /// Queue size offered for both queues.
@@ -176,8 +175,9 @@ pub enum NetError {
 pub struct Net {
     tap_name: String,
     mac: MacAddress,
-    worker: Option<NetWorker>,
-    thread: Option<JoinHandle<NetWorker>>,
+    thread: LoopThread<NetWorker>,
+    /// The thread panicked: the device cannot start again.
+    lost: bool,
     queue_evts: Vec<EventFd>,
     control: Arc<Control>,
 }
@@ -187,7 +187,7 @@ impl std::fmt::Debug for Net {
         f.debug_struct("Net")
             .field("tap", &self.tap_name)
             .field("mac", &self.mac)
-            .field("active", &self.thread.is_some())
+            .field("active", &self.thread.is_running())
             .finish_non_exhaustive()
     }
 }
@@ -211,12 +211,13 @@ impl Net {
                     .map_err(NetError::Setup)
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let tap_name = worker.tap_name().to_string();
         Ok(Net {
-            tap_name: worker.tap_name().to_string(),
             mac,
             control: worker.control(),
-            worker: Some(worker),
-            thread: None,
+            thread: LoopThread::new(format!("net-{tap_name}"), worker),
+            tap_name,
+            lost: false,
             queue_evts,
         })
     }
@@ -234,7 +235,7 @@ impl Net {
     /// Frame counters, while the driver has not started the device (its
     /// thread has them otherwise).
     pub fn stats(&self) -> Option<NetStats> {
-        self.worker.as_ref().map(NetWorker::stats)
+        self.thread.idle().map(NetWorker::stats)
     }
 
     fn config_space(&self) -> [u8; 8] {
@@ -245,24 +246,25 @@ impl Net {
     }
 
     fn stop_worker(&mut self) {
-        let Some(thread) = self.thread.take() else {
-            return;
-        };
-        self.control.stop.store(true, Ordering::SeqCst);
-        let _ = self.control.evt.write(1);
-        match thread.join() {
-            Ok(mut worker) => {
-                worker.detach();
-                self.worker = Some(worker);
-            }
-            Err(_) => {
-                tracing::error!(
-                    tap = self.tap_name,
-                    "virtio-net: the device thread panicked; the device is lost"
-                );
-            }
+        if !self.thread.stop(&self.control.stop, &self.control.evt) {
+            tracing::error!(
+                tap = self.tap_name,
+                "virtio-net: the device thread panicked; the device is lost"
+            );
+            self.lost = true;
         }
-        self.control.stop.store(false, Ordering::SeqCst);
+    }
+
+    fn start_worker(&mut self) -> Result<(), ActivateError> {
+        self.thread.start().map_err(|e| {
+            self.lost = true;
+            ActivateError::Worker(e)
+        })?;
+        // Anything the driver queued meanwhile.
+        for evt in &self.queue_evts {
+            let _ = evt.write(1);
+        }
+        Ok(())
     }
 }
 
@@ -296,12 +298,11 @@ impl VirtioDevice for Net {
                 return Err(ActivateError::QueueNotReady(i));
             }
         }
-        let Some(mut worker) = self.worker.take() else {
+        let Some(worker) = self.thread.idle_mut().filter(|_| !self.lost) else {
             return Err(ActivateError::Unusable("its thread died".into()));
         };
         let mut queues = q.queues.into_iter();
         let (Some(rx), Some(tx)) = (queues.next(), queues.next()) else {
-            self.worker = Some(worker);
             return Err(ActivateError::QueueCount {
                 expected: 2,
                 got: 0,
@@ -313,22 +314,25 @@ impl VirtioDevice for Net {
             tx,
             interrupt: q.interrupt,
         });
-        let name: String = format!("net-{}", self.tap_name).chars().take(15).collect();
-        // The closure owns the worker; if spawning fails it is dropped
-        // with it and the device cannot start again.
-        let spawned = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || worker.run());
-        match spawned {
-            Ok(handle) => {
-                self.thread = Some(handle);
-                // Anything the driver queued before we listened.
-                for evt in &self.queue_evts {
-                    let _ = evt.write(1);
-                }
-                Ok(())
-            }
-            Err(e) => Err(ActivateError::Worker(e)),
+        self.start_worker()
+    }
+
+    fn pause(&mut self) {
+        if !self.thread.pause(&self.control.stop, &self.control.evt) {
+            tracing::error!(
+                tap = self.tap_name,
+                "virtio-net: the device thread panicked; the device is lost"
+            );
+            self.lost = true;
+        }
+    }
+
+    fn resume(&mut self) {
+        if let Err(e) = self.start_worker() {
+            tracing::error!(
+                tap = self.tap_name,
+                "virtio-net: resuming the device failed: {e}"
+            );
         }
     }
 
@@ -349,9 +353,6 @@ impl VirtioDevice for Net {
 
     fn reset(&mut self) {
         self.stop_worker();
-        if let Some(w) = self.worker.as_mut() {
-            w.detach();
-        }
     }
 }
 

@@ -198,7 +198,7 @@ impl NetWorker {
     }
 
     /// Run until asked to stop; returns the backend for a later activation.
-    pub(crate) fn run(mut self) -> NetWorker {
+    fn run_loop(mut self) -> NetWorker {
         while !self.control.stop.load(Ordering::SeqCst) {
             if let Err(e) = self.poll(Duration::from_secs(1)) {
                 tracing::error!(tap = self.tap.name(), "virtio-net: event loop failed: {e}");
@@ -443,5 +443,15 @@ impl NetWorker {
                 0
             }
         }
+    }
+}
+
+impl crate::worker_thread::EventLoop for NetWorker {
+    fn run(self) -> Self {
+        self.run_loop()
+    }
+
+    fn detach(&mut self) {
+        NetWorker::detach(self);
     }
 }

@@ -16,7 +16,6 @@ mod sock;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use virtio_queue::QueueT;
 use vmm_sys_util::eventfd::EventFd;
@@ -27,6 +26,7 @@ pub use muxer::{Timeouts, VsockMuxer, VsockQueues, EVENT_QUEUE, RX_QUEUE, TX_QUE
 use crate::block::copy_config;
 use crate::device::{ActivateError, DeviceQueues, VirtioDevice};
 use crate::device_type;
+use crate::worker_thread::LoopThread;
 use muxer::Control;
 
 /// Queue size offered for each of the three queues.
@@ -84,10 +84,7 @@ impl VsockHandle {
 /// A virtio-vsock device.
 pub struct Vsock {
     cid: u64,
-    muxer: Option<VsockMuxer>,
-    worker: Option<JoinHandle<VsockMuxer>>,
-    /// The muxer of a paused device, queues still attached.
-    paused: Option<VsockMuxer>,
+    thread: LoopThread<VsockMuxer>,
     queue_evts: Vec<EventFd>,
     control: Arc<Control>,
     lost: bool,
@@ -97,7 +94,7 @@ impl std::fmt::Debug for Vsock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vsock")
             .field("cid", &self.cid)
-            .field("active", &self.worker.is_some())
+            .field("active", &self.thread.is_running())
             .finish_non_exhaustive()
     }
 }
@@ -120,9 +117,7 @@ impl Vsock {
         Ok(Vsock {
             cid: config.guest_cid,
             control: muxer.control(),
-            muxer: Some(muxer),
-            worker: None,
-            paused: None,
+            thread: LoopThread::new(format!("vsock-{}", config.guest_cid), muxer),
             queue_evts,
             lost: false,
         })
@@ -137,7 +132,7 @@ impl Vsock {
     /// to the guest (e.g. after restoring a snapshot). Does nothing while
     /// the driver has not started the device.
     pub fn reset_connections(&self) {
-        if self.worker.is_some() {
+        if self.thread.is_running() {
             self.handle().reset_connections();
         }
     }
@@ -149,51 +144,26 @@ impl Vsock {
         }
     }
 
-    /// End the worker thread and take its muxer back (queues attached).
-    fn join_worker(&mut self) -> Option<VsockMuxer> {
-        let worker = self.worker.take()?;
-        self.control.stop.store(true, Ordering::SeqCst);
-        let _ = self.control.evt.write(1);
-        let muxer = match worker.join() {
-            Ok(muxer) => Some(muxer),
-            Err(_) => {
-                tracing::error!(
-                    cid = self.cid,
-                    "vsock: the device thread panicked; the device is lost"
-                );
-                self.lost = true;
-                None
-            }
-        };
-        self.control.stop.store(false, Ordering::SeqCst);
-        muxer
-    }
-
     fn stop_worker(&mut self) {
-        if let Some(mut muxer) = self.join_worker().or_else(|| self.paused.take()) {
-            muxer.detach();
-            self.muxer = Some(muxer);
+        if !self.thread.stop(&self.control.stop, &self.control.evt) {
+            tracing::error!(
+                cid = self.cid,
+                "vsock: the device thread panicked; the device is lost"
+            );
+            self.lost = true;
         }
     }
 
-    fn spawn_worker(&mut self, muxer: VsockMuxer) -> Result<(), ActivateError> {
-        let spawned = std::thread::Builder::new()
-            .name(format!("vsock-{}", self.cid))
-            .spawn(move || muxer.run());
-        match spawned {
-            Ok(handle) => {
-                self.worker = Some(handle);
-                // Anything the driver queued meanwhile.
-                for evt in &self.queue_evts {
-                    let _ = evt.write(1);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                self.lost = true;
-                Err(ActivateError::Worker(e))
-            }
+    fn start_worker(&mut self) -> Result<(), ActivateError> {
+        self.thread.start().map_err(|e| {
+            self.lost = true;
+            ActivateError::Worker(e)
+        })?;
+        // Anything the driver queued meanwhile.
+        for evt in &self.queue_evts {
+            let _ = evt.write(1);
         }
+        Ok(())
     }
 }
 
@@ -227,7 +197,7 @@ impl VirtioDevice for Vsock {
                 return Err(ActivateError::QueueNotReady(i));
             }
         }
-        let Some(mut muxer) = self.muxer.take() else {
+        let Some(muxer) = self.thread.idle_mut().filter(|_| !self.lost) else {
             return Err(ActivateError::Unusable("its thread died".into()));
         };
         let mut queues = q.queues.into_iter();
@@ -245,20 +215,22 @@ impl VirtioDevice for Vsock {
             event,
             interrupt: q.interrupt,
         });
-        self.spawn_worker(muxer)
+        self.start_worker()
     }
 
     fn pause(&mut self) {
-        if let Some(muxer) = self.join_worker() {
-            self.paused = Some(muxer);
+        if !self.thread.pause(&self.control.stop, &self.control.evt) {
+            tracing::error!(
+                cid = self.cid,
+                "vsock: the device thread panicked; the device is lost"
+            );
+            self.lost = true;
         }
     }
 
     fn resume(&mut self) {
-        if let Some(muxer) = self.paused.take() {
-            if let Err(e) = self.spawn_worker(muxer) {
-                tracing::error!(cid = self.cid, "vsock: resuming the device failed: {e}");
-            }
+        if let Err(e) = self.start_worker() {
+            tracing::error!(cid = self.cid, "vsock: resuming the device failed: {e}");
         }
     }
 
@@ -283,9 +255,6 @@ impl VirtioDevice for Vsock {
 
     fn reset(&mut self) {
         self.stop_worker();
-        if let Some(m) = self.muxer.as_mut() {
-            m.detach();
-        }
     }
 }
 

@@ -271,7 +271,7 @@ impl VsockMuxer {
     }
 
     /// Run until asked to stop; returns the muxer for a later activation.
-    pub(crate) fn run(mut self) -> VsockMuxer {
+    fn run_loop(mut self) -> VsockMuxer {
         loop {
             if self.control.stop.load(Ordering::SeqCst) {
                 break;
@@ -768,6 +768,16 @@ fn parse_connect(line: &[u8]) -> Option<u32> {
         return None;
     }
     port.trim().parse().ok()
+}
+
+impl crate::worker_thread::EventLoop for VsockMuxer {
+    fn run(self) -> Self {
+        self.run_loop()
+    }
+
+    fn detach(&mut self) {
+        VsockMuxer::detach(self);
+    }
 }
 
 #[cfg(test)]
