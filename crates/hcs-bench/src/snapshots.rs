@@ -253,3 +253,107 @@ pub fn qemu_once(
     let _ = std::fs::remove_file(&file);
     restored
 }
+
+fn firecracker_cmd(fc: &str, api: &Path) -> Command {
+    let _ = std::fs::remove_file(api);
+    let mut c = Command::new(fc);
+    c.arg("--api-sock")
+        .arg(api)
+        .args(["--level", "Error"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    c
+}
+
+fn wait_socket(p: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while UnixStream::connect(p).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("{} never listened", p.display()));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(())
+}
+
+/// One Firecracker iteration (binary from $HCS_BENCH_FIRECRACKER): `PATCH
+/// /vm Paused` + `PUT /snapshot/create` (Full), then a new process and `PUT
+/// /snapshot/load` with `resume_vm`. No Firecracker binary could be
+/// obtained where this was written, so this path has not run here.
+pub fn firecracker_once(
+    fc: &str,
+    elf: &Path,
+    mem_mb: u64,
+    dir: &Path,
+    i: usize,
+) -> Result<SnapSample, String> {
+    let api = dir.join(format!("fc-s-{i}.sock"));
+    let cfg = dir.join(format!("fc-s-{i}.json"));
+    let vmstate = dir.join(format!("fc-{i}.vmstate"));
+    let mem = dir.join(format!("fc-{i}.mem"));
+    let config = serde_json::json!({
+        "boot-source": { "kernel_image_path": elf, "boot_args": "console=ttyS0" },
+        "drives": [],
+        "machine-config": { "vcpu_count": 1, "mem_size_mib": mem_mb }
+    });
+    std::fs::write(&cfg, config.to_string()).map_err(|e| e.to_string())?;
+    let mut child = firecracker_cmd(fc, &api)
+        .arg("--config-file")
+        .arg(&cfg)
+        .spawn()
+        .map_err(|e| format!("{fc}: {e}"))?;
+    let saved = (|| -> Result<Duration, String> {
+        let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        wait_line(&mut out, READY)?;
+        crate::vms::fc_request(&api, "PATCH", "/vm", r#"{"state":"Paused"}"#)?;
+        let t = Instant::now();
+        let body = serde_json::json!({
+            "snapshot_type": "Full", "snapshot_path": vmstate, "mem_file_path": mem
+        });
+        crate::vms::fc_request(&api, "PUT", "/snapshot/create", &body.to_string())?;
+        Ok(t.elapsed())
+    })();
+    end(child);
+    let save = saved?;
+    let (disk_bytes, apparent_bytes) = sizes(&[&vmstate, &mem]);
+
+    let api2 = dir.join(format!("fc-r-{i}.sock"));
+    let t0 = Instant::now();
+    let mut child = firecracker_cmd(fc, &api2)
+        .spawn()
+        .map_err(|e| format!("{fc}: {e}"))?;
+    let restored = (|| -> Result<SnapSample, String> {
+        let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        wait_socket(&api2)?;
+        let body = serde_json::json!({
+            "snapshot_path": vmstate,
+            "mem_backend": { "backend_type": "File", "backend_path": mem },
+            "resume_vm": true
+        });
+        crate::vms::fc_request(&api2, "PUT", "/snapshot/load", &body.to_string())?;
+        child
+            .stdin
+            .as_mut()
+            .ok_or("no stdin")?
+            .write_all(b"ticks\n")
+            .map_err(|e| e.to_string())?;
+        wait_line(&mut out, "TICKS")?;
+        let restore = t0.elapsed();
+        let vmm = vmm_rss(child.id(), mem_mb << 20);
+        let guest_rss = total_rss(child.id()).saturating_sub(vmm);
+        Ok(SnapSample {
+            save,
+            disk_bytes,
+            apparent_bytes,
+            restore,
+            vmm_rss: vmm,
+            guest_rss,
+        })
+    })();
+    end(child);
+    for f in [&vmstate, &mem, &cfg] {
+        let _ = std::fs::remove_file(f);
+    }
+    restored
+}

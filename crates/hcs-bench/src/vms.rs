@@ -266,6 +266,25 @@ fn drive_child(
     run
 }
 
+/// One request to Firecracker's API socket; Ok on a 2xx answer.
+pub(crate) fn fc_request(api: &Path, method: &str, path: &str, body: &str) -> Result<(), String> {
+    let mut s = UnixStream::connect(api).map_err(|e| format!("{}: {e}", api.display()))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut resp = [0u8; 1024];
+    let n = s.read(&mut resp).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&resp[..n]);
+    if text.starts_with("HTTP/1.1 2") {
+        Ok(())
+    } else {
+        Err(format!("firecracker {method} {path}: {text}"))
+    }
+}
+
 /// One Firecracker iteration (binary from $HCS_BENCH_FIRECRACKER). The
 /// default ELF (no PVH note) takes Firecracker's Linux boot path.
 pub fn firecracker_once(fc: &str, elf: &Path, dir: &Path, i: usize) -> Result<VmSample, String> {
@@ -289,20 +308,8 @@ pub fn firecracker_once(fc: &str, elf: &Path, dir: &Path, i: usize) -> Result<Vm
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("{fc}: {e}"))?;
-    let patch = |state: &str| -> Result<(), String> {
-        let mut s = UnixStream::connect(&api).map_err(|e| e.to_string())?;
-        let body = format!("{{\"state\":\"{state}\"}}");
-        write!(s, "PATCH /vm HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
-            .map_err(|e| e.to_string())?;
-        let mut resp = [0u8; 512];
-        let n = s.read(&mut resp).map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&resp[..n]);
-        if text.starts_with("HTTP/1.1 204") {
-            Ok(())
-        } else {
-            Err(format!("firecracker PATCH /vm {state}: {text}"))
-        }
-    };
+    let patch =
+        |state: &str| fc_request(&api, "PATCH", "/vm", &format!("{{\"state\":\"{state}\"}}"));
     // No Firecracker binary was ever available here to confirm that it exits
     // with 0 after the guest powers off, so its exit status is not required.
     drive_child(child, t0, false, |_: &mut Child| {
