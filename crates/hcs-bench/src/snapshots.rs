@@ -112,8 +112,8 @@ pub fn hcs_once(elf: &Path, mem_mb: u64, dir: &Path, i: usize) -> Result<SnapSam
     s.save(&op, Some(&opts)).map_err(e)?;
     op.wait(INFINITE).map_err(e)?;
     let save = t.elapsed();
-    s.terminate(&op, None).map_err(e)?;
-    op.wait(INFINITE).map_err(e)?;
+    // A VM saved to a file stops by itself.
+    s.wait_for_exit(INFINITE).map_err(e)?;
     drop(s);
     let (disk_bytes, apparent_bytes) = sizes(&[&state, &memory]);
 

@@ -86,7 +86,7 @@ enum Command {
     },
     /// Print the events of a compute system as JSON lines until it stops.
     Events { id: String },
-    /// Save a paused virtual machine to a state file (and <file>.memory next to it).
+    /// Save a paused virtual machine to a state file (and <file>.memory next to it); it then stops.
     Save {
         id: String,
         /// The state file to write (the guest memory goes to <file>.memory).
@@ -172,6 +172,8 @@ fn run(cli: &Cli) -> HcsResult<u8> {
             let path = absolute(file)?;
             let opts = serde_json::json!({ "SaveType": "ToFile", "SaveStateFilePath": path });
             call(|op| s.save(op, Some(&opts.to_string())))?;
+            // A VM saved to a file stops: show how.
+            println!("{}", pretty(&s.wait_for_exit(INFINITE)?));
         }
         Command::Restore { id, config, file } => {
             let mut doc: serde_json::Value = serde_json::from_str(&read_document(config)?)

@@ -482,6 +482,11 @@ impl VmBackend {
                 crash_report: None,
             },
             VmExit::Killed => StopInfo { kind: StopKind::Killed, attribution: Vec::new(), crash_report: None },
+            VmExit::Saved => StopInfo {
+                kind: StopKind::Clean,
+                attribution: vec![worker(WorkerExitType::Saved, WorkerExitDetail::Save, ExitInitiator::Client)],
+                crash_report: None,
+            },
             VmExit::Panic { events } => {
                 let log = self.vm.console_history(0).map(|h| {
                     let tail = &h[h.len().saturating_sub(4096)..];
@@ -648,6 +653,8 @@ impl Backend for VmBackend {
             pages_total = report.pages_total,
             "saved"
         );
+        // As HCS does: a VM saved to a file stops (WorkerExit Type Saved).
+        self.vm.stop_with(VmExit::Saved);
         Ok(())
     }
 

@@ -62,6 +62,8 @@ pub enum VmExit {
     VcpuError { vcpu: u8, message: String },
     /// The VMM stopped it (terminate).
     Killed,
+    /// It was saved to a file and stopped (HcsSaveComputeSystem ToFile).
+    Saved,
 }
 
 /// Counters for Properties.Statistics.
@@ -717,7 +719,12 @@ impl Vm {
     /// Stop the VM now (terminate). Its exit reason becomes `Killed` unless
     /// it had already stopped by itself.
     pub fn kill(&self) {
-        record_exit(&self.exit, &self.exit_evt, VmExit::Killed);
+        self.stop_with(VmExit::Killed);
+    }
+
+    /// Stop the VM, recording why (unless it already stopped).
+    pub fn stop_with(&self, reason: VmExit) {
+        record_exit(&self.exit, &self.exit_evt, reason);
         for v in &self.vcpus {
             v.request(Want::Exit);
         }

@@ -52,6 +52,19 @@ fn ticks_above(c: &mut Console, floor: u64) -> u64 {
     }
 }
 
+/// A VM saved to a file stops, as in HCS: GracefulExit, WorkerExit Saved.
+fn saved_and_stopped(s: &System) {
+    let status: serde_json::Value =
+        serde_json::from_str(&s.wait_for_exit(INFINITE).expect("the saved VM stops")).unwrap();
+    assert_eq!(status["ExitType"], "GracefulExit", "{status}");
+    let worker = status["Attribution"]
+        .as_array()
+        .and_then(|a| a.iter().find_map(|r| r.get("WorkerExit")))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(worker["Type"], "Saved", "{status}");
+}
+
 fn restore_doc(state: &std::path::Path) -> String {
     vm_doc(serde_json::json!({ "VirtualMachine": {
         "RestoreState": { "SaveStateFilePath": state }
@@ -85,7 +98,7 @@ fn a_saved_vm_carries_on_in_new_systems_and_bad_files_are_refused() {
     );
     call(|op| s.pause(op, None)).unwrap();
     call(|op| s.save(op, Some(&opts))).unwrap();
-    terminate(&s);
+    saved_and_stopped(&s);
 
     // The memory file is sparse: its size is the guest's, its blocks are
     // only the pages the guest touched.
@@ -194,7 +207,7 @@ fn vsock_and_disks_survive_save_and_the_agent_reconnects_after_restore() {
     call(|op| s.pause(op, None)).unwrap();
     let opts = serde_json::json!({ "SaveType": "ToFile", "SaveStateFilePath": state }).to_string();
     call(|op| s.save(op, Some(&opts))).unwrap();
-    terminate(&s);
+    saved_and_stopped(&s);
 
     let mut doc: serde_json::Value = serde_json::from_str(&vm_doc(extra)).unwrap();
     doc["VirtualMachine"]["RestoreState"] = serde_json::json!({ "SaveStateFilePath": state });
