@@ -472,30 +472,7 @@ impl MmioTransport {
     }
 
     fn activate(&mut self) -> Result<(), String> {
-        let event_idx = self.driver_features & VIRTIO_RING_F_EVENT_IDX != 0;
-        let mut queues = Vec::with_capacity(self.queues.len());
-        for (i, regs) in self.queues.iter().enumerate() {
-            let q = if regs.ready {
-                let mut q = regs
-                    .build(&self.mem)
-                    .map_err(|e| format!("queue {i}: {e}"))?;
-                q.set_event_idx(event_idx);
-                q
-            } else {
-                Queue::new(regs.max_size).map_err(|e| format!("queue {i}: {e}"))?
-            };
-            queues.push(q);
-        }
-        self.device
-            .activate(DeviceQueues {
-                mem: self.mem.clone(),
-                queues,
-                interrupt: self.interrupt.clone(),
-                acked_features: self.driver_features,
-            })
-            .map_err(|e| e.to_string())?;
-        self.active = true;
-        Ok(())
+        self.start_device(false)
     }
 
     /// The device configuration changed: bump the generation and tell the
@@ -549,7 +526,7 @@ impl MmioTransport {
         self.config_generation = s.config_generation;
         self.queues = s.queues.clone();
         if s.status & VIRTIO_CONFIG_S_DRIVER_OK != 0 {
-            self.activate_at_used_index()?;
+            self.start_device(true)?;
         }
         self.status = s.status;
         // Pending interrupt reasons: raise the line again so none is lost.
@@ -562,9 +539,10 @@ impl MmioTransport {
         Ok(())
     }
 
-    /// Start the device with every ready queue positioned at its used index
-    /// (see [`TransportState`]).
-    fn activate_at_used_index(&mut self) -> Result<(), String> {
+    /// Start the device with the queues the driver set up; with
+    /// `at_used_index` (a restore), every ready queue resumes at the used
+    /// ring's index in guest memory (see [`TransportState`]).
+    fn start_device(&mut self, at_used_index: bool) -> Result<(), String> {
         let event_idx = self.driver_features & VIRTIO_RING_F_EVENT_IDX != 0;
         let mut queues = Vec::with_capacity(self.queues.len());
         for (i, regs) in self.queues.iter().enumerate() {
@@ -573,11 +551,13 @@ impl MmioTransport {
                     .build(&self.mem)
                     .map_err(|e| format!("queue {i}: {e}"))?;
                 q.set_event_idx(event_idx);
-                let used = q
-                    .used_idx(&self.mem, std::sync::atomic::Ordering::Acquire)
-                    .map_err(|e| format!("queue {i}: reading the used index: {e}"))?;
-                q.set_next_avail(used.0);
-                q.set_next_used(used.0);
+                if at_used_index {
+                    let used = q
+                        .used_idx(&self.mem, std::sync::atomic::Ordering::Acquire)
+                        .map_err(|e| format!("queue {i}: reading the used index: {e}"))?;
+                    q.set_next_avail(used.0);
+                    q.set_next_used(used.0);
+                }
                 q
             } else {
                 Queue::new(regs.max_size).map_err(|e| format!("queue {i}: {e}"))?
@@ -593,7 +573,9 @@ impl MmioTransport {
             })
             .map_err(|e| e.to_string())?;
         self.active = true;
-        self.device.restored();
+        if at_used_index {
+            self.device.restored();
+        }
         Ok(())
     }
 

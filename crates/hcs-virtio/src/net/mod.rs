@@ -17,8 +17,6 @@
 mod tap;
 mod worker;
 
-use std::sync::Arc;
-
 use virtio_queue::QueueT;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -29,7 +27,6 @@ use crate::block::copy_config;
 use crate::device::{ActivateError, DeviceQueues, VirtioDevice};
 use crate::device_type;
 use crate::worker_thread::LoopThread;
-use worker::Control;
 
 /// Queue size offered for both queues.
 pub const QUEUE_SIZE: u16 = 256;
@@ -176,10 +173,7 @@ pub struct Net {
     tap_name: String,
     mac: MacAddress,
     thread: LoopThread<NetWorker>,
-    /// The thread panicked: the device cannot start again.
-    lost: bool,
     queue_evts: Vec<EventFd>,
-    control: Arc<Control>,
 }
 
 impl std::fmt::Debug for Net {
@@ -212,12 +206,12 @@ impl Net {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let tap_name = worker.tap_name().to_string();
+        let kicks = crate::worker_thread::clone_all(&queue_evts).map_err(NetError::Setup)?;
+        let control = worker.control();
         Ok(Net {
             mac,
-            control: worker.control(),
-            thread: LoopThread::new(format!("net-{tap_name}"), worker),
+            thread: LoopThread::new(format!("net-{tap_name}"), worker, control, kicks),
             tap_name,
-            lost: false,
             queue_evts,
         })
     }
@@ -244,28 +238,6 @@ impl Net {
         c[6..8].copy_from_slice(&VIRTIO_NET_S_LINK_UP.to_le_bytes());
         c
     }
-
-    fn stop_worker(&mut self) {
-        if !self.thread.stop(&self.control.stop, &self.control.evt) {
-            tracing::error!(
-                tap = self.tap_name,
-                "virtio-net: the device thread panicked; the device is lost"
-            );
-            self.lost = true;
-        }
-    }
-
-    fn start_worker(&mut self) -> Result<(), ActivateError> {
-        self.thread.start().map_err(|e| {
-            self.lost = true;
-            ActivateError::Worker(e)
-        })?;
-        // Anything the driver queued meanwhile.
-        for evt in &self.queue_evts {
-            let _ = evt.write(1);
-        }
-        Ok(())
-    }
 }
 
 impl VirtioDevice for Net {
@@ -286,7 +258,7 @@ impl VirtioDevice for Net {
     }
 
     fn activate(&mut self, q: DeviceQueues) -> Result<(), ActivateError> {
-        self.stop_worker();
+        self.thread.stop();
         if q.queues.len() != 2 {
             return Err(ActivateError::QueueCount {
                 expected: 2,
@@ -298,7 +270,7 @@ impl VirtioDevice for Net {
                 return Err(ActivateError::QueueNotReady(i));
             }
         }
-        let Some(worker) = self.thread.idle_mut().filter(|_| !self.lost) else {
+        let Some(worker) = self.thread.idle_mut() else {
             return Err(ActivateError::Unusable("its thread died".into()));
         };
         let mut queues = q.queues.into_iter();
@@ -314,26 +286,15 @@ impl VirtioDevice for Net {
             tx,
             interrupt: q.interrupt,
         });
-        self.start_worker()
+        self.thread.start()
     }
 
     fn pause(&mut self) {
-        if !self.thread.pause(&self.control.stop, &self.control.evt) {
-            tracing::error!(
-                tap = self.tap_name,
-                "virtio-net: the device thread panicked; the device is lost"
-            );
-            self.lost = true;
-        }
+        self.thread.pause();
     }
 
     fn resume(&mut self) {
-        if let Err(e) = self.start_worker() {
-            tracing::error!(
-                tap = self.tap_name,
-                "virtio-net: resuming the device failed: {e}"
-            );
-        }
+        self.thread.resume();
     }
 
     fn queue_notify(&mut self, index: u16) {
@@ -352,13 +313,13 @@ impl VirtioDevice for Net {
     }
 
     fn reset(&mut self) {
-        self.stop_worker();
+        self.thread.stop();
     }
 }
 
 impl Drop for Net {
     fn drop(&mut self) {
-        self.stop_worker();
+        self.thread.stop();
     }
 }
 

@@ -75,6 +75,16 @@ pub(crate) struct Control {
     pub(crate) stop: AtomicBool,
 }
 
+impl crate::worker_thread::StopSignal for Control {
+    fn stop_flag(&self) -> &AtomicBool {
+        &self.stop
+    }
+
+    fn wake(&self) -> &EventFd {
+        &self.evt
+    }
+}
+
 /// Frame counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NetStats {

@@ -87,7 +87,6 @@ pub struct Vsock {
     thread: LoopThread<VsockMuxer>,
     queue_evts: Vec<EventFd>,
     control: Arc<Control>,
-    lost: bool,
 }
 
 impl std::fmt::Debug for Vsock {
@@ -114,12 +113,18 @@ impl Vsock {
                     .map_err(VsockError::Setup)
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let kicks = crate::worker_thread::clone_all(&queue_evts).map_err(VsockError::Setup)?;
+        let control = muxer.control();
         Ok(Vsock {
             cid: config.guest_cid,
-            control: muxer.control(),
-            thread: LoopThread::new(format!("vsock-{}", config.guest_cid), muxer),
+            thread: LoopThread::new(
+                format!("vsock-{}", config.guest_cid),
+                muxer,
+                control.clone(),
+                kicks,
+            ),
+            control,
             queue_evts,
-            lost: false,
         })
     }
 
@@ -143,28 +148,6 @@ impl Vsock {
             control: self.control.clone(),
         }
     }
-
-    fn stop_worker(&mut self) {
-        if !self.thread.stop(&self.control.stop, &self.control.evt) {
-            tracing::error!(
-                cid = self.cid,
-                "vsock: the device thread panicked; the device is lost"
-            );
-            self.lost = true;
-        }
-    }
-
-    fn start_worker(&mut self) -> Result<(), ActivateError> {
-        self.thread.start().map_err(|e| {
-            self.lost = true;
-            ActivateError::Worker(e)
-        })?;
-        // Anything the driver queued meanwhile.
-        for evt in &self.queue_evts {
-            let _ = evt.write(1);
-        }
-        Ok(())
-    }
 }
 
 impl VirtioDevice for Vsock {
@@ -185,7 +168,7 @@ impl VirtioDevice for Vsock {
     }
 
     fn activate(&mut self, q: DeviceQueues) -> Result<(), ActivateError> {
-        self.stop_worker();
+        self.thread.stop();
         if q.queues.len() != 3 {
             return Err(ActivateError::QueueCount {
                 expected: 3,
@@ -197,7 +180,7 @@ impl VirtioDevice for Vsock {
                 return Err(ActivateError::QueueNotReady(i));
             }
         }
-        let Some(muxer) = self.thread.idle_mut().filter(|_| !self.lost) else {
+        let Some(muxer) = self.thread.idle_mut() else {
             return Err(ActivateError::Unusable("its thread died".into()));
         };
         let mut queues = q.queues.into_iter();
@@ -215,23 +198,15 @@ impl VirtioDevice for Vsock {
             event,
             interrupt: q.interrupt,
         });
-        self.start_worker()
+        self.thread.start()
     }
 
     fn pause(&mut self) {
-        if !self.thread.pause(&self.control.stop, &self.control.evt) {
-            tracing::error!(
-                cid = self.cid,
-                "vsock: the device thread panicked; the device is lost"
-            );
-            self.lost = true;
-        }
+        self.thread.pause();
     }
 
     fn resume(&mut self) {
-        if let Err(e) = self.start_worker() {
-            tracing::error!(cid = self.cid, "vsock: resuming the device failed: {e}");
-        }
+        self.thread.resume();
     }
 
     fn restored(&mut self) {
@@ -254,13 +229,13 @@ impl VirtioDevice for Vsock {
     }
 
     fn reset(&mut self) {
-        self.stop_worker();
+        self.thread.stop();
     }
 }
 
 impl Drop for Vsock {
     fn drop(&mut self) {
-        self.stop_worker();
+        self.thread.stop();
     }
 }
 

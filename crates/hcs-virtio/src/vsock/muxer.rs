@@ -100,6 +100,16 @@ pub(crate) struct Control {
     pub(crate) reset: AtomicBool,
 }
 
+impl crate::worker_thread::StopSignal for Control {
+    fn stop_flag(&self) -> &AtomicBool {
+        &self.stop
+    }
+
+    fn wake(&self) -> &EventFd {
+        &self.evt
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Owner {
     Listener,
