@@ -5,10 +5,11 @@
 #
 # Why the monitor is static: it is exec'd once per compute system and, for
 # a VM, it is the VMM, whose memory overhead counts. Linked statically it
-# maps no libc/libm/libgcc_s/ld.so pages and skips dynamic loading: 3.2 MiB
-# RSS instead of 4.3 MiB for a running test-guest VM. crt-static needs an
-# explicit --target (so build scripts and proc macros stay dynamic), and it
-# is only for the monitor: the C API library (a cdylib) must stay dynamic.
+# maps no libc/libm/libgcc_s/ld.so pages and skips dynamic loading (3.2 MiB
+# RSS instead of 4.3 MiB for a running test-guest VM when measured).
+# crt-static needs an explicit --target (so build scripts and proc macros
+# stay dynamic), and it is only for the monitor: the C API library (a
+# cdylib) must stay dynamic.
 # Usage: ./scripts/build-release.sh
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +20,12 @@ dist="$repo/build/dist/bin"
 echo "release: building the workspace"
 cargo build --release --workspace
 echo "release: building hcs-monitor statically for $host"
-RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$repo/target/static" \
+# Optimized for size: nearly all of the monitor's text is resident (the
+# kernel maps file pages around each fault), so a smaller text is a smaller
+# VMM. Measured interleaved with hcs-bench vms: 3.34 MiB RSS instead of 3.84,
+# for about 0.4 ms (4 %) more from spawn to the guest's first output.
+RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_OPT_LEVEL=s \
+    CARGO_TARGET_DIR="$repo/target/static" \
     cargo build --release --target "$host" -p hcs-monitor
 mkdir -p "$dist"
 for bin in hcs hcs-bench; do
