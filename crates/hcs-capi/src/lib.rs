@@ -1,0 +1,1 @@
+//! The HCS C API (skeleton; see issue 6).
