@@ -230,28 +230,51 @@ pub fn qemu_once(
         let mut q = Qmp::connect(&qmp2)?;
         poll_until(&mut q, "query-status", "\"paused\"", "\"internal-error\"")?;
         q.exec("cont")?;
-        child
-            .stdin
-            .as_mut()
-            .ok_or("no stdin")?
-            .write_all(b"ticks\n")
-            .map_err(|e| e.to_string())?;
-        wait_line(&mut out, "TICKS")?;
-        let restore = t0.elapsed();
-        let vmm = vmm_rss(child.id(), mem_mb << 20);
-        let guest_rss = total_rss(child.id()).saturating_sub(vmm);
-        Ok(SnapSample {
+        let saved = Saved {
             save,
             disk_bytes,
             apparent_bytes,
-            restore,
-            vmm_rss: vmm,
-            guest_rss,
-        })
+        };
+        first_answer(&mut child, &mut out, t0, mem_mb, saved)
     })();
     end(child);
     let _ = std::fs::remove_file(&file);
     restored
+}
+
+/// What the save of an iteration measured.
+struct Saved {
+    save: Duration,
+    disk_bytes: u64,
+    apparent_bytes: u64,
+}
+
+/// Type `ticks` on a restored VMM's console (its stdio), wait for the
+/// answer, and measure: spawn (`t0`) → answer, and the RSS.
+fn first_answer(
+    child: &mut Child,
+    out: &mut BufReader<std::process::ChildStdout>,
+    t0: Instant,
+    mem_mb: u64,
+    saved: Saved,
+) -> Result<SnapSample, String> {
+    child
+        .stdin
+        .as_mut()
+        .ok_or("no stdin")?
+        .write_all(b"ticks\n")
+        .map_err(|e| e.to_string())?;
+    wait_line(out, "TICKS")?;
+    let restore = t0.elapsed();
+    let vmm = vmm_rss(child.id(), mem_mb << 20);
+    Ok(SnapSample {
+        save: saved.save,
+        disk_bytes: saved.disk_bytes,
+        apparent_bytes: saved.apparent_bytes,
+        restore,
+        vmm_rss: vmm,
+        guest_rss: total_rss(child.id()).saturating_sub(vmm),
+    })
 }
 
 fn firecracker_cmd(fc: &str, api: &Path) -> Command {
@@ -332,24 +355,12 @@ pub fn firecracker_once(
             "resume_vm": true
         });
         crate::vms::fc_request(&api2, "PUT", "/snapshot/load", &body.to_string())?;
-        child
-            .stdin
-            .as_mut()
-            .ok_or("no stdin")?
-            .write_all(b"ticks\n")
-            .map_err(|e| e.to_string())?;
-        wait_line(&mut out, "TICKS")?;
-        let restore = t0.elapsed();
-        let vmm = vmm_rss(child.id(), mem_mb << 20);
-        let guest_rss = total_rss(child.id()).saturating_sub(vmm);
-        Ok(SnapSample {
+        let saved = Saved {
             save,
             disk_bytes,
             apparent_bytes,
-            restore,
-            vmm_rss: vmm,
-            guest_rss,
-        })
+        };
+        first_answer(&mut child, &mut out, t0, mem_mb, saved)
     })();
     end(child);
     for f in [&vmstate, &mem, &cfg] {
