@@ -18,7 +18,7 @@ use super::{lock, BusDevice};
 
 /// How long typed input waits for a guest that does not drain its FIFO.
 /// Long enough for a guest starved of CPU on a loaded host (a 2-core
-/// machine running builds), which at 5 s lost test commands.
+/// machine running builds): 5 s could drop test commands there.
 pub const INPUT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Bytes of output kept for consoles that attach later.
