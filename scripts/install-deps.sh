@@ -11,9 +11,10 @@
 #   qemu-system-x86  boots the Linux guest image under pure emulation (TCG) in
 #                 a test, since /dev/kvm here cannot run Linux; QEMU's microvm
 #                 is also the peer of the `vms` benchmark
+#   valgrind      runs the C API's test programs (crates/hcs-capi/tests/c) with leak checking
 set -euo pipefail
 
-packages=(iproute2 runc crun hyperfine acpica-tools cpio kmod qemu-system-x86)
+packages=(iproute2 runc crun hyperfine acpica-tools cpio kmod qemu-system-x86 valgrind)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
