@@ -19,6 +19,9 @@ extern "C" {
 
 /* Operations */
 HCS_OPERATION WINAPI HcsCreateOperation(void *context, HCS_OPERATION_COMPLETION callback);
+/* Undocumented in Microsoft's docs: the completion arrives at `callback` as
+ * an HcsEventOperationCallback event; there are no progress events here. */
+HCS_OPERATION WINAPI HcsCreateOperationWithNotifications(HCS_OPERATION_OPTIONS eventTypes, void *context, HCS_EVENT_CALLBACK callback);
 void WINAPI HcsCloseOperation(HCS_OPERATION operation);
 void *WINAPI HcsGetOperationContext(HCS_OPERATION operation);
 HRESULT WINAPI HcsSetOperationContext(HCS_OPERATION operation, void *context);

@@ -9,7 +9,10 @@ use hcs_errors::{HResult, HcsError, HcsResult};
 
 use crate::handles::{self, Object, HCS_OPERATION, HCS_PROCESS, HCS_SYSTEM};
 use crate::strings::{clear_out, write_doc};
-use crate::{guard, guard_hr, HCS_OPERATION_COMPLETION, HCS_PROCESS_INFORMATION, HRESULT, PWSTR};
+use crate::{
+    guard, guard_hr, HCS_EVENT_CALLBACK, HCS_OPERATION_COMPLETION, HCS_PROCESS_INFORMATION,
+    HRESULT, PWSTR,
+};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -24,6 +27,9 @@ pub(crate) struct Target {
 
 struct CbState {
     callback: HCS_OPERATION_COMPLETION,
+    /// For an operation made by HcsCreateOperationWithNotifications: its
+    /// completion goes to this event callback as `HcsEventOperationCallback`.
+    event_callback: HCS_EVENT_CALLBACK,
     context: usize,
     closed: bool,
     /// Threads inside the C completion callback right now.
@@ -41,18 +47,29 @@ impl OpShared {
     /// Run the C completion callback (on an hcs library thread), unless the
     /// handle was closed.
     fn invoke(&self) {
-        let (cb, ctx) = {
+        let (cb, event_cb, ctx) = {
             let mut st = lock(&self.state);
-            let Some(cb) = st.callback.filter(|_| !st.closed) else {
+            if st.closed || (st.callback.is_none() && st.event_callback.is_none()) {
                 return;
-            };
+            }
             st.running.push(std::thread::current().id());
-            (cb, st.context)
+            (st.callback, st.event_callback, st.context)
         };
-        // SAFETY: `cb` is the caller's HCS_OPERATION_COMPLETION, called with
-        // the handle and context it registered, as the API documents.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
-            cb(self.handle as HCS_OPERATION, ctx as *mut libc::c_void)
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if let Some(cb) = cb {
+                // SAFETY: `cb` is the caller's HCS_OPERATION_COMPLETION, called
+                // with the handle and context it registered, as documented.
+                unsafe { cb(self.handle as HCS_OPERATION, ctx as *mut libc::c_void) }
+            } else if let Some(cb) = event_cb {
+                let mut event = crate::HCS_EVENT {
+                    Type: hcs::EventType::OperationCallback as u32,
+                    EventData: std::ptr::null(),
+                    Operation: self.handle as HCS_OPERATION,
+                };
+                // SAFETY: `cb` is the caller's HCS_EVENT_CALLBACK; the event
+                // lives on this stack frame for the duration of the call.
+                unsafe { cb(&mut event, ctx as *mut libc::c_void) }
+            }
         }));
         let mut st = lock(&self.state);
         let me = std::thread::current().id();
@@ -85,12 +102,13 @@ pub(crate) struct OpEntry {
 impl OpEntry {
     /// Install (or remove, with NULL) the C completion callback.
     fn set_callback(&self, context: usize, callback: HCS_OPERATION_COMPLETION) {
-        {
+        let any = {
             let mut st = lock(&self.shared.state);
             st.callback = callback;
             st.context = context;
-        }
-        if callback.is_some() {
+            callback.is_some() || st.event_callback.is_some()
+        };
+        if any {
             let shared = self.shared.clone();
             self.op
                 .set_callback(Some(Arc::new(move |_: &Operation| shared.invoke())));
@@ -105,6 +123,34 @@ impl OpEntry {
     }
 }
 
+/// A new operation handle; its completion goes to `callback` or, failing
+/// that, to `event_callback`.
+fn create_operation(
+    context: *mut libc::c_void,
+    callback: HCS_OPERATION_COMPLETION,
+    event_callback: HCS_EVENT_CALLBACK,
+) -> HCS_OPERATION {
+    let handle = handles::reserve();
+    let entry = Arc::new(OpEntry {
+        op: Operation::new(),
+        shared: Arc::new(OpShared {
+            handle,
+            state: Mutex::new(CbState {
+                callback: None,
+                event_callback,
+                context: context as usize,
+                closed: false,
+                running: Vec::new(),
+            }),
+            cond: Condvar::new(),
+        }),
+        target: Mutex::new(Target::default()),
+    });
+    entry.set_callback(context as usize, callback);
+    handles::insert(handle, Object::Operation(entry));
+    handle as HCS_OPERATION
+}
+
 /// `HcsCreateOperation`. NULL only if the library failed internally.
 #[no_mangle]
 pub extern "C" fn HcsCreateOperation(
@@ -112,24 +158,27 @@ pub extern "C" fn HcsCreateOperation(
     callback: HCS_OPERATION_COMPLETION,
 ) -> HCS_OPERATION {
     guard(std::ptr::null_mut(), || {
-        let handle = handles::reserve();
-        let entry = Arc::new(OpEntry {
-            op: Operation::new(),
-            shared: Arc::new(OpShared {
-                handle,
-                state: Mutex::new(CbState {
-                    callback: None,
-                    context: context as usize,
-                    closed: false,
-                    running: Vec::new(),
-                }),
-                cond: Condvar::new(),
-            }),
-            target: Mutex::new(Target::default()),
-        });
-        entry.set_callback(context as usize, callback);
-        handles::insert(handle, Object::Operation(entry));
-        handle as HCS_OPERATION
+        create_operation(context, callback, None)
+    })
+}
+
+/// `HcsCreateOperationWithNotifications` (undocumented): an operation whose
+/// completion is delivered to `callback` as an `HcsEventOperationCallback`
+/// event (the documented event for operation completions). This library
+/// has no progress events, so the `eventTypes` options
+/// (`HcsOperationOptionProgressUpdate`) deliver nothing more. NULL when
+/// `callback` is NULL.
+#[no_mangle]
+pub extern "C" fn HcsCreateOperationWithNotifications(
+    _event_types: u32,
+    context: *mut libc::c_void,
+    callback: HCS_EVENT_CALLBACK,
+) -> HCS_OPERATION {
+    guard(std::ptr::null_mut(), || {
+        if callback.is_none() {
+            return std::ptr::null_mut();
+        }
+        create_operation(context, None, callback)
     })
 }
 

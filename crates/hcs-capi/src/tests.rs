@@ -281,6 +281,48 @@ fn the_completion_callback_runs_on_a_library_thread_and_may_close_the_operation(
     drop(probe);
 }
 
+unsafe extern "C" fn record_event(event: *mut crate::HCS_EVENT, ctx: *mut libc::c_void) {
+    // SAFETY: the test passes a Probe that outlives the callback, and the
+    // library passes a valid event for the duration of the call.
+    let (probe, event) = unsafe { (&*(ctx as *const Probe), &*event) };
+    // SAFETY: no out pointer.
+    let hr = unsafe { HcsGetOperationResult(event.Operation, null_mut()) };
+    let other_thread = std::thread::current().id() != probe.main;
+    let _ = probe.tx.lock().unwrap().send((
+        event.Operation as usize,
+        event.Type as usize,
+        hr,
+        other_thread && event.EventData.is_null(),
+    ));
+}
+
+#[test]
+fn an_operation_with_notifications_reports_its_completion_as_an_event() {
+    assert!(
+        HcsCreateOperationWithNotifications(0, null_mut(), None).is_null(),
+        "no callback, no operation"
+    );
+    let (tx, rx) = mpsc::channel();
+    let probe = Box::new(Probe {
+        tx: std::sync::Mutex::new(tx),
+        main: std::thread::current().id(),
+    });
+    let ctx = &*probe as *const Probe as *mut libc::c_void;
+    let op = HcsCreateOperationWithNotifications(1, ctx, Some(record_event));
+    assert!(!op.is_null());
+    assert_eq!(enumerate(op), S_OK);
+    let got = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // HcsEventOperationCallback, for this operation, with its result, on a
+    // library thread and without event data.
+    assert_eq!(got, (op as usize, 0x0100_0000, S_OK, true));
+    HcsCloseOperation(op);
+    assert!(
+        rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "one event"
+    );
+    drop(probe);
+}
+
 static BLOCK: std::sync::Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>> =
     std::sync::Mutex::new(None);
 static CALLS: AtomicUsize = AtomicUsize::new(0);
