@@ -3,10 +3,12 @@
 //! Each handle gets a [`Dispatcher`]: one library thread, started on first
 //! use, that runs the handle's callbacks in order. Callbacks never run on the
 //! thread that reads the monitor's socket, so a callback may itself wait on
-//! an operation without deadlocking. Closing a dispatcher drops what is
-//! queued and waits for the callback that is running, unless the close comes
-//! from that very callback; after it returns no callback of the handle runs
-//! again.
+//! an operation without deadlocking. Closing a dispatcher drops the handle's
+//! queued event callbacks and waits for the callback that is running, unless
+//! the close comes from that very callback; after it returns no callback of
+//! the handle runs again. Queued operation completions are not the handle's:
+//! they move to the global dispatcher, so an operation still reports its
+//! completion after the system handle it was about is closed.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -16,7 +18,8 @@ pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
 #[derive(Default)]
 struct State {
-    queue: VecDeque<Job>,
+    /// Callbacks, each with whether it outlives a close (operation completions).
+    queue: VecDeque<(Job, bool)>,
     running: bool,
     closed: bool,
     started: bool,
@@ -42,11 +45,21 @@ impl Dispatcher {
 
     /// Queue a callback, or give it back if the dispatcher is closed.
     pub(crate) fn try_post(self: &Arc<Self>, job: Job) -> Result<(), Job> {
+        self.enqueue(job, false)
+    }
+
+    /// Queue an operation completion: if the dispatcher closes before it
+    /// runs, it runs on the global dispatcher instead.
+    pub(crate) fn try_post_surviving(self: &Arc<Self>, job: Job) -> Result<(), Job> {
+        self.enqueue(job, true)
+    }
+
+    fn enqueue(self: &Arc<Self>, job: Job, survives: bool) -> Result<(), Job> {
         let mut st = lock(&self.state);
         if st.closed {
             return Err(job);
         }
-        st.queue.push_back(job);
+        st.queue.push_back((job, survives));
         if !st.started {
             st.started = true;
             let me = Arc::clone(self);
@@ -66,7 +79,7 @@ impl Dispatcher {
         let mut st = lock(&self.state);
         st.worker = Some(thread::current().id());
         loop {
-            if let Some(job) = st.queue.pop_front() {
+            if let Some((job, _)) = st.queue.pop_front() {
                 st.running = true;
                 drop(st);
                 // A panicking callback must not take the library thread (and
@@ -84,12 +97,17 @@ impl Dispatcher {
         }
     }
 
-    /// Stop delivering: drop queued callbacks and wait for a running one,
+    /// Stop delivering: drop queued event callbacks (queued operation
+    /// completions go to the global dispatcher) and wait for a running one,
     /// unless called from inside a callback of this dispatcher.
     pub(crate) fn close(&self) {
         let mut st = lock(&self.state);
         st.closed = true;
-        st.queue.clear();
+        for (job, survives) in st.queue.drain(..) {
+            if survives {
+                global().post(job);
+            }
+        }
         self.cond.notify_all();
         let on_worker = st.worker == Some(thread::current().id());
         while st.running && !on_worker {
@@ -173,6 +191,41 @@ mod tests {
             "queued callback must be dropped"
         );
         assert!(!d.post(Box::new(|| panic!("must not run after close"))));
+    }
+
+    #[test]
+    fn a_queued_operation_completion_outlives_the_close() {
+        let d = Dispatcher::new();
+        let (started_tx, started_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        d.post(Box::new(move || {
+            started_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        }));
+        let (done_tx, done_rx) = mpsc::channel();
+        let event_tx = done_tx.clone();
+        assert!(d
+            .try_post(Box::new(move || event_tx.send("event").unwrap()))
+            .is_ok());
+        assert!(d
+            .try_post_surviving(Box::new(move || done_tx.send("completion").unwrap()))
+            .is_ok());
+        started_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let closer = {
+            let d = d.clone();
+            thread::spawn(move || d.close())
+        };
+        while !lock(&d.state).closed {
+            thread::yield_now();
+        }
+        release_tx.send(()).unwrap();
+        closer.join().unwrap();
+        // The completion ran (on the global dispatcher); the event did not.
+        assert_eq!(
+            done_rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            "completion"
+        );
+        assert!(done_rx.recv_timeout(Duration::from_millis(200)).is_err());
     }
 
     #[test]

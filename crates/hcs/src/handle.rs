@@ -120,7 +120,7 @@ impl HandleCore {
     /// on the library's shared thread once the handle is closed (the
     /// operation outlives its handle).
     pub(crate) fn post_operation_callback(&self, job: Job) -> bool {
-        match self.dispatcher.try_post(job) {
+        match self.dispatcher.try_post_surviving(job) {
             Ok(()) => true,
             Err(job) => crate::callback::global().post(job),
         }
