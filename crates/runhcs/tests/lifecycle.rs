@@ -1,0 +1,508 @@
+//! End-to-end tests of runhcs with a busybox bundle: real compute systems,
+//! so they run as root (`sudo ./scripts/test.sh`) and fail otherwise.
+//!
+//! The bundle's `rootfs` is a symlink to the repository's busybox root
+//! filesystem (scripts/build-rootfs.sh): runhcs uses it as a read-only
+//! overlay layer, so nothing is written to it. Every container is deleted
+//! with `delete --force` by a drop guard, also when a test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+fn runhcs_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_runhcs"))
+}
+
+/// The `hcs` CLI of the same target directory (built by `cargo build --workspace`).
+fn hcs_exe() -> PathBuf {
+    let p = runhcs_exe().with_file_name("hcs");
+    assert!(
+        p.exists(),
+        "{} is missing: run cargo build --workspace first",
+        p.display()
+    );
+    p
+}
+
+fn rootfs() -> PathBuf {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the runhcs tests create real containers and must run as root"
+    );
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/rootfs/busybox");
+    assert!(
+        p.join("bin/busybox").exists(),
+        "{} is missing: run scripts/build-rootfs.sh",
+        p.display()
+    );
+    p.canonicalize().expect("rootfs path")
+}
+
+/// A unique container id for this test process.
+fn unique(name: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "rt-{}-{}-{name}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A bundle and a state root in a temporary directory.
+struct Bundle {
+    dir: tempfile::TempDir,
+}
+
+impl Bundle {
+    /// `runhcs spec`, then `edit` applied to the config.
+    fn new(edit: impl FnOnce(&mut Value)) -> Bundle {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(rootfs(), dir.path().join("rootfs")).expect("rootfs symlink");
+        let b = Bundle { dir };
+        let out = b.runhcs(&["spec", "--bundle", b.path().to_str().expect("utf-8")]);
+        assert!(out.status.success(), "runhcs spec: {}", text(&out.stderr));
+        let cfg = b.path().join("config.json");
+        let mut v: Value =
+            serde_json::from_slice(&std::fs::read(&cfg).expect("config.json")).expect("json");
+        v["process"]["terminal"] = json!(false);
+        edit(&mut v);
+        std::fs::write(&cfg, v.to_string()).expect("write config.json");
+        b
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn root(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    /// Run runhcs with `--root` given after the command, as runc allows.
+    fn runhcs(&self, args: &[&str]) -> Output {
+        let root = self.root();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--root", root.to_str().expect("utf-8")]);
+        Command::new(runhcs_exe())
+            .args(&all)
+            .output()
+            .expect("runs runhcs")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.runhcs(args);
+        assert!(
+            out.status.success(),
+            "runhcs {args:?} failed: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).expect("state JSON")
+    }
+
+    /// Create `id` from this bundle; the guard deletes it at the end.
+    fn create(&self, id: &str) -> Guard<'_> {
+        let bundle = self.path().to_str().expect("utf-8").to_string();
+        self.ok(&["create", id, "--bundle", &bundle]);
+        Guard {
+            bundle: self,
+            id: id.to_string(),
+        }
+    }
+}
+
+/// Deletes the container (and so terminates its compute system) on drop.
+struct Guard<'a> {
+    bundle: &'a Bundle,
+    id: String,
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        let _ = self.bundle.runhcs(&["delete", "--force", &self.id]);
+        // Belt and braces: the compute system itself, should the record be gone.
+        let _ = Command::new(hcs_exe())
+            .args(["-n", "runhcs", "terminate", &self.id])
+            .output();
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn hcs_list_has(id: &str) -> bool {
+    let out = Command::new(hcs_exe())
+        .args(["list", "-n", "runhcs", "--json"])
+        .output()
+        .expect("hcs list");
+    assert!(out.status.success(), "hcs list: {}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("hcs list JSON");
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| s["Id"] == json!(id))
+}
+
+fn wait_status(b: &Bundle, id: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = b.state(id);
+        if s["status"] == json!(want) || Instant::now() > deadline {
+            assert_eq!(s["status"], json!(want), "state of {id}: {s}");
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn lifecycle_create_start_kill_delete() {
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["sleep", "1000"]));
+    let id = unique("life");
+    let guard = b.create(&id);
+
+    let s = b.state(&id);
+    assert_eq!(s["status"], json!("created"), "{s}");
+    assert_eq!(s["id"], json!(id));
+    assert_eq!(
+        s["bundle"],
+        json!(b.path().canonicalize().expect("bundle").to_str())
+    );
+    assert!(
+        s["created"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{s}"
+    );
+    assert!(hcs_list_has(&id), "hcs list -n runhcs does not show {id}");
+
+    b.ok(&["start", &id]);
+    let s = b.state(&id);
+    assert_eq!(s["status"], json!("running"), "{s}");
+    assert!(s["pid"].as_u64().is_some_and(|p| p > 0), "{s}");
+
+    let ps: Value = serde_json::from_str(&b.ok(&["ps", &id, "--format", "json"])).expect("ps JSON");
+    assert!(
+        ps.as_array().is_some_and(|a| a.contains(&s["pid"])),
+        "ps {ps} lacks the init pid {}",
+        s["pid"]
+    );
+
+    // A running container is not deleted without --force.
+    let out = b.runhcs(&["delete", &id]);
+    assert!(
+        !out.status.success(),
+        "delete of a running container succeeded"
+    );
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    b.ok(&["kill", &id, "KILL"]);
+    let s = wait_status(&b, &id, "stopped");
+    assert_eq!(s["pid"], json!(0));
+
+    b.ok(&["delete", &id]);
+    let out = b.runhcs(&["state", &id]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!hcs_list_has(&id), "{id} still listed after delete");
+    drop(guard);
+}
+
+#[test]
+fn kill_by_number_and_list() {
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["sleep", "1000"]));
+    let id = unique("list");
+    let _guard = b.create(&id);
+    b.ok(&["start", &id]);
+    let list: Value =
+        serde_json::from_str(&b.ok(&["list", "--format", "json"])).expect("list JSON");
+    let entry = list
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["id"] == json!(id)))
+        .cloned();
+    assert_eq!(
+        entry.map(|e| e["status"].clone()),
+        Some(json!("running")),
+        "{list}"
+    );
+    b.ok(&["kill", &id, "15"]);
+    wait_status(&b, &id, "stopped");
+}
+
+#[test]
+fn run_passes_output_and_exit_code() {
+    let b =
+        Bundle::new(|c| c["process"]["args"] = json!(["sh", "-c", "echo hello-$HOSTNAME; exit 7"]));
+    let id = unique("run");
+    let bundle = b.path().to_str().expect("utf-8").to_string();
+    let out = b.runhcs(&["run", &id, "--bundle", &bundle]);
+    let _ = b.runhcs(&["delete", "--force", &id]);
+    assert_eq!(out.status.code(), Some(7), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "hello-runhcs");
+    // run deletes the container afterwards.
+    assert!(!b.root().join(&id).exists());
+    assert!(!hcs_list_has(&id));
+}
+
+#[test]
+fn pause_and_resume_show_in_state() {
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["sleep", "1000"]));
+    let id = unique("pause");
+    let _guard = b.create(&id);
+    b.ok(&["start", &id]);
+    b.ok(&["pause", &id]);
+    assert_eq!(b.state(&id)["status"], json!("paused"));
+    // Pausing twice is refused.
+    assert!(!b.runhcs(&["pause", &id]).status.success());
+    b.ok(&["resume", &id]);
+    assert_eq!(b.state(&id)["status"], json!("running"));
+    b.ok(&["delete", "--force", &id]);
+    assert!(!hcs_list_has(&id));
+}
+
+#[test]
+fn unsupported_fields_are_refused_by_name() {
+    let b = Bundle::new(|c| {
+        c["process"]["args"] = json!(["true"]);
+        c["hooks"] = json!({"prestart": [{"path": "/bin/true"}]});
+        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ERRNO"});
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 64, "soft": 64}]);
+        // Empty values are fine.
+        c["linux"]["sysctl"] = json!({});
+    });
+    let id = unique("unsup");
+    let bundle = b.path().to_str().expect("utf-8").to_string();
+    let out = b.runhcs(&["create", &id, "--bundle", &bundle]);
+    let _ = b.runhcs(&["delete", "--force", &id]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "create accepted unsupported fields");
+    for field in ["$.hooks", "$.linux.seccomp", "$.process.rlimits"] {
+        assert!(err.contains(field), "{field} not named in: {err}");
+    }
+    assert!(
+        !err.contains("sysctl"),
+        "an empty field was reported: {err}"
+    );
+    assert!(!b.root().join(&id).exists());
+    assert!(!hcs_list_has(&id));
+}
+
+#[test]
+fn bind_mount_is_mapped_read_only() {
+    let shared = tempfile::tempdir().expect("tempdir");
+    std::fs::write(shared.path().join("file"), "from-the-host").expect("write");
+    let src = shared.path().to_str().expect("utf-8").to_string();
+    let b = Bundle::new(|c| {
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "cat /mnt/file; echo x > /mnt/new && echo writable"
+        ]);
+        c["mounts"].as_array_mut().expect("mounts").push(json!({
+            "destination": "/mnt", "type": "bind", "source": src, "options": ["rbind", "ro"]
+        }));
+    });
+    let id = unique("bind");
+    let bundle = b.path().to_str().expect("utf-8").to_string();
+    let out = b.runhcs(&["run", &id, "--bundle", &bundle]);
+    let _ = b.runhcs(&["delete", "--force", &id]);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "from-the-host",
+        "stderr: {}",
+        text(&out.stderr)
+    );
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "the read-only bind was writable"
+    );
+}
+
+/// The host cgroup directory of a runhcs container in a v1 hierarchy (or the
+/// v2 one), found by name: `hcs/runhcs@<id>`.
+fn find_cgroup(hierarchy: &Path, id: &str, depth: usize) -> Option<PathBuf> {
+    let want = format!("runhcs@{id}");
+    for e in std::fs::read_dir(hierarchy).ok()?.flatten() {
+        let p = e.path();
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if e.file_name().to_str() == Some(want.as_str()) {
+            return Some(p);
+        }
+        if depth > 0 {
+            if let Some(found) = find_cgroup(&p, id, depth - 1) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn resources_reach_the_cgroup_and_options_go_anywhere() {
+    let b = Bundle::new(|c| {
+        c["process"]["args"] = json!(["sleep", "1000"]);
+        c["linux"]["resources"] = json!({"memory": {"limit": 48 << 20}, "cpu": {"shares": 512}});
+    });
+    let id = unique("res");
+    let bundle = b.path().to_str().expect("utf-8").to_string();
+    // Options before the id, and global options after the command.
+    b.ok(&[
+        "create",
+        "--bundle",
+        &bundle,
+        &id,
+        "--debug",
+        "--systemd-cgroup",
+        "--log-format",
+        "json",
+    ]);
+    let _guard = Guard {
+        bundle: &b,
+        id: id.clone(),
+    };
+    let memory = find_cgroup(Path::new("/sys/fs/cgroup/memory"), &id, 6)
+        .map(|d| d.join("memory.limit_in_bytes"))
+        .or_else(|| find_cgroup(Path::new("/sys/fs/cgroup"), &id, 6).map(|d| d.join("memory.max")))
+        .expect("the container's memory cgroup");
+    let limit = std::fs::read_to_string(&memory).expect("memory limit");
+    assert_eq!(
+        limit.trim(),
+        (48u64 << 20).to_string(),
+        "{}",
+        memory.display()
+    );
+    if let Some(cpu) = find_cgroup(Path::new("/sys/fs/cgroup/cpu"), &id, 6) {
+        // Shares go through cpu.weight, so they come back close, not exact.
+        let shares: u64 = std::fs::read_to_string(cpu.join("cpu.shares"))
+            .expect("cpu.shares")
+            .trim()
+            .parse()
+            .expect("a number");
+        assert!((480..=544).contains(&shares), "cpu.shares {shares} for 512");
+    }
+}
+
+#[test]
+fn errors_go_to_the_log_as_json() {
+    let b = Bundle::new(|_| {});
+    let log = b.path().join("runhcs.log");
+    let out = Command::new(runhcs_exe())
+        .args([
+            "--log",
+            log.to_str().expect("utf-8"),
+            "--log-format",
+            "json",
+            "--root",
+        ])
+        .arg(b.root())
+        .args(["state", "no-such-container"])
+        .output()
+        .expect("runs runhcs");
+    assert!(!out.status.success());
+    let line = std::fs::read_to_string(&log).expect("the log file");
+    let v: Value =
+        serde_json::from_str(line.lines().next().expect("a line")).expect("JSON log line");
+    assert_eq!(v["level"], json!("error"));
+    assert!(
+        v["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not exist")),
+        "{v}"
+    );
+}
+
+/// Receive one descriptor sent with SCM_RIGHTS on `stream`.
+fn receive_fd(stream: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+    let mut buf = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .expect("recvmsg on the console socket");
+    for c in msg.cmsgs().expect("control messages") {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel just installed this descriptor for us; nothing else owns it.
+                return unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+            }
+        }
+    }
+    panic!("no descriptor came with the console message");
+}
+
+#[test]
+fn terminal_goes_to_the_console_socket() {
+    let b = Bundle::new(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["args"] = json!(["sh", "-c", "[ -t 1 ] && echo hello-from-a-tty"]);
+    });
+    let id = unique("tty");
+    let bundle = b.path().to_str().expect("utf-8").to_string();
+    let sock = b.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind the console socket");
+    let sock = sock.to_str().expect("utf-8").to_string();
+
+    // Without --console-socket a terminal is refused, as by runc.
+    let out = b.runhcs(&["create", &id, "--bundle", &bundle]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("--console-socket"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    b.ok(&[
+        "create",
+        &id,
+        "--bundle",
+        &bundle,
+        "--console-socket",
+        &sock,
+    ]);
+    let _guard = Guard {
+        bundle: &b,
+        id: id.clone(),
+    };
+    let receiver = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept the console connection");
+        receive_fd(&stream)
+    });
+    b.ok(&["start", &id]);
+    let console = receiver.join().expect("console receiver");
+    let mut output = String::new();
+    let mut f = std::fs::File::from(console);
+    let mut chunk = [0u8; 256];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // The pty answers EIO once the process has gone and its output is read.
+    while !output.contains("hello-from-a-tty") && Instant::now() < deadline {
+        match std::io::Read::read(&mut f, &mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => output.push_str(&String::from_utf8_lossy(&chunk[..n])),
+        }
+    }
+    assert!(
+        output.contains("hello-from-a-tty"),
+        "console output: {output:?}"
+    );
+}
