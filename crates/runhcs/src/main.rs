@@ -81,6 +81,8 @@ enum Format {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Print the runtime-spec features document: what this runtime supports.
+    Features,
     /// Write a default config.json (which runhcs fully supports) into the bundle.
     Spec {
         /// Bundle directory.
@@ -222,6 +224,10 @@ fn log(cli: &Cli, level: &str, msg: &str) {
 fn run_command(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Command::Spec { bundle, .. } => spec_cmd(bundle).map(|_| 0),
+        Command::Features => {
+            println!("{}", to_pretty(&spec::features()));
+            Ok(0)
+        }
         Command::Create { id, create } => {
             create_cmd(cli, id, create, false)?;
             Ok(0)

@@ -72,6 +72,32 @@ const STANDARD_MOUNTS: [(&str, &str); 5] = [
 /// others describe what a HCS mapped directory is anyway).
 const BIND_OPTIONS: [&str; 6] = ["bind", "rbind", "ro", "rw", "private", "rprivate"];
 
+/// `runhcs features`: the runtime-spec features document, built from the
+/// same lists the checks use, so it says exactly what is supported. Empty
+/// lists mean "none" (hooks, seccomp); absent ones would mean "unknown".
+pub fn features() -> Value {
+    json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": oci_spec::runtime::VERSION,
+        "hooks": [],
+        "mountOptions": BIND_OPTIONS,
+        "linux": {
+            "namespaces": NAMESPACES.iter().chain(["cgroup"].iter()).collect::<Vec<_>>(),
+            "capabilities": [],
+            "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false },
+            "seccomp": { "enabled": false },
+            "apparmor": { "enabled": false },
+            "selinux": { "enabled": false },
+            "intelRdt": { "enabled": false },
+            "mountExtensions": { "idmap": { "enabled": false } }
+        },
+        "annotations": {
+            "io.github.hcs.runtime": "runhcs",
+            "io.github.hcs.version": env!("CARGO_PKG_VERSION")
+        }
+    })
+}
+
 /// The config.json that `runhcs spec` writes: like `runc spec`, but listing
 /// only what the HCS backend really provides, so that it passes the check.
 pub fn default_spec() -> Value {

@@ -506,3 +506,42 @@ fn terminal_goes_to_the_console_socket() {
         "console output: {output:?}"
     );
 }
+
+#[test]
+fn features_say_what_is_supported() {
+    let out = Command::new(runhcs_exe()).arg("features").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It is a runtime-spec features document.
+    let f: oci_spec::runtime::Features = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        f.hooks().as_deref(),
+        Some(&[][..]),
+        "no hooks are supported"
+    );
+    let linux = f.linux().clone().unwrap();
+    assert_eq!(
+        linux.seccomp().as_ref().and_then(|s| *s.enabled()),
+        Some(false)
+    );
+    let ns: Vec<String> = linux
+        .namespaces()
+        .clone()
+        .unwrap()
+        .iter()
+        .map(|n| format!("{n:?}").to_lowercase())
+        .collect();
+    for want in ["pid", "network", "ipc", "uts", "mount", "cgroup"] {
+        assert!(ns.iter().any(|n| n == want), "{want} missing from {ns:?}");
+    }
+    // Every mount option it lists is one a bind mount may carry.
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["mountOptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o == "ro"));
+}
