@@ -153,6 +153,10 @@ enum Command {
         #[arg(long, short = 'q')]
         quiet: bool,
     },
+    /// Run another process in a running container, from a command line or
+    /// an OCI process JSON (--process); waits for it and exits with its exit
+    /// code unless --detach. A terminal (--tty) needs --console-socket.
+    Exec(ExecArgs),
     /// List the processes of a container (HCS ProcessList).
     Ps {
         /// Container id.
@@ -161,6 +165,40 @@ enum Command {
         #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+}
+
+/// Options of exec.
+#[derive(Debug, clap::Args)]
+struct ExecArgs {
+    /// Container id.
+    id: String,
+    /// The command and its arguments (when there is no --process).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+    /// An OCI runtime-spec `process` JSON file describing the process.
+    #[arg(long, short = 'p')]
+    process: Option<PathBuf>,
+    /// Give the process a pseudo-terminal (sent to --console-socket).
+    #[arg(long, short = 't')]
+    tty: bool,
+    /// Do not wait for the process.
+    #[arg(long, short = 'd')]
+    detach: bool,
+    /// Write the process's pid (inside the container) here.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Unix socket to receive the terminal's pty master.
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    /// Working directory in the container.
+    #[arg(long)]
+    cwd: Option<String>,
+    /// Environment variables, NAME=value.
+    #[arg(long = "env", short = 'e')]
+    env: Vec<String>,
+    /// User as uid[:gid].
+    #[arg(long, short = 'u')]
+    user: Option<String>,
 }
 
 /// Options of create and run.
@@ -246,6 +284,7 @@ fn run_command(cli: &Cli) -> Result<i32> {
         Command::Resume { id } => pause_resume(cli, id, false).map(|_| 0),
         Command::List { format, quiet } => list_cmd(cli, *format, *quiet).map(|_| 0),
         Command::Ps { id, format } => ps_cmd(cli, id, *format).map(|_| 0),
+        Command::Exec(a) => exec_cmd(cli, a),
     }
 }
 
@@ -650,6 +689,112 @@ fn run_foreground(cli: &Cli, id: &str, a: &CreateArgs) -> Result<i32> {
     let code = result?;
     cleanup?;
     Ok(code)
+}
+
+/// The ProcessParameters of an exec.
+fn exec_params(a: &ExecArgs) -> Result<Value> {
+    if let Some(file) = &a.process {
+        let text = std::fs::read_to_string(file)
+            .context(|| format!("reading the process file {}", file.display()))?;
+        let raw: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Spec(format!("{}: {e}", file.display())))?;
+        let bad = spec::unsupported_process(&raw);
+        if !bad.is_empty() {
+            return Err(Error::Spec(format!(
+                "{}: not supported by runhcs: {}",
+                file.display(),
+                bad.join(", ")
+            )));
+        }
+        let process: oci_spec::runtime::Process = serde_json::from_value(raw)
+            .map_err(|e| Error::Spec(format!("{}: {e}", file.display())))?;
+        return spec::process_params(&process);
+    }
+    if a.command.is_empty() {
+        return Err(Error::Usage("exec needs a command or --process".into()));
+    }
+    let mut env = serde_json::Map::new();
+    env.insert(
+        "PATH".into(),
+        json!("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+    );
+    for e in &a.env {
+        let (k, v) = e
+            .split_once('=')
+            .ok_or_else(|| Error::Usage(format!("--env {e:?} is not NAME=value")))?;
+        env.insert(k.into(), json!(v));
+    }
+    let mut params = json!({
+        "CommandArgs": a.command,
+        "WorkingDirectory": a.cwd.as_deref().unwrap_or("/"),
+        "Environment": env,
+        "EmulateConsole": a.tty,
+    });
+    if let Some(u) = &a.user {
+        params["User"] = json!(u);
+    }
+    Ok(params)
+}
+
+/// runc exec: a new process in a running container.
+fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Result<i32> {
+    let r = Record::load(&cli.root, &a.id)?;
+    if status(&r) != Status::Running {
+        return Err(Error::State(format!(
+            "container \"{}\" is not running",
+            a.id
+        )));
+    }
+    let mut params = exec_params(a)?;
+    let tty = params["EmulateConsole"] == json!(true);
+    if tty && a.console_socket.is_none() {
+        return Err(Error::Usage(
+            "a terminal (--tty or process.terminal) needs --console-socket".into(),
+        ));
+    }
+    if tty {
+        params["CreateStdInPipe"] = json!(true);
+        params["CreateStdOutPipe"] = json!(true);
+    } else if !a.detach {
+        params["CreateStdOutPipe"] = json!(true);
+        params["CreateStdErrPipe"] = json!(true);
+    }
+    let system = System::open_in_namespace(NAMESPACE, &a.id, GENERIC_ALL)
+        .context(|| format!("opening compute system {NAMESPACE}/{}", a.id))?;
+    let op = Operation::new();
+    let (process, mut info) = system
+        .create_process(&params.to_string(), &op)
+        .and_then(|p| op.wait_process_info(INFINITE).map(|i| (p, i)))
+        .context(|| format!("creating a process in {}", a.id))?;
+    if let Some(pid_file) = &a.pid_file {
+        std::fs::write(pid_file, info.process_id.to_string())
+            .context(|| format!("writing the pid file {}", pid_file.display()))?;
+    }
+    if let (Some(sock), Some(console)) = (&a.console_socket, &info.std_output) {
+        send_console(sock, console)?;
+    }
+    if a.detach {
+        return Ok(0);
+    }
+    let mut copiers = Vec::new();
+    if !tty {
+        if let Some(fd) = info.std_output.take() {
+            copiers.push(std::thread::spawn(move || copy_to(fd, std::io::stdout())));
+        }
+        if let Some(fd) = info.std_error.take() {
+            copiers.push(std::thread::spawn(move || copy_to(fd, std::io::stderr())));
+        }
+    }
+    let status = process
+        .wait_for_exit(INFINITE)
+        .context(|| format!("waiting for a process of {}", a.id))?;
+    for c in copiers {
+        let _ = c.join();
+    }
+    let v: Value = serde_json::from_str(&status).unwrap_or(Value::Null);
+    Ok(v.get("ExitCode")
+        .and_then(Value::as_u64)
+        .map_or(255, |c| (c & 0xff) as i32))
 }
 
 /// Copy a descriptor to a writer until EOF.

@@ -72,6 +72,45 @@ const STANDARD_MOUNTS: [(&str, &str); 5] = [
 /// others describe what a HCS mapped directory is anyway).
 const BIND_OPTIONS: [&str; 6] = ["bind", "rbind", "ro", "rw", "private", "rprivate"];
 
+/// An OCI `process` as HCS ProcessParameters (args, env, cwd, uid:gid,
+/// terminal and its size). The fields it cannot honour are refused
+/// beforehand by [`unsupported`] (for config.json) or [`unsupported_process`].
+pub fn process_params(process: &oci_spec::runtime::Process) -> Result<Value> {
+    let args = process.args().clone().unwrap_or_default();
+    if args.is_empty() {
+        return Err(Error::Spec("process.args is empty".into()));
+    }
+    let mut env = BTreeMap::new();
+    for e in process.env().iter().flatten() {
+        let (k, v) = e
+            .split_once('=')
+            .ok_or_else(|| Error::Spec(format!("process.env entry {e:?} has no '='")))?;
+        env.insert(k.to_string(), v.to_string());
+    }
+    let terminal = process.terminal().unwrap_or(false);
+    let user = process.user();
+    let mut params = json!({
+        "CommandArgs": args,
+        "WorkingDirectory": process.cwd().to_string_lossy(),
+        "Environment": env,
+        "User": format!("{}:{}", user.uid(), user.gid()),
+        "EmulateConsole": terminal,
+    });
+    if let Some(size) = process.console_size() {
+        params["ConsoleSize"] = json!([size.height(), size.width()]);
+    }
+    Ok(params)
+}
+
+/// What an `exec --process` document asks for that runhcs does not support.
+pub fn unsupported_process(process: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(o) = process.as_object() {
+        check_process(o, "process", &mut out);
+    }
+    out
+}
+
 /// `runhcs features`: the runtime-spec features document, built from the
 /// same lists the checks use, so it says exactly what is supported. Empty
 /// lists mean "none" (hooks, seccomp); absent ones would mean "unknown".
@@ -383,29 +422,7 @@ pub fn map(bundle: &Path, raw: &Value) -> Result<Mapped> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::Spec("process is missing".into()))?;
-    let args = process.args().clone().unwrap_or_default();
-    if args.is_empty() {
-        return Err(Error::Spec("process.args is empty".into()));
-    }
-    let mut env = BTreeMap::new();
-    for e in process.env().iter().flatten() {
-        let (k, v) = e
-            .split_once('=')
-            .ok_or_else(|| Error::Spec(format!("process.env entry {e:?} has no '='")))?;
-        env.insert(k.to_string(), v.to_string());
-    }
-    let terminal = process.terminal().unwrap_or(false);
-    let user = process.user();
-    let mut params = json!({
-        "CommandArgs": args,
-        "WorkingDirectory": process.cwd().to_string_lossy(),
-        "Environment": env,
-        "User": format!("{}:{}", user.uid(), user.gid()),
-        "EmulateConsole": terminal,
-    });
-    if let Some(size) = process.console_size() {
-        params["ConsoleSize"] = json!([size.height(), size.width()]);
-    }
+    let params = process_params(process)?;
 
     let mut mapped = Vec::new();
     for m in spec.mounts().iter().flatten() {
@@ -469,9 +486,9 @@ pub fn map(bundle: &Path, raw: &Value) -> Result<Mapped> {
     });
     Ok(Mapped {
         document,
+        terminal: params["EmulateConsole"] == json!(true),
         process: params,
         rootfs,
-        terminal,
     })
 }
 

@@ -545,3 +545,76 @@ fn features_say_what_is_supported() {
         .iter()
         .any(|o| o == "ro"));
 }
+
+#[test]
+fn exec_runs_processes_in_a_running_container() {
+    let b = Bundle::new(|v| v["process"]["args"] = json!(["sleep", "60"]));
+    let id = unique("exec");
+    let _g = b.create(&id);
+    b.ok(&["start", &id]);
+    let root = b.root();
+    let exec = |args: &[&str]| {
+        Command::new(runhcs_exe())
+            .arg("--root")
+            .arg(&root)
+            .arg("exec")
+            .args(args)
+            .output()
+            .expect("runs runhcs exec")
+    };
+    // A command line: stdout, stderr and the exit code come back.
+    let o = exec(&[&id, "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert_eq!(
+        (text(&o.stdout).as_str(), text(&o.stderr).as_str()),
+        ("out\n", "err\n")
+    );
+
+    // An OCI process document.
+    let pfile = b.path().join("process.json");
+    let mut process = json!({
+        "args": ["sh", "-c", "echo $GREETING from $(pwd)"],
+        "env": ["GREETING=hello", "PATH=/bin:/usr/bin"],
+        "cwd": "/tmp",
+        "user": { "uid": 0, "gid": 0 },
+        "terminal": false
+    });
+    std::fs::write(&pfile, process.to_string()).unwrap();
+    let o = exec(&["--process", pfile.to_str().unwrap(), &id]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "hello from /tmp\n");
+    // What it cannot honour is refused by name.
+    process["rlimits"] = json!([{ "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 }]);
+    std::fs::write(&pfile, process.to_string()).unwrap();
+    let o = exec(&["--process", pfile.to_str().unwrap(), &id]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("rlimits"), "{}", text(&o.stderr));
+
+    // Detached, with a pid file: the process is in the container's list.
+    let pid_file = b.path().join("exec.pid");
+    let o = exec(&[
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "sleep",
+        "30",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let pids: Vec<u32> = serde_json::from_str(&b.ok(&["ps", "--format", "json", &id])).unwrap();
+    assert!(pids.contains(&pid), "{pid} not in {pids:?}");
+
+    // A terminal needs a console socket.
+    let o = exec(&["-t", &id, "sh"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("console-socket"),
+        "{}",
+        text(&o.stderr)
+    );
+}
