@@ -221,37 +221,35 @@ pub extern "C" fn HcsSetOperationContext(
     })
 }
 
-/// `HcsGetComputeSystemFromOperation`: the system handle the operation's call
-/// is about, NULL if none (not started, a process call, or the handle closed).
-#[no_mangle]
-pub extern "C" fn HcsGetComputeSystemFromOperation(operation: HCS_OPERATION) -> HCS_SYSTEM {
+/// The handle (system or process, picked by `pick`) that the operation's
+/// current call is about, if the call has one and the handle is still open.
+fn target_handle(
+    operation: HCS_OPERATION,
+    pick: impl Fn(&Target, &Operation) -> Option<usize>,
+) -> *mut libc::c_void {
     guard(std::ptr::null_mut(), || {
         let Ok(e) = handles::operation(operation) else {
             return std::ptr::null_mut();
         };
         let t = *lock(&e.target);
-        if t.system != 0 && e.op.system().is_some() && handles::is_live(t.system) {
-            t.system as HCS_SYSTEM
-        } else {
-            std::ptr::null_mut()
+        match pick(&t, &e.op) {
+            Some(h) if h != 0 && handles::is_live(h) => h as *mut libc::c_void,
+            _ => std::ptr::null_mut(),
         }
     })
+}
+
+/// `HcsGetComputeSystemFromOperation`: the system handle the operation's call
+/// is about, NULL if none (not started, a process call, or the handle closed).
+#[no_mangle]
+pub extern "C" fn HcsGetComputeSystemFromOperation(operation: HCS_OPERATION) -> HCS_SYSTEM {
+    target_handle(operation, |t, op| op.system().map(|_| t.system)) as HCS_SYSTEM
 }
 
 /// `HcsGetProcessFromOperation`.
 #[no_mangle]
 pub extern "C" fn HcsGetProcessFromOperation(operation: HCS_OPERATION) -> HCS_PROCESS {
-    guard(std::ptr::null_mut(), || {
-        let Ok(e) = handles::operation(operation) else {
-            return std::ptr::null_mut();
-        };
-        let t = *lock(&e.target);
-        if t.process != 0 && e.op.process().is_some() && handles::is_live(t.process) {
-            t.process as HCS_PROCESS
-        } else {
-            std::ptr::null_mut()
-        }
-    })
+    target_handle(operation, |t, op| op.process().map(|_| t.process)) as HCS_PROCESS
 }
 
 /// `HcsGetOperationType`: `HcsOperationTypeNone` (-1) before any call, and

@@ -7,52 +7,9 @@
  *
  *   container_lifecycle <namespace> <rootfs>
  */
-#include "computecore.h"
+#include "sample_common.h"
 
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK_HR(expr, want)                                                              \
-    do {                                                                                  \
-        HRESULT hr_ = (expr);                                                             \
-        if (hr_ != (HRESULT)(want)) {                                                     \
-            fprintf(stderr, "%s:%d: %s = 0x%08X, want 0x%08X\n", __FILE__, __LINE__, #expr, \
-                    (unsigned)hr_, (unsigned)(want));                                     \
-            failures++;                                                                   \
-        }                                                                                 \
-    } while (0)
-
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);  \
-            failures++;                                                               \
-        }                                                                             \
-    } while (0)
-
-/* ASCII/UTF-8 (ASCII only here) to a malloc'ed UTF-16 string. */
-static char16_t *widen(const char *s) {
-    size_t n = strlen(s);
-    char16_t *w = malloc((n + 1) * sizeof(char16_t));
-    for (size_t i = 0; i <= n; i++) w[i] = (unsigned char)s[i];
-    return w;
-}
-
-/* A UTF-16 string the API returned, narrowed (ASCII) for strstr; frees it. */
-static char *narrow_and_free(PWSTR w) {
-    if (!w) return NULL;
-    size_t n = 0;
-    while (w[n]) n++;
-    char *s = malloc(n + 1);
-    for (size_t i = 0; i <= n; i++) s[i] = w[i] < 128 ? (char)w[i] : '?';
-    LocalFree(w);
-    return s;
-}
 
 struct done {
     pthread_mutex_t mu;

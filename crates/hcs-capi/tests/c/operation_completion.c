@@ -12,42 +12,10 @@
  *
  *   operation_completion <namespace> <rootfs>
  */
-#include "computecore.h"
+#include "sample_common.h"
 
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-static int failures;
-
-#define CHECK_HR(expr, want)                                                              \
-    do {                                                                                  \
-        HRESULT hr_ = (expr);                                                             \
-        if (hr_ != (HRESULT)(want)) {                                                     \
-            fprintf(stderr, "%s:%d: %s = 0x%08X, want 0x%08X\n", __FILE__, __LINE__, #expr, \
-                    (unsigned)hr_, (unsigned)(want));                                     \
-            failures++;                                                                   \
-        }                                                                                 \
-    } while (0)
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
-    } while (0)
-
-static char16_t *widen(const char *s) {
-    size_t n = strlen(s);
-    char16_t *w = malloc((n + 1) * sizeof(char16_t));
-    for (size_t i = 0; i <= n; i++) w[i] = (unsigned char)s[i];
-    return w;
-}
-
-/* A Win32-like event object. */
-struct event {
+/* What a completion reported, and a way to wait for it. */
+struct outcome {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     int set;
@@ -59,25 +27,25 @@ struct event {
     int terminated; /* the Terminate's completion seen */
 };
 
-static void event_init(struct event *e) {
+static void outcome_init(struct outcome *e) {
     memset(e, 0, sizeof *e);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cond, NULL);
 }
 
-static void event_destroy(struct event *e) {
+static void outcome_destroy(struct outcome *e) {
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cond);
 }
 
-static void event_wait(struct event *e) {
+static void outcome_wait(struct outcome *e) {
     pthread_mutex_lock(&e->mu);
     while (!e->set) pthread_cond_wait(&e->cond, &e->mu);
     e->set = 0;
     pthread_mutex_unlock(&e->mu);
 }
 
-static void event_signal(struct event *e, HRESULT hr, HCS_OPERATION_TYPE type, HCS_EVENT_TYPE et) {
+static void outcome_signal(struct outcome *e, HRESULT hr, HCS_OPERATION_TYPE type, HCS_EVENT_TYPE et) {
     pthread_mutex_lock(&e->mu);
     e->hr = hr;
     e->type = type;
@@ -95,7 +63,7 @@ static void CALLBACK create_done(HCS_OPERATION operation, void *context) {
     HRESULT hr = HcsGetOperationResult(operation, &doc);
     if (doc) LocalFree(doc);
     HcsCloseOperation(operation);
-    event_signal((struct event *)context, hr, type, HcsEventInvalid);
+    outcome_signal((struct outcome *)context, hr, type, HcsEventInvalid);
 }
 
 /* Pattern C's event callback. */
@@ -106,25 +74,25 @@ static void CALLBACK system_event(HCS_EVENT *event, void *context) {
         HRESULT hr = HcsGetOperationResult(event->Operation, &doc);
         if (doc) CoTaskMemFree(doc);
         HcsCloseOperation(event->Operation);
-        struct event *e = (struct event *)context;
+        struct outcome *e = (struct outcome *)context;
         if (type == HcsOperationTypeTerminate && hr == S_OK) {
             pthread_mutex_lock(&e->mu);
             e->terminated = 1;
             pthread_mutex_unlock(&e->mu);
         }
-        event_signal(e, hr, type, event->Type);
+        outcome_signal(e, hr, type, event->Type);
     } else if (event->Type == HcsEventSystemExited) {
-        struct event *e = (struct event *)context;
+        struct outcome *e = (struct outcome *)context;
         pthread_mutex_lock(&e->mu);
         e->exited = event->EventData != NULL;
         pthread_mutex_unlock(&e->mu);
-        event_signal(e, S_OK, HcsOperationTypeNone, event->Type);
+        outcome_signal(e, S_OK, HcsOperationTypeNone, event->Type);
     }
 }
 
 /* Closes its own system handle when the system exits. */
 struct closing {
-    struct event ev;
+    struct outcome ev;
     HCS_SYSTEM system;
 };
 
@@ -132,7 +100,7 @@ static void CALLBACK close_on_exit(HCS_EVENT *event, void *context) {
     struct closing *c = (struct closing *)context;
     if (event->Type == HcsEventSystemExited) {
         HcsCloseComputeSystem(c->system);
-        event_signal(&c->ev, S_OK, HcsOperationTypeNone, event->Type);
+        outcome_signal(&c->ev, S_OK, HcsOperationTypeNone, event->Type);
     }
 }
 
@@ -178,25 +146,25 @@ int main(int argc, char **argv) {
 
     /* B: the operation's callback closes it; the caller does not keep it. */
     {
-        struct event ev;
-        event_init(&ev);
+        struct outcome ev;
+        outcome_init(&ev);
         HCS_SYSTEM system = NULL;
         CHECK_HR(HcsCreateComputeSystemInNamespace(ns, u"pattern-b", doc,
                                                    HcsCreateOperation(&ev, create_done), NULL,
                                                    &system),
                  S_OK);
-        event_wait(&ev);
+        outcome_wait(&ev);
         CHECK_HR(ev.hr, S_OK);
         CHECK(ev.type == HcsOperationTypeCreate);
         terminate(system);
         HcsCloseComputeSystem(system);
-        event_destroy(&ev);
+        outcome_destroy(&ev);
     }
 
     /* C: the system's event callback, registered after the create returned. */
     {
-        struct event ev;
-        event_init(&ev);
+        struct outcome ev;
+        outcome_init(&ev);
         HCS_SYSTEM system = NULL;
         CHECK_HR(HcsCreateComputeSystemInNamespace(ns, u"pattern-c", doc,
                                                    HcsCreateOperation(NULL, NULL), NULL, &system),
@@ -204,7 +172,7 @@ int main(int argc, char **argv) {
         CHECK_HR(HcsSetComputeSystemCallback(system, HcsEventOptionEnableOperationCallbacks, &ev,
                                              system_event),
                  S_OK);
-        event_wait(&ev);
+        outcome_wait(&ev);
         CHECK_HR(ev.hr, S_OK);
         CHECK(ev.type == HcsOperationTypeCreate);
         CHECK(ev.event_type == HcsEventOperationCallback);
@@ -217,7 +185,7 @@ int main(int argc, char **argv) {
 
         /* A callback-less one completes through the event callback. */
         CHECK_HR(HcsStartComputeSystem(system, HcsCreateOperation(NULL, NULL), NULL), S_OK);
-        event_wait(&ev);
+        outcome_wait(&ev);
         CHECK_HR(ev.hr, S_OK);
         CHECK(ev.type == HcsOperationTypeStart);
 
@@ -227,13 +195,13 @@ int main(int argc, char **argv) {
         while (!(ev.exited && ev.terminated)) pthread_cond_wait(&ev.cond, &ev.mu);
         pthread_mutex_unlock(&ev.mu);
         HcsCloseComputeSystem(system);
-        event_destroy(&ev);
+        outcome_destroy(&ev);
     }
 
     /* A system handle closed inside its own event callback. */
     {
         struct closing c;
-        event_init(&c.ev);
+        outcome_init(&c.ev);
         HCS_OPERATION op = HcsCreateOperation(NULL, NULL);
         c.system = NULL;
         CHECK_HR(HcsCreateComputeSystemInNamespace(ns, u"close-in-callback", doc, op, NULL, &c.system),
@@ -243,11 +211,11 @@ int main(int argc, char **argv) {
         CHECK_HR(HcsStartComputeSystem(c.system, op, NULL), S_OK);
         CHECK_HR(HcsWaitForOperationResult(op, INFINITE, NULL), S_OK);
         CHECK_HR(HcsTerminateComputeSystem(c.system, op, NULL), S_OK);
-        event_wait(&c.ev);
+        outcome_wait(&c.ev);
         /* The callback closed the handle. */
         CHECK_HR(HcsStartComputeSystem(c.system, op, NULL), E_HANDLE);
         HcsCloseOperation(op);
-        event_destroy(&c.ev);
+        outcome_destroy(&c.ev);
     }
 
     free(ns);

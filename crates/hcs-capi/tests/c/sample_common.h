@@ -1,6 +1,6 @@
 /*
- * Helpers shared by the sample programs (event_callback.c,
- * compute_system.c, tutorial.c): checks that count failures, UTF-8 <->
+ * Helpers shared by the C test programs (container_lifecycle.c,
+ * operation_completion.c, event_callback.c, compute_system.c, tutorial.c): checks that count failures, UTF-8 <->
  * UTF-16 conversion (ASCII), a Win32-like event object, and waiting on an
  * operation with the result document narrowed for printing.
  */
