@@ -307,8 +307,12 @@ fn open_and_enumerate_from_a_second_client() {
     );
 
     terminate(&s);
+    // The second handle's connection hears of the exit on its own reader
+    // thread, so wait for it (bounded) rather than read it at once.
     assert_eq!(
-        h2.exit_status().map(|d| d.contains("ForcedExit")),
+        h2.wait_for_exit(10_000)
+            .ok()
+            .map(|d| d.contains("ForcedExit")),
         Some(true),
         "every handle learns the exit"
     );
