@@ -12,9 +12,11 @@
 #                 a test, since /dev/kvm here cannot run Linux; QEMU's microvm
 #                 is also the peer of the `vms` benchmark
 #   valgrind      runs the C API's test programs (crates/hcs-capi/tests/c) with leak checking
+#   libseccomp-dev  compiles OCI seccomp profiles to BPF (linked statically into the monitor)
+#   containerd    the engine of runhcs's end-to-end test (ctr run through the runc shim)
 set -euo pipefail
 
-packages=(iproute2 runc crun hyperfine acpica-tools cpio kmod qemu-system-x86 valgrind)
+packages=(iproute2 runc crun hyperfine acpica-tools cpio kmod qemu-system-x86 valgrind libseccomp-dev containerd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -43,6 +43,15 @@ hcs_struct! {
         /// Linux extension, not in Microsoft's schema: when present the
         /// container gets a user namespace with these id mappings.
         "UserNamespace" => user_namespace: UserNamespace,
+        /// LCOW extension (hcsshim's Linux container document): the OCI
+        /// bundle directory; relative paths of `OciSpecification` resolve here.
+        "OciBundlePath" => oci_bundle_path: String,
+        /// LCOW extension (hcsshim's Linux container document): a whole OCI
+        /// runtime spec (config.json) describing the container. When present
+        /// it replaces `Storage`, `MappedDirectories`, `GuestOs`, `Memory` and
+        /// `Processor`; its `process` is started by HcsCreateProcess with
+        /// `OciProcess`.
+        "OciSpecification" => oci_specification: Value,
     }
 }
 
