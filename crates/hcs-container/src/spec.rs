@@ -59,6 +59,15 @@ pub struct IdMap {
     pub count: u32,
 }
 
+/// An OCI runtime spec given as `Container.OciSpecification`, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OciConfig {
+    /// The spec (config.json).
+    pub spec: oci_spec::runtime::Spec,
+    /// The bundle directory (`Container.OciBundlePath`); relative paths resolve here.
+    pub bundle: PathBuf,
+}
+
 /// Everything the container backend needs, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerSpec {
@@ -76,6 +85,10 @@ pub struct ContainerSpec {
     pub user_namespace: Option<(Vec<IdMap>, Vec<IdMap>)>,
     /// Network namespace.
     pub network: Network,
+    /// The OCI runtime spec the container was described by
+    /// (`Container.OciSpecification`), kept for what is applied later:
+    /// hooks, seccomp and the defaults of its processes.
+    pub oci: Option<std::sync::Arc<OciConfig>>,
     /// DNS search suffixes for a generated resolv.conf.
     pub dns_search: Vec<String>,
 }
@@ -361,6 +374,7 @@ impl ContainerSpec {
             resources,
             user_namespace,
             network,
+            oci: None,
             dns_search,
         })
     }
