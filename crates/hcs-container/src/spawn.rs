@@ -44,6 +44,10 @@ pub struct ProcessSpec {
     pub stderr: bool,
     /// Run on a pseudo-terminal of this size (rows, columns) instead of pipes.
     pub console: Option<(u16, u16)>,
+    /// This is the OCI spec's own `process` of a container described by an
+    /// OCI spec (its first `OciProcess`): its start runs the spec's
+    /// startContainer and poststart hooks.
+    pub container_process: bool,
 }
 
 /// A started process and the caller's ends of its stdio.

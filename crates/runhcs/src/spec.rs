@@ -382,25 +382,6 @@ pub struct Mapped {
     pub terminal: bool,
 }
 
-/// A layer id for the root filesystem: a GUID-shaped digest of the path
-/// (FNV-1a), stable for a given rootfs.
-fn layer_id(path: &str) -> String {
-    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
-    for b in path.bytes() {
-        h ^= u128::from(b);
-        h = h.wrapping_mul(0x0000000001000000000000000000013B);
-    }
-    let s = format!("{h:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &s[0..8],
-        &s[8..12],
-        &s[12..16],
-        &s[16..20],
-        &s[20..32]
-    )
-}
-
 /// Map a config.json (already checked by [`unsupported`]) onto HCS documents.
 pub fn map(bundle: &Path, raw: &Value) -> Result<Mapped> {
     let spec: oci_spec::runtime::Spec =
@@ -422,71 +403,28 @@ pub fn map(bundle: &Path, raw: &Value) -> Result<Mapped> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::Spec("process is missing".into()))?;
-    let params = process_params(process)?;
-
-    let mut mapped = Vec::new();
-    for m in spec.mounts().iter().flatten() {
-        let options: Vec<&str> = m.options().iter().flatten().map(String::as_str).collect();
-        if !is_bind(m.typ().as_deref().unwrap_or(""), &options) {
-            continue; // a standard mount, provided by the backend
-        }
-        let source = m.source().as_ref().ok_or_else(|| {
-            Error::Spec(format!(
-                "bind mount on {} has no source",
-                m.destination().display()
-            ))
-        })?;
-        let source = if source.is_relative() {
-            bundle.join(source)
-        } else {
-            source.clone()
-        };
-        mapped.push(json!({
-            "HostPath": source.to_string_lossy(),
-            "ContainerPath": m.destination().to_string_lossy(),
-            "ReadOnly": options.contains(&"ro"),
-        }));
-    }
-
-    let mut container = json!({
-        "Storage": {"Layers": [{"Id": layer_id(&rootfs), "Path": rootfs}]},
-    });
-    if let Some(h) = spec.hostname().as_ref().filter(|h| !h.is_empty()) {
-        container["GuestOs"] = json!({"HostName": h});
-    }
-    if !mapped.is_empty() {
-        container["MappedDirectories"] = json!(mapped);
-    }
-    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    if let Some(limit) = resources
-        .and_then(|r| r.memory().as_ref())
-        .and_then(|m| m.limit())
-    {
-        if limit > 0 {
-            let mb = (limit as u64).div_ceil(1 << 20);
-            container["Memory"] = json!({"SizeInMB": mb});
-        }
-    }
-    if let Some(shares) = resources
-        .and_then(|r| r.cpu().as_ref())
-        .and_then(|c| c.shares())
-    {
-        if shares > 0 {
-            // HCS Weight is cpu.weight (1..10000); hcs-cgroups converts it
-            // back to cpu.shares on v1, and its conversion round-trips.
-            let weight = hcs_cgroups::cpu_shares_to_weight(shares);
-            container["Processor"] = json!({"Weight": weight});
-        }
-    }
+    // The container document carries the whole spec (hcsshim's Linux
+    // container document): the HCS container backend maps it and refuses,
+    // by JSON path, whatever it cannot honour.
     let document = json!({
         "SchemaVersion": {"Major": 2, "Minor": 1},
         "Owner": "runhcs",
         "ShouldTerminateOnLastHandleClosed": false,
-        "Container": container,
+        "Container": {
+            "OciBundlePath": bundle.to_string_lossy(),
+            "OciSpecification": raw,
+        },
+    });
+    // The process as the OCI object (the backend maps args, env, user,
+    // capabilities, rlimits, ...); HCS keeps only the stdio choice.
+    let terminal = process.terminal().unwrap_or(false);
+    let params = json!({
+        "OciProcess": raw.get("process").cloned().unwrap_or(Value::Null),
+        "EmulateConsole": terminal,
     });
     Ok(Mapped {
         document,
-        terminal: params["EmulateConsole"] == json!(true),
+        terminal,
         process: params,
         rootfs,
     })
