@@ -320,6 +320,7 @@ impl Backend for ContainerBackend {
             stdout: p.create_std_out_pipe == Some(true),
             stderr: p.create_std_err_pipe == Some(true),
             console,
+            container_process: false,
         };
         let s = self.container.spawn(&spec)?;
         Ok(StartedProcess {
