@@ -3,20 +3,21 @@
 //!
 //! Each container is a compute system in the HCS id namespace `runhcs`, so
 //! `hcs list -n runhcs` and the HCS API see it like any other. `create`
-//! creates the compute system and records the OCI process in
-//! `<root>/<id>/state.json`; `start` starts the system and creates that
-//! process with HcsCreateProcess (the OCI init process).
-//!
-//! Fields of config.json that runhcs does not implement yet are refused by
-//! `create` and `run` with an error naming each one (see `spec.rs`); empty
-//! values, and the values `runhcs spec` writes, are accepted.
+//! creates and starts the compute system from the bundle's config.json,
+//! passed whole as `Container.OciSpecification` (the HCS container backend
+//! maps it, runs its hooks, and refuses by JSON path what it cannot honour),
+//! records the container in `<root>/<id>/state.json`, and leaves a holder
+//! process that stands for the container's process (holder.rs); `start`
+//! releases it and it creates the process (`OciProcess`) with
+//! HcsCreateProcess.
 
 mod error;
+mod holder;
 mod spec;
 mod state;
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -27,13 +28,12 @@ use error::{Context, Error, Result};
 use state::{Record, NAMESPACE};
 
 const AFTER_HELP: &str = "\
-Unsupported config.json fields: create and run refuse a config.json that uses \
-a field runhcs does not implement yet (hooks, seccomp, rlimits, devices, sysctl, \
-uid/gid mappings, cgroupsPath, apparmor/selinux, extra capabilities, other \
-masked/readonly paths, non-bind mounts other than /proc /dev /dev/pts /dev/shm /sys, \
-a read-only root, resources other than memory.limit and cpu.shares, ...). The \
-error names every such field by its JSON path. Empty values, and the values \
-`runhcs spec` writes, are accepted.";
+config.json goes to HCS whole, as the container document's OciSpecification. \
+Fields the HCS container backend cannot honour are refused by create and run \
+with an error naming each by its JSON path; `runhcs features` lists what is \
+supported. The pid that state, list and --pid-file report is that of a holder \
+process standing for the container's process (it relays its stdio and exits \
+with its exit code), as runc reports its init's host pid.";
 
 /// The OCI runtime command line over HCS container compute systems.
 #[derive(Debug, Parser)]
@@ -157,6 +157,32 @@ enum Command {
     /// an OCI process JSON (--process); waits for it and exits with its exit
     /// code unless --detach. A terminal (--tty) needs --console-socket.
     Exec(ExecArgs),
+    /// Print the container's statistics as runc's events JSON: once with
+    /// --stats, else every --interval until the container stops. (HCS has no
+    /// OOM notification for containers, so no "oom" events are printed.)
+    Events {
+        /// Container id.
+        id: String,
+        /// Print one stats event and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats events (e.g. 5s, 500ms).
+        #[arg(long, default_value = "5s", value_parser = parse_interval)]
+        interval: std::time::Duration,
+    },
+    /// Internal: the process that stands for a created container's process
+    /// (started by create; see holder.rs).
+    #[command(name = "__hold", hide = true)]
+    Hold {
+        /// Container id.
+        id: String,
+        /// The fifo (in the state directory) that releases it.
+        #[arg(long)]
+        fifo: String,
+        /// ProcessParameters of an exec (default: the container's process).
+        #[arg(long)]
+        params: Option<String>,
+    },
     /// List the processes of a container (HCS ProcessList).
     Ps {
         /// Container id.
@@ -285,6 +311,14 @@ fn run_command(cli: &Cli) -> Result<i32> {
         Command::List { format, quiet } => list_cmd(cli, *format, *quiet).map(|_| 0),
         Command::Ps { id, format } => ps_cmd(cli, id, *format).map(|_| 0),
         Command::Exec(a) => exec_cmd(cli, a),
+        Command::Events {
+            id,
+            stats,
+            interval,
+        } => events_cmd(cli, id, *stats, *interval).map(|_| 0),
+        Command::Hold { id, fifo, params } => {
+            Ok(holder::run(&cli.root, id, fifo, params.as_deref()))
+        }
     }
 }
 
@@ -356,7 +390,11 @@ fn status(r: &Record) -> Status {
         _ => return Status::Stopped,
     }
     let Some(pid) = r.pid else {
-        return Status::Created;
+        // Created, unless the holder that stands for the process is gone.
+        return match r.holder {
+            Some(h) if h != std::process::id() && !is_holder(h) => Status::Stopped,
+            _ => Status::Created,
+        };
     };
     let Ok(system) = System::open_in_namespace(NAMESPACE, &r.id, GENERIC_ALL) else {
         return Status::Stopped;
@@ -376,7 +414,7 @@ fn state_json(r: &Record, s: Status) -> Value {
     json!({
         "ociVersion": r.oci_version,
         "id": r.id,
-        "pid": if s == Status::Stopped { 0 } else { r.pid.unwrap_or(0) },
+        "pid": if s == Status::Stopped { 0 } else { r.holder.unwrap_or(0) },
         "status": s.as_str(),
         "bundle": r.bundle,
         "rootfs": r.rootfs,
@@ -412,9 +450,12 @@ fn owner() -> String {
         .unwrap_or_else(|| uid.to_string())
 }
 
-/// create: the compute system and the record; the process waits for start.
-/// `foreground` is `run` without `--detach`: runhcs itself reads the
-/// process's output (or console), so no console socket is needed.
+/// create: the compute system, started (its namespaces and root exist, the
+/// createRuntime and createContainer hooks have run), and the record. The
+/// process itself is created by `start`. Without `foreground`, a holder
+/// process takes our stdio and stands for the container's process (see
+/// holder.rs); `foreground` is `run` without `--detach`, where runhcs itself
+/// relays the process's stdio.
 fn create_cmd(cli: &Cli, id: &str, a: &CreateArgs, foreground: bool) -> Result<System> {
     state::check_id(id)?;
     let (bundle, raw, mapped) = load_bundle(&a.bundle)?;
@@ -437,13 +478,7 @@ fn create_cmd(cli: &Cli, id: &str, a: &CreateArgs, foreground: bool) -> Result<S
         }
         Err(e) => return Err(e).context(|| format!("creating {}", dir.display())),
     }
-    let mut process = mapped.process.clone();
-    // Where start sends the console and writes the pid: kept with the process.
-    process["x-runhcs"] = json!({
-        "consoleSocket": a.console_socket.as_ref().map(|p| absolute(p)),
-        "pidFile": a.pid_file.as_ref().map(|p| absolute(p)),
-    });
-    let record = Record {
+    let mut record = Record {
         oci_version: raw
             .get("ociVersion")
             .and_then(Value::as_str)
@@ -459,26 +494,85 @@ fn create_cmd(cli: &Cli, id: &str, a: &CreateArgs, foreground: bool) -> Result<S
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default(),
-        process,
+        process: mapped.process.clone(),
         pid: None,
+        holder: foreground.then(std::process::id),
     };
     let document = mapped.document.to_string();
     log(cli, "debug", &format!("creating {id}: {document}"));
+    let mut holder_pid = None;
     let created = (|| {
         let op = Operation::new();
         let system = System::create_in_namespace(NAMESPACE, id, &document, &op)
             .and_then(|s| op.wait(INFINITE).map(|_| s))
             .context(|| format!("creating compute system {NAMESPACE}/{id}"))?;
         record.save(&cli.root)?;
+        call(
+            || format!("starting compute system {NAMESPACE}/{id}"),
+            |op| system.start(op, None),
+        )?;
+        if !foreground {
+            let console = match &a.console_socket {
+                Some(sock) if mapped.terminal => Some(open_console(sock)?),
+                _ => None,
+            };
+            let pid = holder::spawn(&cli.root, id, holder::INIT_FIFO, None, console)?;
+            holder_pid = Some(pid);
+            record.holder = Some(pid);
+            record.save(&cli.root)?;
+            if let Some(pid_file) = &a.pid_file {
+                write_pid_file(pid_file, pid)?;
+            }
+        }
         Ok(system)
     })();
     if created.is_err() {
+        if let Some(pid) = holder_pid {
+            kill_holder(pid);
+        }
         if let Ok(s) = System::open_in_namespace(NAMESPACE, id, GENERIC_ALL) {
             let _ = call(String::new, |op| s.terminate(op, None));
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
     created
+}
+
+/// A new pty: its master goes to `--console-socket` now (the engine waits
+/// for it during create, as with runc), its peer to the holder.
+fn open_console(sock: &Path) -> Result<OwnedFd> {
+    let pty = nix::pty::openpty(None, None)
+        .map_err(std::io::Error::from)
+        .context(|| "allocating the console pty".into())?;
+    send_console(sock, &pty.master)?;
+    Ok(pty.slave)
+}
+
+/// Write `pid` to `path` atomically (temp file + rename), as runc does.
+fn write_pid_file(path: &Path, pid: u32) -> Result<()> {
+    let path = absolute(path);
+    let tmp = format!("{path}.tmp");
+    std::fs::write(&tmp, pid.to_string())
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .context(|| format!("writing the pid file {path}"))
+}
+
+/// Whether `pid` is still the holder runhcs started (and not a reused pid).
+fn is_holder(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"__hold"))
+}
+
+/// End a holder that never got its process (create failed, or the
+/// container is deleted before start). Only a process that is still our
+/// holder is signalled.
+fn kill_holder(pid: u32) {
+    if is_holder(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 /// `p` made absolute against the current directory.
@@ -489,43 +583,36 @@ fn absolute(p: &Path) -> String {
         .into()
 }
 
-/// start: start the system and create the init process.
-fn start_cmd(cli: &Cli, id: &str) -> Result<(hcs::Process, hcs::ProcessInformation)> {
-    let mut r = Record::load(&cli.root, id)?;
+/// start: release the holder, which creates the container's process.
+fn start_cmd(cli: &Cli, id: &str) -> Result<()> {
+    let _lock = state::lock(&cli.root, id)?;
+    let r = Record::load(&cli.root, id)?;
     if r.pid.is_some() {
         return Err(Error::State(format!(
             "container \"{id}\" has already been started"
         )));
     }
+    let fifo = state::dir(&cli.root, id).join(holder::INIT_FIFO);
+    let Some(holder) = r.holder.filter(|_| fifo.exists()) else {
+        return Err(Error::State(format!(
+            "container \"{id}\" cannot be started: it was not created for start (runhcs run in the foreground owns it)"
+        )));
+    };
+    holder::release(&cli.root, id, holder::INIT_FIFO, holder)
+}
+
+/// `run` in the foreground: create the process here.
+fn start_foreground(cli: &Cli, id: &str) -> Result<(hcs::Process, hcs::ProcessInformation)> {
+    let mut r = Record::load(&cli.root, id)?;
     let system = System::open_in_namespace(NAMESPACE, id, GENERIC_ALL)
         .context(|| format!("opening compute system {NAMESPACE}/{id}"))?;
-    call(
-        || format!("starting compute system {NAMESPACE}/{id}"),
-        |op| system.start(op, None),
-    )?;
-    let extra = r.process.get("x-runhcs").cloned().unwrap_or(Value::Null);
-    let mut params = r.process.clone();
-    if let Some(o) = params.as_object_mut() {
-        o.remove("x-runhcs");
-    }
     let op = Operation::new();
     let (process, info) = system
-        .create_process(&params.to_string(), &op)
+        .create_process(&r.process.to_string(), &op)
         .and_then(|p| op.wait_process_info(INFINITE).map(|i| (p, i)))
         .context(|| format!("creating the init process of {id}"))?;
     r.pid = Some(info.process_id);
     r.save(&cli.root)?;
-    if let Some(sock) = extra.get("consoleSocket").and_then(Value::as_str) {
-        if let Some(console) = &info.std_output {
-            send_console(Path::new(sock), console)?;
-        }
-    }
-    if let Some(pid_file) = extra.get("pidFile").and_then(Value::as_str) {
-        let tmp = format!("{pid_file}.tmp");
-        std::fs::write(&tmp, info.process_id.to_string())
-            .and_then(|_| std::fs::rename(&tmp, pid_file))
-            .context(|| format!("writing the pid file {pid_file}"))?;
-    }
     Ok((process, info))
 }
 
@@ -582,7 +669,11 @@ fn kill_cmd(cli: &Cli, id: &str, signal: Option<&str>) -> Result<()> {
         // No process yet: the init process "dies" with the compute system.
         (Status::Created, _) | (_, None) => {
             let sys = system()?;
-            call(|| format!("terminating {id}"), |op| sys.terminate(op, None)).map(|_| ())
+            call(|| format!("terminating {id}"), |op| sys.terminate(op, None))?;
+            if let Some(h) = r.holder {
+                kill_holder(h);
+            }
+            Ok(())
         }
         (_, Some(pid)) => {
             let sys = system()?;
@@ -621,6 +712,7 @@ fn terminate(id: &str) -> Result<()> {
 }
 
 fn delete_cmd(cli: &Cli, id: &str, force: bool) -> Result<()> {
+    let _lock = state::lock(&cli.root, id)?;
     let r = Record::load(&cli.root, id)?;
     let s = status(&r);
     if matches!(s, Status::Running | Status::Paused) && !force {
@@ -630,6 +722,10 @@ fn delete_cmd(cli: &Cli, id: &str, force: bool) -> Result<()> {
         )));
     }
     terminate(id)?;
+    // A holder still waiting for start has nothing left to stand for.
+    if let Some(h) = r.holder.filter(|_| r.pid.is_none()) {
+        kill_holder(h);
+    }
     let dir = state::dir(&cli.root, id);
     std::fs::remove_dir_all(&dir).context(|| format!("removing {}", dir.display()))
 }
@@ -654,15 +750,32 @@ fn run_foreground(cli: &Cli, id: &str, a: &CreateArgs) -> Result<i32> {
             "--console-socket needs --detach with run".into(),
         ));
     }
+    // Signals we get go to the process; blocked before any thread exists.
+    holder::block_forwarded_signals();
     let result = (|| {
         create_cmd(cli, id, a, true)?;
         let mut r = Record::load(&cli.root, id)?;
         if r.process.get("EmulateConsole") != Some(&json!(true)) {
+            r.process["CreateStdInPipe"] = json!(true);
             r.process["CreateStdOutPipe"] = json!(true);
             r.process["CreateStdErrPipe"] = json!(true);
             r.save(&cli.root)?;
         }
-        let (process, mut info) = start_cmd(cli, id)?;
+        let (process, mut info) = start_foreground(cli, id)?;
+        let process = std::sync::Arc::new(process);
+        holder::forward_signals(process.clone(), None);
+        if let (Some(theirs), Ok(ours)) = (
+            info.std_input.take(),
+            std::io::stdin().as_fd().try_clone_to_owned(),
+        ) {
+            // Not joined: our stdin may never end; its EOF closes the process's.
+            std::thread::spawn(move || {
+                let _ = std::io::copy(
+                    &mut std::fs::File::from(ours),
+                    &mut std::fs::File::from(theirs),
+                );
+            });
+        }
         let mut copiers = Vec::new();
         if let Some(fd) = info.std_output.take() {
             copiers.push(std::thread::spawn(move || copy_to(fd, std::io::stdout())));
@@ -691,53 +804,63 @@ fn run_foreground(cli: &Cli, id: &str, a: &CreateArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// The ProcessParameters of an exec.
-fn exec_params(a: &ExecArgs) -> Result<Value> {
-    if let Some(file) = &a.process {
+/// The ProcessParameters of an exec: an `OciProcess`, from --process or,
+/// as runc does, from the container's own process (its user, capabilities,
+/// rlimits, ...) with the command line's args, env, cwd, user and tty.
+fn exec_params(r: &Record, a: &ExecArgs) -> Result<Value> {
+    let process = if let Some(file) = &a.process {
         let text = std::fs::read_to_string(file)
             .context(|| format!("reading the process file {}", file.display()))?;
-        let raw: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::Spec(format!("{}: {e}", file.display())))?;
-        let bad = spec::unsupported_process(&raw);
-        if !bad.is_empty() {
-            return Err(Error::Spec(format!(
-                "{}: not supported by runhcs: {}",
-                file.display(),
-                bad.join(", ")
-            )));
+        serde_json::from_str(&text).map_err(|e| Error::Spec(format!("{}: {e}", file.display())))?
+    } else {
+        if a.command.is_empty() {
+            return Err(Error::Usage("exec needs a command or --process".into()));
         }
-        let process: oci_spec::runtime::Process = serde_json::from_value(raw)
-            .map_err(|e| Error::Spec(format!("{}: {e}", file.display())))?;
-        return spec::process_params(&process);
+        let mut p = r
+            .process
+            .get("OciProcess")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        p["args"] = json!(a.command);
+        p["terminal"] = json!(a.tty);
+        if let Some(cwd) = &a.cwd {
+            p["cwd"] = json!(cwd);
+        }
+        if !a.env.is_empty() {
+            let mut env: Vec<Value> = p["env"].as_array().cloned().unwrap_or_default();
+            for e in &a.env {
+                if !e.contains('=') {
+                    return Err(Error::Usage(format!("--env {e:?} is not NAME=value")));
+                }
+                env.push(json!(e));
+            }
+            p["env"] = Value::Array(env);
+        }
+        if let Some(u) = &a.user {
+            let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
+            let (Ok(uid), Ok(gid)) = (uid.parse::<u32>(), gid.parse::<u32>()) else {
+                return Err(Error::Usage(format!("--user {u:?} is not uid[:gid]")));
+            };
+            p["user"] = json!({"uid": uid, "gid": gid});
+        }
+        p
+    };
+    if !process.is_object() {
+        return Err(Error::Spec("the process must be a JSON object".into()));
     }
-    if a.command.is_empty() {
-        return Err(Error::Usage("exec needs a command or --process".into()));
-    }
-    let mut env = serde_json::Map::new();
-    env.insert(
-        "PATH".into(),
-        json!("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
-    );
-    for e in &a.env {
-        let (k, v) = e
-            .split_once('=')
-            .ok_or_else(|| Error::Usage(format!("--env {e:?} is not NAME=value")))?;
-        env.insert(k.into(), json!(v));
-    }
-    let mut params = json!({
-        "CommandArgs": a.command,
-        "WorkingDirectory": a.cwd.as_deref().unwrap_or("/"),
-        "Environment": env,
-        "EmulateConsole": a.tty,
-    });
-    if let Some(u) = &a.user {
-        params["User"] = json!(u);
-    }
-    Ok(params)
+    let tty = process
+        .get("terminal")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok(json!({"OciProcess": process, "EmulateConsole": tty}))
 }
 
 /// runc exec: a new process in a running container.
 fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Result<i32> {
+    if !a.detach {
+        // Signals we get go to the process; blocked before any thread exists.
+        holder::block_forwarded_signals();
+    }
     let r = Record::load(&cli.root, &a.id)?;
     if status(&r) != Status::Running {
         return Err(Error::State(format!(
@@ -745,20 +868,35 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Result<i32> {
             a.id
         )));
     }
-    let mut params = exec_params(a)?;
+    let mut params = exec_params(&r, a)?;
     let tty = params["EmulateConsole"] == json!(true);
     if tty && a.console_socket.is_none() {
         return Err(Error::Usage(
             "a terminal (--tty or process.terminal) needs --console-socket".into(),
         ));
     }
-    if tty {
-        params["CreateStdInPipe"] = json!(true);
-        params["CreateStdOutPipe"] = json!(true);
-    } else if !a.detach {
-        params["CreateStdOutPipe"] = json!(true);
-        params["CreateStdErrPipe"] = json!(true);
+    if a.detach {
+        // A holder stands for the process (see holder.rs): it has our
+        // stdio, its pid goes to --pid-file, and it exits with the process.
+        let console = match &a.console_socket {
+            Some(sock) if tty => Some(open_console(sock)?),
+            _ => None,
+        };
+        let fifo = format!("exec-{}.fifo", std::process::id());
+        let pid = holder::spawn(&cli.root, &a.id, &fifo, Some(&params), console)?;
+        if let Err(e) = holder::release(&cli.root, &a.id, &fifo, pid) {
+            kill_holder(pid);
+            let _ = std::fs::remove_file(state::dir(&cli.root, &a.id).join(&fifo));
+            return Err(e);
+        }
+        if let Some(pid_file) = &a.pid_file {
+            write_pid_file(pid_file, pid)?;
+        }
+        return Ok(0);
     }
+    params["CreateStdInPipe"] = json!(true);
+    params["CreateStdOutPipe"] = json!(true);
+    params["CreateStdErrPipe"] = json!(!tty);
     let system = System::open_in_namespace(NAMESPACE, &a.id, GENERIC_ALL)
         .context(|| format!("opening compute system {NAMESPACE}/{}", a.id))?;
     let op = Operation::new();
@@ -767,14 +905,25 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Result<i32> {
         .and_then(|p| op.wait_process_info(INFINITE).map(|i| (p, i)))
         .context(|| format!("creating a process in {}", a.id))?;
     if let Some(pid_file) = &a.pid_file {
-        std::fs::write(pid_file, info.process_id.to_string())
-            .context(|| format!("writing the pid file {}", pid_file.display()))?;
+        write_pid_file(pid_file, std::process::id())?;
     }
     if let (Some(sock), Some(console)) = (&a.console_socket, &info.std_output) {
         send_console(sock, console)?;
     }
-    if a.detach {
-        return Ok(0);
+    let process = std::sync::Arc::new(process);
+    holder::forward_signals(process.clone(), None);
+    if let (false, Some(theirs), Ok(ours)) = (
+        tty,
+        info.std_input.take(),
+        std::io::stdin().as_fd().try_clone_to_owned(),
+    ) {
+        // Not joined: our stdin may never end; its EOF closes the process's.
+        std::thread::spawn(move || {
+            let _ = std::io::copy(
+                &mut std::fs::File::from(ours),
+                &mut std::fs::File::from(theirs),
+            );
+        });
     }
     let mut copiers = Vec::new();
     if !tty {
@@ -857,7 +1006,7 @@ fn list_cmd(cli: &Cli, format: Format, quiet: bool) -> Result<()> {
                 let pid = if *s == Status::Stopped {
                     0
                 } else {
-                    r.pid.unwrap_or(0)
+                    r.holder.unwrap_or(0)
                 };
                 println!(
                     "{:<24} {:<8} {:<10} {:<40} {:<32} {}",
@@ -910,4 +1059,97 @@ fn ps_cmd(cli: &Cli, id: &str, format: Format) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--interval`: a number with a unit (ms, s, m), as Go durations are written.
+fn parse_interval(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 5s or 500ms"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
+    };
+    if !(secs > 0.0 && secs < 86_400.0) {
+        return Err(format!(
+            "{s:?}: the interval must be positive and under a day"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// One runc-style stats event from the compute system's Statistics and
+/// ProcessList.
+fn stats_event(id: &str, sys: &System) -> Result<Value> {
+    let query = r#"{"PropertyTypes":["Statistics","ProcessList"]}"#;
+    let doc = call(
+        || format!("reading the statistics of {id}"),
+        |op| sys.get_properties(op, Some(query)),
+    )?
+    .unwrap_or_default();
+    let v: Value = serde_json::from_str(&doc).unwrap_or(Value::Null);
+    let st = &v["Statistics"];
+    let ns = |x: &Value| x.as_u64().unwrap_or(0).saturating_mul(100);
+    let pids = v["ProcessList"].as_array().map_or(0, Vec::len);
+    Ok(json!({
+        "type": "stats",
+        "id": id,
+        "data": {
+            "cpu": {
+                "usage": {
+                    "total": ns(&st["Processor"]["TotalRuntime100ns"]),
+                    "user": ns(&st["Processor"]["RuntimeUser100ns"]),
+                    "kernel": ns(&st["Processor"]["RuntimeKernel100ns"]),
+                },
+                "throttling": {}
+            },
+            "memory": {
+                "usage": {
+                    "usage": st["Memory"]["MemoryUsageCommitBytes"].as_u64().unwrap_or(0),
+                    "max": st["Memory"]["MemoryUsageCommitPeakBytes"].as_u64().unwrap_or(0),
+                },
+                "raw": {
+                    "private_working_set": st["Memory"]["MemoryUsagePrivateWorkingSetBytes"].as_u64().unwrap_or(0),
+                }
+            },
+            "pids": {"current": pids},
+        }
+    }))
+}
+
+fn events_cmd(cli: &Cli, id: &str, once: bool, interval: std::time::Duration) -> Result<()> {
+    let r = Record::load(&cli.root, id)?;
+    if status(&r) == Status::Stopped {
+        return Err(Error::State(format!("container \"{id}\" is not running")));
+    }
+    let sys = System::open_in_namespace(NAMESPACE, id, GENERIC_ALL)
+        .context(|| format!("opening compute system {NAMESPACE}/{id}"))?;
+    loop {
+        let event = match stats_event(id, &sys) {
+            Ok(e) => e,
+            // The container stopped between two events: the stream ends.
+            Err(_) if !once && sys.exit_status().is_some() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        println!("{event}");
+        let _ = std::io::stdout().flush();
+        if once {
+            return Ok(());
+        }
+        // Wait for the interval or the system's exit, whichever is first.
+        if sys
+            .wait_for_exit(interval.as_millis().min(u128::from(u32::MAX - 1)) as u32)
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if status(&r) == Status::Stopped {
+            return Ok(());
+        }
+    }
 }

@@ -34,6 +34,11 @@ pub struct Record {
     /// Pid of the init process once started (inside the compute system).
     #[serde(default)]
     pub pid: Option<u32>,
+    /// Host pid of the process that stands for the container's process
+    /// (the holder, or `runhcs run` in the foreground): what `state` and
+    /// `--pid-file` report, as runc reports its init's host pid.
+    #[serde(default)]
+    pub holder: Option<u32>,
 }
 
 /// `<root>/<id>`.
@@ -57,6 +62,27 @@ pub fn check_id(id: &str) -> Result<()> {
             "invalid container id {id:?}: use letters, digits and . _ - + (at most 128)"
         )))
     }
+}
+
+/// An exclusive lock on a container's record, held while a command changes
+/// it (start, delete), so two runhcs processes cannot both act on it.
+pub struct Lock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
+/// Take the lock of container `id` (waits for another holder to finish).
+pub fn lock(root: &Path, id: &str) -> Result<Lock> {
+    check_id(id)?;
+    let d = dir(root, id);
+    let f = match std::fs::File::open(&d) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotFound(id.to_string()))
+        }
+        Err(e) => return Err(e).context(|| format!("opening {}", d.display())),
+    };
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map(Lock)
+        .map_err(|(_, e)| std::io::Error::from(e))
+        .context(|| format!("locking {}", d.display()))
 }
 
 impl Record {

@@ -83,14 +83,14 @@ impl Bundle {
     }
 
     /// Run runhcs with `--root` given after the command, as runc allows.
+    /// Its stdout and stderr go to files, not pipes: `create` leaves a
+    /// holder process with them (as runc leaves its init), so a pipe would
+    /// not end before the container does.
     fn runhcs(&self, args: &[&str]) -> Output {
         let root = self.root();
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--root", root.to_str().expect("utf-8")]);
-        Command::new(runhcs_exe())
-            .args(&all)
-            .output()
-            .expect("runs runhcs")
+        run_to_files(Command::new(runhcs_exe()).args(&all))
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -132,6 +132,37 @@ impl Drop for Guard<'_> {
             .args(["-n", "runhcs", "terminate", &self.id])
             .output();
     }
+}
+
+/// Run a command with stdin from /dev/null and stdout/stderr into
+/// temporary files, and collect them once it exits.
+fn run_to_files(cmd: &mut Command) -> Output {
+    let out = tempfile::tempfile().expect("stdout file");
+    let err = tempfile::tempfile().expect("stderr file");
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(err.try_clone().expect("dup"))
+        .status()
+        .expect("runs runhcs");
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut v = Vec::new();
+        f.seek(std::io::SeekFrom::Start(0)).expect("seek");
+        f.read_to_end(&mut v).expect("read");
+        v
+    };
+    Output {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+    }
+}
+
+/// Whether `pid` is a live runhcs holder process (not gone, not a zombie).
+fn is_live_holder(pid: u64) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"__hold"))
 }
 
 fn text(b: &[u8]) -> String {
@@ -182,16 +213,23 @@ fn lifecycle_create_start_kill_delete() {
     );
     assert!(hcs_list_has(&id), "hcs list -n runhcs does not show {id}");
 
+    // From create on, the pid is the host process standing for the
+    // container's process (as runc's init), and the pid file says so.
+    let created_pid = s["pid"].as_u64().expect("pid");
+    assert!(
+        is_live_holder(created_pid),
+        "pid {created_pid} is not a live holder"
+    );
     b.ok(&["start", &id]);
     let s = b.state(&id);
     assert_eq!(s["status"], json!("running"), "{s}");
-    assert!(s["pid"].as_u64().is_some_and(|p| p > 0), "{s}");
+    assert_eq!(s["pid"].as_u64(), Some(created_pid), "{s}");
+    assert!(is_live_holder(created_pid));
 
     let ps: Value = serde_json::from_str(&b.ok(&["ps", &id, "--format", "json"])).expect("ps JSON");
     assert!(
-        ps.as_array().is_some_and(|a| a.contains(&s["pid"])),
-        "ps {ps} lacks the init pid {}",
-        s["pid"]
+        ps.as_array().is_some_and(|a| !a.is_empty()),
+        "ps {ps} lists no process"
     );
 
     // A running container is not deleted without --force.
@@ -209,6 +247,15 @@ fn lifecycle_create_start_kill_delete() {
     b.ok(&["kill", &id, "KILL"]);
     let s = wait_status(&b, &id, "stopped");
     assert_eq!(s["pid"], json!(0));
+    // The holder exits with the process.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_live_holder(created_pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !is_live_holder(created_pid),
+        "the holder outlived the process"
+    );
 
     b.ok(&["delete", &id]);
     let out = b.runhcs(&["state", &id]);
@@ -277,9 +324,7 @@ fn pause_and_resume_show_in_state() {
 fn unsupported_fields_are_refused_by_name() {
     let b = Bundle::new(|c| {
         c["process"]["args"] = json!(["true"]);
-        c["hooks"] = json!({"prestart": [{"path": "/bin/true"}]});
-        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ERRNO"});
-        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 64, "soft": 64}]);
+        c["linux"]["intelRdt"] = json!({"closID": "guaranteed"});
         // Empty values are fine.
         c["linux"]["sysctl"] = json!({});
     });
@@ -289,7 +334,7 @@ fn unsupported_fields_are_refused_by_name() {
     let _ = b.runhcs(&["delete", "--force", &id]);
     let err = text(&out.stderr);
     assert!(!out.status.success(), "create accepted unsupported fields");
-    for field in ["$.hooks", "$.linux.seccomp", "$.process.rlimits"] {
+    for field in ["OciSpecification.linux.intelRdt"] {
         assert!(err.contains(field), "{field} not named in: {err}");
     }
     assert!(
@@ -517,15 +562,24 @@ fn features_say_what_is_supported() {
     );
     // It is a runtime-spec features document.
     let f: oci_spec::runtime::Features = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        f.hooks().as_deref(),
-        Some(&[][..]),
-        "no hooks are supported"
-    );
+    let hooks = f.hooks().clone().unwrap_or_default();
+    for want in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ] {
+        assert!(
+            hooks.iter().any(|h| h == want),
+            "{want} missing from {hooks:?}"
+        );
+    }
     let linux = f.linux().clone().unwrap();
     assert_eq!(
         linux.seccomp().as_ref().and_then(|s| *s.enabled()),
-        Some(false)
+        Some(true)
     );
     let ns: Vec<String> = linux
         .namespaces()
@@ -554,13 +608,13 @@ fn exec_runs_processes_in_a_running_container() {
     b.ok(&["start", &id]);
     let root = b.root();
     let exec = |args: &[&str]| {
-        Command::new(runhcs_exe())
-            .arg("--root")
-            .arg(&root)
-            .arg("exec")
-            .args(args)
-            .output()
-            .expect("runs runhcs exec")
+        run_to_files(
+            Command::new(runhcs_exe())
+                .arg("--root")
+                .arg(&root)
+                .arg("exec")
+                .args(args),
+        )
     };
     // A command line: stdout, stderr and the exit code come back.
     let o = exec(&[&id, "sh", "-c", "echo out; echo err >&2; exit 3"]);
@@ -583,14 +637,20 @@ fn exec_runs_processes_in_a_running_container() {
     let o = exec(&["--process", pfile.to_str().unwrap(), &id]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "hello from /tmp\n");
-    // What it cannot honour is refused by name.
-    process["rlimits"] = json!([{ "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 }]);
+    // What it cannot honour is refused by name (there is no AppArmor here).
+    process["apparmorProfile"] = json!("docker-default");
     std::fs::write(&pfile, process.to_string()).unwrap();
     let o = exec(&["--process", pfile.to_str().unwrap(), &id]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("rlimits"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("apparmorProfile"),
+        "{}",
+        text(&o.stderr)
+    );
 
-    // Detached, with a pid file: the process is in the container's list.
+    // Detached, with a pid file: the pid is the holder standing for the
+    // process, which joins the container's list.
+    let before: Vec<u32> = serde_json::from_str(&b.ok(&["ps", "--format", "json", &id])).unwrap();
     let pid_file = b.path().join("exec.pid");
     let o = exec(&[
         "-d",
@@ -606,8 +666,12 @@ fn exec_runs_processes_in_a_running_container() {
         .trim()
         .parse()
         .unwrap();
+    assert!(
+        is_live_holder(u64::from(pid)),
+        "pid file names {pid}, not a live holder"
+    );
     let pids: Vec<u32> = serde_json::from_str(&b.ok(&["ps", "--format", "json", &id])).unwrap();
-    assert!(pids.contains(&pid), "{pid} not in {pids:?}");
+    assert_eq!(pids.len(), before.len() + 1, "{before:?} -> {pids:?}");
 
     // A terminal needs a console socket.
     let o = exec(&["-t", &id, "sh"]);
