@@ -682,3 +682,71 @@ fn exec_runs_processes_in_a_running_container() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn events_and_the_hcs_cli_see_an_ordinary_compute_system() {
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["sleep", "1000"]));
+    let id = unique("events");
+    let _g = b.create(&id);
+    b.ok(&["start", &id]);
+
+    // One stats event: runc's shape, with the container's processes counted.
+    let e: Value = serde_json::from_str(&b.ok(&["events", "--stats", &id])).expect("event JSON");
+    assert_eq!(e["type"], json!("stats"), "{e}");
+    assert_eq!(e["id"], json!(id));
+    assert!(
+        e["data"]["pids"]["current"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{e}"
+    );
+    assert!(e["data"]["cpu"]["usage"]["total"].is_u64(), "{e}");
+
+    // The HCS CLI opens it like any compute system: properties and a process.
+    let hcs =
+        |args: &[&str]| run_to_files(Command::new(hcs_exe()).args(["-n", "runhcs"]).args(args));
+    let o = hcs(&["properties", &id]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let p: Value = serde_json::from_slice(&o.stdout).expect("properties JSON");
+    assert_eq!(p["Owner"], json!("runhcs"), "{p}");
+    let o = hcs(&["exec", &id, "--", "sh", "-c", "echo from-hcs; exit 4"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "from-hcs\n");
+
+    // A stream of events ends when the container stops.
+    let root = b.root();
+    let mut stream = Command::new(runhcs_exe())
+        .args([
+            "--root",
+            root.to_str().expect("utf-8"),
+            "events",
+            "--interval",
+            "100ms",
+            &id,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("runhcs events");
+    let mut first = String::new();
+    let mut out = std::io::BufReader::new(stream.stdout.take().expect("stdout"));
+    std::io::BufRead::read_line(&mut out, &mut first).expect("first event");
+    assert!(first.contains("\"stats\""), "{first}");
+    b.ok(&["kill", &id, "KILL"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = stream.try_wait().expect("try_wait") {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = stream.kill();
+            let _ = stream.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "events did not end with the container: {status:?}"
+    );
+}
