@@ -42,8 +42,13 @@ pub(crate) fn start(
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("creating a pipe", e))?;
     let (st_r, st_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("creating a pipe", e))?;
-    let mut flags =
-        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID;
+    if spec.namespaces.uts {
+        flags |= libc::CLONE_NEWUTS;
+    }
+    if spec.namespaces.ipc {
+        flags |= libc::CLONE_NEWIPC;
+    }
     if spec.network == Network::New {
         flags |= libc::CLONE_NEWNET;
     }
@@ -186,9 +191,30 @@ fn child(
             return fail(format!("joining the container's cgroup: {e}"));
         }
     }
+    // An OCI cgroup mount binds the container's cgroups from the host's
+    // hierarchies: find them while /proc/self/cgroup still shows host paths.
+    let cgroups = if spec
+        .mounts
+        .iter()
+        .any(|m| m.kind == crate::spec::MountKind::Cgroup)
+    {
+        let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("reading {p}: {e}"));
+        match read("/proc/self/mountinfo").and_then(|mi| {
+            let own = read("/proc/self/cgroup")?;
+            hcs_cgroups::Hierarchies::from_mountinfo(&mi, &own)
+                .map_err(|e| format!("finding the cgroup hierarchies: {e}"))
+        }) {
+            Ok(h) => Some(h),
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
+    };
     // A cgroup namespace created after joining is rooted at the container's cgroup.
-    if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
-        return fail(format!("creating the cgroup namespace: {e}"));
+    if spec.namespaces.cgroup {
+        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
+            return fail(format!("creating the cgroup namespace: {e}"));
+        }
     }
     let mut go = [0u8; 1];
     match nix::unistd::read(&go_r, &mut go) {
@@ -214,7 +240,12 @@ fn child(
             return fail(format!("bringing up loopback: {e}"));
         }
     }
-    if let Err(msg) = rootfs::setup(spec, spec.user_namespace.is_some(), mounts) {
+    if let Err(msg) = rootfs::setup(
+        spec,
+        spec.user_namespace.is_some(),
+        mounts,
+        cgroups.as_ref(),
+    ) {
         return fail(msg);
     }
     let _ = nix::unistd::setsid();

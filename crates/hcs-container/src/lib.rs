@@ -15,9 +15,11 @@
 //! 2x crun). What we need of it is a few hundred lines of namespace and
 //! mount code, kept here; cgroups live in `hcs-cgroups` (see its notes).
 
+mod hooks;
 mod init;
 mod procfs;
 mod rootfs;
+pub mod security;
 pub mod spawn;
 pub mod spec;
 mod sys;
@@ -37,6 +39,8 @@ pub use sys::set_window_size;
 
 /// A container, from create to destroy.
 pub struct Container {
+    /// The compute system's id (the OCI state's `id` its hooks are told).
+    id: String,
     spec: ContainerSpec,
     rundir: PathBuf,
     cgroup: Cgroup,
@@ -45,18 +49,25 @@ pub struct Container {
     netns: Option<OwnedFd>,
     init: Option<(i32, spawn::Namespaces)>,
     started_at: Option<SystemTime>,
+    /// The OCI poststop hooks ran (destroy runs them once).
+    poststop_done: bool,
 }
 
 impl Container {
-    /// Create the container's cgroup `<parent>/<leaf>` (with its limits;
-    /// `<parent>` is shared by all compute systems and stays) and prepare its
-    /// directories. Nothing runs yet.
+    /// Create the container `id`: its cgroup `<parent>/<leaf>` (with its
+    /// limits; `<parent>` is shared by all compute systems and stays) and its
+    /// directories. Nothing runs yet. The OCI hooks of the spec, if any, are
+    /// checked here (hooks.rs says when each list runs).
     pub fn create(
+        id: &str,
         spec: ContainerSpec,
         cgroup_parent: &Path,
         cgroup_leaf: &Path,
         rundir: &Path,
     ) -> HcsResult<Container> {
+        if let Some(oci) = &spec.oci {
+            hooks::validate(oci)?;
+        }
         let own_pid_ns = std::fs::File::open("/proc/self/ns/pid")
             .map(OwnedFd::from)
             .map_err(|e| HcsError::from_io("opening /proc/self/ns/pid", &e))?;
@@ -78,6 +89,7 @@ impl Container {
         })();
         match prepared {
             Ok(cgroup_procs) => Ok(Container {
+                id: id.to_string(),
                 spec,
                 rundir: rundir.to_path_buf(),
                 cgroup,
@@ -86,6 +98,7 @@ impl Container {
                 netns,
                 init: None,
                 started_at: None,
+                poststop_done: false,
             }),
             Err(e) => {
                 let _ = cgroup.destroy();
@@ -114,7 +127,10 @@ impl Container {
         &self.spec
     }
 
-    /// Start the init; returns its host pid.
+    /// Start the init; returns its host pid. With an OCI spec, its
+    /// prestart, createRuntime and createContainer hooks run once the
+    /// namespaces and root exist; if one fails, the init is killed and the
+    /// error names the hook.
     pub fn start(&mut self) -> HcsResult<i32> {
         if self.init.is_some() {
             return Err(HcsError::invalid_state("the container is already started"));
@@ -126,13 +142,16 @@ impl Container {
             self.netns.as_ref(),
         )?;
         tracing::debug!("init ready");
-        match spawn::Namespaces::open(pid, self.spec.user_namespace.is_some()) {
+        let opened = spawn::Namespaces::open(pid, self.spec.user_namespace.is_some());
+        match opened.and_then(|ns| self.run_create_hooks(pid, &ns).map(|_| ns)) {
             Ok(ns) => {
                 self.init = Some((pid, ns));
                 self.started_at = Some(SystemTime::now());
                 Ok(pid)
             }
             Err(e) => {
+                // The init (and any hook left in its pid namespace) dies; the
+                // monitor's SIGCHLD loop reaps it like any unknown child.
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::SIGKILL,
@@ -140,6 +159,30 @@ impl Container {
                 Err(e)
             }
         }
+    }
+
+    /// The OCI hooks of create, in the runtime namespace then in the container's.
+    fn run_create_hooks(&self, pid: i32, ns: &spawn::Namespaces) -> HcsResult<()> {
+        let Some(oci) = &self.spec.oci else {
+            return Ok(());
+        };
+        for kind in [hooks::HookKind::Prestart, hooks::HookKind::CreateRuntime] {
+            hooks::run(kind, oci, &self.id, Some(pid), None)?;
+        }
+        let place = hooks::ContainerNs {
+            ns,
+            own_pid_ns: &self.own_pid_ns,
+            cgroup_procs: &self.cgroup_procs,
+        };
+        hooks::run(
+            hooks::HookKind::CreateContainer,
+            oci,
+            &self.id,
+            Some(pid),
+            Some(&place),
+        )?;
+        tracing::debug!("create hooks ran");
+        Ok(())
     }
 
     /// Host pid of the init, once started.
@@ -157,13 +200,35 @@ impl Container {
         self.init = None;
     }
 
-    /// Start a process in the running container.
+    /// Start a process in the running container. For the OCI spec's own
+    /// process (`process.container_process`), the startContainer hooks run
+    /// first, in the container (a failure stops the container and fails the
+    /// spawn), and the poststart hooks after it (failures are logged).
     pub fn spawn(&self, process: &ProcessSpec) -> HcsResult<SpawnedProcess> {
         let (pid, ns) = self
             .init
             .as_ref()
             .ok_or_else(|| HcsError::invalid_state("the container is not running"))?;
-        spawn::spawn(*pid, ns, &self.own_pid_ns, &self.cgroup_procs, process)
+        let oci = self.spec.oci.as_ref().filter(|_| process.container_process);
+        if let Some(oci) = oci {
+            let place = hooks::ContainerNs {
+                ns,
+                own_pid_ns: &self.own_pid_ns,
+                cgroup_procs: &self.cgroup_procs,
+            };
+            let kind = hooks::HookKind::StartContainer;
+            if let Err(e) = hooks::run(kind, oci, &self.id, Some(*pid), Some(&place)) {
+                // runtime.md: a failed startContainer hook stops the container.
+                self.kill();
+                return Err(e);
+            }
+        }
+        let spawned = spawn::spawn(*pid, ns, &self.own_pid_ns, &self.cgroup_procs, process)?;
+        if let Some(oci) = oci {
+            // Never fails: poststart failures are only logged.
+            let _ = hooks::run(hooks::HookKind::Poststart, oci, &self.id, Some(*pid), None);
+        }
+        Ok(spawned)
     }
 
     /// Send a signal to the init.
@@ -211,7 +276,8 @@ impl Container {
     }
 
     /// Release everything: kill what is left, remove the cgroup, the
-    /// ephemeral scratch layer and the mount point.
+    /// ephemeral scratch layer and the mount point; then run the OCI
+    /// poststop hooks, once (their failures are logged).
     pub fn destroy(&mut self) -> HcsResult<()> {
         self.kill();
         self.init = None;
@@ -224,6 +290,10 @@ impl Container {
             }
         }
         let _ = std::fs::remove_dir(self.rundir.join("rootfs"));
+        if let Some(oci) = self.spec.oci.as_ref().filter(|_| !self.poststop_done) {
+            self.poststop_done = true;
+            let _ = hooks::run(hooks::HookKind::Poststop, oci, &self.id, None, None);
+        }
         result
     }
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 
-use crate::spec::{ContainerSpec, Mapping, RootFs};
+use crate::spec::{ContainerSpec, DeviceNode, Mapping, MountKind, MountSpec, RootFs};
 use crate::sys;
 
 /// Error text sent back to the monitor.
@@ -152,6 +152,11 @@ fn overlay_escape(p: &Path) -> String {
 pub(crate) struct DetachedMounts {
     pub root: OwnedFd,
     pub mappings: Vec<(Mapping, OwnedFd)>,
+    /// The bind mounts of `spec.mounts`, at the same indices (`None` for
+    /// the other kinds, which the init makes itself).
+    /// The flag is whether the source is a directory (looked up here: a
+    /// user-namespaced init may not be allowed to).
+    pub binds: Vec<Option<(OwnedFd, bool)>>,
     /// The generated resolv.conf, when DNS suffixes were given.
     pub resolv: Option<OwnedFd>,
 }
@@ -161,6 +166,7 @@ impl DetachedMounts {
     pub(crate) fn raw_fds(&self) -> Vec<std::os::fd::RawFd> {
         std::iter::once(self.root.as_raw_fd())
             .chain(self.mappings.iter().map(|(_, f)| f.as_raw_fd()))
+            .chain(self.binds.iter().flatten().map(|(f, _)| f.as_raw_fd()))
             .chain(self.resolv.as_ref().map(|f| f.as_raw_fd()))
             .collect()
     }
@@ -228,7 +234,22 @@ pub(crate) fn build_mounts(spec: &ContainerSpec, rundir: &Path) -> SetupResult<D
                 format!("making {} read-only", m.host.display())
             })?;
         }
+        // A clone of a shared host mount would share its peer group: cut it
+        // so that nothing mounted below it in the container reaches the host.
+        ctx(
+            sys::set_mount_attr(fd.as_fd(), 0, 0, libc::MS_PRIVATE, true),
+            || format!("making the bind mount of {} private", m.host.display()),
+        )?;
         mappings.push((m.clone(), fd));
+    }
+    let mut binds = Vec::with_capacity(spec.mounts.len());
+    for m in &spec.mounts {
+        binds.push(match &m.kind {
+            MountKind::Bind { source, recursive } => {
+                Some((detached_bind(m, source, *recursive)?, source.is_dir()))
+            }
+            _ => None,
+        });
     }
     let resolv = if spec.dns_search.is_empty() {
         None
@@ -242,8 +263,67 @@ pub(crate) fn build_mounts(spec: &ContainerSpec, rundir: &Path) -> SetupResult<D
     Ok(DetachedMounts {
         root,
         mappings,
+        binds,
         resolv,
     })
+}
+
+/// The `MOUNT_ATTR_*` bits to set and clear for a mount's flags.
+fn mount_attrs(m: &MountSpec) -> (u64, u64) {
+    let mut set = 0;
+    let mut clear = 0;
+    for (flag, attr) in [
+        (MsFlags::MS_RDONLY, sys::MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, sys::MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, sys::MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, sys::MOUNT_ATTR_NOEXEC),
+        (MsFlags::MS_NODIRATIME, sys::MOUNT_ATTR_NODIRATIME),
+    ] {
+        if m.flags.contains(flag) {
+            set |= attr;
+        }
+        if m.clear.contains(flag) {
+            clear |= attr;
+        }
+    }
+    // An atime mode replaces the previous one as a whole.
+    for (flag, attr) in [
+        (MsFlags::MS_RELATIME, sys::MOUNT_ATTR_RELATIME),
+        (MsFlags::MS_NOATIME, sys::MOUNT_ATTR_NOATIME),
+        (MsFlags::MS_STRICTATIME, sys::MOUNT_ATTR_STRICTATIME),
+    ] {
+        if m.flags.contains(flag) {
+            set = (set & !sys::MOUNT_ATTR_ATIME_MASK) | attr;
+            clear |= sys::MOUNT_ATTR_ATIME_MASK;
+        }
+    }
+    (set, clear)
+}
+
+/// A bind mount of an OCI spec as a detached mount, with its options.
+fn detached_bind(m: &MountSpec, source: &Path, recursive: bool) -> SetupResult<OwnedFd> {
+    let c = ctx(cpath(source), || "bind source".into())?;
+    let fd = if recursive {
+        sys::clone_tree(&c)
+    } else {
+        sys::clone_mount(&c)
+    };
+    let fd = ctx(fd, || format!("binding {}", source.display()))?;
+    let (set, clear) = mount_attrs(m);
+    // Private unless asked otherwise (see the mappings above).
+    let propagation = m.propagation.unwrap_or(MsFlags::MS_PRIVATE);
+    let prop = (propagation - MsFlags::MS_REC).bits();
+    ctx(
+        sys::set_mount_attr(fd.as_fd(), set, clear, prop, recursive),
+        || {
+            format!(
+                "setting the options of the bind mount of {} on {}",
+                source.display(),
+                m.destination.display()
+            )
+        },
+    )?;
+    Ok(fd)
 }
 
 /// Prepare on the host, before the namespaces exist: the mount point and the
@@ -300,17 +380,19 @@ pub(crate) fn setup(
     spec: &ContainerSpec,
     in_userns: bool,
     mounts: &DetachedMounts,
+    cgroups: Option<&hcs_cgroups::Hierarchies>,
 ) -> SetupResult<()> {
-    // Nothing we mount may propagate back to the host.
+    // Nothing we mount may propagate back to the host (slave: host mounts
+    // may still propagate in, when the OCI spec asks for it).
     ctx(
         mount(
             None::<&str>,
             "/",
             None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            spec.rootfs_propagation,
             None::<&str>,
         ),
-        || "making the mount namespace private".to_string(),
+        || "setting the propagation of the container's mount tree".to_string(),
     )?;
     // The monitor cloned us with the mount point as our working directory:
     // clone(CLONE_NEWNS) carried it over into this namespace, and a
@@ -331,118 +413,31 @@ pub(crate) fn setup(
     // Once attached, the mount's own descriptor names the container's root.
     let r = mounts.root.as_fd();
 
-    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount_at(
-        r,
-        "/proc",
-        Kind::Dir,
-        Some(Path::new("proc")),
-        Some("proc"),
-        nosuid_nodev_noexec,
-        None,
-    )?;
-    mount_at(
-        r,
-        "/dev",
-        Kind::Dir,
-        Some(Path::new("tmpfs")),
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-    )?;
-    for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let host = PathBuf::from("/dev").join(dev);
-        mount_at(
-            r,
-            &format!("/dev/{dev}"),
-            Kind::File,
-            Some(&host),
-            None,
-            MsFlags::MS_BIND,
-            None,
-        )?;
+    for (m, bind) in spec.mounts.iter().zip(&mounts.binds) {
+        let made = match (&m.kind, bind) {
+            (MountKind::Bind { source, .. }, Some((fd, is_dir))) => {
+                let kind = if *is_dir { Kind::Dir } else { Kind::File };
+                let target = ctx(ensure_in_root(r, &m.destination, kind), || {
+                    format!("creating {} in the container", m.destination.display())
+                })?;
+                ctx(sys::attach(fd.as_fd(), target.as_fd()), || {
+                    format!(
+                        "mounting {} on {}",
+                        source.display(),
+                        m.destination.display()
+                    )
+                })
+            }
+            (MountKind::Fs { fstype, source }, _) => mount_fs(r, m, fstype, source, in_userns),
+            (MountKind::Cgroup, _) => mount_cgroups(r, m, cgroups),
+            (MountKind::Bind { .. }, None) => Err("a bind mount was not prepared".to_string()),
+        };
+        match made {
+            Ok(()) => {}
+            Err(_) if m.optional => {}
+            Err(e) => return Err(e),
+        }
     }
-    let devpts_opts = if in_userns {
-        "newinstance,ptmxmode=0666,mode=0620"
-    } else {
-        "newinstance,ptmxmode=0666,mode=0620,gid=5"
-    };
-    mount_at(
-        r,
-        "/dev/pts",
-        Kind::Dir,
-        Some(Path::new("devpts")),
-        Some("devpts"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some(devpts_opts),
-    )?;
-    mount_at(
-        r,
-        "/dev/shm",
-        Kind::Dir,
-        Some(Path::new("shm")),
-        Some("tmpfs"),
-        nosuid_nodev_noexec,
-        Some("mode=1777,size=65536k"),
-    )?;
-    // mqueue is optional: kernels without POSIX message queues lack it.
-    let _ = mount_at(
-        r,
-        "/dev/mqueue",
-        Kind::Dir,
-        Some(Path::new("mqueue")),
-        Some("mqueue"),
-        nosuid_nodev_noexec,
-        None,
-    );
-    let devdir = ctx(ensure_in_root(r, Path::new("/dev"), Kind::Dir), || {
-        "opening /dev".to_string()
-    })?;
-    for (link, to) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("ptmx", "pts/ptmx"),
-    ] {
-        let dev_path = fd_path(&devdir).join(link);
-        let _ = std::os::unix::fs::symlink(to, dev_path);
-    }
-    let sys_flags = nosuid_nodev_noexec | MsFlags::MS_RDONLY;
-    if mount_at(
-        r,
-        "/sys",
-        Kind::Dir,
-        Some(Path::new("sysfs")),
-        Some("sysfs"),
-        sys_flags,
-        None,
-    )
-    .is_err()
-    {
-        // sysfs refuses a new instance when the network namespace is not
-        // ours (a joined one); show the host's read-only instead.
-        mount_at(
-            r,
-            "/sys",
-            Kind::Dir,
-            Some(Path::new("/sys")),
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        )?;
-        let sysfd = ctx(ensure_in_root(r, Path::new("/sys"), Kind::Dir), || {
-            "opening /sys".to_string()
-        })?;
-        let _ = mount(
-            None::<&str>,
-            &fd_path(&sysfd),
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nosuid_nodev_noexec,
-            None::<&str>,
-        );
-    }
-
     for (m, fd) in &mounts.mappings {
         attach_mapping(r, m, fd)?;
     }
@@ -456,9 +451,25 @@ pub(crate) fn setup(
         })?;
     }
 
-    ctx(nix::unistd::sethostname(&spec.hostname), || {
-        format!("setting the host name to {:?}", spec.hostname)
-    })?;
+    // Device nodes, unless /dev is the host's (or some other bind mount).
+    let dev_is_bound = spec
+        .mounts
+        .iter()
+        .any(|m| m.destination == Path::new("/dev") && matches!(m.kind, MountKind::Bind { .. }));
+    if !dev_is_bound {
+        make_devices(r, spec, in_userns)?;
+    }
+
+    if spec.namespaces.uts {
+        ctx(nix::unistd::sethostname(&spec.hostname), || {
+            format!("setting the host name to {:?}", spec.hostname)
+        })?;
+        if let Some(d) = &spec.domainname {
+            ctx(sys::set_domainname(d), || {
+                format!("setting the domain name to {d:?}")
+            })?;
+        }
+    }
 
     // pivot_root(".", ".") stacks the old root under the new one; detaching
     // it leaves only the container's root (the runc idiom, no temp dir).
@@ -471,8 +482,371 @@ pub(crate) fn setup(
         || "detaching the host root".to_string(),
     )?;
     ctx(nix::unistd::chdir("/"), || "chdir /".to_string())?;
-    protect_proc_and_sys();
+
+    // runc's order: sysctls (while /proc/sys is writable), read-only and
+    // masked paths, then the read-only root.
+    for (key, value) in &spec.sysctl {
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        ctx(fs::write(&path, value.as_bytes()), || {
+            format!("setting sysctl {key} to {value:?}")
+        })?;
+    }
+    for p in &spec.readonly_paths {
+        read_only_path(p)?;
+    }
+    for p in &spec.masked_paths {
+        mask_path(p)?;
+    }
+    if spec.read_only_root {
+        remount_read_only(Path::new("/"), false)
+            .map_err(|e| format!("making the root read-only: {e}"))?;
+    }
     Ok(())
+}
+
+/// Mount a new instance of a filesystem (`mounts[i]` of type tmpfs, proc, ...).
+fn mount_fs(
+    r: BorrowedFd<'_>,
+    m: &MountSpec,
+    fstype: &str,
+    source: &str,
+    in_userns: bool,
+) -> SetupResult<()> {
+    let target = m.destination.to_string_lossy();
+    let data = m.data.join(",");
+    let data = (!data.is_empty()).then_some(data.as_str());
+    let result = mount_at(
+        r,
+        &target,
+        Kind::Dir,
+        Some(Path::new(source)),
+        Some(fstype),
+        m.flags,
+        data,
+    );
+    let result = match result {
+        // Group 5 (tty) or the uid may not be mapped in a user namespace:
+        // devpts then refuses them; its nodes belong to the caller instead.
+        Err(_) if fstype == "devpts" && in_userns => {
+            let data: Vec<&str> = m
+                .data
+                .iter()
+                .map(String::as_str)
+                .filter(|o| !o.starts_with("gid=") && !o.starts_with("uid="))
+                .collect();
+            let data = data.join(",");
+            mount_at(
+                r,
+                &target,
+                Kind::Dir,
+                Some(Path::new(source)),
+                Some(fstype),
+                m.flags,
+                Some(&data),
+            )
+        }
+        // sysfs refuses a new instance when the network namespace is not
+        // ours (a joined one, or the host's); show the host's read-only.
+        Err(_) if fstype == "sysfs" => {
+            mount_at(
+                r,
+                &target,
+                Kind::Dir,
+                Some(Path::new("/sys")),
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )?;
+            let fd = ctx(ensure_in_root(r, &m.destination, Kind::Dir), || {
+                format!("opening {target}")
+            })?;
+            let _ = mount(
+                None::<&str>,
+                &fd_path(&fd),
+                None::<&str>,
+                MsFlags::MS_BIND
+                    | MsFlags::MS_REMOUNT
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC,
+                None::<&str>,
+            );
+            Ok(())
+        }
+        other => other,
+    };
+    result?;
+    if let Some(p) = m.propagation {
+        let fd = ctx(ensure_in_root(r, &m.destination, Kind::Dir), || {
+            format!("opening {target}")
+        })?;
+        ctx(
+            mount(None::<&str>, &fd_path(&fd), None::<&str>, p, None::<&str>),
+            || format!("setting the propagation of {target}"),
+        )?;
+    }
+    Ok(())
+}
+
+/// An OCI `cgroup` mount: the container's own cgroup of every hierarchy,
+/// bound from the host (as runc does on cgroup v1; with a cgroup namespace
+/// this is also what a new cgroup2 mount would show). On a unified host the
+/// v2 directory is bound at the destination; otherwise a tmpfs there holds
+/// one directory per hierarchy, named like the host's.
+fn mount_cgroups(
+    r: BorrowedFd<'_>,
+    m: &MountSpec,
+    cgroups: Option<&hcs_cgroups::Hierarchies>,
+) -> SetupResult<()> {
+    let cgroups = cgroups.ok_or_else(|| "the host's cgroup hierarchies are unknown".to_string())?;
+    let dest = m.destination.clone();
+    let bind_flags = MsFlags::MS_BIND | MsFlags::MS_REC;
+    let ro = m.flags.contains(MsFlags::MS_RDONLY);
+    let fixed = (m.flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)
+        & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    let bind = |src: &Path, at: &Path| -> SetupResult<()> {
+        let fd = ctx(ensure_in_root(r, at, Kind::Dir), || {
+            format!("creating {} in the container", at.display())
+        })?;
+        ctx(
+            mount(
+                Some(src),
+                &fd_path(&fd),
+                None::<&str>,
+                bind_flags,
+                None::<&str>,
+            ),
+            || format!("binding {} on {}", src.display(), at.display()),
+        )?;
+        // Reopen: the descriptor from before names the directory under the mount.
+        let fd = ctx(ensure_in_root(r, at, Kind::Dir), || {
+            format!("opening {}", at.display())
+        })?;
+        ctx(
+            mount(
+                None::<&str>,
+                &fd_path(&fd),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | fixed,
+                None::<&str>,
+            ),
+            || format!("setting the options of {}", at.display()),
+        )
+    };
+    let list = cgroups.hierarchies();
+    if cgroups.layout() == hcs_cgroups::Layout::Unified && list.len() == 1 {
+        return bind(&list[0].process_dir(), &dest);
+    }
+    mount_at(
+        r,
+        &dest.to_string_lossy(),
+        Kind::Dir,
+        Some(Path::new("tmpfs")),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=755"),
+    )?;
+    for h in list {
+        let Some(name) = h.mount_point().file_name() else {
+            continue;
+        };
+        bind(&h.process_dir(), &dest.join(name))?;
+    }
+    if ro {
+        let fd = ctx(ensure_in_root(r, &dest, Kind::Dir), || {
+            format!("opening {}", dest.display())
+        })?;
+        ctx(
+            mount(
+                None::<&str>,
+                &fd_path(&fd),
+                None::<&str>,
+                MsFlags::MS_REMOUNT | fixed,
+                Some("mode=755"),
+            ),
+            || format!("making {} read-only", dest.display()),
+        )?;
+    }
+    Ok(())
+}
+
+/// The default device nodes (bound from the host's, which works in a user
+/// namespace too), those of `linux.devices`, and the standard symlinks.
+fn make_devices(r: BorrowedFd<'_>, spec: &ContainerSpec, in_userns: bool) -> SetupResult<()> {
+    for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let path = PathBuf::from("/dev").join(dev);
+        if spec.devices.iter().any(|d| d.path == path) {
+            continue;
+        }
+        mount_at(
+            r,
+            &path.to_string_lossy(),
+            Kind::File,
+            Some(&path),
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )?;
+    }
+    for d in &spec.devices {
+        make_device(r, d, in_userns)?;
+    }
+    let devdir = ctx(ensure_in_root(r, Path::new("/dev"), Kind::Dir), || {
+        "opening /dev".to_string()
+    })?;
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        let dev_path = fd_path(&devdir).join(link);
+        let _ = std::os::unix::fs::symlink(to, dev_path);
+    }
+    Ok(())
+}
+
+/// One node of `linux.devices`: made with mknod, or in a user namespace
+/// (where mknod is not allowed) bound from the host's node of that path.
+fn make_device(r: BorrowedFd<'_>, d: &DeviceNode, in_userns: bool) -> SetupResult<()> {
+    let shown = d.path.display();
+    if in_userns {
+        return mount_at(
+            r,
+            &d.path.to_string_lossy(),
+            Kind::File,
+            Some(&d.path),
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )
+        .map_err(|e| format!("{e} (in a user namespace devices are bound from the host's)"));
+    }
+    let parent = d.path.parent().unwrap_or(Path::new("/"));
+    let name = d
+        .path
+        .file_name()
+        .ok_or_else(|| format!("device path {shown} has no name"))?;
+    let dir = ctx(ensure_in_root(r, parent, Kind::Dir), || {
+        format!("creating {} in the container", parent.display())
+    })?;
+    let kind = match d.kind {
+        'b' => nix::sys::stat::SFlag::S_IFBLK,
+        'p' => nix::sys::stat::SFlag::S_IFIFO,
+        _ => nix::sys::stat::SFlag::S_IFCHR,
+    };
+    // A node already there (from the image) is replaced, as runc does.
+    let _ = nix::unistd::unlinkat(&dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+    let perm = nix::sys::stat::Mode::from_bits_truncate(d.mode);
+    ctx(
+        nix::sys::stat::mknodat(
+            &dir,
+            name,
+            kind,
+            perm,
+            nix::sys::stat::makedev(d.major, d.minor),
+        ),
+        || format!("creating device {shown}"),
+    )?;
+    // mknod's mode went through the umask.
+    ctx(
+        nix::sys::stat::fchmodat(
+            &dir,
+            name,
+            perm,
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        ),
+        || format!("setting the mode of {shown}"),
+    )?;
+    ctx(
+        nix::unistd::fchownat(
+            &dir,
+            name,
+            Some(d.uid.into()),
+            Some(d.gid.into()),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ),
+        || format!("setting the owner of {shown}"),
+    )
+}
+
+/// The flags of the mount `p` is on, as mount flags (a bind remount must
+/// repeat them: in a user namespace the locked ones cannot be cleared).
+fn mount_flags_of(p: &Path) -> MsFlags {
+    use nix::sys::statvfs::FsFlags;
+    let Ok(st) = nix::sys::statvfs::statvfs(p) else {
+        return MsFlags::empty();
+    };
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (from, to) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(from) {
+            out |= to;
+        }
+    }
+    out
+}
+
+/// Remount the mount at `p` read-only, keeping its other flags; first bind
+/// it onto itself when it is not a mount point of its own.
+fn remount_read_only(p: &Path, bind_first: bool) -> nix::Result<()> {
+    if bind_first {
+        mount(
+            Some(p),
+            p,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )?;
+    }
+    let flags = mount_flags_of(p);
+    mount(
+        None::<&str>,
+        p,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags,
+        None::<&str>,
+    )
+}
+
+/// A `linux.readonlyPaths` entry (after pivot_root): skipped when absent.
+fn read_only_path(p: &Path) -> SetupResult<()> {
+    if fs::symlink_metadata(p).is_err() {
+        return Ok(());
+    }
+    remount_read_only(p, true).map_err(|e| format!("making {} read-only: {e}", p.display()))
+}
+
+/// A `linux.maskedPaths` entry (after pivot_root): /dev/null over a file, an
+/// empty read-only tmpfs over a directory; skipped when absent.
+fn mask_path(p: &Path) -> SetupResult<()> {
+    let r = match fs::symlink_metadata(p) {
+        Err(_) => return Ok(()),
+        Ok(m) if m.is_dir() => mount(
+            Some("tmpfs"),
+            p,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        ),
+        Ok(_) => mount(
+            Some("/dev/null"),
+            p,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ),
+    };
+    r.map_err(|e| format!("masking {}: {e}", p.display()))
 }
 
 fn attach_mapping(root: BorrowedFd<'_>, m: &Mapping, mnt: &OwnedFd) -> SetupResult<()> {
@@ -484,72 +858,4 @@ fn attach_mapping(root: BorrowedFd<'_>, m: &Mapping, mnt: &OwnedFd) -> SetupResu
     ctx(sys::attach(mnt.as_fd(), target.as_fd()), || {
         format!("mounting {} on {}", m.host.display(), m.container.display())
     })
-}
-
-/// Hide the kernel interfaces a container has no business with, as runc's
-/// default masked and read-only paths do. Absent paths are fine.
-fn protect_proc_and_sys() {
-    for p in [
-        "/proc/kcore",
-        "/proc/keys",
-        "/proc/latency_stats",
-        "/proc/timer_list",
-        "/proc/sched_debug",
-        "/proc/acpi",
-        "/proc/scsi",
-        "/sys/firmware",
-    ] {
-        match fs::symlink_metadata(p) {
-            Ok(m) if m.is_dir() => {
-                let _ = mount(
-                    Some("tmpfs"),
-                    p,
-                    Some("tmpfs"),
-                    MsFlags::MS_RDONLY,
-                    None::<&str>,
-                );
-            }
-            Ok(_) => {
-                let _ = mount(
-                    Some("/dev/null"),
-                    p,
-                    None::<&str>,
-                    MsFlags::MS_BIND,
-                    None::<&str>,
-                );
-            }
-            Err(_) => {}
-        }
-    }
-    for p in [
-        "/proc/bus",
-        "/proc/fs",
-        "/proc/irq",
-        "/proc/sys",
-        "/proc/sysrq-trigger",
-    ] {
-        if fs::symlink_metadata(p).is_ok()
-            && mount(
-                Some(p),
-                p,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .is_ok()
-        {
-            let _ = mount(
-                None::<&str>,
-                p,
-                None::<&str>,
-                MsFlags::MS_BIND
-                    | MsFlags::MS_REMOUNT
-                    | MsFlags::MS_RDONLY
-                    | MsFlags::MS_NOSUID
-                    | MsFlags::MS_NODEV
-                    | MsFlags::MS_NOEXEC,
-                None::<&str>,
-            );
-        }
-    }
 }

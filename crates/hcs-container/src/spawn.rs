@@ -16,12 +16,20 @@ use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
+use std::sync::Arc;
 
 use hcs_errors::{HResult, HcsError, HcsResult};
+use nix::errno::Errno;
 use nix::sched::CloneFlags;
+use oci_spec::runtime::LinuxSeccomp;
+use serde_json::Value;
 
+use crate::security::{self, CapabilitySets, ProcessSecurity, OCI_PROCESS};
 use crate::sys::{self, Forked};
 use crate::users::Identity;
+
+/// Console size (rows, columns) of a terminal whose size nobody gave.
+pub const DEFAULT_CONSOLE_SIZE: (u16, u16) = (25, 80);
 
 /// A process to start, in Linux terms.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +56,66 @@ pub struct ProcessSpec {
     /// OCI spec (its first `OciProcess`): its start runs the spec's
     /// startContainer and poststart hooks.
     pub container_process: bool,
+    /// Capabilities, rlimits, seccomp, ... of an OCI process (see
+    /// [`ProcessSecurity`]); `None` gives the [`DEFAULT_CAPABILITIES`].
+    pub security: Option<Arc<ProcessSecurity>>,
+}
+
+impl ProcessSpec {
+    /// The process of an OCI runtime-spec `process` object
+    /// (`ProcessParameters.OciProcess`): args, env, cwd, `uid:gid`, terminal
+    /// and its size, and the security part, with the container's seccomp
+    /// profile `seccomp`. Errors name the JSON path from `OciProcess.`.
+    /// Stdio pipes are left to the caller.
+    pub fn from_oci(process: &Value, seccomp: Option<&LinuxSeccomp>) -> HcsResult<ProcessSpec> {
+        let p = OCI_PROCESS;
+        security::check_process_json(process, p)?;
+        let oci: oci_spec::runtime::Process = serde_json::from_value(process.clone())
+            .map_err(|e| HcsError::invalid_arg(format!("{p}: {e}")))?;
+        let argv = oci.args().clone().unwrap_or_default();
+        if argv.first().is_none_or(|a| a.is_empty()) {
+            return Err(HcsError::invalid_arg(format!(
+                "{p}.args: missing or empty; its first element names the program to run"
+            )));
+        }
+        let mut env = Vec::new();
+        for (i, e) in oci.env().iter().flatten().enumerate() {
+            let (k, v) = e
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| {
+                    HcsError::invalid_arg(format!("{p}.env[{i}]: {e:?} is not NAME=value"))
+                })?;
+            env.push((k.to_string(), v.to_string()));
+        }
+        let cwd = oci
+            .cwd()
+            .to_str()
+            .ok_or_else(|| HcsError::invalid_arg(format!("{p}.cwd: not UTF-8")))?
+            .to_string();
+        let user = oci.user();
+        let console = oci.terminal().unwrap_or(false).then(|| {
+            oci.console_size()
+                .map(|b| {
+                    let clamp = |n: u64| n.clamp(1, u16::MAX as u64) as u16;
+                    (clamp(b.height()), clamp(b.width()))
+                })
+                .unwrap_or(DEFAULT_CONSOLE_SIZE)
+        });
+        Ok(ProcessSpec {
+            argv,
+            executable: None,
+            env,
+            cwd: Some(cwd).filter(|c| !c.is_empty()),
+            user: Some(format!("{}:{}", user.uid(), user.gid())),
+            stdin: false,
+            stdout: false,
+            stderr: false,
+            console,
+            container_process: false,
+            security: Some(Arc::new(ProcessSecurity::from_oci(&oci, seccomp)?)),
+        })
+    }
 }
 
 /// A started process and the caller's ends of its stdio.
@@ -119,24 +187,12 @@ pub const DEFAULT_CAPABILITIES: &[caps::Capability] = &[
     caps::Capability::CAP_AUDIT_WRITE,
 ];
 
-/// Limit the calling process to [`DEFAULT_CAPABILITIES`]: bounding set
-/// first (needs CAP_SETPCAP, which we still hold), then the other sets.
-fn drop_capabilities() -> Result<(), nix::errno::Errno> {
-    use caps::{CapSet, CapsHashSet};
-    let keep: CapsHashSet = DEFAULT_CAPABILITIES.iter().copied().collect();
-    let errno = |e: caps::errors::CapsError| {
-        let _ = e;
-        nix::errno::Errno::EPERM
-    };
-    for cap in caps::all() {
-        if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-            caps::drop(None, CapSet::Bounding, cap).map_err(errno)?;
-        }
-    }
-    caps::set(None, CapSet::Inheritable, &keep).map_err(errno)?;
-    caps::set(None, CapSet::Effective, &keep).map_err(errno)?;
-    caps::set(None, CapSet::Permitted, &keep).map_err(errno)?;
-    Ok(())
+/// [`DEFAULT_CAPABILITIES`] as a mask.
+fn default_capabilities() -> security::CapMask {
+    DEFAULT_CAPABILITIES
+        .iter()
+        .fold(0, |m, c| m | (1 << c.index()))
+        & security::all_caps()
 }
 
 /// Stages the child reports failures of.
@@ -149,6 +205,16 @@ enum Stage {
     Identity = 4,
     Chdir = 5,
     Exec = 6,
+    /// Detail: the index of the rlimit.
+    Rlimit = 7,
+    OomScoreAdj = 8,
+    /// Detail: the capability.
+    Bounding = 9,
+    Capset = 10,
+    /// Detail: the capability.
+    Ambient = 11,
+    NoNewPrivs = 12,
+    Seccomp = 13,
 }
 
 /// What the parent prepared for the child; all allocation happens before fork.
@@ -158,6 +224,13 @@ struct Prepared {
     candidates: Vec<CString>,
     cwd: CString,
     identity: Identity,
+    /// Supplementary groups.
+    groups: Vec<nix::unistd::Gid>,
+    /// The capability sets the process gets.
+    caps: CapabilitySets,
+    /// The highest capability number of the kernel.
+    last_cap: u8,
+    security: Option<Arc<ProcessSecurity>>,
     stdio: [OwnedFd; 3],
     console: bool,
 }
@@ -176,6 +249,25 @@ pub(crate) fn spawn(
     }
     let root = Path::new("/proc").join(init_pid.to_string()).join("root");
     let identity = crate::users::resolve(&root, spec.user.as_deref())?;
+    let security = spec.security.clone();
+    if let Some(sec) = &security {
+        // Joining a user namespace grants every capability inside it;
+        // otherwise the process can only get what the monitor holds.
+        if ns.user.is_none() {
+            sec.check_grantable(security::own_permitted()?)?;
+        }
+    }
+    let groups: Vec<nix::unistd::Gid> = security
+        .as_ref()
+        .and_then(|s| s.additional_gids.as_ref())
+        .unwrap_or(&identity.groups)
+        .iter()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
+    let caps = security.as_ref().map_or_else(
+        || CapabilitySets::uniform(default_capabilities()),
+        |s| s.capabilities,
+    );
 
     let mut env: Vec<(String, String)> = spec.env.clone();
     let has = |env: &Vec<(String, String)>, k: &str| env.iter().any(|(n, _)| n == k);
@@ -285,6 +377,10 @@ pub(crate) fn spawn(
         candidates,
         cwd,
         identity,
+        groups,
+        caps,
+        last_cap: security::last_cap(),
+        security,
         stdio,
         console: console.is_some(),
     };
@@ -313,11 +409,12 @@ pub(crate) fn spawn(
             let pid = bytes
                 .get(0..4)
                 .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-            if let Some(rest) = bytes.get(4..9) {
+            if let Some(rest) = bytes.get(4..13) {
                 let stage = rest[0];
                 let errno = i32::from_ne_bytes([rest[1], rest[2], rest[3], rest[4]]);
+                let detail = u32::from_ne_bytes([rest[5], rest[6], rest[7], rest[8]]);
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(host_pid), None);
-                return Err(spawn_error(stage, errno, &program, &path_var, spec));
+                return Err(spawn_error(stage, errno, detail, &program, &path_var, spec));
             }
             let Some(pid) = pid else {
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(host_pid), None);
@@ -338,20 +435,75 @@ pub(crate) fn spawn(
     }
 }
 
-fn spawn_error(stage: u8, errno: i32, program: &str, path: &str, spec: &ProcessSpec) -> HcsError {
+fn spawn_error(
+    stage: u8,
+    errno: i32,
+    detail: u32,
+    program: &str,
+    path: &str,
+    spec: &ProcessSpec,
+) -> HcsError {
     let err = std::io::Error::from_raw_os_error(errno);
     let hr = HResult::from_errno(errno);
+    let oci = spec.security.as_ref().is_some_and(|s| s.from_oci);
+    let (user_field, cwd_field) = if oci {
+        ("OciProcess.user", "OciProcess.cwd")
+    } else {
+        (
+            "ProcessParameters.User",
+            "ProcessParameters.WorkingDirectory",
+        )
+    };
+    let p = OCI_PROCESS;
+    // Plain processes get the default capabilities, not an OciProcess's.
+    let caps_field = if oci {
+        "OciProcess.capabilities"
+    } else {
+        "the default capabilities"
+    };
+    let cap = || security::capability_name(detail as u8);
     let msg = match stage {
         s if s == Stage::Cgroup as u8 => format!("joining the container's cgroup: {err}"),
         s if s == Stage::Namespaces as u8 => format!("entering the container's namespaces: {err}"),
         s if s == Stage::Stdio as u8 => format!("setting up stdio: {err}"),
         s if s == Stage::Identity as u8 => format!(
-            "ProcessParameters.User {:?}: switching user: {err}",
+            "{user_field} {:?}: switching user: {err}",
             spec.user.as_deref().unwrap_or("root")
         ),
         s if s == Stage::Chdir as u8 => format!(
-            "ProcessParameters.WorkingDirectory {:?}: {err}",
+            "{cwd_field} {:?}: {err}",
             spec.cwd.as_deref().unwrap_or("/")
+        ),
+        s if s == Stage::Rlimit as u8 => rlimit_error(spec, detail as usize, errno, &err),
+        s if s == Stage::OomScoreAdj as u8 => format!(
+            "{p}.oomScoreAdj {}: writing /proc/self/oom_score_adj: {err}{}",
+            spec.security
+                .as_ref()
+                .and_then(|s| s.oom_score_adj)
+                .unwrap_or_default(),
+            if errno == libc::EACCES || errno == libc::EPERM {
+                format!(
+                    " (lowering it below the runtime's own needs CAP_SYS_RESOURCE{})",
+                    lacking_sys_resource()
+                )
+            } else {
+                String::new()
+            }
+        ),
+        s if s == Stage::Bounding as u8 => format!(
+            "{caps_field}: dropping {} from the bounding set: {err}",
+            cap()
+        ),
+        s if s == Stage::Capset as u8 => {
+            format!("{caps_field}: setting the effective, permitted and inheritable sets: {err}")
+        }
+        s if s == Stage::Ambient as u8 => {
+            format!("{p}.capabilities.ambient: raising {}: {err}", cap())
+        }
+        s if s == Stage::NoNewPrivs as u8 => format!("{p}.noNewPrivileges: {err}"),
+        s if s == Stage::Seccomp as u8 => format!(
+            "{}: installing the seccomp filter: {err}",
+            security::OCI_SECCOMP
         ),
         _ if errno == libc::ENOENT && !program.contains('/') => {
             format!("executable {program:?} was not found in the container (searched PATH={path})")
@@ -364,6 +516,52 @@ fn spawn_error(stage: u8, errno: i32, program: &str, path: &str, spec: &ProcessS
         _ => format!("executing {program:?}: {err}"),
     };
     HcsError::new(hr, msg)
+}
+
+/// ", which this host does not grant" when the monitor lacks CAP_SYS_RESOURCE.
+fn lacking_sys_resource() -> &'static str {
+    let bit = 1u64 << caps::Capability::CAP_SYS_RESOURCE.index();
+    match security::own_permitted() {
+        Ok(own) if own & bit == 0 => ", which this host does not grant to the runtime",
+        _ => "",
+    }
+}
+
+/// Why an rlimit could not be set, with what the runtime itself may set.
+fn rlimit_error(spec: &ProcessSpec, i: usize, errno: i32, err: &std::io::Error) -> String {
+    let Some(r) = spec.security.as_ref().and_then(|s| s.rlimits.get(i)) else {
+        return format!("{OCI_PROCESS}.rlimits[{i}]: {err}");
+    };
+    let mut msg = format!(
+        "{OCI_PROCESS}.rlimits[{i}]: setting {} to soft {} hard {}: {err}",
+        r.name, r.soft, r.hard
+    );
+    if errno == libc::EPERM {
+        let mut own = libc::rlimit64 {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: prlimit64 on ourselves writes our current limit into `own`.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_prlimit64,
+                0,
+                r.resource as libc::c_long,
+                std::ptr::null::<libc::rlimit64>(),
+                &mut own as *mut libc::rlimit64,
+            )
+        };
+        let own = if rc == 0 {
+            format!(" ({})", own.rlim_max)
+        } else {
+            String::new()
+        };
+        msg.push_str(&format!(
+            " (raising a hard limit above the runtime's own{own} needs CAP_SYS_RESOURCE{})",
+            lacking_sys_resource()
+        ));
+    }
+    msg
 }
 
 fn open_console_master(root: &Path) -> HcsResult<OwnedFd> {
@@ -388,16 +586,35 @@ fn open_console_master(root: &Path) -> HcsResult<OwnedFd> {
 
 /// In the forked child: never returns.
 fn child(p: &Prepared, ns: &Namespaces, cgroup_procs: &[OwnedFd], report: OwnedFd) -> ! {
-    let fail = |stage: Stage, e: nix::errno::Errno| -> ! {
-        let mut rec = [0u8; 5];
+    let fail_with = |stage: Stage, e: Errno, detail: u32| -> ! {
+        let mut rec = [0u8; 9];
         rec[0] = stage as u8;
         rec[1..5].copy_from_slice(&(e as i32).to_ne_bytes());
+        rec[5..9].copy_from_slice(&detail.to_ne_bytes());
         let _ = nix::unistd::write(&report, &rec);
         sys::exit_now(127)
     };
+    let fail = |stage: Stage, e: Errno| -> ! { fail_with(stage, e, 0) };
+    // Our pid as the container sees it (we were forked into its pid
+    // namespace), first: the parent reads any failure record after it.
+    let _ = nix::unistd::write(
+        &report,
+        &(nix::unistd::getpid().as_raw() as u32).to_ne_bytes(),
+    );
     for fd in cgroup_procs {
         if let Err(e) = nix::unistd::write(fd, b"0") {
             fail(Stage::Cgroup, e);
+        }
+    }
+    let sec = p.security.as_deref();
+    // runc's order: rlimits and oom_score_adj first, here still with the
+    // host's /proc and outside any user namespace.
+    if let Some(sec) = sec {
+        if let Err((i, e)) = sec.set_rlimits() {
+            fail_with(Stage::Rlimit, e, i as u32);
+        }
+        if let Err(e) = sec.write_oom_score_adj() {
+            fail(Stage::OomScoreAdj, e);
         }
     }
     let joins: [(Option<&OwnedFd>, CloneFlags); 6] = [
@@ -415,11 +632,6 @@ fn child(p: &Prepared, ns: &Namespaces, cgroup_procs: &[OwnedFd], report: OwnedF
             }
         }
     }
-    // Our pid as the container sees it (we were forked into its pid namespace).
-    let _ = nix::unistd::write(
-        &report,
-        &(nix::unistd::getpid().as_raw() as u32).to_ne_bytes(),
-    );
     let _ = nix::unistd::setsid();
     for (i, fd) in p.stdio.iter().enumerate() {
         if let Err(e) = sys::dup_onto(fd.as_fd(), i as RawFd) {
@@ -437,18 +649,32 @@ fn child(p: &Prepared, ns: &Namespaces, cgroup_procs: &[OwnedFd], report: OwnedF
             );
         }
     }
-    // Keep only the default capabilities; setuid to a non-root user below
-    // clears what is left of them, as for any exec.
-    if let Err(e) = drop_capabilities() {
+    // The bounding set first, while CAP_SETPCAP is still effective.
+    if let Err((cap, e)) = security::drop_bounding(p.caps.bounding, p.last_cap) {
+        fail_with(Stage::Bounding, e, cap as u32);
+    }
+    let seccomp = sec.and_then(|s| s.seccomp.as_ref());
+    let nnp = sec.is_some_and(|s| s.no_new_privileges);
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it
+    // now, before the capabilities go (as runc does).
+    if let (Some(filter), false) = (seccomp, nnp) {
+        if let Err(e) = filter.install() {
+            fail(Stage::Seccomp, e);
+        }
+    }
+    if sec.is_some() {
+        // Keep the permitted set through setuid; capset below sets exactly
+        // the requested sets.
+        if let Err(e) = security::set_keep_caps(true) {
+            fail(Stage::Identity, e);
+        }
+    } else if let Err(e) = security::capset(&p.caps) {
+        // Only the default capabilities; setuid to a non-root user below
+        // clears what is left of them, as for any exec.
         fail(Stage::Identity, e);
     }
     let id = &p.identity;
-    let gids: Vec<nix::unistd::Gid> = id
-        .groups
-        .iter()
-        .map(|g| nix::unistd::Gid::from_raw(*g))
-        .collect();
-    if let Err(e) = nix::unistd::setgroups(&gids)
+    if let Err(e) = nix::unistd::setgroups(&p.groups)
         .and_then(|_| nix::unistd::setresgid(id.gid.into(), id.gid.into(), id.gid.into()))
         .and_then(|_| nix::unistd::setresuid(id.uid.into(), id.uid.into(), id.uid.into()))
     {
@@ -456,6 +682,23 @@ fn child(p: &Prepared, ns: &Namespaces, cgroup_procs: &[OwnedFd], report: OwnedF
     }
     if let Err(e) = nix::unistd::chdir(p.cwd.as_c_str()) {
         fail(Stage::Chdir, e);
+    }
+    if let Some(sec) = sec {
+        let _ = security::set_keep_caps(false);
+        if let Err(e) = security::capset(&p.caps) {
+            fail(Stage::Capset, e);
+        }
+        if let Err((cap, e)) = security::raise_ambient(p.caps.ambient, p.last_cap) {
+            fail_with(Stage::Ambient, e, cap as u32);
+        }
+        if let Some(mask) = sec.umask {
+            security::set_umask(mask);
+        }
+        if nnp {
+            if let Err(e) = security::set_no_new_privs() {
+                fail(Stage::NoNewPrivs, e);
+            }
+        }
     }
     // The monitor blocks and ignores signals for itself; the process starts clean.
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
@@ -466,6 +709,13 @@ fn child(p: &Prepared, ns: &Namespaces, cgroup_procs: &[OwnedFd], report: OwnedF
         }
     }
     sys::cloexec_from(3);
+    // With no_new_privs the filter goes on last, so it sees as few of our
+    // own system calls as possible.
+    if let (Some(filter), true) = (seccomp, nnp) {
+        if let Err(e) = filter.install() {
+            fail(Stage::Seccomp, e);
+        }
+    }
     let mut last = nix::errno::Errno::ENOENT;
     for path in &p.candidates {
         let Err(e) = nix::unistd::execve(path, &p.argv, &p.envp);

@@ -6,9 +6,12 @@
 //! and leaves nothing behind.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use hcs_errors::{HResult, HcsError, HcsResult};
 use hcs_schema::Container;
+use nix::mount::MsFlags;
+use serde_json::Value;
 
 /// CFS period used for every quota we set, in microseconds.
 pub const CPU_PERIOD_US: u64 = 100_000;
@@ -46,6 +49,8 @@ pub enum Network {
     Join(PathBuf),
     /// The one of another container of the same namespace (resolved by the monitor).
     SharedWith(String),
+    /// The monitor's own (an OCI spec without a network namespace).
+    Host,
 }
 
 /// A uid or gid mapping line.
@@ -68,6 +73,104 @@ pub struct OciConfig {
     pub bundle: PathBuf,
 }
 
+/// How one mount of the container is made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MountKind {
+    /// A bind mount of a host path: built by the monitor as a detached
+    /// mount tree (with the host's credentials) and attached by the init.
+    Bind {
+        /// The host path.
+        source: PathBuf,
+        /// `rbind`: with the mounts below `source`.
+        recursive: bool,
+    },
+    /// A new instance of a filesystem (`tmpfs`, `proc`, ...), made by the init.
+    Fs {
+        /// The filesystem type.
+        fstype: String,
+        /// The mount's source name (`tmpfs`, `shm`, ...).
+        source: String,
+    },
+    /// The container's own cgroups (OCI type `cgroup`), bound from the
+    /// host's hierarchies so that only the container's subtree shows.
+    Cgroup,
+}
+
+/// One mount of the container, made in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MountSpec {
+    /// Absolute path inside the container.
+    pub destination: PathBuf,
+    /// What is mounted.
+    pub kind: MountKind,
+    /// Flags set: `MS_RDONLY`, `MS_NOSUID`, `MS_NODEV`, `MS_NOEXEC`, atime flags.
+    pub flags: MsFlags,
+    /// Flags cleared (`rw`, `suid`, `dev`, `exec`, `diratime` on a bind mount).
+    pub clear: MsFlags,
+    /// `MS_PRIVATE`, `MS_SLAVE` or `MS_UNBINDABLE` (with `MS_REC` for the
+    /// r-forms); `None` leaves the mount private.
+    pub propagation: Option<MsFlags>,
+    /// Filesystem options, passed as the mount's data (`size=64m`).
+    pub data: Vec<String>,
+    /// A failure to mount is ignored (the default /dev/mqueue: kernels
+    /// without POSIX message queues have no mqueue filesystem).
+    pub optional: bool,
+}
+
+/// A device node to create in the container (`linux.devices`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceNode {
+    /// Absolute path inside the container.
+    pub path: PathBuf,
+    /// `c` (character), `b` (block) or `p` (fifo).
+    pub kind: char,
+    /// Major number.
+    pub major: u64,
+    /// Minor number.
+    pub minor: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner (inside the container).
+    pub uid: u32,
+    /// Group (inside the container).
+    pub gid: u32,
+}
+
+/// Which namespaces, besides mount and pid (always new), the init gets new.
+/// Network and user namespaces are [`Network`] and `user_namespace`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NewNamespaces {
+    /// IPC namespace.
+    pub ipc: bool,
+    /// UTS namespace (host and domain name).
+    pub uts: bool,
+    /// cgroup namespace.
+    pub cgroup: bool,
+}
+
+/// Paths runc masks by default (and every HCS container gets).
+pub const DEFAULT_MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+
+/// Paths runc makes read-only by default (and every HCS container gets).
+pub const DEFAULT_READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
 /// Everything the container backend needs, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerSpec {
@@ -88,9 +191,30 @@ pub struct ContainerSpec {
     /// The OCI runtime spec the container was described by
     /// (`Container.OciSpecification`), kept for what is applied later:
     /// hooks, seccomp and the defaults of its processes.
-    pub oci: Option<std::sync::Arc<OciConfig>>,
+    pub oci: Option<Arc<OciConfig>>,
     /// DNS search suffixes for a generated resolv.conf.
     pub dns_search: Vec<String>,
+    /// The mounts made before the bind mounts of `mappings`, in order: the
+    /// standard /proc, /dev, /dev/pts, /dev/shm, /dev/mqueue and /sys, or
+    /// those of the OCI spec.
+    pub mounts: Vec<MountSpec>,
+    /// Namespaces created new (besides mount, pid, network and user).
+    pub namespaces: NewNamespaces,
+    /// Remount the root read-only once it is built.
+    pub read_only_root: bool,
+    /// Paths hidden: /dev/null over files, an empty read-only tmpfs over
+    /// directories. Absent paths are skipped.
+    pub masked_paths: Vec<PathBuf>,
+    /// Paths made read-only (bind remount). Absent paths are skipped.
+    pub readonly_paths: Vec<PathBuf>,
+    /// Namespaced sysctls, written in the container's namespaces.
+    pub sysctl: Vec<(String, String)>,
+    /// Device nodes created in the container besides the default ones.
+    pub devices: Vec<DeviceNode>,
+    /// Propagation of the container's mount tree (`MS_REC | MS_PRIVATE` by default).
+    pub rootfs_propagation: MsFlags,
+    /// NIS domain name (UTS namespace), when given.
+    pub domainname: Option<String>,
 }
 
 fn not_supported(field: &str, why: &str) -> HcsError {
@@ -161,8 +285,22 @@ impl ContainerSpec {
     /// Derive the spec of container `id` from its document. `rundir` is the
     /// system's runtime directory, which holds an ephemeral scratch layer
     /// when the document names none.
+    ///
+    /// With `OciSpecification` the container is described by that OCI
+    /// runtime spec instead (see `from_oci`): its root directory becomes the
+    /// read-only layer of an overlay with an ephemeral scratch, so a bundle's
+    /// rootfs is never written to; what cannot be honoured is refused with
+    /// `ERROR_NOT_SUPPORTED` naming its JSON path.
     pub fn from_document(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec> {
         reject_windows_only(doc)?;
+        if doc.oci_specification.is_some() {
+            return from_oci(id, doc, rundir);
+        }
+        if doc.oci_bundle_path.is_some() {
+            return Err(HcsError::invalid_json(
+                "Container.OciBundlePath: given without Container.OciSpecification",
+            ));
+        }
         let hostname = doc
             .guest_os
             .as_ref()
@@ -376,8 +514,77 @@ impl ContainerSpec {
             network,
             oci: None,
             dns_search,
+            mounts: default_mounts(user_namespace_in(doc)),
+            namespaces: NewNamespaces {
+                ipc: true,
+                uts: true,
+                cgroup: true,
+            },
+            read_only_root: false,
+            masked_paths: DEFAULT_MASKED_PATHS.iter().map(PathBuf::from).collect(),
+            readonly_paths: DEFAULT_READONLY_PATHS.iter().map(PathBuf::from).collect(),
+            sysctl: Vec::new(),
+            devices: Vec::new(),
+            rootfs_propagation: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            domainname: None,
         })
     }
+}
+
+fn user_namespace_in(doc: &Container) -> bool {
+    doc.user_namespace.is_some()
+}
+
+/// The mounts every HCS container gets (those of `runc spec` but the cgroup
+/// one). devpts gets `gid=5` only without a user namespace, where group 5
+/// (tty) may not be mapped.
+pub fn default_mounts(in_userns: bool) -> Vec<MountSpec> {
+    let fs = |dest: &str, fstype: &str, source: &str, flags: MsFlags, data: &[&str]| MountSpec {
+        destination: PathBuf::from(dest),
+        kind: MountKind::Fs {
+            fstype: fstype.into(),
+            source: source.into(),
+        },
+        flags,
+        clear: MsFlags::empty(),
+        propagation: None,
+        data: data.iter().map(|s| s.to_string()).collect(),
+        optional: false,
+    };
+    let nne = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let devpts: &[&str] = if in_userns {
+        &["newinstance", "ptmxmode=0666", "mode=0620"]
+    } else {
+        &["newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]
+    };
+    let mut mqueue = fs("/dev/mqueue", "mqueue", "mqueue", nne, &[]);
+    mqueue.optional = true;
+    vec![
+        fs("/proc", "proc", "proc", nne, &[]),
+        fs(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+            &["mode=755", "size=65536k"],
+        ),
+        fs(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            devpts,
+        ),
+        fs(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            nne,
+            &["mode=1777", "size=65536k"],
+        ),
+        mqueue,
+        fs("/sys", "sysfs", "sysfs", nne | MsFlags::MS_RDONLY, &[]),
+    ]
 }
 
 /// The cgroup resources of `Memory` and `Processor`.
@@ -457,6 +664,837 @@ pub fn processor_resources(
     Ok(())
 }
 
+// ---- Container.OciSpecification -------------------------------------------
+//
+// An OCI runtime spec describes the same things as Storage, GuestOs,
+// MappedDirectories, Memory, Processor and UserNamespace, so it replaces
+// them. Every member is either mapped or refused by its JSON path (never
+// ignored): the object walks below list what each level understands.
+// `process`, `hooks` and `linux.seccomp` are accepted here and applied by
+// the process and hook code.
+
+const OCI: &str = "Container.OciSpecification";
+
+fn oci_unsupported(path: &str, why: &str) -> HcsError {
+    HcsError::not_supported(format!("{OCI}.{path}: {why}"))
+}
+
+fn oci_invalid(path: &str, why: impl std::fmt::Display) -> HcsError {
+    HcsError::invalid_json(format!("{OCI}.{path}: {why}"))
+}
+
+/// Whether a JSON value counts as absent: null, false, "", [] or {}.
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(_) => false,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.values().all(is_empty),
+    }
+}
+
+/// Refuse the first non-empty member of `obj` (at `path`) not in `known`.
+fn known_members(obj: &Value, path: &str, known: &[&str]) -> HcsResult<()> {
+    if let Some(o) = obj.as_object() {
+        for (k, v) in o {
+            if !known.contains(&k.as_str()) && !is_empty(v) {
+                let at = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                return Err(oci_unsupported(
+                    &at,
+                    "is not supported by this container host",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// An absolute path inside the container, at JSON `path`.
+fn oci_container_path(path: &str, p: &str) -> HcsResult<PathBuf> {
+    container_path("", p).map_err(|e| {
+        HcsError::new(
+            e.hresult,
+            format!(
+                "{OCI}.{path}: {}",
+                e.message.trim_start_matches("Container.: ")
+            ),
+        )
+    })
+}
+
+/// An existing path, relative ones resolved in the bundle.
+fn bundle_path(path: &str, p: &str, bundle: Option<&Path>) -> HcsResult<PathBuf> {
+    let full = if Path::new(p).is_absolute() {
+        PathBuf::from(p)
+    } else {
+        match bundle {
+            Some(b) => b.join(p),
+            None => {
+                return Err(HcsError::new(
+                    HResult::ERROR_BAD_PATHNAME,
+                    format!(
+                        "{OCI}.{path}: {p:?} is relative, and Container.OciBundlePath (which it \
+                         would be relative to) is not given"
+                    ),
+                ))
+            }
+        }
+    };
+    if std::fs::metadata(&full).is_err() {
+        return Err(HcsError::new(
+            HResult::ERROR_PATH_NOT_FOUND,
+            format!("{OCI}.{path}: {} does not exist", full.display()),
+        ));
+    }
+    Ok(full)
+}
+
+fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec> {
+    let raw = doc.oci_specification.clone().unwrap_or(Value::Null);
+    if !raw.is_object() {
+        return Err(HcsError::invalid_json(format!(
+            "{OCI}: must be an OCI runtime spec (a JSON object)"
+        )));
+    }
+    let replaced = [
+        ("Storage", doc.storage.is_some()),
+        ("MappedDirectories", doc.mapped_directories.is_some()),
+        ("GuestOs", doc.guest_os.is_some()),
+        ("Memory", doc.memory.is_some()),
+        ("Processor", doc.processor.is_some()),
+        ("UserNamespace", doc.user_namespace.is_some()),
+        ("MappedPipes", doc.mapped_pipes.is_some()),
+        ("Networking", doc.networking.is_some()),
+    ];
+    let given: Vec<&str> = replaced
+        .iter()
+        .filter(|(_, g)| *g)
+        .map(|(n, _)| *n)
+        .collect();
+    if !given.is_empty() {
+        return Err(HcsError::invalid_json(format!(
+            "Container.{}: not allowed with {OCI}, which describes the same (root.path, mounts, \
+             hostname, linux.resources, linux.uidMappings/gidMappings, linux.namespaces)",
+            given.join(", Container.")
+        )));
+    }
+    let spec: oci_spec::runtime::Spec = serde_json::from_value(raw.clone())
+        .map_err(|e| HcsError::invalid_json(format!("{OCI}: not a valid OCI runtime spec: {e}")))?;
+
+    let bundle = match doc.oci_bundle_path.as_deref() {
+        None => None,
+        Some(b) => Some(existing_dir("OciBundlePath", b)?),
+    };
+
+    known_members(
+        &raw,
+        "",
+        &[
+            "ociVersion",
+            "process",
+            "root",
+            "hostname",
+            "domainname",
+            "mounts",
+            "hooks",
+            "annotations",
+            "linux",
+        ],
+    )?;
+    let empty = Value::Null;
+    let linux = raw.get("linux").unwrap_or(&empty);
+    known_members(
+        linux,
+        "linux",
+        &[
+            "namespaces",
+            "uidMappings",
+            "gidMappings",
+            "sysctl",
+            "resources",
+            "cgroupsPath",
+            "devices",
+            "rootfsPropagation",
+            "maskedPaths",
+            "readonlyPaths",
+            "seccomp",
+        ],
+    )?;
+
+    // root: the bundle's rootfs is never written to: it is the single
+    // read-only layer of an overlay whose writable layer is an ephemeral
+    // scratch in the rundir (runc writes into it directly; sharing one
+    // rootfs between bundles, as the tests' busybox one is, needs this).
+    let root = raw.get("root").unwrap_or(&empty);
+    known_members(root, "root", &["path", "readonly"])?;
+    let root_path = str_at(root, "path").unwrap_or_default();
+    if root_path.is_empty() {
+        return Err(oci_invalid(
+            "root.path",
+            "a container needs a root filesystem directory",
+        ));
+    }
+    let root_dir = bundle_path("root.path", root_path, bundle.as_deref())?;
+    if !root_dir.is_dir() {
+        return Err(HcsError::new(
+            HResult::ERROR_PATH_NOT_FOUND,
+            format!("{OCI}.root.path: {} is not a directory", root_dir.display()),
+        ));
+    }
+    let read_only_root = root
+        .get("readonly")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let scratch = rundir.join("scratch");
+    let rootfs = RootFs::Overlay {
+        lower: vec![root_dir.clone()],
+        upper: scratch.join("upper"),
+        work: scratch.join("work"),
+    };
+
+    // Namespaces.
+    let mut new = std::collections::BTreeSet::new();
+    let mut network = Network::Host;
+    for (i, ns) in linux
+        .get("namespaces")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let at = format!("linux.namespaces[{i}]");
+        known_members(ns, &at, &["type", "path"])?;
+        let typ = str_at(ns, "type").unwrap_or_default();
+        if !matches!(
+            typ,
+            "pid" | "network" | "ipc" | "uts" | "mount" | "cgroup" | "user"
+        ) {
+            return Err(oci_unsupported(
+                &format!("{at}.type"),
+                &format!("{typ:?} namespaces are not supported"),
+            ));
+        }
+        if !new.insert(typ.to_string()) {
+            return Err(oci_invalid(&at, format!("a second {typ} namespace")));
+        }
+        match str_at(ns, "path").filter(|p| !p.is_empty()) {
+            None if typ == "network" => network = Network::New,
+            None => {}
+            Some(p) if typ == "network" => {
+                if !Path::new(p).is_absolute() || std::fs::metadata(p).is_err() {
+                    return Err(HcsError::new(
+                        HResult::ERROR_PATH_NOT_FOUND,
+                        format!("{OCI}.{at}.path: {p:?} is not an existing absolute path"),
+                    ));
+                }
+                network = Network::Join(PathBuf::from(p));
+                new.remove(typ);
+            }
+            Some(p) => {
+                return Err(oci_unsupported(
+                    &format!("{at}.path"),
+                    &format!(
+                        "joining an existing {typ} namespace ({p:?}) is not supported; only a \
+                         network namespace can be joined"
+                    ),
+                ))
+            }
+        }
+    }
+    for required in ["mount", "pid"] {
+        if !new.contains(required) {
+            return Err(oci_unsupported(
+                "linux.namespaces",
+                &format!(
+                    "a new {required} namespace is required: the container's init is PID 1 of \
+                     its own pid namespace and builds the root in its own mount namespace"
+                ),
+            ));
+        }
+    }
+    let namespaces = NewNamespaces {
+        ipc: new.contains("ipc"),
+        uts: new.contains("uts"),
+        cgroup: new.contains("cgroup"),
+    };
+
+    // User namespace and id mappings.
+    let id_maps = |key: &str| -> HcsResult<Vec<IdMap>> {
+        let mut out = Vec::new();
+        for (i, m) in linux
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let at = format!("linux.{key}[{i}]");
+            known_members(m, &at, &["containerID", "hostID", "size"])?;
+            let num = |k: &str| {
+                m.get(k)
+                    .and_then(Value::as_u64)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| oci_invalid(&format!("{at}.{k}"), "must be a 32-bit id"))
+            };
+            let (inside, outside, count) = (num("containerID")?, num("hostID")?, num("size")?);
+            if count == 0 {
+                return Err(oci_invalid(&format!("{at}.size"), "is 0"));
+            }
+            out.push(IdMap {
+                inside,
+                outside,
+                count,
+            });
+        }
+        Ok(out)
+    };
+    let (uids, gids) = (id_maps("uidMappings")?, id_maps("gidMappings")?);
+    let user_namespace = if new.contains("user") {
+        for (what, maps) in [("uidMappings", &uids), ("gidMappings", &gids)] {
+            if !maps.iter().any(|m| m.inside == 0 && m.count > 0) {
+                return Err(oci_invalid(
+                    &format!("linux.{what}"),
+                    "id 0 inside the container must be mapped (the container's init runs as \
+                     root in its user namespace)",
+                ));
+            }
+        }
+        Some((uids, gids))
+    } else {
+        if !uids.is_empty() || !gids.is_empty() {
+            return Err(oci_invalid(
+                "linux.uidMappings",
+                "id mappings need a user namespace in linux.namespaces",
+            ));
+        }
+        None
+    };
+    if user_namespace.is_some() {
+        // Processes enter the user namespace first, and from inside it may
+        // not join namespaces owned by the host's user namespace.
+        let shared: Vec<&str> = [
+            ("network", network != Network::New),
+            ("ipc", !new.contains("ipc")),
+            ("uts", !new.contains("uts")),
+            ("cgroup", !new.contains("cgroup")),
+        ]
+        .iter()
+        .filter(|(_, s)| *s)
+        .map(|(n, _)| *n)
+        .collect();
+        if !shared.is_empty() {
+            return Err(oci_unsupported(
+                "linux.namespaces",
+                &format!(
+                    "a container with a user namespace needs new network, ipc, uts and cgroup                      namespaces too; missing or joined: {}",
+                    shared.join(", ")
+                ),
+            ));
+        }
+    }
+
+    // Host and domain name.
+    let hostname = match str_at(&raw, "hostname").filter(|h| !h.is_empty()) {
+        Some(h) if !namespaces.uts => {
+            return Err(oci_invalid(
+                "hostname",
+                format!("{h:?} cannot be set without a new uts namespace"),
+            ))
+        }
+        Some(h) if h.len() > 64 => {
+            return Err(oci_invalid("hostname", "must be at most 64 bytes long"))
+        }
+        Some(h) => h.to_string(),
+        None => id.chars().take(63).collect(),
+    };
+    let domainname = match str_at(&raw, "domainname").filter(|h| !h.is_empty()) {
+        Some(_) if !namespaces.uts => {
+            return Err(oci_invalid(
+                "domainname",
+                "cannot be set without a new uts namespace",
+            ))
+        }
+        Some(d) if d.len() > 64 => {
+            return Err(oci_invalid("domainname", "must be at most 64 bytes long"))
+        }
+        d => d.map(str::to_string),
+    };
+
+    let mut mounts = Vec::new();
+    for (i, m) in raw
+        .get("mounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        mounts.push(oci_mount(i, m, bundle.as_deref())?);
+    }
+
+    let paths = |key: &str| -> HcsResult<Vec<PathBuf>> {
+        linux
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, p)| {
+                let at = format!("linux.{key}[{i}]");
+                let p = p.as_str().unwrap_or_default();
+                oci_container_path(&at, p)
+            })
+            .collect()
+    };
+    // Given lists replace the defaults; an absent one means none (as in runc).
+    let masked_paths = paths("maskedPaths")?;
+    let readonly_paths = paths("readonlyPaths")?;
+
+    let mut sysctl = Vec::new();
+    if let Some(map) = linux.get("sysctl").and_then(Value::as_object) {
+        for (k, v) in map {
+            let at = format!("linux.sysctl.{k}");
+            let value = v
+                .as_str()
+                .ok_or_else(|| oci_invalid(&at, "must be a string"))?;
+            check_sysctl(&at, k, &namespaces, &network)?;
+            sysctl.push((k.clone(), value.to_string()));
+        }
+    }
+
+    let mut devices = Vec::new();
+    for (i, d) in linux
+        .get("devices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        devices.push(oci_device(i, d)?);
+    }
+
+    let resources = oci_resources(linux.get("resources").unwrap_or(&empty))?;
+    if let Some(p) = str_at(linux, "cgroupsPath").filter(|p| !p.is_empty()) {
+        return Err(oci_unsupported(
+            "linux.cgroupsPath",
+            &format!(
+                "{p:?}: the container host places every container's cgroup itself \
+                 (under its own hierarchy, named by namespace and id)"
+            ),
+        ));
+    }
+    let rootfs_propagation = match str_at(linux, "rootfsPropagation").unwrap_or_default() {
+        "" | "rprivate" => MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        "private" => MsFlags::MS_PRIVATE,
+        "rslave" => MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        "slave" => MsFlags::MS_SLAVE,
+        "runbindable" => MsFlags::MS_REC | MsFlags::MS_UNBINDABLE,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        other => {
+            return Err(oci_unsupported(
+                "linux.rootfsPropagation",
+                &format!(
+                    "{other:?} is not supported (shared propagation would let the container's \
+                     mounts reach the host); use private, rprivate, slave, rslave, unbindable \
+                     or runbindable"
+                ),
+            ))
+        }
+    };
+
+    let bundle = bundle
+        .or_else(|| root_dir.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    Ok(ContainerSpec {
+        hostname,
+        rootfs,
+        ephemeral_scratch: Some(scratch),
+        mappings: Vec::new(),
+        resources,
+        user_namespace,
+        network,
+        oci: Some(Arc::new(OciConfig { spec, bundle })),
+        dns_search: Vec::new(),
+        mounts,
+        namespaces,
+        read_only_root,
+        masked_paths,
+        readonly_paths,
+        sysctl,
+        devices,
+        rootfs_propagation,
+        domainname,
+    })
+}
+
+/// Flag options of mounts: (name, set, clear).
+const MOUNT_FLAGS: &[(&str, MsFlags, MsFlags)] = &[
+    ("ro", MsFlags::MS_RDONLY, MsFlags::empty()),
+    ("rw", MsFlags::empty(), MsFlags::MS_RDONLY),
+    ("nosuid", MsFlags::MS_NOSUID, MsFlags::empty()),
+    ("suid", MsFlags::empty(), MsFlags::MS_NOSUID),
+    ("nodev", MsFlags::MS_NODEV, MsFlags::empty()),
+    ("dev", MsFlags::empty(), MsFlags::MS_NODEV),
+    ("noexec", MsFlags::MS_NOEXEC, MsFlags::empty()),
+    ("exec", MsFlags::empty(), MsFlags::MS_NOEXEC),
+    ("relatime", MsFlags::MS_RELATIME, MsFlags::empty()),
+    ("noatime", MsFlags::MS_NOATIME, MsFlags::empty()),
+    ("strictatime", MsFlags::MS_STRICTATIME, MsFlags::empty()),
+    ("nodiratime", MsFlags::MS_NODIRATIME, MsFlags::empty()),
+    ("diratime", MsFlags::empty(), MsFlags::MS_NODIRATIME),
+    ("defaults", MsFlags::empty(), MsFlags::empty()),
+];
+
+/// Flag options that only make sense for a new filesystem instance: they
+/// undo an atime mode that a fresh mount does not have anyway.
+const FS_ONLY_FLAGS: &[&str] = &["atime", "norelatime", "nostrictatime"];
+
+/// Propagation options.
+const PROPAGATION: &[(&str, MsFlags)] = &[
+    ("private", MsFlags::MS_PRIVATE),
+    ("rprivate", MsFlags::MS_PRIVATE.union(MsFlags::MS_REC)),
+    ("slave", MsFlags::MS_SLAVE),
+    ("rslave", MsFlags::MS_SLAVE.union(MsFlags::MS_REC)),
+    ("unbindable", MsFlags::MS_UNBINDABLE),
+    ("runbindable", MsFlags::MS_UNBINDABLE.union(MsFlags::MS_REC)),
+];
+
+/// Filesystem types a mount may have, with the `key=value` (or bare)
+/// options each understands.
+const FS_TYPES: &[(&str, &[&str])] = &[
+    (
+        "tmpfs",
+        &[
+            "size=",
+            "mode=",
+            "uid=",
+            "gid=",
+            "nr_inodes=",
+            "nr_blocks=",
+            "huge=",
+        ],
+    ),
+    ("proc", &["hidepid=", "subset=", "gid="]),
+    ("sysfs", &[]),
+    (
+        "devpts",
+        &["newinstance", "ptmxmode=", "mode=", "gid=", "uid=", "max="],
+    ),
+    ("mqueue", &[]),
+    ("cgroup", &[]),
+    ("cgroup2", &[]),
+];
+
+/// One entry of `mounts`.
+fn oci_mount(i: usize, m: &Value, bundle: Option<&Path>) -> HcsResult<MountSpec> {
+    let at = format!("mounts[{i}]");
+    known_members(m, &at, &["destination", "type", "source", "options"])?;
+    let destination = oci_container_path(
+        &format!("{at}.destination"),
+        str_at(m, "destination").unwrap_or_default(),
+    )?;
+    let typ = str_at(m, "type").unwrap_or_default();
+    let options: Vec<&str> = m
+        .get("options")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|o| o.as_str().unwrap_or_default())
+        .collect();
+    let bind = typ == "bind" || options.iter().any(|o| *o == "bind" || *o == "rbind");
+    let fs_options: &[&str] = if bind {
+        &[]
+    } else {
+        match FS_TYPES.iter().find(|(t, _)| *t == typ) {
+            Some((_, opts)) => opts,
+            None => {
+                return Err(oci_unsupported(
+                    &format!("{at}.type"),
+                    &format!(
+                        "{typ:?} mounts are not supported; use bind mounts or one of {}",
+                        FS_TYPES.iter().map(|t| t.0).collect::<Vec<_>>().join(", ")
+                    ),
+                ))
+            }
+        }
+    };
+    let mut spec = MountSpec {
+        destination,
+        kind: MountKind::Cgroup,
+        flags: MsFlags::empty(),
+        clear: MsFlags::empty(),
+        propagation: None,
+        data: Vec::new(),
+        optional: false,
+    };
+    let mut recursive = false;
+    for (j, o) in options.iter().enumerate() {
+        let oat = format!("{at}.options[{j}]");
+        if let Some((_, set, clear)) = MOUNT_FLAGS.iter().find(|(n, _, _)| n == o) {
+            spec.flags = (spec.flags - *clear) | *set;
+            spec.clear = (spec.clear - *set) | *clear;
+        } else if let Some((_, p)) = PROPAGATION.iter().find(|(n, _)| n == o) {
+            spec.propagation = Some(*p);
+        } else if bind && (*o == "bind" || *o == "rbind") {
+            recursive |= *o == "rbind";
+        } else if !bind && FS_ONLY_FLAGS.contains(o) {
+        } else if !bind
+            && fs_options.iter().any(|k| {
+                if k.ends_with('=') {
+                    o.starts_with(k)
+                } else {
+                    o == k
+                }
+            })
+        {
+            spec.data.push(o.to_string());
+        } else {
+            let why = match *o {
+                "shared" | "rshared" => {
+                    "shared propagation would let the container's mounts reach the host".to_string()
+                }
+                _ if bind => "is not a supported bind-mount option".to_string(),
+                _ => format!("is not a supported option of a {typ} mount"),
+            };
+            return Err(oci_unsupported(&oat, &format!("{o:?} {why}")));
+        }
+    }
+    spec.kind = if bind {
+        let source = str_at(m, "source").unwrap_or_default();
+        if source.is_empty() {
+            return Err(oci_invalid(
+                &format!("{at}.source"),
+                "a bind mount needs a source",
+            ));
+        }
+        MountKind::Bind {
+            source: bundle_path(&format!("{at}.source"), source, bundle)?,
+            recursive,
+        }
+    } else if typ == "cgroup" || typ == "cgroup2" {
+        MountKind::Cgroup
+    } else {
+        MountKind::Fs {
+            fstype: typ.to_string(),
+            source: str_at(m, "source")
+                .filter(|s| !s.is_empty())
+                .unwrap_or(typ)
+                .to_string(),
+        }
+    };
+    Ok(spec)
+}
+
+/// runc's rule: only sysctls that belong to a namespace the container has
+/// its own of may be set.
+fn check_sysctl(at: &str, key: &str, ns: &NewNamespaces, net: &Network) -> HcsResult<()> {
+    if key.is_empty() || key.split(['.', '/']).any(|p| p.is_empty() || p == "..") {
+        return Err(oci_invalid(at, "is not a sysctl name"));
+    }
+    let ipc = matches!(
+        key,
+        "kernel.msgmax"
+            | "kernel.msgmnb"
+            | "kernel.msgmni"
+            | "kernel.sem"
+            | "kernel.shmall"
+            | "kernel.shmmax"
+            | "kernel.shmmni"
+            | "kernel.shm_rmid_forced"
+    ) || key.starts_with("fs.mqueue.");
+    if ipc {
+        if !ns.ipc {
+            return Err(oci_unsupported(
+                at,
+                "needs a new ipc namespace (linux.namespaces)",
+            ));
+        }
+        return Ok(());
+    }
+    if key.starts_with("net.") {
+        if matches!(net, Network::Host) {
+            return Err(oci_unsupported(
+                at,
+                "needs a network namespace of the container's own (linux.namespaces)",
+            ));
+        }
+        return Ok(());
+    }
+    Err(oci_unsupported(
+        at,
+        "is not a namespaced sysctl; only kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.* and \
+         net.* can be set for a container",
+    ))
+}
+
+/// One entry of `linux.devices`.
+fn oci_device(i: usize, d: &Value) -> HcsResult<DeviceNode> {
+    let at = format!("linux.devices[{i}]");
+    known_members(
+        d,
+        &at,
+        &["path", "type", "major", "minor", "fileMode", "uid", "gid"],
+    )?;
+    let path = oci_container_path(&format!("{at}.path"), str_at(d, "path").unwrap_or_default())?;
+    let kind = match str_at(d, "type").unwrap_or_default() {
+        "c" | "u" => 'c',
+        "b" => 'b',
+        "p" => 'p',
+        other => {
+            return Err(oci_unsupported(
+                &format!("{at}.type"),
+                &format!("{other:?} is not a device type (c, u, b or p)"),
+            ))
+        }
+    };
+    let num = |k: &str| -> HcsResult<u64> {
+        match d.get(k) {
+            None | Some(Value::Null) if kind == 'p' => Ok(0),
+            Some(v) => v
+                .as_u64()
+                .filter(|n| *n <= u32::MAX as u64)
+                .ok_or_else(|| oci_invalid(&format!("{at}.{k}"), "must be a device number")),
+            None => Err(oci_invalid(&format!("{at}.{k}"), "is required")),
+        }
+    };
+    let id = |k: &str| -> HcsResult<u32> {
+        match d.get(k) {
+            None | Some(Value::Null) => Ok(0),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| oci_invalid(&format!("{at}.{k}"), "must be a 32-bit id")),
+        }
+    };
+    let mode = match d.get("fileMode") {
+        None | Some(Value::Null) => 0o666,
+        Some(v) => v
+            .as_u64()
+            .filter(|m| *m <= 0o7777)
+            .ok_or_else(|| oci_invalid(&format!("{at}.fileMode"), "must be permission bits"))?
+            as u32,
+    };
+    Ok(DeviceNode {
+        path,
+        kind,
+        major: num("major")?,
+        minor: num("minor")?,
+        mode,
+        uid: id("uid")?,
+        gid: id("gid")?,
+    })
+}
+
+/// `linux.resources` onto cgroup limits.
+fn oci_resources(r: &Value) -> HcsResult<hcs_cgroups::Resources> {
+    let mut out = hcs_cgroups::Resources::default();
+    known_members(r, "linux.resources", &["memory", "cpu", "pids", "devices"])?;
+    if let Some(m) = r.get("memory") {
+        known_members(m, "linux.resources.memory", &["limit"])?;
+        match m.get("limit").and_then(Value::as_i64) {
+            Some(l) if l > 0 => out.memory_limit_bytes = Some(l as u64),
+            // 0 and -1: no limit.
+            _ => {}
+        }
+    }
+    if let Some(c) = r.get("cpu") {
+        let at = "linux.resources.cpu";
+        known_members(c, at, &["shares", "quota", "period", "cpus"])?;
+        if let Some(shares) = c.get("shares").and_then(Value::as_u64).filter(|s| *s > 0) {
+            out.cpu_weight = Some(hcs_cgroups::cpu_shares_to_weight(shares));
+        }
+        let period = c.get("period").and_then(Value::as_u64).filter(|p| *p > 0);
+        match c.get("quota").and_then(Value::as_i64).filter(|q| *q > 0) {
+            Some(q) => {
+                let period = period.unwrap_or(CPU_PERIOD_US);
+                if !(1000..=1_000_000).contains(&period) {
+                    return Err(oci_invalid(
+                        &format!("{at}.period"),
+                        format!("{period} is out of range 1000..=1000000"),
+                    ));
+                }
+                if q < 1000 {
+                    return Err(oci_invalid(
+                        &format!("{at}.quota"),
+                        format!("{q} is below the kernel's minimum of 1000"),
+                    ));
+                }
+                out.cpu_quota = Some(hcs_cgroups::CpuQuota {
+                    quota_us: q as u64,
+                    period_us: period,
+                });
+            }
+            None if period.is_some() => {
+                return Err(oci_unsupported(
+                    &format!("{at}.period"),
+                    "a period without a quota is not supported",
+                ))
+            }
+            None => {}
+        }
+        if let Some(cpus) = str_at(c, "cpus").filter(|s| !s.is_empty()) {
+            if !cpus
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b',' || b == b'-')
+            {
+                return Err(oci_invalid(
+                    &format!("{at}.cpus"),
+                    format!("{cpus:?} is not a CPU list such as 0-3,6"),
+                ));
+            }
+            out.cpuset_cpus = Some(cpus.to_string());
+        }
+    }
+    if let Some(p) = r.get("pids") {
+        known_members(p, "linux.resources.pids", &["limit"])?;
+        if let Some(l) = p.get("limit").and_then(Value::as_i64).filter(|l| *l > 0) {
+            out.pids_max = Some(l as u64);
+        }
+    }
+    // There is no device cgroup here: what a container can open is what its
+    // /dev holds (the default nodes and linux.devices; without CAP_MKNOD no
+    // others can be made). So allow rules are honoured as they are, and a
+    // deny rule only as the first one denying everything (runc's default);
+    // any other deny would go unenforced.
+    for (i, d) in r
+        .get("devices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let at = format!("linux.resources.devices[{i}]");
+        known_members(d, &at, &["allow", "type", "major", "minor", "access"])?;
+        if d.get("allow").and_then(Value::as_bool) == Some(true) {
+            continue;
+        }
+        let all_types = matches!(str_at(d, "type"), None | Some("a"));
+        let all_numbers = ["major", "minor"].iter().all(|k| {
+            matches!(d.get(*k), None | Some(Value::Null))
+                || d.get(*k).and_then(Value::as_i64) == Some(-1)
+        });
+        let access = str_at(d, "access").unwrap_or("rwm");
+        let all_access = access.contains('r') && access.contains('w') && access.contains('m');
+        if i != 0 || !all_types || !all_numbers || !all_access {
+            return Err(oci_unsupported(
+                &at,
+                "device cgroup deny rules are not supported except a first rule denying all \
+                 devices (the container's /dev holds only its default and linux.devices nodes)",
+            ));
+        }
+    }
+    Ok(out)
+}
+
 fn reject_windows_only(doc: &Container) -> HcsResult<()> {
     if doc.registry_changes.as_ref().is_some_and(|r| {
         r.add_values.as_ref().is_some_and(|v| !v.is_empty())
@@ -503,6 +1541,7 @@ fn reject_windows_only(doc: &Container) -> HcsResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn doc(json: &str) -> Container {
         hcs_schema::from_json(json, "Container").unwrap()
@@ -583,5 +1622,541 @@ mod tests {
         let e = ContainerSpec::from_document("demo", &c, Path::new("/tmp")).unwrap_err();
         assert_eq!(e.hresult, HResult::ERROR_NOT_SUPPORTED);
         assert!(e.message.contains("RegistryChanges"));
+    }
+
+    /// `runc spec` (runc 1.1.5) verbatim.
+    const RUNC_SPEC: &str = r#"{
+	"ociVersion": "1.0.2-dev",
+	"process": {
+		"terminal": true,
+		"user": {
+			"uid": 0,
+			"gid": 0
+		},
+		"args": [
+			"sh"
+		],
+		"env": [
+			"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			"TERM=xterm"
+		],
+		"cwd": "/",
+		"capabilities": {
+			"bounding": [
+				"CAP_AUDIT_WRITE",
+				"CAP_KILL",
+				"CAP_NET_BIND_SERVICE"
+			],
+			"effective": [
+				"CAP_AUDIT_WRITE",
+				"CAP_KILL",
+				"CAP_NET_BIND_SERVICE"
+			],
+			"permitted": [
+				"CAP_AUDIT_WRITE",
+				"CAP_KILL",
+				"CAP_NET_BIND_SERVICE"
+			],
+			"ambient": [
+				"CAP_AUDIT_WRITE",
+				"CAP_KILL",
+				"CAP_NET_BIND_SERVICE"
+			]
+		},
+		"rlimits": [
+			{
+				"type": "RLIMIT_NOFILE",
+				"hard": 1024,
+				"soft": 1024
+			}
+		],
+		"noNewPrivileges": true
+	},
+	"root": {
+		"path": "rootfs",
+		"readonly": true
+	},
+	"hostname": "runc",
+	"mounts": [
+		{
+			"destination": "/proc",
+			"type": "proc",
+			"source": "proc"
+		},
+		{
+			"destination": "/dev",
+			"type": "tmpfs",
+			"source": "tmpfs",
+			"options": [
+				"nosuid",
+				"strictatime",
+				"mode=755",
+				"size=65536k"
+			]
+		},
+		{
+			"destination": "/dev/pts",
+			"type": "devpts",
+			"source": "devpts",
+			"options": [
+				"nosuid",
+				"noexec",
+				"newinstance",
+				"ptmxmode=0666",
+				"mode=0620",
+				"gid=5"
+			]
+		},
+		{
+			"destination": "/dev/shm",
+			"type": "tmpfs",
+			"source": "shm",
+			"options": [
+				"nosuid",
+				"noexec",
+				"nodev",
+				"mode=1777",
+				"size=65536k"
+			]
+		},
+		{
+			"destination": "/dev/mqueue",
+			"type": "mqueue",
+			"source": "mqueue",
+			"options": [
+				"nosuid",
+				"noexec",
+				"nodev"
+			]
+		},
+		{
+			"destination": "/sys",
+			"type": "sysfs",
+			"source": "sysfs",
+			"options": [
+				"nosuid",
+				"noexec",
+				"nodev",
+				"ro"
+			]
+		},
+		{
+			"destination": "/sys/fs/cgroup",
+			"type": "cgroup",
+			"source": "cgroup",
+			"options": [
+				"nosuid",
+				"noexec",
+				"nodev",
+				"relatime",
+				"ro"
+			]
+		}
+	],
+	"linux": {
+		"resources": {
+			"devices": [
+				{
+					"allow": false,
+					"access": "rwm"
+				}
+			]
+		},
+		"namespaces": [
+			{
+				"type": "pid"
+			},
+			{
+				"type": "network"
+			},
+			{
+				"type": "ipc"
+			},
+			{
+				"type": "uts"
+			},
+			{
+				"type": "mount"
+			}
+		],
+		"maskedPaths": [
+			"/proc/acpi",
+			"/proc/asound",
+			"/proc/kcore",
+			"/proc/keys",
+			"/proc/latency_stats",
+			"/proc/timer_list",
+			"/proc/timer_stats",
+			"/proc/sched_debug",
+			"/sys/firmware",
+			"/proc/scsi"
+		],
+		"readonlyPaths": [
+			"/proc/bus",
+			"/proc/fs",
+			"/proc/irq",
+			"/proc/sys",
+			"/proc/sysrq-trigger"
+		]
+	}
+}"#;
+
+    fn oci_doc(spec: &Value, bundle: &Path) -> Container {
+        doc(&serde_json::json!({
+            "OciBundlePath": bundle.to_str().unwrap(),
+            "OciSpecification": spec,
+        })
+        .to_string())
+    }
+
+    fn runc_bundle() -> (tempfile::TempDir, Value) {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("rootfs")).unwrap();
+        (t, serde_json::from_str(RUNC_SPEC).unwrap())
+    }
+
+    fn oci_err(spec: &Value, bundle: &Path) -> HcsError {
+        ContainerSpec::from_document("demo", &oci_doc(spec, bundle), bundle).unwrap_err()
+    }
+
+    #[test]
+    fn runc_spec_is_accepted_and_mapped() {
+        let (t, spec) = runc_bundle();
+        let c = ContainerSpec::from_document("demo", &oci_doc(&spec, t.path()), t.path()).unwrap();
+        assert_eq!(c.hostname, "runc");
+        assert!(c.read_only_root);
+        assert_eq!(
+            c.rootfs,
+            RootFs::Overlay {
+                lower: vec![t.path().join("rootfs")],
+                upper: t.path().join("scratch/upper"),
+                work: t.path().join("scratch/work"),
+            }
+        );
+        assert_eq!(c.network, Network::New);
+        assert_eq!(
+            c.namespaces,
+            NewNamespaces {
+                ipc: true,
+                uts: true,
+                cgroup: false
+            }
+        );
+        assert_eq!(c.user_namespace, None);
+        let dests: Vec<_> = c.mounts.iter().map(|m| m.destination.clone()).collect();
+        assert_eq!(
+            dests,
+            [
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/dev/shm",
+                "/dev/mqueue",
+                "/sys",
+                "/sys/fs/cgroup"
+            ]
+            .map(PathBuf::from)
+        );
+        let dev = &c.mounts[1];
+        assert_eq!(dev.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(dev.data, ["mode=755", "size=65536k"]);
+        assert_eq!(
+            c.mounts[5].flags,
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV | MsFlags::MS_RDONLY
+        );
+        assert_eq!(c.mounts[6].kind, MountKind::Cgroup);
+        assert_eq!(c.masked_paths.len(), 10);
+        assert!(c.masked_paths.contains(&PathBuf::from("/proc/asound")));
+        assert_eq!(c.readonly_paths.len(), 5);
+        assert_eq!(c.resources, hcs_cgroups::Resources::default());
+        let oci = c.oci.as_ref().expect("oci kept");
+        assert_eq!(oci.bundle, t.path());
+        assert_eq!(c.ephemeral_scratch, Some(t.path().join("scratch")));
+    }
+
+    #[test]
+    fn oci_replaces_the_other_fields() {
+        let (t, spec) = runc_bundle();
+        let mut d = oci_doc(&spec, t.path());
+        d.storage = Some(Default::default());
+        d.memory = Some(Default::default());
+        d.networking = Some(Default::default());
+        let e = ContainerSpec::from_document("demo", &d, t.path()).unwrap_err();
+        assert!(
+            e.message.contains("Container.Storage")
+                && e.message.contains("Container.Memory")
+                && e.message.contains("Container.Networking"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn oci_mapping_of_linux_members() {
+        let (t, mut spec) = runc_bundle();
+        std::fs::create_dir(t.path().join("data")).unwrap();
+        spec["root"]["readonly"] = json!(false);
+        spec["hostname"] = json!("box");
+        spec["mounts"] = json!([
+            {"destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "ro", "nosuid", "rslave"]},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m", "mode=1777", "noexec"]}
+        ]);
+        spec["linux"]["namespaces"] = json!([
+            {"type": "pid"}, {"type": "mount"}, {"type": "user"}, {"type": "cgroup"},
+            {"type": "network"}, {"type": "ipc"}, {"type": "uts"}
+        ]);
+        spec["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        spec["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 10}]);
+        spec["linux"]["sysctl"] = json!({"kernel.shmmax": "1000000", "net.ipv4.ip_forward": "1"});
+        spec["linux"]["devices"] = json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o600, "uid": 1, "gid": 2}]);
+        spec["linux"]["resources"] = json!({
+            "memory": {"limit": 1048576},
+            "cpu": {"shares": 1024, "quota": 50000, "period": 100000, "cpus": "0"},
+            "pids": {"limit": 42},
+            "devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"}]
+        });
+        spec["linux"]["maskedPaths"] = json!(["/proc/kcore"]);
+        spec["linux"]["readonlyPaths"] = json!([]);
+        spec["linux"]["rootfsPropagation"] = json!("rslave");
+        let c = ContainerSpec::from_document("demo", &oci_doc(&spec, t.path()), t.path()).unwrap();
+        assert_eq!(c.hostname, "box");
+        assert!(!c.read_only_root);
+        assert_eq!(
+            c.mounts[0].kind,
+            MountKind::Bind {
+                source: t.path().join("data"),
+                recursive: true
+            }
+        );
+        assert_eq!(c.mounts[0].flags, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
+        assert_eq!(
+            c.mounts[0].propagation,
+            Some(MsFlags::MS_SLAVE | MsFlags::MS_REC)
+        );
+        assert_eq!(c.mounts[1].data, ["size=1m", "mode=1777"]);
+        assert_eq!(c.mounts[1].flags, MsFlags::MS_NOEXEC);
+        assert_eq!(
+            c.user_namespace,
+            Some((
+                vec![IdMap {
+                    inside: 0,
+                    outside: 100000,
+                    count: 65536
+                }],
+                vec![IdMap {
+                    inside: 0,
+                    outside: 200000,
+                    count: 10
+                }]
+            ))
+        );
+        assert!(c.namespaces.cgroup);
+        assert_eq!(c.sysctl.len(), 2);
+        assert!(c
+            .sysctl
+            .contains(&("kernel.shmmax".into(), "1000000".into())));
+        assert_eq!(
+            c.devices,
+            [DeviceNode {
+                path: "/dev/fuse".into(),
+                kind: 'c',
+                major: 10,
+                minor: 229,
+                mode: 0o600,
+                uid: 1,
+                gid: 2
+            }]
+        );
+        assert_eq!(c.resources.memory_limit_bytes, Some(1048576));
+        assert_eq!(
+            c.resources.cpu_weight,
+            Some(hcs_cgroups::cpu_shares_to_weight(1024))
+        );
+        assert_eq!(
+            c.resources.cpu_quota,
+            Some(hcs_cgroups::CpuQuota {
+                quota_us: 50000,
+                period_us: 100000
+            })
+        );
+        assert_eq!(c.resources.cpuset_cpus.as_deref(), Some("0"));
+        assert_eq!(c.resources.pids_max, Some(42));
+        assert_eq!(c.masked_paths, [PathBuf::from("/proc/kcore")]);
+        assert!(c.readonly_paths.is_empty());
+        assert_eq!(c.rootfs_propagation, MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    }
+
+    #[test]
+    fn oci_network_namespace_path_and_host_network() {
+        let (t, mut spec) = runc_bundle();
+        spec["linux"]["namespaces"][1] = json!({"type": "network", "path": "/proc/self/ns/net"});
+        let c = ContainerSpec::from_document("demo", &oci_doc(&spec, t.path()), t.path()).unwrap();
+        assert_eq!(c.network, Network::Join("/proc/self/ns/net".into()));
+        let (t, mut spec) = runc_bundle();
+        spec["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .remove(1);
+        let c = ContainerSpec::from_document("demo", &oci_doc(&spec, t.path()), t.path()).unwrap();
+        assert_eq!(c.network, Network::Host);
+        // ... where net.* sysctls would change the host's.
+        spec["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+        let e = oci_err(&spec, t.path());
+        assert_eq!(e.hresult, HResult::ERROR_NOT_SUPPORTED);
+        assert!(
+            e.message
+                .contains("Container.OciSpecification.linux.sysctl.net.ipv4.ip_forward"),
+            "{}",
+            e.message
+        );
+    }
+
+    /// A change to a spec, and the start of the error it must cause.
+    type Case = (&'static str, Box<dyn Fn(&mut Value)>);
+
+    #[test]
+    fn oci_refusals_name_the_json_path() {
+        let cases: Vec<Case> = vec![
+            (
+                "Container.OciSpecification.mounts[1].options[0]",
+                Box::new(|s| s["mounts"][1]["options"][0] = json!("bogus")),
+            ),
+            (
+                "Container.OciSpecification.mounts[0].type",
+                Box::new(|s| s["mounts"][0]["type"] = json!("ext4")),
+            ),
+            (
+                "Container.OciSpecification.mounts[0].options[0]",
+                Box::new(
+                    |s| s["mounts"][0] = json!({"destination": "/x", "type": "bind", "source": "/tmp", "options": ["rshared"]}),
+                ),
+            ),
+            (
+                "Container.OciSpecification.linux.sysctl.kernel.hostname",
+                Box::new(|s| s["linux"]["sysctl"] = json!({"kernel.hostname": "x"})),
+            ),
+            (
+                "Container.OciSpecification.linux.intelRdt",
+                Box::new(|s| s["linux"]["intelRdt"] = json!({"closID": "x"})),
+            ),
+            (
+                "Container.OciSpecification.linux.resources.memory.swap",
+                Box::new(|s| {
+                    s["linux"]["resources"]["memory"] = json!({"limit": 1048576, "swap": 2097152})
+                }),
+            ),
+            (
+                "Container.OciSpecification.linux.resources.cpu.mems",
+                Box::new(|s| s["linux"]["resources"]["cpu"] = json!({"mems": "0"})),
+            ),
+            (
+                "Container.OciSpecification.linux.resources.devices[1]",
+                Box::new(|s| {
+                    s["linux"]["resources"]["devices"].as_array_mut().unwrap().push(                        json!({"allow": false, "type": "c", "major": 1, "minor": 3, "access": "r"}))
+                }),
+            ),
+            (
+                "Container.OciSpecification.linux.cgroupsPath",
+                Box::new(|s| s["linux"]["cgroupsPath"] = json!("/mine")),
+            ),
+            (
+                "Container.OciSpecification.linux.namespaces[2].path",
+                Box::new(|s| s["linux"]["namespaces"][2]["path"] = json!("/proc/1/ns/ipc")),
+            ),
+            (
+                "Container.OciSpecification.linux.namespaces[5].type",
+                Box::new(|s| {
+                    s["linux"]["namespaces"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!({"type": "time"}))
+                }),
+            ),
+            (
+                "Container.OciSpecification.linux.namespaces",
+                Box::new(|s| {
+                    s["linux"]["namespaces"].as_array_mut().unwrap().remove(0);
+                }),
+            ),
+            (
+                "Container.OciSpecification.linux.rootfsPropagation",
+                Box::new(|s| s["linux"]["rootfsPropagation"] = json!("rshared")),
+            ),
+            (
+                // A user namespace with the host's cgroup namespace.
+                "Container.OciSpecification.linux.namespaces: a container with a user namespace",
+                Box::new(|s| {
+                    let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
+                    ns.push(json!({"type": "user"}));
+                    s["linux"]["uidMappings"] =
+                        json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+                    s["linux"]["gidMappings"] =
+                        json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+                }),
+            ),
+            (
+                "Container.OciSpecification.solaris",
+                Box::new(|s| s["solaris"] = json!({"milestone": "x"})),
+            ),
+            (
+                "Container.OciSpecification.linux.devices[0].type",
+                Box::new(|s| {
+                    s["linux"]["devices"] =
+                        json!([{"path": "/dev/x", "type": "a", "major": 1, "minor": 1}])
+                }),
+            ),
+        ];
+        for (want, edit) in cases {
+            let (t, mut spec) = runc_bundle();
+            edit(&mut spec);
+            let e = oci_err(&spec, t.path());
+            assert_eq!(
+                e.hresult,
+                HResult::ERROR_NOT_SUPPORTED,
+                "{want}: {}",
+                e.message
+            );
+            assert!(
+                e.message.starts_with(want),
+                "want {want}, got {}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn oci_invalid_values() {
+        // A relative root without a bundle.
+        let (t, spec) = runc_bundle();
+        let d = doc(&json!({"OciSpecification": spec}).to_string());
+        let e = ContainerSpec::from_document("demo", &d, t.path()).unwrap_err();
+        assert!(
+            e.message.contains("Container.OciSpecification.root.path"),
+            "{}",
+            e.message
+        );
+        // A hostname without a uts namespace.
+        let (t, mut spec) = runc_bundle();
+        spec["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .remove(3);
+        let e = oci_err(&spec, t.path());
+        assert!(
+            e.message.contains("Container.OciSpecification.hostname"),
+            "{}",
+            e.message
+        );
+        // Not a spec at all.
+        let (t, mut spec) = runc_bundle();
+        spec["mounts"] = json!("nope");
+        let e = oci_err(&spec, t.path());
+        assert_eq!(e.hresult, HResult::HCS_E_INVALID_JSON);
+        // A missing bind source.
+        let (t, mut spec) = runc_bundle();
+        spec["mounts"][0] = json!({"destination": "/x", "type": "bind", "source": "/does/not/exist", "options": ["rbind"]});
+        let e = oci_err(&spec, t.path());
+        assert_eq!(e.hresult, HResult::ERROR_PATH_NOT_FOUND);
+        assert!(e.message.contains("mounts[0].source"), "{}", e.message);
     }
 }

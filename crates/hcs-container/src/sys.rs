@@ -317,6 +317,59 @@ pub(crate) fn clone_tree(path: &CStr) -> io::Result<OwnedFd> {
     fd_result(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })
 }
 
+/// `open_tree(path, OPEN_TREE_CLONE)`: a detached copy of the mount at
+/// `path` alone (a plain bind mount, without the mounts below it).
+pub(crate) fn clone_mount(path: &CStr) -> io::Result<OwnedFd> {
+    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
+    // SAFETY: open_tree reads a NUL-terminated path and returns a descriptor.
+    fd_result(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })
+}
+
+/// `MOUNT_ATTR_*` (linux/mount.h).
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x01;
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x02;
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x04;
+pub(crate) const MOUNT_ATTR_NOEXEC: u64 = 0x08;
+pub(crate) const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+pub(crate) const MOUNT_ATTR_RELATIME: u64 = 0x00;
+pub(crate) const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub(crate) const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub(crate) const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+
+/// Change the attributes of a detached mount (tree): set and clear
+/// `MOUNT_ATTR_*` bits, and set its propagation (`MS_PRIVATE`, `MS_SLAVE`,
+/// ...; 0 leaves it), on every mount of the tree when `recursive`.
+pub(crate) fn set_mount_attr(
+    mnt: BorrowedFd<'_>,
+    set: u64,
+    clear: u64,
+    propagation: u64,
+    recursive: bool,
+) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation,
+        userns_fd: 0,
+    };
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: mount_setattr reads `attr` (whose size we pass) and an empty path.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Make a detached mount tree read-only (`mount_setattr`).
 pub(crate) fn make_read_only(mnt: BorrowedFd<'_>) -> io::Result<()> {
     let attr = MountAttr {
@@ -360,6 +413,16 @@ pub(crate) fn attach(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<
         )
     };
     if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `setdomainname(2)` in the calling process's UTS namespace.
+pub(crate) fn set_domainname(name: &str) -> io::Result<()> {
+    // SAFETY: setdomainname reads `len` bytes from the pointer, which the
+    // string provides.
+    if unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! The container backend: HCS calls on a [`hcs_container::Container`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use hcs_container::{Container, ContainerSpec, ProcessSpec};
@@ -30,6 +31,8 @@ pub struct ContainerBackend {
     container: Container,
     /// Another container whose network namespace to join at start.
     shared_network: Option<(PathBuf, String)>,
+    /// The OCI spec's own process (the first `OciProcess`) has been started.
+    oci_process_started: bool,
 }
 
 impl ContainerBackend {
@@ -60,6 +63,7 @@ impl ContainerBackend {
             _ => None,
         };
         let container = Container::create(
+            id,
             spec,
             Path::new(CGROUP_PARENT),
             Path::new(&cgroup_leaf(namespace, id)),
@@ -68,6 +72,7 @@ impl ContainerBackend {
         Ok(ContainerBackend {
             container,
             shared_network,
+            oci_process_started: false,
         })
     }
 
@@ -166,6 +171,92 @@ fn host_memory_bytes() -> u64 {
 
 fn rfc3339(t: SystemTime) -> String {
     hcs_container::rfc3339(t)
+}
+
+impl ContainerBackend {
+    /// A process given by HCS fields (CommandArgs, CommandLine, ...).
+    fn plain_process_spec(&self, p: &ProcessParameters) -> HcsResult<ProcessSpec> {
+        // Windows semantics: ApplicationName is the program, CommandLine its full argv.
+        let executable = match (&p.application_name, &p.command_args) {
+            (Some(app), None) if p.command_line.is_some() && !app.is_empty() => Some(app.clone()),
+            _ => None,
+        };
+        let console = (p.emulate_console == Some(true)).then(|| {
+            p.console_size
+                .map(|[h, w]| (h.max(1), w.max(1)))
+                .unwrap_or(DEFAULT_CONSOLE)
+        });
+        // In a container described by an OCI spec, every process gets its
+        // seccomp filter, so none can run without it.
+        let security = hcs_container::security::container_seccomp(self.container.spec())
+            .map(|s| {
+                hcs_container::security::ProcessSecurity::defaults_with_seccomp(s).map(Arc::new)
+            })
+            .transpose()?;
+        Ok(ProcessSpec {
+            argv: p.argv(),
+            executable,
+            env: p
+                .environment
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            cwd: p.working_directory.clone(),
+            user: p.user.clone(),
+            console,
+            security,
+            ..ProcessSpec::default()
+        })
+    }
+
+    /// A process given as an OCI runtime-spec `process` (`OciProcess`): it
+    /// says everything about the process but its stdio, so the HCS fields
+    /// that would say it again are refused rather than guessed between.
+    fn oci_process_spec(
+        &self,
+        p: &ProcessParameters,
+        oci: &serde_json::Value,
+    ) -> HcsResult<ProcessSpec> {
+        for (given, name, instead) in [
+            (p.application_name.is_some(), "ApplicationName", "args"),
+            (p.command_line.is_some(), "CommandLine", "args"),
+            (p.command_args.is_some(), "CommandArgs", "args"),
+            (p.environment.is_some(), "Environment", "env"),
+            (p.user.is_some(), "User", "user"),
+            (p.working_directory.is_some(), "WorkingDirectory", "cwd"),
+        ] {
+            if given {
+                return Err(HcsError::invalid_arg(format!(
+                    "ProcessParameters.{name} cannot be combined with OciProcess, which gives the process \
+                     (its `{instead}`); give one or the other"
+                )));
+            }
+        }
+        let spec = self.container.spec();
+        let mut process =
+            ProcessSpec::from_oci(oci, hcs_container::security::container_seccomp(spec))?;
+        let terminal = process.console.is_some();
+        match p.emulate_console {
+            Some(emulate) if emulate != terminal => {
+                return Err(HcsError::invalid_arg(format!(
+                    "ProcessParameters.EmulateConsole is {emulate} but OciProcess.terminal is {terminal}; \
+                     leave EmulateConsole out or make them agree"
+                )))
+            }
+            _ => {}
+        }
+        // The OCI consoleSize wins; else the HCS ConsoleSize.
+        if let (Some(console), None, Some([h, w])) = (
+            process.console.as_mut(),
+            oci.get("consoleSize").filter(|v| !v.is_null()),
+            p.console_size,
+        ) {
+            *console = (h.max(1), w.max(1));
+        }
+        process.container_process = spec.oci.is_some() && !self.oci_process_started;
+        Ok(process)
+    }
 }
 
 impl Backend for ContainerBackend {
@@ -294,35 +385,24 @@ impl Backend for ContainerBackend {
                 )));
             }
         }
-        let argv = p.argv();
-        // Windows semantics: ApplicationName is the program, CommandLine its full argv.
-        let executable = match (&p.application_name, &p.command_args) {
-            (Some(app), None) if p.command_line.is_some() && !app.is_empty() => Some(app.clone()),
-            _ => None,
+        if p.oci_specification.is_some() {
+            return Err(HcsError::not_supported(
+                "ProcessParameters.OciSpecification: a container's OCI spec belongs in its compute system document \
+                 (Container.OciSpecification); a process takes only its `process` part, as ProcessParameters.OciProcess",
+            ));
+        }
+        let mut spec = match &p.oci_process {
+            Some(oci) => self.oci_process_spec(p, oci)?,
+            None => self.plain_process_spec(p)?,
         };
-        let console = (p.emulate_console == Some(true)).then(|| {
-            p.console_size
-                .map(|[h, w]| (h.max(1), w.max(1)))
-                .unwrap_or(DEFAULT_CONSOLE)
-        });
-        let spec = ProcessSpec {
-            argv,
-            executable,
-            env: p
-                .environment
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-            cwd: p.working_directory.clone(),
-            user: p.user.clone(),
-            stdin: p.create_std_in_pipe == Some(true),
-            stdout: p.create_std_out_pipe == Some(true),
-            stderr: p.create_std_err_pipe == Some(true),
-            console,
-            container_process: false,
-        };
+        spec.stdin = p.create_std_in_pipe == Some(true);
+        spec.stdout = p.create_std_out_pipe == Some(true);
+        spec.stderr = p.create_std_err_pipe == Some(true);
+        let console = spec.console;
         let s = self.container.spawn(&spec)?;
+        if spec.container_process {
+            self.oci_process_started = true;
+        }
         Ok(StartedProcess {
             pid: s.pid,
             host_pid: Some(s.host_pid),

@@ -48,9 +48,10 @@ hcs_struct! {
         "OciBundlePath" => oci_bundle_path: String,
         /// LCOW extension (hcsshim's Linux container document): a whole OCI
         /// runtime spec (config.json) describing the container. When present
-        /// it replaces `Storage`, `MappedDirectories`, `GuestOs`, `Memory` and
-        /// `Processor`; its `process` is started by HcsCreateProcess with
-        /// `OciProcess`.
+        /// it replaces `Storage`, `MappedDirectories`, `MappedPipes`,
+        /// `GuestOs`, `Memory`, `Processor`, `UserNamespace` and `Networking`
+        /// (which must then be absent); its `process` is started by
+        /// HcsCreateProcess with `OciProcess`.
         "OciSpecification" => oci_specification: Value,
     }
 }
@@ -358,6 +359,25 @@ impl Container {
                 }
             }
         }
+        if let Some(spec) = &self.oci_specification {
+            if !spec.is_object() {
+                return Err(error(
+                    document,
+                    &member(path, "OciSpecification"),
+                    "must be an OCI runtime spec (a JSON object)",
+                ));
+            }
+        }
+        if let Some(bundle) = &self.oci_bundle_path {
+            let p = member(path, "OciBundlePath");
+            validate::require_non_empty(
+                document,
+                &p,
+                Some(bundle.as_str()),
+                "the bundle directory of OciSpecification",
+            )?;
+            validate::check_no_nul(document, &p, bundle)?;
+        }
         if let Some(userns) = &self.user_namespace {
             let base = member(path, "UserNamespace");
             check_id_mappings(
@@ -443,4 +463,34 @@ fn check_id_mappings(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(json: &str) -> Result<(), HcsError> {
+        let c: Container = serde_json::from_str(json).expect("parses");
+        c.validate_at("ComputeSystem", "$.Container")
+    }
+
+    #[test]
+    fn oci_specification_must_be_an_object() {
+        assert!(
+            check(r#"{"OciSpecification": {"ociVersion": "1.0.2"}, "OciBundlePath": "/b"}"#)
+                .is_ok()
+        );
+        let e = check(r#"{"OciSpecification": "config.json"}"#).unwrap_err();
+        assert!(
+            e.message.contains("$.Container.OciSpecification"),
+            "{}",
+            e.message
+        );
+        let e = check(r#"{"OciSpecification": {}, "OciBundlePath": ""}"#).unwrap_err();
+        assert!(
+            e.message.contains("$.Container.OciBundlePath"),
+            "{}",
+            e.message
+        );
+    }
 }

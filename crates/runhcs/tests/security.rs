@@ -1,0 +1,494 @@
+//! End-to-end tests of the per-process security of OCI processes with a
+//! busybox bundle: capabilities, rlimits, seccomp, noNewPrivileges, the
+//! user's umask and groups, and refusals by JSON path. Real containers, so
+//! they run as root (`sudo ./scripts/test.sh`) and fail otherwise.
+//!
+//! Each test runs `runhcs run` in the foreground, which prints the
+//! process's output and exits with its exit code, and checks what the
+//! process itself observed (/proc/self/status, /proc/self/limits, the
+//! errors of the system calls it made).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{json, Value};
+
+fn runhcs_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_runhcs"))
+}
+
+/// The `hcs` CLI of the same target directory (built by `cargo build --workspace`).
+fn hcs_exe() -> PathBuf {
+    let p = runhcs_exe().with_file_name("hcs");
+    assert!(
+        p.exists(),
+        "{} is missing: run cargo build --workspace first",
+        p.display()
+    );
+    p
+}
+
+fn rootfs() -> PathBuf {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the runhcs tests create real containers and must run as root"
+    );
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/rootfs/busybox");
+    assert!(
+        p.join("bin/busybox").exists(),
+        "{} is missing: run scripts/build-rootfs.sh",
+        p.display()
+    );
+    p.canonicalize().expect("rootfs path")
+}
+
+/// A unique container id for this test process.
+fn unique(name: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "rs-{}-{}-{name}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A bundle and a state root in a temporary directory.
+struct Bundle {
+    dir: tempfile::TempDir,
+}
+
+impl Bundle {
+    /// `runhcs spec` with a writable root and no terminal, then `edit`
+    /// applied to the config.
+    fn new(edit: impl FnOnce(&mut Value)) -> Bundle {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(rootfs(), dir.path().join("rootfs")).expect("rootfs symlink");
+        let b = Bundle { dir };
+        let out = b.runhcs(&["spec", "--bundle", b.path().to_str().expect("utf-8")]);
+        assert!(out.status.success(), "runhcs spec: {}", text(&out.stderr));
+        let cfg = b.path().join("config.json");
+        let mut v: Value =
+            serde_json::from_slice(&std::fs::read(&cfg).expect("config.json")).expect("json");
+        v["process"]["terminal"] = json!(false);
+        v["root"]["readonly"] = json!(false);
+        edit(&mut v);
+        std::fs::write(&cfg, v.to_string()).expect("write config.json");
+        b
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn root(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    /// Run runhcs with `--root` given after the command, as runc allows.
+    /// Its stdout and stderr go to files, not pipes: `create` leaves a
+    /// holder process with them (as runc leaves its init), so a pipe would
+    /// not end before the container does.
+    fn runhcs(&self, args: &[&str]) -> Output {
+        let root = self.root();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--root", root.to_str().expect("utf-8")]);
+        run_to_files(Command::new(runhcs_exe()).args(&all))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.runhcs(args);
+        assert!(
+            out.status.success(),
+            "runhcs {args:?} failed: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// Create `id` from this bundle; the guard deletes it at the end.
+    fn create(&self, id: &str) -> Guard<'_> {
+        let bundle = self.path().to_str().expect("utf-8").to_string();
+        self.ok(&["create", id, "--bundle", &bundle]);
+        Guard {
+            bundle: self,
+            id: id.to_string(),
+        }
+    }
+
+    /// `runhcs run` in the foreground: the process's output and exit code.
+    fn run(&self, name: &str) -> Output {
+        let id = unique(name);
+        let bundle = self.path().to_str().expect("utf-8").to_string();
+        let _guard = Guard {
+            bundle: self,
+            id: id.clone(),
+        };
+        self.runhcs(&["run", &id, "--bundle", &bundle])
+    }
+}
+
+/// Deletes the container (and so terminates its compute system) on drop.
+struct Guard<'a> {
+    bundle: &'a Bundle,
+    id: String,
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        let _ = self.bundle.runhcs(&["delete", "--force", &self.id]);
+        // Belt and braces: the compute system itself, should the record be gone.
+        let _ = Command::new(hcs_exe())
+            .args(["-n", "runhcs", "terminate", &self.id])
+            .output();
+    }
+}
+
+/// Run a command with stdin from /dev/null and stdout/stderr into
+/// temporary files, and collect them once it exits.
+fn run_to_files(cmd: &mut Command) -> Output {
+    let out = tempfile::tempfile().expect("stdout file");
+    let err = tempfile::tempfile().expect("stderr file");
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(err.try_clone().expect("dup"))
+        .status()
+        .expect("runs runhcs");
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut v = Vec::new();
+        f.seek(std::io::SeekFrom::Start(0)).expect("seek");
+        f.read_to_end(&mut v).expect("read");
+        v
+    };
+    Output {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A bundle whose process runs `script` with `sh -c` (stderr into stdout).
+fn script_bundle(script: &str, edit: impl FnOnce(&mut Value)) -> Bundle {
+    Bundle::new(|c| {
+        c["process"]["args"] = json!(["sh", "-c", format!("exec 2>&1; {script}")]);
+        edit(c);
+    })
+}
+
+/// The value of `field` in a /proc/<pid>/status text.
+fn status_field<'a>(status: &'a str, field: &str) -> Option<&'a str> {
+    status.lines().find_map(|l| {
+        l.strip_prefix(field)
+            .and_then(|r| r.strip_prefix(':'))
+            .map(str::trim)
+    })
+}
+
+/// Whether this (root) test process holds `cap` in its permitted set; the
+/// monitor it starts holds the same.
+fn we_hold(cap: u32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let prm = status_field(&status, "CapPrm").expect("CapPrm");
+    let mask = u64::from_str_radix(prm, 16).expect("hex mask");
+    mask & (1 << cap) != 0
+}
+
+#[test]
+fn capabilities_are_exactly_the_spec_sets() {
+    // Only CAP_CHOWN: chown works, but writing to a file of another user
+    // (needs CAP_DAC_OVERRIDE) and chmod of it (CAP_FOWNER) do not.
+    let script = "grep -E '^Cap(Prm|Eff|Bnd|Amb)' /proc/self/status; \
+                  touch /f; chmod 000 /f; \
+                  chown 1000 /f && echo chown-ok; \
+                  (echo x > /f) 2>/dev/null && echo write-ok || echo write-denied; \
+                  chmod 644 /f 2>/dev/null && echo chmod-ok || echo chmod-denied";
+    let only = |caps: &[&str]| {
+        let caps = caps.to_vec();
+        script_bundle(script, move |c| {
+            c["process"]["capabilities"] =
+                json!({"bounding": caps, "effective": caps, "permitted": caps});
+        })
+    };
+    let out = only(&["CAP_CHOWN"]).run("caps-chown");
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert_eq!(
+        status_field(&stdout, "CapPrm"),
+        Some("0000000000000001"),
+        "{stdout}"
+    );
+    assert_eq!(
+        status_field(&stdout, "CapEff"),
+        Some("0000000000000001"),
+        "{stdout}"
+    );
+    assert_eq!(
+        status_field(&stdout, "CapBnd"),
+        Some("0000000000000001"),
+        "{stdout}"
+    );
+    assert_eq!(
+        status_field(&stdout, "CapAmb"),
+        Some("0000000000000000"),
+        "{stdout}"
+    );
+    let results: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.ends_with("-ok") || l.ends_with("-denied"))
+        .collect();
+    assert_eq!(
+        results,
+        ["chown-ok", "write-denied", "chmod-denied"],
+        "{stdout}"
+    );
+
+    // The other way round: CAP_DAC_OVERRIDE (bit 1) but no CAP_CHOWN.
+    let out = only(&["CAP_DAC_OVERRIDE"]).run("caps-dac");
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        status_field(&stdout, "CapEff"),
+        Some("0000000000000002"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("chown: /f: Operation not permitted"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("chown-ok"), "{stdout}");
+
+    // A non-root user keeps ambient capabilities across exec.
+    let out = script_bundle("grep -E '^Cap(Eff|Amb)' /proc/self/status; id -u", |c| {
+        let caps = json!(["CAP_NET_BIND_SERVICE"]);
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c["process"]["capabilities"] = json!({
+            "bounding": caps, "effective": caps, "permitted": caps,
+            "inheritable": caps, "ambient": caps
+        });
+    })
+    .run("caps-ambient");
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        status_field(&stdout, "CapAmb"),
+        Some("0000000000000400"),
+        "{stdout}"
+    );
+    assert_eq!(
+        status_field(&stdout, "CapEff"),
+        Some("0000000000000400"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("1000\n"), "{stdout}");
+}
+
+#[test]
+fn rlimits_are_set_and_a_hard_limit_beyond_reach_is_an_error() {
+    let out = script_bundle(
+        "ulimit -n; ulimit -Hn; grep 'Max open files' /proc/self/limits",
+        |c| {
+            c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}]);
+        },
+    )
+    .run("rlimit");
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[..2], ["100", "200"], "{stdout}");
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["Max", "open", "files", "100", "200", "files"]
+    );
+
+    // One above our own hard limit: only CAP_SYS_RESOURCE allows it.
+    let (_, own_hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .expect("getrlimit");
+    let want = own_hard.saturating_add(1).min(1 << 20);
+    let b = script_bundle("ulimit -Hn", |c| {
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 100, "hard": want}]);
+    });
+    let out = b.run("rlimit-high");
+    if we_hold(24) || want <= own_hard {
+        assert_eq!(
+            text(&out.stdout).trim(),
+            want.to_string(),
+            "{}",
+            text(&out.stderr)
+        );
+    } else {
+        assert_ne!(out.status.code(), Some(0));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("OciProcess.rlimits[0]: setting RLIMIT_NOFILE")
+                && err.contains("CAP_SYS_RESOURCE"),
+            "{err}"
+        );
+    }
+}
+
+/// A profile that allows everything but mkdir and mkdirat (EPERM).
+fn deny_mkdir() -> Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+            // Unknown names are skipped, as runc does.
+            {"names": ["no_such_syscall"], "action": "SCMP_ACT_KILL"}
+        ]
+    })
+}
+
+#[test]
+fn seccomp_denies_the_profiles_system_calls() {
+    // With and without no_new_privs (without it, and without CAP_SYS_ADMIN
+    // in the process's sets, the filter must be installed while the
+    // runtime still holds it).
+    for nnp in [true, false] {
+        let out = script_bundle(
+            "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; \
+             mkdir /tmp/denied; echo mkdir=$?; \
+             touch /tmp/allowed && echo touch-ok",
+            |c| {
+                c["process"]["noNewPrivileges"] = json!(nnp);
+                c["linux"]["seccomp"] = deny_mkdir();
+            },
+        )
+        .run("seccomp");
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+        assert_eq!(status_field(&stdout, "Seccomp"), Some("2"), "{stdout}");
+        assert_eq!(
+            status_field(&stdout, "NoNewPrivs"),
+            Some(if nnp { "1" } else { "0" })
+        );
+        assert!(
+            stdout.contains("mkdir: can't create directory '/tmp/denied': Operation not permitted"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("mkdir=1\n"), "{stdout}");
+        assert!(stdout.ends_with("touch-ok\n"), "{stdout}");
+    }
+
+    // Without the profile, the same mkdir works.
+    let out = script_bundle("mkdir /tmp/made && echo made", |_| {}).run("no-seccomp");
+    assert_eq!(text(&out.stdout), "made\n", "{}", text(&out.stderr));
+
+    // A notify action has no agent to go to: refused by path.
+    let out = Bundle::new(|c| {
+        c["process"]["args"] = json!(["true"]);
+        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}
+        ]});
+    })
+    .run("seccomp-notify");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("linux.seccomp.syscalls[0].action: SCMP_ACT_NOTIFY"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn no_new_privileges_umask_and_groups() {
+    for nnp in [true, false] {
+        let out = script_bundle(
+            "grep NoNewPrivs: /proc/self/status; id -u; id -G; umask",
+            |c| {
+                c["process"]["noNewPrivileges"] = json!(nnp);
+                c["process"]["user"] =
+                    json!({"uid": 1000, "gid": 1000, "umask": 0o077, "additionalGids": [10, 20]});
+            },
+        )
+        .run("nnp");
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                if nnp {
+                    "NoNewPrivs:\t1"
+                } else {
+                    "NoNewPrivs:\t0"
+                },
+                "1000",
+                "1000 10 20",
+                "0077"
+            ]
+        );
+    }
+}
+
+#[test]
+fn bad_capability_names_are_refused_by_path() {
+    // In config.json: refused before anything is created, naming it.
+    let out = Bundle::new(|c| {
+        c["process"]["args"] = json!(["true"]);
+        c["process"]["capabilities"]["bounding"] = json!(["CAP_KILL", "CAP_FOO"]);
+    })
+    .run("badcap");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("CAP_FOO"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // In an exec's process document, which goes to the backend as it is:
+    // the error names the JSON path.
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["sleep", "60"]));
+    let id = unique("badcap-exec");
+    let _g = b.create(&id);
+    b.ok(&["start", &id]);
+    let pfile = b.path().join("process.json");
+    let exec = |process: Value| {
+        std::fs::write(&pfile, process.to_string()).expect("process.json");
+        run_to_files(
+            Command::new(runhcs_exe())
+                .arg("--root")
+                .arg(b.root())
+                .args(["exec", "--process", pfile.to_str().expect("utf-8"), &id]),
+        )
+    };
+    let mut process = json!({
+        "args": ["true"],
+        "cwd": "/",
+        "user": {"uid": 0, "gid": 0},
+        "capabilities": {"bounding": ["CAP_KILL", "CAP_FOO"]}
+    });
+    let out = exec(process.clone());
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr)
+            .contains(r#"OciProcess.capabilities.bounding[1]: unknown capability "CAP_FOO""#),
+        "{}",
+        text(&out.stderr)
+    );
+    process["capabilities"] = json!({});
+    process["rlimits"] = json!([{"type": "RLIMIT_FOO", "soft": 1, "hard": 1}]);
+    let out = exec(process.clone());
+    assert!(
+        text(&out.stderr).contains(r#"OciProcess.rlimits[0].type: unknown rlimit "RLIMIT_FOO""#),
+        "{}",
+        text(&out.stderr)
+    );
+    // And a good one runs with what it asked for.
+    process["rlimits"] = json!([]);
+    process["args"] = json!(["sh", "-c", "grep CapEff /proc/self/status"]);
+    // (Root's capabilities after exec come from the bounding set, so it is given too.)
+    let kill = json!(["CAP_KILL"]);
+    process["capabilities"] = json!({"bounding": kill, "effective": kill, "permitted": kill});
+    let out = exec(process);
+    assert_eq!(
+        text(&out.stdout),
+        "CapEff:\t0000000000000020\n",
+        "{}",
+        text(&out.stderr)
+    );
+}
