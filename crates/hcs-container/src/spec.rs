@@ -215,6 +215,10 @@ pub struct ContainerSpec {
     pub rootfs_propagation: MsFlags,
     /// NIS domain name (UTS namespace), when given.
     pub domainname: Option<String>,
+    /// The cgroup path the OCI spec asks for (`linux.cgroupsPath`), relative,
+    /// placed below the host's cgroup parent of all compute systems instead
+    /// of the default `<namespace>@<id>` leaf.
+    pub cgroups_path: Option<PathBuf>,
 }
 
 fn not_supported(field: &str, why: &str) -> HcsError {
@@ -527,6 +531,7 @@ impl ContainerSpec {
             devices: Vec::new(),
             rootfs_propagation: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
             domainname: None,
+            cgroups_path: None,
         })
     }
 }
@@ -1083,15 +1088,10 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
     }
 
     let resources = oci_resources(linux.get("resources").unwrap_or(&empty))?;
-    if let Some(p) = str_at(linux, "cgroupsPath").filter(|p| !p.is_empty()) {
-        return Err(oci_unsupported(
-            "linux.cgroupsPath",
-            &format!(
-                "{p:?}: the container host places every container's cgroup itself \
-                 (under its own hierarchy, named by namespace and id)"
-            ),
-        ));
-    }
+    let cgroups_path = str_at(linux, "cgroupsPath")
+        .filter(|p| !p.is_empty())
+        .map(oci_cgroups_path)
+        .transpose()?;
     let rootfs_propagation = match str_at(linux, "rootfsPropagation").unwrap_or_default() {
         "" | "rprivate" => MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         "private" => MsFlags::MS_PRIVATE,
@@ -1133,7 +1133,39 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
         devices,
         rootfs_propagation,
         domainname,
+        cgroups_path,
     })
+}
+
+/// `linux.cgroupsPath` as a relative path below the host's cgroup parent of
+/// all compute systems. runc puts an absolute path at each hierarchy's root;
+/// here every compute system's cgroup stays under that parent (so the host
+/// can find, limit and clean up all of them), and the path only names the
+/// levels below it. Engines such as containerd give `/<namespace>/<id>`.
+/// The systemd form (`slice:prefix:name`) needs the systemd driver, which is
+/// not implemented.
+fn oci_cgroups_path(p: &str) -> HcsResult<PathBuf> {
+    const FIELD: &str = "linux.cgroupsPath";
+    if p.contains(':') {
+        return Err(oci_unsupported(
+            FIELD,
+            &format!("{p:?}: the systemd form slice:prefix:name needs the systemd cgroup driver, which is not implemented"),
+        ));
+    }
+    let mut out = PathBuf::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(oci_invalid(FIELD, format!("{p:?} must not contain \"..\"")))
+            }
+        }
+    }
+    if out.as_os_str().is_empty() || p.contains('\0') {
+        return Err(oci_invalid(FIELD, format!("{p:?} names no cgroup")));
+    }
+    Ok(out)
 }
 
 /// Flag options of mounts: (name, set, clear).
@@ -2057,7 +2089,7 @@ mod tests {
             ),
             (
                 "Container.OciSpecification.linux.cgroupsPath",
-                Box::new(|s| s["linux"]["cgroupsPath"] = json!("/mine")),
+                Box::new(|s| s["linux"]["cgroupsPath"] = json!("system.slice:runhcs:mine")),
             ),
             (
                 "Container.OciSpecification.linux.namespaces[2].path",

@@ -65,6 +65,12 @@ pub trait Backend {
     fn system_type(&self) -> hcs_schema::enums::SystemType;
     /// Resources to release if the monitor dies (cgroup directories).
     fn cgroup_paths(&self) -> Vec<PathBuf>;
+    /// The trailing levels of [`Backend::cgroup_paths`] that belong to this
+    /// system alone (cleanup removes nothing above them), when they are not
+    /// the default `<namespace>@<id>`.
+    fn cgroup_leaf(&self) -> Option<PathBuf> {
+        None
+    }
     /// Start it. Returns the host pid whose exit means the system stopped,
     /// if its end is a process exit (containers); otherwise the backend
     /// reports the end through [`Backend::event_fds`] and [`Backend::poll_stop`].

@@ -33,6 +33,8 @@ pub struct ContainerBackend {
     shared_network: Option<(PathBuf, String)>,
     /// The OCI spec's own process (the first `OciProcess`) has been started.
     oci_process_started: bool,
+    /// The cgroup levels below the parent that are this container's.
+    cgroup_leaf: PathBuf,
 }
 
 impl ContainerBackend {
@@ -62,17 +64,18 @@ impl ContainerBackend {
             }
             _ => None,
         };
-        let container = Container::create(
-            id,
-            spec,
-            Path::new(CGROUP_PARENT),
-            Path::new(&cgroup_leaf(namespace, id)),
-            rundir,
-        )?;
+        // An OCI spec's cgroupsPath names the levels below the parent.
+        let leaf = spec
+            .cgroups_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(cgroup_leaf(namespace, id)));
+        let container = Container::create(id, spec, Path::new(CGROUP_PARENT), &leaf, rundir)?;
+        let cgroup_leaf = leaf;
         Ok(ContainerBackend {
             container,
             shared_network,
             oci_process_started: false,
+            cgroup_leaf,
         })
     }
 
@@ -266,6 +269,10 @@ impl Backend for ContainerBackend {
 
     fn cgroup_paths(&self) -> Vec<PathBuf> {
         self.container.cgroup_paths()
+    }
+
+    fn cgroup_leaf(&self) -> Option<PathBuf> {
+        Some(self.cgroup_leaf.clone())
     }
 
     fn start(&mut self) -> HcsResult<Option<i32>> {

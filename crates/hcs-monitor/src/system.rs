@@ -133,7 +133,12 @@ impl System {
             owner: doc.owner.clone(),
             monitor_pid: std::process::id(),
             cgroups: backend.cgroup_paths(),
-            cgroup_leaf: Some(crate::container::cgroup_leaf(namespace, id)),
+            cgroup_leaf: Some(
+                backend
+                    .cgroup_leaf()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| crate::container::cgroup_leaf(namespace, id)),
+            ),
             main_pid: None,
         };
         if let Err(e) = rundir.write_record(&record) {

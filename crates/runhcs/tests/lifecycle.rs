@@ -750,3 +750,50 @@ fn events_and_the_hcs_cli_see_an_ordinary_compute_system() {
         "events did not end with the container: {status:?}"
     );
 }
+
+#[test]
+fn cgroups_path_names_the_levels_below_the_hcs_parent() {
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["sleep", "1000"]));
+    let id = unique("cgpath");
+    let group = format!("ns-{id}");
+    let cfg = b.path().join("config.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    // As containerd gives it: /<namespace>/<id>.
+    v["linux"]["cgroupsPath"] = json!(format!("/{group}/{id}"));
+    std::fs::write(&cfg, v.to_string()).unwrap();
+    let guard = b.create(&id);
+    let memory = Path::new("/sys/fs/cgroup/memory");
+    let find = |name: &str| -> Option<PathBuf> {
+        fn walk(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
+            for e in std::fs::read_dir(dir).ok()?.flatten() {
+                if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                if e.file_name().to_str() == Some(name) {
+                    return Some(e.path());
+                }
+                if depth > 0 {
+                    if let Some(f) = walk(&e.path(), name, depth - 1) {
+                        return Some(f);
+                    }
+                }
+            }
+            None
+        }
+        walk(memory, name, 6)
+    };
+    let dir = find(&group).expect("the cgroupsPath's first level exists");
+    assert!(
+        dir.join(&id).join("memory.limit_in_bytes").exists(),
+        "{}",
+        dir.display()
+    );
+    assert!(
+        dir.parent().is_some_and(|p| p.ends_with("hcs")),
+        "{} is not below hcs/",
+        dir.display()
+    );
+    b.ok(&["delete", "--force", &id]);
+    drop(guard);
+    assert!(find(&group).is_none(), "{group} left behind after delete");
+}
