@@ -37,6 +37,30 @@ pub struct ContainerBackend {
     cgroup_leaf: PathBuf,
 }
 
+/// Check an OCI spec's `process` (and its seccomp profile) at create, as
+/// runc does, rather than when it is started: what cannot be honoured fails
+/// the create, named by its path in the container document.
+fn check_oci_process(doc: &hcs_schema::Container, spec: &ContainerSpec) -> HcsResult<()> {
+    let (Some(oci), Some(process)) = (
+        &spec.oci,
+        doc.oci_specification
+            .as_ref()
+            .and_then(|s| s.get("process")),
+    ) else {
+        return Ok(());
+    };
+    let seccomp = oci.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    ProcessSpec::from_oci(process, seccomp)
+        .map(|_| ())
+        .map_err(|mut e| {
+            // from_oci names paths from `OciProcess`, the HcsCreateProcess field.
+            e.message = e
+                .message
+                .replacen("OciProcess", "Container.OciSpecification.process", 1);
+            e
+        })
+}
+
 impl ContainerBackend {
     /// Create from the document's `Container`.
     pub fn create(
@@ -47,6 +71,7 @@ impl ContainerBackend {
         runtime_root: &std::path::Path,
     ) -> HcsResult<ContainerBackend> {
         let spec = ContainerSpec::from_document(id, doc, rundir)?;
+        check_oci_process(doc, &spec)?;
         let shared_network = match &spec.network {
             hcs_container::Network::SharedWith(other) => {
                 hcs_rundir::validate_name(

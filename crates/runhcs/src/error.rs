@@ -25,9 +25,6 @@ pub enum Error {
     /// The bundle's config.json is malformed or cannot be mapped.
     #[error("invalid config.json: {0}")]
     Spec(String),
-    /// The config.json uses fields runhcs does not implement yet.
-    #[error("config.json uses fields runhcs does not support yet (remove them or leave them empty/default): {}", .0.join("; "))]
-    Unsupported(Vec<String>),
     /// No container with this id in `--root`.
     #[error("container \"{0}\" does not exist")]
     NotFound(String),

@@ -433,9 +433,8 @@ fn load_bundle(bundle: &Path) -> Result<(PathBuf, Value, spec::Mapped)> {
     let text = std::fs::read_to_string(&path).context(|| format!("reading {}", path.display()))?;
     let raw: Value =
         serde_json::from_str(&text).map_err(|e| Error::Spec(format!("{}: {e}", path.display())))?;
-    let bad = spec::unsupported(&raw);
-    if !bad.is_empty() {
-        return Err(Error::Unsupported(bad));
+    if let Some(why) = spec::parse_error(&raw) {
+        return Err(Error::Spec(format!("{}: {why}", path.display())));
     }
     let mapped = spec::map(&bundle, &raw)?;
     Ok((bundle, raw, mapped))

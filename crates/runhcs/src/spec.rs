@@ -129,16 +129,15 @@ const HOOKS: [&str; 6] = [
     "poststop",
 ];
 
-/// Why a config.json cannot even be parsed as an OCI runtime spec; empty
-/// when it can. Everything else is for the backend to judge.
-pub fn unsupported(config: &Value) -> Vec<String> {
+/// Why a config.json cannot even be parsed as an OCI runtime spec, if it
+/// cannot. Everything else is for the backend to judge.
+pub fn parse_error(config: &Value) -> Option<String> {
     if !config.is_object() {
-        return vec!["$ (not a JSON object)".into()];
+        return Some("not a JSON object".into());
     }
-    match serde_json::from_value::<oci_spec::runtime::Spec>(config.clone()) {
-        Ok(_) => Vec::new(),
-        Err(e) => vec![format!("$ (not an OCI runtime spec: {e})")],
-    }
+    serde_json::from_value::<oci_spec::runtime::Spec>(config.clone())
+        .err()
+        .map(|e| format!("not an OCI runtime spec: {e}"))
 }
 
 /// `runhcs features`: the runtime-spec features document of the HCS
@@ -317,7 +316,7 @@ mod tests {
     #[test]
     fn default_spec_parses_and_looks_like_runc_spec() {
         let spec = default_spec();
-        assert_eq!(unsupported(&spec), Vec::<String>::new());
+        assert_eq!(parse_error(&spec), None);
         let parsed: oci_spec::runtime::Spec =
             serde_json::from_value(spec.clone()).expect("oci-spec parses it");
         assert_eq!(
@@ -354,12 +353,14 @@ mod tests {
         // The backend judges these, not runhcs.
         spec["linux"]["intelRdt"] = json!({"closID": "x"});
         spec["hooks"] = json!({"prestart": [{"path": "/bin/true"}]});
-        assert_eq!(unsupported(&spec), Vec::<String>::new());
+        assert_eq!(parse_error(&spec), None);
         spec["mounts"] = json!("not a list");
-        let bad = unsupported(&spec);
-        assert_eq!(bad.len(), 1);
-        assert!(bad[0].starts_with("$ (not an OCI runtime spec"), "{bad:?}");
-        assert_eq!(unsupported(&json!([1])), ["$ (not a JSON object)"]);
+        let bad = parse_error(&spec).expect("refused");
+        assert!(bad.starts_with("not an OCI runtime spec"), "{bad}");
+        assert_eq!(
+            parse_error(&json!([1])).as_deref(),
+            Some("not a JSON object")
+        );
     }
 
     #[test]

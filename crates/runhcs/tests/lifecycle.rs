@@ -797,3 +797,24 @@ fn cgroups_path_names_the_levels_below_the_hcs_parent() {
     drop(guard);
     assert!(find(&group).is_none(), "{group} left behind after delete");
 }
+
+#[test]
+fn the_process_is_checked_at_create() {
+    let b = Bundle::new(|c| {
+        c["process"]["args"] = json!(["true"]);
+        // Parses as OCI, but there is no AppArmor here.
+        c["process"]["apparmorProfile"] = json!("docker-default");
+    });
+    let id = unique("badproc");
+    let bundle = b.path().to_str().expect("utf-8").to_string();
+    let out = b.runhcs(&["create", &id, "--bundle", &bundle]);
+    let _ = b.runhcs(&["delete", "--force", &id]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "create accepted an AppArmor profile");
+    assert!(
+        err.contains("Container.OciSpecification.process.apparmorProfile"),
+        "{err}"
+    );
+    assert!(!b.root().join(&id).exists());
+    assert!(!hcs_list_has(&id));
+}
