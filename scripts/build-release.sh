@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the release binaries into build/dist/bin: hcs, hcs-bench and a
+# Build the release binaries into build/dist/bin: hcs, hcs-bench, runhcs and a
 # statically linked hcs-monitor (glibc, crt-static); and the test guest
 # into build/dist/guest.
 #
@@ -37,7 +37,7 @@ RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_OPT_LEVEL=s \
     CARGO_TARGET_DIR="$repo/target/static" \
     cargo build --release --target "$host" -p hcs-monitor
 mkdir -p "$dist"
-for bin in hcs hcs-bench; do
+for bin in hcs hcs-bench runhcs; do
     install -m 0755 "target/release/$bin" "$dist/$bin"
 done
 install -m 0755 "target/static/$host/release/hcs-monitor" "$dist/hcs-monitor"

@@ -13,10 +13,11 @@
 #                 is also the peer of the `vms` benchmark
 #   valgrind      runs the C API's test programs (crates/hcs-capi/tests/c) with leak checking
 #   libseccomp-dev  compiles OCI seccomp profiles to BPF (linked statically into the monitor)
+#   pkg-config    finds libseccomp's static archive for the release build
 #   containerd    the engine of runhcs's end-to-end test (ctr run through the runc shim)
 set -euo pipefail
 
-packages=(iproute2 runc crun hyperfine acpica-tools cpio kmod qemu-system-x86 valgrind libseccomp-dev containerd)
+packages=(iproute2 runc crun hyperfine acpica-tools cpio kmod qemu-system-x86 valgrind libseccomp-dev pkg-config containerd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
