@@ -6,6 +6,7 @@
 //! `/bin/true`, round-robin (one iteration of each in turn) after a
 //! warm-up. It prints medians and the ratios to the peers.
 
+mod oci;
 mod snapshots;
 mod vms;
 
@@ -45,6 +46,43 @@ enum Cmd {
         /// crun binary ("" to skip).
         #[arg(long, default_value = "crun")]
         crun: String,
+    },
+    /// `run` of /bin/true in a busybox bundle by the OCI runtimes runhcs,
+    /// runc and crun, interleaved: medians, p10/p90 and ratios.
+    Oci {
+        /// Measured iterations per runtime.
+        #[arg(long, default_value_t = 50)]
+        iterations: usize,
+        /// Unmeasured iterations first.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// The busybox root filesystem (scripts/build-rootfs.sh).
+        #[arg(long, default_value = "build/rootfs/busybox")]
+        rootfs: PathBuf,
+        /// runhcs binary (default: next to hcs-bench, else on PATH; "" to skip).
+        #[arg(long)]
+        runhcs: Option<PathBuf>,
+        /// runc binary (also writes the config: `runc spec`).
+        #[arg(long, default_value = "runc")]
+        runc: String,
+        /// crun binary ("" to skip).
+        #[arg(long, default_value = "crun")]
+        crun: String,
+        /// On a cgroup hybrid host with hugetlb on cgroup2 (which crun 1.8
+        /// refuses), mount a v1 hugetlb hierarchy on /sys/fs/cgroup/hugetlb
+        /// for the run and unmount it afterwards.
+        #[arg(long)]
+        crun_hugetlb_workaround: bool,
+        /// Directory for the bundles and the runtimes' --root directories
+        /// (default: the system's temporary directory). Removing files on
+        /// a slow disk costs every runtime; /dev/shm takes the disk out.
+        #[arg(long)]
+        tmpdir: Option<PathBuf>,
+        /// Idle milliseconds before each run (not measured), so that each
+        /// run starts "cold": the first cgroup.procs write after idle waits
+        /// for an RCU grace period, which back-to-back runs share.
+        #[arg(long, default_value_t = 0)]
+        pause_ms: u64,
     },
     /// The test guest under HCS, QEMU microvm and (with
     /// $HCS_BENCH_FIRECRACKER) Firecracker: first output, exit, VMM memory,
@@ -603,6 +641,27 @@ fn main() {
             runc,
             crun,
         } => containers(iterations, warmup, &rootfs, &runc, &crun),
+        Cmd::Oci {
+            iterations,
+            warmup,
+            rootfs,
+            runhcs,
+            runc,
+            crun,
+            crun_hugetlb_workaround,
+            tmpdir,
+            pause_ms,
+        } => oci::run(oci::Options {
+            tmpdir,
+            pause: Duration::from_millis(pause_ms),
+            iterations,
+            warmup,
+            rootfs: &rootfs,
+            runhcs,
+            runc: &runc,
+            crun: &crun,
+            hugetlb_workaround: crun_hugetlb_workaround,
+        }),
         Cmd::Vms {
             iterations,
             warmup,
