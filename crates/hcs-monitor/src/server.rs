@@ -41,6 +41,9 @@ struct Conn {
     kind: Option<ConnectionKind>,
     holds_handle: bool,
     dead: bool,
+    /// Processes created with `TerminateWithCreator`: killed when this
+    /// connection goes away.
+    tied: Vec<hcs_protocol::ProcessRef>,
 }
 
 impl Conn {
@@ -52,6 +55,7 @@ impl Conn {
             kind,
             holds_handle: kind == Some(ConnectionKind::Handle),
             dead: false,
+            tied: Vec::new(),
         }
     }
 
@@ -561,7 +565,12 @@ impl Monitor {
             Request::WaitForExit => self.defer(n, id, Wait::Exit),
             Request::CreateProcess { parameters } => {
                 match self.system.create_process(&parameters) {
-                    Ok((outcome, fds)) => self.respond(n, id, outcome, fds),
+                    Ok((outcome, fds, tied)) => {
+                        if let (Some(p), Some(c)) = (tied, self.conns.get_mut(&n)) {
+                            c.tied.push(p);
+                        }
+                        self.respond(n, id, outcome, fds)
+                    }
                     Err(e) => self.result(n, id, Err(e)),
                 }
             }
@@ -676,6 +685,15 @@ impl Monitor {
                     if c.holds_handle {
                         self.handles = self.handles.saturating_sub(1);
                         lost_handle = true;
+                    }
+                    for p in c.tied {
+                        // Already exited is fine: nothing to kill.
+                        if self.system.signal_process(p, libc::SIGKILL).is_ok() {
+                            tracing::info!(
+                                pid = p.pid,
+                                "creator gone: process killed (TerminateWithCreator)"
+                            );
+                        }
                     }
                 }
                 self.waiters.retain(|(w, _, _)| *w != n);

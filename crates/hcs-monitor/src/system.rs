@@ -561,7 +561,12 @@ impl System {
     }
 
     /// HcsCreateProcess: the outcome and the caller's descriptors.
-    pub fn create_process(&mut self, parameters: &str) -> HcsResult<(Outcome, Vec<OwnedFd>)> {
+    /// The process is also returned when it must die with the connection
+    /// that created it (`TerminateWithCreator`).
+    pub fn create_process(
+        &mut self,
+        parameters: &str,
+    ) -> HcsResult<(Outcome, Vec<OwnedFd>, Option<ProcessRef>)> {
         self.check(L::CreateProcess)?;
         let params: hcs_schema::ProcessParameters =
             hcs_schema::from_json(parameters, "ProcessParameters")?;
@@ -582,7 +587,9 @@ impl System {
         let fds = entry.dup_stdio()?;
         let process = self.processes.insert(entry);
         tracing::info!(pid = process.pid, "process created");
-        Ok(process_outcome(process, fds))
+        let tied = (params.terminate_with_creator == Some(true)).then_some(process);
+        let (outcome, fds) = process_outcome(process, fds);
+        Ok((outcome, fds, tied))
     }
 
     /// HcsOpenProcess: the process and its current status.

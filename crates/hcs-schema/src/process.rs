@@ -48,6 +48,11 @@ hcs_struct! {
         "OciProcess" => oci_process: Value,
         /// LCOW extension (hcsshim): a full OCI runtime spec (first process of a container).
         "OciSpecification" => oci_specification: Value,
+        /// Linux extension, not in Microsoft's schema: kill the process when
+        /// the client connection that created it closes (the client exited
+        /// or was killed). runhcs's holder process uses it, so that a holder
+        /// killed by an engine takes its process with it, as runc's would.
+        "TerminateWithCreator" => terminate_with_creator: bool,
     }
 }
 

@@ -63,27 +63,46 @@ pub fn spawn(
     if let Some(params) = exec {
         cmd.arg("--params").arg(params.to_string());
     }
-    if let Some(fd) = console {
-        let raw = fd.as_raw_fd();
-        // SAFETY: the closure runs in the forked child before exec and only
-        // calls dup2, which is async-signal-safe; `fd` outlives the spawn.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::dup2(raw, CONSOLE_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
+    // With a console the holder's stdio is the pty, and it must not keep
+    // ours: an engine reading create's output (containerd does, with a
+    // terminal) would wait for it until the container ends.
+    if console.is_some() {
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+    }
+    let raw = console.as_ref().map(|fd| fd.as_raw_fd());
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes async-signal-safe system calls (dup2, close_range); the console
+    // descriptor outlives the spawn.
+    unsafe {
+        cmd.pre_exec(move || {
+            let first_closed = match raw {
+                Some(fd) => {
+                    if libc::dup2(fd, CONSOLE_FD) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    CONSOLE_FD + 1
                 }
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .context(|| "starting the holder process".into())?;
-        drop(fd);
-        return Ok(child.id());
+                None => CONSOLE_FD,
+            };
+            // Nothing else we hold goes with it (containerd's shim, for
+            // one, leaves its listening socket open for its runtime).
+            // Marked close-on-exec rather than closed: std's own pipe that
+            // reports a failed exec must stay open until the exec.
+            libc::syscall(
+                libc::SYS_close_range,
+                first_closed as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
+        });
     }
     let child = cmd
         .spawn()
         .context(|| "starting the holder process".into())?;
+    drop(console);
     // Not waited for: it outlives us and is reparented to our subreaper
     // (containerd's shim) or init, which reaps it.
     Ok(child.id())
@@ -368,6 +387,9 @@ fn create_process(
         params["CreateStdOutPipe"] = json!(true);
         params["CreateStdErrPipe"] = json!(true);
     }
+    // The process dies with us: an engine that kills the holder (containerd
+    // kills an exec's pid directly) kills the process, as with runc.
+    params["TerminateWithCreator"] = json!(true);
     let system = System::open_in_namespace(NAMESPACE, id, GENERIC_ALL)
         .context(|| format!("opening compute system {NAMESPACE}/{id}"))?;
     let op = Operation::new();

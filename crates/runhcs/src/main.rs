@@ -664,7 +664,10 @@ fn kill_cmd(cli: &Cli, id: &str, signal: Option<&str>) -> Result<()> {
             .context(|| format!("opening compute system {NAMESPACE}/{id}"))
     };
     match (s, r.pid) {
-        (Status::Stopped, _) => Err(Error::State(format!("container \"{id}\" is not running"))),
+        // containerd's shim maps a kill error to "not found" by this phrase.
+        (Status::Stopped, _) => Err(Error::State(format!(
+            "cannot signal container \"{id}\": container not running"
+        ))),
         // No process yet: the init process "dies" with the compute system.
         (Status::Created, _) | (_, None) => {
             let sys = system()?;

@@ -620,6 +620,91 @@ fn run_flow(test: &str, runtime: &Path) {
         "{test}: the container's stderr should reach ctr's: {out}"
     );
 
+    // A detached task, a process exec'd into it, and kills through the shim.
+    let root = c.path().join("runc-root");
+    let d = id("detached");
+    let out = c.ctr(&[
+        "run",
+        "-d",
+        "--runc-binary",
+        runtime.to_str().expect("utf-8"),
+        "--runc-root",
+        root.to_str().expect("utf-8"),
+        "busybox:hcs",
+        &d,
+        "/bin/sleep",
+        "1000",
+    ]);
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(0),
+        "{test}: ctr run -d: {out}"
+    );
+    let out = c.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "e1",
+        &d,
+        "/bin/sh",
+        "-c",
+        "echo in-exec; exit 5",
+    ]);
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(5),
+        "{test}: ctr tasks exec: {out}"
+    );
+    assert_eq!(out.stdout, "in-exec\n", "{test}: exec output: {out}");
+    let out = c.ctr(&["tasks", "ps", &d]);
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(0),
+        "{test}: ctr tasks ps: {out}"
+    );
+    let out = c.ctr(&["tasks", "kill", "-s", "SIGKILL", &d]);
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(0),
+        "{test}: ctr tasks kill: {out}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ls = c.ctr(&["tasks", "ls"]);
+        let line = ls
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(d.as_str()))
+            .unwrap_or("")
+            .to_string();
+        if line.contains("STOPPED") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{test}: the killed task never stopped: {ls}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Killing a stopped task is "not found", not an unknown error.
+    let out = c.ctr(&["tasks", "kill", "-s", "SIGKILL", &d]);
+    assert!(
+        !out.stderr.contains("unknown"),
+        "{test}: kill of a stopped task: {out}"
+    );
+    let out = c.ctr(&["tasks", "delete", &d]);
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(0),
+        "{test}: ctr tasks delete: {out}"
+    );
+    let out = c.ctr(&["containers", "rm", &d]);
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(0),
+        "{test}: ctr containers rm: {out}"
+    );
+
     for what in ["tasks", "containers"] {
         let left = c.ctr(&[what, "ls", "-q"]);
         assert!(

@@ -672,6 +672,20 @@ fn exec_runs_processes_in_a_running_container() {
     );
     let pids: Vec<u32> = serde_json::from_str(&b.ok(&["ps", "--format", "json", &id])).unwrap();
     assert_eq!(pids.len(), before.len() + 1, "{before:?} -> {pids:?}");
+    // An engine killing the holder (containerd kills an exec's pid itself)
+    // kills the process with it.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the holder we started");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut now: Vec<u32> = pids.clone();
+    while now.len() != before.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        now = serde_json::from_str(&b.ok(&["ps", "--format", "json", &id])).unwrap();
+    }
+    assert_eq!(now, before, "the process outlived its killed holder");
 
     // A terminal needs a console socket.
     let o = exec(&["-t", &id, "sh"]);
