@@ -600,21 +600,6 @@ fn start_cmd(cli: &Cli, id: &str) -> Result<()> {
     holder::release(&cli.root, id, holder::INIT_FIFO, holder)
 }
 
-/// `run` in the foreground: create the process here.
-fn start_foreground(cli: &Cli, id: &str) -> Result<(hcs::Process, hcs::ProcessInformation)> {
-    let mut r = Record::load(&cli.root, id)?;
-    let system = System::open_in_namespace(NAMESPACE, id, GENERIC_ALL)
-        .context(|| format!("opening compute system {NAMESPACE}/{id}"))?;
-    let op = Operation::new();
-    let (process, info) = system
-        .create_process(&r.process.to_string(), &op)
-        .and_then(|p| op.wait_process_info(INFINITE).map(|i| (p, i)))
-        .context(|| format!("creating the init process of {id}"))?;
-    r.pid = Some(info.process_id);
-    r.save(&cli.root)?;
-    Ok((process, info))
-}
-
 /// Send the console's pty master to `--console-socket` (SCM_RIGHTS), as runc does.
 fn send_console(sock: &Path, console: &OwnedFd) -> Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
@@ -754,56 +739,80 @@ fn run_foreground(cli: &Cli, id: &str, a: &CreateArgs) -> Result<i32> {
     }
     // Signals we get go to the process; blocked before any thread exists.
     holder::block_forwarded_signals();
-    let result = (|| {
-        create_cmd(cli, id, a, true)?;
-        let mut r = Record::load(&cli.root, id)?;
-        if r.process.get("EmulateConsole") != Some(&json!(true)) {
-            r.process["CreateStdInPipe"] = json!(true);
-            r.process["CreateStdOutPipe"] = json!(true);
-            r.process["CreateStdErrPipe"] = json!(true);
-            r.save(&cli.root)?;
+    let mut system = None;
+    let result = run_in_foreground(cli, id, a, &mut system);
+    // The compute system goes with the process, through the handle we
+    // already have (no reconnecting: this is on the path measured against
+    // crun), then the record.
+    let cleanup = match system {
+        Some(sys) => {
+            if sys.exit_status().is_none() {
+                let _ = call(String::new, |op| sys.terminate(op, None));
+                let _ = sys.wait_for_exit(10_000);
+            }
+            let dir = state::dir(&cli.root, id);
+            std::fs::remove_dir_all(&dir).context(|| format!("removing {}", dir.display()))
         }
-        let (process, mut info) = start_foreground(cli, id)?;
-        let process = std::sync::Arc::new(process);
-        holder::forward_signals(process.clone(), None);
-        if let (Some(theirs), Ok(ours)) = (
-            info.std_input.take(),
-            std::io::stdin().as_fd().try_clone_to_owned(),
-        ) {
-            // Not joined: our stdin may never end; its EOF closes the process's.
-            std::thread::spawn(move || {
-                let _ = std::io::copy(
-                    &mut std::fs::File::from(ours),
-                    &mut std::fs::File::from(theirs),
-                );
-            });
-        }
-        let mut copiers = Vec::new();
-        if let Some(fd) = info.std_output.take() {
-            copiers.push(std::thread::spawn(move || copy_to(fd, std::io::stdout())));
-        }
-        if let Some(fd) = info.std_error.take() {
-            copiers.push(std::thread::spawn(move || copy_to(fd, std::io::stderr())));
-        }
-        let status = process
-            .wait_for_exit(INFINITE)
-            .context(|| format!("waiting for the init process of {id}"))?;
-        for c in copiers {
-            let _ = c.join();
-        }
-        let v: Value = serde_json::from_str(&status).unwrap_or(Value::Null);
-        Ok(v.get("ExitCode")
-            .and_then(Value::as_u64)
-            .map_or(255, |c| (c & 0xff) as i32))
-    })();
-    let cleanup = if state::dir(&cli.root, id).exists() {
-        delete_cmd(cli, id, true)
-    } else {
-        Ok(())
+        None => Ok(()),
     };
     let code = result?;
     cleanup?;
     Ok(code)
+}
+
+/// The body of a foreground run; `system` is set once the compute system exists.
+fn run_in_foreground(
+    cli: &Cli,
+    id: &str,
+    a: &CreateArgs,
+    system: &mut Option<System>,
+) -> Result<i32> {
+    let sys = system.insert(create_cmd(cli, id, a, true)?);
+    let mut r = Record::load(&cli.root, id)?;
+    let mut params = r.process.clone();
+    if params.get("EmulateConsole") != Some(&json!(true)) {
+        params["CreateStdInPipe"] = json!(true);
+        params["CreateStdOutPipe"] = json!(true);
+        params["CreateStdErrPipe"] = json!(true);
+    }
+    let op = Operation::new();
+    let (process, mut info) = sys
+        .create_process(&params.to_string(), &op)
+        .and_then(|p| op.wait_process_info(INFINITE).map(|i| (p, i)))
+        .context(|| format!("creating the init process of {id}"))?;
+    r.pid = Some(info.process_id);
+    r.save(&cli.root)?;
+    let process = std::sync::Arc::new(process);
+    holder::forward_signals(process.clone(), None);
+    if let (Some(theirs), Ok(ours)) = (
+        info.std_input.take(),
+        std::io::stdin().as_fd().try_clone_to_owned(),
+    ) {
+        // Not joined: our stdin may never end; its EOF closes the process's.
+        std::thread::spawn(move || {
+            let _ = std::io::copy(
+                &mut std::fs::File::from(ours),
+                &mut std::fs::File::from(theirs),
+            );
+        });
+    }
+    let mut copiers = Vec::new();
+    if let Some(fd) = info.std_output.take() {
+        copiers.push(std::thread::spawn(move || copy_to(fd, std::io::stdout())));
+    }
+    if let Some(fd) = info.std_error.take() {
+        copiers.push(std::thread::spawn(move || copy_to(fd, std::io::stderr())));
+    }
+    let status = process
+        .wait_for_exit(INFINITE)
+        .context(|| format!("waiting for the init process of {id}"))?;
+    for c in copiers {
+        let _ = c.join();
+    }
+    let v: Value = serde_json::from_str(&status).unwrap_or(Value::Null);
+    Ok(v.get("ExitCode")
+        .and_then(Value::as_u64)
+        .map_or(255, |c| (c & 0xff) as i32))
 }
 
 /// The ProcessParameters of an exec: an `OciProcess`, from --process or,
