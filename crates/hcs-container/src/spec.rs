@@ -836,10 +836,10 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
         ],
     )?;
 
-    // root: the bundle's rootfs is never written to: it is the single
-    // read-only layer of an overlay whose writable layer is an ephemeral
-    // scratch in the rundir (runc writes into it directly; sharing one
-    // rootfs between bundles, as the tests' busybox one is, needs this).
+    // root: a writable root is never written to in the bundle: it is the
+    // single read-only layer of an overlay whose writable layer is an
+    // ephemeral scratch in the rundir (runc writes into it directly; sharing
+    // one rootfs between bundles, as the tests' busybox one is, needs this).
     let root = raw.get("root").unwrap_or(&empty);
     known_members(root, "root", &["path", "readonly"])?;
     let root_path = str_at(root, "path").unwrap_or_default();
@@ -860,11 +860,23 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
         .get("readonly")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    // A read-only root needs no writable layer: the directory itself is
+    // bound and made read-only at the end, as runc does, which saves the
+    // overlay and the scratch directories (their creation and removal are a
+    // good part of a short container's life on a disk-backed /run). Only
+    // missing mountpoints are created in it, as runc creates them.
     let scratch = rundir.join("scratch");
-    let rootfs = RootFs::Overlay {
-        lower: vec![root_dir.clone()],
-        upper: scratch.join("upper"),
-        work: scratch.join("work"),
+    let (rootfs, ephemeral_scratch) = if read_only_root {
+        (RootFs::Directory(root_dir.clone()), None)
+    } else {
+        (
+            RootFs::Overlay {
+                lower: vec![root_dir.clone()],
+                upper: scratch.join("upper"),
+                work: scratch.join("work"),
+            },
+            Some(scratch),
+        )
     };
 
     // Namespaces.
@@ -1117,7 +1129,7 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
     Ok(ContainerSpec {
         hostname,
         rootfs,
-        ephemeral_scratch: Some(scratch),
+        ephemeral_scratch,
         mappings: Vec::new(),
         resources,
         user_namespace,
@@ -1856,15 +1868,10 @@ mod tests {
         let (t, spec) = runc_bundle();
         let c = ContainerSpec::from_document("demo", &oci_doc(&spec, t.path()), t.path()).unwrap();
         assert_eq!(c.hostname, "runc");
+        // runc spec's root is read-only: the directory itself, no overlay.
         assert!(c.read_only_root);
-        assert_eq!(
-            c.rootfs,
-            RootFs::Overlay {
-                lower: vec![t.path().join("rootfs")],
-                upper: t.path().join("scratch/upper"),
-                work: t.path().join("scratch/work"),
-            }
-        );
+        assert_eq!(c.rootfs, RootFs::Directory(t.path().join("rootfs")));
+        assert_eq!(c.ephemeral_scratch, None);
         assert_eq!(c.network, Network::New);
         assert_eq!(
             c.namespaces,
@@ -1903,6 +1910,20 @@ mod tests {
         assert_eq!(c.resources, hcs_cgroups::Resources::default());
         let oci = c.oci.as_ref().expect("oci kept");
         assert_eq!(oci.bundle, t.path());
+
+        // A writable root is an overlay over it, with a scratch of its own.
+        let mut writable = spec.clone();
+        writable["root"]["readonly"] = json!(false);
+        let c = ContainerSpec::from_document("demo", &oci_doc(&writable, t.path()), t.path())
+            .unwrap();
+        assert_eq!(
+            c.rootfs,
+            RootFs::Overlay {
+                lower: vec![t.path().join("rootfs")],
+                upper: t.path().join("scratch/upper"),
+                work: t.path().join("scratch/work"),
+            }
+        );
         assert_eq!(c.ephemeral_scratch, Some(t.path().join("scratch")));
     }
 

@@ -245,8 +245,11 @@ impl Shared {
         json!({"path": path, "args": [name, name, code.to_string()], "timeout": 30})
     }
 
-    /// Bind-mount it into the container at the same path.
+    /// Bind-mount it into the container at the same path. The root is
+    /// made writable (an overlay): with a read-only root the mountpoint
+    /// would be created in the shared busybox rootfs itself, as runc does.
     fn add_mount(&self, cfg: &mut Value) {
+        cfg["root"]["readonly"] = json!(false);
         let p = self.path().to_str().expect("utf-8");
         if let Some(mounts) = cfg["mounts"].as_array_mut() {
             mounts.push(json!({

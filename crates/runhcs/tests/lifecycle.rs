@@ -2,8 +2,10 @@
 //! so they run as root (`sudo ./scripts/test.sh`) and fail otherwise.
 //!
 //! The bundle's `rootfs` is a symlink to the repository's busybox root
-//! filesystem (scripts/build-rootfs.sh): runhcs uses it as a read-only
-//! overlay layer, so nothing is written to it. Every container is deleted
+//! filesystem (scripts/build-rootfs.sh). Nothing is written to it: a
+//! writable root is an overlay over it, and a read-only root (runc spec's
+//! default) is used directly, so tests that mount somewhere it lacks a
+//! mountpoint ask for a writable root. Every container is deleted
 //! with `delete --force` by a drop guard, also when a test fails.
 
 use std::path::{Path, PathBuf};
@@ -359,6 +361,9 @@ fn bind_mount_is_mapped_read_only() {
         c["mounts"].as_array_mut().expect("mounts").push(json!({
             "destination": "/mnt", "type": "bind", "source": src, "options": ["rbind", "ro"]
         }));
+        // An overlay root: the shared busybox rootfs may lack /mnt, and a
+        // read-only root would get the mountpoint made in it (as with runc).
+        c["root"]["readonly"] = json!(false);
     });
     let id = unique("bind");
     let bundle = b.path().to_str().expect("utf-8").to_string();
