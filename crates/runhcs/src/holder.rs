@@ -52,8 +52,9 @@ pub fn spawn(
     nix::unistd::mkfifo(&fifo_file, nix::sys::stat::Mode::from_bits_truncate(0o600))
         .map_err(std::io::Error::from)
         .context(|| format!("creating {}", fifo_file.display()))?;
-    let exe = std::env::current_exe().context(|| "finding the runhcs binary".into())?;
-    let mut cmd = std::process::Command::new(exe);
+    // Our own image, even if the file was replaced or removed since we
+    // started (as runc re-executes itself).
+    let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.arg("--root")
         .arg(root)
         .arg("__hold")

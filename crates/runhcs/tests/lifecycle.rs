@@ -837,3 +837,62 @@ fn the_process_is_checked_at_create() {
     assert!(!b.root().join(&id).exists());
     assert!(!hcs_list_has(&id));
 }
+
+#[test]
+fn exec_with_a_terminal_through_the_console_socket() {
+    let b = Bundle::new(|v| v["process"]["args"] = json!(["sleep", "60"]));
+    let id = unique("exectty");
+    let _g = b.create(&id);
+    b.ok(&["start", &id]);
+    for detach in [true, false] {
+        let sock = b.path().join(format!("exec-{detach}.sock"));
+        let listener =
+            std::os::unix::net::UnixListener::bind(&sock).expect("bind the console socket");
+        let receiver = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept the console connection");
+            receive_fd(&stream)
+        });
+        let mut args = vec![
+            "exec",
+            "-t",
+            "--console-socket",
+            sock.to_str().expect("utf-8"),
+        ];
+        if detach {
+            args.push("-d");
+        }
+        args.extend([
+            id.as_str(),
+            "sh",
+            "-c",
+            "[ -t 0 ] && [ -t 1 ] && echo exec-on-a-tty",
+        ]);
+        // --root before the command: after it, it would be the command's.
+        let out = run_to_files(
+            Command::new(runhcs_exe())
+                .arg("--root")
+                .arg(b.root())
+                .args(&args),
+        );
+        assert!(
+            out.status.success(),
+            "exec (detach {detach}): {}",
+            text(&out.stderr)
+        );
+        let console = receiver.join().expect("console receiver");
+        let mut f = std::fs::File::from(console);
+        let mut output = String::new();
+        let mut chunk = [0u8; 256];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !output.contains("exec-on-a-tty") && Instant::now() < deadline {
+            match std::io::Read::read(&mut f, &mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => output.push_str(&String::from_utf8_lossy(&chunk[..n])),
+            }
+        }
+        assert!(
+            output.contains("exec-on-a-tty"),
+            "detach {detach}: console output {output:?}"
+        );
+    }
+}
