@@ -57,6 +57,7 @@ pub fn process_details(host_pid: i32) -> Option<ProcessDetails> {
     };
     Some(ProcessDetails {
         process_id: Some(pid),
+        host_process_id: u32::try_from(host_pid).ok(),
         image_name: Some(comm),
         create_timestamp: created,
         user_time_100ns: field(14).map(to_100ns),

@@ -83,6 +83,8 @@ impl Reply {
                         memory_commit_bytes: Some(p.memory_commit_bytes),
                         memory_working_set_private_bytes: Some(p.working_set_private_bytes),
                         memory_working_set_shared_bytes: Some(p.working_set_shared_bytes),
+                        // A guest's processes have no pid on this host.
+                        host_process_id: None,
                     })
                     .collect(),
             ),

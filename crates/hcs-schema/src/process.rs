@@ -90,6 +90,10 @@ hcs_struct! {
         "MemoryWorkingSetPrivateBytes" => memory_working_set_private_bytes: u64,
         /// Shared working set.
         "MemoryWorkingSetSharedBytes" => memory_working_set_shared_bytes: u64,
+        /// Linux extension, not in Microsoft's schema: the process's pid on
+        /// the host (containers; `ProcessId` is the pid inside), which OCI
+        /// tools such as `runhcs ps` report.
+        "HostProcessId" => host_process_id: u32,
     }
 }
 

@@ -123,6 +123,7 @@ fn properties() {
             memory_commit_bytes: Some(7),
             memory_working_set_private_bytes: Some(8),
             memory_working_set_shared_bytes: Some(9),
+            host_process_id: Some(4242),
         }]),
         guest_connection_info: Some(GuestConnectionInfo {
             supported_schema_versions: Some(vec![Version::new(2, 6)]),
@@ -153,7 +154,7 @@ fn properties() {
         r#""Memory":{"MemoryUsageCommitBytes":4096,"MemoryUsageCommitPeakBytes":8192,"MemoryUsagePrivateWorkingSetBytes":2048},"#,
         r#""Storage":{"ReadCountNormalized":1,"ReadSizeBytes":512,"WriteCountNormalized":2,"WriteSizeBytes":1024}},"#,
         r#""ProcessList":[{"ProcessId":1,"ImageName":"init","CreateTimestamp":"2024-05-01T11:59:00Z","UserTime100ns":5,"#,
-        r#""KernelTime100ns":6,"MemoryCommitBytes":7,"MemoryWorkingSetPrivateBytes":8,"MemoryWorkingSetSharedBytes":9}],"#,
+        r#""KernelTime100ns":6,"MemoryCommitBytes":7,"MemoryWorkingSetPrivateBytes":8,"MemoryWorkingSetSharedBytes":9,"HostProcessId":4242}],"#,
         r#""GuestConnectionInfo":{"SupportedSchemaVersions":[{"Major":2,"Minor":6}],"ProtocolVersion":4},"#,
         r#""PropertyResponses":{"ICHeartbeatStatus":{"Error":{"Error":-2147467263,"ErrorMessage":"Not implemented."}}}}"#
     );

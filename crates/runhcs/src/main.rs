@@ -183,7 +183,8 @@ enum Command {
         #[arg(long)]
         params: Option<String>,
     },
-    /// List the processes of a container (HCS ProcessList).
+    /// List the processes of a container (HCS ProcessList): host pids, as
+    /// runc gives them (the table also shows each pid inside, CPID).
     Ps {
         /// Container id.
         id: String,
@@ -1052,18 +1053,25 @@ fn ps_cmd(cli: &Cli, id: &str, format: Format) -> Result<()> {
         .unwrap_or_default();
     match format {
         Format::Json => {
+            // Host pids, as runc reports them (containerd matches them).
             let pids: Vec<u64> = list
                 .iter()
-                .filter_map(|p| p.get("ProcessId").and_then(Value::as_u64))
+                .filter_map(|p| {
+                    p.get("HostProcessId")
+                        .or_else(|| p.get("ProcessId"))
+                        .and_then(Value::as_u64)
+                })
                 .collect();
             println!("{}", json!(pids));
         }
         Format::Table => {
-            println!("{:<8} CMD", "PID");
+            println!("{:<8} {:<8} CMD", "PID", "CPID");
             for p in list {
+                let pid = |k: &str| p.get(k).and_then(Value::as_u64).unwrap_or(0);
                 println!(
-                    "{:<8} {}",
-                    p.get("ProcessId").and_then(Value::as_u64).unwrap_or(0),
+                    "{:<8} {:<8} {}",
+                    pid("HostProcessId"),
+                    pid("ProcessId"),
                     p.get("ImageName").and_then(Value::as_str).unwrap_or("")
                 );
             }

@@ -233,6 +233,16 @@ fn lifecycle_create_start_kill_delete() {
         ps.as_array().is_some_and(|a| !a.is_empty()),
         "ps {ps} lists no process"
     );
+    // Host pids, as runc gives: each is a process of the host in a pid
+    // namespace of its own (NSpid has the inner pid too).
+    for pid in ps.as_array().into_iter().flatten() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("a host pid");
+        let nspid = status
+            .lines()
+            .find(|l| l.starts_with("NSpid:"))
+            .unwrap_or("");
+        assert!(nspid.split_whitespace().count() >= 3, "{pid}: {nspid}");
+    }
 
     // A running container is not deleted without --force.
     let out = b.runhcs(&["delete", &id]);
