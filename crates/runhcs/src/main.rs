@@ -441,12 +441,20 @@ fn load_bundle(bundle: &Path) -> Result<(PathBuf, Value, spec::Mapped)> {
     Ok((bundle, raw, mapped))
 }
 
+/// The name of the user running us, from /etc/passwd (else the uid).
+/// Read directly rather than through NSS: getpwuid loads NSS modules and
+/// asks nscd, which costs more than the rest of `create`'s own work.
 fn owner() -> String {
-    let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid)
+    let uid = nix::unistd::getuid().as_raw();
+    std::fs::read_to_string("/etc/passwd")
         .ok()
-        .flatten()
-        .map(|u| u.name)
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+            })
+        })
         .unwrap_or_else(|| uid.to_string())
 }
 
