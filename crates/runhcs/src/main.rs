@@ -791,30 +791,44 @@ fn run_in_foreground(
         .context(|| format!("creating the init process of {id}"))?;
     r.pid = Some(info.process_id);
     r.save(&cli.root)?;
+    relay_and_wait(process, &mut info, true, || {
+        format!("waiting for the init process of {id}")
+    })
+}
+
+/// Forward our signals to `process`, relay our stdin to it and its stdout
+/// and stderr to ours (when `relay`), wait for it, and give its exit code
+/// as runc does (the low 8 bits; 255 when unknown).
+fn relay_and_wait(
+    process: hcs::Process,
+    info: &mut hcs::ProcessInformation,
+    relay: bool,
+    what: impl FnOnce() -> String,
+) -> Result<i32> {
     let process = std::sync::Arc::new(process);
     holder::forward_signals(process.clone(), None);
-    if let (Some(theirs), Ok(ours)) = (
-        info.std_input.take(),
-        std::io::stdin().as_fd().try_clone_to_owned(),
-    ) {
-        // Not joined: our stdin may never end; its EOF closes the process's.
-        std::thread::spawn(move || {
-            let _ = std::io::copy(
-                &mut std::fs::File::from(ours),
-                &mut std::fs::File::from(theirs),
-            );
-        });
-    }
     let mut copiers = Vec::new();
-    if let Some(fd) = info.std_output.take() {
-        copiers.push(std::thread::spawn(move || copy_to(fd, std::io::stdout())));
+    if relay {
+        if let (Some(theirs), Ok(ours)) = (
+            info.std_input.take(),
+            std::io::stdin().as_fd().try_clone_to_owned(),
+        ) {
+            // Not joined: our stdin may never end; its EOF closes the process's.
+            std::thread::spawn(move || {
+                let _ = std::io::copy(
+                    &mut std::fs::File::from(ours),
+                    &mut std::fs::File::from(theirs),
+                );
+            });
+        }
+        if let Some(fd) = info.std_output.take() {
+            copiers.push(std::thread::spawn(move || copy_to(fd, std::io::stdout())));
+        }
+        if let Some(fd) = info.std_error.take() {
+            copiers.push(std::thread::spawn(move || copy_to(fd, std::io::stderr())));
+        }
     }
-    if let Some(fd) = info.std_error.take() {
-        copiers.push(std::thread::spawn(move || copy_to(fd, std::io::stderr())));
-    }
-    let status = process
-        .wait_for_exit(INFINITE)
-        .context(|| format!("waiting for the init process of {id}"))?;
+    let status = process.wait_for_exit(INFINITE).context(what)?;
     for c in copiers {
         let _ = c.join();
     }
@@ -930,40 +944,9 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Result<i32> {
     if let (Some(sock), Some(console)) = (&a.console_socket, &info.std_output) {
         send_console(sock, console)?;
     }
-    let process = std::sync::Arc::new(process);
-    holder::forward_signals(process.clone(), None);
-    if let (false, Some(theirs), Ok(ours)) = (
-        tty,
-        info.std_input.take(),
-        std::io::stdin().as_fd().try_clone_to_owned(),
-    ) {
-        // Not joined: our stdin may never end; its EOF closes the process's.
-        std::thread::spawn(move || {
-            let _ = std::io::copy(
-                &mut std::fs::File::from(ours),
-                &mut std::fs::File::from(theirs),
-            );
-        });
-    }
-    let mut copiers = Vec::new();
-    if !tty {
-        if let Some(fd) = info.std_output.take() {
-            copiers.push(std::thread::spawn(move || copy_to(fd, std::io::stdout())));
-        }
-        if let Some(fd) = info.std_error.take() {
-            copiers.push(std::thread::spawn(move || copy_to(fd, std::io::stderr())));
-        }
-    }
-    let status = process
-        .wait_for_exit(INFINITE)
-        .context(|| format!("waiting for a process of {}", a.id))?;
-    for c in copiers {
-        let _ = c.join();
-    }
-    let v: Value = serde_json::from_str(&status).unwrap_or(Value::Null);
-    Ok(v.get("ExitCode")
-        .and_then(Value::as_u64)
-        .map_or(255, |c| (c & 0xff) as i32))
+    relay_and_wait(process, &mut info, !tty, || {
+        format!("waiting for a process of {}", a.id)
+    })
 }
 
 /// Copy a descriptor to a writer until EOF.
