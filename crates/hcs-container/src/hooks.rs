@@ -774,22 +774,9 @@ fn child(p: &Prepared<'_>, place: &Place<'_>, report: OwnedFd) -> ! {
                 fail(Stage::Cgroup, e as i32);
             }
         }
-        let n = ns.ns;
-        let joins: [(Option<&OwnedFd>, CloneFlags); 6] = [
-            (n.user.as_ref(), CloneFlags::CLONE_NEWUSER),
-            (Some(&n.ipc), CloneFlags::CLONE_NEWIPC),
-            (Some(&n.uts), CloneFlags::CLONE_NEWUTS),
-            (Some(&n.net), CloneFlags::CLONE_NEWNET),
-            (Some(&n.cgroup), CloneFlags::CLONE_NEWCGROUP),
-            // Last: it also moves our root and cwd to the container's root.
-            (Some(&n.mnt), CloneFlags::CLONE_NEWNS),
-        ];
-        for (fd, flag) in joins {
-            if let Some(fd) = fd {
-                if let Err(e) = nix::sched::setns(fd, flag) {
-                    fail(Stage::Namespaces, e as i32);
-                }
-            }
+        // The mount namespace last moves our root and cwd to the container's.
+        if let Err(e) = ns.ns.enter() {
+            fail(Stage::Namespaces, e as i32);
         }
     }
     // Its own session and process group, so a timeout can kill what it started.

@@ -147,6 +147,25 @@ pub(crate) struct Namespaces {
 }
 
 impl Namespaces {
+    /// Join all of them (in a child after fork: no allocation). The user
+    /// namespace comes first, for the rights to join the others; the mount
+    /// one last, as it also moves our root and cwd to the container's root.
+    pub(crate) fn enter(&self) -> nix::Result<()> {
+        let joins: [(Option<&OwnedFd>, CloneFlags); 6] = [
+            (self.user.as_ref(), CloneFlags::CLONE_NEWUSER),
+            (Some(&self.ipc), CloneFlags::CLONE_NEWIPC),
+            (Some(&self.uts), CloneFlags::CLONE_NEWUTS),
+            (Some(&self.net), CloneFlags::CLONE_NEWNET),
+            (Some(&self.cgroup), CloneFlags::CLONE_NEWCGROUP),
+            (Some(&self.mnt), CloneFlags::CLONE_NEWNS),
+        ];
+        for (fd, flag) in joins {
+            if let Some(fd) = fd {
+                nix::sched::setns(fd, flag)?;
+            }
+        }
+        Ok(())
+    }
     pub(crate) fn open(pid: i32, user: bool) -> HcsResult<Namespaces> {
         let open = |ns: &str| -> HcsResult<OwnedFd> {
             let path = format!("/proc/{pid}/ns/{ns}");
@@ -617,20 +636,8 @@ fn child(p: &Prepared, ns: &Namespaces, cgroup_procs: &[OwnedFd], report: OwnedF
             fail(Stage::OomScoreAdj, e);
         }
     }
-    let joins: [(Option<&OwnedFd>, CloneFlags); 6] = [
-        (ns.user.as_ref(), CloneFlags::CLONE_NEWUSER),
-        (Some(&ns.ipc), CloneFlags::CLONE_NEWIPC),
-        (Some(&ns.uts), CloneFlags::CLONE_NEWUTS),
-        (Some(&ns.net), CloneFlags::CLONE_NEWNET),
-        (Some(&ns.cgroup), CloneFlags::CLONE_NEWCGROUP),
-        (Some(&ns.mnt), CloneFlags::CLONE_NEWNS),
-    ];
-    for (fd, flag) in joins {
-        if let Some(fd) = fd {
-            if let Err(e) = nix::sched::setns(fd, flag) {
-                fail(Stage::Namespaces, e);
-            }
-        }
+    if let Err(e) = ns.enter() {
+        fail(Stage::Namespaces, e);
     }
     let _ = nix::unistd::setsid();
     for (i, fd) in p.stdio.iter().enumerate() {
