@@ -10,181 +10,13 @@
 //! write to the same log as those in the runtime namespace (the host's
 //! /bin/sh).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-fn runhcs_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_runhcs"))
-}
-
-/// The `hcs` CLI of the same target directory (built by `cargo build --workspace`).
-fn hcs_exe() -> PathBuf {
-    let p = runhcs_exe().with_file_name("hcs");
-    assert!(
-        p.exists(),
-        "{} is missing: run cargo build --workspace first",
-        p.display()
-    );
-    p
-}
-
-fn rootfs() -> PathBuf {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the runhcs tests create real containers and must run as root"
-    );
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/rootfs/busybox");
-    assert!(
-        p.join("bin/busybox").exists(),
-        "{} is missing: run scripts/build-rootfs.sh",
-        p.display()
-    );
-    p.canonicalize().expect("rootfs path")
-}
-
-/// A unique container id for this test process.
-fn unique(name: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "hk-{}-{}-{name}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// A bundle and a state root in a temporary directory.
-struct Bundle {
-    dir: tempfile::TempDir,
-}
-
-impl Bundle {
-    /// `runhcs spec`, then `edit` applied to the config.
-    fn new(edit: impl FnOnce(&mut Value)) -> Bundle {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::os::unix::fs::symlink(rootfs(), dir.path().join("rootfs")).expect("rootfs symlink");
-        let b = Bundle { dir };
-        let out = b.runhcs(&["spec", "--bundle", b.path().to_str().expect("utf-8")]);
-        assert!(out.status.success(), "runhcs spec: {}", text(&out.stderr));
-        let cfg = b.path().join("config.json");
-        let mut v: Value =
-            serde_json::from_slice(&std::fs::read(&cfg).expect("config.json")).expect("json");
-        v["process"]["terminal"] = json!(false);
-        edit(&mut v);
-        std::fs::write(&cfg, v.to_string()).expect("write config.json");
-        b
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn root(&self) -> PathBuf {
-        self.path().join("state")
-    }
-
-    /// Run runhcs with `--root` given after the command, as runc allows.
-    /// Its stdout and stderr go to files, not pipes: `create` leaves a
-    /// holder process with them, so a pipe would not end before the
-    /// container does.
-    fn runhcs(&self, args: &[&str]) -> Output {
-        let root = self.root();
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--root", root.to_str().expect("utf-8")]);
-        run_to_files(Command::new(runhcs_exe()).args(&all))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.runhcs(args);
-        assert!(
-            out.status.success(),
-            "runhcs {args:?} failed: {}",
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    fn state(&self, id: &str) -> Value {
-        serde_json::from_str(&self.ok(&["state", id])).expect("state JSON")
-    }
-
-    fn bundle_arg(&self) -> String {
-        self.path().to_str().expect("utf-8").to_string()
-    }
-}
-
-/// Deletes the container (and so terminates its compute system) on drop.
-struct Guard<'a> {
-    bundle: &'a Bundle,
-    id: String,
-}
-
-impl Drop for Guard<'_> {
-    fn drop(&mut self) {
-        let _ = self.bundle.runhcs(&["delete", "--force", &self.id]);
-        // Belt and braces: the compute system itself, should the record be gone.
-        let _ = Command::new(hcs_exe())
-            .args(["-n", "runhcs", "terminate", &self.id])
-            .output();
-    }
-}
-
-/// Run a command with stdin from /dev/null and stdout/stderr into
-/// temporary files, and collect them once it exits.
-fn run_to_files(cmd: &mut Command) -> Output {
-    let out = tempfile::tempfile().expect("stdout file");
-    let err = tempfile::tempfile().expect("stderr file");
-    let status = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(out.try_clone().expect("dup"))
-        .stderr(err.try_clone().expect("dup"))
-        .status()
-        .expect("runs runhcs");
-    let read = |mut f: std::fs::File| {
-        use std::io::{Read, Seek};
-        let mut v = Vec::new();
-        f.seek(std::io::SeekFrom::Start(0)).expect("seek");
-        f.read_to_end(&mut v).expect("read");
-        v
-    };
-    Output {
-        status,
-        stdout: read(out),
-        stderr: read(err),
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn hcs_list_has(id: &str) -> bool {
-    let out = Command::new(hcs_exe())
-        .args(["list", "-n", "runhcs", "--json"])
-        .output()
-        .expect("hcs list");
-    assert!(out.status.success(), "hcs list: {}", text(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).expect("hcs list JSON");
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .any(|s| s["Id"] == json!(id))
-}
-
-fn wait_status(b: &Bundle, id: &str, want: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = b.state(id);
-        if s["status"] == json!(want) || Instant::now() > deadline {
-            assert_eq!(s["status"], json!(want), "state of {id}: {s}");
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::{hcs_list_has, text, unique, wait_status, Bundle, Guard};
 
 /// A host directory the container sees at the same path, with the logging
 /// hook script in it.
@@ -283,11 +115,7 @@ fn all_six_hooks_run_in_order_with_the_state() {
         });
     });
     let id = unique("order");
-    b.ok(&["create", &id, "--bundle", &b.bundle_arg()]);
-    let guard = Guard {
-        bundle: &b,
-        id: id.clone(),
-    };
+    let guard = b.create(&id);
 
     // create: the create-time hooks, in the runtime namespace then the
     // container's, told "creating" and the pid of the container's init.

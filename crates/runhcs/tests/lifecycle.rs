@@ -8,192 +8,22 @@
 //! mountpoint ask for a writable root. Every container is deleted
 //! with `delete --force` by a drop guard, also when a test fails.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-fn runhcs_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_runhcs"))
-}
-
-/// The `hcs` CLI of the same target directory (built by `cargo build --workspace`).
-fn hcs_exe() -> PathBuf {
-    let p = runhcs_exe().with_file_name("hcs");
-    assert!(
-        p.exists(),
-        "{} is missing: run cargo build --workspace first",
-        p.display()
-    );
-    p
-}
-
-fn rootfs() -> PathBuf {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the runhcs tests create real containers and must run as root"
-    );
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/rootfs/busybox");
-    assert!(
-        p.join("bin/busybox").exists(),
-        "{} is missing: run scripts/build-rootfs.sh",
-        p.display()
-    );
-    p.canonicalize().expect("rootfs path")
-}
-
-/// A unique container id for this test process.
-fn unique(name: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "rt-{}-{}-{name}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// A bundle and a state root in a temporary directory.
-struct Bundle {
-    dir: tempfile::TempDir,
-}
-
-impl Bundle {
-    /// `runhcs spec`, then `edit` applied to the config.
-    fn new(edit: impl FnOnce(&mut Value)) -> Bundle {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::os::unix::fs::symlink(rootfs(), dir.path().join("rootfs")).expect("rootfs symlink");
-        let b = Bundle { dir };
-        let out = b.runhcs(&["spec", "--bundle", b.path().to_str().expect("utf-8")]);
-        assert!(out.status.success(), "runhcs spec: {}", text(&out.stderr));
-        let cfg = b.path().join("config.json");
-        let mut v: Value =
-            serde_json::from_slice(&std::fs::read(&cfg).expect("config.json")).expect("json");
-        v["process"]["terminal"] = json!(false);
-        edit(&mut v);
-        std::fs::write(&cfg, v.to_string()).expect("write config.json");
-        b
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn root(&self) -> PathBuf {
-        self.path().join("state")
-    }
-
-    /// Run runhcs with `--root` given after the command, as runc allows.
-    /// Its stdout and stderr go to files, not pipes: `create` leaves a
-    /// holder process with them (as runc leaves its init), so a pipe would
-    /// not end before the container does.
-    fn runhcs(&self, args: &[&str]) -> Output {
-        let root = self.root();
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--root", root.to_str().expect("utf-8")]);
-        run_to_files(Command::new(runhcs_exe()).args(&all))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.runhcs(args);
-        assert!(
-            out.status.success(),
-            "runhcs {args:?} failed: {}",
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    fn state(&self, id: &str) -> Value {
-        serde_json::from_str(&self.ok(&["state", id])).expect("state JSON")
-    }
-
-    /// Create `id` from this bundle; the guard deletes it at the end.
-    fn create(&self, id: &str) -> Guard<'_> {
-        let bundle = self.path().to_str().expect("utf-8").to_string();
-        self.ok(&["create", id, "--bundle", &bundle]);
-        Guard {
-            bundle: self,
-            id: id.to_string(),
-        }
-    }
-}
-
-/// Deletes the container (and so terminates its compute system) on drop.
-struct Guard<'a> {
-    bundle: &'a Bundle,
-    id: String,
-}
-
-impl Drop for Guard<'_> {
-    fn drop(&mut self) {
-        let _ = self.bundle.runhcs(&["delete", "--force", &self.id]);
-        // Belt and braces: the compute system itself, should the record be gone.
-        let _ = Command::new(hcs_exe())
-            .args(["-n", "runhcs", "terminate", &self.id])
-            .output();
-    }
-}
-
-/// Run a command with stdin from /dev/null and stdout/stderr into
-/// temporary files, and collect them once it exits.
-fn run_to_files(cmd: &mut Command) -> Output {
-    let out = tempfile::tempfile().expect("stdout file");
-    let err = tempfile::tempfile().expect("stderr file");
-    let status = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(out.try_clone().expect("dup"))
-        .stderr(err.try_clone().expect("dup"))
-        .status()
-        .expect("runs runhcs");
-    let read = |mut f: std::fs::File| {
-        use std::io::{Read, Seek};
-        let mut v = Vec::new();
-        f.seek(std::io::SeekFrom::Start(0)).expect("seek");
-        f.read_to_end(&mut v).expect("read");
-        v
-    };
-    Output {
-        status,
-        stdout: read(out),
-        stderr: read(err),
-    }
-}
+use common::{
+    hcs_exe, hcs_list_has, run_to_files, runhcs_exe, text, unique, wait_status, Bundle, Guard,
+};
 
 /// Whether `pid` is a live runhcs holder process (not gone, not a zombie).
 fn is_live_holder(pid: u64) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"__hold"))
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn hcs_list_has(id: &str) -> bool {
-    let out = Command::new(hcs_exe())
-        .args(["list", "-n", "runhcs", "--json"])
-        .output()
-        .expect("hcs list");
-    assert!(out.status.success(), "hcs list: {}", text(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).expect("hcs list JSON");
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .any(|s| s["Id"] == json!(id))
-}
-
-fn wait_status(b: &Bundle, id: &str, want: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = b.state(id);
-        if s["status"] == json!(want) || Instant::now() > deadline {
-            assert_eq!(s["status"], json!(want), "state of {id}: {s}");
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -306,7 +136,7 @@ fn run_passes_output_and_exit_code() {
     let b =
         Bundle::new(|c| c["process"]["args"] = json!(["sh", "-c", "echo hello-$HOSTNAME; exit 7"]));
     let id = unique("run");
-    let bundle = b.path().to_str().expect("utf-8").to_string();
+    let bundle = b.bundle_arg();
     let out = b.runhcs(&["run", &id, "--bundle", &bundle]);
     let _ = b.runhcs(&["delete", "--force", &id]);
     assert_eq!(out.status.code(), Some(7), "stderr: {}", text(&out.stderr));
@@ -341,14 +171,15 @@ fn unsupported_fields_are_refused_by_name() {
         c["linux"]["sysctl"] = json!({});
     });
     let id = unique("unsup");
-    let bundle = b.path().to_str().expect("utf-8").to_string();
+    let bundle = b.bundle_arg();
     let out = b.runhcs(&["create", &id, "--bundle", &bundle]);
     let _ = b.runhcs(&["delete", "--force", &id]);
     let err = text(&out.stderr);
     assert!(!out.status.success(), "create accepted unsupported fields");
-    for field in ["OciSpecification.linux.intelRdt"] {
-        assert!(err.contains(field), "{field} not named in: {err}");
-    }
+    assert!(
+        err.contains("Container.OciSpecification.linux.intelRdt"),
+        "the field is not named in: {err}"
+    );
     assert!(
         !err.contains("sysctl"),
         "an empty field was reported: {err}"
@@ -376,7 +207,7 @@ fn bind_mount_is_mapped_read_only() {
         c["root"]["readonly"] = json!(false);
     });
     let id = unique("bind");
-    let bundle = b.path().to_str().expect("utf-8").to_string();
+    let bundle = b.bundle_arg();
     let out = b.runhcs(&["run", &id, "--bundle", &bundle]);
     let _ = b.runhcs(&["delete", "--force", &id]);
     assert_eq!(
@@ -420,7 +251,7 @@ fn resources_reach_the_cgroup_and_options_go_anywhere() {
         c["linux"]["resources"] = json!({"memory": {"limit": 48 << 20}, "cpu": {"shares": 512}});
     });
     let id = unique("res");
-    let bundle = b.path().to_str().expect("utf-8").to_string();
+    let bundle = b.bundle_arg();
     // Options before the id, and global options after the command.
     b.ok(&[
         "create",
@@ -519,7 +350,7 @@ fn terminal_goes_to_the_console_socket() {
         c["process"]["args"] = json!(["sh", "-c", "[ -t 1 ] && echo hello-from-a-tty"]);
     });
     let id = unique("tty");
-    let bundle = b.path().to_str().expect("utf-8").to_string();
+    let bundle = b.bundle_arg();
     let sock = b.path().join("console.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind the console socket");
     let sock = sock.to_str().expect("utf-8").to_string();
@@ -621,18 +452,8 @@ fn exec_runs_processes_in_a_running_container() {
     let id = unique("exec");
     let _g = b.create(&id);
     b.ok(&["start", &id]);
-    let root = b.root();
-    let exec = |args: &[&str]| {
-        run_to_files(
-            Command::new(runhcs_exe())
-                .arg("--root")
-                .arg(&root)
-                .arg("exec")
-                .args(args),
-        )
-    };
     // A command line: stdout, stderr and the exit code come back.
-    let o = exec(&[&id, "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let o = b.exec(&[&id, "sh", "-c", "echo out; echo err >&2; exit 3"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
     assert_eq!(
         (text(&o.stdout).as_str(), text(&o.stderr).as_str()),
@@ -649,13 +470,13 @@ fn exec_runs_processes_in_a_running_container() {
         "terminal": false
     });
     std::fs::write(&pfile, process.to_string()).unwrap();
-    let o = exec(&["--process", pfile.to_str().unwrap(), &id]);
+    let o = b.exec(&["--process", pfile.to_str().unwrap(), &id]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "hello from /tmp\n");
     // What it cannot honour is refused by name (there is no AppArmor here).
     process["apparmorProfile"] = json!("docker-default");
     std::fs::write(&pfile, process.to_string()).unwrap();
-    let o = exec(&["--process", pfile.to_str().unwrap(), &id]);
+    let o = b.exec(&["--process", pfile.to_str().unwrap(), &id]);
     assert!(!o.status.success());
     assert!(
         text(&o.stderr).contains("apparmorProfile"),
@@ -667,7 +488,7 @@ fn exec_runs_processes_in_a_running_container() {
     // process, which joins the container's list.
     let before: Vec<u32> = serde_json::from_str(&b.ok(&["ps", "--format", "json", &id])).unwrap();
     let pid_file = b.path().join("exec.pid");
-    let o = exec(&[
+    let o = b.exec(&[
         "-d",
         "--pid-file",
         pid_file.to_str().unwrap(),
@@ -703,7 +524,7 @@ fn exec_runs_processes_in_a_running_container() {
     assert_eq!(now, before, "the process outlived its killed holder");
 
     // A terminal needs a console socket.
-    let o = exec(&["-t", &id, "sh"]);
+    let o = b.exec(&["-t", &id, "sh"]);
     assert!(!o.status.success());
     assert!(
         text(&o.stderr).contains("console-socket"),
@@ -785,11 +606,8 @@ fn cgroups_path_names_the_levels_below_the_hcs_parent() {
     let b = Bundle::new(|c| c["process"]["args"] = json!(["sleep", "1000"]));
     let id = unique("cgpath");
     let group = format!("ns-{id}");
-    let cfg = b.path().join("config.json");
-    let mut v: Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
     // As containerd gives it: /<namespace>/<id>.
-    v["linux"]["cgroupsPath"] = json!(format!("/{group}/{id}"));
-    std::fs::write(&cfg, v.to_string()).unwrap();
+    b.edit(|v| v["linux"]["cgroupsPath"] = json!(format!("/{group}/{id}")));
     let guard = b.create(&id);
     let memory = Path::new("/sys/fs/cgroup/memory");
     let find = |name: &str| -> Option<PathBuf> {
@@ -835,7 +653,7 @@ fn the_process_is_checked_at_create() {
         c["process"]["apparmorProfile"] = json!("docker-default");
     });
     let id = unique("badproc");
-    let bundle = b.path().to_str().expect("utf-8").to_string();
+    let bundle = b.bundle_arg();
     let out = b.runhcs(&["create", &id, "--bundle", &bundle]);
     let _ = b.runhcs(&["delete", "--force", &id]);
     let err = text(&out.stderr);
@@ -862,12 +680,7 @@ fn exec_with_a_terminal_through_the_console_socket() {
             let (stream, _) = listener.accept().expect("accept the console connection");
             receive_fd(&stream)
         });
-        let mut args = vec![
-            "exec",
-            "-t",
-            "--console-socket",
-            sock.to_str().expect("utf-8"),
-        ];
+        let mut args = vec!["-t", "--console-socket", sock.to_str().expect("utf-8")];
         if detach {
             args.push("-d");
         }
@@ -877,13 +690,7 @@ fn exec_with_a_terminal_through_the_console_socket() {
             "-c",
             "[ -t 0 ] && [ -t 1 ] && echo exec-on-a-tty",
         ]);
-        // --root before the command: after it, it would be the command's.
-        let out = run_to_files(
-            Command::new(runhcs_exe())
-                .arg("--root")
-                .arg(b.root())
-                .args(&args),
-        );
+        let out = b.exec(&args);
         assert!(
             out.status.success(),
             "exec (detach {detach}): {}",

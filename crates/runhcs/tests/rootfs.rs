@@ -4,104 +4,26 @@
 //! runhcs binary and the HCS container backend, with a busybox bundle. They
 //! create real containers, so they run as root.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
+use std::process::Command;
 
 use serde_json::{json, Value};
 
-fn runhcs_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_runhcs"))
+use common::{rootfs, text, Bundle};
+
+/// [`Bundle::run`]: the exit code and the output of the container's
+/// process (stdout, then runhcs's and the process's stderr).
+fn run(b: &Bundle, name: &str) -> (Option<i32>, String, String) {
+    let out = b.run(name);
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
 }
 
-fn rootfs() -> PathBuf {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the runhcs tests create real containers and must run as root"
-    );
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/rootfs/busybox");
-    assert!(
-        p.join("bin/busybox").exists(),
-        "{} is missing: run scripts/build-rootfs.sh",
-        p.display()
-    );
-    p.canonicalize().expect("rootfs path")
-}
-
-/// A unique container id for this test process.
-fn unique(name: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "rf-{}-{}-{name}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// A bundle (whose rootfs is the shared busybox one, used read-only) and a
-/// state root in a temporary directory.
-struct Bundle {
-    dir: tempfile::TempDir,
-}
-
-impl Bundle {
-    /// `runhcs spec`, then `edit` applied to the config.
-    fn new(edit: impl FnOnce(&mut Value)) -> Bundle {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::os::unix::fs::symlink(rootfs(), dir.path().join("rootfs")).expect("rootfs symlink");
-        let b = Bundle { dir };
-        let out = b.runhcs(&["spec", "--bundle", b.path().to_str().expect("utf-8")]);
-        assert!(out.status.success(), "runhcs spec: {}", text(&out.stderr));
-        b.edit(|v| {
-            v["process"]["terminal"] = json!(false);
-            edit(v);
-        });
-        b
-    }
-
-    fn edit(&self, edit: impl FnOnce(&mut Value)) {
-        let cfg = self.path().join("config.json");
-        let mut v: Value =
-            serde_json::from_slice(&std::fs::read(&cfg).expect("config.json")).expect("json");
-        edit(&mut v);
-        std::fs::write(&cfg, v.to_string()).expect("write config.json");
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Run runhcs with `--root` given after the command, as runc allows.
-    fn runhcs(&self, args: &[&str]) -> Output {
-        let root = self.path().join("state");
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--root", root.to_str().expect("utf-8")]);
-        Command::new(runhcs_exe())
-            .args(&all)
-            .output()
-            .expect("runs runhcs")
-    }
-
-    /// `runhcs run` in the foreground: the exit code and the output of the
-    /// container's process (stdout, then runhcs's and the process's stderr).
-    fn run(&self, name: &str) -> (Option<i32>, String, String) {
-        let id = unique(name);
-        let bundle = self.path().to_str().expect("utf-8").to_string();
-        let out = self.runhcs(&["run", &id, "--bundle", &bundle]);
-        let _ = self.runhcs(&["delete", "--force", &id]);
-        (out.status.code(), text(&out.stdout), text(&out.stderr))
-    }
-
-    /// Like [`Bundle::run`], asserting exit code 0; returns stdout.
-    fn run_ok(&self, name: &str) -> String {
-        let (code, out, err) = self.run(name);
-        assert_eq!(code, Some(0), "stdout: {out}\nstderr: {err}");
-        out
-    }
+/// Like [`run`], asserting exit code 0; returns stdout.
+fn run_ok(b: &Bundle, name: &str) -> String {
+    let (code, out, err) = run(b, name);
+    assert_eq!(code, Some(0), "stdout: {out}\nstderr: {err}");
+    out
 }
 
 /// A shell script as `process.args`, its stderr merged into stdout.
@@ -128,7 +50,7 @@ fn read_only_root_and_a_tmpfs_mount_with_a_size() {
              df -k /tmp | tail -n 1 | awk '{print \"size=\" $2}'; \
              stat -c 'mode=%a' /tmp");
     });
-    let out = b.run_ok("ro");
+    let out = run_ok(&b, "ro");
     assert!(out.contains("Read-only file system"), "{out}");
     assert!(out.lines().any(|l| l == "in-tmpfs"), "{out}");
     assert!(out.lines().any(|l| l == "size=2048"), "{out}");
@@ -148,7 +70,7 @@ fn masked_and_read_only_paths() {
              touch /x && echo root-writable; \
              echo kcore=$(test -e /proc/kcore && wc -c < /proc/kcore)");
     });
-    let out = b.run_ok("mask");
+    let out = run_ok(&b, "mask");
     // A masked file reads empty; a masked directory is empty and read-only.
     assert!(out.lines().any(|l| l == "passwd=0"), "{out}");
     assert!(out.lines().any(|l| l == "home=0"), "{out}");
@@ -178,7 +100,7 @@ fn sysctls_are_set_in_the_containers_namespaces() {
              echo fwd=$(cat /proc/sys/net/ipv4/ip_forward); \
              echo ping=$(cat /proc/sys/net/ipv4/ping_group_range | tr '\\t' ' ')");
     });
-    let out = b.run_ok("sysctl");
+    let out = run_ok(&b, "sysctl");
     assert!(out.lines().any(|l| l == "shmmax=123456789"), "{out}");
     assert!(out.lines().any(|l| l == "fwd=1"), "{out}");
     assert!(out.lines().any(|l| l == "ping=0 0"), "{out}");
@@ -190,7 +112,7 @@ fn sysctls_are_set_in_the_containers_namespaces() {
 
     // A sysctl of no namespace of the container's is refused by name.
     b.edit(|v| v["linux"]["sysctl"] = json!({"kernel.panic": "1"}));
-    let (code, out, err) = b.run("sysctl-bad");
+    let (code, out, err) = run(&b, "sysctl-bad");
     assert_ne!(code, Some(0), "{out}");
     assert!(
         err.contains("Container.OciSpecification.linux.sysctl.kernel.panic"),
@@ -211,7 +133,7 @@ fn device_nodes_of_linux_devices() {
              stat -c '%F %a' /dev/sub/fifo; \
              test -c /dev/null && test -L /dev/ptmx && test -L /dev/fd && echo defaults");
     });
-    let out = b.run_ok("dev");
+    let out = run_ok(&b, "dev");
     assert!(
         out.lines()
             .any(|l| l == "character special file 1:3 666 1:2"),
@@ -229,7 +151,7 @@ fn host_and_domain_name() {
         v["domainname"] = json!("example.org");
         v["process"]["args"] = sh("hostname; cat /proc/sys/kernel/domainname");
     });
-    let out = b.run_ok("host");
+    let out = run_ok(&b, "host");
     assert_eq!(out.lines().collect::<Vec<_>>(), ["oci-host", "example.org"]);
 }
 
@@ -245,7 +167,7 @@ fn resources_and_the_cgroup_mount() {
              touch /sys/fs/cgroup/x; true",
         );
     });
-    let out = b.run_ok("cg");
+    let out = run_ok(&b, "cg");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.first(), Some(&"67108864"), "{out}");
     assert_eq!(lines.get(1), Some(&"77"), "{out}");
@@ -263,7 +185,7 @@ fn user_namespace_from_id_mappings() {
         v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
         v["process"]["args"] = sh("cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'; id -u");
     });
-    let out = b.run_ok("userns");
+    let out = run_ok(&b, "userns");
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
         ["0 200000 65536", "0"],
@@ -281,19 +203,19 @@ fn a_runc_spec_config_runs() {
         .output()
         .expect("runc is installed");
     assert!(out.status.success(), "runc spec: {}", text(&out.stderr));
-    let b = Bundle { dir };
+    let b = Bundle::at(dir);
     // Unchanged but for the command (and no terminal: the test has none).
     b.edit(|v| {
         v["process"]["args"] = json!(["true"]);
         v["process"]["terminal"] = json!(false);
     });
-    b.run_ok("runc-spec");
+    run_ok(&b, "runc-spec");
 }
 
 #[test]
 fn unsupported_fields_are_refused_with_their_path() {
     let b = Bundle::new(|v| v["linux"]["intelRdt"] = json!({"closID": "gold"}));
-    let (code, _, err) = b.run("rdt");
+    let (code, _, err) = run(&b, "rdt");
     assert_ne!(code, Some(0));
     assert!(
         err.contains("Container.OciSpecification.linux.intelRdt"),
@@ -309,7 +231,7 @@ fn unsupported_fields_are_refused_with_their_path() {
                    "options": ["size=1m", "mand"]}),
         );
     });
-    let (code, _, err) = b.run("opt");
+    let (code, _, err) = run(&b, "opt");
     assert_ne!(code, Some(0));
     assert!(
         err.contains("Container.OciSpecification.mounts[7].options[1]"),
@@ -342,7 +264,7 @@ fn bind_mounts_of_files_and_directories_with_options() {
              echo from-the-container > /mnt/data/new && echo wrote; \
              grep ' /mnt/data ' /proc/self/mountinfo | grep -q noexec && echo noexec");
     });
-    let out = b.run_ok("bind");
+    let out = run_ok(&b, "bind");
     assert!(out.lines().any(|l| l == "from-the-host"), "{out}");
     assert!(out.contains("Read-only file system"), "{out}");
     assert!(out.lines().any(|l| l == "wrote"), "{out}");
@@ -370,7 +292,7 @@ fn a_network_namespace_is_joined_by_path() {
         }
         v["process"]["args"] = sh("readlink /proc/self/ns/net");
     });
-    let out = b.run_ok("netns");
+    let out = run_ok(&b, "netns");
     assert_eq!(out.trim(), ours.to_str().expect("utf-8"), "{out}");
 
     // Without one of its own, a container shares the host's network and
@@ -380,7 +302,7 @@ fn a_network_namespace_is_joined_by_path() {
         ns.retain(|n| n["type"] != json!("network"));
         v["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
     });
-    let (code, _, err) = b.run("netns-sysctl");
+    let (code, _, err) = run(&b, "netns-sysctl");
     assert_ne!(code, Some(0));
     assert!(
         err.contains("Container.OciSpecification.linux.sysctl.net.ipv4.ip_forward"),

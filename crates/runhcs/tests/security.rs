@@ -8,174 +8,24 @@
 //! process itself observed (/proc/self/status, /proc/self/limits, the
 //! errors of the system calls it made).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
 use serde_json::{json, Value};
 
-fn runhcs_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_runhcs"))
-}
+use common::{text, unique, Bundle};
 
-/// The `hcs` CLI of the same target directory (built by `cargo build --workspace`).
-fn hcs_exe() -> PathBuf {
-    let p = runhcs_exe().with_file_name("hcs");
-    assert!(
-        p.exists(),
-        "{} is missing: run cargo build --workspace first",
-        p.display()
-    );
-    p
-}
-
-fn rootfs() -> PathBuf {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the runhcs tests create real containers and must run as root"
-    );
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/rootfs/busybox");
-    assert!(
-        p.join("bin/busybox").exists(),
-        "{} is missing: run scripts/build-rootfs.sh",
-        p.display()
-    );
-    p.canonicalize().expect("rootfs path")
-}
-
-/// A unique container id for this test process.
-fn unique(name: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "rs-{}-{}-{name}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// A bundle and a state root in a temporary directory.
-struct Bundle {
-    dir: tempfile::TempDir,
-}
-
-impl Bundle {
-    /// `runhcs spec` with a writable root and no terminal, then `edit`
-    /// applied to the config.
-    fn new(edit: impl FnOnce(&mut Value)) -> Bundle {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::os::unix::fs::symlink(rootfs(), dir.path().join("rootfs")).expect("rootfs symlink");
-        let b = Bundle { dir };
-        let out = b.runhcs(&["spec", "--bundle", b.path().to_str().expect("utf-8")]);
-        assert!(out.status.success(), "runhcs spec: {}", text(&out.stderr));
-        let cfg = b.path().join("config.json");
-        let mut v: Value =
-            serde_json::from_slice(&std::fs::read(&cfg).expect("config.json")).expect("json");
-        v["process"]["terminal"] = json!(false);
-        v["root"]["readonly"] = json!(false);
-        edit(&mut v);
-        std::fs::write(&cfg, v.to_string()).expect("write config.json");
-        b
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn root(&self) -> PathBuf {
-        self.path().join("state")
-    }
-
-    /// Run runhcs with `--root` given after the command, as runc allows.
-    /// Its stdout and stderr go to files, not pipes: `create` leaves a
-    /// holder process with them (as runc leaves its init), so a pipe would
-    /// not end before the container does.
-    fn runhcs(&self, args: &[&str]) -> Output {
-        let root = self.root();
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--root", root.to_str().expect("utf-8")]);
-        run_to_files(Command::new(runhcs_exe()).args(&all))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.runhcs(args);
-        assert!(
-            out.status.success(),
-            "runhcs {args:?} failed: {}",
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    /// Create `id` from this bundle; the guard deletes it at the end.
-    fn create(&self, id: &str) -> Guard<'_> {
-        let bundle = self.path().to_str().expect("utf-8").to_string();
-        self.ok(&["create", id, "--bundle", &bundle]);
-        Guard {
-            bundle: self,
-            id: id.to_string(),
-        }
-    }
-
-    /// `runhcs run` in the foreground: the process's output and exit code.
-    fn run(&self, name: &str) -> Output {
-        let id = unique(name);
-        let bundle = self.path().to_str().expect("utf-8").to_string();
-        let _guard = Guard {
-            bundle: self,
-            id: id.clone(),
-        };
-        self.runhcs(&["run", &id, "--bundle", &bundle])
-    }
-}
-
-/// Deletes the container (and so terminates its compute system) on drop.
-struct Guard<'a> {
-    bundle: &'a Bundle,
-    id: String,
-}
-
-impl Drop for Guard<'_> {
-    fn drop(&mut self) {
-        let _ = self.bundle.runhcs(&["delete", "--force", &self.id]);
-        // Belt and braces: the compute system itself, should the record be gone.
-        let _ = Command::new(hcs_exe())
-            .args(["-n", "runhcs", "terminate", &self.id])
-            .output();
-    }
-}
-
-/// Run a command with stdin from /dev/null and stdout/stderr into
-/// temporary files, and collect them once it exits.
-fn run_to_files(cmd: &mut Command) -> Output {
-    let out = tempfile::tempfile().expect("stdout file");
-    let err = tempfile::tempfile().expect("stderr file");
-    let status = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(out.try_clone().expect("dup"))
-        .stderr(err.try_clone().expect("dup"))
-        .status()
-        .expect("runs runhcs");
-    let read = |mut f: std::fs::File| {
-        use std::io::{Read, Seek};
-        let mut v = Vec::new();
-        f.seek(std::io::SeekFrom::Start(0)).expect("seek");
-        f.read_to_end(&mut v).expect("read");
-        v
-    };
-    Output {
-        status,
-        stdout: read(out),
-        stderr: read(err),
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// A bundle with a writable root (an overlay) and no terminal, then `edit`
+/// applied to the config.
+fn writable_bundle(edit: impl FnOnce(&mut Value)) -> Bundle {
+    Bundle::new(|c| {
+        c["root"]["readonly"] = json!(false);
+        edit(c);
+    })
 }
 
 /// A bundle whose process runs `script` with `sh -c` (stderr into stdout).
 fn script_bundle(script: &str, edit: impl FnOnce(&mut Value)) -> Bundle {
-    Bundle::new(|c| {
+    writable_bundle(|c| {
         c["process"]["args"] = json!(["sh", "-c", format!("exec 2>&1; {script}")]);
         edit(c);
     })
@@ -379,7 +229,7 @@ fn seccomp_denies_the_profiles_system_calls() {
     assert_eq!(text(&out.stdout), "made\n", "{}", text(&out.stderr));
 
     // A notify action has no agent to go to: refused by path.
-    let out = Bundle::new(|c| {
+    let out = writable_bundle(|c| {
         c["process"]["args"] = json!(["true"]);
         c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}
@@ -428,7 +278,7 @@ fn no_new_privileges_umask_and_groups() {
 #[test]
 fn bad_capability_names_are_refused_by_path() {
     // In config.json: refused before anything is created, naming it.
-    let out = Bundle::new(|c| {
+    let out = writable_bundle(|c| {
         c["process"]["args"] = json!(["true"]);
         c["process"]["capabilities"]["bounding"] = json!(["CAP_KILL", "CAP_FOO"]);
     })
@@ -442,19 +292,14 @@ fn bad_capability_names_are_refused_by_path() {
 
     // In an exec's process document, which goes to the backend as it is:
     // the error names the JSON path.
-    let b = Bundle::new(|c| c["process"]["args"] = json!(["sleep", "60"]));
+    let b = writable_bundle(|c| c["process"]["args"] = json!(["sleep", "60"]));
     let id = unique("badcap-exec");
     let _g = b.create(&id);
     b.ok(&["start", &id]);
     let pfile = b.path().join("process.json");
     let exec = |process: Value| {
         std::fs::write(&pfile, process.to_string()).expect("process.json");
-        run_to_files(
-            Command::new(runhcs_exe())
-                .arg("--root")
-                .arg(b.root())
-                .args(["exec", "--process", pfile.to_str().expect("utf-8"), &id]),
-        )
+        b.exec(&["--process", pfile.to_str().expect("utf-8"), &id])
     };
     let mut process = json!({
         "args": ["true"],
