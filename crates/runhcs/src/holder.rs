@@ -308,15 +308,33 @@ pub fn run(root: &Path, id: &str, fifo: &str, exec: Option<&str>) -> i32 {
         unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) };
         make_raw(fd);
     }
+    let Ok(system) = System::open_in_namespace(NAMESPACE, id, GENERIC_ALL) else {
+        return 255;
+    };
+    // A compute system that stops before `start` (terminated by another
+    // client) leaves nothing to stand for: end then, rather than wait on
+    // the fifo for ever.
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (system, released) = (system.clone(), released.clone());
+        std::thread::spawn(move || {
+            if system.wait_for_exit(INFINITE).is_ok()
+                && !released.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                std::process::exit(255);
+            }
+        });
+    }
     let fifo = fifo_path(root, id, fifo);
     // Blocks until `start` opens the fifo for reading.
     let Ok(mut answer) = std::fs::OpenOptions::new().write(true).open(&fifo) else {
         return 255;
     };
+    released.store(true, std::sync::atomic::Ordering::SeqCst);
     let started = match exec.map(serde_json::from_str::<Value>) {
         Some(Err(e)) => Err(Error::Usage(format!("bad process parameters: {e}"))),
-        Some(Ok(params)) => create_process(root, id, console, Some(params)),
-        None => create_process(root, id, console, None),
+        Some(Ok(params)) => create_process(root, id, &system, console, Some(params)),
+        None => create_process(root, id, &system, console, None),
     };
     let (process, info) = match started {
         Ok(p) => {
@@ -370,6 +388,7 @@ pub fn run(root: &Path, id: &str, fifo: &str, exec: Option<&str>) -> i32 {
 fn create_process(
     root: &Path,
     id: &str,
+    system: &System,
     console: Option<RawFd>,
     exec: Option<Value>,
 ) -> Result<(hcs::Process, hcs::ProcessInformation)> {
@@ -391,8 +410,6 @@ fn create_process(
     // The process dies with us: an engine that kills the holder (containerd
     // kills an exec's pid directly) kills the process, as with runc.
     params["TerminateWithCreator"] = json!(true);
-    let system = System::open_in_namespace(NAMESPACE, id, GENERIC_ALL)
-        .context(|| format!("opening compute system {NAMESPACE}/{id}"))?;
     let op = Operation::new();
     let (process, info) = system
         .create_process(&params.to_string(), &op)

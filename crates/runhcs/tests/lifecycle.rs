@@ -713,3 +713,24 @@ fn exec_with_a_terminal_through_the_console_socket() {
         );
     }
 }
+
+#[test]
+fn a_holder_ends_when_its_system_is_terminated_before_start() {
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["sleep", "1000"]));
+    let id = unique("orphan");
+    let _g = b.create(&id);
+    let holder = b.state(&id)["pid"].as_u64().expect("pid");
+    assert!(is_live_holder(holder), "{holder} is not a live holder");
+    // Another client ends the compute system; nobody will run `start`.
+    let out = run_to_files(Command::new(hcs_exe()).args(["-n", "runhcs", "terminate", &id]));
+    assert!(out.status.success(), "hcs terminate: {}", text(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_live_holder(holder) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !is_live_holder(holder),
+        "the holder outlived its compute system"
+    );
+    assert_eq!(b.state(&id)["status"], json!("stopped"));
+}
