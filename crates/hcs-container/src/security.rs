@@ -586,9 +586,7 @@ impl ProcessSecurity {
                 format!("{umask:#o} is not a file mode mask"),
             ));
         }
-        let seccomp = seccomp
-            .map(|s| compile_seccomp(s, OCI_SECCOMP))
-            .transpose()?;
+        let seccomp = seccomp.map(container_filter).transpose()?;
         Ok(ProcessSecurity {
             capabilities: caps,
             rlimits,
@@ -620,7 +618,7 @@ impl ProcessSecurity {
             additional_gids: None,
             oom_score_adj: None,
             oom_score_adj_text: Vec::new(),
-            seccomp: Some(compile_seccomp(seccomp, OCI_SECCOMP)?),
+            seccomp: Some(container_filter(seccomp)?),
             from_oci: false,
         })
     }
@@ -843,6 +841,26 @@ fn compare(op: LinuxSeccompOperator, value: u64) -> ScmpCompareOp {
         // OCI: `value` is the mask, `valueTwo` the value compared with.
         LinuxSeccompOperator::ScmpCmpMaskedEq => ScmpCompareOp::MaskedEqual(value),
     }
+}
+
+/// The container's seccomp profile compiled, once: a monitor serves one
+/// container, whose profile every process (and the check at create) uses,
+/// and compiling a few hundred rules costs about 2 ms each time. Keyed by
+/// the profile itself, so a different one is never served from the cache.
+fn container_filter(s: &LinuxSeccomp) -> HcsResult<SeccompProgram> {
+    static LAST: std::sync::Mutex<Option<(String, SeccompProgram)>> = std::sync::Mutex::new(None);
+    let key = serde_json::to_string(s).unwrap_or_default();
+    let mut last = LAST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((k, program)) = last.as_ref() {
+        if !key.is_empty() && *k == key {
+            return Ok(program.clone());
+        }
+    }
+    let program = compile_seccomp(s, OCI_SECCOMP)?;
+    *last = Some((key, program.clone()));
+    Ok(program)
 }
 
 /// Compile an OCI seccomp profile to a BPF program with libseccomp. `path`
@@ -1272,6 +1290,20 @@ mod tests {
                  "args": [{"index": 0, "value": 2114060288, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}
             ]
         }))
+    }
+
+    #[test]
+    fn the_container_filter_is_compiled_once_per_profile() {
+        let a = container_filter(&deny_mkdir()).unwrap();
+        assert_eq!(a, compile_seccomp(&deny_mkdir(), OCI_SECCOMP).unwrap());
+        assert_eq!(container_filter(&deny_mkdir()).unwrap(), a);
+        // Another profile is compiled, never served from the cache.
+        let mut v = serde_json::to_value(deny_mkdir()).unwrap();
+        v["syscalls"][0]["names"] = json!(["rmdir"]);
+        let other = seccomp(v);
+        let b = container_filter(&other).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(b, compile_seccomp(&other, OCI_SECCOMP).unwrap());
     }
 
     #[test]
