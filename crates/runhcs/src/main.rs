@@ -112,7 +112,7 @@ enum Command {
         id: String,
         /// Signal: KILL, SIGKILL or 9.
         signal: Option<String>,
-        /// Accepted for compatibility: HCS signals the init process only.
+        /// Signal every process of the container, not only its own process.
         #[arg(long, short = 'a')]
         all: bool,
     },
@@ -304,7 +304,9 @@ fn run_command(cli: &Cli) -> Result<i32> {
             println!("{}", to_pretty(&state_json(&r, s)));
             Ok(0)
         }
-        Command::Kill { id, signal, .. } => kill_cmd(cli, id, signal.as_deref()).map(|_| 0),
+        Command::Kill { id, signal, all } => {
+            kill_cmd(cli, id, signal.as_deref(), *all).map(|_| 0)
+        }
         Command::Delete { id, force } => delete_cmd(cli, id, *force).map(|_| 0),
         Command::Run { id, create, detach } => run_cmd(cli, id, create, *detach),
         Command::Pause { id } => pause_resume(cli, id, true).map(|_| 0),
@@ -649,7 +651,7 @@ fn parse_signal(s: &str) -> Result<i32> {
         .map_err(|_| Error::Usage(format!("unknown signal {s:?}")))
 }
 
-fn kill_cmd(cli: &Cli, id: &str, signal: Option<&str>) -> Result<()> {
+fn kill_cmd(cli: &Cli, id: &str, signal: Option<&str>, all: bool) -> Result<()> {
     let signal = parse_signal(signal.unwrap_or("SIGTERM"))?;
     let r = Record::load(&cli.root, id)?;
     let s = status(&r);
@@ -680,10 +682,47 @@ fn kill_cmd(cli: &Cli, id: &str, signal: Option<&str>) -> Result<()> {
             call(
                 || format!("signalling process {pid} of {id}"),
                 |op| p.signal(op, Some(&options)),
-            )
-            .map(|_| ())
+            )?;
+            if all {
+                signal_the_others(&sys, id, pid, signal)?;
+            }
+            Ok(())
         }
     }
+}
+
+/// `kill --all`: the container's other processes, by their host pids
+/// (HCS signals only processes it started). Pid 1 inside is HCS's own init,
+/// which is not one of the container's processes; one that exits meanwhile
+/// is not an error.
+fn signal_the_others(sys: &System, id: &str, own: u32, signal: i32) -> Result<()> {
+    let sig = nix::sys::signal::Signal::try_from(signal)
+        .map_err(|_| Error::Usage(format!("signal {signal} cannot be sent to every process")))?;
+    for p in process_list(sys, id)? {
+        let inner = p.get("ProcessId").and_then(Value::as_u64);
+        let host = p.get("HostProcessId").and_then(Value::as_u64);
+        if let (Some(inner), Some(host)) = (inner, host) {
+            if inner != 1 && inner != u64::from(own) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(host as i32), sig);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The compute system's ProcessList.
+fn process_list(sys: &System, id: &str) -> Result<Vec<Value>> {
+    let query = r#"{"PropertyTypes":["ProcessList"]}"#;
+    let doc = call(
+        || format!("reading the process list of {id}"),
+        |op| sys.get_properties(op, Some(query)),
+    )?
+    .unwrap_or_default();
+    let v: Value = serde_json::from_str(&doc).unwrap_or(Value::Null);
+    Ok(v.get("ProcessList")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default())
 }
 
 /// Terminate the compute system (if it still exists) and wait for it.
@@ -1030,18 +1069,7 @@ fn ps_cmd(cli: &Cli, id: &str, format: Format) -> Result<()> {
     let r = Record::load(&cli.root, id)?;
     let sys = System::open_in_namespace(NAMESPACE, &r.id, GENERIC_ALL)
         .context(|| format!("opening compute system {NAMESPACE}/{id}"))?;
-    let query = r#"{"PropertyTypes":["ProcessList"]}"#;
-    let doc = call(
-        || format!("reading the process list of {id}"),
-        |op| sys.get_properties(op, Some(query)),
-    )?
-    .unwrap_or_default();
-    let v: Value = serde_json::from_str(&doc).unwrap_or(Value::Null);
-    let list: Vec<&Value> = v
-        .get("ProcessList")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
+    let list = process_list(&sys, id)?;
     match format {
         Format::Json => {
             // Host pids, as runc reports them (containerd matches them).

@@ -734,3 +734,26 @@ fn a_holder_ends_when_its_system_is_terminated_before_start() {
     );
     assert_eq!(b.state(&id)["status"], json!("stopped"));
 }
+
+#[test]
+fn kill_all_signals_every_process_of_the_container() {
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["sleep", "1000"]));
+    let id = unique("killall");
+    let _g = b.create(&id);
+    b.ok(&["start", &id]);
+    let out = b.exec(&["-d", &id, "sleep", "999"]);
+    assert!(out.status.success(), "exec -d: {}", text(&out.stderr));
+    let ps = |b: &Bundle| -> Vec<u64> {
+        serde_json::from_str(&b.ok(&["ps", "--format", "json", &id])).expect("ps JSON")
+    };
+    // HCS's init, the container's process and the exec'd one.
+    assert_eq!(ps(&b).len(), 3, "{:?}", ps(&b));
+    b.ok(&["kill", "--all", &id, "KILL"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ps(&b).len() > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Only HCS's own init is left (the exec'd process too is gone).
+    assert_eq!(ps(&b).len(), 1, "{:?}", ps(&b));
+    wait_status(&b, &id, "stopped");
+}
