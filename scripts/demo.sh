@@ -2,7 +2,8 @@
 # The main job: create a container compute system from
 # examples/busybox-container.json, start it, run a process in it with its
 # output streamed here, show the process's exit status, the system's
-# statistics, and its exit status once terminated. Then boot a virtual
+# statistics, and its exit status once terminated. Then run an OCI bundle
+# with runhcs (the runc command line over the same compute systems). Then boot a virtual
 # machine from examples/test-guest-vm.json (the test guest), show its serial
 # output, run processes in it through its agent, pause and resume it, and
 # shut it down.
@@ -38,6 +39,34 @@ echo "\$ hcs properties $id -t Statistics"
 echo "\$ hcs terminate $id"
 "$hcs" terminate "$id"
 trap - EXIT
+
+echo
+echo "== An OCI container through runhcs (the runc command line over HCS)"
+runhcs="$(dirname "$hcs")/runhcs"
+if [[ -x "$runhcs" ]]; then
+    bundle="$(mktemp -d)"
+    oci="oci-demo-$$"
+    cleanup_oci() { "$runhcs" --root "$bundle/state" delete --force "$oci" >/dev/null 2>&1 || true; rm -rf "$bundle"; }
+    trap cleanup_oci EXIT
+    ln -s "$repo/build/rootfs/busybox" "$bundle/rootfs"
+    "$runhcs" spec --bundle "$bundle"
+    # runc spec's config, with a command and no terminal.
+    sed -i -e 's|"terminal": true|"terminal": false|' \
+        -e 's|"sh"$|"sh", "-c", "echo hello from an OCI container: $(id); grep Cap /proc/self/status"|' \
+        "$bundle/config.json"
+    echo "\$ runhcs run --bundle $bundle $oci"
+    "$runhcs" --root "$bundle/state" run --bundle "$bundle" "$oci"
+    echo "\$ runhcs run -d ... && runhcs state $oci && hcs -n runhcs list"
+    sed -i -e 's|"sh", "-c", .*$|"sleep", "30"|' "$bundle/config.json"
+    "$runhcs" --root "$bundle/state" run -d --bundle "$bundle" "$oci" </dev/null >/dev/null 2>&1
+    "$runhcs" --root "$bundle/state" state "$oci"
+    "$hcs" -n runhcs list
+    echo "\$ runhcs delete --force $oci"
+    cleanup_oci
+    trap - EXIT
+else
+    echo "runhcs is not built (./scripts/build-release.sh)"
+fi
 
 echo
 echo "== A virtual machine compute system"
