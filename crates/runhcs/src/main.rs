@@ -304,9 +304,7 @@ fn run_command(cli: &Cli) -> Result<i32> {
             println!("{}", to_pretty(&state_json(&r, s)));
             Ok(0)
         }
-        Command::Kill { id, signal, all } => {
-            kill_cmd(cli, id, signal.as_deref(), *all).map(|_| 0)
-        }
+        Command::Kill { id, signal, all } => kill_cmd(cli, id, signal.as_deref(), *all).map(|_| 0),
         Command::Delete { id, force } => delete_cmd(cli, id, *force).map(|_| 0),
         Command::Run { id, create, detach } => run_cmd(cli, id, create, *detach),
         Command::Pause { id } => pause_resume(cli, id, true).map(|_| 0),
@@ -436,10 +434,10 @@ fn load_bundle(bundle: &Path) -> Result<(PathBuf, Value, spec::Mapped)> {
     let text = std::fs::read_to_string(&path).context(|| format!("reading {}", path.display()))?;
     let raw: Value =
         serde_json::from_str(&text).map_err(|e| Error::Spec(format!("{}: {e}", path.display())))?;
-    if let Some(why) = spec::parse_error(&raw) {
-        return Err(Error::Spec(format!("{}: {why}", path.display())));
-    }
-    let mapped = spec::map(&bundle, &raw)?;
+    // Parsed once: `create` is on the path measured against crun.
+    let parsed =
+        spec::parse(&raw).map_err(|why| Error::Spec(format!("{}: {why}", path.display())))?;
+    let mapped = spec::map(&bundle, &raw, &parsed)?;
     Ok((bundle, raw, mapped))
 }
 

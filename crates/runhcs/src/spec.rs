@@ -129,15 +129,13 @@ const HOOKS: [&str; 6] = [
     "poststop",
 ];
 
-/// Why a config.json cannot even be parsed as an OCI runtime spec, if it
-/// cannot. Everything else is for the backend to judge.
-pub fn parse_error(config: &Value) -> Option<String> {
+/// Parse a config.json as an OCI runtime spec, or say why it is not one.
+/// Everything else is for the backend to judge.
+pub fn parse(config: &Value) -> std::result::Result<oci_spec::runtime::Spec, String> {
     if !config.is_object() {
-        return Some("not a JSON object".into());
+        return Err("not a JSON object".into());
     }
-    serde_json::from_value::<oci_spec::runtime::Spec>(config.clone())
-        .err()
-        .map(|e| format!("not an OCI runtime spec: {e}"))
+    serde_json::from_value(config.clone()).map_err(|e| format!("not an OCI runtime spec: {e}"))
 }
 
 /// `runhcs features`: the runtime-spec features document of the HCS
@@ -262,9 +260,7 @@ pub struct Mapped {
 }
 
 /// Map a config.json (already checked by [`unsupported`]) onto HCS documents.
-pub fn map(bundle: &Path, raw: &Value) -> Result<Mapped> {
-    let spec: oci_spec::runtime::Spec =
-        serde_json::from_value(raw.clone()).map_err(|e| Error::Spec(e.to_string()))?;
+pub fn map(bundle: &Path, raw: &Value, spec: &oci_spec::runtime::Spec) -> Result<Mapped> {
     let root = spec
         .root()
         .as_ref()
@@ -316,7 +312,7 @@ mod tests {
     #[test]
     fn default_spec_parses_and_looks_like_runc_spec() {
         let spec = default_spec();
-        assert_eq!(parse_error(&spec), None);
+        assert!(parse(&spec).is_ok());
         let parsed: oci_spec::runtime::Spec =
             serde_json::from_value(spec.clone()).expect("oci-spec parses it");
         assert_eq!(
@@ -353,12 +349,12 @@ mod tests {
         // The backend judges these, not runhcs.
         spec["linux"]["intelRdt"] = json!({"closID": "x"});
         spec["hooks"] = json!({"prestart": [{"path": "/bin/true"}]});
-        assert_eq!(parse_error(&spec), None);
+        assert!(parse(&spec).is_ok());
         spec["mounts"] = json!("not a list");
-        let bad = parse_error(&spec).expect("refused");
+        let bad = parse(&spec).expect_err("refused");
         assert!(bad.starts_with("not an OCI runtime spec"), "{bad}");
         assert_eq!(
-            parse_error(&json!([1])).as_deref(),
+            parse(&json!([1])).err().as_deref(),
             Some("not a JSON object")
         );
     }
