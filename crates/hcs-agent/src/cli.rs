@@ -119,10 +119,10 @@ mod tests {
             show(p(&["--init", "--unix", "/d"], false)),
             r#"Init { transport: Unix("/d") }"#
         );
-        assert!(p(&[], false).is_err());
-        assert!(p(&["--bogus"], false).is_err());
-        assert!(p(&["--unix"], false).is_err());
-        assert!(p(&["--vsock", "--port", "x"], false).is_err());
-        assert!(p(&["--unix", "d", "--vsock"], false).is_err());
+        p(&[], false).unwrap_err();
+        p(&["--bogus"], false).unwrap_err();
+        p(&["--unix"], false).unwrap_err();
+        p(&["--vsock", "--port", "x"], false).unwrap_err();
+        p(&["--unix", "d", "--vsock"], false).unwrap_err();
     }
 }

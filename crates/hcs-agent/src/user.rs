@@ -146,6 +146,6 @@ mod tests {
             resolve_spec("root:nosuch", PASSWD, GROUP),
             Err(AgentError::UnknownUser(_))
         ));
-        assert!(resolve_spec("", PASSWD, GROUP).is_err());
+        resolve_spec("", PASSWD, GROUP).unwrap_err();
     }
 }

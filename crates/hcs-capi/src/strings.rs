@@ -39,7 +39,7 @@ pub(crate) fn alloc_wide(s: &str) -> PWSTR {
     let units: Vec<u16> = s.encode_utf16().chain(std::iter::once(0)).collect();
     let bytes = units.len() * std::mem::size_of::<u16>();
     // SAFETY: malloc has no preconditions; a NULL result is handled.
-    let p = unsafe { libc::malloc(bytes) } as *mut u16;
+    let p = unsafe { libc::malloc(bytes) }.cast::<u16>();
     if !p.is_null() {
         // SAFETY: `p` holds `units.len()` u16s (malloc's alignment suits u16)
         // and does not overlap the vector.
@@ -132,6 +132,6 @@ mod tests {
         assert_eq!(e.hresult, HResult::E_INVALIDARG);
         let bad = [0xD800u16, 0];
         // SAFETY: NUL-terminated.
-        assert!(unsafe { from_wide(bad.as_ptr(), "x") }.is_err());
+        unsafe { from_wide(bad.as_ptr(), "x") }.unwrap_err();
     }
 }

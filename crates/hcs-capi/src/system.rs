@@ -117,7 +117,7 @@ unsafe fn create(
                 )));
             }
             // SAFETY: version 1 means the caller passed an HCS_CREATE_OPTIONS_1.
-            let o = unsafe { &*(options as *const HCS_CREATE_OPTIONS_1) };
+            let o = unsafe { &*options.cast::<HCS_CREATE_OPTIONS_1>() };
             if !o.UserToken.is_null() {
                 return Err(HcsError::not_supported(
                     "HCS_CREATE_OPTIONS_1.UserToken: running a compute system as another user is not supported on Linux",

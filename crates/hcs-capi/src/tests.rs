@@ -118,12 +118,12 @@ fn forged_closed_and_wrong_kind_handles_are_e_handle() {
 #[test]
 fn a_new_operation_is_not_started() {
     let mut ctx = 7u32;
-    let op = HcsCreateOperation(&mut ctx as *mut u32 as *mut libc::c_void, None);
+    let op = HcsCreateOperation((&mut ctx as *mut u32).cast::<libc::c_void>(), None);
     assert_eq!(HcsGetOperationType(op), -1);
     assert_ne!(HcsGetOperationId(op), u64::MAX);
     assert_eq!(
         HcsGetOperationContext(op),
-        &mut ctx as *mut u32 as *mut libc::c_void
+        (&mut ctx as *mut u32).cast::<libc::c_void>()
     );
     let mut doc: PWSTR = null_mut();
     // SAFETY: valid out pointer.

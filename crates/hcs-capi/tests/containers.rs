@@ -287,7 +287,7 @@ fn system_event_callback_gets_operation_completions_and_the_exit() {
         seen: Mutex::new(Vec::new()),
         tx: Mutex::new(tx),
     });
-    let ctx = &*sink as *const EventSink as *const libc::c_void;
+    let ctx = (&*sink as *const EventSink).cast::<libc::c_void>();
     // Pattern C: the create's operation has no callback and is not kept.
     let create_op = HcsCreateOperation(null_mut(), None);
     let mut sys: HCS_SYSTEM = null_mut();

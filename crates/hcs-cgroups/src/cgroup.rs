@@ -1260,7 +1260,7 @@ mod tests {
 
     #[test]
     fn relative_paths_are_checked() {
-        assert!(validate_relative(Path::new("hcs/ns/id")).is_ok());
+        validate_relative(Path::new("hcs/ns/id")).unwrap();
         for bad in ["", "/abs", "a/../b", "./a", ".."] {
             assert!(
                 matches!(

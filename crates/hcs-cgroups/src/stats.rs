@@ -168,8 +168,8 @@ mod tests {
             parse_cpu_stat(p(), t).unwrap(),
             [Some(1234), Some(1000), Some(234)]
         );
-        assert!(parse_cpu_stat(p(), "usage_usec x\n").is_err());
-        assert!(parse_cpu_stat(p(), "usage_usec\n").is_err());
+        parse_cpu_stat(p(), "usage_usec x\n").unwrap_err();
+        parse_cpu_stat(p(), "usage_usec\n").unwrap_err();
     }
 
     #[test]
@@ -185,8 +185,8 @@ mod tests {
         let t = "8:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n259:0 rbytes=5 wbytes=5 rios=1 wios=1 dbytes=0 dios=0\n";
         assert_eq!(parse_io_stat(p(), t).unwrap(), [15, 25, 2, 3]);
         assert_eq!(parse_io_stat(p(), "").unwrap(), [0; 4]);
-        assert!(parse_io_stat(p(), "8:0 rbytes\n").is_err());
-        assert!(parse_io_stat(p(), "rbytes=1\n").is_err());
+        parse_io_stat(p(), "8:0 rbytes\n").unwrap_err();
+        parse_io_stat(p(), "rbytes=1\n").unwrap_err();
     }
 
     #[test]
@@ -194,7 +194,7 @@ mod tests {
         let t = "8:0 Read 4096\n8:0 Write 512\n8:0 Sync 0\n8:0 Async 0\n8:0 Discard 0\n8:0 Total 4608\n8:16 Read 4\nTotal 4612\n";
         assert_eq!(parse_blkio(p(), t).unwrap(), [4100, 512]);
         assert_eq!(parse_blkio(p(), "Total 0\n").unwrap(), [0, 0]);
-        assert!(parse_blkio(p(), "8:0 Read\n").is_err());
+        parse_blkio(p(), "8:0 Read\n").unwrap_err();
     }
 
     #[test]
@@ -202,7 +202,7 @@ mod tests {
         let t = "populated 1\nfrozen 0\n";
         assert_eq!(events_value(p(), t, "populated").unwrap(), 1);
         assert_eq!(events_value(p(), t, "frozen").unwrap(), 0);
-        assert!(events_value(p(), t, "other").is_err());
+        events_value(p(), t, "other").unwrap_err();
     }
 
     #[test]

@@ -198,7 +198,7 @@ mod tests {
                 HResult::HCS_E_SYSTEM_ALREADY_STOPPED
             );
         }
-        assert!(SystemState::Stopped.check(Request::GetProperties).is_ok());
+        SystemState::Stopped.check(Request::GetProperties).unwrap();
     }
 
     #[test]
@@ -210,7 +210,7 @@ mod tests {
                 .hresult,
             HResult::HCS_E_INVALID_STATE
         );
-        assert!(SystemState::Paused.check(Request::Save).is_ok());
+        SystemState::Paused.check(Request::Save).unwrap();
         for s in ALL_STATES {
             assert_eq!(
                 s.check(Request::Terminate).is_ok(),

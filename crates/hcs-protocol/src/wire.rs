@@ -305,7 +305,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(rx.recv::<serde_json::Value>().is_err());
+        rx.recv::<serde_json::Value>().unwrap_err();
         // Descriptors on a continuation packet are refused.
         let (_r, w) = nix::unistd::pipe().unwrap();
         send_packet(
@@ -324,6 +324,6 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(rx.recv::<serde_json::Value>().is_err());
+        rx.recv::<serde_json::Value>().unwrap_err();
     }
 }

@@ -445,8 +445,8 @@ mod tests {
 
     #[test]
     fn names_are_checked() {
-        assert!(validate_name("id", "Test").is_ok());
-        assert!(validate_name("id", "{0b2e1bd4-1b3c-4f2b-9d4e-1a2b3c4d5e6f}").is_ok());
+        validate_name("id", "Test").unwrap();
+        validate_name("id", "{0b2e1bd4-1b3c-4f2b-9d4e-1a2b3c4d5e6f}").unwrap();
         for bad in ["", ".", "..", "a/b", "a b", ".hidden", &"x".repeat(129)] {
             let e = validate_name("id", bad).unwrap_err();
             assert_eq!(e.hresult, HResult::E_INVALIDARG, "{bad:?}");

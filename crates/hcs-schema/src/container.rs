@@ -476,10 +476,7 @@ mod tests {
 
     #[test]
     fn oci_specification_must_be_an_object() {
-        assert!(
-            check(r#"{"OciSpecification": {"ociVersion": "1.0.2"}, "OciBundlePath": "/b"}"#)
-                .is_ok()
-        );
+        check(r#"{"OciSpecification": {"ociVersion": "1.0.2"}, "OciBundlePath": "/b"}"#).unwrap();
         let e = check(r#"{"OciSpecification": "config.json"}"#).unwrap_err();
         assert!(
             e.message.contains("$.Container.OciSpecification"),

@@ -488,8 +488,8 @@ fn process_parameters_checks() {
         p(r#"{"CommandArgs":["sh"],"ConsoleSize":[25,70000]}"#),
         &["at `$.ConsoleSize[1]`", "expected u16"],
     );
-    assert!(p(r#"{"CommandArgs":["sh"],"Environment":{"PATH":"/bin"}}"#).is_ok());
-    assert!(p(r#"{"ApplicationName":"C:\\Windows\\System32\\cmd.exe"}"#).is_ok());
+    p(r#"{"CommandArgs":["sh"],"Environment":{"PATH":"/bin"}}"#).unwrap();
+    p(r#"{"ApplicationName":"C:\\Windows\\System32\\cmd.exe"}"#).unwrap();
 }
 
 #[test]

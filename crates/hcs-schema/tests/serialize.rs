@@ -224,7 +224,7 @@ fn create_document_member_names() {
         to_json(&cs),
         r#"{"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"LinuxKernelDirect":{"KernelFilePath":"/boot/vmlinux","InitRdPath":"/boot/initrd","KernelCmdLine":"console=ttyS0"}},"ComputeTopology":{"Memory":{"SizeInMB":512,"LowMmioGapInMB":256},"Processor":{"Count":1,"MaximumFrequencyMHz":2000}}},"ShouldTerminateOnLastHandleClosed":true}"#
     );
-    assert!(cs.validate().is_ok());
+    cs.validate().unwrap();
 }
 
 #[test]

@@ -306,7 +306,7 @@ fn payload_total_and_section_count_caps_hold_in_reader_and_writer() {
         w.add_raw("d", 0, Vec::new()),
         Err(StateFileError::WriterLimit { .. })
     ));
-    assert!(StateFile::from_bytes(w.to_bytes(), &small).is_ok());
+    StateFile::from_bytes(w.to_bytes(), &small).unwrap();
 
     // A file whose total length fits but whose payloads exceed the total cap.
     let mut w = StateWriter::new();

@@ -129,7 +129,7 @@ fn mem_err(e: impl std::fmt::Display) -> BootError {
 fn bytes_of<T: Copy>(v: &T) -> &[u8] {
     // SAFETY: T is one of the bindgen-generated boot structures: repr(C),
     // Copy, no pointers or padding that matters to the reader; we only read.
-    unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
 }
 
 /// Load the kernel, initrd and command line, and write the boot structures.

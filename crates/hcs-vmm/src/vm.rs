@@ -820,7 +820,7 @@ fn resident_bytes(mem: &GuestMemoryMmap) -> u64 {
         let mut vec = vec![0u8; len.div_ceil(page)];
         // SAFETY: `host..host+len` is the region's live mapping and `vec`
         // has one byte per page of it.
-        let rc = unsafe { libc::mincore(host as *mut libc::c_void, len, vec.as_mut_ptr()) };
+        let rc = unsafe { libc::mincore(host.cast::<libc::c_void>(), len, vec.as_mut_ptr()) };
         if rc == 0 {
             total += vec.iter().filter(|b| **b & 1 != 0).count() as u64 * page as u64;
         }

@@ -225,7 +225,7 @@ mod tests {
             done_rx.recv_timeout(Duration::from_secs(5)).unwrap(),
             "completion"
         );
-        assert!(done_rx.recv_timeout(Duration::from_millis(200)).is_err());
+        done_rx.recv_timeout(Duration::from_millis(200)).unwrap_err();
     }
 
     #[test]

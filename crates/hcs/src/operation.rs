@@ -547,10 +547,10 @@ mod tests {
         );
         op.complete(g2, HResult::S_OK, None, None);
         assert_eq!(op.operation_type(), OperationType::Start);
-        assert!(op.wait(0).is_ok());
+        op.wait(0).unwrap();
         // A stale completion of the first call must not touch the second.
         op.complete(g, HResult::E_FAIL, None, None);
-        assert!(op.wait(0).is_ok());
+        op.wait(0).unwrap();
     }
 
     #[test]
@@ -682,7 +682,7 @@ mod tests {
             .begin(OperationType::Start, Target::None, Some(core.clone()))
             .unwrap();
         op.complete(g, HResult::S_OK, None, None);
-        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+        rx.recv_timeout(Duration::from_millis(200)).unwrap_err();
         // An operation with its own callback is fine here and its callback runs.
         let (tx2, rx2) = mpsc::channel();
         let op = Operation::with_callback(move |o| tx2.send(o.operation_type()).unwrap());

@@ -312,7 +312,7 @@ mod tests {
     #[test]
     fn default_spec_parses_and_looks_like_runc_spec() {
         let spec = default_spec();
-        assert!(parse(&spec).is_ok());
+        parse(&spec).unwrap();
         let parsed: oci_spec::runtime::Spec =
             serde_json::from_value(spec.clone()).expect("oci-spec parses it");
         assert_eq!(
@@ -349,7 +349,7 @@ mod tests {
         // The backend judges these, not runhcs.
         spec["linux"]["intelRdt"] = json!({"closID": "x"});
         spec["hooks"] = json!({"prestart": [{"path": "/bin/true"}]});
-        assert!(parse(&spec).is_ok());
+        parse(&spec).unwrap();
         spec["mounts"] = json!("not a list");
         let bad = parse(&spec).expect_err("refused");
         assert!(bad.starts_with("not an OCI runtime spec"), "{bad}");

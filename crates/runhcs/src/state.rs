@@ -162,7 +162,7 @@ pub fn now_rfc3339() -> String {
 mod tests {
     #[test]
     fn ids() {
-        assert!(super::check_id("abc-1.2_x").is_ok());
+        super::check_id("abc-1.2_x").unwrap();
         assert!(super::check_id("../x").is_err());
         assert!(super::check_id("").is_err());
     }

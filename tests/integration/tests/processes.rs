@@ -286,7 +286,7 @@ fn process_handles_events_and_info() {
         status
     );
     // ProcessExited never arrives on a system callback, and is delivered once.
-    assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+    rx.recv_timeout(Duration::from_millis(200)).unwrap_err();
     finish(&ns, &s);
     let (who, t, _) = rx.recv_timeout(WAIT).unwrap();
     assert_eq!((who, t), ("sys", EventType::SystemExited));
