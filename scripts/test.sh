@@ -16,6 +16,8 @@ fi
 ./scripts/build-guest-image.sh
 # The tests start the hcs-monitor and hcs binaries: build them first.
 cargo build --workspace --all-targets
+# The workspace's lints ([workspace.lints] in Cargo.toml): any warning fails.
+cargo clippy --workspace --all-targets -- -D warnings
 # Keep monitor logs of failed runs for diagnosis.
 export HCS_MONITOR_LOG_DIR="${HCS_MONITOR_LOG_DIR:-$repo/build/test-logs}"
 rm -rf "$HCS_MONITOR_LOG_DIR"

@@ -268,49 +268,63 @@ unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
         msg[..4].copy_from_slice(&stage.to_le_bytes());
         msg[4..].copy_from_slice(&errno.to_le_bytes());
         // SAFETY: `report` is the open write end of the exec-error pipe and
-        // `msg` a live 8-byte buffer; _exit never returns.
-        unsafe {
-            libc::write(a.report, msg.as_ptr().cast(), msg.len());
-            libc::_exit(127)
-        }
+        // `msg` a live 8-byte buffer.
+        unsafe { libc::write(a.report, msg.as_ptr().cast(), msg.len()) };
+        // SAFETY: _exit ends the forked child without running the parent's
+        // atexit handlers or flushing its copied stdio buffers.
+        unsafe { libc::_exit(127) }
     };
-    // SAFETY: plain system calls on values prepared by the parent; each
-    // failure is reported and ends the child.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        for sig in 1..=64 {
-            libc::signal(sig, libc::SIG_DFL);
-        }
-        if libc::setsid() < 0 {
-            fail(0);
-        }
-        if a.terminal && libc::ioctl(a.fds[0], libc::TIOCSCTTY, 0) < 0 {
-            fail(1);
-        }
-        for (target, fd) in a.fds.iter().enumerate() {
-            if libc::dup2(*fd, target as libc::c_int) < 0 {
-                fail(2);
-            }
-        }
-        if let Some(c) = a.creds {
-            if libc::setgroups(c.groups.len(), c.groups.as_ptr()) < 0 {
-                fail(3);
-            }
-            if libc::setgid(c.gid) < 0 {
-                fail(4);
-            }
-            if libc::setuid(c.uid) < 0 {
-                fail(5);
-            }
-        }
-        if libc::chdir(a.cwd) < 0 {
-            fail(6);
-        }
-        libc::execve(a.path, a.argv.as_ptr(), a.envp.as_ptr());
-        fail(7)
+    // What follows are plain system calls on values the parent prepared
+    // before fork (only async-signal-safe calls); each failure is reported
+    // through the pipe and ends the child.
+    // SAFETY: an all-zero sigset_t is a valid (empty) set.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a live sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    // SAFETY: `set` is a valid set; the old mask is not wanted.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
+    for sig in 1..=64 {
+        // SAFETY: resetting a disposition to SIG_DFL has no memory effects
+        // (invalid numbers such as SIGKILL just fail).
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
+    // SAFETY: no arguments; makes the child a session leader.
+    if unsafe { libc::setsid() } < 0 {
+        fail(0);
+    }
+    // SAFETY: fds[0] is an open descriptor (the console's pty when
+    // `terminal`); TIOCSCTTY takes an integer argument.
+    if a.terminal && unsafe { libc::ioctl(a.fds[0], libc::TIOCSCTTY, 0) } < 0 {
+        fail(1);
+    }
+    for (target, fd) in a.fds.iter().enumerate() {
+        // SAFETY: dup2 on open descriptors; targets are 0..=2.
+        if unsafe { libc::dup2(*fd, target as libc::c_int) } < 0 {
+            fail(2);
+        }
+    }
+    if let Some(c) = a.creds {
+        // SAFETY: `groups` is a live slice of gid_t of the given length.
+        if unsafe { libc::setgroups(c.groups.len(), c.groups.as_ptr()) } < 0 {
+            fail(3);
+        }
+        // SAFETY: plain system call on an integer.
+        if unsafe { libc::setgid(c.gid) } < 0 {
+            fail(4);
+        }
+        // SAFETY: plain system call on an integer.
+        if unsafe { libc::setuid(c.uid) } < 0 {
+            fail(5);
+        }
+    }
+    // SAFETY: `cwd` is a NUL-terminated string owned by the parent's plan.
+    if unsafe { libc::chdir(a.cwd) } < 0 {
+        fail(6);
+    }
+    // SAFETY: `path` is NUL-terminated and `argv`/`envp` are NULL-terminated
+    // arrays of NUL-terminated strings (the caller's contract).
+    unsafe { libc::execve(a.path, a.argv.as_ptr(), a.envp.as_ptr()) };
+    fail(7)
 }
 
 fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {

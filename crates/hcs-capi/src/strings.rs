@@ -23,8 +23,8 @@ pub(crate) unsafe fn opt_wide(p: PCWSTR, name: &str) -> HcsResult<Option<String>
     }
     let mut len = 0usize;
     // SAFETY: the caller promises a NUL-terminated string, so every unit up
-    // to and including the NUL is readable.
-    while unsafe { *p.add(len) } != 0 {
+    // to and including the NUL is readable (and `wrapping_add` stays inside it).
+    while unsafe { *p.wrapping_add(len) } != 0 {
         len += 1;
     }
     // SAFETY: the `len` units before the NUL were just read.

@@ -1,5 +1,9 @@
 //! Unit tests of the exports that need no compute system: handle
 //! validation, the operation rules, callbacks, the unimplemented exports.
+#![allow(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "each block is a C client's sequence of calls with the same preconditions, as in the C samples"
+)]
 
 use std::ptr::{null, null_mut};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -191,8 +195,8 @@ fn process_info_variants_refuse_other_operation_types() {
     }
     // A completed operation is reused.
     assert_eq!(enumerate(op), S_OK);
-    // SAFETY: no out pointer.
     assert_eq!(
+        // SAFETY: no out pointer.
         unsafe { HcsWaitForOperationResult(op, 10_000, null_mut()) },
         S_OK
     );
@@ -220,8 +224,8 @@ fn an_invalid_query_fails_the_call_and_the_operation() {
     }
     // Bad UTF-16 is an invalid argument.
     let bad = [0xDC00u16, 0];
-    // SAFETY: NUL-terminated.
     assert_eq!(
+        // SAFETY: NUL-terminated.
         unsafe { HcsEnumerateComputeSystemsInNamespace(bad.as_ptr(), null(), op) },
         E_INVALIDARG
     );
@@ -282,9 +286,10 @@ fn the_completion_callback_runs_on_a_library_thread_and_may_close_the_operation(
 }
 
 unsafe extern "C" fn record_event(event: *mut crate::HCS_EVENT, ctx: *mut libc::c_void) {
-    // SAFETY: the test passes a Probe that outlives the callback, and the
-    // library passes a valid event for the duration of the call.
-    let (probe, event) = unsafe { (&*(ctx as *const Probe), &*event) };
+    // SAFETY: the test passes a Probe that outlives the callback.
+    let probe = unsafe { &*(ctx as *const Probe) };
+    // SAFETY: the library passes a valid event for the duration of the call.
+    let event = unsafe { &*event };
     // SAFETY: no out pointer.
     let hr = unsafe { HcsGetOperationResult(event.Operation, null_mut()) };
     let other_thread = std::thread::current().id() != probe.main;

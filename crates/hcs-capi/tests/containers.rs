@@ -30,8 +30,8 @@ fn rootfs() -> std::path::PathBuf {
 }
 
 fn setup(test: &str) -> Vec<u16> {
-    // SAFETY: geteuid has no preconditions.
     assert!(
+        // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() } == 0,
         "these tests create real containers and must run as root"
     );
@@ -69,7 +69,7 @@ fn take_string(p: PWSTR) -> String {
     assert!(!p.is_null());
     let mut n = 0;
     // SAFETY: a NUL-terminated string from the library.
-    while unsafe { *p.add(n) } != 0 {
+    while unsafe { *p.wrapping_add(n) } != 0 {
         n += 1;
     }
     // SAFETY: `n` units are readable.
@@ -115,8 +115,8 @@ fn waits_past_the_timeout_give_operation_timeout() {
     // A process that runs on: waiting for it times out too.
     let mut proc_: HCS_PROCESS = null_mut();
     let params = w(r#"{"CommandArgs":["sleep","30"]}"#);
-    // SAFETY: valid strings and out pointer.
     assert_eq!(
+        // SAFETY: valid strings and out pointer.
         unsafe { HcsCreateProcess(sys, params.as_ptr(), op, null(), &mut proc_) },
         S_OK
     );
@@ -127,8 +127,8 @@ fn waits_past_the_timeout_give_operation_timeout() {
         StdOutput: 0,
         StdError: 0,
     };
-    // SAFETY: valid out pointers.
     assert_eq!(
+        // SAFETY: valid out pointers.
         unsafe { HcsWaitForOperationResultAndProcessInfo(op, 60_000, &mut pi, null_mut()) },
         S_OK
     );
@@ -153,8 +153,8 @@ fn waits_past_the_timeout_give_operation_timeout() {
     // SAFETY: no strings.
     assert_eq!(unsafe { HcsTerminateProcess(proc_, op, null()) }, S_OK);
     assert_eq!(wait(op), S_OK);
-    // SAFETY: valid out pointer.
     assert_eq!(
+        // SAFETY: valid out pointer.
         unsafe { HcsWaitForProcessExit(proc_, 30_000, &mut docp) },
         S_OK
     );
@@ -182,13 +182,13 @@ fn waits_past_the_timeout_give_operation_timeout() {
     let params = w(
         r#"{"CommandArgs":["sh","-c","trap '' TERM; echo ready; exec sleep 60"],"CreateStdOutPipe":true}"#,
     );
-    // SAFETY: valid strings and out pointer.
     assert_eq!(
+        // SAFETY: valid strings and out pointer.
         unsafe { HcsCreateProcess(sys, params.as_ptr(), op, null(), &mut proc_) },
         S_OK
     );
-    // SAFETY: valid out pointers.
     assert_eq!(
+        // SAFETY: valid out pointers.
         unsafe { HcsWaitForOperationResultAndProcessInfo(op, 60_000, &mut pi, null_mut()) },
         S_OK
     );
@@ -201,8 +201,8 @@ fn waits_past_the_timeout_give_operation_timeout() {
     unsafe { libc::close(pi.StdOutput) };
     HcsCloseProcess(proc_);
     let shutdown = w(r#"{"TimeoutInMs":60000}"#);
-    // SAFETY: valid string.
     assert_eq!(
+        // SAFETY: valid string.
         unsafe { HcsShutDownComputeSystem(sys, op, shutdown.as_ptr()) },
         S_OK
     );
@@ -212,14 +212,14 @@ fn waits_past_the_timeout_give_operation_timeout() {
     assert_eq!(hr, HResult::HCS_E_OPERATION_TIMEOUT.0);
     assert!(t.elapsed() >= Duration::from_millis(200));
     assert!(docp.is_null());
-    // The work goes on: still pending, and it cannot take another call.
-    // SAFETY: no out pointer.
     assert_eq!(
+        // The work goes on: still pending, and it cannot take another call.
+        // SAFETY: no out pointer.
         unsafe { HcsGetOperationResult(op, null_mut()) },
         HResult::HCS_E_OPERATION_PENDING.0
     );
-    // SAFETY: no strings.
     assert_eq!(
+        // SAFETY: no strings.
         unsafe { HcsPauseComputeSystem(sys, op, null()) },
         HResult::HCS_E_OPERATION_ALREADY_STARTED.0
     );
@@ -253,7 +253,7 @@ unsafe extern "C" fn on_event(event: *mut HCS_EVENT, ctx: *mut libc::c_void) {
     let data = (!ev.EventData.is_null()).then(|| {
         let mut n = 0;
         // SAFETY: NUL-terminated, valid during the callback.
-        while unsafe { *ev.EventData.add(n) } != 0 {
+        while unsafe { *ev.EventData.wrapping_add(n) } != 0 {
             n += 1;
         }
         // SAFETY: `n` units are readable.
@@ -292,8 +292,8 @@ fn system_event_callback_gets_operation_completions_and_the_exit() {
     let create_op = HcsCreateOperation(null_mut(), None);
     let mut sys: HCS_SYSTEM = null_mut();
     let id = w("events");
-    // SAFETY: valid strings and out pointer.
     assert_eq!(
+        // SAFETY: valid strings and out pointer.
         unsafe {
             HcsCreateComputeSystemInNamespace(
                 ns.as_ptr(),
@@ -325,16 +325,16 @@ fn system_event_callback_gets_operation_completions_and_the_exit() {
     );
     // An operation with its own callback is refused on this handle.
     let with_cb = HcsCreateOperation(null_mut(), Some(never));
-    // SAFETY: no strings.
     assert_eq!(
+        // SAFETY: no strings.
         unsafe { HcsStartComputeSystem(sys, with_cb, null()) },
         HResult::HCS_E_OPERATION_SYSTEM_CALLBACK_ALREADY_SET.0
     );
     HcsCloseOperation(with_cb);
     // Start through a callback-less operation: completion as an event.
     let start_op = HcsCreateOperation(null_mut(), None);
-    // SAFETY: no strings.
     assert_eq!(
+        // SAFETY: no strings.
         unsafe { HcsStartComputeSystem(sys, start_op, null()) },
         S_OK
     );
@@ -345,8 +345,8 @@ fn system_event_callback_gets_operation_completions_and_the_exit() {
 
     // A second handle to the same system, opened by id.
     let mut other: HCS_SYSTEM = null_mut();
-    // SAFETY: valid strings and out pointer.
     assert_eq!(
+        // SAFETY: valid strings and out pointer.
         unsafe {
             HcsOpenComputeSystemInNamespace(ns.as_ptr(), id.as_ptr(), 0x1000_0000, &mut other)
         },
@@ -355,8 +355,8 @@ fn system_event_callback_gets_operation_completions_and_the_exit() {
     assert_ne!(other, sys);
     // Terminate through the second handle; the first handle's callback sees the exit.
     let op = HcsCreateOperation(null_mut(), None);
-    // SAFETY: no strings.
     assert_eq!(
+        // SAFETY: no strings.
         unsafe { HcsTerminateComputeSystem(other, op, null()) },
         S_OK
     );

@@ -247,20 +247,19 @@ impl VcpuHandle {
         let Some(t) = &self.thread else { return 0 };
         let mut clock: libc::clockid_t = 0;
         // SAFETY: the pthread is alive (we hold its JoinHandle); the out
-        // pointers are valid for the calls.
-        unsafe {
-            if libc::pthread_getcpuclockid(t.as_pthread_t(), &mut clock) != 0 {
-                return 0;
-            }
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            if libc::clock_gettime(clock, &mut ts) != 0 {
-                return 0;
-            }
-            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        // pointer is valid for the call.
+        if unsafe { libc::pthread_getcpuclockid(t.as_pthread_t(), &mut clock) } != 0 {
+            return 0;
         }
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a live timespec for the kernel to fill.
+        if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+            return 0;
+        }
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
     }
 
     /// Tell it to exit and wait for the thread.

@@ -5,7 +5,7 @@ use hcs_errors::HcsError;
 
 /// A runhcs failure.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum RunhcsError {
     /// An HCS call failed (the message carries the HRESULT's name).
     #[error("{context}: {source}")]
     Hcs {
@@ -40,7 +40,7 @@ pub enum Error {
 }
 
 /// The crate's result type.
-pub type Result<T> = std::result::Result<T, Error>;
+pub type Result<T> = std::result::Result<T, RunhcsError>;
 
 /// Attach a context to HCS and I/O errors.
 pub trait Context<T> {
@@ -50,7 +50,7 @@ pub trait Context<T> {
 
 impl<T> Context<T> for std::result::Result<T, HcsError> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Hcs {
+        self.map_err(|source| RunhcsError::Hcs {
             context: what(),
             source,
         })
@@ -59,7 +59,7 @@ impl<T> Context<T> for std::result::Result<T, HcsError> {
 
 impl<T> Context<T> for std::result::Result<T, std::io::Error> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Io {
+        self.map_err(|source| RunhcsError::Io {
             context: what(),
             source,
         })

@@ -21,7 +21,7 @@ use hcs::{Operation, System, GENERIC_ALL, INFINITE};
 use nix::sys::signal::{SigSet, Signal};
 use serde_json::{json, Value};
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, RunhcsError, Result};
 use crate::state::{self, Record, NAMESPACE};
 
 /// The descriptor the holder gets the console's pty peer on.
@@ -77,28 +77,7 @@ pub fn spawn(
     // makes async-signal-safe system calls (dup2, close_range); the console
     // descriptor outlives the spawn.
     unsafe {
-        cmd.pre_exec(move || {
-            let first_closed = match raw {
-                Some(fd) => {
-                    if libc::dup2(fd, CONSOLE_FD) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    CONSOLE_FD + 1
-                }
-                None => CONSOLE_FD,
-            };
-            // Nothing else we hold goes with it (containerd's shim, for
-            // one, leaves its listening socket open for its runtime).
-            // Marked close-on-exec rather than closed: std's own pipe that
-            // reports a failed exec must stay open until the exec.
-            libc::syscall(
-                libc::SYS_close_range,
-                first_closed as libc::c_uint,
-                libc::c_uint::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            );
-            Ok(())
-        });
+        cmd.pre_exec(move || hand_over_console(raw));
     }
     let child = cmd
         .spawn()
@@ -107,6 +86,37 @@ pub fn spawn(
     // Not waited for: it outlives us and is reparented to our subreaper
     // (containerd's shim) or init, which reaps it.
     Ok(child.id())
+}
+
+/// In the holder's child before exec: the console (if any) becomes
+/// `CONSOLE_FD`, and every descriptor above it is marked close-on-exec.
+/// Only async-signal-safe system calls.
+fn hand_over_console(console: Option<RawFd>) -> std::io::Result<()> {
+    let first_closed = match console {
+        Some(fd) => {
+            // SAFETY: dup2 on a descriptor the parent keeps open until the
+            // spawn returns.
+            if unsafe { libc::dup2(fd, CONSOLE_FD) } < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            CONSOLE_FD + 1
+        }
+        None => CONSOLE_FD,
+    };
+    // Nothing else we hold goes with it (containerd's shim, for one, leaves
+    // its listening socket open for its runtime). Marked close-on-exec
+    // rather than closed: std's own pipe that reports a failed exec must
+    // stay open until the exec.
+    // SAFETY: close_range with CLOEXEC only changes descriptor flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first_closed as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    Ok(())
 }
 
 /// `start`: release the holder and wait until it has created the process
@@ -169,7 +179,7 @@ pub fn release(root: &Path, id: &str, fifo: &str, holder: u32) -> Result<()> {
                 answer.extend_from_slice(&buf[..n]);
             }
             if answer.is_empty() {
-                return Err(Error::State(format!(
+                return Err(RunhcsError::State(format!(
                     "the process of container \"{id}\" is gone (its holder, pid {holder}, exited before start)"
                 )));
             }
@@ -179,7 +189,7 @@ pub fn release(root: &Path, id: &str, fifo: &str, holder: u32) -> Result<()> {
     let _ = std::fs::remove_file(&fifo);
     match String::from_utf8_lossy(&answer).as_ref() {
         "0" => Ok(()),
-        msg => Err(Error::State(msg.trim_start_matches("error: ").to_string())),
+        msg => Err(RunhcsError::State(msg.trim_start_matches("error: ").to_string())),
     }
 }
 
@@ -321,6 +331,7 @@ pub fn run(root: &Path, id: &str, fifo: &str, exec: Option<&str>) -> i32 {
             if system.wait_for_exit(INFINITE).is_ok()
                 && !released.load(std::sync::atomic::Ordering::SeqCst)
             {
+                #[allow(clippy::exit, reason = "the holder ends with its container, from its watcher thread")]
                 std::process::exit(255);
             }
         });
@@ -332,7 +343,7 @@ pub fn run(root: &Path, id: &str, fifo: &str, exec: Option<&str>) -> i32 {
     };
     released.store(true, std::sync::atomic::Ordering::SeqCst);
     let started = match exec.map(serde_json::from_str::<Value>) {
-        Some(Err(e)) => Err(Error::Usage(format!("bad process parameters: {e}"))),
+        Some(Err(e)) => Err(RunhcsError::Usage(format!("bad process parameters: {e}"))),
         Some(Ok(params)) => create_process(root, id, &system, console, Some(params)),
         None => create_process(root, id, &system, console, None),
     };

@@ -24,7 +24,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hcs::{Operation, System, GENERIC_ALL, INFINITE};
 use serde_json::{json, Value};
 
-use error::{Context, Error, Result};
+use error::{Context, RunhcsError, Result};
 use state::{Record, NAMESPACE};
 
 const AFTER_HELP: &str = "\
@@ -339,7 +339,7 @@ fn call(
 fn spec_cmd(bundle: &Path) -> Result<()> {
     let path = bundle.join("config.json");
     if path.exists() {
-        return Err(Error::Usage(format!(
+        return Err(RunhcsError::Usage(format!(
             "{} already exists; remove it first",
             path.display()
         )));
@@ -433,10 +433,10 @@ fn load_bundle(bundle: &Path) -> Result<(PathBuf, Value, spec::Mapped)> {
     let path = bundle.join("config.json");
     let text = std::fs::read_to_string(&path).context(|| format!("reading {}", path.display()))?;
     let raw: Value =
-        serde_json::from_str(&text).map_err(|e| Error::Spec(format!("{}: {e}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| RunhcsError::Spec(format!("{}: {e}", path.display())))?;
     // Parsed once: `create` is on the path measured against crun.
     let parsed =
-        spec::parse(&raw).map_err(|why| Error::Spec(format!("{}: {why}", path.display())))?;
+        spec::parse(&raw).map_err(|why| RunhcsError::Spec(format!("{}: {why}", path.display())))?;
     let mapped = spec::map(&bundle, &raw, &parsed)?;
     Ok((bundle, raw, mapped))
 }
@@ -468,12 +468,12 @@ fn create_cmd(cli: &Cli, id: &str, a: &CreateArgs, foreground: bool) -> Result<S
     state::check_id(id)?;
     let (bundle, raw, mapped) = load_bundle(&a.bundle)?;
     if mapped.terminal && a.console_socket.is_none() && !foreground {
-        return Err(Error::Usage(
+        return Err(RunhcsError::Usage(
             "process.terminal is true: --console-socket is required".into(),
         ));
     }
     if !mapped.terminal && a.console_socket.is_some() {
-        return Err(Error::Usage(
+        return Err(RunhcsError::Usage(
             "--console-socket given but process.terminal is false".into(),
         ));
     }
@@ -482,7 +482,7 @@ fn create_cmd(cli: &Cli, id: &str, a: &CreateArgs, foreground: bool) -> Result<S
     match std::fs::create_dir(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::Exists(id.into()))
+            return Err(RunhcsError::Exists(id.into()))
         }
         Err(e) => return Err(e).context(|| format!("creating {}", dir.display())),
     }
@@ -596,13 +596,13 @@ fn start_cmd(cli: &Cli, id: &str) -> Result<()> {
     let _lock = state::lock(&cli.root, id)?;
     let r = Record::load(&cli.root, id)?;
     if r.pid.is_some() {
-        return Err(Error::State(format!(
+        return Err(RunhcsError::State(format!(
             "container \"{id}\" has already been started"
         )));
     }
     let fifo = state::dir(&cli.root, id).join(holder::INIT_FIFO);
     let Some(holder) = r.holder.filter(|_| fifo.exists()) else {
-        return Err(Error::State(format!(
+        return Err(RunhcsError::State(format!(
             "container \"{id}\" cannot be started: it was not created for start (runhcs run in the foreground owns it)"
         )));
     };
@@ -635,7 +635,7 @@ fn parse_signal(s: &str) -> Result<i32> {
         return if (1..=64).contains(&n) {
             Ok(n)
         } else {
-            Err(Error::Usage(format!("invalid signal number {n}")))
+            Err(RunhcsError::Usage(format!("invalid signal number {n}")))
         };
     }
     let upper = s.to_ascii_uppercase();
@@ -646,7 +646,7 @@ fn parse_signal(s: &str) -> Result<i32> {
     };
     name.parse::<nix::sys::signal::Signal>()
         .map(|sig| sig as i32)
-        .map_err(|_| Error::Usage(format!("unknown signal {s:?}")))
+        .map_err(|_| RunhcsError::Usage(format!("unknown signal {s:?}")))
 }
 
 fn kill_cmd(cli: &Cli, id: &str, signal: Option<&str>, all: bool) -> Result<()> {
@@ -659,7 +659,7 @@ fn kill_cmd(cli: &Cli, id: &str, signal: Option<&str>, all: bool) -> Result<()> 
     };
     match (s, r.pid) {
         // containerd's shim maps a kill error to "not found" by this phrase.
-        (Status::Stopped, _) => Err(Error::State(format!(
+        (Status::Stopped, _) => Err(RunhcsError::State(format!(
             "cannot signal container \"{id}\": container not running"
         ))),
         // No process yet: the init process "dies" with the compute system.
@@ -695,7 +695,7 @@ fn kill_cmd(cli: &Cli, id: &str, signal: Option<&str>, all: bool) -> Result<()> 
 /// is not an error.
 fn signal_the_others(sys: &System, id: &str, own: u32, signal: i32) -> Result<()> {
     let sig = nix::sys::signal::Signal::try_from(signal)
-        .map_err(|_| Error::Usage(format!("signal {signal} cannot be sent to every process")))?;
+        .map_err(|_| RunhcsError::Usage(format!("signal {signal} cannot be sent to every process")))?;
     for p in process_list(sys, id)? {
         let inner = p.get("ProcessId").and_then(Value::as_u64);
         let host = p.get("HostProcessId").and_then(Value::as_u64);
@@ -749,7 +749,7 @@ fn delete_cmd(cli: &Cli, id: &str, force: bool) -> Result<()> {
     let r = Record::load(&cli.root, id)?;
     let s = status(&r);
     if matches!(s, Status::Running | Status::Paused) && !force {
-        return Err(Error::State(format!(
+        return Err(RunhcsError::State(format!(
             "cannot delete container \"{id}\" that is {}: stop it first or use --force",
             s.as_str()
         )));
@@ -779,7 +779,7 @@ fn run_cmd(cli: &Cli, id: &str, a: &CreateArgs, detach: bool) -> Result<i32> {
 /// copied to ours, the container is deleted, and its exit code passed on.
 fn run_foreground(cli: &Cli, id: &str, a: &CreateArgs) -> Result<i32> {
     if a.console_socket.is_some() {
-        return Err(Error::Usage(
+        return Err(RunhcsError::Usage(
             "--console-socket needs --detach with run".into(),
         ));
     }
@@ -882,10 +882,10 @@ fn exec_params(r: &Record, a: &ExecArgs) -> Result<Value> {
     let process = if let Some(file) = &a.process {
         let text = std::fs::read_to_string(file)
             .context(|| format!("reading the process file {}", file.display()))?;
-        serde_json::from_str(&text).map_err(|e| Error::Spec(format!("{}: {e}", file.display())))?
+        serde_json::from_str(&text).map_err(|e| RunhcsError::Spec(format!("{}: {e}", file.display())))?
     } else {
         if a.command.is_empty() {
-            return Err(Error::Usage("exec needs a command or --process".into()));
+            return Err(RunhcsError::Usage("exec needs a command or --process".into()));
         }
         let mut p = r
             .process
@@ -901,7 +901,7 @@ fn exec_params(r: &Record, a: &ExecArgs) -> Result<Value> {
             let mut env: Vec<Value> = p["env"].as_array().cloned().unwrap_or_default();
             for e in &a.env {
                 if !e.contains('=') {
-                    return Err(Error::Usage(format!("--env {e:?} is not NAME=value")));
+                    return Err(RunhcsError::Usage(format!("--env {e:?} is not NAME=value")));
                 }
                 env.push(json!(e));
             }
@@ -910,14 +910,14 @@ fn exec_params(r: &Record, a: &ExecArgs) -> Result<Value> {
         if let Some(u) = &a.user {
             let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
             let (Ok(uid), Ok(gid)) = (uid.parse::<u32>(), gid.parse::<u32>()) else {
-                return Err(Error::Usage(format!("--user {u:?} is not uid[:gid]")));
+                return Err(RunhcsError::Usage(format!("--user {u:?} is not uid[:gid]")));
             };
             p["user"] = json!({"uid": uid, "gid": gid});
         }
         p
     };
     if !process.is_object() {
-        return Err(Error::Spec("the process must be a JSON object".into()));
+        return Err(RunhcsError::Spec("the process must be a JSON object".into()));
     }
     let tty = process
         .get("terminal")
@@ -934,7 +934,7 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Result<i32> {
     }
     let r = Record::load(&cli.root, &a.id)?;
     if status(&r) != Status::Running {
-        return Err(Error::State(format!(
+        return Err(RunhcsError::State(format!(
             "container \"{}\" is not running",
             a.id
         )));
@@ -942,7 +942,7 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Result<i32> {
     let mut params = exec_params(&r, a)?;
     let tty = params["EmulateConsole"] == json!(true);
     if tty && a.console_socket.is_none() {
-        return Err(Error::Usage(
+        return Err(RunhcsError::Usage(
             "a terminal (--tty or process.terminal) needs --console-socket".into(),
         ));
     }
@@ -1002,7 +1002,7 @@ fn pause_resume(cli: &Cli, id: &str, pause: bool) -> Result<()> {
         Status::Paused
     };
     if s != want {
-        return Err(Error::State(format!(
+        return Err(RunhcsError::State(format!(
             "container \"{id}\" is {}, not {}",
             s.as_str(),
             want.as_str()
@@ -1161,7 +1161,7 @@ fn stats_event(id: &str, sys: &System) -> Result<Value> {
 fn events_cmd(cli: &Cli, id: &str, once: bool, interval: std::time::Duration) -> Result<()> {
     let r = Record::load(&cli.root, id)?;
     if status(&r) == Status::Stopped {
-        return Err(Error::State(format!("container \"{id}\" is not running")));
+        return Err(RunhcsError::State(format!("container \"{id}\" is not running")));
     }
     let sys = System::open_in_namespace(NAMESPACE, id, GENERIC_ALL)
         .context(|| format!("opening compute system {NAMESPACE}/{id}"))?;

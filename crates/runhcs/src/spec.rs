@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{RunhcsError, Result};
 
 /// The capabilities `runc spec` gives a container.
 pub const CAPABILITIES: [&str; 3] = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
@@ -264,20 +264,20 @@ pub fn map(bundle: &Path, raw: &Value, spec: &oci_spec::runtime::Spec) -> Result
     let root = spec
         .root()
         .as_ref()
-        .ok_or_else(|| Error::Spec("root.path is missing".into()))?;
+        .ok_or_else(|| RunhcsError::Spec("root.path is missing".into()))?;
     let rootfs = bundle.join(root.path());
     let rootfs = rootfs
         .canonicalize()
-        .map_err(|e| Error::Spec(format!("root.path {}: {e}", rootfs.display())))?;
+        .map_err(|e| RunhcsError::Spec(format!("root.path {}: {e}", rootfs.display())))?;
     let rootfs = rootfs
         .to_str()
-        .ok_or_else(|| Error::Spec("root.path is not UTF-8".into()))?
+        .ok_or_else(|| RunhcsError::Spec("root.path is not UTF-8".into()))?
         .to_string();
 
     let process = spec
         .process()
         .as_ref()
-        .ok_or_else(|| Error::Spec("process is missing".into()))?;
+        .ok_or_else(|| RunhcsError::Spec("process is missing".into()))?;
     // The container document carries the whole spec (hcsshim's Linux
     // container document): the HCS container backend maps it and refuses,
     // by JSON path, whatever it cannot honour.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, RunhcsError, Result};
 
 /// The HCS id namespace of every compute system runhcs creates.
 pub const NAMESPACE: &str = "runhcs";
@@ -58,7 +58,7 @@ pub fn check_id(id: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Usage(format!(
+        Err(RunhcsError::Usage(format!(
             "invalid container id {id:?}: use letters, digits and . _ - + (at most 128)"
         )))
     }
@@ -75,7 +75,7 @@ pub fn lock(root: &Path, id: &str) -> Result<Lock> {
     let f = match std::fs::File::open(&d) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::NotFound(id.to_string()))
+            return Err(RunhcsError::NotFound(id.to_string()))
         }
         Err(e) => return Err(e).context(|| format!("opening {}", d.display())),
     };
@@ -93,12 +93,12 @@ impl Record {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotFound(id.to_string()))
+                return Err(RunhcsError::NotFound(id.to_string()))
             }
             Err(e) => return Err(e).context(|| format!("reading {}", path.display())),
         };
         serde_json::from_str(&text)
-            .map_err(|e| Error::State(format!("{} is damaged: {e}", path.display())))
+            .map_err(|e| RunhcsError::State(format!("{} is damaged: {e}", path.display())))
     }
 
     /// Write the record atomically (temp file + rename).
@@ -106,7 +106,7 @@ impl Record {
         let d = dir(root, &self.id);
         let tmp = d.join("state.json.tmp");
         let text = serde_json::to_string_pretty(self)
-            .map_err(|e| Error::State(format!("encoding the state: {e}")))?;
+            .map_err(|e| RunhcsError::State(format!("encoding the state: {e}")))?;
         std::fs::write(&tmp, text).context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, d.join("state.json"))
             .context(|| format!("renaming {} into place", tmp.display()))

@@ -175,12 +175,10 @@ impl<const N: usize> Linear<N> {
         let n = src.len().min(self.space());
         if self.end.saturating_add(n) > N && self.start <= self.end && self.end <= N {
             let len = self.len();
+            let p = self.buf.as_mut_ptr();
             // SAFETY: `start..end` lies inside `buf` (checked above); an
             // overlapping move to the front (memmove), without bounds panics.
-            unsafe {
-                let p = self.buf.as_mut_ptr();
-                core::ptr::copy(p.add(self.start), p, len);
-            }
+            unsafe { core::ptr::copy(p.wrapping_add(self.start), p, len) };
             self.start = 0;
             self.end = len;
         }

@@ -108,7 +108,7 @@ pub(crate) unsafe fn page_is_zero(ptr: *const u8, len: usize) -> bool {
         // SAFETY: `i * 8 < len` and the caller guarantees `ptr..ptr+len` is
         // readable and aligned. Guest memory is read volatile, as
         // vm-memory does, since the compiler must not assume it is ours.
-        if unsafe { std::ptr::read_volatile(words.add(i)) } != 0 {
+        if unsafe { std::ptr::read_volatile(words.wrapping_add(i)) } != 0 {
             return false;
         }
     }
