@@ -24,6 +24,11 @@ pub const INPUT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3
 /// Bytes of output kept for consoles that attach later.
 pub const HISTORY: usize = 64 * 1024;
 
+/// Output a console may fall behind by before it is disconnected. Bytes are
+/// never dropped from the middle of a console's stream: a console that
+/// cannot keep up this far is cut off whole, so what it did read is exact.
+pub const CLIENT_BACKLOG: usize = 4 * 1024 * 1024;
+
 /// Where a port's bytes go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SerialBackend {
@@ -50,9 +55,86 @@ impl vm_superio::Trigger for EventFdTrigger {
 pub struct Console {
     history: VecDeque<u8>,
     log: Option<File>,
-    clients: Vec<UnixStream>,
+    clients: Vec<Arc<ClientQueue>>,
     /// Everything written, for tests and statistics.
     pub total: u64,
+}
+
+/// A console's pending output, drained by its own writer thread.
+///
+/// The vCPU writing to THR must never block on a console, and a console
+/// must never lose bytes because it was briefly slow (a loaded host starves
+/// readers for seconds; a guest writes a byte per exit, and a unix socket's
+/// buffer fills after a few hundred one-byte sends). So output goes into
+/// this queue without blocking and a thread writes it out with blocking
+/// writes.
+#[derive(Default)]
+struct ClientQueue {
+    pending: Mutex<ClientPending>,
+    ready: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct ClientPending {
+    bytes: VecDeque<u8>,
+    /// The console went away or fell more than [`CLIENT_BACKLOG`] behind.
+    closed: bool,
+    /// The port is gone: write what is queued, then end.
+    finishing: bool,
+}
+
+impl ClientQueue {
+    /// Queues `buf`; false once the console is gone (or now cut off).
+    fn push(&self, buf: &[u8]) -> bool {
+        let mut p = lock(&self.pending);
+        if p.closed {
+            return false;
+        }
+        if p.bytes.len().saturating_add(buf.len()) > CLIENT_BACKLOG {
+            p.closed = true;
+            self.ready.notify_all();
+            return false;
+        }
+        p.bytes.extend(buf);
+        self.ready.notify_all();
+        true
+    }
+
+    /// The writer thread: blocking writes of whatever is queued.
+    fn drain_into(&self, mut out: UnixStream) {
+        loop {
+            let chunk: Vec<u8> = {
+                let mut p = lock(&self.pending);
+                while p.bytes.is_empty() && !p.closed && !p.finishing {
+                    p = self.ready.wait(p).unwrap_or_else(|e| e.into_inner());
+                }
+                if p.closed || p.bytes.is_empty() {
+                    break;
+                }
+                p.bytes.drain(..).collect()
+            };
+            if out.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        lock(&self.pending).closed = true;
+        // Ends the console's input thread too, and tells the console.
+        let _ = out.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// The port is going away: the writer sends what is queued and ends.
+    fn finish(&self) {
+        lock(&self.pending).finishing = true;
+        self.ready.notify_all();
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        for c in &self.clients {
+            c.finish();
+        }
+    }
 }
 
 impl Console {
@@ -67,18 +149,21 @@ impl Console {
         if let Some(f) = &mut self.log {
             let _ = f.write_all(buf);
         }
-        // A client that cannot take the bytes right now loses them rather
-        // than stalling the vCPU that is writing. MSG_DONTWAIT, not
-        // O_NONBLOCK: the client's reader thread shares the file description
-        // and must keep blocking reads.
-        self.clients.retain(|c| {
-            let flags =
-                nix::sys::socket::MsgFlags::MSG_DONTWAIT | nix::sys::socket::MsgFlags::MSG_NOSIGNAL;
-            match nix::sys::socket::send(std::os::fd::AsRawFd::as_raw_fd(c), buf, flags) {
-                Ok(_) | Err(nix::errno::Errno::EAGAIN) => true,
-                Err(_) => false,
-            }
-        });
+        // Queued, never written here: the vCPU must not wait for a console.
+        self.clients.retain(|c| c.push(buf));
+    }
+
+    /// Adds a console: it gets the history first, then everything new, in
+    /// order, from a writer thread of its own.
+    fn attach(&mut self, client: UnixStream) -> io::Result<()> {
+        let queue = Arc::new(ClientQueue::default());
+        queue.push(&self.history());
+        let writer = queue.clone();
+        std::thread::Builder::new()
+            .name("serial-output".into())
+            .spawn(move || writer.drain_into(client))?;
+        self.clients.push(queue);
+        Ok(())
     }
 
     /// What the guest printed most recently (up to [`HISTORY`] bytes).
@@ -250,11 +335,8 @@ impl SerialDevice {
                     let Ok(reader) = client.try_clone() else {
                         continue;
                     };
-                    {
-                        let mut c = lock(&console);
-                        let mut replay: &UnixStream = &client;
-                        let _ = replay.write_all(&c.history());
-                        c.clients.push(client);
+                    if lock(&console).attach(client).is_err() {
+                        continue;
                     }
                     let uart = uart.clone();
                     let _ = std::thread::Builder::new()
@@ -398,5 +480,62 @@ mod tests {
         let mut dev2 = SerialDevice::new(irq, &[SerialBackend::LogFile(log.clone())]).unwrap();
         dev2.write(0, b"z");
         assert_eq!(std::fs::read(log).unwrap(), b"z");
+    }
+
+    #[test]
+    fn a_console_that_reads_late_gets_every_byte_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("com1.sock");
+        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let mut dev =
+            SerialDevice::new(irq, &[SerialBackend::Socket(sock.clone())]).unwrap();
+        let _guard = dev.serve().unwrap();
+        let mut console = connect(&sock).unwrap();
+        // Attached before the guest writes (the accept thread may lag).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while lock(&dev.console()).clients.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never attached");
+            std::thread::yield_now();
+        }
+        // A guest writes a byte per THR write, far more one-byte sends than
+        // a unix socket buffers, while the console is not reading.
+        let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        for b in &sent {
+            dev.write(0, std::slice::from_ref(b));
+        }
+        // Lost bytes would leave read_exact waiting: fail instead of hanging.
+        console
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        let mut got = vec![0u8; sent.len()];
+        console
+            .read_exact(&mut got)
+            .expect("every byte the guest wrote reaches the console");
+        assert!(got == sent, "bytes lost or reordered on the way to a slow console");
+    }
+
+    #[test]
+    fn a_console_too_far_behind_is_cut_off_not_fed_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("com1.sock");
+        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let mut dev =
+            SerialDevice::new(irq, &[SerialBackend::Socket(sock.clone())]).unwrap();
+        let _guard = dev.serve().unwrap();
+        let mut console = connect(&sock).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while lock(&dev.console()).clients.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never attached");
+            std::thread::yield_now();
+        }
+        let first = vec![1u8; 1000];
+        lock(&dev.console()).push(&first);
+        // More than the backlog at once: this console is dropped.
+        lock(&dev.console()).push(&vec![2u8; CLIENT_BACKLOG + 1]);
+        assert!(lock(&dev.console()).clients.is_empty());
+        // What it reads is an exact prefix of the output, then end of stream.
+        let mut got = Vec::new();
+        console.read_to_end(&mut got).unwrap();
+        assert!(got.len() <= first.len() && got.iter().all(|&b| b == 1), "{} bytes", got.len());
     }
 }
