@@ -671,23 +671,37 @@ fn mount_cgroups(
     Ok(())
 }
 
-/// The default device nodes (bound from the host's, which works in a user
-/// namespace too), those of `linux.devices`, and the standard symlinks.
+/// The device nodes every container gets: (name, major, minor).
+const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// The default device nodes, those of `linux.devices`, and the standard
+/// symlinks. Nodes are made with mknod in the container's own /dev (as runc
+/// does), so the container's root can chmod, chown or remove only its own
+/// copies; in a user namespace, where mknod is not allowed, the host's nodes
+/// are bound instead (the container's root cannot change those).
 fn make_devices(r: BorrowedFd<'_>, spec: &ContainerSpec, in_userns: bool) -> SetupResult<()> {
-    for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let path = PathBuf::from("/dev").join(dev);
+    for (name, major, minor) in DEFAULT_DEVICES {
+        let path = PathBuf::from("/dev").join(name);
         if spec.devices.iter().any(|d| d.path == path) {
             continue;
         }
-        mount_at(
-            r,
-            &path.to_string_lossy(),
-            Kind::File,
-            Some(&path),
-            None,
-            MsFlags::MS_BIND,
-            None,
-        )?;
+        let node = DeviceNode {
+            path,
+            kind: 'c',
+            major,
+            minor,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        };
+        make_device(r, &node, in_userns)?;
     }
     for d in &spec.devices {
         make_device(r, d, in_userns)?;
@@ -713,7 +727,9 @@ fn make_devices(r: BorrowedFd<'_>, spec: &ContainerSpec, in_userns: bool) -> Set
 fn make_device(r: BorrowedFd<'_>, d: &DeviceNode, in_userns: bool) -> SetupResult<()> {
     let shown = d.path.display();
     if in_userns {
-        return mount_at(
+        let shown_err =
+            |e: String| format!("{e} (in a user namespace devices are bound from the host's)");
+        mount_at(
             r,
             &d.path.to_string_lossy(),
             Kind::File,
@@ -722,7 +738,24 @@ fn make_device(r: BorrowedFd<'_>, d: &DeviceNode, in_userns: bool) -> SetupResul
             MsFlags::MS_BIND,
             None,
         )
-        .map_err(|e| format!("{e} (in a user namespace devices are bound from the host's)"));
+        .map_err(shown_err)?;
+        // Read-only: the node still reads and writes, but its timestamps (the
+        // one thing of the host's node a mapped root could change, as
+        // touch does on a 0666 node) cannot be.
+        let fd = ctx(ensure_in_root(r, &d.path, Kind::File), || {
+            format!("opening {shown}")
+        })?;
+        let at = fd_path(&fd);
+        return ctx(
+            mount(
+                None::<&str>,
+                &at,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | mount_flags_of(&at),
+                None::<&str>,
+            ),
+            || format!("making the bind mount of the host's {shown} read-only"),
+        );
     }
     let parent = d.path.parent().unwrap_or(Path::new("/"));
     let name = d

@@ -1,0 +1,145 @@
+//! Nothing a container does, or its setup does, reaches the host: device
+//! nodes, mapped directories, mounts over /proc, mount propagation, and a
+//! fork bomb's reach.
+
+use std::os::unix::fs::MetadataExt;
+
+use hcs_integration_tests::*;
+
+/// The device nodes every container gets.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// What chmod, chown, rm or touch of a node would change, as seen on the host.
+#[derive(Debug, PartialEq, Eq)]
+struct NodeStat {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    ino: u64,
+    ctime: (i64, i64),
+}
+
+fn host_nodes() -> Vec<(String, NodeStat)> {
+    DEVICES
+        .iter()
+        .map(|d| {
+            let p = format!("/dev/{d}");
+            let m = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{p}: {e}"));
+            (
+                p,
+                NodeStat {
+                    mode: m.mode(),
+                    uid: m.uid(),
+                    gid: m.gid(),
+                    ino: m.ino(),
+                    ctime: (m.ctime(), m.ctime_nsec()),
+                },
+            )
+        })
+        .collect()
+}
+
+/// `(st_dev, st_ino)` of the host's /dev nodes, as `stat -c %d:%i` prints them.
+fn host_identities() -> Vec<String> {
+    DEVICES
+        .iter()
+        .map(|d| {
+            let m = std::fs::metadata(format!("/dev/{d}")).expect("host node");
+            format!("{}:{}", m.dev(), m.ino())
+        })
+        .collect()
+}
+
+/// Check, then abuse, every /dev entry of a container created from `doc`.
+/// `own_nodes`: whether the container must have its own nodes (no user
+/// namespace) or may have the host's bound (then unchangeable by its root).
+fn dev_entries_cannot_touch_the_host(test: &str, doc: &str, own_nodes: bool) {
+    let ns = unique_namespace(test);
+    let before = host_nodes();
+    let s = create_started(&ns, "c", doc);
+
+    // The container's nodes are not the host's inodes. Checked before the
+    // destructive part, so that a broken build fails here and leaves the
+    // host's nodes alone.
+    let script = DEVICES
+        .iter()
+        .map(|d| format!("stat -c %d:%i /dev/{d}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let r = run(&s, &["sh", "-c", &script]);
+    assert_eq!(r.exit_code, 0, "{}", r.stderr);
+    let inside: Vec<&str> = r.stdout.lines().collect();
+    if own_nodes {
+        for (d, (i, h)) in DEVICES.iter().zip(inside.iter().zip(host_identities())) {
+            assert_ne!(*i, h, "/dev/{d} in the container is the host's node");
+        }
+    }
+    // Nor is the stdin the client did not ask for: chmod /dev/stdin would
+    // reach it through /proc/self/fd/0.
+    let r = run(&s, &["stat", "-L", "-c", "%d:%i", "/dev/stdin"]);
+    assert_eq!(r.exit_code, 0, "{}", r.stderr);
+    let host = host_identities();
+    for line in r.stdout.lines() {
+        assert!(
+            !host.iter().any(|h| h == line),
+            "a descriptor of the container's processes is a host device node ({line})"
+        );
+    }
+
+    // /dev/null is a null device: 0666 char 1:3, swallows writes, reads empty.
+    let r = run(
+        &s,
+        &[
+            "sh",
+            "-c",
+            "stat -c '%a %F %t:%T' /dev/null; echo hello > /dev/null && wc -c < /dev/null",
+        ],
+    );
+    assert_eq!(r.exit_code, 0, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().map(str::trim).collect();
+    assert_eq!(
+        lines,
+        ["666 character special file 1:3", "0"],
+        "{}",
+        r.stderr
+    );
+
+    // Everything root can do to a node's metadata, on every entry.
+    let r = run(
+        &s,
+        &[
+            "sh",
+            "-c",
+            "for f in /dev/* /dev/.[!.]* /proc/1/fd/*; do chmod 600 $f; chown 1:1 $f; touch $f; done 2>/dev/null; \
+             for f in /dev/* /dev/.[!.]*; do rm -f $f; done 2>/dev/null; ls -a /dev",
+        ],
+    );
+    if own_nodes {
+        // Its own nodes were its to remove.
+        for d in DEVICES {
+            assert!(
+                !r.stdout.lines().any(|l| l == d),
+                "/dev/{d} was not removed in the container: {}",
+                r.stdout
+            );
+        }
+    }
+    terminate(&s);
+    drop(s);
+    assert_eq!(host_nodes(), before, "the host's device nodes changed");
+    assert!(leftovers(&ns).is_empty());
+}
+
+#[test]
+fn dev_entries_of_a_container_are_its_own() {
+    dev_entries_cannot_touch_the_host("devown", &container_doc(serde_json::json!({})), true);
+}
+
+#[test]
+fn dev_entries_in_a_user_namespace_leave_the_host_unchanged() {
+    let doc = container_doc(serde_json::json!({ "Container": { "UserNamespace": {
+        "UidMappings": [ { "ContainerId": 0, "HostId": 200000, "Size": 65536 } ],
+        "GidMappings": [ { "ContainerId": 0, "HostId": 200000, "Size": 65536 } ]
+    } } }));
+    dev_entries_cannot_touch_the_host("devuserns", &doc, false);
+}
