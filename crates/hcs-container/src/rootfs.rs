@@ -438,9 +438,26 @@ pub(crate) fn setup(
             Err(e) => return Err(e),
         }
     }
-    for (m, fd) in &mounts.mappings {
-        attach_mapping(r, m, fd)?;
+    // Device nodes, unless /dev is the host's (or some other bind mount),
+    // and resolv.conf, before the mapped directories: nothing made here may
+    // land in a host directory mapped onto /dev, /etc or below.
+    let dev_is_bound = spec
+        .mounts
+        .iter()
+        .any(|m| m.destination == Path::new("/dev") && matches!(m.kind, MountKind::Bind { .. }));
+    if !dev_is_bound {
+        make_devices(r, spec, in_userns)?;
     }
+    // Masked files are covered with this /dev/null, which a mapping onto
+    // /dev may hide by the time they are masked.
+    let null = sys::openat2_in_root(
+        r,
+        c"dev/null",
+        (libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
+        0,
+    )
+    .ok();
+
     if let Some(resolv) = &mounts.resolv {
         let target = ctx(
             ensure_in_root(r, Path::new("/etc/resolv.conf"), Kind::File),
@@ -451,13 +468,8 @@ pub(crate) fn setup(
         })?;
     }
 
-    // Device nodes, unless /dev is the host's (or some other bind mount).
-    let dev_is_bound = spec
-        .mounts
-        .iter()
-        .any(|m| m.destination == Path::new("/dev") && matches!(m.kind, MountKind::Bind { .. }));
-    if !dev_is_bound {
-        make_devices(r, spec, in_userns)?;
+    for (m, fd) in &mounts.mappings {
+        attach_mapping(r, m, fd)?;
     }
 
     if spec.namespaces.uts {
@@ -495,7 +507,7 @@ pub(crate) fn setup(
         read_only_path(p)?;
     }
     for p in &spec.masked_paths {
-        mask_path(p)?;
+        mask_path(p, null.as_ref())?;
     }
     if spec.read_only_root {
         remount_read_only(Path::new("/"), false)
@@ -859,9 +871,11 @@ fn read_only_path(p: &Path) -> SetupResult<()> {
     remount_read_only(p, true).map_err(|e| format!("making {} read-only: {e}", p.display()))
 }
 
-/// A `linux.maskedPaths` entry (after pivot_root): /dev/null over a file, an
+/// A `linux.maskedPaths` entry (after pivot_root): the container's /dev/null
+/// (`null`, opened before any mapping could hide it) over a file, an
 /// empty read-only tmpfs over a directory; skipped when absent.
-fn mask_path(p: &Path) -> SetupResult<()> {
+fn mask_path(p: &Path, null: Option<&OwnedFd>) -> SetupResult<()> {
+    let null = null.map_or_else(|| PathBuf::from("/dev/null"), fd_path);
     let r = match fs::symlink_metadata(p) {
         Err(_) => return Ok(()),
         Ok(m) if m.is_dir() => mount(
@@ -871,13 +885,7 @@ fn mask_path(p: &Path) -> SetupResult<()> {
             MsFlags::MS_RDONLY,
             None::<&str>,
         ),
-        Ok(_) => mount(
-            Some("/dev/null"),
-            p,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        ),
+        Ok(_) => mount(Some(&null), p, None::<&str>, MsFlags::MS_BIND, None::<&str>),
     };
     r.map_err(|e| format!("masking {}: {e}", p.display()))
 }

@@ -143,3 +143,49 @@ fn dev_entries_in_a_user_namespace_leave_the_host_unchanged() {
     } } }));
     dev_entries_cannot_touch_the_host("devuserns", &doc, false);
 }
+
+/// Names in a host directory.
+fn entries(d: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(d)
+        .expect("host directory")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Run a container with `mapped` (host directory, container path) and check
+/// that the host directories are as empty afterwards as before.
+fn mapped_dirs_stay_empty(test: &str, mapped: &[(&std::path::Path, &str)]) {
+    let ns = unique_namespace(test);
+    let maps: Vec<serde_json::Value> = mapped
+        .iter()
+        .map(|(h, c)| serde_json::json!({ "HostPath": h, "ContainerPath": c }))
+        .collect();
+    let doc = container_doc(serde_json::json!({ "Container": {
+        "MappedDirectories": maps,
+        "Networking": { "DnsSearchList": "example.test" }
+    } }));
+    let s = create_started(&ns, "c", &doc);
+    let r = run(&s, &["/bin/sh", "-c", "ls -a /dev /etc"]);
+    assert_eq!(r.exit_code, 0, "{}", r.stderr);
+    terminate(&s);
+    drop(s);
+    for (h, c) in mapped {
+        assert_eq!(
+            entries(h),
+            Vec::<String>::new(),
+            "the container's setup left files in the host directory mapped onto {c}"
+        );
+    }
+    assert!(leftovers(&ns).is_empty());
+}
+
+#[test]
+fn nothing_of_the_setup_lands_in_mapped_host_directories() {
+    let dev = tempfile::tempdir().unwrap();
+    let etc = tempfile::tempdir().unwrap();
+    mapped_dirs_stay_empty("mapdev", &[(dev.path(), "/dev"), (etc.path(), "/etc")]);
+    let devsub = tempfile::tempdir().unwrap();
+    mapped_dirs_stay_empty("mapdevsub", &[(devsub.path(), "/dev/xyz")]);
+}
