@@ -176,6 +176,22 @@ fn cpath(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
+/// A detached recursive bind of `path`, private. A clone of a shared mount
+/// would join its peer group: what the container mounts below it (its /proc,
+/// /dev, ... below its root) would appear in the host's mount namespace,
+/// and pivot_root refuses a shared root.
+fn private_clone(path: &Path) -> SetupResult<OwnedFd> {
+    let fd = ctx(
+        sys::clone_tree(&ctx(cpath(path), || "a path".into())?),
+        || format!("binding {}", path.display()),
+    )?;
+    ctx(
+        sys::set_mount_attr(fd.as_fd(), 0, 0, libc::MS_PRIVATE, true),
+        || format!("making the bind mount of {} private", path.display()),
+    )?;
+    Ok(fd)
+}
+
 /// Build the container's root (an overlay of its layers, or its directory)
 /// and its bind mounts as detached mounts.
 pub(crate) fn build_mounts(spec: &ContainerSpec, rundir: &Path) -> SetupResult<DetachedMounts> {
@@ -218,28 +234,16 @@ pub(crate) fn build_mounts(spec: &ContainerSpec, rundir: &Path) -> SetupResult<D
                 format!("creating the overlay root of {} layers", lower.len())
             })?
         }
-        RootFs::Directory(dir) => ctx(
-            sys::clone_tree(&ctx(cpath(dir), || "root path".into())?),
-            || format!("binding the root directory {}", dir.display()),
-        )?,
+        RootFs::Directory(dir) => private_clone(dir)?,
     };
     let mut mappings = Vec::with_capacity(spec.mappings.len());
     for m in &spec.mappings {
-        let fd = ctx(
-            sys::clone_tree(&ctx(cpath(&m.host), || "host path".into())?),
-            || format!("binding {}", m.host.display()),
-        )?;
+        let fd = private_clone(&m.host)?;
         if m.read_only {
             ctx(sys::make_read_only(fd.as_fd()), || {
                 format!("making {} read-only", m.host.display())
             })?;
         }
-        // A clone of a shared host mount would share its peer group: cut it
-        // so that nothing mounted below it in the container reaches the host.
-        ctx(
-            sys::set_mount_attr(fd.as_fd(), 0, 0, libc::MS_PRIVATE, true),
-            || format!("making the bind mount of {} private", m.host.display()),
-        )?;
         mappings.push((m.clone(), fd));
     }
     let mut binds = Vec::with_capacity(spec.mounts.len());
@@ -254,11 +258,7 @@ pub(crate) fn build_mounts(spec: &ContainerSpec, rundir: &Path) -> SetupResult<D
     let resolv = if spec.dns_search.is_empty() {
         None
     } else {
-        let p = rundir.join("resolv.conf");
-        Some(ctx(
-            sys::clone_tree(&ctx(cpath(&p), || "resolv.conf".into())?),
-            || format!("binding {}", p.display()),
-        )?)
+        Some(private_clone(&rundir.join("resolv.conf"))?)
     };
     Ok(DetachedMounts {
         root,
@@ -382,18 +382,27 @@ pub(crate) fn setup(
     mounts: &DetachedMounts,
     cgroups: Option<&hcs_cgroups::Hierarchies>,
 ) -> SetupResult<()> {
-    // Nothing we mount may propagate back to the host (slave: host mounts
-    // may still propagate in, when the OCI spec asks for it).
-    ctx(
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            spec.rootfs_propagation,
-            None::<&str>,
+    // Nothing we mount or unmount may propagate back to the host: every
+    // mount of the new namespace a slave first, whatever the OCI spec asks
+    // for (a non-recursive "slave" or "private" would leave the others
+    // peers of the host's, and detaching the old root would unmount the
+    // host's). Then the propagation asked for (slave: host mounts may still
+    // propagate in).
+    for (flags, what) in [
+        (
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            "making the container's mounts slaves",
         ),
-        || "setting the propagation of the container's mount tree".to_string(),
-    )?;
+        (
+            spec.rootfs_propagation,
+            "setting the propagation of the container's mount tree",
+        ),
+    ] {
+        ctx(
+            mount(None::<&str>, "/", None::<&str>, flags, None::<&str>),
+            || what.to_string(),
+        )?;
+    }
     // The monitor cloned us with the mount point as our working directory:
     // clone(CLONE_NEWNS) carried it over into this namespace, and a
     // user-namespaced init could not have looked its path up.

@@ -189,3 +189,115 @@ fn nothing_of_the_setup_lands_in_mapped_host_directories() {
     let devsub = tempfile::tempdir().unwrap();
     mapped_dirs_stay_empty("mapdevsub", &[(devsub.path(), "/dev/xyz")]);
 }
+
+/// A runhcs bundle in `dir` on the test root filesystem, its config from
+/// `runhcs spec` with `edit` applied.
+fn runhcs_bundle(
+    runhcs: &std::path::Path,
+    dir: &std::path::Path,
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
+    std::fs::create_dir(dir).unwrap();
+    std::os::unix::fs::symlink(rootfs(), dir.join("rootfs")).unwrap();
+    let out = std::process::Command::new(runhcs)
+        .args(["spec", "--bundle"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = dir.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    v["process"]["terminal"] = false.into();
+    edit(&mut v);
+    std::fs::write(&cfg, v.to_string()).unwrap();
+}
+
+#[test]
+fn nothing_mounted_reaches_a_shared_mount_namespace() {
+    require_root();
+    let runhcs = hcs_cli().with_file_name("runhcs");
+    assert!(
+        runhcs.exists(),
+        "{} is missing: cargo build -p runhcs",
+        runhcs.display()
+    );
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    // runc's default: a read-only root (the bundle's directory itself), with
+    // a bind mount (on a directory the shared root filesystem has: a
+    // read-only root gets no mount points made); and a writable one (an
+    // overlay), with a hook and a non-recursive rootfsPropagation.
+    runhcs_bundle(&runhcs, &t.path().join("ro"), |v| {
+        v["root"]["readonly"] = true.into();
+        v["process"]["args"] = serde_json::json!(["sh", "-c", "echo ro-ran"]);
+        v["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            {"destination": "/home", "type": "bind", "source": data, "options": ["rbind", "ro"]}));
+    });
+    runhcs_bundle(&runhcs, &t.path().join("rw"), |v| {
+        v["root"]["readonly"] = false.into();
+        v["process"]["args"] = serde_json::json!(["sh", "-c", "echo rw-ran"]);
+        v["hooks"] = serde_json::json!({ "createRuntime": [ { "path": "/bin/sh", "args": ["sh", "-c", "true"] } ] });
+        // Not recursive: the other mounts of the namespace must not stay
+        // peers of ours all the same.
+        v["linux"]["rootfsPropagation"] = "slave".into();
+    });
+    let ns = unique_namespace("sharedns");
+    let doc = container_doc(serde_json::json!({
+        "ShouldTerminateOnLastHandleClosed": false,
+        "Container": { "MappedDirectories": [ { "HostPath": data, "ContainerPath": "/data" } ] }
+    }));
+    let doc_path = t.path().join("doc.json");
+    std::fs::write(&doc_path, doc).unwrap();
+    let state = t.path().join("state");
+    let (rid, hid) = (format!("{ns}-ro"), format!("{ns}-rw"));
+    // Our own mount namespace, cut from the host's peer groups first and then
+    // made shared: as a systemd host's, while the host's stays as it is.
+    let script = format!(
+        "mount --make-rprivate / && mount --make-rshared / || exit 99; \
+         sort /proc/self/mountinfo > {t}/before; \
+         {runhcs} --root {state} run --bundle {t}/ro {rid}; echo runhcs-ro=$?; \
+         {runhcs} --root {state} delete -f {rid}; \
+         {runhcs} --root {state} run --bundle {t}/rw {hid}; echo runhcs-rw=$?; \
+         {runhcs} --root {state} delete -f {hid}; \
+         {hcs} -n {ns} run c {t}/doc.json && {hcs} -n {ns} exec c -- sh -c 'echo hcs-ran'; \
+         {hcs} -n {ns} terminate c; \
+         sort /proc/self/mountinfo > {t}/after",
+        t = t.path().display(),
+        runhcs = runhcs.display(),
+        hcs = hcs_cli().display(),
+        state = state.display(),
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for want in ["ro-ran", "runhcs-ro=0", "rw-ran", "runhcs-rw=0", "hcs-ran"] {
+        assert!(
+            stdout.lines().any(|l| l == want),
+            "{want} missing:\n{stdout}\n{stderr}"
+        );
+    }
+    let before = std::fs::read_to_string(t.path().join("before")).unwrap();
+    let after = std::fs::read_to_string(t.path().join("after")).unwrap();
+    let added: Vec<&str> = after
+        .lines()
+        .filter(|l| !before.lines().any(|b| b == *l))
+        .collect();
+    let removed: Vec<&str> = before
+        .lines()
+        .filter(|l| !after.lines().any(|a| a == *l))
+        .collect();
+    assert!(
+        added.is_empty() && removed.is_empty(),
+        "the shared mount namespace changed:\nadded {added:#?}\nremoved {removed:#?}"
+    );
+    assert!(leftovers(&ns).is_empty());
+}
