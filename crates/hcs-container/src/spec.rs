@@ -604,7 +604,22 @@ pub fn resources_of(doc: &Container) -> HcsResult<hcs_cgroups::Resources> {
     if let Some(p) = &doc.processor {
         processor_resources(p, &mut r)?;
     }
+    r.pids_max = Some(pids_max(doc.pids_limit)?);
     Ok(r)
+}
+
+/// `Container.PidsLimit` as `pids.max` (`u64::MAX` for none): the default
+/// when absent, no limit only when asked for with 0 or -1.
+pub fn pids_max(limit: Option<i64>) -> HcsResult<u64> {
+    match limit {
+        None => Ok(hcs_schema::container::DEFAULT_PIDS_LIMIT),
+        Some(0 | -1) => Ok(u64::MAX),
+        Some(n) if (1..=hcs_schema::container::MAX_PIDS_LIMIT).contains(&n) => Ok(n as u64),
+        Some(n) => Err(HcsError::invalid_json(format!(
+            "Container.PidsLimit: {n} is out of range; expected 1..={}, or 0 or -1 for no limit",
+            hcs_schema::container::MAX_PIDS_LIMIT
+        ))),
+    }
 }
 
 /// `Container_Memory.SizeInMB` in bytes.
@@ -781,6 +796,7 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
         ("Memory", doc.memory.is_some()),
         ("Processor", doc.processor.is_some()),
         ("UserNamespace", doc.user_namespace.is_some()),
+        ("PidsLimit", doc.pids_limit.is_some()),
         ("MappedPipes", doc.mapped_pipes.is_some()),
         ("Networking", doc.networking.is_some()),
     ];
@@ -792,7 +808,8 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
     if !given.is_empty() {
         return Err(HcsError::invalid_json(format!(
             "Container.{}: not allowed with {OCI}, which describes the same (root.path, mounts, \
-             hostname, linux.resources, linux.uidMappings/gidMappings, linux.namespaces)",
+             hostname, linux.resources (pids.limit too), linux.uidMappings/gidMappings, \
+             linux.namespaces)",
             given.join(", Container.")
         )));
     }
@@ -1280,7 +1297,10 @@ pub fn check_proc_mount(
         return if is_proc {
             Ok(())
         } else {
-            Err("\"/proc\": only a proc file system (new, or a bind of one) may be mounted here".into())
+            Err(
+                "\"/proc\": only a proc file system (new, or a bind of one) may be mounted here"
+                    .into(),
+            )
         };
     }
     if PROC_MOUNTS_ALLOWED.iter().any(|a| dest == Path::new(a)) {
@@ -1702,7 +1722,11 @@ mod tests {
     fn mounts_over_proc_are_refused_as_runc_does() {
         let t = tempfile::tempdir().unwrap();
         // HCS: a bind of the host's / over /proc, a writable /proc/sys.
-        for (host, dest) in [("/", "/proc"), ("/proc/sys", "/proc/sys"), ("/tmp", "/proc/self/")] {
+        for (host, dest) in [
+            ("/", "/proc"),
+            ("/proc/sys", "/proc/sys"),
+            ("/tmp", "/proc/self/"),
+        ] {
             let c = doc(&format!(
                 r#"{{"Storage":{{"Path":"{}"}},"MappedDirectories":[{{"HostPath":"/tmp","ContainerPath":"/x"}},{{"HostPath":"{host}","ContainerPath":"{dest}"}}]}}"#,
                 t.path().display()
@@ -1710,36 +1734,84 @@ mod tests {
             let e = ContainerSpec::from_document("demo", &c, t.path()).unwrap_err();
             assert_eq!(e.hresult, HResult::HCS_E_INVALID_JSON, "{}", e.message);
             assert!(
-                e.message.contains("Container.MappedDirectories[1].ContainerPath"),
+                e.message
+                    .contains("Container.MappedDirectories[1].ContainerPath"),
                 "{}",
                 e.message
             );
         }
         // What runc allows: a procfs on /proc, lxcfs-like files below it.
-        assert_eq!(check_proc_mount(Path::new("/proc"), Some("proc"), None), Ok(()));
-        assert_eq!(check_proc_mount(Path::new("/proc"), None, Some(Path::new("/proc"))), Ok(()));
+        assert_eq!(
+            check_proc_mount(Path::new("/proc"), Some("proc"), None),
+            Ok(())
+        );
+        assert_eq!(
+            check_proc_mount(Path::new("/proc"), None, Some(Path::new("/proc"))),
+            Ok(())
+        );
         assert_eq!(
             check_proc_mount(Path::new("/proc/meminfo"), None, Some(Path::new("/tmp"))),
             Ok(())
         );
-        assert_eq!(check_proc_mount(Path::new("/procfs"), Some("tmpfs"), None), Ok(()));
+        assert_eq!(
+            check_proc_mount(Path::new("/procfs"), Some("tmpfs"), None),
+            Ok(())
+        );
         assert!(check_proc_mount(Path::new("/proc"), Some("tmpfs"), None).is_err());
         assert!(check_proc_mount(Path::new("/proc/sys"), Some("proc"), None).is_err());
         // OCI: the same, naming mounts[i].destination.
         let (b, mut spec) = runc_bundle();
-        spec["mounts"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"destination": "/proc", "type": "bind", "source": "/", "options": ["rbind"]}));
+        spec["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/proc", "type": "bind", "source": "/", "options": ["rbind"]}),
+        );
         let e = oci_err(&spec, b.path());
-        assert!(e.message.contains("OciSpecification.mounts[7].destination"), "{}", e.message);
+        assert!(
+            e.message.contains("OciSpecification.mounts[7].destination"),
+            "{}",
+            e.message
+        );
         let (b, mut spec) = runc_bundle();
         spec["mounts"]
             .as_array_mut()
             .unwrap()
             .push(json!({"destination": "/proc/sys", "type": "bind", "source": "/proc/sys", "options": ["rbind", "rw"]}));
         let e = oci_err(&spec, b.path());
-        assert!(e.message.contains("OciSpecification.mounts[7].destination"), "{}", e.message);
+        assert!(
+            e.message.contains("OciSpecification.mounts[7].destination"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn pids_limit_has_a_default_and_no_limit_only_when_asked() {
+        assert_eq!(
+            pids_max(None).unwrap(),
+            hcs_schema::container::DEFAULT_PIDS_LIMIT
+        );
+        assert_eq!(pids_max(Some(0)).unwrap(), u64::MAX);
+        assert_eq!(pids_max(Some(-1)).unwrap(), u64::MAX);
+        assert_eq!(pids_max(Some(100_000)).unwrap(), 100_000);
+        for bad in [-2, hcs_schema::container::MAX_PIDS_LIMIT + 1] {
+            let e = pids_max(Some(bad)).unwrap_err();
+            assert!(e.message.contains("Container.PidsLimit"), "{}", e.message);
+        }
+        let t = tempfile::tempdir().unwrap();
+        let c = doc(&format!(
+            r#"{{"Storage":{{"Path":"{}"}}}}"#,
+            t.path().display()
+        ));
+        let spec = ContainerSpec::from_document("demo", &c, t.path()).unwrap();
+        assert_eq!(
+            spec.resources.pids_max,
+            Some(hcs_schema::container::DEFAULT_PIDS_LIMIT)
+        );
+        // With an OCI spec, its linux.resources.pids says it.
+        let (b, spec) = runc_bundle();
+        let mut d = oci_doc(&spec, b.path());
+        d.pids_limit = Some(10);
+        let e = ContainerSpec::from_document("demo", &d, b.path()).unwrap_err();
+        assert!(e.message.contains("Container.PidsLimit"), "{}", e.message);
     }
 
     #[test]

@@ -301,3 +301,81 @@ fn nothing_mounted_reaches_a_shared_mount_namespace() {
     );
     assert!(leftovers(&ns).is_empty());
 }
+
+/// `file` of the pids cgroup of system `id` in `ns`.
+fn pids_file(ns: &str, id: &str, file: &str) -> String {
+    let leaf = format!("{ns}@{id}");
+    let dir = leftovers(ns)
+        .cgroups
+        .into_iter()
+        .filter(|c| c.ends_with(&leaf))
+        .find(|c| c.join("pids.max").exists())
+        .unwrap_or_else(|| panic!("no pids cgroup for {leaf}"));
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn containers_have_a_process_limit_the_document_can_set() {
+    let ns = unique_namespace("pidslimit");
+    // The default, bounded.
+    let s = create_started(&ns, "default", &container_doc(serde_json::json!({})));
+    assert_eq!(
+        pids_file(&ns, "default", "pids.max"),
+        hcs_schema::container::DEFAULT_PIDS_LIMIT.to_string()
+    );
+    terminate(&s);
+    drop(s);
+    // Raised, and no limit when asked for explicitly.
+    for (id, limit, want) in [
+        ("raised", 10000, "10000"),
+        ("none", -1, "max"),
+        ("zero", 0, "max"),
+    ] {
+        let doc = container_doc(serde_json::json!({ "Container": { "PidsLimit": limit } }));
+        let s = create_started(&ns, id, &doc);
+        assert_eq!(pids_file(&ns, id, "pids.max"), want, "PidsLimit {limit}");
+        terminate(&s);
+    }
+    // A fork loop stops at the limit: of 100 background processes tried,
+    // only as many start as fit beside the init and the shell; the shell
+    // then dies of the failed fork (busybox ash cannot go on without it).
+    let doc = container_doc(serde_json::json!({ "Container": { "PidsLimit": 16 } }));
+    let s = create_started(&ns, "bomb", &doc);
+    let r = run(
+        &s,
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 100 ]; do sleep 1000 >/dev/null 2>&1 & i=$((i+1)); echo $i; done",
+        ],
+    );
+    let started: u32 = r
+        .stdout
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    assert_ne!(r.exit_code, 0, "the loop ran to its end: {}", r.stdout);
+    assert!(r.stderr.contains("can't fork"), "{}", r.stderr);
+    assert!(
+        (1..=14).contains(&started),
+        "{started} processes started beside the init and the shell under a limit of 16"
+    );
+    let current: u32 = pids_file(&ns, "bomb", "pids.current").parse().unwrap();
+    assert!(current <= 16, "pids.current {current}");
+    terminate(&s);
+    drop(s);
+    // Out of range: refused with its path.
+    let e = create(
+        &ns,
+        "bad",
+        &container_doc(serde_json::json!({ "Container": { "PidsLimit": -2 } })),
+    )
+    .err()
+    .expect("PidsLimit -2 must be refused");
+    assert!(e.message.contains("PidsLimit"), "{}", e.message);
+    assert!(leftovers(&ns).is_empty());
+}
