@@ -176,6 +176,22 @@ fn cpath(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
+/// A detached recursive bind of `path`, private. A clone of a shared mount
+/// would join its peer group: what the container mounts below it (its /proc,
+/// /dev, ... below its root) would appear in the host's mount namespace,
+/// and pivot_root refuses a shared root.
+fn private_clone(path: &Path) -> SetupResult<OwnedFd> {
+    let fd = ctx(
+        sys::clone_tree(&ctx(cpath(path), || "a path".into())?),
+        || format!("binding {}", path.display()),
+    )?;
+    ctx(
+        sys::set_mount_attr(fd.as_fd(), 0, 0, libc::MS_PRIVATE, true),
+        || format!("making the bind mount of {} private", path.display()),
+    )?;
+    Ok(fd)
+}
+
 /// Build the container's root (an overlay of its layers, or its directory)
 /// and its bind mounts as detached mounts.
 pub(crate) fn build_mounts(spec: &ContainerSpec, rundir: &Path) -> SetupResult<DetachedMounts> {
@@ -218,28 +234,16 @@ pub(crate) fn build_mounts(spec: &ContainerSpec, rundir: &Path) -> SetupResult<D
                 format!("creating the overlay root of {} layers", lower.len())
             })?
         }
-        RootFs::Directory(dir) => ctx(
-            sys::clone_tree(&ctx(cpath(dir), || "root path".into())?),
-            || format!("binding the root directory {}", dir.display()),
-        )?,
+        RootFs::Directory(dir) => private_clone(dir)?,
     };
     let mut mappings = Vec::with_capacity(spec.mappings.len());
     for m in &spec.mappings {
-        let fd = ctx(
-            sys::clone_tree(&ctx(cpath(&m.host), || "host path".into())?),
-            || format!("binding {}", m.host.display()),
-        )?;
+        let fd = private_clone(&m.host)?;
         if m.read_only {
             ctx(sys::make_read_only(fd.as_fd()), || {
                 format!("making {} read-only", m.host.display())
             })?;
         }
-        // A clone of a shared host mount would share its peer group: cut it
-        // so that nothing mounted below it in the container reaches the host.
-        ctx(
-            sys::set_mount_attr(fd.as_fd(), 0, 0, libc::MS_PRIVATE, true),
-            || format!("making the bind mount of {} private", m.host.display()),
-        )?;
         mappings.push((m.clone(), fd));
     }
     let mut binds = Vec::with_capacity(spec.mounts.len());
@@ -254,11 +258,7 @@ pub(crate) fn build_mounts(spec: &ContainerSpec, rundir: &Path) -> SetupResult<D
     let resolv = if spec.dns_search.is_empty() {
         None
     } else {
-        let p = rundir.join("resolv.conf");
-        Some(ctx(
-            sys::clone_tree(&ctx(cpath(&p), || "resolv.conf".into())?),
-            || format!("binding {}", p.display()),
-        )?)
+        Some(private_clone(&rundir.join("resolv.conf"))?)
     };
     Ok(DetachedMounts {
         root,
@@ -382,18 +382,27 @@ pub(crate) fn setup(
     mounts: &DetachedMounts,
     cgroups: Option<&hcs_cgroups::Hierarchies>,
 ) -> SetupResult<()> {
-    // Nothing we mount may propagate back to the host (slave: host mounts
-    // may still propagate in, when the OCI spec asks for it).
-    ctx(
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            spec.rootfs_propagation,
-            None::<&str>,
+    // Nothing we mount or unmount may propagate back to the host: every
+    // mount of the new namespace a slave first, whatever the OCI spec asks
+    // for (a non-recursive "slave" or "private" would leave the others
+    // peers of the host's, and detaching the old root would unmount the
+    // host's). Then the propagation asked for (slave: host mounts may still
+    // propagate in).
+    for (flags, what) in [
+        (
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            "making the container's mounts slaves",
         ),
-        || "setting the propagation of the container's mount tree".to_string(),
-    )?;
+        (
+            spec.rootfs_propagation,
+            "setting the propagation of the container's mount tree",
+        ),
+    ] {
+        ctx(
+            mount(None::<&str>, "/", None::<&str>, flags, None::<&str>),
+            || what.to_string(),
+        )?;
+    }
     // The monitor cloned us with the mount point as our working directory:
     // clone(CLONE_NEWNS) carried it over into this namespace, and a
     // user-namespaced init could not have looked its path up.
@@ -438,9 +447,26 @@ pub(crate) fn setup(
             Err(e) => return Err(e),
         }
     }
-    for (m, fd) in &mounts.mappings {
-        attach_mapping(r, m, fd)?;
+    // Device nodes, unless /dev is the host's (or some other bind mount),
+    // and resolv.conf, before the mapped directories: nothing made here may
+    // land in a host directory mapped onto /dev, /etc or below.
+    let dev_is_bound = spec
+        .mounts
+        .iter()
+        .any(|m| m.destination == Path::new("/dev") && matches!(m.kind, MountKind::Bind { .. }));
+    if !dev_is_bound {
+        make_devices(r, spec, in_userns)?;
     }
+    // Masked files are covered with this /dev/null, which a mapping onto
+    // /dev may hide by the time they are masked.
+    let null = sys::openat2_in_root(
+        r,
+        c"dev/null",
+        (libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
+        0,
+    )
+    .ok();
+
     if let Some(resolv) = &mounts.resolv {
         let target = ctx(
             ensure_in_root(r, Path::new("/etc/resolv.conf"), Kind::File),
@@ -451,13 +477,8 @@ pub(crate) fn setup(
         })?;
     }
 
-    // Device nodes, unless /dev is the host's (or some other bind mount).
-    let dev_is_bound = spec
-        .mounts
-        .iter()
-        .any(|m| m.destination == Path::new("/dev") && matches!(m.kind, MountKind::Bind { .. }));
-    if !dev_is_bound {
-        make_devices(r, spec, in_userns)?;
+    for (m, fd) in &mounts.mappings {
+        attach_mapping(r, m, fd)?;
     }
 
     if spec.namespaces.uts {
@@ -495,7 +516,7 @@ pub(crate) fn setup(
         read_only_path(p)?;
     }
     for p in &spec.masked_paths {
-        mask_path(p)?;
+        mask_path(p, null.as_ref())?;
     }
     if spec.read_only_root {
         remount_read_only(Path::new("/"), false)
@@ -671,23 +692,37 @@ fn mount_cgroups(
     Ok(())
 }
 
-/// The default device nodes (bound from the host's, which works in a user
-/// namespace too), those of `linux.devices`, and the standard symlinks.
+/// The device nodes every container gets: (name, major, minor).
+const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// The default device nodes, those of `linux.devices`, and the standard
+/// symlinks. Nodes are made with mknod in the container's own /dev (as runc
+/// does), so the container's root can chmod, chown or remove only its own
+/// copies; in a user namespace, where mknod is not allowed, the host's nodes
+/// are bound instead (the container's root cannot change those).
 fn make_devices(r: BorrowedFd<'_>, spec: &ContainerSpec, in_userns: bool) -> SetupResult<()> {
-    for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let path = PathBuf::from("/dev").join(dev);
+    for (name, major, minor) in DEFAULT_DEVICES {
+        let path = PathBuf::from("/dev").join(name);
         if spec.devices.iter().any(|d| d.path == path) {
             continue;
         }
-        mount_at(
-            r,
-            &path.to_string_lossy(),
-            Kind::File,
-            Some(&path),
-            None,
-            MsFlags::MS_BIND,
-            None,
-        )?;
+        let node = DeviceNode {
+            path,
+            kind: 'c',
+            major,
+            minor,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        };
+        make_device(r, &node, in_userns)?;
     }
     for d in &spec.devices {
         make_device(r, d, in_userns)?;
@@ -713,7 +748,9 @@ fn make_devices(r: BorrowedFd<'_>, spec: &ContainerSpec, in_userns: bool) -> Set
 fn make_device(r: BorrowedFd<'_>, d: &DeviceNode, in_userns: bool) -> SetupResult<()> {
     let shown = d.path.display();
     if in_userns {
-        return mount_at(
+        let shown_err =
+            |e: String| format!("{e} (in a user namespace devices are bound from the host's)");
+        mount_at(
             r,
             &d.path.to_string_lossy(),
             Kind::File,
@@ -722,7 +759,24 @@ fn make_device(r: BorrowedFd<'_>, d: &DeviceNode, in_userns: bool) -> SetupResul
             MsFlags::MS_BIND,
             None,
         )
-        .map_err(|e| format!("{e} (in a user namespace devices are bound from the host's)"));
+        .map_err(shown_err)?;
+        // Read-only: the node still reads and writes, but its timestamps (the
+        // one thing of the host's node a mapped root could change, as
+        // touch does on a 0666 node) cannot be.
+        let fd = ctx(ensure_in_root(r, &d.path, Kind::File), || {
+            format!("opening {shown}")
+        })?;
+        let at = fd_path(&fd);
+        return ctx(
+            mount(
+                None::<&str>,
+                &at,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | mount_flags_of(&at),
+                None::<&str>,
+            ),
+            || format!("making the bind mount of the host's {shown} read-only"),
+        );
     }
     let parent = d.path.parent().unwrap_or(Path::new("/"));
     let name = d
@@ -826,9 +880,11 @@ fn read_only_path(p: &Path) -> SetupResult<()> {
     remount_read_only(p, true).map_err(|e| format!("making {} read-only: {e}", p.display()))
 }
 
-/// A `linux.maskedPaths` entry (after pivot_root): /dev/null over a file, an
+/// A `linux.maskedPaths` entry (after pivot_root): the container's /dev/null
+/// (`null`, opened before any mapping could hide it) over a file, an
 /// empty read-only tmpfs over a directory; skipped when absent.
-fn mask_path(p: &Path) -> SetupResult<()> {
+fn mask_path(p: &Path, null: Option<&OwnedFd>) -> SetupResult<()> {
+    let null = null.map_or_else(|| PathBuf::from("/dev/null"), fd_path);
     let r = match fs::symlink_metadata(p) {
         Err(_) => return Ok(()),
         Ok(m) if m.is_dir() => mount(
@@ -838,13 +894,7 @@ fn mask_path(p: &Path) -> SetupResult<()> {
             MsFlags::MS_RDONLY,
             None::<&str>,
         ),
-        Ok(_) => mount(
-            Some("/dev/null"),
-            p,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        ),
+        Ok(_) => mount(Some(&null), p, None::<&str>, MsFlags::MS_BIND, None::<&str>),
     };
     r.map_err(|e| format!("masking {}: {e}", p.display()))
 }

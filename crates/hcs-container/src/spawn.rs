@@ -342,13 +342,10 @@ pub(crate) fn spawn(
 
     // Stdio: the child's ends go in `stdio`, the caller's ends are returned.
     let io = |what: &str, e: nix::errno::Errno| HcsError::from_io(what, &std::io::Error::from(e));
+    // Not the host's /dev/null: the process could change that node's owner
+    // and mode through /proc/self/fd/N.
     let devnull = || -> HcsResult<OwnedFd> {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/null")
-            .map(OwnedFd::from)
-            .map_err(|e| HcsError::from_io("opening /dev/null", &e))
+        sys::private_null().map_err(|e| HcsError::from_io("creating a null device", &e))
     };
     let pipe =
         || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("creating a pipe", e));

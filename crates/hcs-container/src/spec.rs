@@ -403,6 +403,9 @@ impl ContainerSpec {
                 &format!("{field}.ContainerPath"),
                 m.container_path.as_deref().unwrap_or_default(),
             )?;
+            check_proc_mount(&container, None, Some(&host_path)).map_err(|why| {
+                HcsError::invalid_json(format!("Container.{field}.ContainerPath: {why}"))
+            })?;
             mappings.push(Mapping {
                 host: host_path,
                 container,
@@ -601,7 +604,22 @@ pub fn resources_of(doc: &Container) -> HcsResult<hcs_cgroups::Resources> {
     if let Some(p) = &doc.processor {
         processor_resources(p, &mut r)?;
     }
+    r.pids_max = Some(pids_max(doc.pids_limit)?);
     Ok(r)
+}
+
+/// `Container.PidsLimit` as `pids.max` (`u64::MAX` for none): the default
+/// when absent, no limit only when asked for with 0 or -1.
+pub fn pids_max(limit: Option<i64>) -> HcsResult<u64> {
+    match limit {
+        None => Ok(hcs_schema::container::DEFAULT_PIDS_LIMIT),
+        Some(0 | -1) => Ok(u64::MAX),
+        Some(n) if (1..=hcs_schema::container::MAX_PIDS_LIMIT).contains(&n) => Ok(n as u64),
+        Some(n) => Err(HcsError::invalid_json(format!(
+            "Container.PidsLimit: {n} is out of range; expected 1..={}, or 0 or -1 for no limit",
+            hcs_schema::container::MAX_PIDS_LIMIT
+        ))),
+    }
 }
 
 /// `Container_Memory.SizeInMB` in bytes.
@@ -778,6 +796,7 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
         ("Memory", doc.memory.is_some()),
         ("Processor", doc.processor.is_some()),
         ("UserNamespace", doc.user_namespace.is_some()),
+        ("PidsLimit", doc.pids_limit.is_some()),
         ("MappedPipes", doc.mapped_pipes.is_some()),
         ("Networking", doc.networking.is_some()),
     ];
@@ -789,7 +808,8 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
     if !given.is_empty() {
         return Err(HcsError::invalid_json(format!(
             "Container.{}: not allowed with {OCI}, which describes the same (root.path, mounts, \
-             hostname, linux.resources, linux.uidMappings/gidMappings, linux.namespaces)",
+             hostname, linux.resources (pids.limit too), linux.uidMappings/gidMappings, \
+             linux.namespaces)",
             given.join(", Container.")
         )));
     }
@@ -1239,6 +1259,59 @@ const FS_TYPES: &[(&str, &[&str])] = &[
 ];
 
 /// One entry of `mounts`.
+/// What may be mounted below /proc besides a procfs on /proc itself: the
+/// files lxcfs emulates (runc's list, in its checkProcMount).
+const PROC_MOUNTS_ALLOWED: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// runc's rule for mounts at or below /proc: on /proc itself only a proc
+/// file system (a new one, or a bind of one); below it only the files of
+/// [`PROC_MOUNTS_ALLOWED`]. Anything else would hide or replace the
+/// container's view of /proc (a bind of the host's / there, a writable bind
+/// of the host's /proc/sys). `dest` is normalised; `fstype` is the type of
+/// a new mount, `bind_source` the source of a bind mount. Returns why not.
+pub fn check_proc_mount(
+    dest: &Path,
+    fstype: Option<&str>,
+    bind_source: Option<&Path>,
+) -> Result<(), String> {
+    let Ok(below) = dest.strip_prefix("/proc") else {
+        return Ok(());
+    };
+    if below.as_os_str().is_empty() {
+        let is_proc = match bind_source {
+            Some(src) => nix::sys::statfs::statfs(src)
+                .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC),
+            None => fstype == Some("proc"),
+        };
+        return if is_proc {
+            Ok(())
+        } else {
+            Err(
+                "\"/proc\": only a proc file system (new, or a bind of one) may be mounted here"
+                    .into(),
+            )
+        };
+    }
+    if PROC_MOUNTS_ALLOWED.iter().any(|a| dest == Path::new(a)) {
+        return Ok(());
+    }
+    Err(format!(
+        "{dest:?} is inside /proc, where only {} may be mounted",
+        PROC_MOUNTS_ALLOWED.join(", ")
+    ))
+}
+
 fn oci_mount(i: usize, m: &Value, bundle: Option<&Path>) -> HcsResult<MountSpec> {
     let at = format!("mounts[{i}]");
     known_members(m, &at, &["destination", "type", "source", "options"])?;
@@ -1335,6 +1408,12 @@ fn oci_mount(i: usize, m: &Value, bundle: Option<&Path>) -> HcsResult<MountSpec>
                 .to_string(),
         }
     };
+    let proc_check = match &spec.kind {
+        MountKind::Bind { source, .. } => check_proc_mount(&spec.destination, None, Some(source)),
+        MountKind::Cgroup => check_proc_mount(&spec.destination, Some(typ), None),
+        MountKind::Fs { fstype, .. } => check_proc_mount(&spec.destination, Some(fstype), None),
+    };
+    proc_check.map_err(|why| oci_invalid(&format!("{at}.destination"), why))?;
     Ok(spec)
 }
 
@@ -1637,6 +1716,102 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn mounts_over_proc_are_refused_as_runc_does() {
+        let t = tempfile::tempdir().unwrap();
+        // HCS: a bind of the host's / over /proc, a writable /proc/sys.
+        for (host, dest) in [
+            ("/", "/proc"),
+            ("/proc/sys", "/proc/sys"),
+            ("/tmp", "/proc/self/"),
+        ] {
+            let c = doc(&format!(
+                r#"{{"Storage":{{"Path":"{}"}},"MappedDirectories":[{{"HostPath":"/tmp","ContainerPath":"/x"}},{{"HostPath":"{host}","ContainerPath":"{dest}"}}]}}"#,
+                t.path().display()
+            ));
+            let e = ContainerSpec::from_document("demo", &c, t.path()).unwrap_err();
+            assert_eq!(e.hresult, HResult::HCS_E_INVALID_JSON, "{}", e.message);
+            assert!(
+                e.message
+                    .contains("Container.MappedDirectories[1].ContainerPath"),
+                "{}",
+                e.message
+            );
+        }
+        // What runc allows: a procfs on /proc, lxcfs-like files below it.
+        assert_eq!(
+            check_proc_mount(Path::new("/proc"), Some("proc"), None),
+            Ok(())
+        );
+        assert_eq!(
+            check_proc_mount(Path::new("/proc"), None, Some(Path::new("/proc"))),
+            Ok(())
+        );
+        assert_eq!(
+            check_proc_mount(Path::new("/proc/meminfo"), None, Some(Path::new("/tmp"))),
+            Ok(())
+        );
+        assert_eq!(
+            check_proc_mount(Path::new("/procfs"), Some("tmpfs"), None),
+            Ok(())
+        );
+        assert!(check_proc_mount(Path::new("/proc"), Some("tmpfs"), None).is_err());
+        assert!(check_proc_mount(Path::new("/proc/sys"), Some("proc"), None).is_err());
+        // OCI: the same, naming mounts[i].destination.
+        let (b, mut spec) = runc_bundle();
+        spec["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/proc", "type": "bind", "source": "/", "options": ["rbind"]}),
+        );
+        let e = oci_err(&spec, b.path());
+        assert!(
+            e.message.contains("OciSpecification.mounts[7].destination"),
+            "{}",
+            e.message
+        );
+        let (b, mut spec) = runc_bundle();
+        spec["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/proc/sys", "type": "bind", "source": "/proc/sys", "options": ["rbind", "rw"]}));
+        let e = oci_err(&spec, b.path());
+        assert!(
+            e.message.contains("OciSpecification.mounts[7].destination"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn pids_limit_has_a_default_and_no_limit_only_when_asked() {
+        assert_eq!(
+            pids_max(None).unwrap(),
+            hcs_schema::container::DEFAULT_PIDS_LIMIT
+        );
+        assert_eq!(pids_max(Some(0)).unwrap(), u64::MAX);
+        assert_eq!(pids_max(Some(-1)).unwrap(), u64::MAX);
+        assert_eq!(pids_max(Some(100_000)).unwrap(), 100_000);
+        for bad in [-2, hcs_schema::container::MAX_PIDS_LIMIT + 1] {
+            let e = pids_max(Some(bad)).unwrap_err();
+            assert!(e.message.contains("Container.PidsLimit"), "{}", e.message);
+        }
+        let t = tempfile::tempdir().unwrap();
+        let c = doc(&format!(
+            r#"{{"Storage":{{"Path":"{}"}}}}"#,
+            t.path().display()
+        ));
+        let spec = ContainerSpec::from_document("demo", &c, t.path()).unwrap();
+        assert_eq!(
+            spec.resources.pids_max,
+            Some(hcs_schema::container::DEFAULT_PIDS_LIMIT)
+        );
+        // With an OCI spec, its linux.resources.pids says it.
+        let (b, spec) = runc_bundle();
+        let mut d = oci_doc(&spec, b.path());
+        d.pids_limit = Some(10);
+        let e = ContainerSpec::from_document("demo", &d, b.path()).unwrap_err();
+        assert!(e.message.contains("Container.PidsLimit"), "{}", e.message);
     }
 
     #[test]

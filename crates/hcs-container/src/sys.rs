@@ -308,6 +308,33 @@ impl FsContext {
     }
 }
 
+/// A null device (char 1:3) open read-write that is no file of the host:
+/// made in a tmpfs that is mounted nowhere and removed at once. A process
+/// given the host's /dev/null as its stdio could chmod or chown the host's
+/// node through /proc/self/fd/N; this inode is its alone.
+pub(crate) fn private_null() -> io::Result<OwnedFd> {
+    let fs = FsContext::open(c"tmpfs")?;
+    fs.set(c"size", c"4k")?;
+    let mnt = fs.mount()?;
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o666);
+    nix::sys::stat::mknodat(
+        &mnt,
+        c"null",
+        nix::sys::stat::SFlag::S_IFCHR,
+        mode,
+        nix::sys::stat::makedev(1, 3),
+    )?;
+    let fd = nix::fcntl::openat(
+        &mnt,
+        c"null",
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NOFOLLOW,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // The open node keeps working once unlinked and the mount is gone.
+    nix::unistd::unlinkat(&mnt, c"null", nix::unistd::UnlinkatFlags::NoRemoveDir)?;
+    Ok(fd)
+}
+
 /// `open_tree(path, OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy of the
 /// mount tree at `path` (a recursive bind mount not yet attached anywhere).
 pub(crate) fn clone_tree(path: &CStr) -> io::Result<OwnedFd> {

@@ -43,6 +43,11 @@ hcs_struct! {
         /// Linux extension, not in Microsoft's schema: when present the
         /// container gets a user namespace with these id mappings.
         "UserNamespace" => user_namespace: UserNamespace,
+        /// Linux extension, not in Microsoft's schema: the most processes
+        /// (and threads) the container may have at once, its cgroup's
+        /// `pids.max`. Absent: [`DEFAULT_PIDS_LIMIT`]; `0` or `-1`: no limit
+        /// (only when asked for); otherwise 1 to [`MAX_PIDS_LIMIT`].
+        "PidsLimit" => pids_limit: i64,
         /// LCOW extension (hcsshim's Linux container document): the OCI
         /// bundle directory; relative paths of `OciSpecification` resolve here.
         "OciBundlePath" => oci_bundle_path: String,
@@ -55,6 +60,16 @@ hcs_struct! {
         "OciSpecification" => oci_specification: Value,
     }
 }
+
+/// `Container.PidsLimit` when the document gives none. Bounded, so a fork
+/// bomb in a container cannot exhaust the host's pids (32768 by default on
+/// many hosts); twice podman's default of 2048, since threads count too and
+/// a JVM or a parallel build can have thousands.
+pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
+
+/// The largest `Container.PidsLimit`: the kernel's `PID_MAX_LIMIT` on 64-bit
+/// hosts (`pids.max` refuses more).
+pub const MAX_PIDS_LIMIT: i64 = 4_194_304;
 
 hcs_struct! {
     /// Guest OS settings of a container.
@@ -377,6 +392,17 @@ impl Container {
                 "the bundle directory of OciSpecification",
             )?;
             validate::check_no_nul(document, &p, bundle)?;
+        }
+        if let Some(n) = self.pids_limit {
+            if !(n == -1 || (0..=MAX_PIDS_LIMIT).contains(&n)) {
+                return Err(error(
+                    document,
+                    &member(path, "PidsLimit"),
+                    format!(
+                        "{n} is out of range; expected 1..={MAX_PIDS_LIMIT}, or 0 or -1 for no limit"
+                    ),
+                ));
+            }
         }
         if let Some(userns) = &self.user_namespace {
             let base = member(path, "UserNamespace");

@@ -17,7 +17,9 @@
 //!   the official samples) are accepted; where their shape is not known
 //!   they are kept as [`serde_json::Value`].
 //! * Linux extensions, not in Microsoft's schema: `Container.UserNamespace`
-//!   ([`UserNamespace`], [`IdMapping`]) and `ShutdownOptions.TimeoutInMs`.
+//!   ([`UserNamespace`], [`IdMapping`]), `Container.PidsLimit` (the
+//!   container's `pids.max`; [`container::DEFAULT_PIDS_LIMIT`] when absent)
+//!   and `ShutdownOptions.TimeoutInMs`.
 //!
 //! ```
 //! use hcs_schema::{from_json, ComputeSystem};

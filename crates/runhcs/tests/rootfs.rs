@@ -240,6 +240,47 @@ fn unsupported_fields_are_refused_with_their_path() {
 }
 
 #[test]
+fn mounts_over_proc_that_are_not_procfs_are_refused() {
+    // A bind of the host's / over /proc, a writable bind of the host's
+    // /proc/sys: what runc refuses (its checkProcMount).
+    for (i, m) in [
+        json!({"destination": "/proc", "type": "bind", "source": "/", "options": ["rbind"]}),
+        json!({"destination": "/proc/sys", "type": "bind", "source": "/proc/sys",
+               "options": ["rbind", "rw"]}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let b = Bundle::new(|v| {
+            v["process"]["args"] = sh("echo started");
+            push_mount(v, m);
+        });
+        let (code, out, err) = run(&b, &format!("proc{i}"));
+        assert_ne!(code, Some(0), "{out}");
+        assert!(!out.contains("started"), "{out}");
+        assert!(
+            err.contains("Container.OciSpecification.mounts[7].destination"),
+            "{err}"
+        );
+        assert!(
+            err.contains("inside /proc") || err.contains("proc file system"),
+            "{err}"
+        );
+    }
+    // What runc allows: an lxcfs-like file over one of /proc's.
+    let b = Bundle::new(|v| {
+        v["process"]["args"] = sh("cat /proc/uptime");
+        push_mount(
+            v,
+            json!({"destination": "/proc/uptime", "type": "bind", "source": "/etc/hostname",
+                   "options": ["bind", "ro"]}),
+        );
+    });
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    assert_eq!(run_ok(&b, "procok"), host);
+}
+
+#[test]
 fn bind_mounts_of_files_and_directories_with_options() {
     let host = tempfile::tempdir().expect("tempdir");
     std::fs::write(host.path().join("file"), "from-the-host\n").expect("write");

@@ -102,6 +102,21 @@ fn bad_paths_and_unsupported_features() {
         HResult::ERROR_PATH_NOT_FOUND,
         "MappedDirectories[0].HostPath",
     );
+    // runc's rule for mounts over /proc: a bind of the host's / there, or a
+    // writable bind of the host's /proc/sys, is refused.
+    for (i, (host, dest)) in [("/", "/proc"), ("/proc/sys", "/proc/sys")]
+        .into_iter()
+        .enumerate()
+    {
+        refused(
+            &format!("proc{i}"),
+            &container_doc(
+                serde_json::json!({ "Container": { "MappedDirectories": [ { "HostPath": host, "ContainerPath": dest } ] } }),
+            ),
+            HResult::HCS_E_INVALID_JSON,
+            "MappedDirectories[0].ContainerPath",
+        );
+    }
     refused(
         "registry",
         &container_doc(

@@ -1,0 +1,381 @@
+//! Nothing a container does, or its setup does, reaches the host: device
+//! nodes, mapped directories, mounts over /proc, mount propagation, and a
+//! fork bomb's reach.
+
+use std::os::unix::fs::MetadataExt;
+
+use hcs_integration_tests::*;
+
+/// The device nodes every container gets.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// What chmod, chown, rm or touch of a node would change, as seen on the host.
+#[derive(Debug, PartialEq, Eq)]
+struct NodeStat {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    ino: u64,
+    ctime: (i64, i64),
+}
+
+fn host_nodes() -> Vec<(String, NodeStat)> {
+    DEVICES
+        .iter()
+        .map(|d| {
+            let p = format!("/dev/{d}");
+            let m = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{p}: {e}"));
+            (
+                p,
+                NodeStat {
+                    mode: m.mode(),
+                    uid: m.uid(),
+                    gid: m.gid(),
+                    ino: m.ino(),
+                    ctime: (m.ctime(), m.ctime_nsec()),
+                },
+            )
+        })
+        .collect()
+}
+
+/// `(st_dev, st_ino)` of the host's /dev nodes, as `stat -c %d:%i` prints them.
+fn host_identities() -> Vec<String> {
+    DEVICES
+        .iter()
+        .map(|d| {
+            let m = std::fs::metadata(format!("/dev/{d}")).expect("host node");
+            format!("{}:{}", m.dev(), m.ino())
+        })
+        .collect()
+}
+
+/// Check, then abuse, every /dev entry of a container created from `doc`.
+/// `own_nodes`: whether the container must have its own nodes (no user
+/// namespace) or may have the host's bound (then unchangeable by its root).
+fn dev_entries_cannot_touch_the_host(test: &str, doc: &str, own_nodes: bool) {
+    let ns = unique_namespace(test);
+    let before = host_nodes();
+    let s = create_started(&ns, "c", doc);
+
+    // The container's nodes are not the host's inodes. Checked before the
+    // destructive part, so that a broken build fails here and leaves the
+    // host's nodes alone.
+    let script = DEVICES
+        .iter()
+        .map(|d| format!("stat -c %d:%i /dev/{d}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let r = run(&s, &["sh", "-c", &script]);
+    assert_eq!(r.exit_code, 0, "{}", r.stderr);
+    let inside: Vec<&str> = r.stdout.lines().collect();
+    if own_nodes {
+        for (d, (i, h)) in DEVICES.iter().zip(inside.iter().zip(host_identities())) {
+            assert_ne!(*i, h, "/dev/{d} in the container is the host's node");
+        }
+    }
+    // Nor is the stdin the client did not ask for: chmod /dev/stdin would
+    // reach it through /proc/self/fd/0.
+    let r = run(&s, &["stat", "-L", "-c", "%d:%i", "/dev/stdin"]);
+    assert_eq!(r.exit_code, 0, "{}", r.stderr);
+    let host = host_identities();
+    for line in r.stdout.lines() {
+        assert!(
+            !host.iter().any(|h| h == line),
+            "a descriptor of the container's processes is a host device node ({line})"
+        );
+    }
+
+    // /dev/null is a null device: 0666 char 1:3, swallows writes, reads empty.
+    let r = run(
+        &s,
+        &[
+            "sh",
+            "-c",
+            "stat -c '%a %F %t:%T' /dev/null; echo hello > /dev/null && wc -c < /dev/null",
+        ],
+    );
+    assert_eq!(r.exit_code, 0, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().map(str::trim).collect();
+    assert_eq!(
+        lines,
+        ["666 character special file 1:3", "0"],
+        "{}",
+        r.stderr
+    );
+
+    // Everything root can do to a node's metadata, on every entry.
+    let r = run(
+        &s,
+        &[
+            "sh",
+            "-c",
+            "for f in /dev/* /dev/.[!.]* /proc/1/fd/*; do chmod 600 $f; chown 1:1 $f; touch $f; done 2>/dev/null; \
+             for f in /dev/* /dev/.[!.]*; do rm -f $f; done 2>/dev/null; ls -a /dev",
+        ],
+    );
+    if own_nodes {
+        // Its own nodes were its to remove.
+        for d in DEVICES {
+            assert!(
+                !r.stdout.lines().any(|l| l == d),
+                "/dev/{d} was not removed in the container: {}",
+                r.stdout
+            );
+        }
+    }
+    terminate(&s);
+    drop(s);
+    assert_eq!(host_nodes(), before, "the host's device nodes changed");
+    assert!(leftovers(&ns).is_empty());
+}
+
+#[test]
+fn dev_entries_of_a_container_are_its_own() {
+    dev_entries_cannot_touch_the_host("devown", &container_doc(serde_json::json!({})), true);
+}
+
+#[test]
+fn dev_entries_in_a_user_namespace_leave_the_host_unchanged() {
+    let doc = container_doc(serde_json::json!({ "Container": { "UserNamespace": {
+        "UidMappings": [ { "ContainerId": 0, "HostId": 200000, "Size": 65536 } ],
+        "GidMappings": [ { "ContainerId": 0, "HostId": 200000, "Size": 65536 } ]
+    } } }));
+    dev_entries_cannot_touch_the_host("devuserns", &doc, false);
+}
+
+/// Names in a host directory.
+fn entries(d: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(d)
+        .expect("host directory")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Run a container with `mapped` (host directory, container path) and check
+/// that the host directories are as empty afterwards as before.
+fn mapped_dirs_stay_empty(test: &str, mapped: &[(&std::path::Path, &str)]) {
+    let ns = unique_namespace(test);
+    let maps: Vec<serde_json::Value> = mapped
+        .iter()
+        .map(|(h, c)| serde_json::json!({ "HostPath": h, "ContainerPath": c }))
+        .collect();
+    let doc = container_doc(serde_json::json!({ "Container": {
+        "MappedDirectories": maps,
+        "Networking": { "DnsSearchList": "example.test" }
+    } }));
+    let s = create_started(&ns, "c", &doc);
+    let r = run(&s, &["/bin/sh", "-c", "ls -a /dev /etc"]);
+    assert_eq!(r.exit_code, 0, "{}", r.stderr);
+    terminate(&s);
+    drop(s);
+    for (h, c) in mapped {
+        assert_eq!(
+            entries(h),
+            Vec::<String>::new(),
+            "the container's setup left files in the host directory mapped onto {c}"
+        );
+    }
+    assert!(leftovers(&ns).is_empty());
+}
+
+#[test]
+fn nothing_of_the_setup_lands_in_mapped_host_directories() {
+    let dev = tempfile::tempdir().unwrap();
+    let etc = tempfile::tempdir().unwrap();
+    mapped_dirs_stay_empty("mapdev", &[(dev.path(), "/dev"), (etc.path(), "/etc")]);
+    let devsub = tempfile::tempdir().unwrap();
+    mapped_dirs_stay_empty("mapdevsub", &[(devsub.path(), "/dev/xyz")]);
+}
+
+/// A runhcs bundle in `dir` on the test root filesystem, its config from
+/// `runhcs spec` with `edit` applied.
+fn runhcs_bundle(
+    runhcs: &std::path::Path,
+    dir: &std::path::Path,
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
+    std::fs::create_dir(dir).unwrap();
+    std::os::unix::fs::symlink(rootfs(), dir.join("rootfs")).unwrap();
+    let out = std::process::Command::new(runhcs)
+        .args(["spec", "--bundle"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = dir.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    v["process"]["terminal"] = false.into();
+    edit(&mut v);
+    std::fs::write(&cfg, v.to_string()).unwrap();
+}
+
+#[test]
+fn nothing_mounted_reaches_a_shared_mount_namespace() {
+    require_root();
+    let runhcs = hcs_cli().with_file_name("runhcs");
+    assert!(
+        runhcs.exists(),
+        "{} is missing: cargo build -p runhcs",
+        runhcs.display()
+    );
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    // runc's default: a read-only root (the bundle's directory itself), with
+    // a bind mount (on a directory the shared root filesystem has: a
+    // read-only root gets no mount points made); and a writable one (an
+    // overlay), with a hook and a non-recursive rootfsPropagation.
+    runhcs_bundle(&runhcs, &t.path().join("ro"), |v| {
+        v["root"]["readonly"] = true.into();
+        v["process"]["args"] = serde_json::json!(["sh", "-c", "echo ro-ran"]);
+        v["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            {"destination": "/home", "type": "bind", "source": data, "options": ["rbind", "ro"]}));
+    });
+    runhcs_bundle(&runhcs, &t.path().join("rw"), |v| {
+        v["root"]["readonly"] = false.into();
+        v["process"]["args"] = serde_json::json!(["sh", "-c", "echo rw-ran"]);
+        v["hooks"] = serde_json::json!({ "createRuntime": [ { "path": "/bin/sh", "args": ["sh", "-c", "true"] } ] });
+        // Not recursive: the other mounts of the namespace must not stay
+        // peers of ours all the same.
+        v["linux"]["rootfsPropagation"] = "slave".into();
+    });
+    let ns = unique_namespace("sharedns");
+    let doc = container_doc(serde_json::json!({
+        "ShouldTerminateOnLastHandleClosed": false,
+        "Container": { "MappedDirectories": [ { "HostPath": data, "ContainerPath": "/data" } ] }
+    }));
+    let doc_path = t.path().join("doc.json");
+    std::fs::write(&doc_path, doc).unwrap();
+    let state = t.path().join("state");
+    let (rid, hid) = (format!("{ns}-ro"), format!("{ns}-rw"));
+    // Our own mount namespace, cut from the host's peer groups first and then
+    // made shared: as a systemd host's, while the host's stays as it is.
+    let script = format!(
+        "mount --make-rprivate / && mount --make-rshared / || exit 99; \
+         sort /proc/self/mountinfo > {t}/before; \
+         {runhcs} --root {state} run --bundle {t}/ro {rid}; echo runhcs-ro=$?; \
+         {runhcs} --root {state} delete -f {rid}; \
+         {runhcs} --root {state} run --bundle {t}/rw {hid}; echo runhcs-rw=$?; \
+         {runhcs} --root {state} delete -f {hid}; \
+         {hcs} -n {ns} run c {t}/doc.json && {hcs} -n {ns} exec c -- sh -c 'echo hcs-ran'; \
+         {hcs} -n {ns} terminate c; \
+         sort /proc/self/mountinfo > {t}/after",
+        t = t.path().display(),
+        runhcs = runhcs.display(),
+        hcs = hcs_cli().display(),
+        state = state.display(),
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for want in ["ro-ran", "runhcs-ro=0", "rw-ran", "runhcs-rw=0", "hcs-ran"] {
+        assert!(
+            stdout.lines().any(|l| l == want),
+            "{want} missing:\n{stdout}\n{stderr}"
+        );
+    }
+    let before = std::fs::read_to_string(t.path().join("before")).unwrap();
+    let after = std::fs::read_to_string(t.path().join("after")).unwrap();
+    let added: Vec<&str> = after
+        .lines()
+        .filter(|l| !before.lines().any(|b| b == *l))
+        .collect();
+    let removed: Vec<&str> = before
+        .lines()
+        .filter(|l| !after.lines().any(|a| a == *l))
+        .collect();
+    assert!(
+        added.is_empty() && removed.is_empty(),
+        "the shared mount namespace changed:\nadded {added:#?}\nremoved {removed:#?}"
+    );
+    assert!(leftovers(&ns).is_empty());
+}
+
+/// `file` of the pids cgroup of system `id` in `ns`.
+fn pids_file(ns: &str, id: &str, file: &str) -> String {
+    let leaf = format!("{ns}@{id}");
+    let dir = leftovers(ns)
+        .cgroups
+        .into_iter()
+        .filter(|c| c.ends_with(&leaf))
+        .find(|c| c.join("pids.max").exists())
+        .unwrap_or_else(|| panic!("no pids cgroup for {leaf}"));
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn containers_have_a_process_limit_the_document_can_set() {
+    let ns = unique_namespace("pidslimit");
+    // The default, bounded.
+    let s = create_started(&ns, "default", &container_doc(serde_json::json!({})));
+    assert_eq!(
+        pids_file(&ns, "default", "pids.max"),
+        hcs_schema::container::DEFAULT_PIDS_LIMIT.to_string()
+    );
+    terminate(&s);
+    drop(s);
+    // Raised, and no limit when asked for explicitly.
+    for (id, limit, want) in [
+        ("raised", 10000, "10000"),
+        ("none", -1, "max"),
+        ("zero", 0, "max"),
+    ] {
+        let doc = container_doc(serde_json::json!({ "Container": { "PidsLimit": limit } }));
+        let s = create_started(&ns, id, &doc);
+        assert_eq!(pids_file(&ns, id, "pids.max"), want, "PidsLimit {limit}");
+        terminate(&s);
+    }
+    // A fork loop stops at the limit: of 100 background processes tried,
+    // only as many start as fit beside the init and the shell; the shell
+    // then dies of the failed fork (busybox ash cannot go on without it).
+    let doc = container_doc(serde_json::json!({ "Container": { "PidsLimit": 16 } }));
+    let s = create_started(&ns, "bomb", &doc);
+    let r = run(
+        &s,
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 100 ]; do sleep 1000 >/dev/null 2>&1 & i=$((i+1)); echo $i; done",
+        ],
+    );
+    let started: u32 = r
+        .stdout
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    assert_ne!(r.exit_code, 0, "the loop ran to its end: {}", r.stdout);
+    assert!(r.stderr.contains("can't fork"), "{}", r.stderr);
+    assert!(
+        (1..=14).contains(&started),
+        "{started} processes started beside the init and the shell under a limit of 16"
+    );
+    let current: u32 = pids_file(&ns, "bomb", "pids.current").parse().unwrap();
+    assert!(current <= 16, "pids.current {current}");
+    terminate(&s);
+    drop(s);
+    // Out of range: refused with its path.
+    let e = create(
+        &ns,
+        "bad",
+        &container_doc(serde_json::json!({ "Container": { "PidsLimit": -2 } })),
+    )
+    .err()
+    .expect("PidsLimit -2 must be refused");
+    assert!(e.message.contains("PidsLimit"), "{}", e.message);
+    assert!(leftovers(&ns).is_empty());
+}
