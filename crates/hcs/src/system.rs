@@ -476,8 +476,10 @@ pub(crate) fn connect(
         Ok(s) => s,
         Err(e) => {
             if e.raw_os_error() == Some(libc::ECONNREFUSED) {
-                // Its monitor died: tidy up after it.
-                let _ = hcs_rundir::cleanup_if_stale(&dir);
+                // Its monitor died: have a reaping monitor tidy up after it.
+                if let Err(e) = crate::launch::reap(namespace, Some(id)) {
+                    tracing::warn!("cleaning up after {namespace}/{id}: {e}");
+                }
             }
             return Err(not_found());
         }
