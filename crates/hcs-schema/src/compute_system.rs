@@ -117,6 +117,31 @@ impl ComputeSystem {
     }
 }
 
+impl ComputeSystem {
+    /// What a valid document may ask for but this system cannot do yet:
+    /// `ERROR_NOT_SUPPORTED` naming the JSON path, rather than quietly doing
+    /// something else. Today that is any `HostingSystemId`: containers inside
+    /// a utility VM do not exist yet, and running the container on the host
+    /// instead would ignore the isolation the document asks for.
+    pub fn check_supported(&self) -> Result<(), HcsError> {
+        const PATH: &str = "$.HostingSystemId";
+        let Some(id) = &self.hosting_system_id else {
+            return Ok(());
+        };
+        let what = if self.container.is_some() {
+            "a container inside a hosting utility VM is not supported yet (it would run on the host instead); \
+             leave out `HostingSystemId` to run the container on the host"
+        } else if self.virtual_machine.is_some() {
+            "a virtual machine cannot be hosted inside another compute system; leave out `HostingSystemId`"
+        } else {
+            "`HostedSystem` needs containers inside utility VMs, which are not supported yet"
+        };
+        Err(HcsError::not_supported(format!(
+            "ComputeSystem document: at `{PATH}` ({id:?}): {what}"
+        )))
+    }
+}
+
 impl Validate for ComputeSystem {
     fn validate(&self) -> Result<(), HcsError> {
         ComputeSystem::validate(self)

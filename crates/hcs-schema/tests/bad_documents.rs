@@ -639,3 +639,42 @@ fn free_form_members_are_parsed_with_their_path() {
         ],
     );
 }
+
+#[test]
+fn hosting_system_id_is_not_supported_yet_and_named() {
+    // A container that names a utility VM must not quietly run on the host.
+    for (doc, needle) in [
+        (
+            r#"{"SchemaVersion":{"Major":2,"Minor":1},"HostingSystemId":"no-such-vm","Container":{"Storage":{"Layers":[]}}}"#,
+            "container inside a hosting utility VM",
+        ),
+        (
+            r#"{"SchemaVersion":{"Major":2,"Minor":1},"HostingSystemId":"uvm","VirtualMachine":{}}"#,
+            "virtual machine cannot be hosted",
+        ),
+        (
+            r#"{"SchemaVersion":{"Major":2,"Minor":1},"HostingSystemId":"uvm","HostedSystem":{}}"#,
+            "HostedSystem",
+        ),
+    ] {
+        let cs = parse(doc).unwrap();
+        let e = cs.check_supported().unwrap_err();
+        assert_eq!(
+            e.hresult,
+            hcs_errors::HResult::ERROR_NOT_SUPPORTED,
+            "{doc}: {e}"
+        );
+        assert!(
+            e.message.contains("at `$.HostingSystemId`"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains(needle), "{}", e.message);
+    }
+    let lcow = fixture("hcsshim_lcow_container_hosted_system.json");
+    let e = parse(&lcow).unwrap().check_supported().unwrap_err();
+    assert_eq!(e.hresult, hcs_errors::HResult::ERROR_NOT_SUPPORTED);
+    // Without it, the same container is fine.
+    let host = r#"{"SchemaVersion":{"Major":2,"Minor":1},"Container":{"Storage":{"Layers":[]}}}"#;
+    parse(host).unwrap().check_supported().unwrap();
+}

@@ -110,7 +110,7 @@ impl System {
         let checked = hcs_rundir::validate_name("namespace", namespace)
             .and_then(|_| hcs_rundir::validate_name("compute system id", id))
             .and_then(|_| hcs_schema::from_json::<ComputeSystem>(configuration, "ComputeSystem"))
-            .and_then(|doc| doc.validate());
+            .and_then(|doc| doc.validate().and_then(|_| doc.check_supported()));
         if let Err(e) = checked {
             operation.fail(generation, &e);
             return Err(e);
