@@ -111,7 +111,7 @@ fn matches_query(props: &serde_json::Value, query: Option<&SystemQuery>) -> bool
 }
 
 /// Highest schema minor version (of major 2) this implementation accepts.
-pub const SCHEMA_MINOR_MAX: u32 = 6;
+pub const SCHEMA_MINOR_MAX: u32 = hcs_schema::version::HIGHEST_KNOWN_MINOR;
 
 /// `HcsGetServiceProperties`. Supports `Basic` (the schema versions accepted).
 pub fn get_service_properties(query: Option<&str>) -> HcsResult<String> {
