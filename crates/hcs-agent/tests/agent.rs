@@ -323,7 +323,7 @@ fn runs_as_another_user() {
         let mut p = create(&mut agent, &mut c, &spec).unwrap();
         assert!(read_all(&mut p.stdout).starts_with("65534:"));
     } else {
-        println!("SKIPPED runs_as_another_user: needs root");
+        hcs_test_support::skip("agent::runs_as_another_user", "needs root");
     }
 }
 

@@ -19,19 +19,22 @@ pub fn skip_line(test: &str, reason: &str) -> String {
 /// per line, so parallel tests do not interleave). Panics if the log cannot
 /// be written, so a skip is never silently lost.
 pub fn skip(test: &str, reason: &str) {
+    let log = std::env::var_os("HCS_TEST_SKIP_LOG").filter(|l| !l.is_empty());
+    skip_to(log.as_deref().map(std::path::Path::new), test, reason);
+}
+
+/// [`skip`] with the log named explicitly.
+pub fn skip_to(log: Option<&std::path::Path>, test: &str, reason: &str) {
     let line = skip_line(test, reason);
     eprintln!("{line}");
-    if let Some(log) = std::env::var_os("HCS_TEST_SKIP_LOG").filter(|l| !l.is_empty()) {
+    if let Some(log) = log {
         let written = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&log)
+            .open(log)
             .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
         if let Err(e) = written {
-            panic!(
-                "cannot record the skip in {}: {e}",
-                std::path::Path::new(&log).display()
-            );
+            panic!("cannot record the skip in {}: {e}", log.display());
         }
     }
 }
@@ -51,6 +54,20 @@ pub fn is_root() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skips_are_appended_to_the_log() {
+        let log = std::env::temp_dir().join(format!("hcs-skip-log-{}", std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        skip_to(Some(&log), "t::one", "why");
+        skip_to(Some(&log), "t::two", "because\nof this");
+        let text = std::fs::read_to_string(&log).unwrap();
+        let _ = std::fs::remove_file(&log);
+        assert_eq!(
+            text,
+            "SKIPPED t::one: why\nSKIPPED t::two: because of this\n"
+        );
+    }
 
     #[test]
     fn skip_line_is_one_line() {
