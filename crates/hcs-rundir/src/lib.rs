@@ -208,15 +208,18 @@ pub enum Cleanup {
 /// If `dir`'s monitor is dead, release what its record lists (killing any
 /// process left in its cgroups) and remove the directory.
 pub fn cleanup_if_stale(dir: &Path) -> HcsResult<Cleanup> {
-    // Only ever a real directory of ours: never follow a link out of the root.
-    match fs::symlink_metadata(dir) {
-        Ok(m) if !m.is_dir() => {
-            return Err(HcsError::new(
-                HResult::E_FAIL,
-                format!("{} is not a directory; leaving it alone", dir.display()),
-            ))
+    // Only ever a real directory of ours: never follow a link out of the
+    // root, neither at the system's directory nor at its namespace's.
+    for d in [Some(dir), dir.parent()].into_iter().flatten() {
+        match fs::symlink_metadata(d) {
+            Ok(m) if !m.is_dir() => {
+                return Err(HcsError::new(
+                    HResult::E_FAIL,
+                    format!("{} is not a directory; leaving it alone", d.display()),
+                ))
+            }
+            _ => {}
         }
-        _ => {}
     }
     let lock = match open_lock(&dir.join(LOCK_FILE), false) {
         Ok(f) => f,
@@ -452,6 +455,13 @@ fn is_alive(dir: &Path) -> HcsResult<bool> {
 /// directories met on the way are cleaned up.
 pub fn list_live(root: &Path, namespace: &str) -> HcsResult<Vec<String>> {
     let ns_dir = root.join(namespace);
+    // Cleanup removes debris found here: never through a link out of the root.
+    if fs::symlink_metadata(&ns_dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(HcsError::new(
+            HResult::E_FAIL,
+            format!("{} is not a directory; leaving it alone", ns_dir.display()),
+        ));
+    }
     let entries = match fs::read_dir(&ns_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -690,6 +700,31 @@ mod tests {
                 "{path:?}"
             );
         }
+    }
+
+    #[test]
+    fn links_out_of_the_root_are_not_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        // A stale-looking system directory elsewhere, reached through links.
+        let victim = outside.path().join("sys");
+        fs::create_dir(&victim).unwrap();
+        fs::write(victim.join(LOCK_FILE), "").unwrap();
+        fs::write(victim.join("precious"), "keep").unwrap();
+        // Shaped like the debris of a creator that died.
+        let debris = outside.path().join(".sys.creating-2147483646");
+        fs::create_dir(&debris).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("linkns")).unwrap();
+        fs::create_dir(root.path().join("ns")).unwrap();
+        std::os::unix::fs::symlink(&victim, root.path().join("ns").join("sys")).unwrap();
+        for dir in [root.path().join("linkns/sys"), root.path().join("ns/sys")] {
+            assert!(cleanup_if_stale(&dir).is_err(), "{}", dir.display());
+            assert!(victim.join("precious").exists(), "{}", dir.display());
+        }
+        list_live(root.path(), "linkns").unwrap_err();
+        list_live(root.path(), "ns").unwrap();
+        assert!(victim.join("precious").exists());
+        assert!(debris.exists());
     }
 
     #[test]
