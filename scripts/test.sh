@@ -25,11 +25,23 @@ rm -rf "$HCS_MONITOR_LOG_DIR"
 # file; cargo counts them as passed, so they are listed again at the end.
 export HCS_TEST_SKIP_LOG="$repo/build/test-skipped.txt"
 rm -f "$HCS_TEST_SKIP_LOG"
+# Nothing on the host may change during the tests but their own expected
+# artefacts (scripts/host-integrity.sh lists them): /dev, /tmp, /run, the
+# cgroup tree and the mount table are compared before and after.
+integrity_before="$repo/build/host-integrity.before"
+integrity_after="$repo/build/host-integrity.after"
+mkdir -p "$repo/build"
+./scripts/host-integrity.sh snapshot "$integrity_before"
 status=0
 cargo test --workspace "$@" || status=$?
 if [[ -s "$HCS_TEST_SKIP_LOG" ]]; then
     echo
     echo "test: $(wc -l < "$HCS_TEST_SKIP_LOG") test(s) did not run their checks on this machine:"
     sed 's/^/  /' "$HCS_TEST_SKIP_LOG"
+fi
+./scripts/host-integrity.sh snapshot "$integrity_after"
+if ! ./scripts/host-integrity.sh compare "$integrity_before" "$integrity_after"; then
+    echo "test: the host was changed by the run (see above); failing it" >&2
+    [[ "$status" -ne 0 ]] || status=1
 fi
 exit "$status"

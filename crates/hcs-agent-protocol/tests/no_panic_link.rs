@@ -71,7 +71,10 @@ const BAD_SYMBOLS: [&str; 4] = [
 #[test]
 fn decoder_links_without_fmt_or_panicking() {
     if Command::new("nm").arg("--version").output().is_err() {
-        println!("SKIPPED decoder_links_without_fmt_or_panicking: no `nm`");
+        hcs_test_support::skip(
+            "no_panic_link::decoder_links_without_fmt_or_panicking",
+            "no `nm` (binutils) to list the linked symbols",
+        );
         return;
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-panic-fixture");

@@ -5,7 +5,6 @@ mod common;
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
 
 use common::*;
 use hcs_agent_protocol::*;
@@ -109,12 +108,14 @@ fn exit_codes_and_waits_after_exit() {
     spec.stdout = false;
     spec.stderr = false;
     let p = create(&mut agent, &mut c, &spec).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
     let exited = ProcessExited {
         pid: p.pid,
         exit_code: 42,
         signal: 0,
     };
+    // A wait on another connection returns once the agent has the exit, so
+    // every wait below is issued after it, without guessing how long it takes.
+    assert_eq!(agent.connect().wait(p.pid), exited);
     assert_eq!(
         c.wait(p.pid),
         exited,
@@ -323,7 +324,7 @@ fn runs_as_another_user() {
         let mut p = create(&mut agent, &mut c, &spec).unwrap();
         assert!(read_all(&mut p.stdout).starts_with("65534:"));
     } else {
-        println!("SKIPPED runs_as_another_user: needs root");
+        hcs_test_support::skip("agent::runs_as_another_user", "needs root");
     }
 }
 

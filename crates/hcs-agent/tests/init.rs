@@ -23,9 +23,15 @@ fn is_root() -> bool {
 
 /// Starts `hcs-agent --init --unix <dir>` as PID 1 of new namespaces; the
 /// directory is outside /tmp and /run, which the agent mounts over.
-fn start_init_agent() -> Option<AgentProc> {
-    if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
-        println!("SKIPPED init tests: need root and unshare(1)");
+/// `None` (recorded as a skip of `test`) only where this machine lacks what
+/// the test needs; an agent that does not come up is a failure.
+fn start_init_agent(test: &str) -> Option<AgentProc> {
+    if !is_root() {
+        hcs_test_support::skip(test, "needs root to make PID and mount namespaces");
+        return None;
+    }
+    if Command::new("unshare").arg("--version").output().is_err() {
+        hcs_test_support::skip(test, "needs unshare(1) from util-linux");
         return None;
     }
     let dir = tempfile::Builder::new()
@@ -53,10 +59,15 @@ fn start_init_agent() -> Option<AgentProc> {
     let mut agent = AgentProc::from_parts(child, dir);
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::os::unix::net::UnixStream::connect(agent.dir.path().join("agent.sock")).is_err() {
-        if !agent.alive() || Instant::now() > deadline {
-            println!("SKIPPED init tests: the agent did not start in new namespaces");
-            return None;
-        }
+        assert!(
+            agent.alive(),
+            "{test}: the agent in --init mode exited before it listened on {}",
+            agent.dir.path().join("agent.sock").display()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{test}: the agent in --init mode did not listen within 10 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     Some(agent)
@@ -78,7 +89,7 @@ fn listed_pids(c: &mut Client) -> Vec<(u32, String)> {
 
 #[test]
 fn init_mode_mounts_reaps_and_powers_off() {
-    let Some(mut agent) = start_init_agent() else {
+    let Some(mut agent) = start_init_agent("init::init_mode_mounts_reaps_and_powers_off") else {
         return;
     };
     let mut c = agent.connect();
@@ -142,7 +153,8 @@ fn init_mode_mounts_reaps_and_powers_off() {
 
 #[test]
 fn init_mode_reboot_ends_the_namespace_with_sighup() {
-    let Some(mut agent) = start_init_agent() else {
+    let Some(mut agent) = start_init_agent("init::init_mode_reboot_ends_the_namespace_with_sighup")
+    else {
         return;
     };
     let mut c = agent.connect();

@@ -1,7 +1,7 @@
 //! Integration tests against the real cgroup hierarchies of the machine.
 //!
-//! They need root and `/sys/fs/cgroup`; without them each test prints
-//! `SKIPPED <test>: <reason>` and returns. Every test works under its own
+//! They need root and `/sys/fs/cgroup`; without them each test records
+//! `SKIPPED <test>: <reason>` (see `hcs_test_support::skip`) and returns. Every test works under its own
 //! top directory `hcs-test-<pid>-<test>` and a guard removes it (killing
 //! whatever is inside) even when an assertion fails.
 
@@ -32,7 +32,7 @@ fn skip_reason() -> Option<String> {
 macro_rules! require_root {
     ($name:literal) => {
         if let Some(reason) = skip_reason() {
-            eprintln!("SKIPPED {}: {reason}", $name);
+            hcs_test_support::skip(concat!("host::", $name), &reason);
             return;
         }
     };

@@ -15,7 +15,7 @@ use hcs_schema::{ModifySettingRequest, ProcessParameters, Properties, Statistics
 use crate::backend::{Backend, StartedProcess};
 
 /// The cgroup every container's cgroup lives in (kept between containers).
-pub const CGROUP_PARENT: &str = "hcs";
+pub const CGROUP_PARENT: &str = hcs_rundir::CGROUP_PARENT;
 
 /// A container's cgroup name under [`CGROUP_PARENT`]: `<namespace>@<id>`
 /// (`@` appears in neither, so no two systems share a name).

@@ -17,6 +17,7 @@ pub mod guest_link;
 pub mod lifecycle;
 pub mod logging;
 pub mod processes;
+pub mod reap;
 pub mod server;
 pub mod system;
 pub mod vm;

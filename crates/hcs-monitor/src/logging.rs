@@ -30,3 +30,15 @@ pub fn start(rundir: &Path, namespace: &str, id: &str) {
         .with_writer(Mutex::new(file))
         .try_init();
 }
+
+/// Send tracing output (warnings by default) to stderr, for the short-lived
+/// modes that have no runtime directory of their own.
+pub fn init_stderr() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HCS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -97,6 +97,7 @@ impl System {
     ) -> HcsResult<System> {
         let doc: ComputeSystem = hcs_schema::from_json(document, "ComputeSystem")?;
         doc.validate()?;
+        doc.check_supported()?;
         let rundir = hcs_rundir::RunDir::create(runtime_root, namespace, id)?;
         let _ = std::fs::write(rundir.path().join("config.json"), document);
         crate::logging::start(rundir.path(), namespace, id);

@@ -777,6 +777,14 @@ mod tests {
     }
 
     #[test]
+    fn the_schema_bounds_vcpus_where_the_vmm_does() {
+        assert_eq!(
+            hcs_schema::virtual_machine::MAX_VM_PROCESSOR_COUNT,
+            u32::from(hcs_vmm::vm::MAX_VCPUS)
+        );
+    }
+
+    #[test]
     fn adapters_map_to_taps_and_macs() {
         let d = devices(
             r#"{"NetworkAdapters": {

@@ -31,6 +31,10 @@ pub const LOCK_FILE: &str = "lock";
 pub const RECORD_FILE: &str = "record.json";
 /// Longest id or namespace accepted.
 pub const MAX_NAME_LEN: usize = 128;
+/// The cgroup every compute system's cgroup lives in, in every hierarchy
+/// (kept between systems). Cleanup after a dead monitor touches nothing
+/// outside `<hierarchy>/…/hcs/<leaf>`.
+pub const CGROUP_PARENT: &str = "hcs";
 
 /// The runtime root: `$HCS_RUNTIME_ROOT` if set, else [`DEFAULT_ROOT`].
 pub fn root() -> PathBuf {
@@ -204,6 +208,19 @@ pub enum Cleanup {
 /// If `dir`'s monitor is dead, release what its record lists (killing any
 /// process left in its cgroups) and remove the directory.
 pub fn cleanup_if_stale(dir: &Path) -> HcsResult<Cleanup> {
+    // Only ever a real directory of ours: never follow a link out of the
+    // root, neither at the system's directory nor at its namespace's.
+    for d in [Some(dir), dir.parent()].into_iter().flatten() {
+        match fs::symlink_metadata(d) {
+            Ok(m) if !m.is_dir() => {
+                return Err(HcsError::new(
+                    HResult::E_FAIL,
+                    format!("{} is not a directory; leaving it alone", d.display()),
+                ))
+            }
+            _ => {}
+        }
+    }
     let lock = match open_lock(&dir.join(LOCK_FILE), false) {
         Ok(f) => f,
         Err(e) if e.hresult == HResult::ERROR_FILE_NOT_FOUND => {
@@ -231,14 +248,21 @@ pub fn cleanup_if_stale(dir: &Path) -> HcsResult<Cleanup> {
         if let Ok(record) = serde_json::from_slice::<Record>(&text) {
             tracing::info!(id = %record.id, "cleaning up after dead monitor {}", record.monitor_pid);
             if !record.cgroups.is_empty() {
-                let cgroup = match &record.cgroup_leaf {
-                    Some(leaf) => hcs_cgroups::Cgroup::from_paths_with_relative(
-                        record.cgroups.clone(),
-                        Path::new(leaf),
+                // The record is only as trustworthy as whoever could write
+                // the directory: touch nothing it names outside our parent.
+                let mounts = cgroup_mounts();
+                match checked_cgroups(dir, &record, &mounts) {
+                    Ok((paths, leaf)) if !paths.is_empty() => {
+                        hcs_cgroups::Cgroup::from_paths_with_relative(paths, &leaf)
+                            .destroy()
+                            .map_err(HcsError::from)?;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(
+                        "not cleaning the cgroups recorded in {}: {e}",
+                        dir.join(RECORD_FILE).display()
                     ),
-                    None => hcs_cgroups::Cgroup::from_paths(record.cgroups.clone()),
-                };
-                cgroup.destroy().map_err(HcsError::from)?;
+                }
             }
         }
     }
@@ -250,10 +274,194 @@ pub fn cleanup_if_stale(dir: &Path) -> HcsResult<Cleanup> {
     Ok(Cleanup::Removed)
 }
 
+/// Why a record's cgroups are left alone.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RecordError {
+    /// The record names another system than the directory it is in.
+    #[error("the record is for {found:?}, but it lies in the directory of {expected:?}")]
+    WrongSystem {
+        /// `<namespace>/<id>` of the directory.
+        expected: String,
+        /// `<namespace>/<id>` of the record.
+        found: String,
+    },
+    /// `cgroup_leaf` is not a plain relative path.
+    #[error("cgroup_leaf {0:?} is not a relative path of plain names")]
+    BadLeaf(PathBuf),
+    /// A cgroup path is outside `<hierarchy>/…/hcs/<leaf>`.
+    #[error("cgroups.{index} ({path:?}) {reason}")]
+    BadCgroup {
+        /// Index in `cgroups`.
+        index: usize,
+        /// The recorded path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// Mount points of the cgroup hierarchies of this host.
+fn cgroup_mounts() -> Vec<PathBuf> {
+    hcs_cgroups::Hierarchies::detect()
+        .map(|h| {
+            h.hierarchies()
+                .iter()
+                .filter_map(|h| fs::canonicalize(h.mount_point()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The cgroup paths of `record` that cleanup may destroy, with the leaf
+/// below which nothing is removed. Every path must be
+/// `<mount>/…/hcs/<leaf>` for one of the cgroup `mounts`, free of `.`, `..`
+/// and symlinks, and a directory of a cgroup filesystem; paths that no longer
+/// exist are dropped. Any other path refuses the whole record.
+pub fn checked_cgroups(
+    dir: &Path,
+    record: &Record,
+    mounts: &[PathBuf],
+) -> Result<(Vec<PathBuf>, PathBuf), RecordError> {
+    let name = |p: Option<&Path>| {
+        p.and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let expected = format!("{}/{}", name(dir.parent()), name(Some(dir)));
+    let found = format!("{}/{}", record.namespace, record.id);
+    if expected != found {
+        return Err(RecordError::WrongSystem { expected, found });
+    }
+    // Records written before `cgroup_leaf` existed used `<namespace>@<id>`.
+    let leaf = PathBuf::from(
+        record
+            .cgroup_leaf
+            .clone()
+            .unwrap_or_else(|| format!("{}@{}", record.namespace, record.id)),
+    );
+    let plain = |p: &Path| {
+        p.components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    };
+    if leaf.as_os_str().is_empty() || !plain(&leaf) {
+        return Err(RecordError::BadLeaf(leaf));
+    }
+    let tail = Path::new(CGROUP_PARENT).join(&leaf);
+    let mut paths = Vec::new();
+    for (index, path) in record.cgroups.iter().enumerate() {
+        let bad = |reason| RecordError::BadCgroup {
+            index,
+            path: path.clone(),
+            reason,
+        };
+        let mut parts = path.components();
+        if parts.next() != Some(std::path::Component::RootDir) || !plain(parts.as_path()) {
+            return Err(bad("is not an absolute path of plain names"));
+        }
+        if !path.ends_with(&tail) {
+            return Err(bad("does not end in the system's own hcs/<cgroup_leaf>"));
+        }
+        if !mounts.iter().any(|m| path.starts_with(m) && path != m) {
+            return Err(bad("is not inside a cgroup hierarchy of this host"));
+        }
+        match fs::canonicalize(path) {
+            Ok(real) if &real == path => {}
+            Ok(_) => return Err(bad("goes through a symbolic link")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => return Err(bad("cannot be resolved")),
+        }
+        let on_cgroupfs = nix::sys::statfs::statfs(path)
+            .map(|s| {
+                let t = s.filesystem_type();
+                t == nix::sys::statfs::CGROUP2_SUPER_MAGIC
+                    || t == nix::sys::statfs::CGROUP_SUPER_MAGIC
+            })
+            .unwrap_or(false);
+        if !on_cgroupfs {
+            return Err(bad("is not on a cgroup filesystem"));
+        }
+        paths.push(path.clone());
+    }
+    Ok((paths, leaf))
+}
+
+/// What [`scan`] found in a namespace, without changing anything.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// Ids of the systems whose monitors are alive, sorted.
+    pub live: Vec<String>,
+    /// Ids of directories left by dead monitors (or half-made ones).
+    pub stale: Vec<String>,
+}
+
+/// List a namespace like [`list_live`], but only look: stale directories are
+/// reported, not cleaned (clients leave that to `hcs-monitor reap`).
+pub fn scan(root: &Path, namespace: &str) -> HcsResult<Scan> {
+    let ns_dir = root.join(namespace);
+    let entries = match fs::read_dir(&ns_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Scan::default()),
+        Err(e) => {
+            return Err(HcsError::from_io(
+                format!("listing {}", ns_dir.display()),
+                &e,
+            ))
+        }
+    };
+    let mut out = Scan::default();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(rest) = name.strip_prefix('.') {
+            let dead = rest
+                .rsplit("creating-")
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+                .is_some_and(|pid| !process_exists(pid));
+            if dead {
+                out.stale.push(name);
+            }
+            continue;
+        }
+        match is_alive(&entry.path()) {
+            Ok(true) => out.live.push(name),
+            Ok(false) => out.stale.push(name),
+            Err(e) => tracing::warn!("inspecting {}: {e}", entry.path().display()),
+        }
+    }
+    out.live.sort();
+    out.stale.sort();
+    Ok(out)
+}
+
+/// True if a monitor holds `dir`'s lock. Taking the lock of a stale
+/// directory to find out releases it again at once.
+fn is_alive(dir: &Path) -> HcsResult<bool> {
+    let lock = match open_lock(&dir.join(LOCK_FILE), false) {
+        Ok(f) => f,
+        Err(e) if e.hresult == HResult::ERROR_FILE_NOT_FOUND => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    match try_lock(&lock) {
+        Ok(()) => Ok(false),
+        Err(nix::errno::Errno::EWOULDBLOCK) => Ok(true),
+        Err(e) => Err(HcsError::from_io(
+            format!("locking {}", dir.display()),
+            &std::io::Error::from(e),
+        )),
+    }
+}
+
 /// Ids of the systems of a namespace whose monitors are alive; stale
 /// directories met on the way are cleaned up.
 pub fn list_live(root: &Path, namespace: &str) -> HcsResult<Vec<String>> {
     let ns_dir = root.join(namespace);
+    // Cleanup removes debris found here: never through a link out of the root.
+    if fs::symlink_metadata(&ns_dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(HcsError::new(
+            HResult::E_FAIL,
+            format!("{} is not a directory; leaving it alone", ns_dir.display()),
+        ));
+    }
     let entries = match fs::read_dir(&ns_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -451,6 +659,72 @@ mod tests {
             let e = validate_name("id", bad).unwrap_err();
             assert_eq!(e.hresult, HResult::E_INVALIDARG, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn records_naming_other_paths_are_refused() {
+        let mounts = [PathBuf::from("/sys/fs/cgroup/pids")];
+        let dir = Path::new("/run/hcs/ns/sys");
+        let rec = |id: &str, leaf: &str, path: &str| Record {
+            id: id.into(),
+            namespace: "ns".into(),
+            cgroups: vec![PathBuf::from(path)],
+            cgroup_leaf: Some(leaf.into()),
+            ..Default::default()
+        };
+        let check = |r: &Record| checked_cgroups(dir, r, &mounts).err();
+        assert!(matches!(
+            check(&rec("other", "ns@sys", "/sys/fs/cgroup/pids/hcs/ns@sys")),
+            Some(RecordError::WrongSystem { .. })
+        ));
+        for leaf in ["", "../x", "/abs", "a/../b"] {
+            assert_eq!(
+                check(&rec("sys", leaf, "/sys/fs/cgroup/pids/hcs/x")),
+                Some(RecordError::BadLeaf(PathBuf::from(leaf))),
+                "{leaf:?}"
+            );
+        }
+        for path in [
+            "sys/fs/cgroup/pids/hcs/ns@sys",
+            "/sys/fs/cgroup/pids/x/../hcs/ns@sys",
+            "/sys/fs/cgroup/pids/ns@sys",
+            "/sys/fs/cgroup/pids/other/ns@sys",
+            "/tmp/hcs/ns@sys",
+            "/sys/fs/cgroup/memory/hcs/ns@sys",
+        ] {
+            assert!(
+                matches!(
+                    check(&rec("sys", "ns@sys", path)),
+                    Some(RecordError::BadCgroup { index: 0, .. })
+                ),
+                "{path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn links_out_of_the_root_are_not_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        // A stale-looking system directory elsewhere, reached through links.
+        let victim = outside.path().join("sys");
+        fs::create_dir(&victim).unwrap();
+        fs::write(victim.join(LOCK_FILE), "").unwrap();
+        fs::write(victim.join("precious"), "keep").unwrap();
+        // Shaped like the debris of a creator that died.
+        let debris = outside.path().join(".sys.creating-2147483646");
+        fs::create_dir(&debris).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("linkns")).unwrap();
+        fs::create_dir(root.path().join("ns")).unwrap();
+        std::os::unix::fs::symlink(&victim, root.path().join("ns").join("sys")).unwrap();
+        for dir in [root.path().join("linkns/sys"), root.path().join("ns/sys")] {
+            assert!(cleanup_if_stale(&dir).is_err(), "{}", dir.display());
+            assert!(victim.join("precious").exists(), "{}", dir.display());
+        }
+        list_live(root.path(), "linkns").unwrap_err();
+        list_live(root.path(), "ns").unwrap();
+        assert!(victim.join("precious").exists());
+        assert!(debris.exists());
     }
 
     #[test]

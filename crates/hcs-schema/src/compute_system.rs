@@ -45,7 +45,7 @@ hcs_struct! {
 
 impl ComputeSystem {
     /// Semantic checks of a create document:
-    /// `SchemaVersion` present with `Major == 2` (any minor);
+    /// `SchemaVersion` present with `Major == 2` and a known minor;
     /// exactly one of `Container`, `VirtualMachine`, `HostedSystem`;
     /// `HostedSystem` requires `HostingSystemId` and must be an object;
     /// plus the checks of [`VirtualMachine`] and [`Container`].
@@ -107,13 +107,42 @@ impl ComputeSystem {
         if let Some(id) = &self.hosting_system_id {
             validate::check_no_nul(DOC, "$.HostingSystemId", id)?;
         }
+        if let Some(owner) = &self.owner {
+            validate::check_no_control(DOC, "$.Owner", owner)?;
+        }
         if let Some(vm) = &self.virtual_machine {
             vm.validate_at(DOC, "$.VirtualMachine")?;
         }
         if let Some(container) = &self.container {
             container.validate_at(DOC, "$.Container")?;
         }
-        Ok(())
+        // Whatever string the checks above do not know by name.
+        validate::check_document_no_nul(DOC, self)
+    }
+}
+
+impl ComputeSystem {
+    /// What a valid document may ask for but this system cannot do yet:
+    /// `ERROR_NOT_SUPPORTED` naming the JSON path, rather than quietly doing
+    /// something else. Today that is any `HostingSystemId`: containers inside
+    /// a utility VM do not exist yet, and running the container on the host
+    /// instead would ignore the isolation the document asks for.
+    pub fn check_supported(&self) -> Result<(), HcsError> {
+        const PATH: &str = "$.HostingSystemId";
+        let Some(id) = &self.hosting_system_id else {
+            return Ok(());
+        };
+        let what = if self.container.is_some() {
+            "a container inside a hosting utility VM is not supported yet (it would run on the host instead); \
+             leave out `HostingSystemId` to run the container on the host"
+        } else if self.virtual_machine.is_some() {
+            "a virtual machine cannot be hosted inside another compute system; leave out `HostingSystemId`"
+        } else {
+            "`HostedSystem` needs containers inside utility VMs, which are not supported yet"
+        };
+        Err(HcsError::not_supported(format!(
+            "ComputeSystem document: at `{PATH}` ({id:?}): {what}"
+        )))
     }
 }
 
@@ -138,13 +167,16 @@ impl HostedSystem {
             Some(v) => validate::check_schema_version(DOC, "$.SchemaVersion", v)?,
         }
         match &self.container {
-            None => Err(error(
-                DOC,
-                &member("$", "Container"),
-                "missing; a hosted system is a container",
-            )),
-            Some(c) => c.validate_at(DOC, "$.Container"),
+            None => {
+                return Err(error(
+                    DOC,
+                    &member("$", "Container"),
+                    "missing; a hosted system is a container",
+                ))
+            }
+            Some(c) => c.validate_at(DOC, "$.Container")?,
         }
+        validate::check_document_no_nul(DOC, self)
     }
 }
 

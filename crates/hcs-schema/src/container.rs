@@ -319,6 +319,10 @@ hcs_struct! {
     }
 }
 
+/// Most CPUs a container's `Processor.Count` may name: Linux's largest
+/// `NR_CPUS` (the quota is capped at the host's CPUs anyway).
+pub const MAX_CONTAINER_PROCESSOR_COUNT: u32 = 8192;
+
 impl Container {
     /// Checks of a container found at `path` of a `document`: layers and
     /// mapped directories have paths, processor limits are in range, user
@@ -360,8 +364,24 @@ impl Container {
                 validate::check_no_nul(document, &p, value.as_deref().unwrap_or_default())?;
             }
         }
+        if let Some(name) = self.guest_os.as_ref().and_then(|g| g.host_name.as_deref()) {
+            validate::check_host_name(
+                document,
+                &member(&member(path, "GuestOs"), "HostName"),
+                name,
+            )?;
+        }
         if let Some(cpu) = &self.processor {
             let base = member(path, "Processor");
+            if let Some(count) = cpu.count {
+                validate::check_range(
+                    document,
+                    &member(&base, "Count"),
+                    count.into(),
+                    1..=MAX_CONTAINER_PROCESSOR_COUNT.into(),
+                    "CPUs of the host, at most the most Linux supports",
+                )?;
+            }
             for (name, value) in [("Weight", cpu.weight), ("Maximum", cpu.maximum)] {
                 if let Some(v) = value {
                     if !(0..=10_000).contains(&v) {

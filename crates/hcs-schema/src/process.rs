@@ -197,7 +197,7 @@ impl ProcessParameters {
         if let Some(v) = &self.oci_specification {
             validate::check_value_no_nul(DOC, "$.OciSpecification", v)?;
         }
-        Ok(())
+        validate::check_document_no_nul(DOC, self)
     }
 }
 

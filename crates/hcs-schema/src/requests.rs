@@ -359,7 +359,8 @@ impl ModifySettingRequest {
             }
             (Some(p), _) => validate::check_no_nul(DOC, "$.ResourcePath", p),
             (None, Some(_)) => Ok(()),
-        }
+        }?;
+        validate::check_document_no_nul(DOC, self)
     }
 }
 

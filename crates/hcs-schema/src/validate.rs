@@ -36,7 +36,9 @@ pub(crate) fn index(base: &str, i: usize) -> String {
     format!("{base}[{i}]")
 }
 
-/// Checks a `SchemaVersion`: major must be 2, any minor is accepted.
+/// Checks a `SchemaVersion`: major must be 2 and the minor one this crate
+/// knows (2.0 to 2.[`HIGHEST_KNOWN_MINOR`]); a document of a later minor may
+/// carry fields whose meaning we would silently get wrong.
 pub(crate) fn check_schema_version(
     document: &str,
     path: &str,
@@ -48,7 +50,16 @@ pub(crate) fn check_schema_version(
             &member(path, "Major"),
             format!("missing; expected {SCHEMA_MAJOR} (supported versions 2.0 to 2.{HIGHEST_KNOWN_MINOR})"),
         )),
-        Some(SCHEMA_MAJOR) => Ok(()),
+        Some(SCHEMA_MAJOR) => match version.minor {
+            Some(minor) if minor > HIGHEST_KNOWN_MINOR => Err(error(
+                document,
+                &member(path, "Minor"),
+                format!(
+                    "schema version {SCHEMA_MAJOR}.{minor} is not supported (supported versions 2.0 to 2.{HIGHEST_KNOWN_MINOR})"
+                ),
+            )),
+            _ => Ok(()),
+        },
         Some(major) => Err(error(
             document,
             &member(path, "Major"),
@@ -71,6 +82,82 @@ pub(crate) fn check_no_nul(document: &str, path: &str, value: &str) -> Result<()
             path,
             format!("contains a NUL character at byte {at}; strings passed to the system may not contain NUL"),
         )),
+    }
+}
+
+/// Fails when `value` contains a control character (NUL, newline, escape…):
+/// for names that are shown, logged and compared, where none can be right.
+pub(crate) fn check_no_control(document: &str, path: &str, value: &str) -> Result<(), HcsError> {
+    match value.char_indices().find(|(_, c)| c.is_control()) {
+        None => Ok(()),
+        Some((at, c)) => Err(error(
+            document,
+            path,
+            format!("contains the control character {c:?} at byte {at}; none is allowed here"),
+        )),
+    }
+}
+
+/// Longest host name Linux accepts (`HOST_NAME_MAX`).
+pub const HOST_NAME_MAX: usize = 64;
+
+/// A host name for a UTS namespace: 1..=[`HOST_NAME_MAX`] bytes, without
+/// control characters or white space.
+pub(crate) fn check_host_name(document: &str, path: &str, value: &str) -> Result<(), HcsError> {
+    if value.is_empty() || value.len() > HOST_NAME_MAX {
+        return Err(error(
+            document,
+            path,
+            format!(
+                "is {} bytes long; a host name has 1 to {HOST_NAME_MAX}",
+                value.len()
+            ),
+        ));
+    }
+    check_no_control(document, path, value)?;
+    if let Some((at, c)) = value.char_indices().find(|(_, c)| c.is_whitespace()) {
+        return Err(error(
+            document,
+            path,
+            format!("contains white space {c:?} at byte {at}; a host name cannot"),
+        ));
+    }
+    Ok(())
+}
+
+/// Fails when a number is outside `range`, naming the range.
+pub(crate) fn check_range(
+    document: &str,
+    path: &str,
+    value: u64,
+    range: std::ops::RangeInclusive<u64>,
+    why: &str,
+) -> Result<(), HcsError> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(error(
+        document,
+        path,
+        format!(
+            "{value} is out of range; expected {}..={} ({why})",
+            range.start(),
+            range.end()
+        ),
+    ))
+}
+
+/// [`check_value_no_nul`] over a whole parsed document: every string in it
+/// becomes a path, a name, an argument or is forwarded, and NUL is right in
+/// none of them (they end as C strings, or in a guest that treats them so).
+pub(crate) fn check_document_no_nul<T: serde::Serialize>(
+    document: &str,
+    value: &T,
+) -> Result<(), HcsError> {
+    match serde_json::to_value(value) {
+        Ok(v) => check_value_no_nul(document, "$", &v),
+        // A parsed document always serialises; if not, the field checks stand.
+        Err(_) => Ok(()),
     }
 }
 

@@ -42,8 +42,8 @@ impl fmt::Display for Version {
 pub const SCHEMA_MAJOR: u32 = 2;
 
 /// Highest schema minor version whose documents this crate knows field by
-/// field (2.6 = Windows 11 SDK 21H2). Higher minors of major 2 are accepted
-/// leniently: unknown fields still fail to parse.
+/// field (2.6 = Windows 11 SDK 21H2). Higher minors are refused: a field
+/// they added could mean something we would get wrong.
 pub const HIGHEST_KNOWN_MINOR: u32 = 6;
 
 /// The schema versions this implementation accepts, 2.0 through 2.6, in the

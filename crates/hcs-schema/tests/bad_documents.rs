@@ -146,9 +146,23 @@ fn schema_version_missing_or_incomplete() {
 }
 
 #[test]
-fn higher_minor_of_major_2_is_accepted() {
-    let cs = parse_and_validate(r#"{"SchemaVersion":{"Major":2,"Minor":9},"VirtualMachine":{}}"#);
-    assert!(cs.is_ok(), "{cs:?}");
+fn only_known_minors_of_major_2_are_accepted() {
+    let doc = |minor: u64| {
+        format!(r#"{{"SchemaVersion":{{"Major":2,"Minor":{minor}}},"VirtualMachine":{{}}}}"#)
+    };
+    for minor in 0..=u64::from(hcs_schema::version::HIGHEST_KNOWN_MINOR) {
+        parse_and_validate(&doc(minor)).unwrap();
+    }
+    for minor in [7, 9, 4_294_967_295] {
+        expect_invalid(
+            parse_and_validate(&doc(minor)),
+            &[
+                "at `$.SchemaVersion.Minor`",
+                "is not supported",
+                "2.0 to 2.6",
+            ],
+        );
+    }
 }
 
 #[test]
@@ -638,4 +652,146 @@ fn free_form_members_are_parsed_with_their_path() {
             "expected a string",
         ],
     );
+}
+
+#[test]
+fn hosting_system_id_is_not_supported_yet_and_named() {
+    // A container that names a utility VM must not quietly run on the host.
+    for (doc, needle) in [
+        (
+            r#"{"SchemaVersion":{"Major":2,"Minor":1},"HostingSystemId":"no-such-vm","Container":{"Storage":{"Layers":[]}}}"#,
+            "container inside a hosting utility VM",
+        ),
+        (
+            r#"{"SchemaVersion":{"Major":2,"Minor":1},"HostingSystemId":"uvm","VirtualMachine":{}}"#,
+            "virtual machine cannot be hosted",
+        ),
+        (
+            r#"{"SchemaVersion":{"Major":2,"Minor":1},"HostingSystemId":"uvm","HostedSystem":{}}"#,
+            "HostedSystem",
+        ),
+    ] {
+        let cs = parse(doc).unwrap();
+        let e = cs.check_supported().unwrap_err();
+        assert_eq!(
+            e.hresult,
+            hcs_errors::HResult::ERROR_NOT_SUPPORTED,
+            "{doc}: {e}"
+        );
+        assert!(
+            e.message.contains("at `$.HostingSystemId`"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains(needle), "{}", e.message);
+    }
+    let lcow = fixture("hcsshim_lcow_container_hosted_system.json");
+    let e = parse(&lcow).unwrap().check_supported().unwrap_err();
+    assert_eq!(e.hresult, hcs_errors::HResult::ERROR_NOT_SUPPORTED);
+    // Without it, the same container is fine.
+    let host = r#"{"SchemaVersion":{"Major":2,"Minor":1},"Container":{"Storage":{"Layers":[]}}}"#;
+    parse(host).unwrap().check_supported().unwrap();
+}
+
+/// `{"SchemaVersion":{"Major":2,"Minor":1}, <rest>}`.
+fn v21(rest: &str) -> String {
+    format!(r#"{{"SchemaVersion":{{"Major":2,"Minor":1}},{rest}}}"#)
+}
+
+#[test]
+fn control_characters_are_refused_where_none_can_be_right() {
+    let container = |guest_os: &str| {
+        v21(&format!(
+            r#""Container":{{"Storage":{{"Layers":[{{"Path":"/l"}}]}},"GuestOs":{{"HostName":{guest_os}}}}}"#
+        ))
+    };
+    for (doc, path) in [
+        (container(r#""a\u0000b""#), "$.Container.GuestOs.HostName"),
+        (container(r#""a\nb""#), "$.Container.GuestOs.HostName"),
+        (container(r#""a b""#), "$.Container.GuestOs.HostName"),
+        (container(r#""""#), "$.Container.GuestOs.HostName"),
+        (
+            container(&format!("{:?}", "h".repeat(65))),
+            "$.Container.GuestOs.HostName",
+        ),
+        (
+            v21(r#""Owner":"me\u0000you","VirtualMachine":{}"#),
+            "$.Owner",
+        ),
+        (
+            v21(r#""Owner":"me\u001b[2J","VirtualMachine":{}"#),
+            "$.Owner",
+        ),
+    ] {
+        expect_invalid(parse_and_validate(&doc), &[&format!("at `{path}`")]);
+    }
+    // 64 bytes, and ordinary owners, are fine.
+    parse_and_validate(&container(&format!("{:?}", "h".repeat(64)))).unwrap();
+    parse_and_validate(&v21(r#""Owner":"containerd: ns/é","VirtualMachine":{}"#)).unwrap();
+}
+
+#[test]
+fn nul_is_refused_in_every_string_of_a_document() {
+    // Strings no field check names: each becomes a path, a name or an argument.
+    for (rest, path) in [
+        (
+            r#""VirtualMachine":{"Devices":{"ComPorts":{"0":{"NamedPipe":"/tmp/a\u0000b"}}}}"#,
+            "$.VirtualMachine.Devices.ComPorts",
+        ),
+        (
+            r#""Container":{"Storage":{"Layers":[{"Path":"/l","Id":"x\u0000"}]}}"#,
+            "$.Container.Storage.Layers[0].Id",
+        ),
+        (
+            r#""HostingSystemId":"uvm","HostedSystem":{"Key\u0000":1}"#,
+            "$.HostedSystem",
+        ),
+    ] {
+        expect_invalid(
+            parse_and_validate(&v21(rest)),
+            &[&format!("at `{path}"), "NUL"],
+        );
+    }
+    let process =
+        r#"{"CommandArgs":["sh"],"User":"root","ConsoleSize":[1,2],"WorkingDirectory":"/"}"#;
+    from_json::<ProcessParameters>(process, "ProcessParameters")
+        .unwrap()
+        .validate()
+        .unwrap();
+    let bad = r#"{"CommandArgs":["sh","a\u0000b"]}"#;
+    expect_invalid(
+        from_json::<ProcessParameters>(bad, "ProcessParameters")
+            .and_then(|p| p.validate().map(|_| p)),
+        &["at `$.CommandArgs[1]`", "NUL"],
+    );
+}
+
+#[test]
+fn processor_counts_are_bounded() {
+    let vm = |n: u64| {
+        v21(&format!(
+            r#""VirtualMachine":{{"ComputeTopology":{{"Memory":{{"SizeInMB":64}},"Processor":{{"Count":{n}}}}}}}"#
+        ))
+    };
+    parse_and_validate(&vm(1)).unwrap();
+    parse_and_validate(&vm(254)).unwrap();
+    for n in [0, 255, 4_294_967_295] {
+        expect_invalid(
+            parse_and_validate(&vm(n)),
+            &["at `$.VirtualMachine.ComputeTopology.Processor.Count`"],
+        );
+    }
+    let ctr = |n: u64| {
+        v21(&format!(
+            r#""Container":{{"Storage":{{"Layers":[{{"Path":"/l"}}]}},"Processor":{{"Count":{n}}}}}"#
+        ))
+    };
+    parse_and_validate(&ctr(1)).unwrap();
+    parse_and_validate(&ctr(8192)).unwrap();
+    for n in [0, 8193, 4_294_967_295] {
+        expect_invalid(
+            parse_and_validate(&ctr(n)),
+            &["at `$.Container.Processor.Count`", "out of range"],
+        );
+    }
 }

@@ -104,3 +104,45 @@ fn claimed_sizes_are_never_allocated() {
     assert!(matches!(r, Err(StateFileError::Decode { .. })), "{r:?}");
     assert!(big < BOUND, "decoder allocated {big}");
 }
+
+/// The absurd counts and lengths of format.rs's
+/// `absurd_counts_and_lengths_are_refused`, each refused without a big
+/// allocation (the property a wall-clock bound used to stand in for).
+#[test]
+fn absurd_counts_and_lengths_allocate_nothing_big() {
+    let good = small_file();
+    let patched = |at: usize, v: u64, wide: bool| {
+        let mut b = good.clone();
+        if wide {
+            put_u64(&mut b, at, v)
+        } else {
+            put_u32(&mut b, at, v as u32)
+        }
+        refresh_crcs(&mut b);
+        b
+    };
+    let mut cases = vec![
+        ("count", patched(16, u32::MAX as u64, false), false),
+        ("count 4096", patched(16, 4096, false), true),
+        ("total", patched(24, u64::MAX, true), true),
+        ("short stream", patched(24, 60 << 20, true), true),
+        ("overrun", patched(48 + 40, 10 << 20, true), false),
+    ];
+    for len in [u64::MAX, 1 << 40, (16 << 20) + 1] {
+        cases.push(("section len", patched(48 + 40, len, true), false));
+    }
+    for (what, b, streamed) in cases {
+        let (r, big) = if streamed {
+            largest_allocation(|| StateFile::read_from(Cursor::new(&b), &Limits::default()))
+        } else {
+            let owned = b.clone();
+            largest_allocation(move || StateFile::from_bytes(owned, &Limits::default()))
+        };
+        assert!(r.is_err(), "{what}: accepted");
+        assert!(
+            big < BOUND,
+            "{what}: allocated {big} bytes for a file of {}",
+            b.len()
+        );
+    }
+}

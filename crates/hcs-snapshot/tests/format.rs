@@ -3,7 +3,6 @@
 mod common;
 
 use std::io::{Cursor, Read};
-use std::time::{Duration, Instant};
 
 use common::*;
 use hcs_snapshot::{
@@ -184,20 +183,15 @@ fn a_newer_version_is_refused_naming_both_versions() {
     ));
 }
 
-/// Runs `f` and checks it fails fast (no big allocation or long read).
-fn fast_err(what: &str, f: impl FnOnce() -> Result<StateFile, StateFileError>) -> StateFileError {
-    let t = Instant::now();
-    let err = f().expect_err(what);
-    assert!(
-        t.elapsed() < Duration::from_millis(200),
-        "{what} took {:?}",
-        t.elapsed()
-    );
-    err
+/// Runs `f` and expects it to refuse the file. That it does so without
+/// allocating or reading what the file claims is a property checked by
+/// alloc_bound.rs (a counting allocator), not a wall-clock bound here.
+fn refused(what: &str, f: impl FnOnce() -> Result<StateFile, StateFileError>) -> StateFileError {
+    f().expect_err(what)
 }
 
 #[test]
-fn absurd_counts_and_lengths_are_refused_fast() {
+fn absurd_counts_and_lengths_are_refused() {
     let good = small_file();
     let patched = |at: usize, v: u64, wide: bool| {
         let mut b = good.clone();
@@ -210,7 +204,7 @@ fn absurd_counts_and_lengths_are_refused_fast() {
         b
     };
     let b = patched(16, u32::MAX as u64, false);
-    let err = fast_err("count", || parse(&b));
+    let err = refused("count", || parse(&b));
     assert!(
         matches!(
             err,
@@ -223,11 +217,11 @@ fn absurd_counts_and_lengths_are_refused_fast() {
     );
     let b = patched(16, 4096, false);
     assert!(matches!(
-        fast_err("count 4096", || stream(&b)),
+        refused("count 4096", || stream(&b)),
         StateFileError::TotalTooSmall { count: 4096, .. }
     ));
     let b = patched(24, u64::MAX, true);
-    let err = fast_err("total", || stream(&b));
+    let err = refused("total", || stream(&b));
     assert!(
         matches!(
             err,
@@ -242,20 +236,20 @@ fn absurd_counts_and_lengths_are_refused_fast() {
     // A total within the cap, but the data is not there.
     let b = patched(24, 60 << 20, true);
     assert!(matches!(
-        fast_err("short stream", || stream(&b)),
+        refused("short stream", || stream(&b)),
         StateFileError::Truncated { .. }
     ));
     // First section's payload length (header at 48, length at +40).
     for len in [u64::MAX, 1 << 40, (16 << 20) + 1] {
         let b = patched(48 + 40, len, true);
-        let err = fast_err("section len", || parse(&b));
+        let err = refused("section len", || parse(&b));
         assert!(
             matches!(&err, StateFileError::SectionTooLarge { name, offset: 48, .. } if name == "a"),
             "{err}"
         );
     }
     let b = patched(48 + 40, 10 << 20, true);
-    let err = fast_err("overrun", || parse(&b));
+    let err = refused("overrun", || parse(&b));
     assert!(
         matches!(&err, StateFileError::SectionOverrun { name, offset: 48, len, .. } if name == "a" && *len == 10 << 20),
         "{err}"

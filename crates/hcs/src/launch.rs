@@ -65,6 +65,67 @@ pub(crate) fn spawn_monitor() -> HcsResult<OwnedFd> {
     Ok(ours)
 }
 
+/// How long a client waits for `hcs-monitor reap`. Destroying a cgroup
+/// gives up after 5 s of killing, so this is only a guard against a hang.
+const REAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Have a monitor in reap mode clean up after the dead monitors of
+/// `namespace` (or of `<namespace>/<id>`) and wait for it. The client itself
+/// never touches what a dead monitor's record names.
+pub(crate) fn reap(namespace: &str, id: Option<&str>) -> HcsResult<()> {
+    let exe = monitor_path()?;
+    let mut cmd = Command::new(&exe);
+    cmd.arg("reap").arg(namespace);
+    if let Some(id) = id {
+        cmd.arg(id);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| HcsError::from_io(format!("starting {} reap", exe.display()), &e))?;
+    let deadline = std::time::Instant::now() + REAP_TIMEOUT;
+    let fd = reaper::pidfd_open(child.id());
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                return Err(HcsError::new(
+                    HResult::E_FAIL,
+                    format!("{} reap {namespace}: {status}", exe.display()),
+                ))
+            }
+            Ok(None) => {}
+            Err(e) => return Err(HcsError::from_io("waiting for hcs-monitor reap", &e)),
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            // Leave it to finish on its own; the reaper thread collects it.
+            reaper::watch(child);
+            return Err(HcsError::new(
+                HResult::HCS_E_CONNECTION_TIMEOUT,
+                format!(
+                    "{} reap {namespace} did not finish within {REAP_TIMEOUT:?}",
+                    exe.display()
+                ),
+            ));
+        }
+        match &fd {
+            Some(fd) => {
+                let mut pfd = [nix::poll::PollFd::new(
+                    std::os::fd::AsFd::as_fd(fd),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+                let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms));
+            }
+            // No pidfds: poll the child's status now and then.
+            None => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+}
+
 /// One library thread reaps every monitor this process started, whenever
 /// it exits, so a long-lived client collects no zombies and keeps no thread
 /// per compute system. It waits on pidfds with `poll`.
@@ -78,7 +139,7 @@ mod reaper {
         wake: OwnedFd,
     }
 
-    fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    pub(super) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
         // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
         // SAFETY: a non-negative result is a descriptor nothing else owns.

@@ -55,7 +55,14 @@ pub fn enumerate_compute_systems_in_namespace(
 }
 
 fn enumerate(namespace: &str, query: Option<&SystemQuery>) -> HcsResult<String> {
-    let ids = hcs_rundir::list_live(&hcs_rundir::root(), namespace)?;
+    let scan = hcs_rundir::scan(&hcs_rundir::root(), namespace)?;
+    if !scan.stale.is_empty() {
+        // Dead monitors' leftovers are cleaned by a reaping monitor, not here.
+        if let Err(e) = crate::launch::reap(namespace, None) {
+            tracing::warn!("cleaning up after dead monitors in {namespace}: {e}");
+        }
+    }
+    let ids = scan.live;
     let mut out = Vec::new();
     for id in ids {
         if let Some(wanted) = query.and_then(|q| q.ids.as_ref()) {
@@ -104,7 +111,7 @@ fn matches_query(props: &serde_json::Value, query: Option<&SystemQuery>) -> bool
 }
 
 /// Highest schema minor version (of major 2) this implementation accepts.
-pub const SCHEMA_MINOR_MAX: u32 = 6;
+pub const SCHEMA_MINOR_MAX: u32 = hcs_schema::version::HIGHEST_KNOWN_MINOR;
 
 /// `HcsGetServiceProperties`. Supports `Basic` (the schema versions accepted).
 pub fn get_service_properties(query: Option<&str>) -> HcsResult<String> {

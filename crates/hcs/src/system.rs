@@ -110,7 +110,7 @@ impl System {
         let checked = hcs_rundir::validate_name("namespace", namespace)
             .and_then(|_| hcs_rundir::validate_name("compute system id", id))
             .and_then(|_| hcs_schema::from_json::<ComputeSystem>(configuration, "ComputeSystem"))
-            .and_then(|doc| doc.validate());
+            .and_then(|doc| doc.validate().and_then(|_| doc.check_supported()));
         if let Err(e) = checked {
             operation.fail(generation, &e);
             return Err(e);
@@ -476,8 +476,10 @@ pub(crate) fn connect(
         Ok(s) => s,
         Err(e) => {
             if e.raw_os_error() == Some(libc::ECONNREFUSED) {
-                // Its monitor died: tidy up after it.
-                let _ = hcs_rundir::cleanup_if_stale(&dir);
+                // Its monitor died: have a reaping monitor tidy up after it.
+                if let Err(e) = crate::launch::reap(namespace, Some(id)) {
+                    tracing::warn!("cleaning up after {namespace}/{id}: {e}");
+                }
             }
             return Err(not_found());
         }

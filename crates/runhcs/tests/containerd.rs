@@ -22,7 +22,6 @@
 //! Skipped (with the reason on stderr and in `$HCS_TEST_SKIP_LOG`) unless
 //! we are root and containerd, ctr and containerd-shim-runc-v2 are on PATH.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -38,25 +37,10 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Report that `test` did not run its checks, and why: on stderr and, when
-/// `$HCS_TEST_SKIP_LOG` names a file, appended to it (scripts/test.sh lists
-/// those lines at the end of the run; cargo counts a skip as a pass).
+/// Report that `test` did not run its checks, and why (see
+/// `hcs_test_support::skip`).
 fn skip(test: &str, reason: &str) {
-    let line = format!("SKIPPED {test}: {reason}");
-    eprintln!("{line}");
-    if let Some(log) = std::env::var_os("HCS_TEST_SKIP_LOG") {
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .and_then(|mut f| writeln!(f, "{line}"));
-        if let Err(e) = written {
-            panic!(
-                "cannot record the skip in {}: {e}",
-                Path::new(&log).display()
-            );
-        }
-    }
+    hcs_test_support::skip(test, reason);
 }
 
 /// Where `name` is on PATH.

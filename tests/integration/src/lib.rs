@@ -63,22 +63,7 @@ pub fn guest_kernel() -> PathBuf {
 /// that scripts/test.sh lists every skipped test at the end of the run
 /// (cargo itself counts a skipped test as passed).
 pub fn skip(test: &str, reason: &str) {
-    let line = format!("SKIPPED {test}: {reason}");
-    eprintln!("{line}");
-    if let Some(log) = std::env::var_os("HCS_TEST_SKIP_LOG") {
-        use std::io::Write;
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .and_then(|mut f| writeln!(f, "{line}"));
-        if let Err(e) = written {
-            panic!(
-                "cannot record the skip in {}: {e}",
-                Path::new(&log).display()
-            );
-        }
-    }
+    hcs_test_support::skip(test, reason);
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);

@@ -142,3 +142,17 @@ fn bad_ids_are_refused_before_anything_happens() {
         assert_eq!(e.hresult, HResult::E_INVALIDARG, "{id:?}");
     }
 }
+
+#[test]
+fn a_container_in_a_hosting_system_is_refused_not_run_on_the_host() {
+    // Whether or not the id names a VM: containers in VMs do not exist yet.
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&container_doc(serde_json::json!({}))).unwrap();
+    doc["HostingSystemId"] = "no-such-vm".into();
+    refused(
+        "hostingid",
+        &doc.to_string(),
+        HResult::ERROR_NOT_SUPPORTED,
+        "$.HostingSystemId",
+    );
+}

@@ -343,6 +343,11 @@ hcs_struct! {
     }
 }
 
+/// Most vCPUs a VM's `ComputeTopology.Processor.Count` may name: what the
+/// VMM's ACPI tables describe (`hcs_vmm::vm::MAX_VCPUS`, checked equal by a
+/// test of the monitor).
+pub const MAX_VM_PROCESSOR_COUNT: u32 = 254;
+
 impl VirtualMachine {
     /// Checks of a VM found at `path` of a `document`: not both boot sources,
     /// a direct-boot kernel path, non-zero memory and vCPU count, paths on SCSI
@@ -392,6 +397,15 @@ impl VirtualMachine {
                     &member(&member(&base, "Processor"), "Count"),
                     "is 0; a VM needs at least one processor",
                 ));
+            }
+            if let Some(count) = topology.processor.as_ref().and_then(|p| p.count) {
+                validate::check_range(
+                    document,
+                    &member(&member(&base, "Processor"), "Count"),
+                    count.into(),
+                    1..=MAX_VM_PROCESSOR_COUNT.into(),
+                    "the vCPUs this VMM can describe to a guest",
+                )?;
             }
         }
         if let Some(devices) = &self.devices {

@@ -56,9 +56,12 @@ fn is_root() -> bool {
 
 /// Root is needed to create taps; say so instead of failing elsewhere.
 macro_rules! need_root {
-    ($name:expr) => {
+    ($name:literal) => {
         if !is_root() {
-            println!("SKIPPED {}: creating tap devices needs root", $name);
+            hcs_test_support::skip(
+                concat!("hcs_virtio::net::tests::", $name),
+                "creating tap devices needs root",
+            );
             return;
         }
     };
