@@ -47,6 +47,8 @@ pub struct Member {
     /// How the value's path continues to that type: `""`, `"[i]"` for an
     /// array, `".<key>"` for a map.
     pub shape: fn() -> String,
+    /// Sample values of the member (see [`Fields::samples`]).
+    pub samples: fn() -> Vec<Value>,
 }
 
 /// Implemented by every schema type (by `hcs_struct!` and `string_enum!`)
@@ -68,6 +70,12 @@ pub trait Fields {
         String::new()
     }
 
+    /// Values of this type in JSON, used by the tests to set each member
+    /// (every enumeration value, `true` and `false`, ...).
+    fn samples() -> Vec<Value>
+    where
+        Self: Sized;
+
     /// Fails on the first member set in `self` (at `path`) that the table
     /// refuses in `cx`.
     fn refuse_unsupported(&self, cx: &Context<'_>, path: &str) -> Result<(), HcsError> {
@@ -77,9 +85,30 @@ pub trait Fields {
 }
 
 macro_rules! leaf {
-    ($($t:ty),*) => { $(impl Fields for $t {})* };
+    ($($t:ty => [$($sample:expr),*]),* $(,)?) => {
+        $(impl Fields for $t {
+            fn samples() -> Vec<Value> {
+                vec![$(Value::from($sample)),*]
+            }
+        })*
+    };
 }
-leaf!(String, bool, u8, u16, u32, u64, i32, i64, Value);
+leaf!(
+    String => ["x"],
+    bool => [true, false],
+    u8 => [1u8],
+    u16 => [1u16],
+    u32 => [1u32],
+    u64 => [1u64],
+    i32 => [1i32],
+    i64 => [1i64],
+);
+
+impl Fields for Value {
+    fn samples() -> Vec<Value> {
+        vec![serde_json::json!({"x": 1})]
+    }
+}
 
 impl<T: Fields> Fields for Vec<T> {
     fn info() -> Option<&'static TypeInfo> {
@@ -88,6 +117,10 @@ impl<T: Fields> Fields for Vec<T> {
 
     fn shape() -> String {
         format!("[i]{}", T::shape())
+    }
+
+    fn samples() -> Vec<Value> {
+        T::samples().into_iter().map(|v| Value::Array(vec![v])).collect()
     }
 
     fn refuse_unsupported(&self, cx: &Context<'_>, path: &str) -> Result<(), HcsError> {
@@ -107,6 +140,13 @@ impl<T: Fields, const N: usize> Fields for [T; N] {
         format!("[i]{}", T::shape())
     }
 
+    fn samples() -> Vec<Value> {
+        T::samples()
+            .into_iter()
+            .map(|v| Value::Array(vec![v; N]))
+            .collect()
+    }
+
     fn refuse_unsupported(&self, cx: &Context<'_>, path: &str) -> Result<(), HcsError> {
         for (i, item) in self.iter().enumerate() {
             item.refuse_unsupported(cx, &index(path, i))?;
@@ -122,6 +162,13 @@ impl<K: Display, T: Fields> Fields for BTreeMap<K, T> {
 
     fn shape() -> String {
         format!(".<key>{}", T::shape())
+    }
+
+    fn samples() -> Vec<Value> {
+        T::samples()
+            .into_iter()
+            .map(|v| serde_json::json!({ "0": v }))
+            .collect()
     }
 
     fn refuse_unsupported(&self, cx: &Context<'_>, path: &str) -> Result<(), HcsError> {
@@ -246,32 +293,77 @@ pub fn refuse_unsupported<T: Fields>(document: &T, cx: Context<'_>) -> Result<()
     document.refuse_unsupported(&cx, "$")
 }
 
-/// The types clients send documents of (the roots of the walk test): what
-/// the API parses with [`crate::from_json`] or [`crate::from_value`].
-pub fn roots() -> Vec<&'static TypeInfo> {
-    use crate::{container, process, properties, requests, service};
-    [
-        <crate::ComputeSystem as Fields>::info(),
-        <process::ProcessParameters as Fields>::info(),
-        <requests::ModifySettingRequest as Fields>::info(),
-        <container::ContainerMemory as Fields>::info(),
-        <container::ContainerProcessor as Fields>::info(),
-        <requests::ProcessModifyRequest as Fields>::info(),
-        <requests::StartOptions as Fields>::info(),
-        <requests::PauseOptions as Fields>::info(),
-        <requests::ResumeOptions as Fields>::info(),
-        <requests::SaveOptions as Fields>::info(),
-        <requests::ShutdownOptions as Fields>::info(),
-        <requests::TerminateOptions as Fields>::info(),
-        <requests::CrashOptions as Fields>::info(),
-        <requests::SignalProcessOptions as Fields>::info(),
-        <properties::SystemPropertyQuery as Fields>::info(),
-        <properties::SystemQuery as Fields>::info(),
-        <service::ServicePropertyQuery as Fields>::info(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
+/// A kind of document clients send: what the API parses with
+/// [`crate::from_json`].
+#[derive(Debug, Clone, Copy)]
+pub struct Root {
+    /// Name of the document in errors.
+    pub document: &'static str,
+    /// Its type.
+    pub info: fn() -> Option<&'static TypeInfo>,
+    /// Parses a document of this kind and runs [`refuse_unsupported`] on it.
+    pub check: fn(&str, On) -> Result<(), HcsError>,
+}
+
+/// [`crate::from_json`] of a `T`, then [`refuse_unsupported`].
+fn check_root<T: serde::de::DeserializeOwned + Fields>(
+    document: &'static str,
+) -> impl Fn(&str, On) -> Result<(), HcsError> {
+    move |json, on| {
+        let parsed: T = crate::from_json(json, document)?;
+        refuse_unsupported(&parsed, Context { document, on })
+    }
+}
+
+macro_rules! roots {
+    ($($ty:ty => $doc:literal),* $(,)?) => {
+        /// Every kind of document clients send (the roots of the walk).
+        pub static ROOTS: &[Root] = &[$(
+            Root {
+                document: $doc,
+                info: <$ty as Fields>::info,
+                check: |json, on| check_root::<$ty>($doc)(json, on),
+            },
+        )*];
+    };
+}
+
+roots! {
+    crate::ComputeSystem => "ComputeSystem",
+    crate::process::ProcessParameters => "ProcessParameters",
+    crate::requests::ModifySettingRequest => "ModifySettingRequest",
+    crate::container::ContainerMemory => "Container_Memory",
+    crate::container::ContainerProcessor => "Container_Processor",
+    crate::requests::ProcessModifyRequest => "ProcessModifyRequest",
+    crate::requests::StartOptions => "StartOptions",
+    crate::requests::PauseOptions => "PauseOptions",
+    crate::requests::ResumeOptions => "ResumeOptions",
+    crate::requests::SaveOptions => "SaveOptions",
+    crate::requests::ShutdownOptions => "ShutdownOptions",
+    crate::requests::TerminateOptions => "TerminateOptions",
+    crate::requests::CrashOptions => "CrashOptions",
+    crate::requests::SignalProcessOptions => "SignalProcessOptions",
+    crate::properties::SystemPropertyQuery => "System_PropertyQuery",
+    crate::properties::SystemQuery => "SystemQuery",
+    crate::service::ServicePropertyQuery => "Service_PropertyQuery",
+}
+
+/// Parses the options document of an operation (`HcsPauseComputeSystem`'s
+/// `PauseOptions`, ...): no options, an empty string or only white space is
+/// `None`; anything else must be a JSON document of that kind
+/// (`HCS_E_INVALID_JSON` otherwise) that sets no member the table refuses
+/// (`ERROR_NOT_SUPPORTED` with its JSON path).
+pub fn parse_options<T: serde::de::DeserializeOwned + Fields>(
+    options: Option<&str>,
+    document: &str,
+    on: On,
+) -> Result<Option<T>, HcsError> {
+    let Some(text) = options.filter(|o| !o.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let parsed: T = crate::from_json(text, document)?;
+    refuse_unsupported(&parsed, Context { document, on })?;
+    Ok(Some(parsed))
 }
 
 const fn honoured(ty: &'static str, member: &'static str) -> Entry {
@@ -356,7 +448,7 @@ pub static TABLE: &[Entry] = &[
     honoured("Container", "Networking"),
     refused("Container", "HvSocket", "Hyper-V sockets do not exist for Linux containers"),
     refused("Container", "ContainerCredentialGuard", "gMSA credential forwarding is Windows-only"),
-    refused_unless("Container", "RegistryChanges", &["{}", r#"{"AddValues":[]}"#, r#"{"DeleteKeys":[]}"#, r#"{"AddValues":[],"DeleteKeys":[]}"#], "Linux has no registry; write the files into a layer instead"),
+    refused("Container", "RegistryChanges", "Linux has no registry; write the files into a layer instead"),
     refused_unless("Container", "AssignedDevices", &["[]"], "device assignment to containers is not supported yet"),
     refused("Container", "AdditionalDeviceNamespace", WINDOWS_CONTAINER),
     refused("Container", "IsolationType", "HostProcess containers are Windows-only"),
@@ -444,7 +536,7 @@ pub static TABLE: &[Entry] = &[
     refused("VirtualMachineMemory", "HighMmioGapInMB", "the MMIO layout is fixed; not configurable yet"), // TODO(vmres)
     refused_unless("VirtualMachineMemory", "Backing", &["\"Virtual\""], "guest RAM is ordinary pageable host memory (`Virtual`)"),
     refused("VirtualMachineMemory", "SlitType", "virtual NUMA topologies are not supported"),
-    hint("VirtualMachineMemory", "HostingProcessNameSuffix", "names the Windows host process (vmmem<suffix>); the process running the VM is hcs-monitor"),
+    hint("VirtualMachineMemory", "HostingProcessNameSuffix", "names the Windows host process (`vmmem` and the suffix); the process running the VM is hcs-monitor"),
     refused_unless("VirtualMachineMemory", "EnableEpf", &["false"], HYPERV_MEMORY),
     honoured("VirtualMachineProcessor", "Count"),
     refused("VirtualMachineProcessor", "Limit", "CPU limits are not enforced on VMs yet"), // TODO(vmres)
@@ -571,22 +663,394 @@ pub static TABLE: &[Entry] = &[
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+    use hcs_errors::HResult;
+
     use super::*;
 
-    #[test]
-    fn dump() {
-        let mut seen = std::collections::BTreeSet::new();
-        let mut stack = roots();
-        while let Some(t) = stack.pop() {
-            if !seen.insert(t.name) {
+    /// Members the walk of the tests does not descend through: refused
+    /// whatever their value, so nothing inside can be set.
+    fn closed(entry: Option<&Entry>) -> bool {
+        match entry.map(|e| e.class) {
+            Some(Class::Refused(r)) if r.on == On::Any => !r.accepted.iter().any(|text| {
+                match serde_json::from_str::<Value>(text) {
+                    Ok(Value::Object(m)) => !m.is_empty(),
+                    Ok(Value::Array(a)) => !a.is_empty(),
+                    _ => false,
+                }
+            }),
+            _ => false,
+        }
+    }
+
+    /// One step from a root to a member.
+    #[derive(Clone)]
+    struct Step {
+        member: &'static Member,
+    }
+
+    /// Every type reachable from the roots through members that are not
+    /// closed, with the first (shortest) route to it: root index and steps.
+    fn reachable() -> BTreeMap<&'static str, (&'static TypeInfo, usize, Vec<Step>)> {
+        let mut found: BTreeMap<&'static str, (&'static TypeInfo, usize, Vec<Step>)> =
+            BTreeMap::new();
+        let mut queue = VecDeque::new();
+        for (r, root) in ROOTS.iter().enumerate() {
+            if let Some(info) = (root.info)() {
+                queue.push_back((info, r, Vec::new()));
+            }
+        }
+        while let Some((info, r, steps)) = queue.pop_front() {
+            if found.contains_key(info.name) {
                 continue;
             }
-            for m in t.members {
-                println!("{}\t{}\t{}", t.name, m.json, (m.shape)());
-                if let Some(i) = (m.info)() {
-                    stack.push(i);
+            found.insert(info.name, (info, r, steps.clone()));
+            for m in info.members {
+                if closed(lookup(info.name, m.json)) {
+                    continue;
+                }
+                if let Some(inner) = (m.info)() {
+                    let mut next = steps.clone();
+                    next.push(Step { member: m });
+                    queue.push_back((inner, r, next));
                 }
             }
         }
+        found
+    }
+
+    /// Every type reachable from the roots through any member.
+    fn all_reachable() -> BTreeSet<&'static str> {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<&'static TypeInfo> = ROOTS.iter().filter_map(|r| (r.info)()).collect();
+        while let Some(t) = stack.pop() {
+            if seen.insert(t.name) {
+                stack.extend(t.members.iter().filter_map(|m| (m.info)()));
+            }
+        }
+        seen
+    }
+
+    /// Schema types that are not part of any client document, and why.
+    const NOT_CLIENT_INPUT: &[(&str, &str)] = &[
+        ("HostedSystem", "parsed only from ComputeSystem.HostedSystem, which is refused"),
+        ("CombinedLayers", "guest request body; guest requests are refused"),
+        ("MappedVirtualDisk", "guest request body; guest requests are refused"),
+        ("CimMount", "Windows layer API, not implemented"),
+        ("RegistryFlushState", "modify body of a resource path that is refused"),
+        ("GuestModifySettingRequest", "ModifySettingRequest.GuestRequest is refused"),
+        ("IdleProcessorsRequest", "modify body of a resource path that is refused"),
+        ("ProcessorLimits", "modify body of a resource path that is refused"),
+        ("SystemProcessorModificationRequest", "modify body of a resource path that is refused"),
+        ("KvpQuery", "property query body; property queries are refused"),
+        ("ConsoleImageQuery", "property query body; property queries are refused"),
+        ("ModificationRequest", "HcsModifyServiceSettings is not implemented"),
+        ("HostProcessorModificationRequest", "HcsModifyServiceSettings is not implemented"),
+        ("CreateGroupOperation", "HcsModifyServiceSettings is not implemented"),
+        ("DeleteGroupOperation", "HcsModifyServiceSettings is not implemented"),
+        ("SetPropertyOperation", "HcsModifyServiceSettings is not implemented"),
+        ("ContainerCredentialGuardOperationRequest", "HcsModifyServiceSettings is not implemented"),
+        ("ContainerCredentialGuardAddInstanceRequest", "HcsModifyServiceSettings is not implemented"),
+        ("ContainerCredentialGuardRemoveInstanceRequest", "HcsModifyServiceSettings is not implemented"),
+        ("LayerData", "Windows layer API, not implemented"),
+        ("OsLayerOptions", "Windows layer API, not implemented"),
+        ("ExportLayerOptions", "Windows layer API, not implemented"),
+        ("TimeZoneInformation", "a result type"),
+        ("SystemTime", "a result type"),
+        ("GpuConfiguration", "modify body of a resource path that is refused"),
+        ("HvSocketAddress", "a result type"),
+        // Results this system writes, never reads from a client.
+        ("ProcessStatus", "a result"),
+        ("ProcessDetails", "a result"),
+        ("Properties", "a result"),
+        ("ComputeSystemProperties", "a result"),
+        ("PropertyResponse", "a result"),
+        ("Statistics", "a result"),
+        ("VmStatistics", "a result"),
+        ("ProcessorStats", "a result"),
+        ("MemoryStats", "a result"),
+        ("StorageStats", "a result"),
+        ("MemoryInformationForVm", "a result"),
+        ("VmMemory", "a result"),
+        ("VirtualNodeInfo", "a result"),
+        ("GuestConnectionInfo", "a result"),
+        ("SharedMemoryRegionInfo", "a result"),
+        ("IntegrationComponentStatus", "a result"),
+        ("ConsoleImage", "a result"),
+        ("ResultError", "a result"),
+        ("ErrorEvent", "a result"),
+        ("EventData", "a result"),
+        ("SystemExitStatus", "a result"),
+        ("AttributionRecord", "a result"),
+        ("VirtualMachineExit", "a result"),
+        ("WorkerExit", "a result"),
+        ("GuestCrash", "a result"),
+        ("TripleFault", "a result"),
+        ("InjectNonMaskableInterrupt", "a result"),
+        ("OperationFailure", "a result"),
+        ("SystemExit", "a result"),
+        ("VirtualDeviceFailure", "a result"),
+        ("CrashReport", "a result"),
+        ("WindowsCrashReport", "a result"),
+        ("OperationInfo", "a result"),
+        ("OperationFailureInfo", "a result"),
+        ("OperationNotificationInfo", "a result"),
+        ("OperationProgress", "a result"),
+        ("ServiceProperties", "a result"),
+        ("BasicInformation", "a result"),
+        ("CpuGroupConfigurations", "a result"),
+        ("CpuGroupConfig", "a result"),
+        ("CpuGroupAffinity", "a result"),
+        ("CpuGroupProperty", "a result"),
+        ("ProcessorTopology", "a result"),
+        ("LogicalProcessor", "a result"),
+        ("Subnode", "a result"),
+        ("QoSCapabilities", "a result"),
+        ("ProcessorCapabilitiesInfo", "a result"),
+        ("VmProcessorRequirements", "a result"),
+        ("ContainerCredentialGuardSystemInfo", "a result"),
+        ("ContainerCredentialGuardInstance", "a result"),
+        ("ContainerCredentialGuardHvSocketServiceConfig", "a result"),
+    ];
+
+    /// The names of all `hcs_struct!` types, read from the crate's source.
+    fn declared_types() -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut dirs = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("src is readable").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs") || path.ends_with("macros.rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).expect("source is readable");
+                for block in text.split("hcs_struct! {").skip(1) {
+                    let name = block
+                        .split("pub struct ")
+                        .nth(1)
+                        .and_then(|rest| rest.split(|c: char| !c.is_alphanumeric() && c != '_').next());
+                    if let Some(name) = name.filter(|n| !n.is_empty()) {
+                        out.insert(name.to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_member_of_every_client_document_is_classified() {
+        let mut unclassified = Vec::new();
+        let mut members = BTreeSet::new();
+        for (name, (info, _, _)) in reachable() {
+            for m in info.members {
+                members.insert((name, m.json));
+                if lookup(name, m.json).is_none() {
+                    unclassified.push(format!("{name}.{}", m.json));
+                }
+            }
+        }
+        assert!(
+            unclassified.is_empty(),
+            "members with no class in fields::TABLE (Honoured, Refused or Hint): {unclassified:?}"
+        );
+        let stale: Vec<String> = TABLE
+            .iter()
+            .filter(|e| !members.contains(&(e.ty, e.member)))
+            .map(|e| format!("{}.{}", e.ty, e.member))
+            .collect();
+        assert!(
+            stale.is_empty(),
+            "fields::TABLE classifies members that do not exist (or that no client document can \
+             reach any more): {stale:?}"
+        );
+        let mut rows = BTreeSet::new();
+        let twice: Vec<String> = TABLE
+            .iter()
+            .filter(|e| !rows.insert((e.ty, e.member)))
+            .map(|e| format!("{}.{}", e.ty, e.member))
+            .collect();
+        assert!(twice.is_empty(), "classified twice: {twice:?}");
+    }
+
+    #[test]
+    fn every_schema_type_is_a_client_document_part_or_listed_as_not_one() {
+        let reachable = all_reachable();
+        let declared = declared_types();
+        assert!(declared.len() > 100, "found only {} hcs_struct! types", declared.len());
+        let listed: BTreeMap<&str, &str> = NOT_CLIENT_INPUT.iter().copied().collect();
+        let unplaced: Vec<&String> = declared
+            .iter()
+            .filter(|t| !reachable.contains(t.as_str()) && !listed.contains_key(t.as_str()))
+            .collect();
+        assert!(
+            unplaced.is_empty(),
+            "schema types neither reachable from a client document (fields::ROOTS) nor listed in \
+             NOT_CLIENT_INPUT: {unplaced:?}"
+        );
+        let wrong: Vec<&&str> = listed
+            .keys()
+            .filter(|t| reachable.contains(**t) || !declared.contains(**t))
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "NOT_CLIENT_INPUT lists types that a client document reaches or that do not exist: {wrong:?}"
+        );
+    }
+
+    /// A document of root `r` that sets the member at the end of `steps`
+    /// to `value`, and that member's JSON path.
+    fn document_setting(steps: &[Step], last: &Member, value: Value) -> (String, String) {
+        let mut path = String::from("$");
+        let mut keys: Vec<(String, String)> = Vec::new(); // (key, shape)
+        for step in steps.iter().map(|s| s.member).chain(std::iter::once(last)) {
+            path = member(&path, step.json);
+            let shape = if std::ptr::eq(step, last) { String::new() } else { (step.shape)() };
+            for part in shape.split_inclusive(['>', ']']) {
+                match part {
+                    "[i]" => path = index(&path, 0),
+                    ".<key>" => path = member(&path, "0"),
+                    _ => {}
+                }
+            }
+            keys.push((step.json.to_string(), shape));
+        }
+        let mut doc = value;
+        for (key, shape) in keys.iter().rev() {
+            let parts: Vec<&str> = shape.split_inclusive(['>', ']']).collect();
+            for part in parts.iter().rev() {
+                doc = match *part {
+                    "[i]" => Value::Array(vec![doc]),
+                    ".<key>" => serde_json::json!({ "0": doc }),
+                    _ => doc,
+                };
+            }
+            doc = serde_json::json!({ key.as_str(): doc });
+        }
+        (doc.to_string(), path)
+    }
+
+    #[test]
+    fn every_refused_member_is_refused_with_its_json_path() {
+        let mut checked = 0;
+        for (name, (info, r, steps)) in reachable() {
+            let root = &ROOTS[r];
+            for m in info.members {
+                let Some(Class::Refused(refusal)) = lookup(name, m.json).map(|e| e.class) else {
+                    continue;
+                };
+                let accepted: Vec<Value> = refusal
+                    .accepted
+                    .iter()
+                    .map(|t| serde_json::from_str(t).expect("accepted values are JSON"))
+                    .collect();
+                let samples = (m.samples)();
+                let value = samples
+                    .iter()
+                    .find(|v| !accepted.contains(v))
+                    .unwrap_or_else(|| panic!("{name}.{}: every sample value is accepted", m.json))
+                    .clone();
+                let (doc, path) = document_setting(&steps, m, value);
+                let on = match refusal.on {
+                    On::Any => On::Any,
+                    other => other,
+                };
+                let err = match (root.check)(&doc, on) {
+                    Ok(()) => panic!("{name}.{} is Refused but {doc} was accepted", m.json),
+                    Err(e) => e,
+                };
+                assert_eq!(err.hresult, HResult::ERROR_NOT_SUPPORTED, "{doc}: {}", err.message);
+                assert!(
+                    err.message.contains(&format!("`{path}`")),
+                    "{doc}: the error should name {path}: {}",
+                    err.message
+                );
+                if refusal.on != On::Any {
+                    (root.check)(&doc, On::Container)
+                        .unwrap_or_else(|e| panic!("{doc} is refused only on {:?}: {}", refusal.on, e.message));
+                }
+                for ok in &accepted {
+                    let (doc, _) = document_setting(&steps, m, ok.clone());
+                    (root.check)(&doc, on)
+                        .unwrap_or_else(|e| panic!("{doc}: an accepted value was refused: {}", e.message));
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 50, "only {checked} refused members were checked");
+    }
+
+    #[test]
+    fn honoured_and_hinted_members_pass_the_walk() {
+        for (name, (info, r, steps)) in reachable() {
+            for m in info.members {
+                if !matches!(lookup(name, m.json).map(|e| e.class), Some(Class::Honoured | Class::Hint(_))) {
+                    continue;
+                }
+                for value in (m.samples)() {
+                    let (doc, _) = document_setting(&steps, m, value);
+                    let (_, path) = document_setting(&steps, m, Value::Null);
+                    if let Err(e) = (ROOTS[r].check)(&doc, On::Any) {
+                        // An object sample may set a refused member inside;
+                        // only a refusal of this member itself is wrong.
+                        assert!(
+                            !e.message.contains(&format!("`{path}` is not supported")),
+                            "{doc}: {}",
+                            e.message
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The README's table of accepted hints, as generated from [`TABLE`].
+    fn hints_table() -> String {
+        let mut rows = Vec::new();
+        for (info, r, steps) in reachable().into_values() {
+            for m in info.members {
+                if let Some(Class::Hint(why)) = lookup(info.name, m.json).map(|e| e.class) {
+                    let mut path = String::from("$");
+                    for step in steps.iter().map(|s| s.member) {
+                        path.push('.');
+                        path.push_str(step.json);
+                        path.push_str(&(step.shape)().replace("[i]", "[*]").replace(".<key>", ".*"));
+                    }
+                    path.push('.');
+                    path.push_str(m.json);
+                    rows.push((r, path, why));
+                }
+            }
+        }
+        rows.sort();
+        let mut out = String::from("| Document | Member | Why it may be ignored |\n|---|---|---|\n");
+        for (r, path, why) in rows {
+            out.push_str(&format!("| {} | `{path}` | {why} |\n", ROOTS[r].document));
+        }
+        out
+    }
+
+    #[test]
+    fn readme_lists_exactly_the_accepted_hints() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+            .expect("README.md is readable");
+        let begin = "<!-- accepted-hints:begin -->\n";
+        let end = "<!-- accepted-hints:end -->";
+        let expected = hints_table();
+        let found = readme
+            .split_once(begin)
+            .and_then(|(_, rest)| rest.split_once(end))
+            .map(|(table, _)| table);
+        assert_eq!(
+            found,
+            Some(expected.as_str()),
+            "README.md's table of accepted hints (between {begin:?} and {end:?}) differs from \
+             crates/hcs-schema/src/fields.rs; it should read:\n{expected}"
+        );
     }
 }

@@ -71,10 +71,23 @@ macro_rules! hcs_struct {
                             aliases: &[$($alias),*],
                             info: <$ty as $crate::fields::Fields>::info,
                             shape: <$ty as $crate::fields::Fields>::shape,
+                            samples: <$ty as $crate::fields::Fields>::samples,
                         },
                     )*],
                 };
                 Some(&INFO)
+            }
+
+            // `{}`, then an object setting each member to its first sample.
+            fn samples() -> Vec<serde_json::Value> {
+                #[allow(unused_mut)] // empty structs have no member to add
+                let mut out = vec![serde_json::json!({})];
+                $(
+                    if let Some(v) = <$ty as $crate::fields::Fields>::samples().into_iter().next() {
+                        out.push(serde_json::json!({ $json: v }));
+                    }
+                )*
+                out
             }
 
             fn refuse_unsupported(
@@ -135,7 +148,11 @@ macro_rules! string_enum {
         }
 
         // An enumeration is a leaf of the classification walk.
-        impl $crate::fields::Fields for $name {}
+        impl $crate::fields::Fields for $name {
+            fn samples() -> Vec<serde_json::Value> {
+                $name::NAMES.iter().map(|n| serde_json::Value::from(*n)).collect()
+            }
+        }
 
         impl ::core::fmt::Display for $name {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {

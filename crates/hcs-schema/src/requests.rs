@@ -308,7 +308,11 @@ impl Visitor<'_> for SignalVisitor {
 }
 
 // A signal is a leaf of the classification walk (crate::fields).
-impl crate::fields::Fields for Signal {}
+impl crate::fields::Fields for Signal {
+    fn samples() -> Vec<Value> {
+        vec![Value::from(15)]
+    }
+}
 
 impl<'de> Deserialize<'de> for Signal {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Signal, D::Error> {
