@@ -120,7 +120,10 @@ impl<T: Fields> Fields for Vec<T> {
     }
 
     fn samples() -> Vec<Value> {
-        T::samples().into_iter().map(|v| Value::Array(vec![v])).collect()
+        T::samples()
+            .into_iter()
+            .map(|v| Value::Array(vec![v]))
+            .collect()
     }
 
     fn refuse_unsupported(&self, cx: &Context<'_>, path: &str) -> Result<(), HcsError> {
@@ -190,6 +193,15 @@ pub enum On {
     VirtualMachine,
 }
 
+impl From<crate::enums::SystemType> for On {
+    fn from(t: crate::enums::SystemType) -> On {
+        match t {
+            crate::enums::SystemType::Container => On::Container,
+            crate::enums::SystemType::VirtualMachine => On::VirtualMachine,
+        }
+    }
+}
+
 /// The document being checked and where it is used.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
@@ -251,12 +263,10 @@ pub fn check_member<T: Serialize>(
     let refusal = match lookup(ty, json).map(|e| e.class) {
         Some(Class::Honoured | Class::Hint(_)) => return Ok(()),
         Some(Class::Refused(r)) => r,
-        None => {
-            return Err(HcsError::not_supported(format!(
-                "{} document: `{path}` is not supported: this system does not know what to do with it",
-                cx.document
-            )))
-        }
+        None => return Err(HcsError::not_supported(format!(
+            "{} document: `{path}` is not supported: this system does not know what to do with it",
+            cx.document
+        ))),
     };
     let applies = match (refusal.on, cx.on) {
         (On::Any, _) => true,
@@ -427,6 +437,7 @@ const WINDOWS_CONTAINER: &str = "a Windows-only container feature";
 const NO_DEVICE: &str = "the VMM has no such device";
 
 /// The classification of every member of every client document.
+#[rustfmt::skip] // one row per line: the table reads as a table
 pub static TABLE: &[Entry] = &[
     // ComputeSystem
     honoured("ComputeSystem", "Owner"),
@@ -652,9 +663,9 @@ pub static TABLE: &[Entry] = &[
     honoured("CrashOptions", "Type"),
     // Queries
     honoured("SystemPropertyQuery", "PropertyTypes"),
-    refused("SystemPropertyQuery", "Queries", "property queries are not supported yet"), // TODO(vmproc)
+    refused_unless("SystemPropertyQuery", "Queries", &["{}"], "property queries are not supported yet"), // TODO(vmproc)
     honoured("ServicePropertyQuery", "PropertyTypes"),
-    refused("ServicePropertyQuery", "PropertyQueries", "property queries are not supported yet"), // TODO(vmproc)
+    refused_unless("ServicePropertyQuery", "PropertyQueries", &["{}"], "property queries are not supported yet"), // TODO(vmproc)
     honoured("SystemQuery", "Ids"),
     honoured("SystemQuery", "Names"),
     honoured("SystemQuery", "Types"),
@@ -673,13 +684,15 @@ mod tests {
     /// whatever their value, so nothing inside can be set.
     fn closed(entry: Option<&Entry>) -> bool {
         match entry.map(|e| e.class) {
-            Some(Class::Refused(r)) if r.on == On::Any => !r.accepted.iter().any(|text| {
-                match serde_json::from_str::<Value>(text) {
-                    Ok(Value::Object(m)) => !m.is_empty(),
-                    Ok(Value::Array(a)) => !a.is_empty(),
-                    _ => false,
-                }
-            }),
+            Some(Class::Refused(r)) if r.on == On::Any => {
+                !r.accepted
+                    .iter()
+                    .any(|text| match serde_json::from_str::<Value>(text) {
+                        Ok(Value::Object(m)) => !m.is_empty(),
+                        Ok(Value::Array(a)) => !a.is_empty(),
+                        _ => false,
+                    })
+            }
             _ => false,
         }
     }
@@ -734,31 +747,88 @@ mod tests {
 
     /// Schema types that are not part of any client document, and why.
     const NOT_CLIENT_INPUT: &[(&str, &str)] = &[
-        ("HostedSystem", "parsed only from ComputeSystem.HostedSystem, which is refused"),
-        ("CombinedLayers", "guest request body; guest requests are refused"),
-        ("MappedVirtualDisk", "guest request body; guest requests are refused"),
+        (
+            "HostedSystem",
+            "parsed only from ComputeSystem.HostedSystem, which is refused",
+        ),
+        (
+            "CombinedLayers",
+            "guest request body; guest requests are refused",
+        ),
+        (
+            "MappedVirtualDisk",
+            "guest request body; guest requests are refused",
+        ),
         ("CimMount", "Windows layer API, not implemented"),
-        ("RegistryFlushState", "modify body of a resource path that is refused"),
-        ("GuestModifySettingRequest", "ModifySettingRequest.GuestRequest is refused"),
-        ("IdleProcessorsRequest", "modify body of a resource path that is refused"),
-        ("ProcessorLimits", "modify body of a resource path that is refused"),
-        ("SystemProcessorModificationRequest", "modify body of a resource path that is refused"),
-        ("KvpQuery", "property query body; property queries are refused"),
-        ("ConsoleImageQuery", "property query body; property queries are refused"),
-        ("ModificationRequest", "HcsModifyServiceSettings is not implemented"),
-        ("HostProcessorModificationRequest", "HcsModifyServiceSettings is not implemented"),
-        ("CreateGroupOperation", "HcsModifyServiceSettings is not implemented"),
-        ("DeleteGroupOperation", "HcsModifyServiceSettings is not implemented"),
-        ("SetPropertyOperation", "HcsModifyServiceSettings is not implemented"),
-        ("ContainerCredentialGuardOperationRequest", "HcsModifyServiceSettings is not implemented"),
-        ("ContainerCredentialGuardAddInstanceRequest", "HcsModifyServiceSettings is not implemented"),
-        ("ContainerCredentialGuardRemoveInstanceRequest", "HcsModifyServiceSettings is not implemented"),
+        (
+            "RegistryFlushState",
+            "modify body of a resource path that is refused",
+        ),
+        (
+            "GuestModifySettingRequest",
+            "ModifySettingRequest.GuestRequest is refused",
+        ),
+        (
+            "IdleProcessorsRequest",
+            "modify body of a resource path that is refused",
+        ),
+        (
+            "ProcessorLimits",
+            "modify body of a resource path that is refused",
+        ),
+        (
+            "SystemProcessorModificationRequest",
+            "modify body of a resource path that is refused",
+        ),
+        (
+            "KvpQuery",
+            "property query body; property queries are refused",
+        ),
+        (
+            "ConsoleImageQuery",
+            "property query body; property queries are refused",
+        ),
+        (
+            "ModificationRequest",
+            "HcsModifyServiceSettings is not implemented",
+        ),
+        (
+            "HostProcessorModificationRequest",
+            "HcsModifyServiceSettings is not implemented",
+        ),
+        (
+            "CreateGroupOperation",
+            "HcsModifyServiceSettings is not implemented",
+        ),
+        (
+            "DeleteGroupOperation",
+            "HcsModifyServiceSettings is not implemented",
+        ),
+        (
+            "SetPropertyOperation",
+            "HcsModifyServiceSettings is not implemented",
+        ),
+        (
+            "ContainerCredentialGuardOperationRequest",
+            "HcsModifyServiceSettings is not implemented",
+        ),
+        (
+            "ContainerCredentialGuardAddInstanceRequest",
+            "HcsModifyServiceSettings is not implemented",
+        ),
+        (
+            "ContainerCredentialGuardRemoveInstanceRequest",
+            "HcsModifyServiceSettings is not implemented",
+        ),
         ("LayerData", "Windows layer API, not implemented"),
         ("OsLayerOptions", "Windows layer API, not implemented"),
         ("ExportLayerOptions", "Windows layer API, not implemented"),
         ("TimeZoneInformation", "a result type"),
         ("SystemTime", "a result type"),
-        ("GpuConfiguration", "modify body of a resource path that is refused"),
+        (
+            "GpuConfiguration",
+            "modify body of a resource path that is refused",
+        ),
         ("HvSocketAddress", "a result type"),
         // Results this system writes, never reads from a client.
         ("ProcessStatus", "a result"),
@@ -817,7 +887,10 @@ mod tests {
     /// The names of all `hcs_struct!` types, read from the crate's source.
     fn declared_types() -> BTreeSet<String> {
         let mut out = BTreeSet::new();
-        let mut dirs = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))];
+        let mut dirs = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src"
+        ))];
         while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(&dir).expect("src is readable").flatten() {
                 let path = entry.path();
@@ -830,10 +903,10 @@ mod tests {
                 }
                 let text = std::fs::read_to_string(&path).expect("source is readable");
                 for block in text.split("hcs_struct! {").skip(1) {
-                    let name = block
-                        .split("pub struct ")
-                        .nth(1)
-                        .and_then(|rest| rest.split(|c: char| !c.is_alphanumeric() && c != '_').next());
+                    let name = block.split("pub struct ").nth(1).and_then(|rest| {
+                        rest.split(|c: char| !c.is_alphanumeric() && c != '_')
+                            .next()
+                    });
                     if let Some(name) = name.filter(|n| !n.is_empty()) {
                         out.insert(name.to_string());
                     }
@@ -882,7 +955,11 @@ mod tests {
     fn every_schema_type_is_a_client_document_part_or_listed_as_not_one() {
         let reachable = all_reachable();
         let declared = declared_types();
-        assert!(declared.len() > 100, "found only {} hcs_struct! types", declared.len());
+        assert!(
+            declared.len() > 100,
+            "found only {} hcs_struct! types",
+            declared.len()
+        );
         let listed: BTreeMap<&str, &str> = NOT_CLIENT_INPUT.iter().copied().collect();
         let unplaced: Vec<&String> = declared
             .iter()
@@ -910,7 +987,11 @@ mod tests {
         let mut keys: Vec<(String, String)> = Vec::new(); // (key, shape)
         for step in steps.iter().map(|s| s.member).chain(std::iter::once(last)) {
             path = member(&path, step.json);
-            let shape = if std::ptr::eq(step, last) { String::new() } else { (step.shape)() };
+            let shape = if std::ptr::eq(step, last) {
+                String::new()
+            } else {
+                (step.shape)()
+            };
             for part in shape.split_inclusive(['>', ']']) {
                 match part {
                     "[i]" => path = index(&path, 0),
@@ -956,28 +1037,32 @@ mod tests {
                     .unwrap_or_else(|| panic!("{name}.{}: every sample value is accepted", m.json))
                     .clone();
                 let (doc, path) = document_setting(&steps, m, value);
-                let on = match refusal.on {
-                    On::Any => On::Any,
-                    other => other,
-                };
+                let on = refusal.on;
                 let err = match (root.check)(&doc, on) {
                     Ok(()) => panic!("{name}.{} is Refused but {doc} was accepted", m.json),
                     Err(e) => e,
                 };
-                assert_eq!(err.hresult, HResult::ERROR_NOT_SUPPORTED, "{doc}: {}", err.message);
+                assert_eq!(
+                    err.hresult,
+                    HResult::ERROR_NOT_SUPPORTED,
+                    "{doc}: {}",
+                    err.message
+                );
                 assert!(
                     err.message.contains(&format!("`{path}`")),
                     "{doc}: the error should name {path}: {}",
                     err.message
                 );
                 if refusal.on != On::Any {
-                    (root.check)(&doc, On::Container)
-                        .unwrap_or_else(|e| panic!("{doc} is refused only on {:?}: {}", refusal.on, e.message));
+                    (root.check)(&doc, On::Container).unwrap_or_else(|e| {
+                        panic!("{doc} is refused only on {:?}: {}", refusal.on, e.message)
+                    });
                 }
                 for ok in &accepted {
                     let (doc, _) = document_setting(&steps, m, ok.clone());
-                    (root.check)(&doc, on)
-                        .unwrap_or_else(|e| panic!("{doc}: an accepted value was refused: {}", e.message));
+                    (root.check)(&doc, on).unwrap_or_else(|e| {
+                        panic!("{doc}: an accepted value was refused: {}", e.message)
+                    });
                 }
                 checked += 1;
             }
@@ -989,7 +1074,10 @@ mod tests {
     fn honoured_and_hinted_members_pass_the_walk() {
         for (name, (info, r, steps)) in reachable() {
             for m in info.members {
-                if !matches!(lookup(name, m.json).map(|e| e.class), Some(Class::Honoured | Class::Hint(_))) {
+                if !matches!(
+                    lookup(name, m.json).map(|e| e.class),
+                    Some(Class::Honoured | Class::Hint(_))
+                ) {
                     continue;
                 }
                 for value in (m.samples)() {
@@ -1009,6 +1097,110 @@ mod tests {
         }
     }
 
+    fn refused_at(result: Result<(), HcsError>, path: &str) {
+        let e = result.expect_err("refused");
+        assert_eq!(e.hresult, HResult::ERROR_NOT_SUPPORTED, "{}", e.message);
+        assert!(
+            e.message.contains(&format!("`{path}` is not supported")),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn validate_refuses_what_the_table_refuses() {
+        let vm: crate::ComputeSystem = crate::from_json(
+            r#"{"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"StorageQoS":{"IopsMaximum":10}}}"#,
+            "ComputeSystem",
+        )
+        .expect("parses");
+        refused_at(vm.validate(), "$.VirtualMachine.StorageQoS");
+        let nested: crate::ComputeSystem = crate::from_json(
+            r#"{"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"Scsi":{"0":{"Attachments":{"1":{"Path":"/d.img","IgnoreFlushes":true}}}}}}}"#,
+            "ComputeSystem",
+        )
+        .expect("parses");
+        refused_at(
+            nested.validate(),
+            r#"$.VirtualMachine.Devices.Scsi["0"].Attachments["1"].IgnoreFlushes"#,
+        );
+        let hosted: crate::HostedSystem = crate::from_json(
+            r#"{"SchemaVersion":{"Major":2,"Minor":1},"Container":{"Storage":{"QoS":{}}}}"#,
+            "HostedSystem",
+        )
+        .expect("parses");
+        refused_at(hosted.validate(), "$.Container.Storage.QoS");
+
+        // OciProcess is honoured for containers, refused in a VM.
+        let p: crate::ProcessParameters = crate::from_json(
+            r#"{"OciProcess":{"args":["/bin/true"],"env":["A=1"]}}"#,
+            "ProcessParameters",
+        )
+        .expect("parses");
+        p.validate().expect("valid where the system is not known");
+        p.validate_on(On::Container).expect("valid in a container");
+        refused_at(p.validate_on(On::VirtualMachine), "$.OciProcess");
+        let p: crate::ProcessParameters = crate::from_json(
+            r#"{"CommandLine":"x","RestrictedToken":true}"#,
+            "ProcessParameters",
+        )
+        .expect("parses");
+        refused_at(p.validate(), "$.RestrictedToken");
+
+        let m: crate::ModifySettingRequest = crate::from_json(
+            r#"{"GuestRequest":{"ResourceType":"Network"}}"#,
+            "ModifySettingRequest",
+        )
+        .expect("parses");
+        refused_at(m.validate(), "$.GuestRequest");
+    }
+
+    #[test]
+    fn options_documents_must_be_json_and_supported() {
+        use crate::requests::{PauseOptions, StartOptions, TerminateOptions};
+        for none in [None, Some(""), Some("  \n")] {
+            assert_eq!(
+                parse_options::<StartOptions>(none, "StartOptions", On::Any).ok(),
+                Some(None)
+            );
+        }
+        assert!(
+            parse_options::<TerminateOptions>(Some("{}"), "TerminateOptions", On::Any)
+                .is_ok_and(|o| o.is_some())
+        );
+        for (text, path) in [("now please", "$"), (r#"{"Force":true}"#, "$")] {
+            let e = parse_options::<TerminateOptions>(Some(text), "TerminateOptions", On::Any)
+                .expect_err("refused");
+            assert_eq!(
+                e.hresult,
+                HResult::HCS_E_INVALID_JSON,
+                "{text}: {}",
+                e.message
+            );
+            assert!(
+                e.message.contains(&format!("`{path}`")) || e.message.contains("line 1"),
+                "{}",
+                e.message
+            );
+        }
+        let e = parse_options::<StartOptions>(Some("not json"), "StartOptions", On::Any)
+            .expect_err("refused");
+        assert_eq!(e.hresult, HResult::HCS_E_INVALID_JSON, "{}", e.message);
+        let e = parse_options::<StartOptions>(Some(r#"{"Bogus":1}"#), "StartOptions", On::Any)
+            .expect_err("refused");
+        assert_eq!(e.hresult, HResult::HCS_E_INVALID_JSON, "{}", e.message);
+        assert!(e.message.contains("unknown field `Bogus`"), "{}", e.message);
+        refused_at(
+            parse_options::<PauseOptions>(
+                Some(r#"{"SuspensionLevel":"Suspend"}"#),
+                "PauseOptions",
+                On::VirtualMachine,
+            )
+            .map(|_| ()),
+            "$.SuspensionLevel",
+        );
+    }
+
     /// The README's table of accepted hints, as generated from [`TABLE`].
     fn hints_table() -> String {
         let mut rows = Vec::new();
@@ -1019,7 +1211,9 @@ mod tests {
                     for step in steps.iter().map(|s| s.member) {
                         path.push('.');
                         path.push_str(step.json);
-                        path.push_str(&(step.shape)().replace("[i]", "[*]").replace(".<key>", ".*"));
+                        path.push_str(
+                            &(step.shape)().replace("[i]", "[*]").replace(".<key>", ".*"),
+                        );
                     }
                     path.push('.');
                     path.push_str(m.json);
@@ -1028,7 +1222,8 @@ mod tests {
             }
         }
         rows.sort();
-        let mut out = String::from("| Document | Member | Why it may be ignored |\n|---|---|---|\n");
+        let mut out =
+            String::from("| Document | Member | Why it may be ignored |\n|---|---|---|\n");
         for (r, path, why) in rows {
             out.push_str(&format!("| {} | `{path}` | {why} |\n", ROOTS[r].document));
         }
@@ -1037,8 +1232,9 @@ mod tests {
 
     #[test]
     fn readme_lists_exactly_the_accepted_hints() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-            .expect("README.md is readable");
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .expect("README.md is readable");
         let begin = "<!-- accepted-hints:begin -->\n";
         let end = "<!-- accepted-hints:end -->";
         let expected = hints_table();

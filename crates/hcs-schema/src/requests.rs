@@ -12,6 +12,7 @@ use crate::enums::{
     CrashType, ModifyOperation, ModifyRequestType, ModifyResourceType, PauseReason,
     PauseSuspensionLevel, ProcessSignal, SaveType, ShutdownMechanism, ShutdownType, StdHandle,
 };
+use crate::fields::{self, Context, On};
 use crate::validate::{self, error, Validate};
 
 hcs_struct! {
@@ -321,9 +322,17 @@ impl<'de> Deserialize<'de> for Signal {
 }
 
 impl ProcessModifyRequest {
-    /// `Operation` present and the member it names present and complete.
+    /// `Operation` present and the member it names present and complete;
+    /// nothing [`crate::fields::TABLE`] refuses.
     pub fn validate(&self) -> Result<(), HcsError> {
         const DOC: &str = "ProcessModifyRequest";
+        fields::refuse_unsupported(
+            self,
+            Context {
+                document: DOC,
+                on: On::Any,
+            },
+        )?;
         match self.operation {
             None => Err(error(
                 DOC,
@@ -368,9 +377,17 @@ impl Validate for ProcessModifyRequest {
 
 impl ModifySettingRequest {
     /// A request must name a `ResourcePath` or carry a `GuestRequest`; the
-    /// path may not contain NUL.
+    /// path may not contain NUL; nothing [`crate::fields::TABLE`] refuses
+    /// (`GuestRequest`, for one).
     pub fn validate(&self) -> Result<(), HcsError> {
         const DOC: &str = "ModifySettingRequest";
+        fields::refuse_unsupported(
+            self,
+            Context {
+                document: DOC,
+                on: On::Any,
+            },
+        )?;
         match (&self.resource_path, &self.guest_request) {
             (None, None) => Err(error(DOC, "$", "neither `ResourcePath` nor `GuestRequest` is set; nothing to modify")),
             (Some(p), _) if p.is_empty() && self.guest_request.is_none() => {
