@@ -263,10 +263,12 @@ pub fn check_member<T: Serialize>(
     let refusal = match lookup(ty, json).map(|e| e.class) {
         Some(Class::Honoured | Class::Hint(_)) => return Ok(()),
         Some(Class::Refused(r)) => r,
-        None => return Err(HcsError::not_supported(format!(
+        None => {
+            return Err(HcsError::not_supported(format!(
             "{} document: `{path}` is not supported: this system does not know what to do with it",
             cx.document
-        ))),
+        )))
+        }
     };
     let applies = match (refusal.on, cx.on) {
         (On::Any, _) => true,
@@ -651,8 +653,10 @@ pub static TABLE: &[Entry] = &[
     refused("ModifySettingRequest", "GuestRequest", "requests to a utility VM's guest are not supported"),
     // Options of the system operations
     refused("StartOptions", "DestinationMigrationOptions", "live migration is not supported"), // TODO(vmproc)
-    refused("PauseOptions", "SuspensionLevel", "not honoured yet"), // TODO(vmproc)
-    refused("PauseOptions", "HostedNotification", "not honoured yet"), // TODO(vmproc)
+    // `Suspend` is what a pause does (vCPUs stopped, cgroup frozen).
+    refused_unless("PauseOptions", "SuspensionLevel", &["\"Suspend\""], "only `Suspend` is available: a paused system keeps its memory"), // TODO(vmproc)
+    hint("PauseOptions", "HostedNotification", "tells the systems a utility VM hosts why it pauses; no system is hosted here"), // TODO(vmproc)
+    hint("PauseNotification", "Reason", "part of HostedNotification, which has no one to notify"), // TODO(vmproc)
     honoured("SaveOptions", "SaveType"),
     honoured("SaveOptions", "SaveStateFilePath"),
     refused("ShutdownOptions", "Mechanism", "not honoured yet"), // TODO(vmproc)
@@ -1192,7 +1196,7 @@ mod tests {
         assert!(e.message.contains("unknown field `Bogus`"), "{}", e.message);
         refused_at(
             parse_options::<PauseOptions>(
-                Some(r#"{"SuspensionLevel":"Suspend"}"#),
+                Some(r#"{"SuspensionLevel":"MemoryLow"}"#),
                 "PauseOptions",
                 On::VirtualMachine,
             )
