@@ -521,7 +521,10 @@ impl Monitor {
             Request::Start { options } => {
                 let r = self
                     .system
-                    .check_options::<hcs_schema::requests::StartOptions>(options.as_deref(), "StartOptions")
+                    .check_options::<hcs_schema::requests::StartOptions>(
+                        options.as_deref(),
+                        "StartOptions",
+                    )
                     .and_then(|()| self.system.start());
                 self.result(n, id, r.map(|_| None));
             }
@@ -531,7 +534,10 @@ impl Monitor {
             },
             Request::Terminate { options } => match self
                 .system
-                .check_options::<hcs_schema::requests::TerminateOptions>(options.as_deref(), "TerminateOptions")
+                .check_options::<hcs_schema::requests::TerminateOptions>(
+                    options.as_deref(),
+                    "TerminateOptions",
+                )
                 .and_then(|()| self.system.terminate())
             {
                 Ok(()) => self.defer(n, id, Wait::Stopped),
@@ -540,7 +546,10 @@ impl Monitor {
             Request::Pause { options } => {
                 if let Err(e) = self
                     .system
-                    .check_options::<hcs_schema::requests::PauseOptions>(options.as_deref(), "PauseOptions")
+                    .check_options::<hcs_schema::requests::PauseOptions>(
+                        options.as_deref(),
+                        "PauseOptions",
+                    )
                 {
                     return self.result(n, id, Err(e));
                 }
@@ -550,7 +559,10 @@ impl Monitor {
             Request::Resume { options } => {
                 let r = self
                     .system
-                    .check_options::<hcs_schema::requests::ResumeOptions>(options.as_deref(), "ResumeOptions")
+                    .check_options::<hcs_schema::requests::ResumeOptions>(
+                        options.as_deref(),
+                        "ResumeOptions",
+                    )
                     .and_then(|()| self.system.resume());
                 self.result(n, id, r.map(|_| None));
             }
@@ -593,8 +605,11 @@ impl Monitor {
             Request::SignalProcess { process, options } => {
                 let signal = match hcs_schema::fields::parse_options::<
                     hcs_schema::requests::SignalProcessOptions,
-                >(options.as_deref(), "SignalProcessOptions", hcs_schema::fields::On::Any)
-                {
+                >(
+                    options.as_deref(),
+                    "SignalProcessOptions",
+                    hcs_schema::fields::On::Any,
+                ) {
                     Ok(None) => Ok(libc::SIGTERM),
                     Ok(Some(opts)) => opts.signal.map(|s| s.posix_number()).ok_or_else(|| {
                         HcsError::invalid_json("SignalProcessOptions.Signal is missing")

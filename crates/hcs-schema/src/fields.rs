@@ -1151,6 +1151,17 @@ mod tests {
         .expect("parses");
         refused_at(p.validate(), "$.RestrictedToken");
 
+        // A value this system cannot honour: a Windows named pipe.
+        let pipe: crate::ComputeSystem = crate::from_json(
+            r#"{"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"ComPorts":{"0":{"NamedPipe":"\\\\.\\pipe\\vmpipe"}}}}}"#,
+            "ComputeSystem",
+        )
+        .expect("parses");
+        refused_at(
+            pipe.validate(),
+            r#"$.VirtualMachine.Devices.ComPorts["0"].NamedPipe"#,
+        );
+
         let m: crate::ModifySettingRequest = crate::from_json(
             r#"{"GuestRequest":{"ResourceType":"Network"}}"#,
             "ModifySettingRequest",

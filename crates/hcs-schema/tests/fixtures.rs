@@ -136,7 +136,8 @@ fn every_fixture_is_covered() {
 fn understood(name: &str, checked: Result<(), hcs_errors::HcsError>) {
     if let Err(e) = checked {
         assert!(
-            e.hresult == hcs_errors::HResult::ERROR_NOT_SUPPORTED && e.message.contains("is not supported"),
+            e.hresult == hcs_errors::HResult::ERROR_NOT_SUPPORTED
+                && e.message.contains("is not supported"),
             "{name} does not validate: {e}"
         );
     }

@@ -10,7 +10,11 @@ use serde_json::json;
 /// `err` is `code` and its message names `needle`.
 fn is(err: &HcsError, code: HResult, needle: &str) {
     assert_eq!(err.hresult, code, "{err}");
-    assert!(err.message.contains(needle), "{needle:?} not in {:?}", err.message);
+    assert!(
+        err.message.contains(needle),
+        "{needle:?} not in {:?}",
+        err.message
+    );
 }
 
 /// Creating `doc` fails with ERROR_NOT_SUPPORTED naming `path`, and leaves
@@ -26,7 +30,11 @@ fn refused_create(test: &str, doc: &str, path: &str) {
             e
         }
     };
-    is(&err, HResult::ERROR_NOT_SUPPORTED, &format!("`{path}` is not supported"));
+    is(
+        &err,
+        HResult::ERROR_NOT_SUPPORTED,
+        &format!("`{path}` is not supported"),
+    );
     let l = leftovers(&ns);
     assert!(l.is_empty(), "left behind: {l:?}");
 }
@@ -60,7 +68,9 @@ fn create_documents_that_set_refused_members_are_refused_with_the_path() {
     );
     refused_create(
         "fdns",
-        &container_doc(json!({ "Container": { "Networking": { "AllowUnqualifiedDnsQuery": false } } })),
+        &container_doc(
+            json!({ "Container": { "Networking": { "AllowUnqualifiedDnsQuery": false } } }),
+        ),
         "$.Container.Networking.AllowUnqualifiedDnsQuery",
     );
     refused_create(
@@ -84,15 +94,26 @@ fn create_documents_that_set_refused_members_are_refused_with_the_path() {
     );
     refused_create(
         "flimit",
-        &vm_doc(json!({ "VirtualMachine": { "ComputeTopology": { "Processor": { "Limit": 5000 } } } })),
+        &vm_doc(
+            json!({ "VirtualMachine": { "ComputeTopology": { "Processor": { "Limit": 5000 } } } }),
+        ),
         "$.VirtualMachine.ComputeTopology.Processor.Limit",
     );
     refused_create(
         "fflush",
-        &vm_doc(json!({ "VirtualMachine": { "Devices": { "Scsi": { "0": { "Attachments": { "0": {
+        &vm_doc(
+            json!({ "VirtualMachine": { "Devices": { "Scsi": { "0": { "Attachments": { "0": {
             "Path": hcs_test_guest::test_guest_elf(), "IgnoreFlushes": true
-        } } } } } } })),
+        } } } } } } }),
+        ),
         r#"$.VirtualMachine.Devices.Scsi["0"].Attachments["0"].IgnoreFlushes"#,
+    );
+    refused_create(
+        "fpipe",
+        &vm_doc(
+            json!({ "VirtualMachine": { "Devices": { "ComPorts": { "0": { "NamedPipe": r"\\.\pipe\vm" } } } } }),
+        ),
+        r#"$.VirtualMachine.Devices.ComPorts["0"].NamedPipe"#,
     );
 }
 
@@ -104,7 +125,11 @@ fn operation_options_must_be_json_and_set_nothing_refused() {
     let e = call(|op| s.start(op, Some("start it now"))).unwrap_err();
     is(&e, HResult::HCS_E_INVALID_JSON, "StartOptions");
     let e = call(|op| s.start(op, Some(r#"{"DestinationMigrationOptions":{}}"#))).unwrap_err();
-    is(&e, HResult::ERROR_NOT_SUPPORTED, "`$.DestinationMigrationOptions`");
+    is(
+        &e,
+        HResult::ERROR_NOT_SUPPORTED,
+        "`$.DestinationMigrationOptions`",
+    );
     call(|op| s.start(op, Some("{}"))).expect("start with empty options");
 
     let e = call(|op| s.pause(op, Some(r#"{"SuspensionLevel":"MemoryLow"}"#))).unwrap_err();
@@ -128,9 +153,11 @@ fn operation_options_must_be_json_and_set_nothing_refused() {
     call(|op| s.terminate(op, Some("{}"))).expect("terminate with empty options");
     s.wait_for_exit(INFINITE).expect("exit status");
     drop(s);
-    eventually("the container is gone", std::time::Duration::from_secs(10), || {
-        leftovers(&ns).is_empty()
-    });
+    eventually(
+        "the container is gone",
+        std::time::Duration::from_secs(10),
+        || leftovers(&ns).is_empty(),
+    );
 }
 
 #[test]
