@@ -827,13 +827,16 @@ mod tests {
         ("LayerData", "Windows layer API, not implemented"),
         ("OsLayerOptions", "Windows layer API, not implemented"),
         ("ExportLayerOptions", "Windows layer API, not implemented"),
-        ("TimeZoneInformation", "a result type"),
-        ("SystemTime", "a result type"),
+        (
+            "TimeZoneInformation",
+            "not part of any document this API reads",
+        ),
+        ("SystemTime", "not part of any document this API reads"),
         (
             "GpuConfiguration",
             "modify body of a resource path that is refused",
         ),
-        ("HvSocketAddress", "a result type"),
+        ("HvSocketAddress", "not part of any document this API reads"),
         // Results this system writes, never reads from a client.
         ("ProcessStatus", "a result"),
         ("ProcessDetails", "a result"),
