@@ -521,7 +521,7 @@ pub static TABLE: &[Entry] = &[
     hint("Chipset", "ChassisSerialNumber", "an SMBIOS string; no SMBIOS tables are built"),
     hint("Chipset", "ChassisAssetTag", "an SMBIOS string; no SMBIOS tables are built"),
     refused_unless("Chipset", "EnableHibernation", &["false"], "S4 (hibernation) is not offered to guests"),
-    refused_unless("Chipset", "UseUtc", &["true"], "the guest's RTC always holds UTC"),
+    refused_unless("Chipset", "UseUtc", &["true"], "there is no RTC holding local time: the guest's wall clock (kvmclock) is always UTC"),
     honoured("Chipset", "LinuxKernelDirect"),
     refused("Chipset", "FirmwareFile", "there is no firmware to replace; the kernel is booted directly"),
     refused("Chipset", "Pcat", "PC/AT BIOS boot is not available; use Chipset.LinuxKernelDirect"),
