@@ -40,6 +40,15 @@ pub struct ContainerBackend {
 /// Check an OCI spec's `process` (and its seccomp profile) at create, as
 /// runc does, rather than when it is started: what cannot be honoured fails
 /// the create, named by its path in the container document.
+/// The context in which a container's modify settings are checked
+/// against `hcs_schema::fields::TABLE`.
+fn container_settings(document: &str) -> hcs_schema::fields::Context<'_> {
+    hcs_schema::fields::Context {
+        document,
+        on: hcs_schema::fields::On::Container,
+    }
+}
+
 fn check_oci_process(doc: &hcs_schema::Container, spec: &ContainerSpec) -> HcsResult<()> {
     let (Some(oci), Some(process)) = (
         &spec.oci,
@@ -364,11 +373,13 @@ impl Backend for ContainerBackend {
             }
             "Container/Memory" => {
                 let m: hcs_schema::ContainerMemory = hcs_schema::from_json(&settings.to_string(), "Container_Memory")?;
+                hcs_schema::fields::refuse_unsupported(&m, container_settings("Container_Memory"))?;
                 let mb = m.size_in_mb.ok_or_else(|| HcsError::invalid_json("ModifySettingRequest.Settings.SizeInMB is missing"))?;
                 resources.memory_limit_bytes = Some(hcs_container::spec::memory_bytes(mb)?);
             }
             "Container/Processor" => {
                 let p: hcs_schema::ContainerProcessor = hcs_schema::from_json(&settings.to_string(), "Container_Processor")?;
+                hcs_schema::fields::refuse_unsupported(&p, container_settings("Container_Processor"))?;
                 hcs_container::spec::processor_resources(&p, &mut resources)?;
             }
             other => {

@@ -518,32 +518,52 @@ impl Monitor {
                     "Create is only valid on a new monitor's socket pair",
                 )),
             ),
-            Request::Start { .. } => {
-                let r = self.system.start();
+            Request::Start { options } => {
+                let r = self
+                    .system
+                    .check_options::<hcs_schema::requests::StartOptions>(
+                        options.as_deref(),
+                        "StartOptions",
+                    )
+                    .and_then(|()| self.system.start());
                 self.result(n, id, r.map(|_| None));
             }
             Request::Shutdown { options } => match self.system.shutdown(options.as_deref()) {
                 Ok(()) => self.defer(n, id, Wait::Stopped),
                 Err(e) => self.result(n, id, Err(e)),
             },
-            Request::Terminate { .. } => match self.system.terminate() {
+            Request::Terminate { options } => match self
+                .system
+                .check_options::<hcs_schema::requests::TerminateOptions>(
+                    options.as_deref(),
+                    "TerminateOptions",
+                )
+                .and_then(|()| self.system.terminate())
+            {
                 Ok(()) => self.defer(n, id, Wait::Stopped),
                 Err(e) => self.result(n, id, Err(e)),
             },
             Request::Pause { options } => {
-                if let Some(o) = options.as_deref().filter(|o| !o.trim().is_empty()) {
-                    if let Err(e) = hcs_schema::from_json::<hcs_schema::requests::PauseOptions>(
-                        o,
+                if let Err(e) = self
+                    .system
+                    .check_options::<hcs_schema::requests::PauseOptions>(
+                        options.as_deref(),
                         "PauseOptions",
-                    ) {
-                        return self.result(n, id, Err(e));
-                    }
+                    )
+                {
+                    return self.result(n, id, Err(e));
                 }
                 let r = self.system.pause();
                 self.result(n, id, r.map(|_| None));
             }
-            Request::Resume { .. } => {
-                let r = self.system.resume();
+            Request::Resume { options } => {
+                let r = self
+                    .system
+                    .check_options::<hcs_schema::requests::ResumeOptions>(
+                        options.as_deref(),
+                        "ResumeOptions",
+                    )
+                    .and_then(|()| self.system.resume());
                 self.result(n, id, r.map(|_| None));
             }
             Request::Save { options } => {
@@ -583,17 +603,18 @@ impl Monitor {
                 self.result(n, id, r.map(|_| None));
             }
             Request::SignalProcess { process, options } => {
-                let signal = match options.as_deref().filter(|o| !o.trim().is_empty()) {
-                    None => Ok(libc::SIGTERM),
-                    Some(o) => hcs_schema::from_json::<hcs_schema::requests::SignalProcessOptions>(
-                        o,
-                        "SignalProcessOptions",
-                    )
-                    .and_then(|opts| {
-                        opts.signal.map(|s| s.posix_number()).ok_or_else(|| {
-                            HcsError::invalid_json("SignalProcessOptions.Signal is missing")
-                        })
+                let signal = match hcs_schema::fields::parse_options::<
+                    hcs_schema::requests::SignalProcessOptions,
+                >(
+                    options.as_deref(),
+                    "SignalProcessOptions",
+                    hcs_schema::fields::On::Any,
+                ) {
+                    Ok(None) => Ok(libc::SIGTERM),
+                    Ok(Some(opts)) => opts.signal.map(|s| s.posix_number()).ok_or_else(|| {
+                        HcsError::invalid_json("SignalProcessOptions.Signal is missing")
                     }),
+                    Err(e) => Err(e),
                 };
                 let r = signal.and_then(|s| self.system.signal_process(process, s));
                 self.result(n, id, r.map(|_| None));

@@ -202,6 +202,18 @@ impl System {
         self.state.check(r)
     }
 
+    /// Parses the options document of an operation (none, empty, or a JSON
+    /// `document`) and refuses what `hcs_schema::fields::TABLE` refuses for
+    /// this kind of system, with its JSON path.
+    pub fn check_options<T: serde::de::DeserializeOwned + hcs_schema::fields::Fields>(
+        &self,
+        options: Option<&str>,
+        document: &str,
+    ) -> HcsResult<()> {
+        hcs_schema::fields::parse_options::<T>(options, document, self.backend.system_type().into())
+            .map(|_| ())
+    }
+
     /// HcsStartComputeSystem.
     pub fn start(&mut self) -> HcsResult<()> {
         let next = self.check(L::Start)?;
@@ -270,7 +282,17 @@ impl System {
     pub fn shutdown(&mut self, options: Option<&str>) -> HcsResult<()> {
         let opts: hcs_schema::requests::ShutdownOptions =
             match options.filter(|o| !o.trim().is_empty()) {
-                Some(o) => hcs_schema::from_json(o, "ShutdownOptions")?,
+                Some(o) => {
+                    let opts = hcs_schema::from_json(o, "ShutdownOptions")?;
+                    hcs_schema::fields::refuse_unsupported(
+                        &opts,
+                        hcs_schema::fields::Context {
+                            document: "ShutdownOptions",
+                            on: self.backend.system_type().into(),
+                        },
+                    )?;
+                    opts
+                }
                 None => Default::default(),
             };
         if let Some(t) = opts.shutdown_type.filter(|t| t.as_str() != "Shutdown") {
@@ -506,6 +528,7 @@ impl System {
         self.check(L::Modify)?;
         let request: hcs_schema::ModifySettingRequest =
             hcs_schema::from_json(settings, "ModifySettingRequest")?;
+        request.validate()?;
         self.backend.modify(&request)
     }
 
@@ -517,6 +540,13 @@ impl System {
             Some(q) => {
                 let q: hcs_schema::SystemPropertyQuery =
                     hcs_schema::from_json(q, "System_PropertyQuery")?;
+                hcs_schema::fields::refuse_unsupported(
+                    &q,
+                    hcs_schema::fields::Context {
+                        document: "System_PropertyQuery",
+                        on: self.backend.system_type().into(),
+                    },
+                )?;
                 if q.queries.as_ref().is_some_and(|m| !m.is_empty()) {
                     return Err(HcsError::not_supported(
                         "System_PropertyQuery.Queries (2.5 property queries) is not supported; use PropertyTypes",
@@ -571,7 +601,7 @@ impl System {
         self.check(L::CreateProcess)?;
         let params: hcs_schema::ProcessParameters =
             hcs_schema::from_json(parameters, "ProcessParameters")?;
-        params.validate()?;
+        params.validate_on(self.backend.system_type().into())?;
         let started = self.backend.create_process(&params)?;
         let entry = ProcessEntry {
             process: ProcessRef {

@@ -628,8 +628,13 @@ impl Backend for VmBackend {
     }
 
     fn save(&mut self, options: Option<&str>) -> HcsResult<()> {
-        let opts: hcs_schema::requests::SaveOptions = match options.filter(|o| !o.trim().is_empty()) {
-            Some(o) => hcs_schema::from_json(o, "SaveOptions")?,
+        let parsed = hcs_schema::fields::parse_options::<hcs_schema::requests::SaveOptions>(
+            options,
+            "SaveOptions",
+            hcs_schema::fields::On::VirtualMachine,
+        )?;
+        let opts = match parsed {
+            Some(o) => o,
             None => {
                 return Err(HcsError::invalid_json(
                     "SaveOptions are required: {\"SaveType\":\"ToFile\",\"SaveStateFilePath\":\"/path/to/state\"}",
@@ -659,9 +664,11 @@ impl Backend for VmBackend {
     }
 
     fn crash(&mut self, options: Option<&str>) -> HcsResult<()> {
-        if let Some(o) = options.filter(|o| !o.trim().is_empty()) {
-            hcs_schema::from_json::<hcs_schema::requests::CrashOptions>(o, "CrashOptions")?;
-        }
+        hcs_schema::fields::parse_options::<hcs_schema::requests::CrashOptions>(
+            options,
+            "CrashOptions",
+            hcs_schema::fields::On::VirtualMachine,
+        )?;
         self.vm.inject_nmi().map_err(vmm_error)
     }
 

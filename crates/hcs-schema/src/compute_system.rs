@@ -4,6 +4,7 @@ use hcs_errors::HcsError;
 use serde_json::Value;
 
 use crate::container::Container;
+use crate::fields::{self, Context, On};
 use crate::validate::{self, error, member, Validate};
 use crate::version::Version;
 use crate::virtual_machine::VirtualMachine;
@@ -48,7 +49,9 @@ impl ComputeSystem {
     /// `SchemaVersion` present with `Major == 2` and a known minor;
     /// exactly one of `Container`, `VirtualMachine`, `HostedSystem`;
     /// `HostedSystem` requires `HostingSystemId` and must be an object;
-    /// plus the checks of [`VirtualMachine`] and [`Container`].
+    /// plus the checks of [`VirtualMachine`] and [`Container`]; then every
+    /// member that [`crate::fields::TABLE`] refuses is refused
+    /// (`ERROR_NOT_SUPPORTED` with its JSON path).
     pub fn validate(&self) -> Result<(), HcsError> {
         const DOC: &str = "ComputeSystem";
         match &self.schema_version {
@@ -117,7 +120,15 @@ impl ComputeSystem {
             container.validate_at(DOC, "$.Container")?;
         }
         // Whatever string the checks above do not know by name.
-        validate::check_document_no_nul(DOC, self)
+        validate::check_document_no_nul(DOC, self)?;
+        let on = if self.container.is_some() {
+            On::Container
+        } else if self.virtual_machine.is_some() {
+            On::VirtualMachine
+        } else {
+            On::Any
+        };
+        fields::refuse_unsupported(self, Context { document: DOC, on })
     }
 }
 
@@ -174,7 +185,16 @@ impl HostedSystem {
                     "missing; a hosted system is a container",
                 ))
             }
-            Some(c) => c.validate_at(DOC, "$.Container")?,
+            Some(c) => {
+                c.validate_at(DOC, "$.Container")?;
+                // HostedSystem itself is not a document this system takes
+                // (ComputeSystem.HostedSystem is refused); its container is.
+                let cx = Context {
+                    document: DOC,
+                    on: On::Container,
+                };
+                fields::Fields::refuse_unsupported(c, &cx, "$.Container")?;
+            }
         }
         validate::check_document_no_nul(DOC, self)
     }

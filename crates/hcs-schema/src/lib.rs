@@ -13,6 +13,10 @@
 //!   serde cannot express. [`from_value`] parses a free-form member
 //!   (`Settings`, `HostedSystem`, `GuestRequest`) into its type with errors
 //!   at paths such as `$.Settings.Path`.
+//! * Nothing a client sends is silently ignored: [`fields::TABLE`] says for
+//!   every member of every client document whether it is honoured, refused
+//!   (`validate()` and [`fields::parse_options`] fail with
+//!   `ERROR_NOT_SUPPORTED` naming its JSON path) or accepted as a pure hint.
 //! * Undocumented members that Microsoft's own clients send (hcsshim, WSL,
 //!   the official samples) are accepted; where their shape is not known
 //!   they are kept as [`serde_json::Value`].
@@ -42,6 +46,7 @@ pub mod cmdline;
 pub mod compute_system;
 pub mod container;
 pub mod enums;
+pub mod fields;
 pub mod parse;
 pub mod process;
 pub mod properties;

@@ -58,6 +58,54 @@ macro_rules! hcs_struct {
                 }
             }
         };
+
+        // The member list the classification table (crate::fields) is
+        // checked against, and the walk that refuses what it marks Refused.
+        impl $crate::fields::Fields for $name {
+            fn info() -> Option<&'static $crate::fields::TypeInfo> {
+                static INFO: $crate::fields::TypeInfo = $crate::fields::TypeInfo {
+                    name: stringify!($name),
+                    members: &[$(
+                        $crate::fields::Member {
+                            json: $json,
+                            aliases: &[$($alias),*],
+                            info: <$ty as $crate::fields::Fields>::info,
+                            shape: <$ty as $crate::fields::Fields>::shape,
+                            samples: <$ty as $crate::fields::Fields>::samples,
+                        },
+                    )*],
+                };
+                Some(&INFO)
+            }
+
+            // `{}`, then an object setting each member to its first sample.
+            fn samples() -> Vec<serde_json::Value> {
+                #[allow(unused_mut)] // empty structs have no member to add
+                let mut out = vec![serde_json::json!({})];
+                $(
+                    if let Some(v) = <$ty as $crate::fields::Fields>::samples().into_iter().next() {
+                        out.push(serde_json::json!({ $json: v }));
+                    }
+                )*
+                out
+            }
+
+            fn refuse_unsupported(
+                &self,
+                cx: &$crate::fields::Context<'_>,
+                path: &str,
+            ) -> Result<(), hcs_errors::HcsError> {
+                let _ = (cx, path);
+                $(
+                    if let Some(value) = &self.$field {
+                        let at = $crate::validate::member(path, $json);
+                        $crate::fields::check_member(cx, stringify!($name), $json, &at, value)?;
+                        $crate::fields::Fields::refuse_unsupported(value, cx, &at)?;
+                    }
+                )*
+                Ok(())
+            }
+        }
     };
 }
 
@@ -96,6 +144,13 @@ macro_rules! string_enum {
                 match self {
                     $($name::$variant => $value,)+
                 }
+            }
+        }
+
+        // An enumeration is a leaf of the classification walk.
+        impl $crate::fields::Fields for $name {
+            fn samples() -> Vec<serde_json::Value> {
+                $name::NAMES.iter().map(|n| serde_json::Value::from(*n)).collect()
             }
         }
 

@@ -8,6 +8,7 @@ use hcs_errors::HcsError;
 use serde_json::Value;
 
 use crate::cmdline::split_command_line;
+use crate::fields::{self, Context, On};
 use crate::validate::{self, error, index, member, Validate};
 
 hcs_struct! {
@@ -135,6 +136,13 @@ impl ProcessParameters {
     /// `ApplicationName`, or LCOW `OciProcess.args`); environment names
     /// non-empty and free of `=` and NUL; no NUL in any string.
     pub fn validate(&self) -> Result<(), HcsError> {
+        self.validate_on(On::Any)
+    }
+
+    /// [`ProcessParameters::validate`] for a process of a system of kind
+    /// `on`: also refuses what [`crate::fields::TABLE`] refuses only there
+    /// (`OciProcess` in a VM).
+    pub fn validate_on(&self, on: On) -> Result<(), HcsError> {
         const DOC: &str = "ProcessParameters";
         let has_args = self.command_args.as_ref().is_some_and(|a| !a.is_empty());
         let has_line = self
@@ -197,7 +205,8 @@ impl ProcessParameters {
         if let Some(v) = &self.oci_specification {
             validate::check_value_no_nul(DOC, "$.OciSpecification", v)?;
         }
-        validate::check_document_no_nul(DOC, self)
+        validate::check_document_no_nul(DOC, self)?;
+        fields::refuse_unsupported(self, Context { document: DOC, on })
     }
 }
 

@@ -12,6 +12,7 @@ use crate::enums::{
     CrashType, ModifyOperation, ModifyRequestType, ModifyResourceType, PauseReason,
     PauseSuspensionLevel, ProcessSignal, SaveType, ShutdownMechanism, ShutdownType, StdHandle,
 };
+use crate::fields::{self, Context, On};
 use crate::validate::{self, error, Validate};
 
 hcs_struct! {
@@ -92,6 +93,18 @@ hcs_struct! {
         /// Kind of crash.
         "Type" => crash_type: CrashType,
     }
+}
+
+hcs_struct! {
+    /// Options of HcsTerminateComputeSystem: HCS defines none, so only an
+    /// empty object (or no options at all) is accepted.
+    pub struct TerminateOptions {}
+}
+
+hcs_struct! {
+    /// Options of HcsResumeComputeSystem: HCS defines none, so only an empty
+    /// object (or no options at all) is accepted.
+    pub struct ResumeOptions {}
 }
 
 hcs_struct! {
@@ -295,6 +308,13 @@ impl Visitor<'_> for SignalVisitor {
     }
 }
 
+// A signal is a leaf of the classification walk (crate::fields).
+impl crate::fields::Fields for Signal {
+    fn samples() -> Vec<Value> {
+        vec![Value::from(15)]
+    }
+}
+
 impl<'de> Deserialize<'de> for Signal {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Signal, D::Error> {
         deserializer.deserialize_any(SignalVisitor)
@@ -302,9 +322,17 @@ impl<'de> Deserialize<'de> for Signal {
 }
 
 impl ProcessModifyRequest {
-    /// `Operation` present and the member it names present and complete.
+    /// `Operation` present and the member it names present and complete;
+    /// nothing [`crate::fields::TABLE`] refuses.
     pub fn validate(&self) -> Result<(), HcsError> {
         const DOC: &str = "ProcessModifyRequest";
+        fields::refuse_unsupported(
+            self,
+            Context {
+                document: DOC,
+                on: On::Any,
+            },
+        )?;
         match self.operation {
             None => Err(error(
                 DOC,
@@ -349,9 +377,17 @@ impl Validate for ProcessModifyRequest {
 
 impl ModifySettingRequest {
     /// A request must name a `ResourcePath` or carry a `GuestRequest`; the
-    /// path may not contain NUL.
+    /// path may not contain NUL; nothing [`crate::fields::TABLE`] refuses
+    /// (`GuestRequest`, for one).
     pub fn validate(&self) -> Result<(), HcsError> {
         const DOC: &str = "ModifySettingRequest";
+        fields::refuse_unsupported(
+            self,
+            Context {
+                document: DOC,
+                on: On::Any,
+            },
+        )?;
         match (&self.resource_path, &self.guest_request) {
             (None, None) => Err(error(DOC, "$", "neither `ResourcePath` nor `GuestRequest` is set; nothing to modify")),
             (Some(p), _) if p.is_empty() && self.guest_request.is_none() => {

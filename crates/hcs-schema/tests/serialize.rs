@@ -224,7 +224,16 @@ fn create_document_member_names() {
         to_json(&cs),
         r#"{"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"LinuxKernelDirect":{"KernelFilePath":"/boot/vmlinux","InitRdPath":"/boot/initrd","KernelCmdLine":"console=ttyS0"}},"ComputeTopology":{"Memory":{"SizeInMB":512,"LowMmioGapInMB":256},"Processor":{"Count":1,"MaximumFrequencyMHz":2000}}},"ShouldTerminateOnLastHandleClosed":true}"#
     );
-    cs.validate().unwrap();
+    // Well formed, but it sets members this system refuses (fields::TABLE).
+    let refused = cs.validate().unwrap_err();
+    assert_eq!(refused.hresult, hcs_errors::HResult::ERROR_NOT_SUPPORTED);
+    assert!(
+        refused
+            .message
+            .contains("`$.VirtualMachine.ComputeTopology.Memory.LowMmioGapInMB`"),
+        "{}",
+        refused.message
+    );
 }
 
 #[test]

@@ -25,11 +25,12 @@ pub fn enumerate_compute_systems_in_namespace(
     operation: &Operation,
 ) -> HcsResult<()> {
     let generation = operation.begin(OperationType::Enumerate, Target::None, None)?;
-    let parsed = hcs_rundir::validate_name("namespace", namespace).and_then(|_| match query {
-        Some(q) if !q.trim().is_empty() => {
-            hcs_schema::from_json::<SystemQuery>(q, "SystemQuery").map(Some)
-        }
-        _ => Ok(None),
+    let parsed = hcs_rundir::validate_name("namespace", namespace).and_then(|_| {
+        hcs_schema::fields::parse_options::<SystemQuery>(
+            query,
+            "SystemQuery",
+            hcs_schema::fields::On::Any,
+        )
     });
     let query = match parsed {
         Ok(q) => q,
@@ -118,6 +119,13 @@ pub fn get_service_properties(query: Option<&str>) -> HcsResult<String> {
     let types: Vec<String> = match query {
         Some(q) if !q.trim().is_empty() => {
             let q: ServicePropertyQuery = hcs_schema::from_json(q, "Service_PropertyQuery")?;
+            hcs_schema::fields::refuse_unsupported(
+                &q,
+                hcs_schema::fields::Context {
+                    document: "Service_PropertyQuery",
+                    on: hcs_schema::fields::On::Any,
+                },
+            )?;
             q.property_types
                 .unwrap_or_default()
                 .iter()

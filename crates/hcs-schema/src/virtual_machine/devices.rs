@@ -476,8 +476,24 @@ hcs_struct! {
 }
 
 impl Devices {
-    /// SCSI attachments and PMem devices of a create document must name their image.
+    /// SCSI attachments and PMem devices of a create document must name their
+    /// image; a COM port may not name a Windows named pipe (there are none
+    /// on Linux, and the port would silently lose its output).
     pub(crate) fn validate_at(&self, document: &str, path: &str) -> Result<(), HcsError> {
+        for (port, com) in self.com_ports.iter().flatten() {
+            let pipe = com.named_pipe.as_deref().unwrap_or_default();
+            if pipe.starts_with(r"\\") {
+                let at = member(
+                    &member(&member(path, "ComPorts"), &port.to_string()),
+                    "NamedPipe",
+                );
+                return Err(HcsError::not_supported(format!(
+                    "{document} document: `{at}` is not supported: {pipe:?} is a Windows named pipe; \
+                     give an absolute unix socket path, a log file (*.log or file:PATH), or nothing \
+                     (the port is then reached with `hcs console`)"
+                )));
+            }
+        }
         for (controller, scsi) in self.scsi.iter().flatten() {
             let attachments = member(&member(&member(path, "Scsi"), controller), "Attachments");
             for (lun, attachment) in scsi.attachments.iter().flatten() {
