@@ -466,6 +466,7 @@ pub static TABLE: &[Entry] = &[
     refused("Container", "AdditionalDeviceNamespace", WINDOWS_CONTAINER),
     refused("Container", "IsolationType", "HostProcess containers are Windows-only"),
     honoured("Container", "UserNamespace"),
+    honoured("Container", "PidsLimit"),
     honoured("Container", "OciBundlePath"),
     honoured("Container", "OciSpecification"),
     honoured("GuestOs", "HostName"),
