@@ -723,6 +723,16 @@ impl Agent {
             );
             return;
         }
+        // The test programs run as the guest itself: they cannot honour
+        // groups, limits or capabilities, so a request with any is refused.
+        if req.security != hcs_agent_protocol::ProcessSecurity::INHERIT {
+            self.error(
+                id,
+                hresult::ERROR_NOT_SUPPORTED,
+                b"the test guest runs its programs without users, limits or capabilities",
+            );
+            return;
+        }
         if req.terminal.is_some() && req.stderr_port.is_some() {
             self.error(
                 id,

@@ -31,6 +31,20 @@ pub static ENTRIES: [ProcessEntry<'static>; 2] = [
 ];
 
 /// At least one sample of every message type and of every variant inside.
+static GIDS: [u32; 3] = [0, 10, u32::MAX];
+static RLIMITS: [Rlimit; 2] = [
+    Rlimit {
+        resource: 7,
+        soft: 100,
+        hard: 200,
+    },
+    Rlimit {
+        resource: 0,
+        soft: u64::MAX,
+        hard: u64::MAX,
+    },
+];
+
 pub fn samples() -> Vec<Message<'static>> {
     vec![
         Message::Hello(Hello {
@@ -50,6 +64,7 @@ pub fn samples() -> Vec<Message<'static>> {
             stdin_port: Some(1000),
             stdout_port: Some(1001),
             stderr_port: Some(u32::MAX),
+            security: ProcessSecurity::INHERIT,
         }),
         Message::CreateProcess(CreateProcess {
             args: List::Slice(&ARGS[..1]),
@@ -63,6 +78,20 @@ pub fn samples() -> Vec<Message<'static>> {
             stdin_port: None,
             stdout_port: Some(7),
             stderr_port: None,
+            security: ProcessSecurity {
+                additional_gids: Some(List::Slice(&GIDS)),
+                umask: Some(0o027),
+                no_new_privileges: true,
+                capabilities: Some(Capabilities {
+                    bounding: u64::MAX,
+                    effective: 1,
+                    permitted: 3,
+                    inheritable: 0,
+                    ambient: 1 << 40,
+                }),
+                rlimits: List::Slice(&RLIMITS),
+                oom_score_adj: Some(-1000),
+            },
         }),
         Message::CreateProcess(CreateProcess {
             args: List::Slice(&EMPTY),
@@ -73,6 +102,11 @@ pub fn samples() -> Vec<Message<'static>> {
             stdin_port: None,
             stdout_port: None,
             stderr_port: None,
+            security: ProcessSecurity {
+                additional_gids: Some(List::Slice(&[])),
+                oom_score_adj: Some(i32::MAX),
+                ..ProcessSecurity::INHERIT
+            },
         }),
         Message::ResizeConsole(ResizeConsole {
             pid: 42,
@@ -131,6 +165,18 @@ pub fn walk(msg: &Message<'_>) -> usize {
             n += c.args.iter().map(|a| a.len()).sum::<usize>();
             n += c.env.iter().map(|a| a.len()).sum::<usize>();
             n += c.cwd.len();
+            n += c
+                .security
+                .additional_gids
+                .iter()
+                .flat_map(|l| l.iter())
+                .count();
+            n += c
+                .security
+                .rlimits
+                .iter()
+                .map(|r| r.resource as usize)
+                .sum::<usize>();
         }
         Message::ProcessListReply(p) => {
             n += p
