@@ -18,7 +18,7 @@
 //! | type | message | payload (v2) | answered with |
 //! |---|---|---|---|
 //! | 0x0001 | [`Hello`] | versions: list of u16; client: bytes | `HelloReply` or `Error` |
-//! | 0x0002 | [`CreateProcess`] | args, env: lists of bytes; cwd: bytes; user: u8 tag (0 default, 1 uid u32 + gid u32, 2 name bytes); terminal: u8 flag + rows u16 + cols u16; stdin, stdout, stderr: u8 flag + port u32 each; then (v2) [`ProcessSecurity`]: additional gids (u8 flag + list of u32), umask (u8 flag + u32), no_new_privileges u8, capabilities (u8 flag + bounding, effective, permitted, inheritable, ambient u64 each), rlimits (list of resource u32, soft u64, hard u64), oom_score_adj (u8 flag + i32) | `ProcessCreated` or `Error` |
+//! | 0x0002 | [`CreateProcess`] | args: list of bytes; executable (v2): bytes; env: list of bytes; cwd: bytes; user: u8 tag (0 default, 1 uid u32 + gid u32, 2 name bytes); terminal: u8 flag + rows u16 + cols u16; stdin, stdout, stderr: u8 flag + port u32 each; then (v2) [`ProcessSecurity`]: additional gids (u8 flag + list of u32), umask (u8 flag + u32), no_new_privileges u8, capabilities (u8 flag + bounding, effective, permitted, inheritable, ambient u64 each), rlimits (list of resource u32, soft u64, hard u64), oom_score_adj (u8 flag + i32) | `ProcessCreated` or `Error` |
 //! | 0x0003 | [`ResizeConsole`] | pid u32, rows u16, cols u16 | `Ok` or `Error` |
 //! | 0x0004 | [`Signal`] | pid u32, signal u32 | `Ok` or `Error` |
 //! | 0x0005 | [`WaitProcess`] | pid u32 | `ProcessExited` (when it exits) or `Error` |
@@ -78,7 +78,7 @@ pub const HEADER_LEN: usize = 24;
 pub const MAX_PAYLOAD: u32 = 1 << 20;
 /// Protocol versions this crate encodes and decodes, lowest first.
 ///
-/// Version 2 added [`ProcessSecurity`] to [`CreateProcess`]; a version-1
+/// Version 2 added `executable` and [`ProcessSecurity`] to [`CreateProcess`]; a version-1
 /// peer shares no version with this one, so the handshake fails with
 /// `HCS_E_UNSUPPORTED_PROTOCOL_VERSION` naming both sides' versions rather
 /// than a v1 agent silently dropping what it cannot read.

@@ -207,6 +207,9 @@ impl ProcessSecurity<'_> {
 pub struct CreateProcess<'a> {
     /// argv; `args[0]` is looked up in the process's `PATH` when it has no `/`.
     pub args: List<'a, &'a [u8]>,
+    /// The program to run (version 2), looked up as `args[0]` would be;
+    /// empty runs `args[0]` (Windows `ApplicationName` with a `CommandLine`).
+    pub executable: &'a [u8],
     /// Environment, `NAME=value` strings.
     pub env: List<'a, &'a [u8]>,
     /// Working directory; empty means `/`.
@@ -549,12 +552,14 @@ impl<'a> ProcessSecurity<'a> {
 impl<'a> CreateProcess<'a> {
     fn read(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
         let args = List::read(r)?;
+        let executable = r.bytes()?;
         let env = List::read(r)?;
         let cwd = r.bytes()?;
         let user = User::read(r)?;
         let terminal = if r.bool()? { Some(read_size(r)?) } else { None };
         Ok(CreateProcess {
             args,
+            executable,
             env,
             cwd,
             user,
@@ -568,6 +573,7 @@ impl<'a> CreateProcess<'a> {
 
     fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         self.args.write(w)?;
+        w.bytes(self.executable)?;
         self.env.write(w)?;
         w.bytes(self.cwd)?;
         self.user.write(w)?;
@@ -586,6 +592,7 @@ impl<'a> CreateProcess<'a> {
 
     fn wire_len(&self) -> Result<usize, EncodeError> {
         let mut n = add(self.args.wire_len()?, self.env.wire_len()?)?;
+        n = add(n, bytes_len(self.executable)?)?;
         n = add(n, bytes_len(self.cwd)?)?;
         n = add(n, self.user.wire_len()?)?;
         n = add(n, if self.terminal.is_some() { 5 } else { 1 })?;

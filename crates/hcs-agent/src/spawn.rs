@@ -175,8 +175,13 @@ impl Plan {
             .iter()
             .rev()
             .find_map(|e| e.as_bytes().strip_prefix(b"PATH="));
-        let path =
-            resolve_executable(arg0.as_bytes(), path_var, Path::new(OsStr::from_bytes(cwd)))?;
+        // Windows ApplicationName: the program, with args[0] only its name.
+        let program = if req.executable.is_empty() {
+            arg0.as_bytes()
+        } else {
+            req.executable
+        };
+        let path = resolve_executable(program, path_var, Path::new(OsStr::from_bytes(cwd)))?;
         if req.terminal.is_some() && req.stderr_port.is_some() {
             return Err(AgentError::InvalidArgument(
                 "stderr cannot be a separate stream with a terminal".into(),

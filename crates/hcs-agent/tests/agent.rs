@@ -292,6 +292,7 @@ fn missing_executables_and_bad_requests_give_clear_errors() {
     let args: [&[u8]; 1] = [b"true"];
     let req = Message::CreateProcess(CreateProcess {
         args: List::Slice(&args),
+        executable: b"",
         env: List::Slice(&[]),
         cwd: b"",
         user: User::Default,
@@ -439,6 +440,35 @@ fn root_processes_get_only_their_bounding_set() {
     assert_eq!(caps("CapBnd"), CAP_CHOWN | CAP_KILL, "{out}");
     assert_eq!(caps("CapEff") & CAP_SYS_ADMIN, 0, "{out}");
     assert_eq!(field(&out, "NoNewPrivs"), "0", "{out}");
+}
+
+#[test]
+fn the_executable_runs_with_args_as_given() {
+    let mut agent = AgentProc::start();
+    let mut c = agent.connect();
+    let args: [&[u8]; 3] = [b"not-a-program", b"-c", b"echo $0"];
+    let port = agent.listen();
+    let req = Message::CreateProcess(CreateProcess {
+        args: List::Slice(&args),
+        executable: b"sh",
+        env: List::Slice(&[b"PATH=/usr/bin:/bin"]),
+        cwd: b"/",
+        user: User::Default,
+        terminal: None,
+        stdin_port: None,
+        stdout_port: Some(port.0),
+        stderr_port: None,
+        security: ProcessSecurity::INHERIT,
+    });
+    let pid = match c.call(&req) {
+        Reply::Created(pid) => pid,
+        other => panic!("{other:?}"),
+    };
+    let (mut out, _) = port.1.accept().unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut out, &mut text).unwrap();
+    assert_eq!(text, "not-a-program\n");
+    assert_eq!(c.wait(pid).exit_code, 0);
 }
 
 #[test]

@@ -445,6 +445,7 @@ impl Rig {
     ) -> Result<u32, (u32, String)> {
         let req = CreateProcess {
             args: List::Slice(args),
+            executable: b"",
             env: List::Slice(env),
             cwd: b"",
             user: User::Default,
@@ -1009,6 +1010,7 @@ fn terminals_resize_and_stderr_is_refused_with_one() {
     r.hello();
     let req = CreateProcess {
         args: List::Slice(&[b"sleep", b"100000"]),
+        executable: b"",
         env: List::Slice(&[]),
         cwd: b"",
         user: User::Default,

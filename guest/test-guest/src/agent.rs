@@ -725,7 +725,9 @@ impl Agent {
         }
         // The test programs run as the guest itself: they cannot honour
         // groups, limits or capabilities, so a request with any is refused.
-        if req.security != hcs_agent_protocol::ProcessSecurity::INHERIT {
+        if req.security != hcs_agent_protocol::ProcessSecurity::INHERIT
+            || !req.executable.is_empty()
+        {
             self.error(
                 id,
                 hresult::ERROR_NOT_SUPPORTED,

@@ -57,6 +57,7 @@ pub fn samples() -> Vec<Message<'static>> {
         }),
         Message::CreateProcess(CreateProcess {
             args: List::Slice(&ARGS),
+            executable: b"",
             env: List::Slice(&ENV),
             cwd: b"/tmp",
             user: User::Default,
@@ -68,6 +69,7 @@ pub fn samples() -> Vec<Message<'static>> {
         }),
         Message::CreateProcess(CreateProcess {
             args: List::Slice(&ARGS[..1]),
+            executable: b"/bin/sh",
             env: List::Slice(&EMPTY),
             cwd: b"",
             user: User::Id {
@@ -95,6 +97,7 @@ pub fn samples() -> Vec<Message<'static>> {
         }),
         Message::CreateProcess(CreateProcess {
             args: List::Slice(&EMPTY),
+            executable: b"",
             env: List::Slice(&ENV[1..]),
             cwd: b"/",
             user: User::Name(b"nobody"),
@@ -164,7 +167,7 @@ pub fn walk(msg: &Message<'_>) -> usize {
         Message::CreateProcess(c) => {
             n += c.args.iter().map(|a| a.len()).sum::<usize>();
             n += c.env.iter().map(|a| a.len()).sum::<usize>();
-            n += c.cwd.len();
+            n += c.cwd.len() + c.executable.len();
             n += c
                 .security
                 .additional_gids

@@ -249,6 +249,7 @@ pub fn create(
     let le = spec.stderr.then(|| agent.listen());
     let req = Message::CreateProcess(CreateProcess {
         args: List::Slice(&args),
+        executable: b"",
         env: List::Slice(&env),
         cwd: spec.cwd.as_bytes(),
         user: spec.user,
