@@ -454,26 +454,20 @@ unsafe fn child_steps(a: &ChildArgs<'_>) -> std::result::Result<(), Stage> {
     check(unsafe { libc::setsid() }.into(), Stage::Setsid)?;
     if a.terminal {
         // SAFETY: TIOCSCTTY takes an integer argument; fds[0] is the pty slave.
-        check(
-            unsafe { libc::ioctl(a.fds[0], libc::TIOCSCTTY, 0) }.into(),
-            Stage::Tiocsctty,
-        )?;
+        let rc = unsafe { libc::ioctl(a.fds[0], libc::TIOCSCTTY, 0) };
+        check(rc.into(), Stage::Tiocsctty)?;
     }
     for (target, fd) in a.fds.iter().enumerate() {
         // SAFETY: dup2 on descriptors the parent opened for the child.
-        check(
-            unsafe { libc::dup2(*fd, target as libc::c_int) }.into(),
-            Stage::Dup2,
-        )?;
+        let rc = unsafe { libc::dup2(*fd, target as libc::c_int) };
+        check(rc.into(), Stage::Dup2)?;
     }
     let sec = a.security;
     // Limits and the OOM score first, while the child may still raise them.
     for (resource, limit) in &sec.rlimits {
         // SAFETY: `limit` is a live rlimit; the resource was checked before fork.
-        check(
-            unsafe { libc::setrlimit(*resource as _, limit) }.into(),
-            Stage::Setrlimit,
-        )?;
+        let rc = unsafe { libc::setrlimit(*resource as _, limit) };
+        check(rc.into(), Stage::Setrlimit)?;
     }
     if let Some((path, text)) = &sec.oom_score_adj {
         // SAFETY: `path` is a NUL-terminated string prepared before fork.
@@ -506,10 +500,8 @@ unsafe fn child_steps(a: &ChildArgs<'_>) -> std::result::Result<(), Stage> {
     }
     if let Some(c) = a.creds {
         // SAFETY: `groups` is a live slice of gid_t of the given length.
-        check(
-            unsafe { libc::setgroups(c.groups.len(), c.groups.as_ptr()) }.into(),
-            Stage::Setgroups,
-        )?;
+        let rc = unsafe { libc::setgroups(c.groups.len(), c.groups.as_ptr()) };
+        check(rc.into(), Stage::Setgroups)?;
         // SAFETY: no memory arguments.
         check(unsafe { libc::setgid(c.gid) }.into(), Stage::Setgid)?;
         // SAFETY: no memory arguments.

@@ -364,7 +364,7 @@ fn the_whole_oci_process_reaches_the_child() {
     };
     let gids = [4323u32, 4324];
     let rlimits = [Rlimit {
-        resource: libc::RLIMIT_NOFILE as u32,
+        resource: libc::RLIMIT_NOFILE,
         soft: 123,
         hard: 456,
     }];

@@ -28,6 +28,7 @@ use hcs_errors::{HResult, HcsError, HcsResult};
 use hcs_schema::{ProcessDetails, ProcessParameters};
 
 use crate::backend::StartedProcess;
+use crate::process_params;
 
 /// How long a request may wait for its reply.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -328,23 +329,30 @@ impl AgentClient {
     }
 
     /// Start a process; its stdio streams are connected before this returns.
+    /// Everything of `params` reaches the agent: the HCS fields, or the whole
+    /// `OciProcess` (user, groups, umask, capabilities, rlimits,
+    /// noNewPrivileges, oomScoreAdj, terminal); what no Linux process can
+    /// honour is refused with its JSON path.
     pub fn create_process(&self, params: &ProcessParameters) -> HcsResult<StartedProcess> {
-        let argv = params.argv();
-        if argv.is_empty() {
+        process_params::refuse_unsupported(
+            params,
+            "processes in a Linux virtual machine",
+            "a process in a virtual machine takes only the `process` part of an OCI spec, \
+             as ProcessParameters.OciProcess",
+        )?;
+        let spec = match &params.oci_process {
+            Some(oci) => process_params::oci_process_spec(params, oci, None)?,
+            None => process_params::plain_process_spec(params),
+        };
+        if spec.argv.is_empty() {
             return Err(HcsError::invalid_json(
                 "ProcessParameters: no CommandLine or CommandArgs to run",
             ));
         }
-        let env: Vec<String> = params
-            .environment
-            .iter()
-            .flatten()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let terminal = params.emulate_console.unwrap_or(false).then(|| {
-            let [rows, cols] = params.console_size.unwrap_or([25, 80]);
-            proto::ConsoleSize { rows, cols }
-        });
+        let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let terminal = spec
+            .console
+            .map(|(rows, cols)| proto::ConsoleSize { rows, cols });
         let wants = [
             params.create_std_in_pipe.unwrap_or(false),
             params.create_std_out_pipe.unwrap_or(false),
@@ -355,13 +363,45 @@ impl AgentClient {
             listeners.push(if want { Some(self.listen()?) } else { None });
         }
         let port = |i: usize| listeners[i].as_ref().map(|l| l.port);
-        let args: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
+        let args: Vec<&[u8]> = spec.argv.iter().map(|a| a.as_bytes()).collect();
         let envs: Vec<&[u8]> = env.iter().map(|e| e.as_bytes()).collect();
-        let user = params.user.as_deref().unwrap_or("");
+        let user = spec.user.as_deref().unwrap_or("");
+        let sec = spec.security.as_deref();
+        let gids = sec.and_then(|s| s.additional_gids.clone());
+        let rlimits: Vec<proto::Rlimit> = sec
+            .map(|s| {
+                s.rlimits
+                    .iter()
+                    .map(|r| proto::Rlimit {
+                        resource: r.resource as u32,
+                        soft: r.soft,
+                        hard: r.hard,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let security = match sec {
+            None => proto::ProcessSecurity::INHERIT,
+            Some(s) => proto::ProcessSecurity {
+                additional_gids: gids.as_deref().map(proto::List::Slice),
+                umask: s.umask,
+                no_new_privileges: s.no_new_privileges,
+                capabilities: Some(proto::Capabilities {
+                    bounding: s.capabilities.bounding,
+                    effective: s.capabilities.effective,
+                    permitted: s.capabilities.permitted,
+                    inheritable: s.capabilities.inheritable,
+                    ambient: s.capabilities.ambient,
+                }),
+                rlimits: proto::List::Slice(&rlimits),
+                oom_score_adj: s.oom_score_adj,
+            },
+        };
         let msg = proto::Message::CreateProcess(proto::CreateProcess {
             args: proto::List::Slice(&args),
+            executable: spec.executable.as_deref().unwrap_or("").as_bytes(),
             env: proto::List::Slice(&envs),
-            cwd: params.working_directory.as_deref().unwrap_or("").as_bytes(),
+            cwd: spec.cwd.as_deref().unwrap_or("").as_bytes(),
             user: if user.is_empty() {
                 proto::User::Default
             } else {
@@ -371,6 +411,7 @@ impl AgentClient {
             stdin_port: port(0),
             stdout_port: port(1),
             stderr_port: port(2),
+            security,
         });
         let pid = match self.request(&msg)? {
             Reply::Created(pid) => pid,
