@@ -250,7 +250,17 @@ impl Backend for ContainerBackend {
         self.container.start().map(Some)
     }
 
-    fn request_shutdown(&mut self) -> HcsResult<()> {
+    fn request_shutdown(
+        &mut self,
+        mechanism: Option<hcs_schema::enums::ShutdownMechanism>,
+    ) -> HcsResult<()> {
+        if let Some(m) = mechanism {
+            return Err(HcsError::not_supported(format!(
+                "ShutdownOptions.Mechanism {:?}: a container has neither a guest connection nor \
+                 integration services; its init is sent SIGTERM, so leave Mechanism out",
+                m.as_str()
+            )));
+        }
         // A frozen init cannot act on SIGTERM.
         let _ = self.container.resume();
         self.container

@@ -95,10 +95,12 @@ pub fn oci_process_spec(
     let mut process = ProcessSpec::from_oci(oci, seccomp)?;
     let terminal = process.console.is_some();
     match p.emulate_console {
-        Some(emulate) if emulate != terminal => return Err(HcsError::invalid_arg(format!(
+        Some(emulate) if emulate != terminal => {
+            return Err(HcsError::invalid_arg(format!(
             "ProcessParameters.EmulateConsole is {emulate} but OciProcess.terminal is {terminal}; \
                  leave EmulateConsole out or make them agree"
-        ))),
+        )))
+        }
         _ => {}
     }
     // The OCI consoleSize wins; else the HCS ConsoleSize.

@@ -518,32 +518,26 @@ impl Monitor {
                     "Create is only valid on a new monitor's socket pair",
                 )),
             ),
-            Request::Start { .. } => {
-                let r = self.system.start();
+            Request::Start { options } => {
+                let r = self.system.start(options.as_deref());
                 self.result(n, id, r.map(|_| None));
             }
             Request::Shutdown { options } => match self.system.shutdown(options.as_deref()) {
                 Ok(()) => self.defer(n, id, Wait::Stopped),
                 Err(e) => self.result(n, id, Err(e)),
             },
-            Request::Terminate { .. } => match self.system.terminate() {
-                Ok(()) => self.defer(n, id, Wait::Stopped),
-                Err(e) => self.result(n, id, Err(e)),
-            },
-            Request::Pause { options } => {
-                if let Some(o) = options.as_deref().filter(|o| !o.trim().is_empty()) {
-                    if let Err(e) = hcs_schema::from_json::<hcs_schema::requests::PauseOptions>(
-                        o,
-                        "PauseOptions",
-                    ) {
-                        return self.result(n, id, Err(e));
-                    }
+            Request::Terminate { options } => {
+                match self.system.terminate_with_options(options.as_deref()) {
+                    Ok(()) => self.defer(n, id, Wait::Stopped),
+                    Err(e) => self.result(n, id, Err(e)),
                 }
-                let r = self.system.pause();
+            }
+            Request::Pause { options } => {
+                let r = self.system.pause(options.as_deref());
                 self.result(n, id, r.map(|_| None));
             }
-            Request::Resume { .. } => {
-                let r = self.system.resume();
+            Request::Resume { options } => {
+                let r = self.system.resume(options.as_deref());
                 self.result(n, id, r.map(|_| None));
             }
             Request::Save { options } => {

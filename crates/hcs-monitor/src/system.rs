@@ -201,8 +201,16 @@ impl System {
         self.state.check(r)
     }
 
-    /// HcsStartComputeSystem.
-    pub fn start(&mut self) -> HcsResult<()> {
+    /// HcsStartComputeSystem. Its options (hcsshim's `StartOptions`) can
+    /// only ask for a live-migration destination, which is refused.
+    pub fn start(&mut self, options: Option<&str>) -> HcsResult<()> {
+        let opts: Option<hcs_schema::requests::StartOptions> =
+            parse_options(options, "StartOptions")?;
+        if opts.is_some_and(|o| o.destination_migration_options.is_some()) {
+            return Err(HcsError::not_supported(
+                "StartOptions.DestinationMigrationOptions: live migration is not supported on Linux",
+            ));
+        }
         let next = self.check(L::Start)?;
         let pid = self.backend.start()?;
         self.main_pid = pid;
@@ -247,16 +255,40 @@ impl System {
         }
     }
 
-    /// HcsPauseComputeSystem.
-    pub fn pause(&mut self) -> HcsResult<()> {
+    /// HcsPauseComputeSystem. A pause stops the vCPUs (or freezes the
+    /// container's cgroup) and keeps memory as it is: `SuspensionLevel`
+    /// `Suspend` is that; the `Memory*` levels, which also trim the
+    /// system's memory, are refused. `HostedNotification.Reason` is logged
+    /// (no guest component here listens for it).
+    pub fn pause(&mut self, options: Option<&str>) -> HcsResult<()> {
+        let opts: hcs_schema::requests::PauseOptions =
+            parse_options(options, "PauseOptions")?.unwrap_or_default();
+        if let Some(level) = opts
+            .suspension_level
+            .filter(|l| *l != hcs_schema::enums::PauseSuspensionLevel::Suspend)
+        {
+            return Err(HcsError::not_supported(format!(
+                "PauseOptions.SuspensionLevel {:?}: a pause keeps the system's memory as it is; \
+                 only \"Suspend\" is supported",
+                level.as_str()
+            )));
+        }
         let next = self.check(L::Pause)?;
+        if let Some(reason) = opts.hosted_notification.and_then(|n| n.reason) {
+            tracing::info!(
+                reason = reason.as_str(),
+                "pausing (PauseOptions.HostedNotification.Reason)"
+            );
+        }
         self.backend.pause()?;
         self.state = next;
         Ok(())
     }
 
-    /// HcsResumeComputeSystem.
-    pub fn resume(&mut self) -> HcsResult<()> {
+    /// HcsResumeComputeSystem; HCS defines no options for it, so anything
+    /// but an empty object is refused.
+    pub fn resume(&mut self, options: Option<&str>) -> HcsResult<()> {
+        no_options(options, "HcsResumeComputeSystem")?;
         let next = self.check(L::Resume)?;
         self.backend.resume()?;
         self.state = next;
@@ -282,10 +314,13 @@ impl System {
         if self.state == SystemState::ShuttingDown {
             return Ok(());
         }
+        if let Some(reason) = &opts.reason {
+            tracing::info!(reason = %reason, "shutdown requested (ShutdownOptions.Reason)");
+        }
         if opts.force == Some(true) {
             return self.terminate_with(StopCause::Terminate);
         }
-        self.backend.request_shutdown()?;
+        self.backend.request_shutdown(opts.mechanism)?;
         self.state = next;
         self.stop_cause = Some(StopCause::Shutdown);
         let timeout = opts
@@ -300,6 +335,13 @@ impl System {
     /// HcsTerminateComputeSystem.
     pub fn terminate(&mut self) -> HcsResult<()> {
         self.terminate_with(StopCause::Terminate)
+    }
+
+    /// HcsTerminateComputeSystem with its options, which HCS defines none
+    /// of: anything but an empty object is refused.
+    pub fn terminate_with_options(&mut self, options: Option<&str>) -> HcsResult<()> {
+        no_options(options, "HcsTerminateComputeSystem")?;
+        self.terminate()
     }
 
     /// The last handle closed and the document asked for termination then.
@@ -719,5 +761,29 @@ pub fn exit_code(status: nix::sys::wait::WaitStatus) -> u32 {
         W::Exited(_, code) => code as u32,
         W::Signaled(_, sig, _) => 128 + sig as u32,
         _ => 255,
+    }
+}
+
+/// An options document: absent or blank is `None`; anything else must be
+/// the JSON document `doc` (else `HCS_E_INVALID_JSON`, naming the path).
+fn parse_options<T: serde::de::DeserializeOwned>(
+    options: Option<&str>,
+    doc: &str,
+) -> HcsResult<Option<T>> {
+    options
+        .filter(|o| !o.trim().is_empty())
+        .map(|o| hcs_schema::from_json(o, doc))
+        .transpose()
+}
+
+/// The options of a call that takes none: absent, blank or `{}`.
+fn no_options(options: Option<&str>, call: &str) -> HcsResult<()> {
+    let opts: Option<serde_json::Map<String, serde_json::Value>> =
+        parse_options(options, &format!("{call} options"))?;
+    match opts.iter().flat_map(|o| o.keys()).next() {
+        Some(key) => Err(HcsError::invalid_json(format!(
+            "invalid {call} options document: $.{key}: {call} takes no options"
+        ))),
+        None => Ok(()),
     }
 }

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use hcs_errors::{HResult, HcsError, HcsResult};
 use hcs_schema::enums::{
-    ExitInitiator, SystemPropertyType, SystemType, WorkerExitDetail, WorkerExitType,
+    ExitInitiator, ShutdownMechanism, SystemPropertyType, SystemType, WorkerExitDetail,
+    WorkerExitType,
 };
 use hcs_schema::properties::{
     MemoryInformationForVm, MemoryStats, ProcessorStats, VmMemory, VmStatistics,
@@ -596,14 +597,26 @@ impl Backend for VmBackend {
         Some(self.stop_info(exit))
     }
 
-    fn request_shutdown(&mut self) -> HcsResult<()> {
+    fn request_shutdown(&mut self, mechanism: Option<ShutdownMechanism>) -> HcsResult<()> {
+        let agent = self.guest.as_ref().and_then(GuestLink::current);
+        if mechanism == Some(ShutdownMechanism::GuestConnection) && agent.is_none() {
+            return Err(HcsError::new(
+                HResult::HCS_E_CONNECTION_CLOSED,
+                "ShutdownOptions.Mechanism \"GuestConnection\": the VM has no connected guest agent \
+                 (VirtualMachine.GuestConnection); use \"IntegrationService\" (the ACPI power button) or leave it out",
+            ));
+        }
         // A paused guest can neither answer its agent nor see its power button.
         self.vm.resume().map_err(vmm_error)?;
         // The agent first (it syncs the guest's disks); the power button
-        // when there is none or it fails.
-        if let Some(agent) = self.guest.as_ref().and_then(GuestLink::current) {
+        // when there is none or it fails. "IntegrationService" is the
+        // guest's own shutdown service: on Linux, the ACPI power button.
+        if let Some(agent) =
+            agent.filter(|_| mechanism != Some(ShutdownMechanism::IntegrationService))
+        {
             match agent.shutdown() {
                 Ok(()) => return Ok(()),
+                Err(e) if mechanism == Some(ShutdownMechanism::GuestConnection) => return Err(e),
                 Err(e) => {
                     tracing::warn!("guest agent shutdown failed ({e}); pressing the power button")
                 }
