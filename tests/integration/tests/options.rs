@@ -106,3 +106,47 @@ fn lifecycle_options_are_json_honoured_or_refused_with_their_path() {
     call(|op| s.terminate(op, Some("{}"))).unwrap();
     s.wait_for_exit(hcs::INFINITE).unwrap();
 }
+
+/// A VM of the test guest, without a guest connection.
+fn vm_doc() -> String {
+    serde_json::json!({
+        "SchemaVersion": { "Major": 2, "Minor": 1 },
+        "Owner": "hcs-tests",
+        "ShouldTerminateOnLastHandleClosed": true,
+        "VirtualMachine": {
+            "Chipset": { "LinuxKernelDirect": {
+                "KernelFilePath": hcs_test_guest::test_guest_elf(),
+                "KernelCmdLine": "console=ttyS0 hcs.test=1"
+            } },
+            "ComputeTopology": { "Memory": { "SizeInMB": 64 }, "Processor": { "Count": 1 } },
+            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } }
+        }
+    })
+    .to_string()
+}
+
+#[test]
+fn shutdown_mechanism_picks_the_agent_or_the_power_button() {
+    let ns = unique_namespace("shutmech");
+    let s = create_started(&ns, "vm", &vm_doc());
+    let mut c = Console::attach(&ns, "vm");
+    c.expect("HCS-TEST-GUEST READY");
+    // No guest connection: GuestConnection cannot be used, and nothing happens.
+    refused(
+        call(|op| s.shutdown(op, Some(r#"{"Mechanism":"GuestConnection"}"#))),
+        HResult::HCS_E_CONNECTION_CLOSED,
+        "ShutdownOptions.Mechanism",
+    );
+    assert_eq!(state(&s), "Running");
+    // IntegrationService is the guest's own shutdown: the power button.
+    call(|op| {
+        s.shutdown(
+            op,
+            Some(r#"{"Mechanism":"IntegrationService","Reason":"test","TimeoutInMs":30000}"#),
+        )
+    })
+    .unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&s.wait_for_exit(hcs::INFINITE).unwrap()).unwrap();
+    assert_eq!(status["ExitType"], "GracefulExit", "{status}");
+}
