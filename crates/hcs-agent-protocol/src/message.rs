@@ -23,6 +23,8 @@ pub enum MessageType {
     ProcessList = 0x0006,
     /// [`Shutdown`].
     Shutdown = 0x0007,
+    /// [`SetTimeZone`] (version 2).
+    SetTimeZone = 0x0008,
     /// [`HelloReply`].
     HelloReply = 0x8001,
     /// [`ProcessCreated`].
@@ -48,6 +50,7 @@ impl MessageType {
             0x0005 => MessageType::WaitProcess,
             0x0006 => MessageType::ProcessList,
             0x0007 => MessageType::Shutdown,
+            0x0008 => MessageType::SetTimeZone,
             0x8001 => MessageType::HelloReply,
             0x8002 => MessageType::ProcessCreated,
             0x8003 => MessageType::Ok,
@@ -348,6 +351,16 @@ pub struct Shutdown {
     pub action: ShutdownAction,
 }
 
+/// Set the guest's time zone (the host's, for `UseHostTimeZone`):
+/// /etc/localtime gets `tzif`, /etc/timezone `name`. Answered with `Ok`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SetTimeZone<'a> {
+    /// IANA name (`Europe/Paris`), or empty when unknown.
+    pub name: &'a [u8],
+    /// The zone's TZif data (the host's /etc/localtime); empty means UTC.
+    pub tzif: &'a [u8],
+}
+
 /// A failed request.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ErrorReply<'a> {
@@ -377,6 +390,8 @@ pub enum Message<'a> {
     ProcessList,
     /// Power off or reboot.
     Shutdown(Shutdown),
+    /// Set the time zone.
+    SetTimeZone(SetTimeZone<'a>),
     /// Handshake answer.
     HelloReply(HelloReply<'a>),
     /// A process was started.
@@ -617,6 +632,7 @@ impl<'a> Message<'a> {
             Message::WaitProcess(_) => MessageType::WaitProcess,
             Message::ProcessList => MessageType::ProcessList,
             Message::Shutdown(_) => MessageType::Shutdown,
+            Message::SetTimeZone(_) => MessageType::SetTimeZone,
             Message::HelloReply(_) => MessageType::HelloReply,
             Message::ProcessCreated(_) => MessageType::ProcessCreated,
             Message::Ok => MessageType::Ok,
@@ -668,6 +684,10 @@ impl<'a> Message<'a> {
                     _ => return Err(DecodeError::InvalidTag),
                 },
             }),
+            MessageType::SetTimeZone => Message::SetTimeZone(SetTimeZone {
+                name: r.bytes()?,
+                tzif: r.bytes()?,
+            }),
             MessageType::HelloReply => Message::HelloReply(HelloReply {
                 version: r.u16()?,
                 agent: r.bytes()?,
@@ -701,6 +721,7 @@ impl<'a> Message<'a> {
             Message::WaitProcess(_) => Ok(4),
             Message::ProcessList | Message::Ok => Ok(0),
             Message::Shutdown(_) => Ok(1),
+            Message::SetTimeZone(t) => add(bytes_len(t.name)?, bytes_len(t.tzif)?),
             Message::HelloReply(h) => add(2, bytes_len(h.agent)?),
             Message::ProcessCreated(_) => Ok(4),
             Message::ProcessExited(_) => Ok(12),
@@ -739,6 +760,10 @@ impl<'a> Message<'a> {
                 ShutdownAction::PowerOff => 0,
                 ShutdownAction::Reboot => 1,
             }),
+            Message::SetTimeZone(t) => {
+                w.bytes(t.name)?;
+                w.bytes(t.tzif)
+            }
             Message::HelloReply(h) => {
                 w.u16(h.version)?;
                 w.bytes(h.agent)

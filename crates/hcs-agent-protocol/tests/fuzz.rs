@@ -62,7 +62,7 @@ fn random_bytes_never_panic() {
             bytes[..4].copy_from_slice(&MAGIC);
             bytes[4..6].copy_from_slice(&PROTOCOL_VERSION.to_le_bytes());
             let types = [
-                1u16, 2, 3, 4, 5, 6, 7, 0x8001, 0x8002, 0x8003, 0x8005, 0x8006, 0x80ff,
+                1u16, 2, 3, 4, 5, 6, 7, 8, 0x8001, 0x8002, 0x8003, 0x8005, 0x8006, 0x80ff,
             ];
             bytes[6..8].copy_from_slice(&types[rng.below(types.len())].to_le_bytes());
             let payload = (bytes.len() - HEADER_LEN) as u32;

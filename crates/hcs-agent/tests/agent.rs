@@ -650,3 +650,47 @@ fn shutdown_stops_the_unix_agent() {
             .unwrap_or(true);
     assert!(gone, "sleep {} survived the shutdown", p.pid);
 }
+
+#[test]
+fn set_time_zone_writes_localtime_and_timezone_under_its_etc() {
+    let agent = AgentProc::start();
+    let mut c = agent.connect();
+    let etc = agent.dir.path().join("etc");
+    let tzif = b"TZif2\0\0\0some zone data";
+    let r = c.call(&Message::SetTimeZone(SetTimeZone {
+        name: b"Europe/Paris",
+        tzif,
+    }));
+    assert!(matches!(r, Reply::Ok), "{r:?}");
+    assert_eq!(std::fs::read(etc.join("localtime")).unwrap(), tzif);
+    assert_eq!(
+        std::fs::read_to_string(etc.join("timezone")).unwrap(),
+        "Europe/Paris\n"
+    );
+    // UTC: no localtime at all.
+    let r = c.call(&Message::SetTimeZone(SetTimeZone {
+        name: b"UTC",
+        tzif: b"",
+    }));
+    assert!(matches!(r, Reply::Ok), "{r:?}");
+    assert!(!etc.join("localtime").exists());
+    assert_eq!(
+        std::fs::read_to_string(etc.join("timezone")).unwrap(),
+        "UTC\n"
+    );
+    // Bad names and data are refused and change nothing.
+    for (name, tzif) in [
+        (b"../../x".as_slice(), b"".as_slice()),
+        (b"Europe/Paris", b"not tzif"),
+    ] {
+        match c.call(&Message::SetTimeZone(SetTimeZone { name, tzif })) {
+            Reply::Error(hr, _) => assert_eq!(hr, hresult::E_INVALIDARG),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(etc.join("timezone")).unwrap(),
+        "UTC\n"
+    );
+    assert!(!agent.dir.path().join("x").exists());
+}

@@ -37,6 +37,51 @@ const STDIO_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// First port handed out for stdio streams (clear of the control port).
 const FIRST_STDIO_PORT: u32 = 0x1_0000;
 
+/// The host's time zone, as `UseHostTimeZone` gives it to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostTimeZone {
+    /// IANA name (`Europe/Paris`); empty when the host's is unnamed.
+    pub name: String,
+    /// The zone's TZif data; empty for UTC.
+    pub tzif: Vec<u8>,
+}
+
+impl HostTimeZone {
+    /// The time zone of the host whose /etc is `etc`: /etc/localtime's
+    /// data (UTC when there is none), named by /etc/timezone or by the
+    /// path under `zoneinfo/` that /etc/localtime links to.
+    pub fn of_host(etc: &Path) -> HcsResult<HostTimeZone> {
+        let localtime = etc.join("localtime");
+        let tzif = match std::fs::read(&localtime) {
+            Ok(data) => data,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(HostTimeZone {
+                    name: "UTC".into(),
+                    tzif: Vec::new(),
+                })
+            }
+            Err(e) => {
+                return Err(HcsError::from_io(
+                    format!("reading the host's time zone ({})", localtime.display()),
+                    &e,
+                ))
+            }
+        };
+        let from_file = std::fs::read_to_string(etc.join("timezone"))
+            .ok()
+            .map(|n| n.trim().to_string());
+        let from_link = std::fs::read_link(&localtime).ok().and_then(|t| {
+            let t = t.to_string_lossy().into_owned();
+            t.split_once("zoneinfo/").map(|(_, name)| name.to_string())
+        });
+        let name = from_file
+            .filter(|n| !n.is_empty())
+            .or(from_link)
+            .unwrap_or_default();
+        Ok(HostTimeZone { name, tzif })
+    }
+}
+
 /// What the agent tells us without being asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentEvent {
@@ -474,6 +519,14 @@ impl AgentClient {
             Reply::Processes(p) => Ok(p),
             other => Err(unexpected(&other)),
         }
+    }
+
+    /// Set the guest's time zone (`GuestConnection.UseHostTimeZone`).
+    pub fn set_time_zone(&self, tz: &HostTimeZone) -> HcsResult<()> {
+        self.expect_ok(&proto::Message::SetTimeZone(proto::SetTimeZone {
+            name: tz.name.as_bytes(),
+            tzif: &tz.tzif,
+        }))
     }
 
     /// Ask the guest to sync and power off (answered before it happens).

@@ -71,6 +71,27 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
             "not supported on Linux/KVM yet",
         ));
     }
+    if let Some(g) = &doc.guest_connection {
+        // The agent's connection is vsock (virtio), which is UseVsock: true;
+        // Hyper-V sockets do not exist on KVM.
+        if g.use_vsock == Some(false) {
+            return Err(unsupported(
+                "GuestConnection.UseVsock",
+                "false asks for Hyper-V sockets, which KVM does not have; the guest connection is \
+                 AF_VSOCK (virtio): set it true or leave it out",
+            ));
+        }
+        // A pause stops the vCPUs and keeps the agent's connection open
+        // (UseConnectedSuspend: true); closing it would lose the watches on
+        // the guest's running processes.
+        if g.use_connected_suspend == Some(false) {
+            return Err(unsupported(
+                "GuestConnection.UseConnectedSuspend",
+                "false closes the guest connection at pause, which is not available: the connection \
+                 is kept open across pause; set it true or leave it out",
+            ));
+        }
+    }
     let chipset = doc.chipset.clone().unwrap_or_default();
     if chipset.uefi.is_some() {
         return Err(unsupported(
@@ -422,8 +443,15 @@ impl VmBackend {
             Some(state) => Vm::restore(&cfg, &state).map_err(vmm_error)?,
             None => Vm::create(&cfg).map_err(vmm_error)?,
         };
-        let guest = match doc.guest_connection {
-            Some(_) => Some(GuestLink::listen(&vsock_socket(rundir))?),
+        let guest = match &doc.guest_connection {
+            Some(g) => {
+                let tz = if g.use_host_time_zone == Some(true) {
+                    Some(crate::agent::HostTimeZone::of_host(Path::new("/etc"))?)
+                } else {
+                    None
+                };
+                Some(GuestLink::listen(&vsock_socket(rundir), tz)?)
+            }
             None => None,
         };
         Ok(VmBackend {

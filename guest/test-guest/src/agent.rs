@@ -653,6 +653,12 @@ impl Agent {
                 None => self.err_not_found(id, w.pid),
             },
             Message::ProcessList => self.process_list(p, id),
+            // The test guest keeps no files, so it has no time zone to set.
+            Message::SetTimeZone(_) => self.error(
+                id,
+                hresult::ERROR_NOT_SUPPORTED,
+                b"the test guest has no /etc to set a time zone in",
+            ),
             Message::Shutdown(s) => {
                 // Everything stops; the Ok goes out, then the power goes off.
                 for i in 0..MAX_PROCS {

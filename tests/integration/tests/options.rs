@@ -109,7 +109,11 @@ fn lifecycle_options_are_json_honoured_or_refused_with_their_path() {
 
 /// A VM of the test guest, without a guest connection.
 fn vm_doc() -> String {
-    serde_json::json!({
+    vm_doc_with(serde_json::json!({}))
+}
+
+fn vm_doc_with(extra: serde_json::Value) -> String {
+    let mut doc = serde_json::json!({
         "SchemaVersion": { "Major": 2, "Minor": 1 },
         "Owner": "hcs-tests",
         "ShouldTerminateOnLastHandleClosed": true,
@@ -121,8 +125,38 @@ fn vm_doc() -> String {
             "ComputeTopology": { "Memory": { "SizeInMB": 64 }, "Processor": { "Count": 1 } },
             "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } }
         }
-    })
-    .to_string()
+    });
+    merge_into(&mut doc, extra);
+    doc.to_string()
+}
+
+#[test]
+fn guest_connection_transports_linux_lacks_are_refused_with_their_path() {
+    let ns = unique_namespace("guestconn");
+    for (member, path) in [
+        ("UseVsock", "VirtualMachine.GuestConnection.UseVsock"),
+        (
+            "UseConnectedSuspend",
+            "VirtualMachine.GuestConnection.UseConnectedSuspend",
+        ),
+    ] {
+        let doc = vm_doc_with(serde_json::json!({
+            "VirtualMachine": { "GuestConnection": { member: false } }
+        }));
+        let e = create(&ns, "vm", &doc).expect_err("refused");
+        assert_eq!(e.hresult, HResult::ERROR_NOT_SUPPORTED, "{e}");
+        assert!(e.message.contains(path), "{e}");
+    }
+    // What is done (vsock, the connection kept across pause) is accepted.
+    let doc = vm_doc_with(serde_json::json!({
+        "VirtualMachine": { "GuestConnection": {
+            "UseVsock": true, "UseConnectedSuspend": true, "UseHostTimeZone": true
+        } }
+    }));
+    let s = create(&ns, "vm", &doc).unwrap();
+    call(|op| s.terminate(op, None)).unwrap();
+    s.wait_for_exit(hcs::INFINITE).unwrap();
+    assert!(leftovers(&ns).is_empty(), "{:?}", leftovers(&ns));
 }
 
 #[test]

@@ -111,6 +111,10 @@ pub fn samples() -> Vec<Message<'static>> {
                 ..ProcessSecurity::INHERIT
             },
         }),
+        Message::SetTimeZone(SetTimeZone {
+            name: b"Europe/Paris",
+            tzif: b"TZif2\0\0",
+        }),
         Message::ResizeConsole(ResizeConsole {
             pid: 42,
             size: ConsoleSize {
