@@ -15,15 +15,16 @@
 //! a typed reply, or `Error` (an HRESULT and a message). [`WaitProcess`] is
 //! answered when the process exits, so responses can come out of order.
 //!
-//! | type | message | payload (v1) | answered with |
+//! | type | message | payload (v2) | answered with |
 //! |---|---|---|---|
 //! | 0x0001 | [`Hello`] | versions: list of u16; client: bytes | `HelloReply` or `Error` |
-//! | 0x0002 | [`CreateProcess`] | args, env: lists of bytes; cwd: bytes; user: u8 tag (0 default, 1 uid u32 + gid u32, 2 name bytes); terminal: u8 flag + rows u16 + cols u16; stdin, stdout, stderr: u8 flag + port u32 each | `ProcessCreated` or `Error` |
+//! | 0x0002 | [`CreateProcess`] | args: list of bytes; executable (v2): bytes; env: list of bytes; cwd: bytes; user: u8 tag (0 default, 1 uid u32 + gid u32, 2 name bytes); terminal: u8 flag + rows u16 + cols u16; stdin, stdout, stderr: u8 flag + port u32 each; then (v2) [`ProcessSecurity`]: additional gids (u8 flag + list of u32), umask (u8 flag + u32), no_new_privileges u8, capabilities (u8 flag + bounding, effective, permitted, inheritable, ambient u64 each), rlimits (list of resource u32, soft u64, hard u64), oom_score_adj (u8 flag + i32) | `ProcessCreated` or `Error` |
 //! | 0x0003 | [`ResizeConsole`] | pid u32, rows u16, cols u16 | `Ok` or `Error` |
 //! | 0x0004 | [`Signal`] | pid u32, signal u32 | `Ok` or `Error` |
 //! | 0x0005 | [`WaitProcess`] | pid u32 | `ProcessExited` (when it exits) or `Error` |
 //! | 0x0006 | `ProcessList` | (none) | `ProcessListReply` or `Error` |
 //! | 0x0007 | [`Shutdown`] | action u8 (0 power off, 1 reboot) | `Ok`, then it happens |
+//! | 0x0008 | [`SetTimeZone`] (v2) | name: bytes; tzif: bytes | `Ok` or `Error` |
 //! | 0x8001 | [`HelloReply`] | version u16; agent: bytes | |
 //! | 0x8002 | [`ProcessCreated`] | pid u32 | |
 //! | 0x8003 | `Ok` | (none) | |
@@ -65,9 +66,9 @@ pub use frame::Header;
 pub use io::{read_frame, write_frame, FrameError};
 pub use list::{Item, List, ListIter};
 pub use message::{
-    decode_frame, ConsoleSize, CreateProcess, ErrorReply, Hello, HelloReply, Message, MessageType,
-    ProcessCreated, ProcessEntry, ProcessExited, ProcessListReply, ResizeConsole, Shutdown,
-    ShutdownAction, Signal, User, WaitProcess,
+    decode_frame, Capabilities, ConsoleSize, CreateProcess, ErrorReply, Hello, HelloReply, Message,
+    MessageType, ProcessCreated, ProcessEntry, ProcessExited, ProcessListReply, ProcessSecurity,
+    ResizeConsole, Rlimit, SetTimeZone, Shutdown, ShutdownAction, Signal, User, WaitProcess,
 };
 
 /// First four bytes of every frame.
@@ -77,9 +78,14 @@ pub const HEADER_LEN: usize = 24;
 /// Largest payload a frame may carry (1 MiB).
 pub const MAX_PAYLOAD: u32 = 1 << 20;
 /// Protocol versions this crate encodes and decodes, lowest first.
-pub const SUPPORTED_VERSIONS: [u16; 1] = [1];
+///
+/// Version 2 added `executable` and [`ProcessSecurity`] to [`CreateProcess`]; a version-1
+/// peer shares no version with this one, so the handshake fails with
+/// `HCS_E_UNSUPPORTED_PROTOCOL_VERSION` naming both sides' versions rather
+/// than a v1 agent silently dropping what it cannot read.
+pub const SUPPORTED_VERSIONS: [u16; 1] = [2];
 /// The newest protocol version.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The host's vsock CID (`VMADDR_CID_HOST`).
 pub const HOST_CID: u32 = 2;

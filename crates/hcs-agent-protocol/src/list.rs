@@ -29,6 +29,19 @@ impl<'a> Item<'a> for u16 {
     }
 }
 
+impl<'a> Item<'a> for u32 {
+    const MIN_WIRE_LEN: usize = 4;
+    fn read(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        r.u32()
+    }
+    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.u32(*self)
+    }
+    fn wire_len(&self) -> Result<usize, EncodeError> {
+        Ok(4)
+    }
+}
+
 impl<'a> Item<'a> for &'a [u8] {
     const MIN_WIRE_LEN: usize = 4;
     fn read(r: &mut Reader<'a>) -> Result<Self, DecodeError> {

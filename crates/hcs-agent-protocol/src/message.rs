@@ -1,4 +1,4 @@
-//! The messages and their payload encodings (protocol version 1).
+//! The messages and their payload encodings (protocol version 2).
 
 use crate::list::{Item, List};
 use crate::wire::{add, bytes_len, Reader, Writer};
@@ -23,6 +23,8 @@ pub enum MessageType {
     ProcessList = 0x0006,
     /// [`Shutdown`].
     Shutdown = 0x0007,
+    /// [`SetTimeZone`] (version 2).
+    SetTimeZone = 0x0008,
     /// [`HelloReply`].
     HelloReply = 0x8001,
     /// [`ProcessCreated`].
@@ -48,6 +50,7 @@ impl MessageType {
             0x0005 => MessageType::WaitProcess,
             0x0006 => MessageType::ProcessList,
             0x0007 => MessageType::Shutdown,
+            0x0008 => MessageType::SetTimeZone,
             0x8001 => MessageType::HelloReply,
             0x8002 => MessageType::ProcessCreated,
             0x8003 => MessageType::Ok,
@@ -120,6 +123,86 @@ pub struct ConsoleSize {
     pub cols: u16,
 }
 
+/// Capability sets of a process, as masks (bit `n` is capability `n`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Capabilities {
+    /// The bounding set; capabilities outside it are dropped from it.
+    pub bounding: u64,
+    /// Effective.
+    pub effective: u64,
+    /// Permitted.
+    pub permitted: u64,
+    /// Inheritable.
+    pub inheritable: u64,
+    /// Ambient (each must also be permitted and inheritable).
+    pub ambient: u64,
+}
+
+/// One resource limit (`setrlimit`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Rlimit {
+    /// Linux resource number (`RLIMIT_NOFILE` is 7, ...).
+    pub resource: u32,
+    /// Soft limit (`u64::MAX` is unlimited).
+    pub soft: u64,
+    /// Hard limit.
+    pub hard: u64,
+}
+
+impl<'a> Item<'a> for Rlimit {
+    const MIN_WIRE_LEN: usize = 20;
+
+    fn read(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        Ok(Rlimit {
+            resource: r.u32()?,
+            soft: r.u64()?,
+            hard: r.u64()?,
+        })
+    }
+
+    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.u32(self.resource)?;
+        w.u64(self.soft)?;
+        w.u64(self.hard)
+    }
+
+    fn wire_len(&self) -> Result<usize, EncodeError> {
+        Ok(20)
+    }
+}
+
+/// What a process gets beyond its user (version 2): the rest of an OCI
+/// runtime-spec `process`. [`ProcessSecurity::INHERIT`] changes nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ProcessSecurity<'a> {
+    /// With `Some`, exactly these supplementary groups; `None` gives the
+    /// user's groups (from the guest's /etc/group for a name).
+    pub additional_gids: Option<List<'a, u32>>,
+    /// The file mode creation mask; `None` keeps the agent's.
+    pub umask: Option<u32>,
+    /// Set `PR_SET_NO_NEW_PRIVS`.
+    pub no_new_privileges: bool,
+    /// With `Some`, exactly these capability sets; `None` keeps what the
+    /// kernel gives the user (all for root, none for others).
+    pub capabilities: Option<Capabilities>,
+    /// Resource limits, applied in order.
+    pub rlimits: List<'a, Rlimit>,
+    /// Written to /proc/self/oom_score_adj; `None` keeps the agent's.
+    pub oom_score_adj: Option<i32>,
+}
+
+impl ProcessSecurity<'_> {
+    /// Nothing beyond the user: the agent's umask, limits and so on.
+    pub const INHERIT: ProcessSecurity<'static> = ProcessSecurity {
+        additional_gids: None,
+        umask: None,
+        no_new_privileges: false,
+        capabilities: None,
+        rlimits: List::Slice(&[]),
+        oom_score_adj: None,
+    };
+}
+
 /// Start a process. Each stdio stream is either absent or a port that the
 /// agent connects to (vsock port, or `<dir>/port_<N>` in unix mode); stdio
 /// never travels on the control connection.
@@ -127,6 +210,9 @@ pub struct ConsoleSize {
 pub struct CreateProcess<'a> {
     /// argv; `args[0]` is looked up in the process's `PATH` when it has no `/`.
     pub args: List<'a, &'a [u8]>,
+    /// The program to run (version 2), looked up as `args[0]` would be;
+    /// empty runs `args[0]` (Windows `ApplicationName` with a `CommandLine`).
+    pub executable: &'a [u8],
     /// Environment, `NAME=value` strings.
     pub env: List<'a, &'a [u8]>,
     /// Working directory; empty means `/`.
@@ -141,6 +227,8 @@ pub struct CreateProcess<'a> {
     pub stdout_port: Option<u32>,
     /// Port of the stderr stream.
     pub stderr_port: Option<u32>,
+    /// Groups, umask, capabilities, limits (version 2).
+    pub security: ProcessSecurity<'a>,
 }
 
 /// The process was started.
@@ -263,6 +351,16 @@ pub struct Shutdown {
     pub action: ShutdownAction,
 }
 
+/// Set the guest's time zone (the host's, for `UseHostTimeZone`):
+/// /etc/localtime gets `tzif`, /etc/timezone `name`. Answered with `Ok`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SetTimeZone<'a> {
+    /// IANA name (`Europe/Paris`), or empty when unknown.
+    pub name: &'a [u8],
+    /// The zone's TZif data (the host's /etc/localtime); empty means UTC.
+    pub tzif: &'a [u8],
+}
+
 /// A failed request.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ErrorReply<'a> {
@@ -273,6 +371,9 @@ pub struct ErrorReply<'a> {
 }
 
 /// Every message, borrowing its strings and lists.
+// CreateProcess is the big variant; boxing it would need an allocator,
+// which the no_std guest does not have, and a message lives on one stack frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Message<'a> {
     /// Version handshake request.
@@ -289,6 +390,8 @@ pub enum Message<'a> {
     ProcessList,
     /// Power off or reboot.
     Shutdown(Shutdown),
+    /// Set the time zone.
+    SetTimeZone(SetTimeZone<'a>),
     /// Handshake answer.
     HelloReply(HelloReply<'a>),
     /// A process was started.
@@ -378,15 +481,103 @@ impl<'a> User<'a> {
     }
 }
 
+/// A flag byte, then the value when the flag is 1.
+fn read_opt<'a, T>(
+    r: &mut Reader<'a>,
+    f: impl FnOnce(&mut Reader<'a>) -> Result<T, DecodeError>,
+) -> Result<Option<T>, DecodeError> {
+    if r.bool()? {
+        f(r).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+impl<'a> ProcessSecurity<'a> {
+    fn read(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        Ok(ProcessSecurity {
+            additional_gids: read_opt(r, List::read)?,
+            umask: read_opt(r, Reader::u32)?,
+            no_new_privileges: r.bool()?,
+            capabilities: read_opt(r, |r| {
+                Ok(Capabilities {
+                    bounding: r.u64()?,
+                    effective: r.u64()?,
+                    permitted: r.u64()?,
+                    inheritable: r.u64()?,
+                    ambient: r.u64()?,
+                })
+            })?,
+            rlimits: List::read(r)?,
+            oom_score_adj: read_opt(r, |r| r.u32().map(|v| v as i32))?,
+        })
+    }
+
+    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        match &self.additional_gids {
+            None => w.bool(false)?,
+            Some(l) => {
+                w.bool(true)?;
+                l.write(w)?;
+            }
+        }
+        match self.umask {
+            None => w.bool(false)?,
+            Some(m) => {
+                w.bool(true)?;
+                w.u32(m)?;
+            }
+        }
+        w.bool(self.no_new_privileges)?;
+        match self.capabilities {
+            None => w.bool(false)?,
+            Some(c) => {
+                w.bool(true)?;
+                for set in [
+                    c.bounding,
+                    c.effective,
+                    c.permitted,
+                    c.inheritable,
+                    c.ambient,
+                ] {
+                    w.u64(set)?;
+                }
+            }
+        }
+        self.rlimits.write(w)?;
+        match self.oom_score_adj {
+            None => w.bool(false),
+            Some(n) => {
+                w.bool(true)?;
+                w.u32(n as u32)
+            }
+        }
+    }
+
+    fn wire_len(&self) -> Result<usize, EncodeError> {
+        let gids = match &self.additional_gids {
+            None => 1,
+            Some(l) => add(1, l.wire_len()?)?,
+        };
+        let umask = if self.umask.is_some() { 5 } else { 1 };
+        let caps = if self.capabilities.is_some() { 41 } else { 1 };
+        let oom = if self.oom_score_adj.is_some() { 5 } else { 1 };
+        let n = add(gids, umask + 1 + caps + oom)?;
+        add(n, self.rlimits.wire_len()?)
+    }
+}
+
 impl<'a> CreateProcess<'a> {
     fn read(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
         let args = List::read(r)?;
+        let executable = r.bytes()?;
         let env = List::read(r)?;
         let cwd = r.bytes()?;
         let user = User::read(r)?;
         let terminal = if r.bool()? { Some(read_size(r)?) } else { None };
         Ok(CreateProcess {
             args,
+            executable,
             env,
             cwd,
             user,
@@ -394,11 +585,13 @@ impl<'a> CreateProcess<'a> {
             stdin_port: read_port(r)?,
             stdout_port: read_port(r)?,
             stderr_port: read_port(r)?,
+            security: ProcessSecurity::read(r)?,
         })
     }
 
     fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         self.args.write(w)?;
+        w.bytes(self.executable)?;
         self.env.write(w)?;
         w.bytes(self.cwd)?;
         self.user.write(w)?;
@@ -411,17 +604,20 @@ impl<'a> CreateProcess<'a> {
         }
         write_port(w, self.stdin_port)?;
         write_port(w, self.stdout_port)?;
-        write_port(w, self.stderr_port)
+        write_port(w, self.stderr_port)?;
+        self.security.write(w)
     }
 
     fn wire_len(&self) -> Result<usize, EncodeError> {
         let mut n = add(self.args.wire_len()?, self.env.wire_len()?)?;
+        n = add(n, bytes_len(self.executable)?)?;
         n = add(n, bytes_len(self.cwd)?)?;
         n = add(n, self.user.wire_len()?)?;
         n = add(n, if self.terminal.is_some() { 5 } else { 1 })?;
         n = add(n, port_len(self.stdin_port))?;
         n = add(n, port_len(self.stdout_port))?;
-        add(n, port_len(self.stderr_port))
+        n = add(n, port_len(self.stderr_port))?;
+        add(n, self.security.wire_len()?)
     }
 }
 
@@ -436,6 +632,7 @@ impl<'a> Message<'a> {
             Message::WaitProcess(_) => MessageType::WaitProcess,
             Message::ProcessList => MessageType::ProcessList,
             Message::Shutdown(_) => MessageType::Shutdown,
+            Message::SetTimeZone(_) => MessageType::SetTimeZone,
             Message::HelloReply(_) => MessageType::HelloReply,
             Message::ProcessCreated(_) => MessageType::ProcessCreated,
             Message::Ok => MessageType::Ok,
@@ -487,6 +684,10 @@ impl<'a> Message<'a> {
                     _ => return Err(DecodeError::InvalidTag),
                 },
             }),
+            MessageType::SetTimeZone => Message::SetTimeZone(SetTimeZone {
+                name: r.bytes()?,
+                tzif: r.bytes()?,
+            }),
             MessageType::HelloReply => Message::HelloReply(HelloReply {
                 version: r.u16()?,
                 agent: r.bytes()?,
@@ -520,6 +721,7 @@ impl<'a> Message<'a> {
             Message::WaitProcess(_) => Ok(4),
             Message::ProcessList | Message::Ok => Ok(0),
             Message::Shutdown(_) => Ok(1),
+            Message::SetTimeZone(t) => add(bytes_len(t.name)?, bytes_len(t.tzif)?),
             Message::HelloReply(h) => add(2, bytes_len(h.agent)?),
             Message::ProcessCreated(_) => Ok(4),
             Message::ProcessExited(_) => Ok(12),
@@ -558,6 +760,10 @@ impl<'a> Message<'a> {
                 ShutdownAction::PowerOff => 0,
                 ShutdownAction::Reboot => 1,
             }),
+            Message::SetTimeZone(t) => {
+                w.bytes(t.name)?;
+                w.bytes(t.tzif)
+            }
             Message::HelloReply(h) => {
                 w.u16(h.version)?;
                 w.bytes(h.agent)

@@ -60,9 +60,9 @@ fn random_bytes_never_panic() {
         // Most cases get a plausible header so the payload decoders run.
         if case % 4 != 0 && bytes.len() >= HEADER_LEN {
             bytes[..4].copy_from_slice(&MAGIC);
-            bytes[4..6].copy_from_slice(&1u16.to_le_bytes());
+            bytes[4..6].copy_from_slice(&PROTOCOL_VERSION.to_le_bytes());
             let types = [
-                1u16, 2, 3, 4, 5, 6, 7, 0x8001, 0x8002, 0x8003, 0x8005, 0x8006, 0x80ff,
+                1u16, 2, 3, 4, 5, 6, 7, 8, 0x8001, 0x8002, 0x8003, 0x8005, 0x8006, 0x80ff,
             ];
             bytes[6..8].copy_from_slice(&types[rng.below(types.len())].to_le_bytes());
             let payload = (bytes.len() - HEADER_LEN) as u32;
@@ -131,7 +131,7 @@ fn mutated_frames_never_panic() {
     let mut rng = Rng(42);
     let originals: Vec<Vec<u8>> = samples()
         .iter()
-        .map(|m| m.encode_to_vec(1, 7).unwrap())
+        .map(|m| m.encode_to_vec(PROTOCOL_VERSION, 7).unwrap())
         .collect();
     let mut cases = 0;
     for original in &originals {
@@ -153,7 +153,7 @@ fn mutated_frames_never_panic() {
 #[test]
 fn every_prefix_of_every_frame_is_truncated() {
     for msg in samples() {
-        let bytes = msg.encode_to_vec(1, 1).unwrap();
+        let bytes = msg.encode_to_vec(PROTOCOL_VERSION, 1).unwrap();
         for cut in 0..bytes.len() {
             assert_eq!(
                 decode_frame(&bytes[..cut]).unwrap_err(),

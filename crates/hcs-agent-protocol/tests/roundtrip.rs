@@ -37,12 +37,12 @@ fn round_trip_every_message() {
 #[test]
 fn header_layout_is_fixed() {
     let bytes = Message::WaitProcess(WaitProcess { pid: 0x0a0b0c0d })
-        .encode_to_vec(1, 0x0102030405060708)
+        .encode_to_vec(PROTOCOL_VERSION, 0x0102030405060708)
         .unwrap();
     assert_eq!(
         bytes,
         [
-            b'H', b'C', b'S', b'A', 1, 0, 0x05, 0x00, 8, 7, 6, 5, 4, 3, 2, 1, 4, 0, 0, 0, 0, 0, 0,
+            b'H', b'C', b'S', b'A', 2, 0, 0x05, 0x00, 8, 7, 6, 5, 4, 3, 2, 1, 4, 0, 0, 0, 0, 0, 0,
             0, 0x0d, 0x0c, 0x0b, 0x0a
         ]
     );
@@ -55,11 +55,11 @@ fn encode_into_slice_never_overruns() {
         let mut buf = vec![0u8; len];
         for short in 0..len {
             assert_eq!(
-                msg.encode(1, 1, &mut buf[..short]),
+                msg.encode(PROTOCOL_VERSION, 1, &mut buf[..short]),
                 Err(EncodeError::BufferTooSmall)
             );
         }
-        assert_eq!(msg.encode(1, 1, &mut buf), Ok(len));
+        assert_eq!(msg.encode(PROTOCOL_VERSION, 1, &mut buf), Ok(len));
     }
 }
 
@@ -70,8 +70,11 @@ fn oversized_payload_is_refused_both_ways() {
         hresult: 1,
         message: &big,
     });
-    assert_eq!(msg.encode_to_vec(1, 1), Err(EncodeError::TooLarge));
-    let mut header = Message::Ok.encode_to_vec(1, 1).unwrap();
+    assert_eq!(
+        msg.encode_to_vec(PROTOCOL_VERSION, 1),
+        Err(EncodeError::TooLarge)
+    );
+    let mut header = Message::Ok.encode_to_vec(PROTOCOL_VERSION, 1).unwrap();
     header[16..20].copy_from_slice(&(MAX_PAYLOAD + 1).to_le_bytes());
     assert_eq!(Header::decode(&header), Err(DecodeError::PayloadTooLarge));
 }
@@ -99,16 +102,16 @@ fn versions_are_checked_except_for_the_handshake() {
     let err = decode_frame(&bytes).unwrap_err();
     assert_eq!(err, DecodeError::UnsupportedVersion);
     assert_eq!(err.hresult(), hresult::HCS_E_UNSUPPORTED_PROTOCOL_VERSION);
-    assert_eq!(negotiate([1, 2, 3]), Some(1));
-    assert_eq!(negotiate([2, 3]), None);
+    assert_eq!(negotiate([1, 2, 3]), Some(2));
+    assert_eq!(negotiate([1, 3]), None, "version 1 is no longer spoken");
 }
 
 #[test]
 fn specific_decode_errors() {
-    let mut bytes = Message::Ok.encode_to_vec(1, 1).unwrap();
+    let mut bytes = Message::Ok.encode_to_vec(PROTOCOL_VERSION, 1).unwrap();
     bytes[0] = b'X';
     assert_eq!(decode_frame(&bytes).unwrap_err(), DecodeError::BadMagic);
-    let mut bytes = Message::Ok.encode_to_vec(1, 1).unwrap();
+    let mut bytes = Message::Ok.encode_to_vec(PROTOCOL_VERSION, 1).unwrap();
     bytes[6] = 0x77;
     assert_eq!(
         decode_frame(&bytes).unwrap_err(),
@@ -118,7 +121,7 @@ fn specific_decode_errors() {
         DecodeError::UnknownMessageType.hresult(),
         hresult::HCS_E_UNKNOWN_MESSAGE
     );
-    let mut bytes = Message::Ok.encode_to_vec(1, 1).unwrap();
+    let mut bytes = Message::Ok.encode_to_vec(PROTOCOL_VERSION, 1).unwrap();
     bytes[23] = 1;
     assert_eq!(
         decode_frame(&bytes).unwrap_err(),
@@ -126,7 +129,7 @@ fn specific_decode_errors() {
     );
     // Trailing byte inside the payload.
     let mut bytes = Message::WaitProcess(WaitProcess { pid: 1 })
-        .encode_to_vec(1, 1)
+        .encode_to_vec(PROTOCOL_VERSION, 1)
         .unwrap();
     bytes.push(0);
     bytes[16] = 5;
@@ -138,7 +141,7 @@ fn specific_decode_errors() {
     let mut bytes = Message::ProcessListReply(ProcessListReply {
         processes: List::Slice(&[]),
     })
-    .encode_to_vec(1, 1)
+    .encode_to_vec(PROTOCOL_VERSION, 1)
     .unwrap();
     bytes[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
     assert_eq!(
@@ -149,7 +152,7 @@ fn specific_decode_errors() {
     let mut bytes = Message::Shutdown(Shutdown {
         action: ShutdownAction::Reboot,
     })
-    .encode_to_vec(1, 1)
+    .encode_to_vec(PROTOCOL_VERSION, 1)
     .unwrap();
     bytes[24] = 2;
     assert_eq!(decode_frame(&bytes).unwrap_err(), DecodeError::InvalidTag);
@@ -163,7 +166,7 @@ fn specific_decode_errors() {
 fn frame_io_reads_back_what_it_wrote() {
     let mut stream = Vec::new();
     for (i, msg) in samples().iter().enumerate() {
-        write_frame(&mut stream, msg, 1, i as u64).unwrap();
+        write_frame(&mut stream, msg, PROTOCOL_VERSION, i as u64).unwrap();
     }
     let mut reader = std::io::Cursor::new(stream);
     let mut payload = Vec::new();
@@ -176,7 +179,9 @@ fn frame_io_reads_back_what_it_wrote() {
         read_frame(&mut reader, &mut payload).unwrap().is_none(),
         "clean EOF"
     );
-    let mut cut = std::io::Cursor::new(Message::Ok.encode_to_vec(1, 1).unwrap()[..10].to_vec());
+    let mut cut = std::io::Cursor::new(
+        Message::Ok.encode_to_vec(PROTOCOL_VERSION, 1).unwrap()[..10].to_vec(),
+    );
     assert!(matches!(
         read_frame(&mut cut, &mut payload),
         Err(FrameError::Io(_))

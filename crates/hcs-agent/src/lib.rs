@@ -23,6 +23,7 @@ pub mod proclist;
 pub mod server;
 pub mod spawn;
 pub mod stdio;
+pub mod timezone;
 pub mod transport;
 pub mod user;
 

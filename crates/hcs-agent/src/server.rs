@@ -25,6 +25,10 @@ pub struct Agent {
     transport: Transport,
     procs: Arc<Processes>,
     init: bool,
+    /// Where SetTimeZone writes `localtime` and `timezone`: the guest's
+    /// /etc, or `<dir>/etc` in unix mode (tests on a host, whose own /etc
+    /// must never change).
+    etc_dir: PathBuf,
 }
 
 /// The write half of a control connection, shared with wait threads.
@@ -68,10 +72,15 @@ impl Agent {
     pub fn new(transport: Transport, init: bool) -> Arc<Agent> {
         let procs = Arc::new(Processes::default());
         procs.start_reaper();
+        let etc_dir = match &transport {
+            Transport::Unix(dir) => dir.join("etc"),
+            Transport::Vsock { .. } => PathBuf::from("/etc"),
+        };
         Arc::new(Agent {
             transport,
             procs,
             init,
+            etc_dir,
         })
     }
 
@@ -208,6 +217,8 @@ impl Agent {
                 .and_then(|()| out.send(id, &Message::Ok)),
             Message::WaitProcess(w) => self.wait_process(out, id, w.pid),
             Message::ProcessList => self.process_list(out, id),
+            Message::SetTimeZone(tz) => crate::timezone::set(&self.etc_dir, tz.name, tz.tzif)
+                .and_then(|()| out.send(id, &Message::Ok)),
             Message::Shutdown(s) => {
                 out.send(id, &Message::Ok)?;
                 return Ok(Flow::Shutdown(s.action));

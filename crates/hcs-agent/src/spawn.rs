@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hcs_agent_protocol::{ConsoleSize, CreateProcess};
+use hcs_agent_protocol::{Capabilities, ConsoleSize, CreateProcess, ProcessSecurity};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag};
 
@@ -31,6 +31,119 @@ struct Plan {
     cwd: CString,
     creds: Option<Credentials>,
     terminal: Option<ConsoleSize>,
+    security: Security,
+}
+
+/// Highest Linux resource number (`RLIMIT_RTTIME`).
+const MAX_RLIMIT_RESOURCE: u32 = 15;
+
+/// The request's [`ProcessSecurity`], checked and prepared for the child.
+#[derive(Default)]
+struct Security {
+    umask: Option<libc::mode_t>,
+    no_new_privileges: bool,
+    /// Capability sets limited to what the kernel knows.
+    capabilities: Option<Capabilities>,
+    /// The kernel's highest capability number.
+    last_cap: u32,
+    rlimits: Vec<(u32, libc::rlimit)>,
+    /// `/proc/self/oom_score_adj` and what is written to it.
+    oom_score_adj: Option<(CString, Vec<u8>)>,
+}
+
+/// The running kernel's highest capability number (`cap_last_cap`).
+fn last_cap() -> Result<u32> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .map_err(|e| AgentError::io("reading /proc/sys/kernel/cap_last_cap", e))?;
+    text.trim()
+        .parse()
+        .map_err(|_| AgentError::InvalidArgument(format!("cap_last_cap is not a number: {text:?}")))
+}
+
+impl Security {
+    fn from_request(s: &ProcessSecurity<'_>) -> Result<Security> {
+        let umask = s
+            .umask
+            .map(|m| {
+                if m > 0o777 {
+                    return Err(AgentError::InvalidArgument(format!(
+                        "umask {m:#o} is not a file mode mask"
+                    )));
+                }
+                Ok(m as libc::mode_t)
+            })
+            .transpose()?;
+        let mut rlimits = Vec::new();
+        for r in s.rlimits.iter() {
+            if r.resource > MAX_RLIMIT_RESOURCE {
+                return Err(AgentError::InvalidArgument(format!(
+                    "unknown rlimit resource {}",
+                    r.resource
+                )));
+            }
+            if r.soft > r.hard {
+                return Err(AgentError::InvalidArgument(format!(
+                    "rlimit {}: the soft limit {} exceeds the hard limit {}",
+                    r.resource, r.soft, r.hard
+                )));
+            }
+            let limit = libc::rlimit {
+                rlim_cur: r.soft as libc::rlim_t,
+                rlim_max: r.hard as libc::rlim_t,
+            };
+            rlimits.push((r.resource, limit));
+        }
+        let oom_score_adj = s
+            .oom_score_adj
+            .map(|n| {
+                if !(-1000..=1000).contains(&n) {
+                    return Err(AgentError::InvalidArgument(format!(
+                        "oom_score_adj {n} is outside -1000..1000"
+                    )));
+                }
+                Ok((
+                    cstring("a path", b"/proc/self/oom_score_adj")?,
+                    n.to_string().into_bytes(),
+                ))
+            })
+            .transpose()?;
+        let (capabilities, last_cap) = match s.capabilities {
+            None => (None, 0),
+            Some(c) => {
+                let last = last_cap()?;
+                // Capabilities this kernel does not know are left out, as runc does.
+                let known = if last >= 63 {
+                    u64::MAX
+                } else {
+                    (1u64 << (last + 1)) - 1
+                };
+                let c = Capabilities {
+                    bounding: c.bounding & known,
+                    effective: c.effective & known,
+                    permitted: c.permitted & known,
+                    inheritable: c.inheritable & known,
+                    ambient: c.ambient & known,
+                };
+                if c.effective & !c.permitted != 0
+                    || c.ambient & !(c.permitted & c.inheritable) != 0
+                {
+                    return Err(AgentError::InvalidArgument(
+                        "capabilities: effective must be within permitted, ambient within permitted and inheritable"
+                            .into(),
+                    ));
+                }
+                (Some(c), last)
+            }
+        };
+        Ok(Security {
+            umask,
+            no_new_privileges: s.no_new_privileges,
+            capabilities,
+            last_cap,
+            rlimits,
+            oom_score_adj,
+        })
+    }
 }
 
 fn cstring(what: &str, bytes: &[u8]) -> Result<CString> {
@@ -62,8 +175,13 @@ impl Plan {
             .iter()
             .rev()
             .find_map(|e| e.as_bytes().strip_prefix(b"PATH="));
-        let path =
-            resolve_executable(arg0.as_bytes(), path_var, Path::new(OsStr::from_bytes(cwd)))?;
+        // Windows ApplicationName: the program, with args[0] only its name.
+        let program = if req.executable.is_empty() {
+            arg0.as_bytes()
+        } else {
+            req.executable
+        };
+        let path = resolve_executable(program, path_var, Path::new(OsStr::from_bytes(cwd)))?;
         if req.terminal.is_some() && req.stderr_port.is_some() {
             return Err(AgentError::InvalidArgument(
                 "stderr cannot be a separate stream with a terminal".into(),
@@ -74,8 +192,12 @@ impl Plan {
             argv,
             envp,
             cwd: cstring("the working directory", cwd)?,
-            creds: user::resolve(&req.user)?,
+            creds: user::resolve(
+                &req.user,
+                req.security.additional_gids.map(|g| g.iter().collect()),
+            )?,
             terminal: req.terminal,
+            security: Security::from_request(&req.security)?,
         })
     }
 }
@@ -233,7 +355,28 @@ fn dup_owned(fd: &OwnedFd) -> Result<OwnedFd> {
 }
 
 /// Steps of the child, reported back through the exec-error pipe.
-const STAGES: [&str; 8] = [
+#[derive(Clone, Copy)]
+#[repr(u32)]
+enum Stage {
+    Setsid,
+    Tiocsctty,
+    Dup2,
+    Setgroups,
+    Setgid,
+    Setuid,
+    Chdir,
+    Execve,
+    Setrlimit,
+    OomScoreAdj,
+    CapbsetDrop,
+    KeepCaps,
+    Capset,
+    AmbientRaise,
+    NoNewPrivs,
+}
+
+/// Names of the [`Stage`]s, by number.
+const STAGES: [&str; 15] = [
     "setsid",
     "ioctl(TIOCSCTTY)",
     "dup2",
@@ -242,6 +385,13 @@ const STAGES: [&str; 8] = [
     "setuid",
     "chdir",
     "execve",
+    "setrlimit",
+    "writing /proc/self/oom_score_adj",
+    "prctl(PR_CAPBSET_DROP)",
+    "prctl(PR_SET_KEEPCAPS)",
+    "capset",
+    "prctl(PR_CAP_AMBIENT_RAISE)",
+    "prctl(PR_SET_NO_NEW_PRIVS)",
 ];
 
 /// Everything the child touches, as raw pointers prepared before fork.
@@ -251,9 +401,153 @@ struct ChildArgs<'a> {
     envp: &'a [*const libc::c_char],
     cwd: *const libc::c_char,
     creds: Option<&'a Credentials>,
+    security: &'a Security,
     fds: [RawFd; 3],
     terminal: bool,
     report: RawFd,
+}
+
+/// `capset(2)`'s header (`_LINUX_CAPABILITY_VERSION_3`).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// One 32-bit half of `capset(2)`'s data.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Fails with `stage` when a system call returned a negative value.
+fn check(rc: libc::c_long, stage: Stage) -> std::result::Result<(), Stage> {
+    if rc < 0 {
+        Err(stage)
+    } else {
+        Ok(())
+    }
+}
+
+/// The child's steps up to exec; returns the stage that failed.
+///
+/// # Safety
+/// Must be called in a freshly forked child; the pointers in `a` must be
+/// valid NUL-terminated strings and NULL-terminated arrays.
+unsafe fn child_steps(a: &ChildArgs<'_>) -> std::result::Result<(), Stage> {
+    // SAFETY: an all-zero sigset_t is a valid (empty) set to initialise.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a live sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    // SAFETY: `set` is a valid set; the old mask is not wanted (null).
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
+    for sig in 1..=64 {
+        // SAFETY: resetting a disposition to the default; invalid numbers just fail.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    // SAFETY: setsid has no memory arguments.
+    check(unsafe { libc::setsid() }.into(), Stage::Setsid)?;
+    if a.terminal {
+        // SAFETY: TIOCSCTTY takes an integer argument; fds[0] is the pty slave.
+        let rc = unsafe { libc::ioctl(a.fds[0], libc::TIOCSCTTY, 0) };
+        check(rc.into(), Stage::Tiocsctty)?;
+    }
+    for (target, fd) in a.fds.iter().enumerate() {
+        // SAFETY: dup2 on descriptors the parent opened for the child.
+        let rc = unsafe { libc::dup2(*fd, target as libc::c_int) };
+        check(rc.into(), Stage::Dup2)?;
+    }
+    let sec = a.security;
+    // Limits and the OOM score first, while the child may still raise them.
+    for (resource, limit) in &sec.rlimits {
+        // SAFETY: `limit` is a live rlimit; the resource was checked before fork.
+        let rc = unsafe { libc::setrlimit(*resource as _, limit) };
+        check(rc.into(), Stage::Setrlimit)?;
+    }
+    if let Some((path, text)) = &sec.oom_score_adj {
+        // SAFETY: `path` is a NUL-terminated string prepared before fork.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        check(fd.into(), Stage::OomScoreAdj)?;
+        // SAFETY: `text` is a live buffer of `text.len()` bytes; fd is open.
+        let n = unsafe { libc::write(fd, text.as_ptr().cast(), text.len()) };
+        // SAFETY: closing the descriptor opened above.
+        unsafe { libc::close(fd) };
+        check(n as libc::c_long, Stage::OomScoreAdj)?;
+    }
+    if let Some(mask) = sec.umask {
+        // SAFETY: umask only sets the process's mask.
+        unsafe { libc::umask(mask) };
+    }
+    if let Some(caps) = &sec.capabilities {
+        for cap in 0..=sec.last_cap {
+            if caps.bounding & (1u64 << cap) == 0 {
+                // SAFETY: prctl with integer arguments only.
+                let rc = unsafe {
+                    libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0)
+                };
+                check(rc.into(), Stage::CapbsetDrop)?;
+            }
+        }
+        // Keep the permitted set across setuid; capset below trims it.
+        // SAFETY: prctl with integer arguments only.
+        let rc = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1 as libc::c_ulong, 0, 0, 0) };
+        check(rc.into(), Stage::KeepCaps)?;
+    }
+    if let Some(c) = a.creds {
+        // SAFETY: `groups` is a live slice of gid_t of the given length.
+        let rc = unsafe { libc::setgroups(c.groups.len(), c.groups.as_ptr()) };
+        check(rc.into(), Stage::Setgroups)?;
+        // SAFETY: no memory arguments.
+        check(unsafe { libc::setgid(c.gid) }.into(), Stage::Setgid)?;
+        // SAFETY: no memory arguments.
+        check(unsafe { libc::setuid(c.uid) }.into(), Stage::Setuid)?;
+    }
+    if let Some(caps) = &sec.capabilities {
+        let mut header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let half = |shift: u32| CapData {
+            effective: (caps.effective >> shift) as u32,
+            permitted: (caps.permitted >> shift) as u32,
+            inheritable: (caps.inheritable >> shift) as u32,
+        };
+        let data = [half(0), half(32)];
+        // SAFETY: capset reads a version-3 header and two data structs, both live.
+        let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+        check(rc, Stage::Capset)?;
+        for cap in 0..=sec.last_cap {
+            if caps.ambient & (1u64 << cap) != 0 {
+                // SAFETY: prctl with integer arguments only.
+                let rc = unsafe {
+                    libc::prctl(
+                        libc::PR_CAP_AMBIENT,
+                        libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                        libc::c_ulong::from(cap),
+                        0,
+                        0,
+                    )
+                };
+                check(rc.into(), Stage::AmbientRaise)?;
+            }
+        }
+    }
+    if sec.no_new_privileges {
+        // SAFETY: prctl with integer arguments only.
+        let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) };
+        check(rc.into(), Stage::NoNewPrivs)?;
+    }
+    // SAFETY: `cwd` is a NUL-terminated string prepared before fork.
+    check(unsafe { libc::chdir(a.cwd) }.into(), Stage::Chdir)?;
+    // SAFETY: path, argv and envp are NUL-terminated strings and
+    // NULL-terminated arrays prepared before fork; execve returns only on failure.
+    unsafe { libc::execve(a.path, a.argv.as_ptr(), a.envp.as_ptr()) };
+    Err(Stage::Execve)
 }
 
 /// Runs in the forked child: only async-signal-safe calls, no allocation.
@@ -262,69 +556,21 @@ struct ChildArgs<'a> {
 /// Must be called in a freshly forked child; the pointers in `a` must be
 /// valid NUL-terminated strings and NULL-terminated arrays.
 unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
-    let fail = |stage: u32| -> ! {
-        let errno = Errno::last_raw();
-        let mut msg = [0u8; 8];
-        msg[..4].copy_from_slice(&stage.to_le_bytes());
-        msg[4..].copy_from_slice(&errno.to_le_bytes());
-        // SAFETY: `report` is the open write end of the exec-error pipe and
-        // `msg` a live 8-byte buffer.
-        unsafe { libc::write(a.report, msg.as_ptr().cast(), msg.len()) };
-        // SAFETY: _exit ends the forked child without running the parent's
-        // atexit handlers or flushing its copied stdio buffers.
-        unsafe { libc::_exit(127) }
+    // SAFETY: the caller's contract is this function's.
+    let stage = match unsafe { child_steps(a) } {
+        Ok(()) => Stage::Execve,
+        Err(stage) => stage,
     };
-    // What follows are plain system calls on values the parent prepared
-    // before fork (only async-signal-safe calls); each failure is reported
-    // through the pipe and ends the child.
-    // SAFETY: an all-zero sigset_t is a valid (empty) set.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a live sigset_t.
-    unsafe { libc::sigemptyset(&mut set) };
-    // SAFETY: `set` is a valid set; the old mask is not wanted.
-    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
-    for sig in 1..=64 {
-        // SAFETY: resetting a disposition to SIG_DFL has no memory effects
-        // (invalid numbers such as SIGKILL just fail).
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
-    }
-    // SAFETY: no arguments; makes the child a session leader.
-    if unsafe { libc::setsid() } < 0 {
-        fail(0);
-    }
-    // SAFETY: fds[0] is an open descriptor (the console's pty when
-    // `terminal`); TIOCSCTTY takes an integer argument.
-    if a.terminal && unsafe { libc::ioctl(a.fds[0], libc::TIOCSCTTY, 0) } < 0 {
-        fail(1);
-    }
-    for (target, fd) in a.fds.iter().enumerate() {
-        // SAFETY: dup2 on open descriptors; targets are 0..=2.
-        if unsafe { libc::dup2(*fd, target as libc::c_int) } < 0 {
-            fail(2);
-        }
-    }
-    if let Some(c) = a.creds {
-        // SAFETY: `groups` is a live slice of gid_t of the given length.
-        if unsafe { libc::setgroups(c.groups.len(), c.groups.as_ptr()) } < 0 {
-            fail(3);
-        }
-        // SAFETY: plain system call on an integer.
-        if unsafe { libc::setgid(c.gid) } < 0 {
-            fail(4);
-        }
-        // SAFETY: plain system call on an integer.
-        if unsafe { libc::setuid(c.uid) } < 0 {
-            fail(5);
-        }
-    }
-    // SAFETY: `cwd` is a NUL-terminated string owned by the parent's plan.
-    if unsafe { libc::chdir(a.cwd) } < 0 {
-        fail(6);
-    }
-    // SAFETY: `path` is NUL-terminated and `argv`/`envp` are NULL-terminated
-    // arrays of NUL-terminated strings (the caller's contract).
-    unsafe { libc::execve(a.path, a.argv.as_ptr(), a.envp.as_ptr()) };
-    fail(7)
+    let errno = Errno::last_raw();
+    let mut msg = [0u8; 8];
+    let (head, tail) = msg.split_at_mut(4);
+    head.copy_from_slice(&(stage as u32).to_le_bytes());
+    tail.copy_from_slice(&errno.to_le_bytes());
+    // SAFETY: `report` is the open write end of the exec-error pipe and
+    // `msg` a live 8-byte buffer.
+    unsafe { libc::write(a.report, msg.as_ptr().cast(), msg.len()) };
+    // SAFETY: ends the child without running the parent's exit handlers.
+    unsafe { libc::_exit(127) }
 }
 
 fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
@@ -346,6 +592,7 @@ fn fork_exec(plan: &Plan, wiring: &Wiring, procs: &Processes) -> Result<u32> {
         envp: &envp,
         cwd: plan.cwd.as_ptr(),
         creds: plan.creds.as_ref(),
+        security: &plan.security,
         fds: [
             wiring.child[0].as_raw_fd(),
             wiring.child[1].as_raw_fd(),

@@ -54,8 +54,24 @@ fn group_entries(db: &str) -> impl Iterator<Item = (&str, u32, Vec<&str>)> + '_ 
     })
 }
 
-/// Resolves a request's user; `None` keeps the agent's own credentials.
-pub fn resolve(user: &User<'_>) -> Result<Option<Credentials>> {
+/// Resolves a request's user and, with `additional_gids`, replaces its
+/// supplementary groups by exactly those (OCI `user.additionalGids`);
+/// `None` keeps the agent's own credentials.
+pub fn resolve(user: &User<'_>, additional_gids: Option<Vec<u32>>) -> Result<Option<Credentials>> {
+    let creds = match (resolve_user(user)?, additional_gids) {
+        (creds, None) => creds,
+        (Some(c), Some(groups)) => Some(Credentials { groups, ..c }),
+        // Groups without a user: the agent's own ids with those groups.
+        (None, Some(groups)) => Some(Credentials {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            groups,
+        }),
+    };
+    Ok(creds)
+}
+
+fn resolve_user(user: &User<'_>) -> Result<Option<Credentials>> {
     match *user {
         User::Default => Ok(None),
         User::Id { uid, gid } => Ok(Some(Credentials {

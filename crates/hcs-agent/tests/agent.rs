@@ -13,22 +13,24 @@ use hcs_agent_protocol::*;
 fn handshake_picks_the_highest_shared_version() {
     let agent = AgentProc::start();
     let mut c = agent.connect_raw();
-    assert_eq!(c.hello(&[0, 1, 7, 300]), Ok(1));
+    assert_eq!(c.hello(&[0, 1, 2, 7, 300]), Ok(PROTOCOL_VERSION));
 }
 
 #[test]
 fn no_shared_version_is_unsupported_protocol_version() {
     let agent = AgentProc::start();
     let mut c = agent.connect_raw();
-    let (hr, msg) = c.hello(&[2, 3]).unwrap_err();
+    // Version 1 (before ProcessSecurity) is refused, saying what each side speaks.
+    let (hr, msg) = c.hello(&[1, 3]).unwrap_err();
     assert_eq!(hr, 0x8037_010C, "HCS_E_UNSUPPORTED_PROTOCOL_VERSION");
-    assert!(msg.contains("[2, 3]"), "{msg}");
+    assert!(msg.contains("[1, 3]"), "{msg}");
+    assert!(msg.contains("speaks [2]"), "{msg}");
     // The connection survives; an empty offer fails the same way; a good one works.
     assert_eq!(
         c.hello(&[]).unwrap_err().0,
         hresult::HCS_E_UNSUPPORTED_PROTOCOL_VERSION
     );
-    assert_eq!(c.hello(&[1]), Ok(1));
+    assert_eq!(c.hello(&[2]), Ok(2));
 }
 
 #[test]
@@ -291,6 +293,7 @@ fn missing_executables_and_bad_requests_give_clear_errors() {
     let args: [&[u8]; 1] = [b"true"];
     let req = Message::CreateProcess(CreateProcess {
         args: List::Slice(&args),
+        executable: b"",
         env: List::Slice(&[]),
         cwd: b"",
         user: User::Default,
@@ -298,6 +301,7 @@ fn missing_executables_and_bad_requests_give_clear_errors() {
         stdin_port: None,
         stdout_port: Some(99_999),
         stderr_port: None,
+        security: ProcessSecurity::INHERIT,
     });
     match c.call(&req) {
         Reply::Error(_, m) => assert!(m.contains("stdout stream to port 99999"), "{m}"),
@@ -326,6 +330,180 @@ fn runs_as_another_user() {
     } else {
         hcs_test_support::skip("agent::runs_as_another_user", "needs root");
     }
+}
+
+/// The value of `key:` in a /proc status-like text.
+fn field<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+        .trim()
+}
+
+const CAP_CHOWN: u64 = 1 << 0;
+const CAP_KILL: u64 = 1 << 5;
+const CAP_NET_BIND_SERVICE: u64 = 1 << 10;
+const CAP_SYS_ADMIN: u64 = 1 << 21;
+
+#[test]
+fn the_whole_oci_process_reaches_the_child() {
+    if !is_root() {
+        println!("SKIPPED the_whole_oci_process_reaches_the_child: needs root");
+        return;
+    }
+    let mut agent = AgentProc::start();
+    let mut c = agent.connect();
+    let script = "echo \"cwd=$(pwd) env=$HCS_TEST_VAR\"; cat /proc/self/status; \
+                  grep 'Max open files' /proc/self/limits; echo \"oom=$(cat /proc/self/oom_score_adj)\"";
+    let args = ["/bin/sh", "-c", script];
+    let mut spec = Spec::new(&args);
+    spec.env = &["PATH=/usr/bin:/bin", "HCS_TEST_VAR=from the client"];
+    spec.cwd = "/proc";
+    spec.user = User::Id {
+        uid: 4321,
+        gid: 4322,
+    };
+    let gids = [4323u32, 4324];
+    let rlimits = [Rlimit {
+        resource: libc::RLIMIT_NOFILE,
+        soft: 123,
+        hard: 456,
+    }];
+    let wanted = CAP_CHOWN | CAP_NET_BIND_SERVICE;
+    spec.security = ProcessSecurity {
+        additional_gids: Some(List::Slice(&gids)),
+        umask: Some(0o027),
+        no_new_privileges: true,
+        capabilities: Some(Capabilities {
+            bounding: wanted | CAP_KILL,
+            effective: wanted,
+            permitted: wanted,
+            inheritable: wanted,
+            ambient: wanted,
+        }),
+        rlimits: List::Slice(&rlimits),
+        oom_score_adj: Some(432),
+    };
+    let mut p = create(&mut agent, &mut c, &spec).unwrap();
+    let out = read_all(&mut p.stdout);
+    assert_eq!(
+        c.wait(p.pid).exit_code,
+        0,
+        "{out}{}",
+        read_all(&mut p.stderr)
+    );
+    assert!(out.starts_with("cwd=/proc env=from the client\n"), "{out}");
+    assert_eq!(field(&out, "Uid"), "4321\t4321\t4321\t4321", "{out}");
+    assert_eq!(field(&out, "Gid"), "4322\t4322\t4322\t4322", "{out}");
+    assert_eq!(field(&out, "Groups"), "4323 4324", "{out}");
+    assert_eq!(field(&out, "Umask"), "0027", "{out}");
+    assert_eq!(field(&out, "NoNewPrivs"), "1", "{out}");
+    let caps = |key| u64::from_str_radix(field(&out, key), 16).unwrap();
+    // A non-root user keeps across exec exactly its ambient capabilities.
+    assert_eq!(caps("CapBnd"), wanted | CAP_KILL, "{out}");
+    assert_eq!(caps("CapAmb"), wanted, "{out}");
+    assert_eq!(caps("CapEff"), wanted, "{out}");
+    assert_eq!(caps("CapPrm"), wanted, "{out}");
+    assert_eq!(caps("CapInh"), wanted, "{out}");
+    let limits = out
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(
+        limits.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["123", "456"],
+        "{limits}"
+    );
+    assert!(out.ends_with("oom=432\n"), "{out}");
+}
+
+#[test]
+fn root_processes_get_only_their_bounding_set() {
+    if !is_root() {
+        println!("SKIPPED root_processes_get_only_their_bounding_set: needs root");
+        return;
+    }
+    let mut agent = AgentProc::start();
+    let mut c = agent.connect();
+    let mut spec = Spec::new(&["cat", "/proc/self/status"]);
+    spec.security = ProcessSecurity {
+        capabilities: Some(Capabilities {
+            bounding: CAP_CHOWN | CAP_KILL,
+            effective: CAP_CHOWN,
+            permitted: CAP_CHOWN,
+            ..Capabilities::default()
+        }),
+        ..ProcessSecurity::INHERIT
+    };
+    let mut p = create(&mut agent, &mut c, &spec).unwrap();
+    let out = read_all(&mut p.stdout);
+    let caps = |key| u64::from_str_radix(field(&out, key), 16).unwrap();
+    assert_eq!(caps("CapBnd"), CAP_CHOWN | CAP_KILL, "{out}");
+    assert_eq!(caps("CapEff") & CAP_SYS_ADMIN, 0, "{out}");
+    assert_eq!(field(&out, "NoNewPrivs"), "0", "{out}");
+}
+
+#[test]
+fn the_executable_runs_with_args_as_given() {
+    let mut agent = AgentProc::start();
+    let mut c = agent.connect();
+    let args: [&[u8]; 3] = [b"not-a-program", b"-c", b"echo $0"];
+    let port = agent.listen();
+    let req = Message::CreateProcess(CreateProcess {
+        args: List::Slice(&args),
+        executable: b"sh",
+        env: List::Slice(&[b"PATH=/usr/bin:/bin"]),
+        cwd: b"/",
+        user: User::Default,
+        terminal: None,
+        stdin_port: None,
+        stdout_port: Some(port.0),
+        stderr_port: None,
+        security: ProcessSecurity::INHERIT,
+    });
+    let pid = match c.call(&req) {
+        Reply::Created(pid) => pid,
+        other => panic!("{other:?}"),
+    };
+    let (mut out, _) = port.1.accept().unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut out, &mut text).unwrap();
+    assert_eq!(text, "not-a-program\n");
+    assert_eq!(c.wait(pid).exit_code, 0);
+}
+
+#[test]
+fn bad_process_security_is_refused_before_the_start() {
+    let mut agent = AgentProc::start();
+    let mut c = agent.connect();
+    let mut spec = Spec::new(&["true"]);
+    let rlimits = [Rlimit {
+        resource: 7,
+        soft: 10,
+        hard: 5,
+    }];
+    spec.security = ProcessSecurity {
+        rlimits: List::Slice(&rlimits),
+        ..ProcessSecurity::INHERIT
+    };
+    let (hr, m) = create(&mut agent, &mut c, &spec).err().unwrap();
+    assert_eq!(hr, hresult::E_INVALIDARG);
+    assert!(m.contains("soft limit 10 exceeds the hard limit 5"), "{m}");
+    spec.security = ProcessSecurity {
+        umask: Some(0o1000),
+        ..ProcessSecurity::INHERIT
+    };
+    let (_, m) = create(&mut agent, &mut c, &spec).err().unwrap();
+    assert!(m.contains("umask 0o1000"), "{m}");
+    spec.security = ProcessSecurity {
+        capabilities: Some(Capabilities {
+            effective: CAP_CHOWN,
+            ..Capabilities::default()
+        }),
+        ..ProcessSecurity::INHERIT
+    };
+    let (_, m) = create(&mut agent, &mut c, &spec).err().unwrap();
+    assert!(m.contains("effective must be within permitted"), "{m}");
 }
 
 fn is_root() -> bool {
@@ -380,7 +558,7 @@ fn bad_bytes_do_not_kill_the_agent() {
     // A valid header with a payload that does not decode fails that request only.
     let mut c = agent.connect();
     let mut bad = Message::WaitProcess(WaitProcess { pid: 1 })
-        .encode_to_vec(1, 77)
+        .encode_to_vec(PROTOCOL_VERSION, 77)
         .unwrap();
     bad[16] = 2; // payload length 2: too short for a pid
     bad.truncate(HEADER_LEN + 2);
@@ -390,7 +568,9 @@ fn bad_bytes_do_not_kill_the_agent() {
         Reply::Error(hresult::HCS_E_PROTOCOL_ERROR, _)
     ));
     // An unknown message type.
-    let mut unknown = Message::ProcessList.encode_to_vec(1, 78).unwrap();
+    let mut unknown = Message::ProcessList
+        .encode_to_vec(PROTOCOL_VERSION, 78)
+        .unwrap();
     unknown[6] = 0x42;
     c.s.write_all(&unknown).unwrap();
     assert!(matches!(
@@ -403,7 +583,9 @@ fn bad_bytes_do_not_kill_the_agent() {
         Reply::Error(hresult::HCS_E_UNKNOWN_MESSAGE, _)
     ));
     // A huge announced payload.
-    let mut huge = Message::ProcessList.encode_to_vec(1, 79).unwrap();
+    let mut huge = Message::ProcessList
+        .encode_to_vec(PROTOCOL_VERSION, 79)
+        .unwrap();
     huge[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
     let mut other = agent.connect();
     other.s.write_all(&huge).unwrap();
@@ -415,7 +597,9 @@ fn bad_bytes_do_not_kill_the_agent() {
     let mut seed = 0x1234_5678_9abc_def0u64;
     for _ in 0..50 {
         let mut s = UnixStream::connect(agent.dir.path().join("agent.sock")).unwrap();
-        let mut frame = Message::ProcessList.encode_to_vec(1, 1).unwrap();
+        let mut frame = Message::ProcessList
+            .encode_to_vec(PROTOCOL_VERSION, 1)
+            .unwrap();
         for _ in 0..40 {
             seed ^= seed << 13;
             seed ^= seed >> 7;
@@ -466,4 +650,48 @@ fn shutdown_stops_the_unix_agent() {
             .map(|s| s.contains(") Z"))
             .unwrap_or(true);
     assert!(gone, "sleep {} survived the shutdown", p.pid);
+}
+
+#[test]
+fn set_time_zone_writes_localtime_and_timezone_under_its_etc() {
+    let agent = AgentProc::start();
+    let mut c = agent.connect();
+    let etc = agent.dir.path().join("etc");
+    let tzif = b"TZif2\0\0\0some zone data";
+    let r = c.call(&Message::SetTimeZone(SetTimeZone {
+        name: b"Europe/Paris",
+        tzif,
+    }));
+    assert!(matches!(r, Reply::Ok), "{r:?}");
+    assert_eq!(std::fs::read(etc.join("localtime")).unwrap(), tzif);
+    assert_eq!(
+        std::fs::read_to_string(etc.join("timezone")).unwrap(),
+        "Europe/Paris\n"
+    );
+    // UTC: no localtime at all.
+    let r = c.call(&Message::SetTimeZone(SetTimeZone {
+        name: b"UTC",
+        tzif: b"",
+    }));
+    assert!(matches!(r, Reply::Ok), "{r:?}");
+    assert!(!etc.join("localtime").exists());
+    assert_eq!(
+        std::fs::read_to_string(etc.join("timezone")).unwrap(),
+        "UTC\n"
+    );
+    // Bad names and data are refused and change nothing.
+    for (name, tzif) in [
+        (b"../../x".as_slice(), b"".as_slice()),
+        (b"Europe/Paris", b"not tzif"),
+    ] {
+        match c.call(&Message::SetTimeZone(SetTimeZone { name, tzif })) {
+            Reply::Error(hr, _) => assert_eq!(hr, hresult::E_INVALIDARG),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(etc.join("timezone")).unwrap(),
+        "UTC\n"
+    );
+    assert!(!agent.dir.path().join("x").exists());
 }

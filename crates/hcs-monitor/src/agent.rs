@@ -28,6 +28,7 @@ use hcs_errors::{HResult, HcsError, HcsResult};
 use hcs_schema::{ProcessDetails, ProcessParameters};
 
 use crate::backend::StartedProcess;
+use crate::process_params;
 
 /// How long a request may wait for its reply.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,6 +36,51 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const STDIO_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// First port handed out for stdio streams (clear of the control port).
 const FIRST_STDIO_PORT: u32 = 0x1_0000;
+
+/// The host's time zone, as `UseHostTimeZone` gives it to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostTimeZone {
+    /// IANA name (`Europe/Paris`); empty when the host's is unnamed.
+    pub name: String,
+    /// The zone's TZif data; empty for UTC.
+    pub tzif: Vec<u8>,
+}
+
+impl HostTimeZone {
+    /// The time zone of the host whose /etc is `etc`: /etc/localtime's
+    /// data (UTC when there is none), named by /etc/timezone or by the
+    /// path under `zoneinfo/` that /etc/localtime links to.
+    pub fn of_host(etc: &Path) -> HcsResult<HostTimeZone> {
+        let localtime = etc.join("localtime");
+        let tzif = match std::fs::read(&localtime) {
+            Ok(data) => data,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(HostTimeZone {
+                    name: "UTC".into(),
+                    tzif: Vec::new(),
+                })
+            }
+            Err(e) => {
+                return Err(HcsError::from_io(
+                    format!("reading the host's time zone ({})", localtime.display()),
+                    &e,
+                ))
+            }
+        };
+        let from_file = std::fs::read_to_string(etc.join("timezone"))
+            .ok()
+            .map(|n| n.trim().to_string());
+        let from_link = std::fs::read_link(&localtime).ok().and_then(|t| {
+            let t = t.to_string_lossy().into_owned();
+            t.split_once("zoneinfo/").map(|(_, name)| name.to_string())
+        });
+        let name = from_file
+            .filter(|n| !n.is_empty())
+            .or(from_link)
+            .unwrap_or_default();
+        Ok(HostTimeZone { name, tzif })
+    }
+}
 
 /// What the agent tells us without being asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -328,23 +374,30 @@ impl AgentClient {
     }
 
     /// Start a process; its stdio streams are connected before this returns.
+    /// Everything of `params` reaches the agent: the HCS fields, or the whole
+    /// `OciProcess` (user, groups, umask, capabilities, rlimits,
+    /// noNewPrivileges, oomScoreAdj, terminal); what no Linux process can
+    /// honour is refused with its JSON path.
     pub fn create_process(&self, params: &ProcessParameters) -> HcsResult<StartedProcess> {
-        let argv = params.argv();
-        if argv.is_empty() {
+        process_params::refuse_unsupported(
+            params,
+            "processes in a Linux virtual machine",
+            "a process in a virtual machine takes only the `process` part of an OCI spec, \
+             as ProcessParameters.OciProcess",
+        )?;
+        let spec = match &params.oci_process {
+            Some(oci) => process_params::oci_process_spec(params, oci, None)?,
+            None => process_params::plain_process_spec(params),
+        };
+        if spec.argv.is_empty() {
             return Err(HcsError::invalid_json(
                 "ProcessParameters: no CommandLine or CommandArgs to run",
             ));
         }
-        let env: Vec<String> = params
-            .environment
-            .iter()
-            .flatten()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let terminal = params.emulate_console.unwrap_or(false).then(|| {
-            let [rows, cols] = params.console_size.unwrap_or([25, 80]);
-            proto::ConsoleSize { rows, cols }
-        });
+        let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let terminal = spec
+            .console
+            .map(|(rows, cols)| proto::ConsoleSize { rows, cols });
         let wants = [
             params.create_std_in_pipe.unwrap_or(false),
             params.create_std_out_pipe.unwrap_or(false),
@@ -355,13 +408,45 @@ impl AgentClient {
             listeners.push(if want { Some(self.listen()?) } else { None });
         }
         let port = |i: usize| listeners[i].as_ref().map(|l| l.port);
-        let args: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
+        let args: Vec<&[u8]> = spec.argv.iter().map(|a| a.as_bytes()).collect();
         let envs: Vec<&[u8]> = env.iter().map(|e| e.as_bytes()).collect();
-        let user = params.user.as_deref().unwrap_or("");
+        let user = spec.user.as_deref().unwrap_or("");
+        let sec = spec.security.as_deref();
+        let gids = sec.and_then(|s| s.additional_gids.clone());
+        let rlimits: Vec<proto::Rlimit> = sec
+            .map(|s| {
+                s.rlimits
+                    .iter()
+                    .map(|r| proto::Rlimit {
+                        resource: r.resource as u32,
+                        soft: r.soft,
+                        hard: r.hard,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let security = match sec {
+            None => proto::ProcessSecurity::INHERIT,
+            Some(s) => proto::ProcessSecurity {
+                additional_gids: gids.as_deref().map(proto::List::Slice),
+                umask: s.umask,
+                no_new_privileges: s.no_new_privileges,
+                capabilities: Some(proto::Capabilities {
+                    bounding: s.capabilities.bounding,
+                    effective: s.capabilities.effective,
+                    permitted: s.capabilities.permitted,
+                    inheritable: s.capabilities.inheritable,
+                    ambient: s.capabilities.ambient,
+                }),
+                rlimits: proto::List::Slice(&rlimits),
+                oom_score_adj: s.oom_score_adj,
+            },
+        };
         let msg = proto::Message::CreateProcess(proto::CreateProcess {
             args: proto::List::Slice(&args),
+            executable: spec.executable.as_deref().unwrap_or("").as_bytes(),
             env: proto::List::Slice(&envs),
-            cwd: params.working_directory.as_deref().unwrap_or("").as_bytes(),
+            cwd: spec.cwd.as_deref().unwrap_or("").as_bytes(),
             user: if user.is_empty() {
                 proto::User::Default
             } else {
@@ -371,6 +456,7 @@ impl AgentClient {
             stdin_port: port(0),
             stdout_port: port(1),
             stderr_port: port(2),
+            security,
         });
         let pid = match self.request(&msg)? {
             Reply::Created(pid) => pid,
@@ -433,6 +519,14 @@ impl AgentClient {
             Reply::Processes(p) => Ok(p),
             other => Err(unexpected(&other)),
         }
+    }
+
+    /// Set the guest's time zone (`GuestConnection.UseHostTimeZone`).
+    pub fn set_time_zone(&self, tz: &HostTimeZone) -> HcsResult<()> {
+        self.expect_ok(&proto::Message::SetTimeZone(proto::SetTimeZone {
+            name: tz.name.as_bytes(),
+            tzif: &tz.tzif,
+        }))
     }
 
     /// Ask the guest to sync and power off (answered before it happens).

@@ -87,8 +87,12 @@ pub trait Backend {
     fn poll_events(&mut self) -> Vec<BackendEvent> {
         Vec::new()
     }
-    /// Ask it to stop by itself (graceful shutdown).
-    fn request_shutdown(&mut self) -> HcsResult<()>;
+    /// Ask it to stop by itself (graceful shutdown), through `mechanism`
+    /// (`ShutdownOptions.Mechanism`) when one is given.
+    fn request_shutdown(
+        &mut self,
+        mechanism: Option<hcs_schema::enums::ShutdownMechanism>,
+    ) -> HcsResult<()>;
     /// Stop it now. The main process's exit is then reported as usual.
     fn kill(&mut self);
     /// The main process was reaped.

@@ -13,6 +13,7 @@ use hcs_schema::properties::{
 use hcs_schema::{ModifySettingRequest, ProcessParameters, Properties, Statistics};
 
 use crate::backend::{Backend, StartedProcess};
+use crate::process_params;
 
 /// The cgroup every container's cgroup lives in (kept between containers).
 pub const CGROUP_PARENT: &str = hcs_rundir::CGROUP_PARENT;
@@ -22,9 +23,6 @@ pub const CGROUP_PARENT: &str = hcs_rundir::CGROUP_PARENT;
 pub fn cgroup_leaf(namespace: &str, id: &str) -> String {
     format!("{namespace}@{id}")
 }
-
-/// Default console size when `EmulateConsole` has no `ConsoleSize`.
-const DEFAULT_CONSOLE: (u16, u16) = (25, 80);
 
 /// A container compute system.
 pub struct ContainerBackend {
@@ -213,16 +211,6 @@ fn rfc3339(t: SystemTime) -> String {
 impl ContainerBackend {
     /// A process given by HCS fields (CommandArgs, CommandLine, ...).
     fn plain_process_spec(&self, p: &ProcessParameters) -> HcsResult<ProcessSpec> {
-        // Windows semantics: ApplicationName is the program, CommandLine its full argv.
-        let executable = match (&p.application_name, &p.command_args) {
-            (Some(app), None) if p.command_line.is_some() && !app.is_empty() => Some(app.clone()),
-            _ => None,
-        };
-        let console = (p.emulate_console == Some(true)).then(|| {
-            p.console_size
-                .map(|[h, w]| (h.max(1), w.max(1)))
-                .unwrap_or(DEFAULT_CONSOLE)
-        });
         // In a container described by an OCI spec, every process gets its
         // seccomp filter, so none can run without it.
         let security = hcs_container::security::container_seccomp(self.container.spec())
@@ -231,66 +219,23 @@ impl ContainerBackend {
             })
             .transpose()?;
         Ok(ProcessSpec {
-            argv: p.argv(),
-            executable,
-            env: p
-                .environment
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-            cwd: p.working_directory.clone(),
-            user: p.user.clone(),
-            console,
             security,
-            ..ProcessSpec::default()
+            ..process_params::plain_process_spec(p)
         })
     }
 
-    /// A process given as an OCI runtime-spec `process` (`OciProcess`): it
-    /// says everything about the process but its stdio, so the HCS fields
-    /// that would say it again are refused rather than guessed between.
+    /// A process given as an OCI runtime-spec `process` (`OciProcess`).
     fn oci_process_spec(
         &self,
         p: &ProcessParameters,
         oci: &serde_json::Value,
     ) -> HcsResult<ProcessSpec> {
-        for (given, name, instead) in [
-            (p.application_name.is_some(), "ApplicationName", "args"),
-            (p.command_line.is_some(), "CommandLine", "args"),
-            (p.command_args.is_some(), "CommandArgs", "args"),
-            (p.environment.is_some(), "Environment", "env"),
-            (p.user.is_some(), "User", "user"),
-            (p.working_directory.is_some(), "WorkingDirectory", "cwd"),
-        ] {
-            if given {
-                return Err(HcsError::invalid_arg(format!(
-                    "ProcessParameters.{name} cannot be combined with OciProcess, which gives the process \
-                     (its `{instead}`); give one or the other"
-                )));
-            }
-        }
         let spec = self.container.spec();
-        let mut process =
-            ProcessSpec::from_oci(oci, hcs_container::security::container_seccomp(spec))?;
-        let terminal = process.console.is_some();
-        match p.emulate_console {
-            Some(emulate) if emulate != terminal => {
-                return Err(HcsError::invalid_arg(format!(
-                    "ProcessParameters.EmulateConsole is {emulate} but OciProcess.terminal is {terminal}; \
-                     leave EmulateConsole out or make them agree"
-                )))
-            }
-            _ => {}
-        }
-        // The OCI consoleSize wins; else the HCS ConsoleSize.
-        if let (Some(console), None, Some([h, w])) = (
-            process.console.as_mut(),
-            oci.get("consoleSize").filter(|v| !v.is_null()),
-            p.console_size,
-        ) {
-            *console = (h.max(1), w.max(1));
-        }
+        let mut process = process_params::oci_process_spec(
+            p,
+            oci,
+            hcs_container::security::container_seccomp(spec),
+        )?;
         process.container_process = spec.oci.is_some() && !self.oci_process_started;
         Ok(process)
     }
@@ -314,7 +259,17 @@ impl Backend for ContainerBackend {
         self.container.start().map(Some)
     }
 
-    fn request_shutdown(&mut self) -> HcsResult<()> {
+    fn request_shutdown(
+        &mut self,
+        mechanism: Option<hcs_schema::enums::ShutdownMechanism>,
+    ) -> HcsResult<()> {
+        if let Some(m) = mechanism {
+            return Err(HcsError::not_supported(format!(
+                "ShutdownOptions.Mechanism {:?}: a container has neither a guest connection nor \
+                 integration services; its init is sent SIGTERM, so leave Mechanism out",
+                m.as_str()
+            )));
+        }
         // A frozen init cannot act on SIGTERM.
         let _ = self.container.resume();
         self.container
@@ -416,24 +371,12 @@ impl Backend for ContainerBackend {
     }
 
     fn create_process(&mut self, p: &ProcessParameters) -> HcsResult<StartedProcess> {
-        for (set, name) in [
-            (p.restricted_token, "RestrictedToken"),
-            (p.use_existing_login, "UseExistingLogin"),
-            (p.use_legacy_console, "UseLegacyConsole"),
-            (p.create_in_utility_vm, "CreateInUtilityVM"),
-        ] {
-            if set == Some(true) {
-                return Err(HcsError::not_supported(format!(
-                    "ProcessParameters.{name} is not supported for Linux containers"
-                )));
-            }
-        }
-        if p.oci_specification.is_some() {
-            return Err(HcsError::not_supported(
-                "ProcessParameters.OciSpecification: a container's OCI spec belongs in its compute system document \
-                 (Container.OciSpecification); a process takes only its `process` part, as ProcessParameters.OciProcess",
-            ));
-        }
+        process_params::refuse_unsupported(
+            p,
+            "Linux containers",
+            "a container's OCI spec belongs in its compute system document \
+             (Container.OciSpecification); a process takes only its `process` part, as ProcessParameters.OciProcess",
+        )?;
         let mut spec = match &p.oci_process {
             Some(oci) => self.oci_process_spec(p, oci)?,
             None => self.plain_process_spec(p)?,

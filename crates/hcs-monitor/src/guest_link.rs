@@ -17,7 +17,7 @@ use hcs_errors::{HResult, HcsError, HcsResult};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use crate::agent::{hybrid_vsock_port_path, AgentClient, AgentEvent};
+use crate::agent::{hybrid_vsock_port_path, AgentClient, AgentEvent, HostTimeZone};
 
 /// The current client, and a condition signalled when it changes.
 type Slot = Arc<(Mutex<Option<Arc<AgentClient>>>, Condvar)>;
@@ -40,8 +40,10 @@ fn new_eventfd() -> HcsResult<EventFd> {
 
 impl GuestLink {
     /// Listen at `<vsock_uds>_<AGENT_CONTROL_PORT>`; stdio ports of the
-    /// processes go to `<vsock_uds>_<port>` too.
-    pub fn listen(vsock_uds: &Path) -> HcsResult<GuestLink> {
+    /// processes go to `<vsock_uds>_<port>` too. With `time_zone`
+    /// (`UseHostTimeZone`), each agent that connects is given it before it
+    /// is used.
+    pub fn listen(vsock_uds: &Path, time_zone: Option<HostTimeZone>) -> HcsResult<GuestLink> {
         let listen_path = hybrid_vsock_port_path(vsock_uds, hcs_agent_protocol::AGENT_CONTROL_PORT);
         let _ = std::fs::remove_file(&listen_path);
         let listener = UnixListener::bind(&listen_path).map_err(|e| {
@@ -58,6 +60,7 @@ impl GuestLink {
         let acceptor = Acceptor {
             listener,
             vsock_uds: vsock_uds.to_path_buf(),
+            time_zone,
             slot: link.slot.clone(),
             pending: link.pending.clone(),
             wake: link.wake.clone(),
@@ -149,6 +152,7 @@ impl Drop for GuestLink {
 struct Acceptor {
     listener: UnixListener,
     vsock_uds: PathBuf,
+    time_zone: Option<HostTimeZone>,
     slot: Slot,
     pending: Arc<Mutex<Vec<AgentEvent>>>,
     wake: Arc<EventFd>,
@@ -197,6 +201,15 @@ impl Acceptor {
                 return;
             }
         };
+        // Before anyone can use the agent, so no process starts in the old zone.
+        if let Some(tz) = &self.time_zone {
+            match client.set_time_zone(tz) {
+                Ok(()) => tracing::info!(name = %tz.name, "host time zone set in the guest"),
+                Err(e) => tracing::warn!(
+                    "UseHostTimeZone: the guest agent refused the host's time zone: {e}"
+                ),
+            }
+        }
         let (lock, changed) = &*self.slot;
         let Ok(mut current) = lock.lock() else { return };
         if let Some(old) = current.replace(client) {

@@ -16,6 +16,7 @@ pub mod container;
 pub mod guest_link;
 pub mod lifecycle;
 pub mod logging;
+pub mod process_params;
 pub mod processes;
 pub mod reap;
 pub mod server;

@@ -519,51 +519,25 @@ impl Monitor {
                 )),
             ),
             Request::Start { options } => {
-                let r = self
-                    .system
-                    .check_options::<hcs_schema::requests::StartOptions>(
-                        options.as_deref(),
-                        "StartOptions",
-                    )
-                    .and_then(|()| self.system.start());
+                let r = self.system.start(options.as_deref());
                 self.result(n, id, r.map(|_| None));
             }
             Request::Shutdown { options } => match self.system.shutdown(options.as_deref()) {
                 Ok(()) => self.defer(n, id, Wait::Stopped),
                 Err(e) => self.result(n, id, Err(e)),
             },
-            Request::Terminate { options } => match self
-                .system
-                .check_options::<hcs_schema::requests::TerminateOptions>(
-                    options.as_deref(),
-                    "TerminateOptions",
-                )
-                .and_then(|()| self.system.terminate())
-            {
-                Ok(()) => self.defer(n, id, Wait::Stopped),
-                Err(e) => self.result(n, id, Err(e)),
-            },
-            Request::Pause { options } => {
-                if let Err(e) = self
-                    .system
-                    .check_options::<hcs_schema::requests::PauseOptions>(
-                        options.as_deref(),
-                        "PauseOptions",
-                    )
-                {
-                    return self.result(n, id, Err(e));
+            Request::Terminate { options } => {
+                match self.system.terminate_with_options(options.as_deref()) {
+                    Ok(()) => self.defer(n, id, Wait::Stopped),
+                    Err(e) => self.result(n, id, Err(e)),
                 }
-                let r = self.system.pause();
+            }
+            Request::Pause { options } => {
+                let r = self.system.pause(options.as_deref());
                 self.result(n, id, r.map(|_| None));
             }
             Request::Resume { options } => {
-                let r = self
-                    .system
-                    .check_options::<hcs_schema::requests::ResumeOptions>(
-                        options.as_deref(),
-                        "ResumeOptions",
-                    )
-                    .and_then(|()| self.system.resume());
+                let r = self.system.resume(options.as_deref());
                 self.result(n, id, r.map(|_| None));
             }
             Request::Save { options } => {

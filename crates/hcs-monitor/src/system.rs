@@ -202,20 +202,21 @@ impl System {
         self.state.check(r)
     }
 
-    /// Parses the options document of an operation (none, empty, or a JSON
-    /// `document`) and refuses what `hcs_schema::fields::TABLE` refuses for
-    /// this kind of system, with its JSON path.
-    pub fn check_options<T: serde::de::DeserializeOwned + hcs_schema::fields::Fields>(
-        &self,
-        options: Option<&str>,
-        document: &str,
-    ) -> HcsResult<()> {
-        hcs_schema::fields::parse_options::<T>(options, document, self.backend.system_type().into())
-            .map(|_| ())
+    /// The kind of system, as the fields table tells them apart.
+    fn on(&self) -> hcs_schema::fields::On {
+        self.backend.system_type().into()
     }
 
-    /// HcsStartComputeSystem.
-    pub fn start(&mut self) -> HcsResult<()> {
+    /// HcsStartComputeSystem. Its options (hcsshim's `StartOptions`) can
+    /// only ask for a live-migration destination, which is refused.
+    pub fn start(&mut self, options: Option<&str>) -> HcsResult<()> {
+        let opts: Option<hcs_schema::requests::StartOptions> =
+            parse_options(options, "StartOptions", self.on())?;
+        if opts.is_some_and(|o| o.destination_migration_options.is_some()) {
+            return Err(HcsError::not_supported(
+                "StartOptions.DestinationMigrationOptions: live migration is not supported on Linux",
+            ));
+        }
         let next = self.check(L::Start)?;
         let pid = self.backend.start()?;
         self.main_pid = pid;
@@ -260,16 +261,40 @@ impl System {
         }
     }
 
-    /// HcsPauseComputeSystem.
-    pub fn pause(&mut self) -> HcsResult<()> {
+    /// HcsPauseComputeSystem. A pause stops the vCPUs (or freezes the
+    /// container's cgroup) and keeps memory as it is: `SuspensionLevel`
+    /// `Suspend` is that; the `Memory*` levels, which also trim the
+    /// system's memory, are refused. `HostedNotification.Reason` is logged
+    /// (no guest component here listens for it).
+    pub fn pause(&mut self, options: Option<&str>) -> HcsResult<()> {
+        let opts: hcs_schema::requests::PauseOptions =
+            parse_options(options, "PauseOptions", self.on())?.unwrap_or_default();
+        if let Some(level) = opts
+            .suspension_level
+            .filter(|l| *l != hcs_schema::enums::PauseSuspensionLevel::Suspend)
+        {
+            return Err(HcsError::not_supported(format!(
+                "PauseOptions.SuspensionLevel {:?}: a pause keeps the system's memory as it is; \
+                 only \"Suspend\" is supported",
+                level.as_str()
+            )));
+        }
         let next = self.check(L::Pause)?;
+        if let Some(reason) = opts.hosted_notification.and_then(|n| n.reason) {
+            tracing::info!(
+                reason = reason.as_str(),
+                "pausing (PauseOptions.HostedNotification.Reason)"
+            );
+        }
         self.backend.pause()?;
         self.state = next;
         Ok(())
     }
 
-    /// HcsResumeComputeSystem.
-    pub fn resume(&mut self) -> HcsResult<()> {
+    /// HcsResumeComputeSystem; HCS defines no options for it, so anything
+    /// but an empty object is refused.
+    pub fn resume(&mut self, options: Option<&str>) -> HcsResult<()> {
+        no_options(options, "HcsResumeComputeSystem")?;
         let next = self.check(L::Resume)?;
         self.backend.resume()?;
         self.state = next;
@@ -305,10 +330,13 @@ impl System {
         if self.state == SystemState::ShuttingDown {
             return Ok(());
         }
+        if let Some(reason) = &opts.reason {
+            tracing::info!(reason = %reason, "shutdown requested (ShutdownOptions.Reason)");
+        }
         if opts.force == Some(true) {
             return self.terminate_with(StopCause::Terminate);
         }
-        self.backend.request_shutdown()?;
+        self.backend.request_shutdown(opts.mechanism)?;
         self.state = next;
         self.stop_cause = Some(StopCause::Shutdown);
         let timeout = opts
@@ -323,6 +351,13 @@ impl System {
     /// HcsTerminateComputeSystem.
     pub fn terminate(&mut self) -> HcsResult<()> {
         self.terminate_with(StopCause::Terminate)
+    }
+
+    /// HcsTerminateComputeSystem with its options, which HCS defines none
+    /// of: anything but an empty object is refused.
+    pub fn terminate_with_options(&mut self, options: Option<&str>) -> HcsResult<()> {
+        no_options(options, "HcsTerminateComputeSystem")?;
+        self.terminate()
     }
 
     /// The last handle closed and the document asked for termination then.
@@ -750,5 +785,30 @@ pub fn exit_code(status: nix::sys::wait::WaitStatus) -> u32 {
         W::Exited(_, code) => code as u32,
         W::Signaled(_, sig, _) => 128 + sig as u32,
         _ => 255,
+    }
+}
+
+/// An options document: absent or blank is `None`; anything else must be
+/// the JSON document `doc` (else `HCS_E_INVALID_JSON`, naming the path),
+/// and may set nothing `hcs_schema::fields::TABLE` refuses on `on`.
+fn parse_options<T: serde::de::DeserializeOwned + hcs_schema::fields::Fields>(
+    options: Option<&str>,
+    doc: &str,
+    on: hcs_schema::fields::On,
+) -> HcsResult<Option<T>> {
+    hcs_schema::fields::parse_options(options, doc, on)
+}
+
+/// The options of a call that takes none: absent, blank or `{}`.
+fn no_options(options: Option<&str>, call: &str) -> HcsResult<()> {
+    let opts: Option<serde_json::Map<String, serde_json::Value>> = options
+        .filter(|o| !o.trim().is_empty())
+        .map(|o| hcs_schema::from_json(o, &format!("{call} options")))
+        .transpose()?;
+    match opts.iter().flat_map(|o| o.keys()).next() {
+        Some(key) => Err(HcsError::invalid_json(format!(
+            "invalid {call} options document: $.{key}: {call} takes no options"
+        ))),
+        None => Ok(()),
     }
 }

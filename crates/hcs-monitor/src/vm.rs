@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use hcs_errors::{HResult, HcsError, HcsResult};
 use hcs_schema::enums::{
-    ExitInitiator, SystemPropertyType, SystemType, WorkerExitDetail, WorkerExitType,
+    ExitInitiator, ShutdownMechanism, SystemPropertyType, SystemType, WorkerExitDetail,
+    WorkerExitType,
 };
 use hcs_schema::properties::{
     MemoryInformationForVm, MemoryStats, ProcessorStats, VmMemory, VmStatistics,
@@ -69,6 +70,27 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
             "SecuritySettings/MigrationOptions",
             "not supported on Linux/KVM yet",
         ));
+    }
+    if let Some(g) = &doc.guest_connection {
+        // The agent's connection is vsock (virtio), which is UseVsock: true;
+        // Hyper-V sockets do not exist on KVM.
+        if g.use_vsock == Some(false) {
+            return Err(unsupported(
+                "GuestConnection.UseVsock",
+                "false asks for Hyper-V sockets, which KVM does not have; the guest connection is \
+                 AF_VSOCK (virtio): set it true or leave it out",
+            ));
+        }
+        // A pause stops the vCPUs and keeps the agent's connection open
+        // (UseConnectedSuspend: true); closing it would lose the watches on
+        // the guest's running processes.
+        if g.use_connected_suspend == Some(false) {
+            return Err(unsupported(
+                "GuestConnection.UseConnectedSuspend",
+                "false closes the guest connection at pause, which is not available: the connection \
+                 is kept open across pause; set it true or leave it out",
+            ));
+        }
     }
     let chipset = doc.chipset.clone().unwrap_or_default();
     if chipset.uefi.is_some() {
@@ -421,8 +443,15 @@ impl VmBackend {
             Some(state) => Vm::restore(&cfg, &state).map_err(vmm_error)?,
             None => Vm::create(&cfg).map_err(vmm_error)?,
         };
-        let guest = match doc.guest_connection {
-            Some(_) => Some(GuestLink::listen(&vsock_socket(rundir))?),
+        let guest = match &doc.guest_connection {
+            Some(g) => {
+                let tz = if g.use_host_time_zone == Some(true) {
+                    Some(crate::agent::HostTimeZone::of_host(Path::new("/etc"))?)
+                } else {
+                    None
+                };
+                Some(GuestLink::listen(&vsock_socket(rundir), tz)?)
+            }
             None => None,
         };
         Ok(VmBackend {
@@ -596,14 +625,26 @@ impl Backend for VmBackend {
         Some(self.stop_info(exit))
     }
 
-    fn request_shutdown(&mut self) -> HcsResult<()> {
+    fn request_shutdown(&mut self, mechanism: Option<ShutdownMechanism>) -> HcsResult<()> {
+        let agent = self.guest.as_ref().and_then(GuestLink::current);
+        if mechanism == Some(ShutdownMechanism::GuestConnection) && agent.is_none() {
+            return Err(HcsError::new(
+                HResult::HCS_E_CONNECTION_CLOSED,
+                "ShutdownOptions.Mechanism \"GuestConnection\": the VM has no connected guest agent \
+                 (VirtualMachine.GuestConnection); use \"IntegrationService\" (the ACPI power button) or leave it out",
+            ));
+        }
         // A paused guest can neither answer its agent nor see its power button.
         self.vm.resume().map_err(vmm_error)?;
         // The agent first (it syncs the guest's disks); the power button
-        // when there is none or it fails.
-        if let Some(agent) = self.guest.as_ref().and_then(GuestLink::current) {
+        // when there is none or it fails. "IntegrationService" is the
+        // guest's own shutdown service: on Linux, the ACPI power button.
+        if let Some(agent) =
+            agent.filter(|_| mechanism != Some(ShutdownMechanism::IntegrationService))
+        {
             match agent.shutdown() {
                 Ok(()) => return Ok(()),
+                Err(e) if mechanism == Some(ShutdownMechanism::GuestConnection) => return Err(e),
                 Err(e) => {
                     tracing::warn!("guest agent shutdown failed ({e}); pressing the power button")
                 }

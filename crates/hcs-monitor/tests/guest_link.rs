@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use hcs_errors::HResult;
-use hcs_monitor::agent::AgentEvent;
+use hcs_monitor::agent::{AgentEvent, HostTimeZone};
 use hcs_monitor::guest_link::GuestLink;
 
 /// Connects the agent's control socket to the link's, copying both ways
@@ -50,7 +50,7 @@ fn events_until(link: &GuestLink, want: impl Fn(&AgentEvent) -> bool) -> Vec<Age
 fn the_agent_connects_runs_processes_and_reconnects() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("port");
-    let link = GuestLink::listen(&base).unwrap();
+    let link = GuestLink::listen(&base, None).unwrap();
     let control = dir.path().join("port_18499");
     assert!(control.exists(), "the link listens on <base>_18499");
 
@@ -91,4 +91,50 @@ fn the_agent_connects_runs_processes_and_reconnects() {
     client.process_list().unwrap();
     drop(link);
     assert!(!control.exists(), "the link removes its socket");
+}
+
+#[test]
+fn use_host_time_zone_gives_each_agent_the_host_zone_before_it_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("port");
+    let tz = HostTimeZone {
+        name: "Europe/Paris".into(),
+        tzif: b"TZif2\0\0\0paris".to_vec(),
+    };
+    let link = GuestLink::listen(&base, Some(tz.clone())).unwrap();
+    let agent = Agent::start(dir.path());
+    bridge(&agent, &dir.path().join("port_18499"));
+    link.client(Duration::from_secs(20)).unwrap();
+    // hcs-agent --unix keeps its /etc under its directory.
+    let etc = dir.path().join("etc");
+    assert_eq!(std::fs::read(etc.join("localtime")).unwrap(), tz.tzif);
+    assert_eq!(
+        std::fs::read_to_string(etc.join("timezone")).unwrap(),
+        "Europe/Paris\n"
+    );
+}
+
+#[test]
+fn the_host_time_zone_is_read_from_localtime_and_named_by_its_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = dir.path().join("zoneinfo/America/Argentina");
+    std::fs::create_dir_all(&zone).unwrap();
+    std::fs::write(zone.join("Buenos_Aires"), b"TZif3 ba").unwrap();
+    let etc = dir.path().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    // No localtime at all is UTC.
+    assert_eq!(
+        HostTimeZone::of_host(&etc).unwrap(),
+        HostTimeZone {
+            name: "UTC".into(),
+            tzif: Vec::new()
+        }
+    );
+    std::os::unix::fs::symlink(zone.join("Buenos_Aires"), etc.join("localtime")).unwrap();
+    let tz = HostTimeZone::of_host(&etc).unwrap();
+    assert_eq!(tz.name, "America/Argentina/Buenos_Aires");
+    assert_eq!(tz.tzif, b"TZif3 ba");
+    // /etc/timezone, when there is one, names it.
+    std::fs::write(etc.join("timezone"), "Local/Name\n").unwrap();
+    assert_eq!(HostTimeZone::of_host(&etc).unwrap().name, "Local/Name");
 }

@@ -570,9 +570,9 @@ pub static TABLE: &[Entry] = &[
     refused("VirtualMachineProcessor", "NumaProcessorsSettings", "virtual NUMA topologies are not supported"),
     honoured("RestoreState", "SaveStateFilePath"),
     refused("RestoreState", "TemplateSystemId", "cloning from a template is not supported; restore from a SaveStateFilePath"),
-    refused_unless("GuestConnection", "UseVsock", &["true"], "the guest agent is reached over AF_VSOCK; Hyper-V sockets do not exist here"), // TODO(vmproc)
-    refused("GuestConnection", "UseConnectedSuspend", "not honoured yet"), // TODO(vmproc)
-    refused_unless("GuestConnection", "UseHostTimeZone", &["false"], "the host's time zone is not passed to the guest yet"), // TODO(vmproc)
+    refused_unless("GuestConnection", "UseVsock", &["true"], "the guest agent is reached over AF_VSOCK; Hyper-V sockets do not exist here"),
+    refused_unless("GuestConnection", "UseConnectedSuspend", &["true"], "the guest connection stays up across a pause (the host keeps watching guest processes); closing it at pause is not supported"),
+    honoured("GuestConnection", "UseHostTimeZone"),
     // VirtualMachine.Devices
     honoured("Devices", "ComPorts"),
     refused("Devices", "VirtioSerial", NO_DEVICE),
@@ -628,17 +628,17 @@ pub static TABLE: &[Entry] = &[
     honoured("ProcessParameters", "User"),
     honoured("ProcessParameters", "WorkingDirectory"),
     honoured("ProcessParameters", "Environment"),
-    refused_unless("ProcessParameters", "RestrictedToken", &["false"], "Windows tokens do not exist on Linux"), // TODO(vmproc)
+    refused_unless("ProcessParameters", "RestrictedToken", &["false"], "Windows tokens do not exist on Linux"),
     honoured("ProcessParameters", "EmulateConsole"),
     honoured("ProcessParameters", "CreateStdInPipe"),
     honoured("ProcessParameters", "CreateStdOutPipe"),
     honoured("ProcessParameters", "CreateStdErrPipe"),
     honoured("ProcessParameters", "ConsoleSize"),
-    refused_unless("ProcessParameters", "UseExistingLogin", &["false"], "Windows logon sessions do not exist on Linux"), // TODO(vmproc)
-    refused_unless("ProcessParameters", "UseLegacyConsole", &["false"], "the Windows legacy console does not exist on Linux"), // TODO(vmproc)
-    refused_unless("ProcessParameters", "CreateInUtilityVM", &["false"], "utility VMs hosting containers are not available yet"), // TODO(vmproc)
-    refused_on_vm("ProcessParameters", "OciProcess", "only `args` reaches a VM's guest agent today"), // TODO(vmproc)
-    refused("ProcessParameters", "OciSpecification", "a container's OCI spec belongs in its compute system document (Container.OciSpecification); a process takes only its `process` part, as OciProcess"), // TODO(vmproc)
+    refused_unless("ProcessParameters", "UseExistingLogin", &["false"], "Windows logon sessions do not exist on Linux"),
+    refused_unless("ProcessParameters", "UseLegacyConsole", &["false"], "the Windows legacy console does not exist on Linux"),
+    refused_unless("ProcessParameters", "CreateInUtilityVM", &["false"], "utility VMs hosting containers are not available yet"),
+    honoured("ProcessParameters", "OciProcess"),
+    refused("ProcessParameters", "OciSpecification", "a container's OCI spec belongs in its compute system document (Container.OciSpecification); a process takes only its `process` part, as OciProcess"),
     honoured("ProcessParameters", "TerminateWithCreator"),
     honoured("ProcessModifyRequest", "Operation"),
     honoured("ProcessModifyRequest", "ConsoleSize"),
@@ -653,24 +653,24 @@ pub static TABLE: &[Entry] = &[
     honoured("ModifySettingRequest", "Settings"),
     refused("ModifySettingRequest", "GuestRequest", "requests to a utility VM's guest are not supported"),
     // Options of the system operations
-    refused("StartOptions", "DestinationMigrationOptions", "live migration is not supported"), // TODO(vmproc)
+    refused("StartOptions", "DestinationMigrationOptions", "live migration is not supported"),
     // `Suspend` is what a pause does (vCPUs stopped, cgroup frozen).
-    refused_unless("PauseOptions", "SuspensionLevel", &["\"Suspend\""], "only `Suspend` is available: a paused system keeps its memory"), // TODO(vmproc)
-    hint("PauseOptions", "HostedNotification", "tells the systems a utility VM hosts why it pauses; no system is hosted here"), // TODO(vmproc)
-    hint("PauseNotification", "Reason", "part of HostedNotification, which has no one to notify"), // TODO(vmproc)
+    refused_unless("PauseOptions", "SuspensionLevel", &["\"Suspend\""], "only `Suspend` is available: a paused system keeps its memory"),
+    hint("PauseOptions", "HostedNotification", "tells the systems a utility VM hosts why it pauses; no system is hosted here"),
+    hint("PauseNotification", "Reason", "part of HostedNotification, which has no one to notify"),
     honoured("SaveOptions", "SaveType"),
     honoured("SaveOptions", "SaveStateFilePath"),
-    refused("ShutdownOptions", "Mechanism", "not honoured yet"), // TODO(vmproc)
+    honoured("ShutdownOptions", "Mechanism"),
     honoured("ShutdownOptions", "Type"),
     honoured("ShutdownOptions", "Force"),
-    refused("ShutdownOptions", "Reason", "not honoured yet"), // TODO(vmproc)
+    hint("ShutdownOptions", "Reason", "logged by the monitor; no guest component takes a reason for a shutdown"),
     honoured("ShutdownOptions", "TimeoutInMs"),
     honoured("CrashOptions", "Type"),
     // Queries
     honoured("SystemPropertyQuery", "PropertyTypes"),
-    refused_unless("SystemPropertyQuery", "Queries", &["{}"], "property queries are not supported yet"), // TODO(vmproc)
+    refused_unless("SystemPropertyQuery", "Queries", &["{}"], "property queries are not supported yet"),
     honoured("ServicePropertyQuery", "PropertyTypes"),
-    refused_unless("ServicePropertyQuery", "PropertyQueries", &["{}"], "property queries are not supported yet"), // TODO(vmproc)
+    honoured("ServicePropertyQuery", "PropertyQueries"),
     honoured("SystemQuery", "Ids"),
     honoured("SystemQuery", "Names"),
     honoured("SystemQuery", "Types"),
@@ -1139,7 +1139,8 @@ mod tests {
         .expect("parses");
         refused_at(hosted.validate(), "$.Container.Storage.QoS");
 
-        // OciProcess is honoured for containers, refused in a VM.
+        // OciProcess is honoured for containers and in VMs (the guest agent
+        // takes the whole of it).
         let p: crate::ProcessParameters = crate::from_json(
             r#"{"OciProcess":{"args":["/bin/true"],"env":["A=1"]}}"#,
             "ProcessParameters",
@@ -1147,7 +1148,7 @@ mod tests {
         .expect("parses");
         p.validate().expect("valid where the system is not known");
         p.validate_on(On::Container).expect("valid in a container");
-        refused_at(p.validate_on(On::VirtualMachine), "$.OciProcess");
+        p.validate_on(On::VirtualMachine).expect("valid in a VM");
         let p: crate::ProcessParameters = crate::from_json(
             r#"{"CommandLine":"x","RestrictedToken":true}"#,
             "ProcessParameters",

@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use agent::{Action, Agent, Platform};
 use hcs_agent_protocol::{
-    decode_frame, hresult, CreateProcess, Hello, List, Message, ProcessExited, Shutdown,
-    ShutdownAction, Signal, User, WaitProcess, AGENT_CONTROL_PORT,
+    decode_frame, hresult, CreateProcess, Hello, List, Message, ProcessExited, ProcessSecurity,
+    Shutdown, ShutdownAction, Signal, User, WaitProcess, AGENT_CONTROL_PORT, PROTOCOL_VERSION,
 };
 use vsock::{
     Hdr, Wire, HDR_LEN, OP_CREDIT_REQUEST, OP_CREDIT_UPDATE, OP_REQUEST, OP_RESPONSE, OP_RST,
@@ -352,7 +352,7 @@ impl Rig {
     fn send(&mut self, msg: &Message<'_>) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.send_raw(&msg.encode_to_vec(1, id).unwrap());
+        self.send_raw(&msg.encode_to_vec(PROTOCOL_VERSION, id).unwrap());
         id
     }
 
@@ -424,13 +424,13 @@ impl Rig {
 
     fn hello(&mut self) {
         let id = self.send(&Message::Hello(Hello {
-            versions: List::Slice(&[1]),
+            versions: List::Slice(&[PROTOCOL_VERSION]),
             client: b"test",
         }));
         let f = self.reply(id);
         match decode_frame(&f).unwrap().1 {
             Message::HelloReply(h) => {
-                assert_eq!(h.version, 1);
+                assert_eq!(h.version, PROTOCOL_VERSION);
                 assert_eq!(h.agent, agent::AGENT_NAME);
             }
             m => panic!("{m:?}"),
@@ -445,6 +445,7 @@ impl Rig {
     ) -> Result<u32, (u32, String)> {
         let req = CreateProcess {
             args: List::Slice(args),
+            executable: b"",
             env: List::Slice(env),
             cwd: b"",
             user: User::Default,
@@ -452,6 +453,7 @@ impl Rig {
             stdin_port: ports[0],
             stdout_port: ports[1],
             stderr_port: ports[2],
+            security: ProcessSecurity::INHERIT,
         };
         let id = self.send(&Message::CreateProcess(req));
         let f = self.reply(id);
@@ -555,7 +557,7 @@ fn handshake_errors_match_the_real_agent() {
     assert_eq!(hr, hresult::HCS_E_UNSUPPORTED_PROTOCOL_VERSION);
     assert_eq!(
         text,
-        "no shared protocol version: the agent speaks [1], the client offered [7, 9]"
+        "no shared protocol version: the agent speaks [2], the client offered [7, 9]"
     );
     r.hello();
     // A response sent as a request.
@@ -564,7 +566,7 @@ fn handshake_errors_match_the_real_agent() {
     assert_eq!(text, "message type 0x8003 is not a request");
     // A payload that does not decode keeps the connection.
     let mut bad = Message::WaitProcess(WaitProcess { pid: 1 })
-        .encode_to_vec(1, 77)
+        .encode_to_vec(PROTOCOL_VERSION, 77)
         .unwrap();
     bad[16] = 3; // payload length 4 -> 3
     bad.pop();
@@ -1008,6 +1010,7 @@ fn terminals_resize_and_stderr_is_refused_with_one() {
     r.hello();
     let req = CreateProcess {
         args: List::Slice(&[b"sleep", b"100000"]),
+        executable: b"",
         env: List::Slice(&[]),
         cwd: b"",
         user: User::Default,
@@ -1018,6 +1021,7 @@ fn terminals_resize_and_stderr_is_refused_with_one() {
         stdin_port: None,
         stdout_port: Some(9001),
         stderr_port: Some(9002),
+        security: ProcessSecurity::INHERIT,
     };
     let (hr, _) = r.error_of(&Message::CreateProcess(req));
     assert_eq!(hr, hresult::E_INVALIDARG);

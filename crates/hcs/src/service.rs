@@ -114,9 +114,12 @@ fn matches_query(props: &serde_json::Value, query: Option<&SystemQuery>) -> bool
 /// Highest schema minor version (of major 2) this implementation accepts.
 pub const SCHEMA_MINOR_MAX: u32 = hcs_schema::version::HIGHEST_KNOWN_MINOR;
 
-/// `HcsGetServiceProperties`. Supports `Basic` (the schema versions accepted).
+/// `HcsGetServiceProperties`. Supports `Basic` (the schema versions
+/// accepted). Each of `PropertyQueries` (2.5) is answered, as HCS does, in
+/// `PropertyResponses` under its name: none is available on Linux, so each
+/// answer is an `ERROR_NOT_SUPPORTED` error naming its JSON path.
 pub fn get_service_properties(query: Option<&str>) -> HcsResult<String> {
-    let types: Vec<String> = match query {
+    let (types, queries): (Vec<String>, Vec<String>) = match query {
         Some(q) if !q.trim().is_empty() => {
             let q: ServicePropertyQuery = hcs_schema::from_json(q, "Service_PropertyQuery")?;
             hcs_schema::fields::refuse_unsupported(
@@ -126,13 +129,18 @@ pub fn get_service_properties(query: Option<&str>) -> HcsResult<String> {
                     on: hcs_schema::fields::On::Any,
                 },
             )?;
-            q.property_types
+            let types = q
+                .property_types
                 .unwrap_or_default()
                 .iter()
                 .filter_map(|t| serde_json::to_value(t).ok()?.as_str().map(str::to_owned))
-                .collect()
+                .collect();
+            (
+                types,
+                q.property_queries.unwrap_or_default().into_keys().collect(),
+            )
         }
-        _ => vec!["Basic".to_string()],
+        _ => (vec!["Basic".to_string()], Vec::new()),
     };
     let mut properties = Vec::new();
     for t in &types {
@@ -147,5 +155,49 @@ pub fn get_service_properties(query: Option<&str>) -> HcsResult<String> {
             }
         }
     }
-    Ok(serde_json::json!({ "Properties": properties }).to_string())
+    let mut result = serde_json::json!({ "Properties": properties });
+    if !queries.is_empty() {
+        let responses: serde_json::Map<String, serde_json::Value> = queries
+            .into_iter()
+            .map(|name| {
+                let message = format!(
+                    "$.PropertyQueries.{name}: the service property query {name:?} is not supported on Linux"
+                );
+                let answer = serde_json::json!({
+                    "Error": { "Error": HResult::ERROR_NOT_SUPPORTED.0, "ErrorMessage": message }
+                });
+                (name, answer)
+            })
+            .collect();
+        result["PropertyResponses"] = serde_json::Value::Object(responses);
+    }
+    Ok(result.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn property_queries_are_each_answered_with_an_error_naming_them() {
+        let r = get_service_properties(Some(
+            r#"{"PropertyTypes":["Basic"],"PropertyQueries":{"ProcessorCapabilities":{}}}"#,
+        ))
+        .unwrap();
+        let r: serde_json::Value = serde_json::from_str(&r).unwrap();
+        assert_eq!(r["Properties"][0]["SupportedSchemaVersions"][0]["Major"], 2);
+        let answer = &r["PropertyResponses"]["ProcessorCapabilities"]["Error"];
+        assert_eq!(answer["Error"], HResult::ERROR_NOT_SUPPORTED.0, "{r}");
+        let message = answer["ErrorMessage"].as_str().unwrap();
+        assert!(
+            message.contains("$.PropertyQueries.ProcessorCapabilities"),
+            "{message}"
+        );
+        // Without queries there is no PropertyResponses member.
+        let r = get_service_properties(Some(r#"{"PropertyTypes":["Basic"]}"#)).unwrap();
+        assert!(!r.contains("PropertyResponses"), "{r}");
+        // Not JSON is refused.
+        let e = get_service_properties(Some("Basic please")).unwrap_err();
+        assert_eq!(e.hresult, HResult::HCS_E_INVALID_JSON, "{e}");
+    }
 }

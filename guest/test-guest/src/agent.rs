@@ -653,6 +653,12 @@ impl Agent {
                 None => self.err_not_found(id, w.pid),
             },
             Message::ProcessList => self.process_list(p, id),
+            // The test guest keeps no files, so it has no time zone to set.
+            Message::SetTimeZone(_) => self.error(
+                id,
+                hresult::ERROR_NOT_SUPPORTED,
+                b"the test guest has no /etc to set a time zone in",
+            ),
             Message::Shutdown(s) => {
                 // Everything stops; the Ok goes out, then the power goes off.
                 for i in 0..MAX_PROCS {
@@ -720,6 +726,18 @@ impl Agent {
                 id,
                 hresult::E_INVALIDARG,
                 b"invalid request: the command (args[0]) is empty",
+            );
+            return;
+        }
+        // The test programs run as the guest itself: they cannot honour
+        // groups, limits or capabilities, so a request with any is refused.
+        if req.security != hcs_agent_protocol::ProcessSecurity::INHERIT
+            || !req.executable.is_empty()
+        {
+            self.error(
+                id,
+                hresult::ERROR_NOT_SUPPORTED,
+                b"the test guest runs its programs without users, limits or capabilities",
             );
             return;
         }

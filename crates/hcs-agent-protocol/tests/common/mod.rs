@@ -31,6 +31,20 @@ pub static ENTRIES: [ProcessEntry<'static>; 2] = [
 ];
 
 /// At least one sample of every message type and of every variant inside.
+static GIDS: [u32; 3] = [0, 10, u32::MAX];
+static RLIMITS: [Rlimit; 2] = [
+    Rlimit {
+        resource: 7,
+        soft: 100,
+        hard: 200,
+    },
+    Rlimit {
+        resource: 0,
+        soft: u64::MAX,
+        hard: u64::MAX,
+    },
+];
+
 pub fn samples() -> Vec<Message<'static>> {
     vec![
         Message::Hello(Hello {
@@ -43,6 +57,7 @@ pub fn samples() -> Vec<Message<'static>> {
         }),
         Message::CreateProcess(CreateProcess {
             args: List::Slice(&ARGS),
+            executable: b"",
             env: List::Slice(&ENV),
             cwd: b"/tmp",
             user: User::Default,
@@ -50,9 +65,11 @@ pub fn samples() -> Vec<Message<'static>> {
             stdin_port: Some(1000),
             stdout_port: Some(1001),
             stderr_port: Some(u32::MAX),
+            security: ProcessSecurity::INHERIT,
         }),
         Message::CreateProcess(CreateProcess {
             args: List::Slice(&ARGS[..1]),
+            executable: b"/bin/sh",
             env: List::Slice(&EMPTY),
             cwd: b"",
             user: User::Id {
@@ -63,9 +80,24 @@ pub fn samples() -> Vec<Message<'static>> {
             stdin_port: None,
             stdout_port: Some(7),
             stderr_port: None,
+            security: ProcessSecurity {
+                additional_gids: Some(List::Slice(&GIDS)),
+                umask: Some(0o027),
+                no_new_privileges: true,
+                capabilities: Some(Capabilities {
+                    bounding: u64::MAX,
+                    effective: 1,
+                    permitted: 3,
+                    inheritable: 0,
+                    ambient: 1 << 40,
+                }),
+                rlimits: List::Slice(&RLIMITS),
+                oom_score_adj: Some(-1000),
+            },
         }),
         Message::CreateProcess(CreateProcess {
             args: List::Slice(&EMPTY),
+            executable: b"",
             env: List::Slice(&ENV[1..]),
             cwd: b"/",
             user: User::Name(b"nobody"),
@@ -73,6 +105,15 @@ pub fn samples() -> Vec<Message<'static>> {
             stdin_port: None,
             stdout_port: None,
             stderr_port: None,
+            security: ProcessSecurity {
+                additional_gids: Some(List::Slice(&[])),
+                oom_score_adj: Some(i32::MAX),
+                ..ProcessSecurity::INHERIT
+            },
+        }),
+        Message::SetTimeZone(SetTimeZone {
+            name: b"Europe/Paris",
+            tzif: b"TZif2\0\0",
         }),
         Message::ResizeConsole(ResizeConsole {
             pid: 42,
@@ -130,7 +171,19 @@ pub fn walk(msg: &Message<'_>) -> usize {
         Message::CreateProcess(c) => {
             n += c.args.iter().map(|a| a.len()).sum::<usize>();
             n += c.env.iter().map(|a| a.len()).sum::<usize>();
-            n += c.cwd.len();
+            n += c.cwd.len() + c.executable.len();
+            n += c
+                .security
+                .additional_gids
+                .iter()
+                .flat_map(|l| l.iter())
+                .count();
+            n += c
+                .security
+                .rlimits
+                .iter()
+                .map(|r| r.resource as usize)
+                .sum::<usize>();
         }
         Message::ProcessListReply(p) => {
             n += p

@@ -69,7 +69,7 @@ impl AgentProc {
     /// A connection after a successful handshake.
     pub fn connect(&self) -> Client {
         let mut c = self.connect_raw();
-        c.hello(&[1]).expect("handshake");
+        c.hello(&[PROTOCOL_VERSION]).expect("handshake");
         c
     }
 
@@ -136,7 +136,7 @@ impl Client {
     pub fn send(&mut self, msg: &Message<'_>) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        write_frame(&mut self.s, msg, 1, id).expect("send");
+        write_frame(&mut self.s, msg, PROTOCOL_VERSION, id).expect("send");
         id
     }
 
@@ -202,6 +202,7 @@ pub struct Spec<'a> {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
+    pub security: ProcessSecurity<'a>,
 }
 
 impl<'a> Spec<'a> {
@@ -215,6 +216,7 @@ impl<'a> Spec<'a> {
             stdin: false,
             stdout: true,
             stderr: true,
+            security: ProcessSecurity::INHERIT,
         }
     }
 }
@@ -247,6 +249,7 @@ pub fn create(
     let le = spec.stderr.then(|| agent.listen());
     let req = Message::CreateProcess(CreateProcess {
         args: List::Slice(&args),
+        executable: b"",
         env: List::Slice(&env),
         cwd: spec.cwd.as_bytes(),
         user: spec.user,
@@ -254,6 +257,7 @@ pub fn create(
         stdin_port: li.as_ref().map(|l| l.0),
         stdout_port: lo.as_ref().map(|l| l.0),
         stderr_port: le.as_ref().map(|l| l.0),
+        security: spec.security,
     });
     match c.call(&req) {
         Reply::Created(pid) => Ok(Proc {
