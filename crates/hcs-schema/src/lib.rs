@@ -40,6 +40,7 @@ pub mod cmdline;
 pub mod compute_system;
 pub mod container;
 pub mod enums;
+pub mod fields;
 pub mod parse;
 pub mod process;
 pub mod properties;

@@ -58,6 +58,41 @@ macro_rules! hcs_struct {
                 }
             }
         };
+
+        // The member list the classification table (crate::fields) is
+        // checked against, and the walk that refuses what it marks Refused.
+        impl $crate::fields::Fields for $name {
+            fn info() -> Option<&'static $crate::fields::TypeInfo> {
+                static INFO: $crate::fields::TypeInfo = $crate::fields::TypeInfo {
+                    name: stringify!($name),
+                    members: &[$(
+                        $crate::fields::Member {
+                            json: $json,
+                            aliases: &[$($alias),*],
+                            info: <$ty as $crate::fields::Fields>::info,
+                            shape: <$ty as $crate::fields::Fields>::shape,
+                        },
+                    )*],
+                };
+                Some(&INFO)
+            }
+
+            fn refuse_unsupported(
+                &self,
+                cx: &$crate::fields::Context<'_>,
+                path: &str,
+            ) -> Result<(), hcs_errors::HcsError> {
+                let _ = (cx, path);
+                $(
+                    if let Some(value) = &self.$field {
+                        let at = $crate::validate::member(path, $json);
+                        $crate::fields::check_member(cx, stringify!($name), $json, &at, value)?;
+                        $crate::fields::Fields::refuse_unsupported(value, cx, &at)?;
+                    }
+                )*
+                Ok(())
+            }
+        }
     };
 }
 
@@ -98,6 +133,9 @@ macro_rules! string_enum {
                 }
             }
         }
+
+        // An enumeration is a leaf of the classification walk.
+        impl $crate::fields::Fields for $name {}
 
         impl ::core::fmt::Display for $name {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {

@@ -95,6 +95,18 @@ hcs_struct! {
 }
 
 hcs_struct! {
+    /// Options of HcsTerminateComputeSystem: HCS defines none, so only an
+    /// empty object (or no options at all) is accepted.
+    pub struct TerminateOptions {}
+}
+
+hcs_struct! {
+    /// Options of HcsResumeComputeSystem: HCS defines none, so only an empty
+    /// object (or no options at all) is accepted.
+    pub struct ResumeOptions {}
+}
+
+hcs_struct! {
     /// Options of HcsStartComputeSystem as sent by hcsshim (undocumented).
     pub struct StartOptions {
         /// Live-migration destination options (`{"NetworkSettings":{"SessionId":n}}`), kept opaque.
@@ -294,6 +306,9 @@ impl Visitor<'_> for SignalVisitor {
         )))
     }
 }
+
+// A signal is a leaf of the classification walk (crate::fields).
+impl crate::fields::Fields for Signal {}
 
 impl<'de> Deserialize<'de> for Signal {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Signal, D::Error> {
