@@ -34,6 +34,63 @@ pub struct VmBackend {
     /// The guest agent's connection, when the document asks for one
     /// (`GuestConnection`).
     guest: Option<GuestLink>,
+    /// The cgroup the vCPU threads run in, when `cpu` asks for one.
+    cgroup: Option<hcs_cgroups::Cgroup>,
+    /// Its name under [`crate::container::CGROUP_PARENT`].
+    cgroup_leaf: PathBuf,
+}
+
+/// CFS period of a VM's `Processor.Limit` (cgroup `cpu.max`), in µs.
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// `ComputeTopology.Processor` Limit, Weight and Reservation as cgroup CPU
+/// controls on the vCPU threads (`None` when none is set):
+///
+/// * `Limit` (1..=100000, 100000 = each vCPU may use a whole host CPU) is
+///   CFS bandwidth: `Limit × Count` µs of CPU every 100 ms for all vCPUs
+///   together (at least the kernel's 1 ms), 100000 = no limit.
+/// * `Weight` (0..=10000, relative to other VMs) is `cpu.weight` (v1
+///   `cpu.shares` through the runc conversion); 0 is the lowest, 1.
+/// * `Reservation` would be a guaranteed share; CFS has no guarantee (the
+///   only way to promise CPU time, SCHED_DEADLINE, also caps it), so any
+///   value other than 0 is refused rather than pretended.
+pub fn cpu_controls(
+    processor: &hcs_schema::virtual_machine::VirtualMachineProcessor,
+    vcpus: u8,
+) -> HcsResult<Option<hcs_cgroups::Resources>> {
+    const PATH: &str = "VirtualMachine.ComputeTopology.Processor";
+    if let Some(r) = processor.reservation.filter(|r| *r != 0) {
+        return Err(HcsError::not_supported(format!(
+            "{PATH}.Reservation: {r}: Linux's scheduler cannot guarantee CPU time to the vCPUs \
+             (only weights and caps); use Weight, or omit Reservation (or set 0)"
+        )));
+    }
+    let mut r = hcs_cgroups::Resources::default();
+    if let Some(limit) = processor.limit {
+        if !(1..=100_000).contains(&limit) {
+            return Err(HcsError::invalid_json(format!(
+                "{PATH}.Limit: {limit} is outside 1..=100000 (100000 = 100% of a host CPU per vCPU)"
+            )));
+        }
+        let quota_us = if limit == 100_000 {
+            u64::MAX
+        } else {
+            (limit * u64::from(vcpus) * CPU_PERIOD_US / 100_000).max(1_000)
+        };
+        r.cpu_quota = Some(hcs_cgroups::CpuQuota {
+            quota_us,
+            period_us: CPU_PERIOD_US,
+        });
+    }
+    if let Some(weight) = processor.weight {
+        if weight > 10_000 {
+            return Err(HcsError::invalid_json(format!(
+                "{PATH}.Weight: {weight} is outside 0..=10000"
+            )));
+        }
+        r.cpu_weight = Some(weight.max(1));
+    }
+    Ok((r != hcs_cgroups::Resources::default()).then_some(r))
 }
 
 /// The hybrid vsock device's socket in the runtime directory: host
@@ -415,8 +472,35 @@ fn vmm_error(e: VmmError) -> HcsError {
 
 impl VmBackend {
     /// Build the VM of the document's `VirtualMachine` (nothing runs yet).
-    pub fn create(id: &str, doc: &VirtualMachine, rundir: &Path) -> HcsResult<VmBackend> {
+    pub fn create(
+        id: &str,
+        namespace: &str,
+        doc: &VirtualMachine,
+        rundir: &Path,
+    ) -> HcsResult<VmBackend> {
         let (cfg, links) = config(doc, rundir)?;
+        let processor = doc
+            .compute_topology
+            .as_ref()
+            .and_then(|t| t.processor.clone())
+            .unwrap_or_default();
+        let cpu = cpu_controls(&processor, cfg.vcpus)?;
+        let cgroup_leaf = PathBuf::from(crate::container::cgroup_leaf(namespace, id));
+        // Made now so that its paths are in the record before it exists.
+        let cgroup = match &cpu {
+            Some(r) => {
+                let cg = hcs_cgroups::Cgroup::create_under(
+                    Path::new(crate::container::CGROUP_PARENT),
+                    &cgroup_leaf,
+                )?;
+                if let Err(e) = cg.apply(r) {
+                    let _ = cg.destroy();
+                    return Err(e.into());
+                }
+                Some(cg)
+            }
+            None => None,
+        };
         let vm = match restore_path(doc)? {
             Some(state) => Vm::restore(&cfg, &state).map_err(vmm_error)?,
             None => Vm::create(&cfg).map_err(vmm_error)?,
@@ -431,6 +515,8 @@ impl VmBackend {
             started_at: None,
             links,
             guest,
+            cgroup,
+            cgroup_leaf,
         })
     }
 
@@ -559,11 +645,41 @@ impl Backend for VmBackend {
     }
 
     fn cgroup_paths(&self) -> Vec<PathBuf> {
-        Vec::new()
+        self.cgroup.as_ref().map(|c| c.paths()).unwrap_or_default()
+    }
+
+    fn cgroup_leaf(&self) -> Option<PathBuf> {
+        Some(self.cgroup_leaf.clone())
     }
 
     fn start(&mut self) -> HcsResult<Option<i32>> {
-        self.vm.start().map_err(vmm_error)?;
+        match &self.cgroup {
+            Some(cg) => {
+                // Keep the typed error: its HRESULT says whether the host
+                // cannot (v2 without threads) or something failed.
+                let failed = std::cell::RefCell::new(None);
+                let place = |tids: &[i32]| {
+                    for &tid in tids {
+                        if let Err(e) = cg.add_thread(tid) {
+                            let text = e.to_string();
+                            *failed.borrow_mut() = Some(e);
+                            return Err(text);
+                        }
+                    }
+                    Ok(())
+                };
+                if let Err(e) = self.vm.start_with(Some(&place)) {
+                    return Err(match failed.into_inner() {
+                        Some(c) => HcsError::new(
+                            c.hresult(),
+                            format!("VirtualMachine.ComputeTopology.Processor (Limit/Weight): {c}"),
+                        ),
+                        None => vmm_error(e),
+                    });
+                }
+            }
+            None => self.vm.start().map_err(vmm_error)?,
+        }
         self.started_at = Some(std::time::SystemTime::now());
         Ok(None)
     }
@@ -760,6 +876,12 @@ impl Backend for VmBackend {
         self.vm.join();
         for l in &self.links {
             let _ = std::fs::remove_file(l);
+        }
+        // The vCPU threads have ended; KVM's worker for the VM lives as
+        // long as the VM and goes back to the monitor's own cgroup.
+        if let Some(cg) = self.cgroup.take() {
+            cg.release_threads()?;
+            cg.destroy()?;
         }
         Ok(())
     }

@@ -447,9 +447,9 @@ pub static TABLE: &[Entry] = &[
     hint("VirtualMachineMemory", "HostingProcessNameSuffix", "names the Windows host process (vmmem<suffix>); the process running the VM is hcs-monitor"),
     refused_unless("VirtualMachineMemory", "EnableEpf", &["false"], HYPERV_MEMORY),
     honoured("VirtualMachineProcessor", "Count"),
-    refused("VirtualMachineProcessor", "Limit", "CPU limits are not enforced on VMs yet"), // TODO(vmres)
-    refused("VirtualMachineProcessor", "Weight", "CPU weights are not enforced on VMs yet"), // TODO(vmres)
-    refused("VirtualMachineProcessor", "Reservation", "CPU reservations are not enforced on VMs yet"), // TODO(vmres)
+    honoured("VirtualMachineProcessor", "Limit"),
+    honoured("VirtualMachineProcessor", "Weight"),
+    refused_unless("VirtualMachineProcessor", "Reservation", &["0"], "Linux's scheduler cannot guarantee CPU time to the vCPUs (only weights and caps); use Weight"),
     refused("VirtualMachineProcessor", "MaximumFrequencyMHz", "vCPU frequency caps are not supported"),
     refused_unless("VirtualMachineProcessor", "ExposeVirtualizationExtensions", &["false"], "nested virtualization is not offered to guests"),
     refused_unless("VirtualMachineProcessor", "EnablePerfmonPmu", &["false"], CPU_FEATURE),
