@@ -344,7 +344,9 @@ impl Cgroup {
             };
             let text = match fsio::read_trimmed(&d.path, "tasks") {
                 Ok(t) => t,
-                Err(e) if e.io_error().map(io::Error::kind) == Some(io::ErrorKind::NotFound) => continue,
+                Err(e) if e.io_error().map(io::Error::kind) == Some(io::ErrorKind::NotFound) => {
+                    continue
+                }
                 Err(e) => return Err(e),
             };
             for tid in text.lines().map(str::trim).filter(|t| !t.is_empty()) {
@@ -354,7 +356,8 @@ impl Cgroup {
                 match fsio::write_file(&home, "tasks", tid.as_bytes()) {
                     Ok(()) => {}
                     // It ended meanwhile.
-                    Err(e) if e.io_error().and_then(io::Error::raw_os_error) == Some(libc::ESRCH) => {}
+                    Err(e)
+                        if e.io_error().and_then(io::Error::raw_os_error) == Some(libc::ESRCH) => {}
                     Err(e) => return Err(e),
                 }
             }

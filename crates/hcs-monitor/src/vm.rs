@@ -192,11 +192,19 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
     })?;
 
     let devices = doc.devices.clone().unwrap_or_default();
+    let policy = vsock_policy(
+        devices
+            .hv_socket
+            .as_ref()
+            .and_then(|h| h.hv_socket_config.as_ref()),
+        doc.guest_connection.is_some(),
+    )?;
     let virtio = VirtioConfig {
         vsock: (doc.guest_connection.is_some() || devices.hv_socket.is_some()).then(|| {
             hcs_virtio::VsockConfig {
                 guest_cid: GUEST_CID,
                 uds_path: vsock_socket(rundir),
+                policy: policy.clone(),
             }
         }),
         disks: scsi_disks(&devices)?,
@@ -318,6 +326,147 @@ fn absolute_path(field: &str, value: Option<&str>) -> HcsResult<PathBuf> {
         ));
     }
     Ok(p)
+}
+
+/// Who an SDDL security descriptor of `HvSocketConfig` lets through, as far
+/// as this host can tell them apart: the vsock sockets live in the system's
+/// runtime directory (mode 0700, root's), so only root reaches them, and root
+/// is what LocalSystem (`SY`) and the Administrators (`BA`) are here.
+///
+/// * empty: not set (`None`);
+/// * a DACL granting only `SY`/`BA` (hcsshim's `D:P(A;;FA;;;SY)(A;;FA;;;BA)`):
+///   allowed (`Some(true)`), which is what the socket permissions enforce;
+/// * a DACL with no entry (`D:P`, or `D:`): nobody, refused (`Some(false)`);
+/// * anything else (other accounts, deny entries, owners, audit parts) has no
+///   Linux meaning here and is refused with its JSON path.
+pub fn sddl_access(path: &str, sddl: &str) -> HcsResult<Option<bool>> {
+    let text: String = sddl.chars().filter(|c| !c.is_whitespace()).collect();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let refuse = |why: &str| {
+        HcsError::not_supported(format!(
+            "{path}: security descriptor {sddl:?} {why}; only a DACL that grants LocalSystem (SY) or \
+             Administrators (BA), who are root here and the only ones who can reach the VM's sockets, \
+             or an empty DACL (D:P, nobody) can be honoured"
+        ))
+    };
+    let Some(rest) = text.strip_prefix("D:") else {
+        return Err(refuse("has no DACL or has owner, group or audit parts"));
+    };
+    // DACL flags (P, AI, AR, NO_ACCESS_CONTROL...) come before the first entry.
+    let (flags, mut aces) = rest.split_at(rest.find('(').unwrap_or(rest.len()));
+    if flags.contains("NO_ACCESS_CONTROL") {
+        return Err(refuse("turns access control off"));
+    }
+    if flags.contains(':') {
+        return Err(refuse("has parts after the DACL"));
+    }
+    let mut any = false;
+    while !aces.is_empty() {
+        let Some(end) = aces.find(')') else {
+            return Err(refuse("is malformed"));
+        };
+        let ace = aces.get(1..end).unwrap_or_default();
+        aces = aces.get(end + 1..).unwrap_or_default();
+        if !aces.is_empty() && !aces.starts_with('(') {
+            return Err(refuse("is malformed or has parts after the DACL"));
+        }
+        let fields: Vec<&str> = ace.split(';').collect();
+        let [kind, _flags, _rights, _object, _inherited, sid] = fields[..] else {
+            return Err(refuse("has a malformed entry"));
+        };
+        if kind != "A" {
+            return Err(refuse(&format!(
+                "has a {kind:?} entry (only allow entries can be honoured)"
+            )));
+        }
+        if sid != "SY" && sid != "BA" {
+            return Err(refuse(&format!("grants access to {sid:?}")));
+        }
+        any = true;
+    }
+    Ok(Some(any))
+}
+
+/// `Devices.HvSocket.HvSocketConfig` as the vsock device's port policy.
+/// Service GUIDs are vsock ports when they follow the vsock template
+/// (`XXXXXXXX-facb-11e6-bd58-64006a7986d3`); a service that is `Disabled`
+/// refuses both directions; a service's descriptors, or else the defaults,
+/// decide each direction (unset: allowed). With a `GuestConnection` the guest
+/// agent's ports (its control port and the stdio ports from 65536 up) must
+/// stay open to the agent's host listeners.
+pub fn vsock_policy(
+    config: Option<&hcs_schema::virtual_machine::devices::HvSocketSystemConfig>,
+    agent: bool,
+) -> HcsResult<hcs_virtio::VsockPolicy> {
+    const PATH: &str = "VirtualMachine.Devices.HvSocket.HvSocketConfig";
+    let mut policy = hcs_virtio::VsockPolicy::default();
+    let Some(config) = config else {
+        return Ok(policy);
+    };
+    if let Some(sd) = &config.default_bind_security_descriptor {
+        if let Some(allow) = sddl_access(&format!("{PATH}.DefaultBindSecurityDescriptor"), sd)? {
+            policy.default_bind = allow;
+        }
+    }
+    if let Some(sd) = &config.default_connect_security_descriptor {
+        if let Some(allow) = sddl_access(&format!("{PATH}.DefaultConnectSecurityDescriptor"), sd)? {
+            policy.default_connect = allow;
+        }
+    }
+    if agent && !policy.default_bind {
+        return Err(HcsError::not_supported(format!(
+            "{PATH}.DefaultBindSecurityDescriptor: refusing every unlisted host listener would cut off \
+             the guest agent of VirtualMachine.GuestConnection, whose process streams connect to host \
+             ports from 65536 up"
+        )));
+    }
+    for (id, service) in config.service_table.iter().flatten() {
+        let at = format!("{PATH}.ServiceTable[\"{id}\"]");
+        let port = hcs_virtio::vsock::port_of_service_id(id).ok_or_else(|| {
+            HcsError::not_supported(format!(
+                "{at}: {id:?} is not a vsock service id (XXXXXXXX-facb-11e6-bd58-64006a7986d3, \
+                 XXXXXXXX = the port in hex); other Hyper-V socket services do not exist here"
+            ))
+        })?;
+        let rule = if service.disabled == Some(true) {
+            hcs_virtio::vsock::PortRule {
+                connect: false,
+                bind: false,
+            }
+        } else {
+            let side = |member: &str, sd: &Option<String>, default: bool| -> HcsResult<bool> {
+                match sd {
+                    Some(sd) => Ok(sddl_access(&format!("{at}.{member}"), sd)?.unwrap_or(default)),
+                    None => Ok(default),
+                }
+            };
+            hcs_virtio::vsock::PortRule {
+                connect: side(
+                    "ConnectSecurityDescriptor",
+                    &service.connect_security_descriptor,
+                    policy.default_connect,
+                )?,
+                bind: side(
+                    "BindSecurityDescriptor",
+                    &service.bind_security_descriptor,
+                    policy.default_bind,
+                )?,
+            }
+        };
+        if agent
+            && !rule.bind
+            && (port == hcs_agent_protocol::AGENT_CONTROL_PORT || port >= 0x1_0000)
+        {
+            return Err(HcsError::not_supported(format!(
+                "{at}: vsock port {port} is the guest agent's (VirtualMachine.GuestConnection: its control \
+                 port, or the process streams from 65536 up); it cannot be disabled or refused"
+            )));
+        }
+        policy.ports.insert(port, rule);
+    }
+    Ok(policy)
 }
 
 /// The guest's vsock context id (the host is 2).
@@ -962,6 +1111,101 @@ mod tests {
                 msg.contains("VirtualMachine.Devices.NetworkAdapters[\"a\"]")
                     || msg.contains("[\"b\"]"),
                 "{msg}"
+            );
+        }
+    }
+
+    fn hv_socket(json: &str) -> hcs_schema::virtual_machine::devices::HvSocketSystemConfig {
+        hcs_schema::from_json(json, "HvSocketSystemConfig").expect("valid HvSocketSystemConfig")
+    }
+
+    #[test]
+    fn security_descriptors_granting_root_allow_empty_ones_refuse_others_are_refused() {
+        use super::sddl_access;
+        assert_eq!(sddl_access("p", "").unwrap(), None);
+        assert_eq!(
+            sddl_access("p", "D:P(A;;FA;;;SY)(A;;FA;;;BA)").unwrap(),
+            Some(true)
+        );
+        assert_eq!(sddl_access("p", "D:(A;;GA;;;SY)").unwrap(), Some(true));
+        assert_eq!(sddl_access("p", "D:P").unwrap(), Some(false));
+        for bad in [
+            "D:P(A;;FA;;;WD)",
+            "D:P(D;;FA;;;SY)",
+            "O:SYD:P(A;;FA;;;SY)",
+            "D:P(A;;FA;;;SY)S:(AU;;FA;;;WD)",
+            "D:NO_ACCESS_CONTROL",
+            "D:P(A;;FA;;SY)",
+            "D:P(A;;FA;;;SY",
+            "D:P(A;;FA;;;SY)x",
+        ] {
+            let e = sddl_access("$.X.DefaultBindSecurityDescriptor", bad).expect_err(bad);
+            assert_eq!(e.hresult, HResult::ERROR_NOT_SUPPORTED, "{bad}");
+            assert!(
+                e.message.contains("$.X.DefaultBindSecurityDescriptor"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_service_table_becomes_a_port_policy() {
+        use super::vsock_policy;
+        let p = vsock_policy(
+            Some(&hv_socket(
+                r#"{"DefaultConnectSecurityDescriptor": "D:P",
+                    "DefaultBindSecurityDescriptor": "D:P(A;;FA;;;SY)(A;;FA;;;BA)",
+                    "ServiceTable": {
+                        "00000034-facb-11e6-bd58-64006a7986d3": { "ConnectSecurityDescriptor": "D:P(A;;FA;;;SY)" },
+                        "000004D2-FACB-11E6-BD58-64006A7986D3": { "Disabled": true, "AllowWildcardBinds": true }
+                    }}"#,
+            )),
+            false,
+        )
+        .unwrap();
+        assert!(!p.default_connect && p.default_bind);
+        assert!(p.allows_connect(0x34) && p.allows_bind(0x34));
+        assert!(!p.allows_connect(1234) && !p.allows_bind(1234));
+        assert!(!p.allows_connect(7) && p.allows_bind(7));
+        assert_eq!(
+            vsock_policy(None, true).unwrap(),
+            hcs_virtio::VsockPolicy::default()
+        );
+    }
+
+    #[test]
+    fn service_tables_that_cannot_be_honoured_are_refused_with_their_path() {
+        use super::vsock_policy;
+        let cases = [
+            (
+                r#"{"ServiceTable": {"e0e16197-dd56-4a10-9195-5ee7a155a838": {}}}"#,
+                false,
+                r#"ServiceTable["e0e16197-dd56-4a10-9195-5ee7a155a838"]"#,
+            ),
+            (
+                r#"{"ServiceTable": {"00000001-facb-11e6-bd58-64006a7986d3": {"BindSecurityDescriptor": "D:P(A;;FA;;;WD)"}}}"#,
+                false,
+                r#"ServiceTable["00000001-facb-11e6-bd58-64006a7986d3"].BindSecurityDescriptor"#,
+            ),
+            (
+                r#"{"DefaultBindSecurityDescriptor": "D:P"}"#,
+                true,
+                "DefaultBindSecurityDescriptor",
+            ),
+            (
+                r#"{"ServiceTable": {"00004843-facb-11e6-bd58-64006a7986d3": {"Disabled": true}}}"#,
+                true,
+                "guest agent",
+            ),
+        ];
+        for (json, agent, needle) in cases {
+            let e = vsock_policy(Some(&hv_socket(json)), agent).expect_err(json);
+            assert_eq!(e.hresult, HResult::ERROR_NOT_SUPPORTED, "{json}");
+            assert!(e.message.contains(needle), "{json}: {e}");
+            assert!(
+                e.message
+                    .contains("VirtualMachine.Devices.HvSocket.HvSocketConfig"),
+                "{e}"
             );
         }
     }

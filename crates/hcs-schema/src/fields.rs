@@ -512,9 +512,15 @@ pub static TABLE: &[Entry] = &[
     refused("NetworkAdapter", "SwitchId", "Hyper-V switches do not exist here; EndpointId names the tap"),
     refused("NetworkAdapter", "PortId", "Hyper-V switch ports do not exist here; EndpointId names the tap"),
     honoured("VirtualMachineHvSocket", "HvSocketConfig"),
-    refused("HvSocketSystemConfig", "DefaultBindSecurityDescriptor", "not honoured yet"), // TODO(vmres)
-    refused("HvSocketSystemConfig", "DefaultConnectSecurityDescriptor", "not honoured yet"), // TODO(vmres)
-    refused("HvSocketSystemConfig", "ServiceTable", "not honoured yet"), // TODO(vmres)
+    // The descriptors are honoured where Linux can tell (root only, or
+    // nobody); the monitor refuses the others with their path.
+    honoured("HvSocketSystemConfig", "DefaultBindSecurityDescriptor"),
+    honoured("HvSocketSystemConfig", "DefaultConnectSecurityDescriptor"),
+    honoured("HvSocketSystemConfig", "ServiceTable"),
+    honoured("HvSocketServiceConfig", "BindSecurityDescriptor"),
+    honoured("HvSocketServiceConfig", "ConnectSecurityDescriptor"),
+    hint("HvSocketServiceConfig", "AllowWildcardBinds", "host listeners are per VM (<socket>_<port>); there is no wildcard bind to allow or forbid"),
+    honoured("HvSocketServiceConfig", "Disabled"),
     // ProcessParameters
     honoured("ProcessParameters", "ApplicationName"),
     honoured("ProcessParameters", "CommandLine"),

@@ -38,7 +38,7 @@
 //! // describes the window as an `LNRO0005` device with that GSI.
 //! blk.lock().unwrap().write(0x70, &0u32.to_le_bytes());
 //!
-//! let vsock = Vsock::new(&VsockConfig { guest_cid: 3, uds_path: "/run/hcs/vm/vsock.sock".into() })?;
+//! let vsock = Vsock::new(&VsockConfig { guest_cid: 3, uds_path: "/run/hcs/vm/vsock.sock".into(), policy: Default::default() })?;
 //! let _vsock = MmioTransport::new(Box::new(vsock), mem, Arc::new(Interrupt::new(EventFd::new(0)?)));
 //! # let _ = MMIO_WINDOW_SIZE;
 //! # Ok(())
@@ -66,7 +66,7 @@ pub use device::{ActivateError, DeviceQueues, VirtioDevice};
 pub use interrupt::{Interrupt, IrqTrigger};
 pub use mmio::{MmioTransport, MMIO_WINDOW_SIZE};
 pub use net::{MacAddress, MacError, Net, NetConfig, NetError, TapError};
-pub use vsock::{Vsock, VsockConfig, VsockError, VsockHandle};
+pub use vsock::{Vsock, VsockConfig, VsockError, VsockHandle, VsockPolicy};
 
 /// The guest memory type every device works on (`vm-memory`'s, as the VMM
 /// creates it).

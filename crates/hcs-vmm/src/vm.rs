@@ -578,12 +578,15 @@ impl Vm {
                 mmio: self.mmio.clone(),
                 stop: stop.clone(),
             };
-            let want = if place.is_some() { Want::Pause } else { Want::Run };
-            let handle =
-                VcpuHandle::spawn(id as u8, fd, ctx, want).map_err(|e| VmmError::Io {
-                    what: "starting a vCPU thread".into(),
-                    source: e,
-                })?;
+            let want = if place.is_some() {
+                Want::Pause
+            } else {
+                Want::Run
+            };
+            let handle = VcpuHandle::spawn(id as u8, fd, ctx, want).map_err(|e| VmmError::Io {
+                what: "starting a vCPU thread".into(),
+                source: e,
+            })?;
             self.vcpus.push(handle);
         }
         let Some(place) = place else {

@@ -126,13 +126,21 @@ fn processor_limit_and_weight_are_a_cpu_cgroup_of_the_vcpu_threads() {
     tasks_sorted.sort_unstable();
     assert_eq!(tasks_sorted, tids);
     let monitor = threads[0].0;
-    assert!(threads.iter().all(|t| t.0 == monitor), "one monitor process: {threads:?}");
-    assert!(!tids.contains(&monitor), "the monitor's main thread stays out");
+    assert!(
+        threads.iter().all(|t| t.0 == monitor),
+        "one monitor process: {threads:?}"
+    );
+    assert!(
+        !tids.contains(&monitor),
+        "the monitor's main thread stays out"
+    );
     terminate(&s);
     drop(s);
-    eventually("the VM's cgroup to go", std::time::Duration::from_secs(10), || {
-        leftovers(&ns).is_empty()
-    });
+    eventually(
+        "the VM's cgroup to go",
+        std::time::Duration::from_secs(10),
+        || leftovers(&ns).is_empty(),
+    );
 }
 
 #[test]
@@ -168,7 +176,11 @@ fn processor_controls_out_of_range_or_without_linux_meaning_are_refused() {
             Ok(_) => op.wait(INFINITE).expect_err("create must fail"),
         };
         assert_eq!(e.hresult, code, "{extra}: {e}");
-        assert!(e.message.contains(needle), "{extra}: {:?} should mention {needle:?}", e.message);
+        assert!(
+            e.message.contains(needle),
+            "{extra}: {:?} should mention {needle:?}",
+            e.message
+        );
         assert!(leftovers(&ns).is_empty(), "{extra}");
     }
 }

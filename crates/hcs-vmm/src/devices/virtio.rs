@@ -182,6 +182,7 @@ mod tests {
             vsock: Some(VsockConfig {
                 guest_cid: 3,
                 uds_path: "/nonexistent/v.sock".into(),
+                policy: Default::default(),
             }),
             disks: vec![BlockConfig {
                 path: "/nonexistent.img".into(),
