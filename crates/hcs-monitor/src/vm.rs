@@ -474,10 +474,16 @@ pub const GUEST_CID: u64 = 3;
 
 /// `Devices.Scsi` attachments as virtio-blk disks, controllers and LUNs in
 /// order. Images are raw or fixed VHD; an `Iso` is attached read-only.
+/// The guest tells them apart by their serial (virtio-blk GET_ID,
+/// `/sys/block/vdX/serial`): `<controller>:<lun>`, see [`controller_number`].
+/// `CachingMode` picks the host caching (absent: the page cache, with the
+/// guest's flushes honoured), `IgnoreFlushes` completes flushes without
+/// syncing, the controller's `DisableInterruptBatching` interrupts the guest
+/// for every request.
 fn scsi_disks(
     devices: &hcs_schema::virtual_machine::Devices,
 ) -> HcsResult<Vec<hcs_virtio::BlockConfig>> {
-    use hcs_schema::enums::AttachmentType;
+    use hcs_schema::enums::{AttachmentType, CachingMode};
     let mut disks = Vec::new();
     for (controller, scsi) in devices.scsi.iter().flatten() {
         for (lun, a) in scsi.attachments.iter().flatten() {
@@ -511,14 +517,64 @@ fn scsi_disks(
                     format!("{field}.Path: {path:?} does not exist or is not a file"),
                 ));
             }
+            let cache = match a.caching_mode {
+                None | Some(CachingMode::Cached) => hcs_virtio::CacheMode::WriteBack,
+                Some(CachingMode::ReadOnlyCached) => hcs_virtio::CacheMode::WriteThrough,
+                Some(CachingMode::Uncached) => hcs_virtio::CacheMode::Uncached,
+            };
+            let id = format!("{}:{lun}", controller_number(controller));
+            if id.len() > hcs_virtio::block::ID_BYTES {
+                return Err(HcsError::invalid_json(format!(
+                    "VirtualMachine.Devices.Scsi[\"{controller}\"]: the guest tells disks apart by their \
+                     virtio-blk serial \"<controller>:<lun>\", at most {} bytes; name the controller \
+                     \"0\" to \"3\" (or with one of hcsshim's controller GUIDs, or a shorter name)",
+                    hcs_virtio::block::ID_BYTES
+                )));
+            }
+            if let Some(other) = disks.iter().find(|d: &&hcs_virtio::BlockConfig| d.id == id) {
+                return Err(HcsError::invalid_json(format!(
+                    "{field}: its serial {id:?} is also the serial of {}",
+                    other.path.display()
+                )));
+            }
             disks.push(hcs_virtio::BlockConfig {
                 path: pb,
                 read_only,
-                id: format!("hcs-{controller}-{lun}"),
+                id,
+                options: hcs_virtio::BlockOptions {
+                    cache,
+                    ignore_flushes: a.ignore_flushes.unwrap_or(false),
+                    interrupt_per_request: scsi.disable_interrupt_batching.unwrap_or(false),
+                },
             });
         }
     }
     Ok(disks)
+}
+
+/// hcsshim's SCSI controller GUIDs (`guestrequest.ScsiControllerGuids`),
+/// whose position is the controller number its guest looks for.
+const HCSSHIM_SCSI_CONTROLLERS: [&str; 4] = [
+    "df6d0690-79e5-55b6-a5ec-c1e2f77f580a",
+    "0110f83b-de10-5172-a266-78bca56bf50a",
+    "b5d2d8d4-3a75-51bf-945b-3444dc6b8579",
+    "305891a9-b251-5dfe-91a2-c25d9212275b",
+];
+
+/// The controller part of a disk's serial: the number of a numeric key
+/// (`"0"`), the number hcsshim gives one of its controller GUIDs, or else
+/// the key itself.
+fn controller_number(key: &str) -> String {
+    if let Ok(n) = key.parse::<u32>() {
+        return n.to_string();
+    }
+    match HCSSHIM_SCSI_CONTROLLERS
+        .iter()
+        .position(|g| g.eq_ignore_ascii_case(key))
+    {
+        Some(i) => i.to_string(),
+        None => key.to_string(),
+    }
 }
 
 /// `Devices.NetworkAdapters` as virtio-net devices, in name order. On Linux
@@ -1207,6 +1263,63 @@ mod tests {
                     .contains("VirtualMachine.Devices.HvSocket.HvSocketConfig"),
                 "{e}"
             );
+        }
+    }
+
+    #[test]
+    fn scsi_disks_carry_controller_and_lun_and_their_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("d.img");
+        std::fs::write(&img, vec![0u8; 4096]).unwrap();
+        let img = img.to_str().unwrap();
+        let d = devices(&format!(
+            r#"{{"Scsi": {{
+                "0": {{"Attachments": {{"0": {{"Path": "{img}"}}, "3": {{"Path": "{img}", "CachingMode": "Uncached", "IgnoreFlushes": true}}}}}},
+                "B5D2D8D4-3A75-51BF-945B-3444DC6B8579": {{"DisableInterruptBatching": true, "Attachments": {{"1": {{"Path": "{img}", "CachingMode": "ReadOnlyCached"}}}}}},
+                "primary": {{"Attachments": {{"2": {{"Path": "{img}", "CachingMode": "Cached"}}}}}}
+            }}}}"#
+        ));
+        let disks = super::scsi_disks(&d).unwrap();
+        let got: Vec<(&str, hcs_virtio::BlockOptions)> = disks
+            .iter()
+            .map(|b| (b.id.as_str(), b.options.clone()))
+            .collect();
+        use hcs_virtio::{BlockOptions, CacheMode};
+        assert_eq!(
+            got,
+            [
+                ("0:0", BlockOptions::default()),
+                (
+                    "0:3",
+                    BlockOptions {
+                        cache: CacheMode::Uncached,
+                        ignore_flushes: true,
+                        interrupt_per_request: false
+                    }
+                ),
+                (
+                    "2:1",
+                    BlockOptions {
+                        cache: CacheMode::WriteThrough,
+                        ignore_flushes: false,
+                        interrupt_per_request: true
+                    }
+                ),
+                ("primary:2", BlockOptions::default()),
+            ]
+        );
+        // Serials must fit GET_ID's 20 bytes and be unique.
+        for bad in [
+            format!(
+                r#"{{"Scsi": {{"e0e16197-dd56-4a10-9195-5ee7a155a838": {{"Attachments": {{"0": {{"Path": "{img}"}}}}}}}}}}"#
+            ),
+            format!(
+                r#"{{"Scsi": {{"0": {{"Attachments": {{"0": {{"Path": "{img}"}}}}}}, "00": {{"Attachments": {{"0": {{"Path": "{img}"}}}}}}}}}}"#
+            ),
+        ] {
+            let e = super::scsi_disks(&devices(&bad)).expect_err(&bad);
+            assert_eq!(e.hresult, HResult::HCS_E_INVALID_JSON, "{e}");
+            assert!(e.message.contains("VirtualMachine.Devices.Scsi["), "{e}");
         }
     }
 }

@@ -488,15 +488,15 @@ pub static TABLE: &[Entry] = &[
     honoured("ComPort", "NamedPipe"),
     hint("ComPort", "OptimizeForDebugger", "tunes a Windows named pipe for a kernel debugger; the port behaves the same"),
     honoured("Scsi", "Attachments"),
-    refused_unless("Scsi", "DisableInterruptBatching", &["false"], "interrupt batching is not configurable"),
+    honoured("Scsi", "DisableInterruptBatching"),
     honoured("Attachment", "Type"),
     honoured("Attachment", "Path"),
-    refused("Attachment", "CachingMode", "not honoured yet"), // TODO(vmres)
+    honoured("Attachment", "CachingMode"),
     honoured("Attachment", "ReadOnly"),
     refused_unless("Attachment", "SupportCompressedVolumes", &["false"], WINDOWS_STORAGE),
     refused_unless("Attachment", "AlwaysAllowSparseFiles", &["false"], WINDOWS_STORAGE),
     refused_unless("Attachment", "SupportEncryptedFiles", &["false"], WINDOWS_STORAGE),
-    refused_unless("Attachment", "IgnoreFlushes", &["false"], "not honoured yet"), // TODO(vmres)
+    honoured("Attachment", "IgnoreFlushes"),
     refused_unless("Attachment", "NoWriteHardening", &["false"], WINDOWS_STORAGE),
     refused_unless("Attachment", "DisableExpansionOptimization", &["false"], WINDOWS_STORAGE),
     refused_unless("Attachment", "IgnoreRelativeLocator", &["false"], "differencing VHDs are not supported"),

@@ -29,7 +29,8 @@
 //! let disk = Block::open(&BlockConfig {
 //!     path: "/var/lib/hcs/disk.vhd".into(),
 //!     read_only: false,
-//!     id: "scsi0-lun0".into(),
+//!     id: "0:0".into(),
+//!     options: Default::default(),
 //! })?;
 //! let blk = MmioTransport::new(Box::new(disk), mem.clone(), Arc::new(Interrupt::new(irq)));
 //! let blk = Arc::new(Mutex::new(blk));
@@ -61,7 +62,7 @@ mod worker_thread;
 #[cfg(test)]
 pub(crate) mod testing;
 
-pub use block::{Block, BlockConfig, DiskError, DiskFormat, DiskImage};
+pub use block::{Block, BlockConfig, BlockOptions, CacheMode, DiskError, DiskFormat, DiskImage};
 pub use device::{ActivateError, DeviceQueues, VirtioDevice};
 pub use interrupt::{Interrupt, IrqTrigger};
 pub use mmio::{MmioTransport, MMIO_WINDOW_SIZE};

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use virtio_queue::{DescriptorChain, Queue, QueueT};
 use vm_memory::{Address, Bytes};
 
-pub use disk::{fixed_vhd_footer, DiskError, DiskFormat, DiskImage, SECTOR_SIZE, VHD_FOOTER_SIZE};
+pub use disk::{
+    fixed_vhd_footer, CacheMode, DiskError, DiskFormat, DiskImage, SECTOR_SIZE, VHD_FOOTER_SIZE,
+};
 
 use crate::chain::{self, Chain, ChainLimits, SegmentCursor};
 use crate::device::{notify_used, ActivateError, DeviceQueues, VirtioDevice};
@@ -70,6 +72,21 @@ pub struct BlockConfig {
     /// The id the guest reads with GET_ID (`/sys/block/vdX/serial`); at
     /// most 20 bytes are used.
     pub id: String,
+    /// Caching, flushes, interrupts.
+    pub options: BlockOptions,
+}
+
+/// How a disk serves its requests beyond reading and writing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockOptions {
+    /// Host caching of the image.
+    pub cache: CacheMode,
+    /// Complete flush requests at once, without `fdatasync` (the guest
+    /// still sees a volatile write cache and sends them).
+    pub ignore_flushes: bool,
+    /// Interrupt the guest after every completed request instead of once
+    /// per batch of requests served together.
+    pub interrupt_per_request: bool,
 }
 
 struct Active {
@@ -84,6 +101,7 @@ pub struct Block {
     id: [u8; ID_BYTES],
     active: Option<Active>,
     bounce: Vec<u8>,
+    options: BlockOptions,
 }
 
 impl std::fmt::Debug for Block {
@@ -98,10 +116,10 @@ impl std::fmt::Debug for Block {
 impl Block {
     /// Open the image `config` names.
     pub fn open(config: &BlockConfig) -> Result<Block, DiskError> {
-        Ok(Block::new(
-            DiskImage::open(&config.path, config.read_only)?,
-            &config.id,
-        ))
+        let disk = DiskImage::open_with(&config.path, config.read_only, config.options.cache)?;
+        let mut b = Block::new(disk, &config.id);
+        b.options = config.options.clone();
+        Ok(b)
     }
 
     /// A device over an open image.
@@ -114,6 +132,7 @@ impl Block {
             id: id_bytes,
             active: None,
             bounce: Vec::new(),
+            options: BlockOptions::default(),
         }
     }
 
@@ -139,7 +158,9 @@ impl Block {
             disk: &self.disk,
             id: &self.id,
             bounce: &mut self.bounce,
+            ignore_flushes: self.options.ignore_flushes,
         };
+        let per_request = self.options.interrupt_per_request;
         let mem = &active.mem;
         let mut used_any = false;
         loop {
@@ -153,7 +174,11 @@ impl Block {
                 if let Err(e) = active.queue.add_used(mem, head, used) {
                     tracing::warn!(head, "virtio-blk: returning a request failed: {e}");
                 }
-                used_any = true;
+                if per_request {
+                    notify_used(&mut active.queue, mem, &active.interrupt);
+                } else {
+                    used_any = true;
+                }
                 progressed = true;
             }
             match active.queue.enable_notification(mem) {
@@ -192,7 +217,12 @@ impl VirtioDevice for Block {
         } else {
             0
         };
-        VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_FLUSH | ro
+        // A write-through image has no volatile cache for the guest to flush.
+        let flush = match self.disk.cache_mode() {
+            CacheMode::WriteBack => VIRTIO_BLK_F_FLUSH,
+            CacheMode::WriteThrough | CacheMode::Uncached => 0,
+        };
+        VIRTIO_BLK_F_SEG_MAX | flush | ro
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
@@ -250,6 +280,7 @@ struct Server<'a> {
     disk: &'a DiskImage,
     id: &'a [u8; ID_BYTES],
     bounce: &'a mut Vec<u8>,
+    ignore_flushes: bool,
 }
 
 impl Server<'_> {
@@ -294,6 +325,8 @@ impl Server<'_> {
         match kind {
             VIRTIO_BLK_T_IN => self.read(c, mem, sector, writable),
             VIRTIO_BLK_T_OUT => self.write(c, mem, sector, readable),
+            // `IgnoreFlushes`: the document trades durability for speed.
+            VIRTIO_BLK_T_FLUSH if self.ignore_flushes => (0, VIRTIO_BLK_S_OK),
             VIRTIO_BLK_T_FLUSH => match self.disk.flush() {
                 Ok(()) => (0, VIRTIO_BLK_S_OK),
                 Err(e) => {

@@ -188,6 +188,7 @@ mod tests {
                 path: "/nonexistent.img".into(),
                 read_only: true,
                 id: "d".into(),
+                options: Default::default(),
             }],
             nets: vec![net("tap-a"), net("tap-b")],
         };
