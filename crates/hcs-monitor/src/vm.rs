@@ -180,9 +180,11 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
         None => None,
     };
     let topo = doc.compute_topology.clone().unwrap_or_default();
-    let memory_mb = topo.memory.and_then(|m| m.size_in_mb).ok_or_else(|| {
+    let memory_doc = topo.memory.clone().unwrap_or_default();
+    let memory_mb = memory_doc.size_in_mb.ok_or_else(|| {
         HcsError::invalid_json("VirtualMachine.ComputeTopology.Memory.SizeInMB is required")
     })?;
+    let memory = memory_backing(&memory_doc)?;
     let count = topo.processor.and_then(|p| p.count).unwrap_or(1);
     let vcpus = u8::try_from(count).map_err(|_| {
         HcsError::invalid_json(format!(
@@ -281,6 +283,7 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
             },
             serial,
             virtio,
+            memory,
         },
         links,
     ))
@@ -469,6 +472,84 @@ pub fn vsock_policy(
     Ok(policy)
 }
 
+/// `ComputeTopology.Memory`'s backing options as the VMM's (see
+/// [`hcs_vmm::memory`]), and its MMIO members checked against the fixed
+/// layout: the 32-bit MMIO gap is 1 GiB below 4 GiB, and nothing is placed
+/// above RAM, so a high MMIO window is honoured wherever it does not
+/// overlap guest RAM.
+pub fn memory_backing(
+    m: &hcs_schema::virtual_machine::VirtualMachineMemory,
+) -> HcsResult<hcs_vmm::memory::MemoryBacking> {
+    use hcs_schema::enums::MemoryBackingPageSize;
+    use hcs_vmm::memory::{HugePages, MemoryBacking};
+    const PATH: &str = "VirtualMachine.ComputeTopology.Memory";
+    let low_gap_mb = (hcs_vmm::layout::MMIO_GAP_END - hcs_vmm::layout::MMIO_GAP_START) >> 20;
+    if let Some(gap) = m.low_mmio_gap_in_mb.filter(|g| *g != low_gap_mb) {
+        return Err(HcsError::not_supported(format!(
+            "{PATH}.LowMmioGapInMB: {gap}: the MMIO gap below 4 GiB is fixed at {low_gap_mb} MiB \
+             (3 GiB to 4 GiB); omit it or give {low_gap_mb}"
+        )));
+    }
+    if m.high_mmio_base_in_mb.is_some() || m.high_mmio_gap_in_mb.is_some() {
+        let (Some(base), Some(gap)) = (m.high_mmio_base_in_mb, m.high_mmio_gap_in_mb) else {
+            return Err(HcsError::invalid_json(format!(
+                "{PATH}: HighMmioBaseInMB and HighMmioGapInMB go together"
+            )));
+        };
+        let size_mb = m.size_in_mb.unwrap_or(0);
+        let four_gib_mb = hcs_vmm::layout::MMIO_GAP_END >> 20;
+        let low_ram_mb = hcs_vmm::layout::MMIO_GAP_START >> 20;
+        let ram_end_mb = four_gib_mb + size_mb.saturating_sub(low_ram_mb);
+        let end = base.checked_add(gap);
+        if base < four_gib_mb || base < ram_end_mb || end.is_none() || end > Some(1 << 26) {
+            return Err(HcsError::not_supported(format!(
+                "{PATH}.HighMmioBaseInMB: {base} (+{gap} MiB): the high MMIO window must start at or above \
+                 4 GiB and after guest RAM, which ends at {ram_end_mb} MiB, and end below 64 TiB"
+            )));
+        }
+    }
+    let huge_pages = match (m.backing_page_size, m.forbid_small_backing_pages) {
+        (None | Some(MemoryBackingPageSize::Small), Some(true)) => {
+            return Err(HcsError::invalid_json(format!(
+                "{PATH}.ForbidSmallBackingPages: true needs BackingPageSize Large"
+            )))
+        }
+        (None | Some(MemoryBackingPageSize::Small), _) => HugePages::No,
+        (Some(MemoryBackingPageSize::Large), Some(true)) => HugePages::Require,
+        (Some(MemoryBackingPageSize::Large), _) => HugePages::Prefer,
+    };
+    let populate = m.allow_overcommit == Some(false);
+    // Commit is deferred unless the document asks otherwise or the memory is
+    // populated (or in huge pages, which are reserved when mapped) anyway.
+    let deferred_commit = match m.enable_deferred_commit {
+        Some(true) if populate => {
+            return Err(HcsError::invalid_json(format!(
+                "{PATH}.EnableDeferredCommit: true contradicts AllowOvercommit false (all memory \
+                 populated at creation)"
+            )))
+        }
+        Some(true) if huge_pages != HugePages::No => {
+            return Err(HcsError::not_supported(format!(
+                "{PATH}.EnableDeferredCommit: true cannot be honoured with BackingPageSize Large: huge \
+                 pages are reserved when they are mapped"
+            )))
+        }
+        Some(d) => d,
+        None => !populate && huge_pages == HugePages::No && m.pin_backing_pages != Some(true),
+    };
+    if huge_pages != HugePages::No && m.size_in_mb.is_some_and(|mb| mb % 2 != 0) {
+        return Err(HcsError::invalid_json(format!(
+            "{PATH}.SizeInMB: BackingPageSize Large needs a whole number of 2 MiB pages"
+        )));
+    }
+    Ok(MemoryBacking {
+        populate,
+        deferred_commit,
+        huge_pages,
+        pin: m.pin_backing_pages.unwrap_or(false),
+    })
+}
+
 /// The guest's vsock context id (the host is 2).
 pub const GUEST_CID: u64 = 3;
 
@@ -651,6 +732,20 @@ fn vmm_error(e: VmmError) -> HcsError {
             HcsError::new(HResult::ERROR_INVALID_DATA, format!("saved state {m}"))
         }
         VmmError::Unsupported(m) => HcsError::not_supported(m),
+        VmmError::Memory(m) => {
+            use hcs_vmm::memory::MemoryError as M;
+            let code = match &m {
+                M::Invalid(_) => HResult::HCS_E_INVALID_JSON,
+                M::NoHugePages { .. } => HResult::E_OUTOFMEMORY,
+                M::Map { source, .. } | M::Populate { source, .. } | M::Lock { source, .. } => {
+                    source
+                        .raw_os_error()
+                        .map(HResult::from_errno)
+                        .unwrap_or(HResult::E_FAIL)
+                }
+            };
+            HcsError::new(code, format!("VirtualMachine.ComputeTopology.Memory: {m}"))
+        }
         VmmError::Virtio(v) => {
             use hcs_vmm::devices::virtio::VirtioSetupError as V;
             let code = match &v {

@@ -429,19 +429,21 @@ pub static TABLE: &[Entry] = &[
     honoured("Topology", "Processor"),
     refused("Topology", "Numa", "virtual NUMA topologies are not supported; the guest sees one node"),
     honoured("VirtualMachineMemory", "SizeInMB"),
-    refused("VirtualMachineMemory", "AllowOvercommit", "not honoured yet"), // TODO(vmres)
-    refused("VirtualMachineMemory", "BackingPageSize", "not honoured yet"), // TODO(vmres)
+    honoured("VirtualMachineMemory", "AllowOvercommit"),
+    honoured("VirtualMachineMemory", "BackingPageSize"),
     refused("VirtualMachineMemory", "FaultClusterSizeShift", HYPERV_MEMORY),
     refused("VirtualMachineMemory", "DirectMapFaultClusterSizeShift", HYPERV_MEMORY),
-    refused_unless("VirtualMachineMemory", "PinBackingPages", &["false"], "not honoured yet"), // TODO(vmres)
-    refused_unless("VirtualMachineMemory", "ForbidSmallBackingPages", &["false"], "not honoured yet"), // TODO(vmres)
+    honoured("VirtualMachineMemory", "PinBackingPages"),
+    honoured("VirtualMachineMemory", "ForbidSmallBackingPages"),
     refused_unless("VirtualMachineMemory", "EnableHotHint", &["false"], HYPERV_MEMORY),
     refused_unless("VirtualMachineMemory", "EnableColdHint", &["false"], HYPERV_MEMORY),
     refused_unless("VirtualMachineMemory", "EnableColdDiscardHint", &["false"], "free page reporting is not offered to guests"),
-    refused("VirtualMachineMemory", "EnableDeferredCommit", "not honoured yet"), // TODO(vmres)
-    refused("VirtualMachineMemory", "LowMmioGapInMB", "the MMIO layout is fixed; not configurable yet"), // TODO(vmres)
-    refused("VirtualMachineMemory", "HighMmioBaseInMB", "the MMIO layout is fixed; not configurable yet"), // TODO(vmres)
-    refused("VirtualMachineMemory", "HighMmioGapInMB", "the MMIO layout is fixed; not configurable yet"), // TODO(vmres)
+    honoured("VirtualMachineMemory", "EnableDeferredCommit"),
+    // The layout is fixed: the monitor accepts the values it already has
+    // (a 1024 MiB low gap; a high window clear of RAM) and refuses others.
+    honoured("VirtualMachineMemory", "LowMmioGapInMB"),
+    honoured("VirtualMachineMemory", "HighMmioBaseInMB"),
+    honoured("VirtualMachineMemory", "HighMmioGapInMB"),
     refused_unless("VirtualMachineMemory", "Backing", &["\"Virtual\""], "guest RAM is ordinary pageable host memory (`Virtual`)"),
     refused("VirtualMachineMemory", "SlitType", "virtual NUMA topologies are not supported"),
     hint("VirtualMachineMemory", "HostingProcessNameSuffix", "names the Windows host process (vmmem<suffix>); the process running the VM is hcs-monitor"),

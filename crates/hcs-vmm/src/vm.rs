@@ -41,6 +41,8 @@ pub struct VmConfig {
     pub serial: Vec<(u8, Vec<SerialBackend>)>,
     /// virtio-mmio devices (vsock, disks).
     pub virtio: crate::devices::virtio::VirtioConfig,
+    /// How guest RAM is backed.
+    pub memory: crate::memory::MemoryBacking,
 }
 
 /// Puts the vCPU threads (their kernel thread ids) where they must run,
@@ -136,6 +138,9 @@ pub enum VmmError {
     /// Something this VMM cannot do yet.
     #[error("{0}")]
     Unsupported(String),
+    /// Guest RAM could not be backed as asked.
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
 }
 
 /// Write the ACPI tables and load the kernel; returns where to enter it.
@@ -297,15 +302,19 @@ impl Vm {
         let vm = Arc::new(kvm.create_vm().map_err(kvm_err("creating the VM"))?);
         let memory_bytes = cfg.memory_mb << 20;
         let memory = match saved {
-            None => {
-                GuestMemoryMmap::from_ranges(&boot::ram_regions(memory_bytes)).map_err(|e| {
-                    VmmError::Config(format!(
-                        "allocating {} MiB of guest memory: {e}",
-                        cfg.memory_mb
-                    ))
-                })?
+            None => crate::memory::allocate(&boot::ram_regions(memory_bytes), &cfg.memory)?,
+            Some(s) => {
+                if cfg.memory.huge_pages != crate::memory::HugePages::No {
+                    return Err(VmmError::Unsupported(
+                        "a restored VM's memory is mapped from its memory file, which cannot be \
+                         backed by huge pages (BackingPageSize Large)"
+                            .into(),
+                    ));
+                }
+                let m = restored_memory(s, memory_bytes)?;
+                crate::memory::commit(&m, &cfg.memory)?;
+                m
             }
-            Some(s) => restored_memory(s, memory_bytes)?,
         };
         for (slot, region) in memory.iter().enumerate() {
             let host = memory

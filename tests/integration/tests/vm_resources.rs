@@ -105,33 +105,38 @@ fn processor_limit_and_weight_are_a_cpu_cgroup_of_the_vcpu_threads() {
         read(&dir, "cpu.shares"),
         hcs_cgroups::cpu_weight_to_shares(200).to_string()
     );
-    // Exactly the vCPU threads are in it (not the monitor's other threads),
-    // both of one process.
-    let tasks: Vec<i32> = read(&dir, "tasks")
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect();
-    // KVM's own worker for the VM (kvm-nx-lpage-recovery) joins the cgroup
-    // of the thread that first runs a vCPU, so it is charged here too.
+    // The vCPU threads are in it, and nothing else of the monitor but KVM's
+    // own worker for the VM (kvm-nx-lpage-recovery), which joins the cgroup
+    // of the thread that first runs a vCPU, so it is charged here too. (The
+    // worker may appear between two reads: compare by name, not by count.)
     let threads = threads_in(&marker);
-    let names: Vec<&str> = threads
-        .iter()
-        .map(|t| t.2.as_str())
-        .filter(|n| !n.starts_with("kvm-"))
-        .collect();
+    let vcpus: Vec<&(i32, i32, String)> =
+        threads.iter().filter(|t| t.2.starts_with("vcpu")).collect();
+    let names: Vec<&str> = vcpus.iter().map(|t| t.2.as_str()).collect();
     assert_eq!(names, ["vcpu0", "vcpu1"], "{threads:?}");
-    let mut tids: Vec<i32> = threads.iter().map(|t| t.1).collect();
-    tids.sort_unstable();
-    let mut tasks_sorted = tasks.clone();
-    tasks_sorted.sort_unstable();
-    assert_eq!(tasks_sorted, tids);
-    let monitor = threads[0].0;
+    let monitor = vcpus[0].0;
     assert!(
         threads.iter().all(|t| t.0 == monitor),
         "one monitor process: {threads:?}"
     );
+    let tasks: Vec<i32> = read(&dir, "tasks")
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    for v in &vcpus {
+        assert!(tasks.contains(&v.1), "{v:?} not in {tasks:?}");
+    }
+    for tid in &tasks {
+        let comm = std::fs::read_to_string(format!("/proc/{monitor}/task/{tid}/comm"))
+            .unwrap_or_else(|e| panic!("task {tid} in the VM's cgroup is not the monitor's: {e}"));
+        let comm = comm.trim();
+        assert!(
+            comm.starts_with("vcpu") || comm.starts_with("kvm-"),
+            "{tid} {comm}"
+        );
+    }
     assert!(
-        !tids.contains(&monitor),
+        !tasks.contains(&monitor),
         "the monitor's main thread stays out"
     );
     terminate(&s);
@@ -170,6 +175,93 @@ fn processor_controls_out_of_range_or_without_linux_meaning_are_refused() {
     for (processor, code, needle) in cases {
         let ns = unique_namespace("vmcpubad");
         let extra = serde_json::json!({ "VirtualMachine": { "ComputeTopology": { "Processor": processor } } });
+        let op = Operation::new();
+        let e = match hcs::System::create_in_namespace(&ns, "bad", &vm_doc(extra.clone()), &op) {
+            Err(e) => e,
+            Ok(_) => op.wait(INFINITE).expect_err("create must fail"),
+        };
+        assert_eq!(e.hresult, code, "{extra}: {e}");
+        assert!(
+            e.message.contains(needle),
+            "{extra}: {:?} should mention {needle:?}",
+            e.message
+        );
+        assert!(leftovers(&ns).is_empty(), "{extra}");
+    }
+}
+
+/// `Statistics.VirtualMachine.GuestResidentBytes` of a created VM.
+fn resident(s: &hcs::System) -> u64 {
+    let p = properties(s, &["Statistics"]).unwrap();
+    p["Statistics"]["VirtualMachine"]["GuestResidentBytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{p}"))
+}
+
+#[test]
+fn without_overcommit_guest_memory_is_populated_before_it_runs() {
+    require_root();
+    let ns = unique_namespace("vmmem");
+    let create = |id: &str, memory: serde_json::Value| {
+        let doc = vm_doc(
+            serde_json::json!({ "VirtualMachine": { "ComputeTopology": { "Memory": memory } } }),
+        );
+        create(&ns, id, &doc).unwrap_or_else(|e| panic!("{id}: {e}"))
+    };
+    // Created, not started: only what loading the guest wrote is resident.
+    let lazy = create("lazy", serde_json::json!({ "SizeInMB": 64 }));
+    assert!(resident(&lazy) < 32 << 20, "{}", resident(&lazy));
+    let eager = create(
+        "eager",
+        serde_json::json!({ "SizeInMB": 64, "AllowOvercommit": false }),
+    );
+    assert_eq!(resident(&eager), 64 << 20);
+    let pinned = create(
+        "pinned",
+        serde_json::json!({ "SizeInMB": 64, "PinBackingPages": true }),
+    );
+    assert_eq!(resident(&pinned), 64 << 20);
+    drop((lazy, eager, pinned));
+    eventually("the VMs to go", std::time::Duration::from_secs(10), || {
+        leftovers(&ns).is_empty()
+    });
+}
+
+#[test]
+fn memory_options_that_cannot_be_honoured_are_refused_with_their_path() {
+    let cases: Vec<(serde_json::Value, HResult, &str)> = vec![
+        (
+            serde_json::json!({ "AllowOvercommit": false, "EnableDeferredCommit": true }),
+            HResult::HCS_E_INVALID_JSON,
+            "Memory.EnableDeferredCommit",
+        ),
+        (
+            serde_json::json!({ "ForbidSmallBackingPages": true }),
+            HResult::HCS_E_INVALID_JSON,
+            "Memory.ForbidSmallBackingPages",
+        ),
+        (
+            serde_json::json!({ "LowMmioGapInMB": 512 }),
+            HResult::ERROR_NOT_SUPPORTED,
+            "Memory.LowMmioGapInMB",
+        ),
+        (
+            serde_json::json!({ "HighMmioBaseInMB": 1024, "HighMmioGapInMB": 1024 }),
+            HResult::ERROR_NOT_SUPPORTED,
+            "Memory.HighMmioBaseInMB",
+        ),
+        (
+            // More huge pages than any test host reserves.
+            serde_json::json!({ "BackingPageSize": "Large", "ForbidSmallBackingPages": true, "SizeInMB": 1024 }),
+            HResult::E_OUTOFMEMORY,
+            "huge pages",
+        ),
+    ];
+    for (memory, code, needle) in cases {
+        let ns = unique_namespace("vmmembad");
+        let mut m = serde_json::json!({ "SizeInMB": 64 });
+        merge_into(&mut m, memory);
+        let extra = serde_json::json!({ "VirtualMachine": { "ComputeTopology": { "Memory": m } } });
         let op = Operation::new();
         let e = match hcs::System::create_in_namespace(&ns, "bad", &vm_doc(extra.clone()), &op) {
             Err(e) => e,
