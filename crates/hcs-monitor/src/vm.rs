@@ -209,7 +209,7 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
                 policy: policy.clone(),
             }
         }),
-        disks: scsi_disks(&devices)?,
+        disks: scsi_disks(&devices, storage_limiter(doc.storage_qos.as_ref()))?,
         nets: network_adapters(&devices, rundir)?,
     };
     let mut refuse = Vec::new();
@@ -563,6 +563,7 @@ pub const GUEST_CID: u64 = 3;
 /// for every request.
 fn scsi_disks(
     devices: &hcs_schema::virtual_machine::Devices,
+    limiter: Option<std::sync::Arc<hcs_virtio::block::IoLimiter>>,
 ) -> HcsResult<Vec<hcs_virtio::BlockConfig>> {
     use hcs_schema::enums::{AttachmentType, CachingMode};
     let mut disks = Vec::new();
@@ -626,11 +627,26 @@ fn scsi_disks(
                     cache,
                     ignore_flushes: a.ignore_flushes.unwrap_or(false),
                     interrupt_per_request: scsi.disable_interrupt_batching.unwrap_or(false),
+                    limiter: limiter.clone(),
                 },
             });
         }
     }
     Ok(disks)
+}
+
+/// `VirtualMachine.StorageQoS` as one limiter shared by all the VM's disks
+/// (the limits are the VM's, not each disk's): `IopsMaximum` requests and
+/// `BandwidthMaximum` bytes of data per second, a second's worth at once;
+/// 0 or absent is no limit.
+fn storage_limiter(
+    qos: Option<&hcs_schema::virtual_machine::StorageQoS>,
+) -> Option<std::sync::Arc<hcs_virtio::block::IoLimiter>> {
+    let qos = qos?;
+    hcs_virtio::block::IoLimiter::new(hcs_virtio::block::IoLimits {
+        iops: qos.iops_maximum,
+        bandwidth: qos.bandwidth_maximum,
+    })
 }
 
 /// hcsshim's SCSI controller GUIDs (`guestrequest.ScsiControllerGuids`),
@@ -1374,7 +1390,7 @@ mod tests {
                 "primary": {{"Attachments": {{"2": {{"Path": "{img}", "CachingMode": "Cached"}}}}}}
             }}}}"#
         ));
-        let disks = super::scsi_disks(&d).unwrap();
+        let disks = super::scsi_disks(&d, None).unwrap();
         let got: Vec<(&str, hcs_virtio::BlockOptions)> = disks
             .iter()
             .map(|b| (b.id.as_str(), b.options.clone()))
@@ -1389,7 +1405,8 @@ mod tests {
                     BlockOptions {
                         cache: CacheMode::Uncached,
                         ignore_flushes: true,
-                        interrupt_per_request: false
+                        interrupt_per_request: false,
+                        limiter: None
                     }
                 ),
                 (
@@ -1397,7 +1414,8 @@ mod tests {
                     BlockOptions {
                         cache: CacheMode::WriteThrough,
                         ignore_flushes: false,
-                        interrupt_per_request: true
+                        interrupt_per_request: true,
+                        limiter: None
                     }
                 ),
                 ("primary:2", BlockOptions::default()),
@@ -1412,9 +1430,46 @@ mod tests {
                 r#"{{"Scsi": {{"0": {{"Attachments": {{"0": {{"Path": "{img}"}}}}}}, "00": {{"Attachments": {{"0": {{"Path": "{img}"}}}}}}}}}}"#
             ),
         ] {
-            let e = super::scsi_disks(&devices(&bad)).expect_err(&bad);
+            let e = super::scsi_disks(&devices(&bad), None).expect_err(&bad);
             assert_eq!(e.hresult, HResult::HCS_E_INVALID_JSON, "{e}");
             assert!(e.message.contains("VirtualMachine.Devices.Scsi["), "{e}");
         }
+    }
+
+    #[test]
+    fn storage_qos_is_one_limiter_shared_by_the_vm_s_disks() {
+        assert!(super::storage_limiter(None).is_none());
+        let qos: hcs_schema::virtual_machine::StorageQoS =
+            hcs_schema::from_json(r#"{"IopsMaximum": 0}"#, "StorageQoS").unwrap();
+        assert!(
+            super::storage_limiter(Some(&qos)).is_none(),
+            "0 is no limit"
+        );
+        let qos: hcs_schema::virtual_machine::StorageQoS = hcs_schema::from_json(
+            r#"{"IopsMaximum": 100, "BandwidthMaximum": 1048576}"#,
+            "StorageQoS",
+        )
+        .unwrap();
+        let limiter = super::storage_limiter(Some(&qos)).unwrap();
+        assert_eq!(
+            limiter.limits(),
+            hcs_virtio::block::IoLimits {
+                iops: Some(100),
+                bandwidth: Some(1 << 20)
+            }
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("d.img");
+        std::fs::write(&img, vec![0u8; 4096]).unwrap();
+        let img = img.to_str().unwrap();
+        let d = devices(&format!(
+            r#"{{"Scsi": {{"0": {{"Attachments": {{"0": {{"Path": "{img}"}}, "1": {{"Path": "{img}"}}}}}}}}}}"#
+        ));
+        let disks = super::scsi_disks(&d, Some(limiter.clone())).unwrap();
+        assert!(disks.iter().all(|b| b
+            .options
+            .limiter
+            .as_ref()
+            .is_some_and(|l| std::sync::Arc::ptr_eq(l, &limiter))));
     }
 }

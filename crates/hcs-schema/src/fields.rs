@@ -404,8 +404,10 @@ pub static TABLE: &[Entry] = &[
     refused("VirtualMachine", "GuestState", "persistent guest state files (.vmgs/.vmrs) are not supported"),
     honoured("VirtualMachine", "RestoreState"),
     refused("VirtualMachine", "RegistryChanges", "a Windows registry feature"),
-    refused("VirtualMachine", "StorageQoS", "storage QoS limits are not enforced yet"), // TODO(vmres)
+    honoured("VirtualMachine", "StorageQoS"),
     honoured("VirtualMachine", "GuestConnection"),
+    honoured("StorageQoS", "IopsMaximum"),
+    honoured("StorageQoS", "BandwidthMaximum"),
     refused("VirtualMachine", "DebugOptions", "crash dump files are not written"),
     refused("VirtualMachine", "SecuritySettings", "TPM and isolated (SNP/VBS) VMs are not supported"),
     refused("VirtualMachine", "ResourcePartitionId", "Windows resource partitions do not exist here"),

@@ -443,7 +443,7 @@ fn random_descriptor_tables_never_panic() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut served = 0u64;
     for _ in 0..3000 {
-        let next_avail = rig.blk.active.as_ref().unwrap().queue.next_avail();
+        let next_avail = rig.blk.queue_positions().unwrap().0;
         fuzz_ring(&mem, &rig.driver, &mut rng, next_avail);
         let before = rig.driver.used_idx();
         rig.blk.queue_notify(0);
@@ -454,8 +454,7 @@ fn random_descriptor_tables_never_panic() {
         "the fuzzer reached the device ({served} requests)"
     );
     // Still serves a good request afterwards.
-    let q = &rig.blk.active.as_ref().unwrap().queue;
-    let (next_avail, next_used) = (q.next_avail(), q.next_used());
+    let (next_avail, next_used) = rig.blk.queue_positions().unwrap();
     rig.driver.vq.avail().idx().store(next_avail);
     mem.write_obj(next_used, rig.driver.vq.used_addr().unchecked_add(2))
         .unwrap();
@@ -784,4 +783,145 @@ fn interrupt_batching_can_be_disabled() {
             "interrupt_per_request = {per_request}"
         );
     }
+}
+
+/// Queue `n` reads of `len` bytes each (sharing buffers) without notifying.
+fn queue_reads(rig: &mut Rig<'_>, n: usize, len: u32) {
+    rig.header(VIRTIO_BLK_T_IN, 0);
+    for _ in 0..n {
+        rig.driver.add(&[
+            Buf(HDR, 16, false),
+            Buf(DATA, len, true),
+            Buf(STATUS, 1, true),
+        ]);
+    }
+}
+
+fn limited(path: &std::path::Path, limiter: Option<Arc<IoLimiter>>) -> Block {
+    device_with(
+        path,
+        BlockOptions {
+            limiter,
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn a_bandwidth_limit_holds_requests_back_until_the_bytes_are_due() {
+    let f = image(&patterned(256));
+    let mem = memory();
+    // Unlimited: all four at once.
+    let mut rig = Rig::new(&mem, limited(f.path(), None), 16);
+    queue_reads(&mut rig, 4, 32 << 10);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 4);
+    // 64 KiB/s, on a clock that moves only when told.
+    let (clock, now) = limiter::tests::fake_clock();
+    let limiter = IoLimiter::with_clock(
+        IoLimits {
+            iops: None,
+            bandwidth: Some(64 << 10),
+        },
+        clock,
+    );
+    let mut rig = Rig::new(&mem, limited(f.path(), limiter), 16);
+    queue_reads(&mut rig, 4, 32 << 10);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 2, "a second's worth at once");
+    rig.blk.queue_notify(0);
+    assert_eq!(
+        rig.driver.used_idx(),
+        2,
+        "nothing more until the bytes are due"
+    );
+    now.fetch_add(499_000_000, std::sync::atomic::Ordering::SeqCst);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 2);
+    now.fetch_add(1_000_000, std::sync::atomic::Ordering::SeqCst);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 3);
+    now.fetch_add(500_000_000, std::sync::atomic::Ordering::SeqCst);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 4);
+    assert_eq!(read_bytes(&mem, DATA, 512), patterned(1));
+}
+
+#[test]
+fn an_iops_limit_counts_requests() {
+    let f = image(&patterned(8));
+    let mem = memory();
+    let (clock, now) = limiter::tests::fake_clock();
+    let limiter = IoLimiter::with_clock(
+        IoLimits {
+            iops: Some(3),
+            bandwidth: None,
+        },
+        clock,
+    );
+    let mut rig = Rig::new(&mem, limited(f.path(), limiter), 16);
+    queue_reads(&mut rig, 5, 512);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 3);
+    now.fetch_add(333_333_334, std::sync::atomic::Ordering::SeqCst);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 4);
+}
+
+#[test]
+fn held_back_requests_are_served_when_due_without_another_notification() {
+    let f = image(&patterned(1024));
+    let mem = memory();
+    let limiter = IoLimiter::new(IoLimits {
+        iops: None,
+        bandwidth: Some(256 << 10),
+    });
+    let mut rig = Rig::new(&mem, limited(f.path(), limiter), 16);
+    queue_reads(&mut rig, 2, 256 << 10);
+    let start = std::time::Instant::now();
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 1);
+    let irqs = rig.irqs.load(Ordering::SeqCst);
+    let deadline = start + std::time::Duration::from_secs(10);
+    while rig.driver.used_idx() != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held request was never served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // 256 KiB more at 256 KiB/s cannot be due before a second has passed.
+    assert!(
+        start.elapsed() >= std::time::Duration::from_millis(999),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        rig.irqs.load(Ordering::SeqCst) > irqs,
+        "the guest was interrupted"
+    );
+}
+
+#[test]
+fn a_paused_disk_serves_nothing_until_resumed() {
+    let f = image(&patterned(256));
+    let mem = memory();
+    let (clock, now) = limiter::tests::fake_clock();
+    let limiter = IoLimiter::with_clock(
+        IoLimits {
+            iops: None,
+            bandwidth: Some(64 << 10),
+        },
+        clock,
+    );
+    let mut rig = Rig::new(&mem, limited(f.path(), limiter), 16);
+    queue_reads(&mut rig, 3, 32 << 10);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 2);
+    rig.blk.pause();
+    now.fetch_add(1_000_000_000, std::sync::atomic::Ordering::SeqCst);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 2, "paused (a save is being written)");
+    rig.blk.resume();
+    assert_eq!(rig.driver.used_idx(), 3, "resume serves what is due");
 }
