@@ -805,6 +805,14 @@ impl VmBackend {
         // Made now so that its paths are in the record before it exists.
         let cgroup = match &cpu {
             Some(r) => {
+                // Refuse now rather than at start, and before making anything.
+                if hcs_cgroups::Hierarchies::detect()?.v1("cpu").is_none() {
+                    return Err(HcsError::not_supported(
+                        "VirtualMachine.ComputeTopology.Processor (Limit/Weight): the vCPU threads \
+                         can be put in a CPU cgroup of their own only on a cgroup v1 cpu hierarchy; \
+                         this host's cpu controller is on cgroup v2",
+                    ));
+                }
                 let cg = hcs_cgroups::Cgroup::create_under(
                     Path::new(crate::container::CGROUP_PARENT),
                     &cgroup_leaf,

@@ -75,20 +75,29 @@ fn read(dir: &Path, file: &str) -> String {
 #[test]
 fn processor_limit_and_weight_are_a_cpu_cgroup_of_the_vcpu_threads() {
     require_root();
+    let doc = vm_doc(serde_json::json!({ "VirtualMachine": { "ComputeTopology": {
+        "Processor": { "Count": 2, "Limit": 25000, "Weight": 200 } } } }));
     let Some(mount) = v1_cpu_mount() else {
+        // The VM is refused, and says why.
+        let ns = unique_namespace("vmcpuv2");
+        let op = Operation::new();
+        let e = match hcs::System::create_in_namespace(&ns, "vm", &doc, &op) {
+            Err(e) => e,
+            Ok(_) => op
+                .wait(INFINITE)
+                .expect_err("create must fail on cgroup v2"),
+        };
+        assert_eq!(e.hresult, HResult::ERROR_NOT_SUPPORTED, "{e}");
+        assert!(e.message.contains("ComputeTopology.Processor"), "{e}");
+        assert!(leftovers(&ns).is_empty());
         skip(
             "vm_resources::processor_limit_and_weight_are_a_cpu_cgroup_of_the_vcpu_threads",
-            "no cgroup v1 cpu hierarchy: on cgroup v2 the VM is refused with ERROR_NOT_SUPPORTED",
+            "no cgroup v1 cpu hierarchy: checked only that the VM is refused with ERROR_NOT_SUPPORTED",
         );
         return;
     };
     let ns = unique_namespace("vmcpu");
-    let s = create_started(
-        &ns,
-        "vm",
-        &vm_doc(serde_json::json!({ "VirtualMachine": { "ComputeTopology": {
-            "Processor": { "Count": 2, "Limit": 25000, "Weight": 200 } } } })),
-    );
+    let s = create_started(&ns, "vm", &doc);
     let marker = format!("{ns}@vm");
     // The cgroup the monitor made: `<own cpu cgroup>/hcs/<ns>@vm`.
     let l = leftovers(&ns);
