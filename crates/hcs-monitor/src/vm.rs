@@ -1480,4 +1480,37 @@ mod tests {
             .as_ref()
             .is_some_and(|l| std::sync::Arc::ptr_eq(l, &limiter))));
     }
+
+    /// The resource members hcsshim sends (tests/fixtures of hcs-schema)
+    /// are honoured as they are.
+    #[test]
+    fn hcsshim_s_resource_members_are_honoured() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../hcs-schema/tests/fixtures/hcsshim_lcow_uvm_vhd_uefi_console.json"
+        ))
+        .unwrap();
+        let doc: hcs_schema::ComputeSystem = hcs_schema::from_json(&text, "ComputeSystem").unwrap();
+        let vm = doc.virtual_machine.unwrap();
+        let topo = vm.compute_topology.unwrap();
+        let cpu = super::cpu_controls(&topo.processor.unwrap(), 2)
+            .unwrap()
+            .unwrap();
+        assert_eq!(cpu.cpu_weight, Some(200));
+        assert_eq!(
+            cpu.cpu_quota.map(|q| q.quota_us),
+            Some(100_000),
+            "50% of 2 vCPUs"
+        );
+        let m = super::memory_backing(&topo.memory.unwrap()).unwrap();
+        assert!(m.deferred_commit && !m.populate && !m.pin);
+        let hv = vm.devices.unwrap().hv_socket.unwrap().hv_socket_config;
+        let p = super::vsock_policy(hv.as_ref(), true).unwrap();
+        assert!(
+            p.default_bind && p.default_connect,
+            "SYSTEM and Administrators are root here"
+        );
+        let l = super::storage_limiter(vm.storage_qos.as_ref()).unwrap();
+        assert_eq!(l.limits().iops, Some(5000));
+    }
 }
