@@ -157,7 +157,7 @@ pub fn on_tmpfs(path: &std::path::Path) -> bool {
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
         return false;
     };
-    // SAFETY: statfs of a NUL-terminated path into a zeroed struct we own.
+    // SAFETY: libc::statfs is plain integers, for which all zeros is valid.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is NUL-terminated and `st` is a live statfs to fill.
     let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
