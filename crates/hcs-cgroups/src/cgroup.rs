@@ -292,6 +292,97 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Moves thread `tid` of the calling process (alone, not its whole
+    /// process) under the cgroup's CPU control: v1 `tasks` of the `cpu` and
+    /// `cpuacct` hierarchies, where threads of one process may sit in
+    /// different cgroups. cgroup v2 allows that only inside a threaded
+    /// subtree of the process's own cgroup, which a compute system's cgroup
+    /// is not, so a v2 `cpu` controller is [`CgroupError::ThreadPlacement`].
+    pub fn add_thread(&self, tid: i32) -> Result<(), CgroupError> {
+        if tid <= 0 {
+            // 0 would move the calling thread, which is not what was named.
+            return Err(CgroupError::InvalidValue {
+                what: "tid",
+                value: tid.to_string(),
+                reason: "must be a positive thread id",
+            });
+        }
+        let d = self.dir_for(Ctl::CPU, "cpu")?;
+        if d.v2 {
+            return Err(CgroupError::ThreadPlacement {
+                path: d.path.clone(),
+            });
+        }
+        let tid = NumBuf::new(tid as u64);
+        for d in self
+            .dirs
+            .iter()
+            .filter(|d| !d.v2 && (d.ctl.contains(Ctl::CPU) || d.ctl.contains(Ctl::CPUACCT)))
+        {
+            fsio::write_file(&d.path, "tasks", tid.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Moves the calling process's threads that are still in the cgroup
+    /// (see [`Cgroup::add_thread`]) back to the process's own cgroup of each
+    /// v1 hierarchy, so that [`Cgroup::destroy`] finds it empty. Threads the
+    /// process did not start itself can be among them: KVM's per-VM worker
+    /// joins the cgroup of the thread that first runs a vCPU. Threads of
+    /// other processes are left where they are.
+    pub fn release_threads(&self) -> Result<(), CgroupError> {
+        let h = Hierarchies::detect()?;
+        for d in self.dirs.iter().filter(|d| !d.v2) {
+            let Some(home) = h
+                .hierarchies()
+                .iter()
+                .filter(|x| x.version() == CgroupVersion::V1)
+                .find(|x| d.path.starts_with(x.mount_point()))
+                .map(|x| x.process_dir())
+            else {
+                continue;
+            };
+            let text = match fsio::read_trimmed(&d.path, "tasks") {
+                Ok(t) => t,
+                Err(e) if e.io_error().map(io::Error::kind) == Some(io::ErrorKind::NotFound) => {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
+            for tid in text.lines().map(str::trim).filter(|t| !t.is_empty()) {
+                if !Path::new("/proc/self/task").join(tid).exists() {
+                    continue;
+                }
+                match fsio::write_file(&home, "tasks", tid.as_bytes()) {
+                    Ok(()) => {}
+                    // It ended meanwhile.
+                    Err(e)
+                        if e.io_error().and_then(io::Error::raw_os_error) == Some(libc::ESRCH) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The threads under the cgroup's CPU control (v1 `tasks` of the `cpu`
+    /// hierarchy, v2 `cgroup.threads`), sorted.
+    pub fn threads(&self) -> Result<Vec<i32>, CgroupError> {
+        let d = self.dir_for(Ctl::CPU, "cpu")?;
+        let name = if d.v2 { "cgroup.threads" } else { "tasks" };
+        let text = fsio::read_trimmed(&d.path, name)?;
+        let mut out = text
+            .lines()
+            .map(|l| {
+                l.trim()
+                    .parse::<i32>()
+                    .map_err(|_| fsio::parse_error(&d.path.join(name), "not a thread id", l))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_unstable();
+        Ok(out)
+    }
+
     /// Every process in the cgroup, including its child cgroups, read from one
     /// hierarchy (v2 if used, else the v1 freezer, else the first), sorted.
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {

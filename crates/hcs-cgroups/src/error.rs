@@ -103,6 +103,14 @@ pub enum CgroupError {
         reason: &'static str,
     },
 
+    /// Threads of one process cannot be put in this cgroup apart from their
+    /// process (its `cpu` controller is on cgroup v2, outside a threaded subtree).
+    #[error("threads cannot be placed apart from their process in {path}: its cpu controller is on cgroup v2, which allows that only in a threaded subtree of the process's own cgroup")]
+    ThreadPlacement {
+        /// The cgroup directory.
+        path: PathBuf,
+    },
+
     /// A resource value is outside what the kernel accepts.
     #[error("invalid {what} {value}: {reason}")]
     InvalidValue {
@@ -194,6 +202,7 @@ impl CgroupError {
             }
             CgroupError::NoHierarchy { .. }
             | CgroupError::ControllerUnavailable { .. }
+            | CgroupError::ThreadPlacement { .. }
             | CgroupError::FreezerUnavailable => HResult::ERROR_NOT_SUPPORTED,
             CgroupError::Parse { .. } | CgroupError::UnexpectedState { .. } => {
                 HResult::ERROR_INVALID_DATA

@@ -797,3 +797,46 @@ fn bench_create_apply_destroy() {
         }
     }
 }
+
+#[test]
+fn single_threads_join_and_leave_the_cpu_controller() {
+    require_root!("single_threads_join_and_leave_the_cpu_controller");
+    let h = Hierarchies::detect().unwrap();
+    let scratch = Scratch::new("threads");
+    let cg = Cgroup::create(&scratch.rel("t")).unwrap();
+    // A thread of this process that waits until told to end.
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (end_tx, end_rx) = std::sync::mpsc::channel::<()>();
+    let worker = std::thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        tid_tx.send(unsafe { libc::gettid() }).unwrap();
+        let _ = end_rx.recv();
+    });
+    let tid = tid_rx.recv().unwrap();
+    if h.v1("cpu").is_none() {
+        assert!(
+            matches!(cg.add_thread(tid), Err(CgroupError::ThreadPlacement { .. })),
+            "v2 cannot hold one thread apart from its process"
+        );
+    } else {
+        cg.add_thread(tid).unwrap();
+        assert_eq!(cg.threads().unwrap(), [tid], "only that thread moved");
+        let own = fs::read_to_string(format!("/proc/self/task/{tid}/cgroup")).unwrap();
+        assert!(own.contains(&scratch.top), "{own}");
+        // Its process is still elsewhere, so destroy must not kill it...
+        assert!(matches!(
+            cg.destroy(),
+            Err(CgroupError::CallerInside { .. })
+        ));
+        // ...until it is moved back home.
+        cg.release_threads().unwrap();
+        assert!(cg.threads().unwrap().is_empty());
+        cg.destroy().unwrap();
+    }
+    assert!(matches!(
+        cg.add_thread(0),
+        Err(CgroupError::InvalidValue { .. })
+    ));
+    end_tx.send(()).unwrap();
+    worker.join().unwrap();
+}

@@ -112,7 +112,7 @@ impl System {
             )
             .map(|b| Box::new(b) as Box<dyn Backend>)
         } else if let Some(vm) = &doc.virtual_machine {
-            crate::vm::VmBackend::create(id, vm, rundir.path())
+            crate::vm::VmBackend::create(id, namespace, vm, rundir.path())
                 .map(|b| Box::new(b) as Box<dyn Backend>)
         } else {
             Err(HcsError::not_supported(

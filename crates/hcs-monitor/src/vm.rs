@@ -35,6 +35,63 @@ pub struct VmBackend {
     /// The guest agent's connection, when the document asks for one
     /// (`GuestConnection`).
     guest: Option<GuestLink>,
+    /// The cgroup the vCPU threads run in, when `cpu` asks for one.
+    cgroup: Option<hcs_cgroups::Cgroup>,
+    /// Its name under [`crate::container::CGROUP_PARENT`].
+    cgroup_leaf: PathBuf,
+}
+
+/// CFS period of a VM's `Processor.Limit` (cgroup `cpu.max`), in µs.
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// `ComputeTopology.Processor` Limit, Weight and Reservation as cgroup CPU
+/// controls on the vCPU threads (`None` when none is set):
+///
+/// * `Limit` (1..=100000, 100000 = each vCPU may use a whole host CPU) is
+///   CFS bandwidth: `Limit × Count` µs of CPU every 100 ms for all vCPUs
+///   together (at least the kernel's 1 ms), 100000 = no limit.
+/// * `Weight` (0..=10000, relative to other VMs) is `cpu.weight` (v1
+///   `cpu.shares` through the runc conversion); 0 is the lowest, 1.
+/// * `Reservation` would be a guaranteed share; CFS has no guarantee (the
+///   only way to promise CPU time, SCHED_DEADLINE, also caps it), so any
+///   value other than 0 is refused rather than pretended.
+pub fn cpu_controls(
+    processor: &hcs_schema::virtual_machine::VirtualMachineProcessor,
+    vcpus: u8,
+) -> HcsResult<Option<hcs_cgroups::Resources>> {
+    const PATH: &str = "VirtualMachine.ComputeTopology.Processor";
+    if let Some(r) = processor.reservation.filter(|r| *r != 0) {
+        return Err(HcsError::not_supported(format!(
+            "{PATH}.Reservation: {r}: Linux's scheduler cannot guarantee CPU time to the vCPUs \
+             (only weights and caps); use Weight, or omit Reservation (or set 0)"
+        )));
+    }
+    let mut r = hcs_cgroups::Resources::default();
+    if let Some(limit) = processor.limit {
+        if !(1..=100_000).contains(&limit) {
+            return Err(HcsError::invalid_json(format!(
+                "{PATH}.Limit: {limit} is outside 1..=100000 (100000 = 100% of a host CPU per vCPU)"
+            )));
+        }
+        let quota_us = if limit == 100_000 {
+            u64::MAX
+        } else {
+            (limit * u64::from(vcpus) * CPU_PERIOD_US / 100_000).max(1_000)
+        };
+        r.cpu_quota = Some(hcs_cgroups::CpuQuota {
+            quota_us,
+            period_us: CPU_PERIOD_US,
+        });
+    }
+    if let Some(weight) = processor.weight {
+        if weight > 10_000 {
+            return Err(HcsError::invalid_json(format!(
+                "{PATH}.Weight: {weight} is outside 0..=10000"
+            )));
+        }
+        r.cpu_weight = Some(weight.max(1));
+    }
+    Ok((r != hcs_cgroups::Resources::default()).then_some(r))
 }
 
 /// The hybrid vsock device's socket in the runtime directory: host
@@ -145,9 +202,11 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
         None => None,
     };
     let topo = doc.compute_topology.clone().unwrap_or_default();
-    let memory_mb = topo.memory.and_then(|m| m.size_in_mb).ok_or_else(|| {
+    let memory_doc = topo.memory.clone().unwrap_or_default();
+    let memory_mb = memory_doc.size_in_mb.ok_or_else(|| {
         HcsError::invalid_json("VirtualMachine.ComputeTopology.Memory.SizeInMB is required")
     })?;
+    let memory = memory_backing(&memory_doc)?;
     let count = topo.processor.and_then(|p| p.count).unwrap_or(1);
     let vcpus = u8::try_from(count).map_err(|_| {
         HcsError::invalid_json(format!(
@@ -157,14 +216,22 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
     })?;
 
     let devices = doc.devices.clone().unwrap_or_default();
+    let policy = vsock_policy(
+        devices
+            .hv_socket
+            .as_ref()
+            .and_then(|h| h.hv_socket_config.as_ref()),
+        doc.guest_connection.is_some(),
+    )?;
     let virtio = VirtioConfig {
         vsock: (doc.guest_connection.is_some() || devices.hv_socket.is_some()).then(|| {
             hcs_virtio::VsockConfig {
                 guest_cid: GUEST_CID,
                 uds_path: vsock_socket(rundir),
+                policy: policy.clone(),
             }
         }),
-        disks: scsi_disks(&devices)?,
+        disks: scsi_disks(&devices, storage_limiter(doc.storage_qos.as_ref()))?,
         nets: network_adapters(&devices, rundir)?,
     };
     let mut refuse = Vec::new();
@@ -238,6 +305,7 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
             },
             serial,
             virtio,
+            memory,
         },
         links,
     ))
@@ -285,15 +353,241 @@ fn absolute_path(field: &str, value: Option<&str>) -> HcsResult<PathBuf> {
     Ok(p)
 }
 
+/// Who an SDDL security descriptor of `HvSocketConfig` lets through, as far
+/// as this host can tell them apart: the vsock sockets live in the system's
+/// runtime directory (mode 0700, root's), so only root reaches them, and root
+/// is what LocalSystem (`SY`) and the Administrators (`BA`) are here.
+///
+/// * empty: not set (`None`);
+/// * a DACL granting only `SY`/`BA` (hcsshim's `D:P(A;;FA;;;SY)(A;;FA;;;BA)`):
+///   allowed (`Some(true)`), which is what the socket permissions enforce;
+/// * a DACL with no entry (`D:P`, or `D:`): nobody, refused (`Some(false)`);
+/// * anything else (other accounts, deny entries, owners, audit parts) has no
+///   Linux meaning here and is refused with its JSON path.
+pub fn sddl_access(path: &str, sddl: &str) -> HcsResult<Option<bool>> {
+    let text: String = sddl.chars().filter(|c| !c.is_whitespace()).collect();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let refuse = |why: &str| {
+        HcsError::not_supported(format!(
+            "{path}: security descriptor {sddl:?} {why}; only a DACL that grants LocalSystem (SY) or \
+             Administrators (BA), who are root here and the only ones who can reach the VM's sockets, \
+             or an empty DACL (D:P, nobody) can be honoured"
+        ))
+    };
+    let Some(rest) = text.strip_prefix("D:") else {
+        return Err(refuse("has no DACL or has owner, group or audit parts"));
+    };
+    // DACL flags (P, AI, AR, NO_ACCESS_CONTROL...) come before the first entry.
+    let (flags, mut aces) = rest.split_at(rest.find('(').unwrap_or(rest.len()));
+    if flags.contains("NO_ACCESS_CONTROL") {
+        return Err(refuse("turns access control off"));
+    }
+    if flags.contains(':') {
+        return Err(refuse("has parts after the DACL"));
+    }
+    let mut any = false;
+    while !aces.is_empty() {
+        let Some(end) = aces.find(')') else {
+            return Err(refuse("is malformed"));
+        };
+        let ace = aces.get(1..end).unwrap_or_default();
+        aces = aces.get(end + 1..).unwrap_or_default();
+        if !aces.is_empty() && !aces.starts_with('(') {
+            return Err(refuse("is malformed or has parts after the DACL"));
+        }
+        let fields: Vec<&str> = ace.split(';').collect();
+        let [kind, _flags, _rights, _object, _inherited, sid] = fields[..] else {
+            return Err(refuse("has a malformed entry"));
+        };
+        if kind != "A" {
+            return Err(refuse(&format!(
+                "has a {kind:?} entry (only allow entries can be honoured)"
+            )));
+        }
+        if sid != "SY" && sid != "BA" {
+            return Err(refuse(&format!("grants access to {sid:?}")));
+        }
+        any = true;
+    }
+    Ok(Some(any))
+}
+
+/// `Devices.HvSocket.HvSocketConfig` as the vsock device's port policy.
+/// Service GUIDs are vsock ports when they follow the vsock template
+/// (`XXXXXXXX-facb-11e6-bd58-64006a7986d3`); a service that is `Disabled`
+/// refuses both directions; a service's descriptors, or else the defaults,
+/// decide each direction (unset: allowed). With a `GuestConnection` the guest
+/// agent's ports (its control port and the stdio ports from 65536 up) must
+/// stay open to the agent's host listeners.
+pub fn vsock_policy(
+    config: Option<&hcs_schema::virtual_machine::devices::HvSocketSystemConfig>,
+    agent: bool,
+) -> HcsResult<hcs_virtio::VsockPolicy> {
+    const PATH: &str = "VirtualMachine.Devices.HvSocket.HvSocketConfig";
+    let mut policy = hcs_virtio::VsockPolicy::default();
+    let Some(config) = config else {
+        return Ok(policy);
+    };
+    if let Some(sd) = &config.default_bind_security_descriptor {
+        if let Some(allow) = sddl_access(&format!("{PATH}.DefaultBindSecurityDescriptor"), sd)? {
+            policy.default_bind = allow;
+        }
+    }
+    if let Some(sd) = &config.default_connect_security_descriptor {
+        if let Some(allow) = sddl_access(&format!("{PATH}.DefaultConnectSecurityDescriptor"), sd)? {
+            policy.default_connect = allow;
+        }
+    }
+    if agent && !policy.default_bind {
+        return Err(HcsError::not_supported(format!(
+            "{PATH}.DefaultBindSecurityDescriptor: refusing every unlisted host listener would cut off \
+             the guest agent of VirtualMachine.GuestConnection, whose process streams connect to host \
+             ports from 65536 up"
+        )));
+    }
+    for (id, service) in config.service_table.iter().flatten() {
+        let at = format!("{PATH}.ServiceTable[\"{id}\"]");
+        let port = hcs_virtio::vsock::port_of_service_id(id).ok_or_else(|| {
+            HcsError::not_supported(format!(
+                "{at}: {id:?} is not a vsock service id (XXXXXXXX-facb-11e6-bd58-64006a7986d3, \
+                 XXXXXXXX = the port in hex); other Hyper-V socket services do not exist here"
+            ))
+        })?;
+        let rule = if service.disabled == Some(true) {
+            hcs_virtio::vsock::PortRule {
+                connect: false,
+                bind: false,
+            }
+        } else {
+            let side = |member: &str, sd: &Option<String>, default: bool| -> HcsResult<bool> {
+                match sd {
+                    Some(sd) => Ok(sddl_access(&format!("{at}.{member}"), sd)?.unwrap_or(default)),
+                    None => Ok(default),
+                }
+            };
+            hcs_virtio::vsock::PortRule {
+                connect: side(
+                    "ConnectSecurityDescriptor",
+                    &service.connect_security_descriptor,
+                    policy.default_connect,
+                )?,
+                bind: side(
+                    "BindSecurityDescriptor",
+                    &service.bind_security_descriptor,
+                    policy.default_bind,
+                )?,
+            }
+        };
+        if agent
+            && !rule.bind
+            && (port == hcs_agent_protocol::AGENT_CONTROL_PORT || port >= 0x1_0000)
+        {
+            return Err(HcsError::not_supported(format!(
+                "{at}: vsock port {port} is the guest agent's (VirtualMachine.GuestConnection: its control \
+                 port, or the process streams from 65536 up); it cannot be disabled or refused"
+            )));
+        }
+        policy.ports.insert(port, rule);
+    }
+    Ok(policy)
+}
+
+/// `ComputeTopology.Memory`'s backing options as the VMM's (see
+/// [`hcs_vmm::memory`]), and its MMIO members checked against the fixed
+/// layout: the 32-bit MMIO gap is 1 GiB below 4 GiB, and nothing is placed
+/// above RAM, so a high MMIO window is honoured wherever it does not
+/// overlap guest RAM.
+pub fn memory_backing(
+    m: &hcs_schema::virtual_machine::VirtualMachineMemory,
+) -> HcsResult<hcs_vmm::memory::MemoryBacking> {
+    use hcs_schema::enums::MemoryBackingPageSize;
+    use hcs_vmm::memory::{HugePages, MemoryBacking};
+    const PATH: &str = "VirtualMachine.ComputeTopology.Memory";
+    let low_gap_mb = (hcs_vmm::layout::MMIO_GAP_END - hcs_vmm::layout::MMIO_GAP_START) >> 20;
+    if let Some(gap) = m.low_mmio_gap_in_mb.filter(|g| *g != low_gap_mb) {
+        return Err(HcsError::not_supported(format!(
+            "{PATH}.LowMmioGapInMB: {gap}: the MMIO gap below 4 GiB is fixed at {low_gap_mb} MiB \
+             (3 GiB to 4 GiB); omit it or give {low_gap_mb}"
+        )));
+    }
+    if m.high_mmio_base_in_mb.is_some() || m.high_mmio_gap_in_mb.is_some() {
+        let (Some(base), Some(gap)) = (m.high_mmio_base_in_mb, m.high_mmio_gap_in_mb) else {
+            return Err(HcsError::invalid_json(format!(
+                "{PATH}: HighMmioBaseInMB and HighMmioGapInMB go together"
+            )));
+        };
+        let size_mb = m.size_in_mb.unwrap_or(0);
+        let four_gib_mb = hcs_vmm::layout::MMIO_GAP_END >> 20;
+        let low_ram_mb = hcs_vmm::layout::MMIO_GAP_START >> 20;
+        let ram_end_mb = four_gib_mb + size_mb.saturating_sub(low_ram_mb);
+        let end = base.checked_add(gap);
+        if base < four_gib_mb || base < ram_end_mb || end.is_none() || end > Some(1 << 26) {
+            return Err(HcsError::not_supported(format!(
+                "{PATH}.HighMmioBaseInMB: {base} (+{gap} MiB): the high MMIO window must start at or above \
+                 4 GiB and after guest RAM, which ends at {ram_end_mb} MiB, and end below 64 TiB"
+            )));
+        }
+    }
+    let huge_pages = match (m.backing_page_size, m.forbid_small_backing_pages) {
+        (None | Some(MemoryBackingPageSize::Small), Some(true)) => {
+            return Err(HcsError::invalid_json(format!(
+                "{PATH}.ForbidSmallBackingPages: true needs BackingPageSize Large"
+            )))
+        }
+        (None | Some(MemoryBackingPageSize::Small), _) => HugePages::No,
+        (Some(MemoryBackingPageSize::Large), Some(true)) => HugePages::Require,
+        (Some(MemoryBackingPageSize::Large), _) => HugePages::Prefer,
+    };
+    let populate = m.allow_overcommit == Some(false);
+    // Commit is deferred unless the document asks otherwise or the memory is
+    // populated (or in huge pages, which are reserved when mapped) anyway.
+    let deferred_commit = match m.enable_deferred_commit {
+        Some(true) if populate => {
+            return Err(HcsError::invalid_json(format!(
+                "{PATH}.EnableDeferredCommit: true contradicts AllowOvercommit false (all memory \
+                 populated at creation)"
+            )))
+        }
+        Some(true) if huge_pages != HugePages::No => {
+            return Err(HcsError::not_supported(format!(
+                "{PATH}.EnableDeferredCommit: true cannot be honoured with BackingPageSize Large: huge \
+                 pages are reserved when they are mapped"
+            )))
+        }
+        Some(d) => d,
+        None => !populate && huge_pages == HugePages::No && m.pin_backing_pages != Some(true),
+    };
+    if huge_pages != HugePages::No && m.size_in_mb.is_some_and(|mb| mb % 2 != 0) {
+        return Err(HcsError::invalid_json(format!(
+            "{PATH}.SizeInMB: BackingPageSize Large needs a whole number of 2 MiB pages"
+        )));
+    }
+    Ok(MemoryBacking {
+        populate,
+        deferred_commit,
+        huge_pages,
+        pin: m.pin_backing_pages.unwrap_or(false),
+    })
+}
+
 /// The guest's vsock context id (the host is 2).
 pub const GUEST_CID: u64 = 3;
 
 /// `Devices.Scsi` attachments as virtio-blk disks, controllers and LUNs in
 /// order. Images are raw or fixed VHD; an `Iso` is attached read-only.
+/// The guest tells them apart by their serial (virtio-blk GET_ID,
+/// `/sys/block/vdX/serial`): `<controller>:<lun>`, see [`controller_number`].
+/// `CachingMode` picks the host caching (absent: the page cache, with the
+/// guest's flushes honoured), `IgnoreFlushes` completes flushes without
+/// syncing, the controller's `DisableInterruptBatching` interrupts the guest
+/// for every request.
 fn scsi_disks(
     devices: &hcs_schema::virtual_machine::Devices,
+    limiter: Option<std::sync::Arc<hcs_virtio::block::IoLimiter>>,
 ) -> HcsResult<Vec<hcs_virtio::BlockConfig>> {
-    use hcs_schema::enums::AttachmentType;
+    use hcs_schema::enums::{AttachmentType, CachingMode};
     let mut disks = Vec::new();
     for (controller, scsi) in devices.scsi.iter().flatten() {
         for (lun, a) in scsi.attachments.iter().flatten() {
@@ -327,14 +621,79 @@ fn scsi_disks(
                     format!("{field}.Path: {path:?} does not exist or is not a file"),
                 ));
             }
+            let cache = match a.caching_mode {
+                None | Some(CachingMode::Cached) => hcs_virtio::CacheMode::WriteBack,
+                Some(CachingMode::ReadOnlyCached) => hcs_virtio::CacheMode::WriteThrough,
+                Some(CachingMode::Uncached) => hcs_virtio::CacheMode::Uncached,
+            };
+            let id = format!("{}:{lun}", controller_number(controller));
+            if id.len() > hcs_virtio::block::ID_BYTES {
+                return Err(HcsError::invalid_json(format!(
+                    "VirtualMachine.Devices.Scsi[\"{controller}\"]: the guest tells disks apart by their \
+                     virtio-blk serial \"<controller>:<lun>\", at most {} bytes; name the controller \
+                     \"0\" to \"3\" (or with one of hcsshim's controller GUIDs, or a shorter name)",
+                    hcs_virtio::block::ID_BYTES
+                )));
+            }
+            if let Some(other) = disks.iter().find(|d: &&hcs_virtio::BlockConfig| d.id == id) {
+                return Err(HcsError::invalid_json(format!(
+                    "{field}: its serial {id:?} is also the serial of {}",
+                    other.path.display()
+                )));
+            }
             disks.push(hcs_virtio::BlockConfig {
                 path: pb,
                 read_only,
-                id: format!("hcs-{controller}-{lun}"),
+                id,
+                options: hcs_virtio::BlockOptions {
+                    cache,
+                    ignore_flushes: a.ignore_flushes.unwrap_or(false),
+                    interrupt_per_request: scsi.disable_interrupt_batching.unwrap_or(false),
+                    limiter: limiter.clone(),
+                },
             });
         }
     }
     Ok(disks)
+}
+
+/// `VirtualMachine.StorageQoS` as one limiter shared by all the VM's disks
+/// (the limits are the VM's, not each disk's): `IopsMaximum` requests and
+/// `BandwidthMaximum` bytes of data per second, a second's worth at once;
+/// 0 or absent is no limit.
+fn storage_limiter(
+    qos: Option<&hcs_schema::virtual_machine::StorageQoS>,
+) -> Option<std::sync::Arc<hcs_virtio::block::IoLimiter>> {
+    let qos = qos?;
+    hcs_virtio::block::IoLimiter::new(hcs_virtio::block::IoLimits {
+        iops: qos.iops_maximum,
+        bandwidth: qos.bandwidth_maximum,
+    })
+}
+
+/// hcsshim's SCSI controller GUIDs (`guestrequest.ScsiControllerGuids`),
+/// whose position is the controller number its guest looks for.
+const HCSSHIM_SCSI_CONTROLLERS: [&str; 4] = [
+    "df6d0690-79e5-55b6-a5ec-c1e2f77f580a",
+    "0110f83b-de10-5172-a266-78bca56bf50a",
+    "b5d2d8d4-3a75-51bf-945b-3444dc6b8579",
+    "305891a9-b251-5dfe-91a2-c25d9212275b",
+];
+
+/// The controller part of a disk's serial: the number of a numeric key
+/// (`"0"`), the number hcsshim gives one of its controller GUIDs, or else
+/// the key itself.
+fn controller_number(key: &str) -> String {
+    if let Ok(n) = key.parse::<u32>() {
+        return n.to_string();
+    }
+    match HCSSHIM_SCSI_CONTROLLERS
+        .iter()
+        .position(|g| g.eq_ignore_ascii_case(key))
+    {
+        Some(i) => i.to_string(),
+        None => key.to_string(),
+    }
 }
 
 /// `Devices.NetworkAdapters` as virtio-net devices, in name order. On Linux
@@ -411,6 +770,20 @@ fn vmm_error(e: VmmError) -> HcsError {
             HcsError::new(HResult::ERROR_INVALID_DATA, format!("saved state {m}"))
         }
         VmmError::Unsupported(m) => HcsError::not_supported(m),
+        VmmError::Memory(m) => {
+            use hcs_vmm::memory::MemoryError as M;
+            let code = match &m {
+                M::Invalid(_) => HResult::HCS_E_INVALID_JSON,
+                M::NoHugePages { .. } => HResult::E_OUTOFMEMORY,
+                M::Map { source, .. } | M::Populate { source, .. } | M::Lock { source, .. } => {
+                    source
+                        .raw_os_error()
+                        .map(HResult::from_errno)
+                        .unwrap_or(HResult::E_FAIL)
+                }
+            };
+            HcsError::new(code, format!("VirtualMachine.ComputeTopology.Memory: {m}"))
+        }
         VmmError::Virtio(v) => {
             use hcs_vmm::devices::virtio::VirtioSetupError as V;
             let code = match &v {
@@ -437,8 +810,43 @@ fn vmm_error(e: VmmError) -> HcsError {
 
 impl VmBackend {
     /// Build the VM of the document's `VirtualMachine` (nothing runs yet).
-    pub fn create(id: &str, doc: &VirtualMachine, rundir: &Path) -> HcsResult<VmBackend> {
+    pub fn create(
+        id: &str,
+        namespace: &str,
+        doc: &VirtualMachine,
+        rundir: &Path,
+    ) -> HcsResult<VmBackend> {
         let (cfg, links) = config(doc, rundir)?;
+        let processor = doc
+            .compute_topology
+            .as_ref()
+            .and_then(|t| t.processor.clone())
+            .unwrap_or_default();
+        let cpu = cpu_controls(&processor, cfg.vcpus)?;
+        let cgroup_leaf = PathBuf::from(crate::container::cgroup_leaf(namespace, id));
+        // Made now so that its paths are in the record before it exists.
+        let cgroup = match &cpu {
+            Some(r) => {
+                // Refuse now rather than at start, and before making anything.
+                if hcs_cgroups::Hierarchies::detect()?.v1("cpu").is_none() {
+                    return Err(HcsError::not_supported(
+                        "VirtualMachine.ComputeTopology.Processor (Limit/Weight): the vCPU threads \
+                         can be put in a CPU cgroup of their own only on a cgroup v1 cpu hierarchy; \
+                         this host's cpu controller is on cgroup v2",
+                    ));
+                }
+                let cg = hcs_cgroups::Cgroup::create_under(
+                    Path::new(crate::container::CGROUP_PARENT),
+                    &cgroup_leaf,
+                )?;
+                if let Err(e) = cg.apply(r) {
+                    let _ = cg.destroy();
+                    return Err(e.into());
+                }
+                Some(cg)
+            }
+            None => None,
+        };
         let vm = match restore_path(doc)? {
             Some(state) => Vm::restore(&cfg, &state).map_err(vmm_error)?,
             None => Vm::create(&cfg).map_err(vmm_error)?,
@@ -460,6 +868,8 @@ impl VmBackend {
             started_at: None,
             links,
             guest,
+            cgroup,
+            cgroup_leaf,
         })
     }
 
@@ -588,11 +998,41 @@ impl Backend for VmBackend {
     }
 
     fn cgroup_paths(&self) -> Vec<PathBuf> {
-        Vec::new()
+        self.cgroup.as_ref().map(|c| c.paths()).unwrap_or_default()
+    }
+
+    fn cgroup_leaf(&self) -> Option<PathBuf> {
+        Some(self.cgroup_leaf.clone())
     }
 
     fn start(&mut self) -> HcsResult<Option<i32>> {
-        self.vm.start().map_err(vmm_error)?;
+        match &self.cgroup {
+            Some(cg) => {
+                // Keep the typed error: its HRESULT says whether the host
+                // cannot (v2 without threads) or something failed.
+                let failed = std::cell::RefCell::new(None);
+                let place = |tids: &[i32]| {
+                    for &tid in tids {
+                        if let Err(e) = cg.add_thread(tid) {
+                            let text = e.to_string();
+                            *failed.borrow_mut() = Some(e);
+                            return Err(text);
+                        }
+                    }
+                    Ok(())
+                };
+                if let Err(e) = self.vm.start_with(Some(&place)) {
+                    return Err(match failed.into_inner() {
+                        Some(c) => HcsError::new(
+                            c.hresult(),
+                            format!("VirtualMachine.ComputeTopology.Processor (Limit/Weight): {c}"),
+                        ),
+                        None => vmm_error(e),
+                    });
+                }
+            }
+            None => self.vm.start().map_err(vmm_error)?,
+        }
         self.started_at = Some(std::time::SystemTime::now());
         Ok(None)
     }
@@ -809,6 +1249,12 @@ impl Backend for VmBackend {
         for l in &self.links {
             let _ = std::fs::remove_file(l);
         }
+        // The vCPU threads have ended; KVM's worker for the VM lives as
+        // long as the VM and goes back to the monitor's own cgroup.
+        if let Some(cg) = self.cgroup.take() {
+            cg.release_threads()?;
+            cg.destroy()?;
+        }
         Ok(())
     }
 }
@@ -898,5 +1344,229 @@ mod tests {
                 "{msg}"
             );
         }
+    }
+
+    fn hv_socket(json: &str) -> hcs_schema::virtual_machine::devices::HvSocketSystemConfig {
+        hcs_schema::from_json(json, "HvSocketSystemConfig").expect("valid HvSocketSystemConfig")
+    }
+
+    #[test]
+    fn security_descriptors_granting_root_allow_empty_ones_refuse_others_are_refused() {
+        use super::sddl_access;
+        assert_eq!(sddl_access("p", "").unwrap(), None);
+        assert_eq!(
+            sddl_access("p", "D:P(A;;FA;;;SY)(A;;FA;;;BA)").unwrap(),
+            Some(true)
+        );
+        assert_eq!(sddl_access("p", "D:(A;;GA;;;SY)").unwrap(), Some(true));
+        assert_eq!(sddl_access("p", "D:P").unwrap(), Some(false));
+        for bad in [
+            "D:P(A;;FA;;;WD)",
+            "D:P(D;;FA;;;SY)",
+            "O:SYD:P(A;;FA;;;SY)",
+            "D:P(A;;FA;;;SY)S:(AU;;FA;;;WD)",
+            "D:NO_ACCESS_CONTROL",
+            "D:P(A;;FA;;SY)",
+            "D:P(A;;FA;;;SY",
+            "D:P(A;;FA;;;SY)x",
+        ] {
+            let e = sddl_access("$.X.DefaultBindSecurityDescriptor", bad).expect_err(bad);
+            assert_eq!(e.hresult, HResult::ERROR_NOT_SUPPORTED, "{bad}");
+            assert!(
+                e.message.contains("$.X.DefaultBindSecurityDescriptor"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_service_table_becomes_a_port_policy() {
+        use super::vsock_policy;
+        let p = vsock_policy(
+            Some(&hv_socket(
+                r#"{"DefaultConnectSecurityDescriptor": "D:P",
+                    "DefaultBindSecurityDescriptor": "D:P(A;;FA;;;SY)(A;;FA;;;BA)",
+                    "ServiceTable": {
+                        "00000034-facb-11e6-bd58-64006a7986d3": { "ConnectSecurityDescriptor": "D:P(A;;FA;;;SY)" },
+                        "000004D2-FACB-11E6-BD58-64006A7986D3": { "Disabled": true, "AllowWildcardBinds": true }
+                    }}"#,
+            )),
+            false,
+        )
+        .unwrap();
+        assert!(!p.default_connect && p.default_bind);
+        assert!(p.allows_connect(0x34) && p.allows_bind(0x34));
+        assert!(!p.allows_connect(1234) && !p.allows_bind(1234));
+        assert!(!p.allows_connect(7) && p.allows_bind(7));
+        assert_eq!(
+            vsock_policy(None, true).unwrap(),
+            hcs_virtio::VsockPolicy::default()
+        );
+    }
+
+    #[test]
+    fn service_tables_that_cannot_be_honoured_are_refused_with_their_path() {
+        use super::vsock_policy;
+        let cases = [
+            (
+                r#"{"ServiceTable": {"e0e16197-dd56-4a10-9195-5ee7a155a838": {}}}"#,
+                false,
+                r#"ServiceTable["e0e16197-dd56-4a10-9195-5ee7a155a838"]"#,
+            ),
+            (
+                r#"{"ServiceTable": {"00000001-facb-11e6-bd58-64006a7986d3": {"BindSecurityDescriptor": "D:P(A;;FA;;;WD)"}}}"#,
+                false,
+                r#"ServiceTable["00000001-facb-11e6-bd58-64006a7986d3"].BindSecurityDescriptor"#,
+            ),
+            (
+                r#"{"DefaultBindSecurityDescriptor": "D:P"}"#,
+                true,
+                "DefaultBindSecurityDescriptor",
+            ),
+            (
+                r#"{"ServiceTable": {"00004843-facb-11e6-bd58-64006a7986d3": {"Disabled": true}}}"#,
+                true,
+                "guest agent",
+            ),
+        ];
+        for (json, agent, needle) in cases {
+            let e = vsock_policy(Some(&hv_socket(json)), agent).expect_err(json);
+            assert_eq!(e.hresult, HResult::ERROR_NOT_SUPPORTED, "{json}");
+            assert!(e.message.contains(needle), "{json}: {e}");
+            assert!(
+                e.message
+                    .contains("VirtualMachine.Devices.HvSocket.HvSocketConfig"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn scsi_disks_carry_controller_and_lun_and_their_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("d.img");
+        std::fs::write(&img, vec![0u8; 4096]).unwrap();
+        let img = img.to_str().unwrap();
+        let d = devices(&format!(
+            r#"{{"Scsi": {{
+                "0": {{"Attachments": {{"0": {{"Path": "{img}"}}, "3": {{"Path": "{img}", "CachingMode": "Uncached", "IgnoreFlushes": true}}}}}},
+                "B5D2D8D4-3A75-51BF-945B-3444DC6B8579": {{"DisableInterruptBatching": true, "Attachments": {{"1": {{"Path": "{img}", "CachingMode": "ReadOnlyCached"}}}}}},
+                "primary": {{"Attachments": {{"2": {{"Path": "{img}", "CachingMode": "Cached"}}}}}}
+            }}}}"#
+        ));
+        let disks = super::scsi_disks(&d, None).unwrap();
+        let got: Vec<(&str, hcs_virtio::BlockOptions)> = disks
+            .iter()
+            .map(|b| (b.id.as_str(), b.options.clone()))
+            .collect();
+        use hcs_virtio::{BlockOptions, CacheMode};
+        assert_eq!(
+            got,
+            [
+                ("0:0", BlockOptions::default()),
+                (
+                    "0:3",
+                    BlockOptions {
+                        cache: CacheMode::Uncached,
+                        ignore_flushes: true,
+                        interrupt_per_request: false,
+                        limiter: None
+                    }
+                ),
+                (
+                    "2:1",
+                    BlockOptions {
+                        cache: CacheMode::WriteThrough,
+                        ignore_flushes: false,
+                        interrupt_per_request: true,
+                        limiter: None
+                    }
+                ),
+                ("primary:2", BlockOptions::default()),
+            ]
+        );
+        // Serials must fit GET_ID's 20 bytes and be unique.
+        for bad in [
+            format!(
+                r#"{{"Scsi": {{"e0e16197-dd56-4a10-9195-5ee7a155a838": {{"Attachments": {{"0": {{"Path": "{img}"}}}}}}}}}}"#
+            ),
+            format!(
+                r#"{{"Scsi": {{"0": {{"Attachments": {{"0": {{"Path": "{img}"}}}}}}, "00": {{"Attachments": {{"0": {{"Path": "{img}"}}}}}}}}}}"#
+            ),
+        ] {
+            let e = super::scsi_disks(&devices(&bad), None).expect_err(&bad);
+            assert_eq!(e.hresult, HResult::HCS_E_INVALID_JSON, "{e}");
+            assert!(e.message.contains("VirtualMachine.Devices.Scsi["), "{e}");
+        }
+    }
+
+    #[test]
+    fn storage_qos_is_one_limiter_shared_by_the_vm_s_disks() {
+        assert!(super::storage_limiter(None).is_none());
+        let qos: hcs_schema::virtual_machine::StorageQoS =
+            hcs_schema::from_json(r#"{"IopsMaximum": 0}"#, "StorageQoS").unwrap();
+        assert!(
+            super::storage_limiter(Some(&qos)).is_none(),
+            "0 is no limit"
+        );
+        let qos: hcs_schema::virtual_machine::StorageQoS = hcs_schema::from_json(
+            r#"{"IopsMaximum": 100, "BandwidthMaximum": 1048576}"#,
+            "StorageQoS",
+        )
+        .unwrap();
+        let limiter = super::storage_limiter(Some(&qos)).unwrap();
+        assert_eq!(
+            limiter.limits(),
+            hcs_virtio::block::IoLimits {
+                iops: Some(100),
+                bandwidth: Some(1 << 20)
+            }
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("d.img");
+        std::fs::write(&img, vec![0u8; 4096]).unwrap();
+        let img = img.to_str().unwrap();
+        let d = devices(&format!(
+            r#"{{"Scsi": {{"0": {{"Attachments": {{"0": {{"Path": "{img}"}}, "1": {{"Path": "{img}"}}}}}}}}}}"#
+        ));
+        let disks = super::scsi_disks(&d, Some(limiter.clone())).unwrap();
+        assert!(disks.iter().all(|b| b
+            .options
+            .limiter
+            .as_ref()
+            .is_some_and(|l| std::sync::Arc::ptr_eq(l, &limiter))));
+    }
+
+    /// The resource members hcsshim sends (tests/fixtures of hcs-schema)
+    /// are honoured as they are.
+    #[test]
+    fn hcsshim_s_resource_members_are_honoured() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../hcs-schema/tests/fixtures/hcsshim_lcow_uvm_vhd_uefi_console.json"
+        ))
+        .unwrap();
+        let doc: hcs_schema::ComputeSystem = hcs_schema::from_json(&text, "ComputeSystem").unwrap();
+        let vm = doc.virtual_machine.unwrap();
+        let topo = vm.compute_topology.unwrap();
+        let cpu = super::cpu_controls(&topo.processor.unwrap(), 2)
+            .unwrap()
+            .unwrap();
+        assert_eq!(cpu.cpu_weight, Some(200));
+        assert_eq!(
+            cpu.cpu_quota.map(|q| q.quota_us),
+            Some(100_000),
+            "50% of 2 vCPUs"
+        );
+        let m = super::memory_backing(&topo.memory.unwrap()).unwrap();
+        assert!(m.deferred_commit && !m.populate && !m.pin);
+        let hv = vm.devices.unwrap().hv_socket.unwrap().hv_socket_config;
+        let p = super::vsock_policy(hv.as_ref(), true).unwrap();
+        assert!(
+            p.default_bind && p.default_connect,
+            "SYSTEM and Administrators are root here"
+        );
+        let l = super::storage_limiter(vm.storage_qos.as_ref()).unwrap();
+        assert_eq!(l.limits().iops, Some(5000));
     }
 }

@@ -510,8 +510,10 @@ pub static TABLE: &[Entry] = &[
     refused("VirtualMachine", "GuestState", "persistent guest state files (.vmgs/.vmrs) are not supported"),
     honoured("VirtualMachine", "RestoreState"),
     refused("VirtualMachine", "RegistryChanges", "a Windows registry feature"),
-    refused("VirtualMachine", "StorageQoS", "storage QoS limits are not enforced yet"), // TODO(vmres)
+    honoured("VirtualMachine", "StorageQoS"),
     honoured("VirtualMachine", "GuestConnection"),
+    honoured("StorageQoS", "IopsMaximum"),
+    honoured("StorageQoS", "BandwidthMaximum"),
     refused("VirtualMachine", "DebugOptions", "crash dump files are not written"),
     refused("VirtualMachine", "SecuritySettings", "TPM and isolated (SNP/VBS) VMs are not supported"),
     refused("VirtualMachine", "ResourcePartitionId", "Windows resource partitions do not exist here"),
@@ -535,27 +537,29 @@ pub static TABLE: &[Entry] = &[
     honoured("Topology", "Processor"),
     refused("Topology", "Numa", "virtual NUMA topologies are not supported; the guest sees one node"),
     honoured("VirtualMachineMemory", "SizeInMB"),
-    refused("VirtualMachineMemory", "AllowOvercommit", "not honoured yet"), // TODO(vmres)
-    refused("VirtualMachineMemory", "BackingPageSize", "not honoured yet"), // TODO(vmres)
+    honoured("VirtualMachineMemory", "AllowOvercommit"),
+    honoured("VirtualMachineMemory", "BackingPageSize"),
     refused("VirtualMachineMemory", "FaultClusterSizeShift", HYPERV_MEMORY),
     refused("VirtualMachineMemory", "DirectMapFaultClusterSizeShift", HYPERV_MEMORY),
-    refused_unless("VirtualMachineMemory", "PinBackingPages", &["false"], "not honoured yet"), // TODO(vmres)
-    refused_unless("VirtualMachineMemory", "ForbidSmallBackingPages", &["false"], "not honoured yet"), // TODO(vmres)
+    honoured("VirtualMachineMemory", "PinBackingPages"),
+    honoured("VirtualMachineMemory", "ForbidSmallBackingPages"),
     refused_unless("VirtualMachineMemory", "EnableHotHint", &["false"], HYPERV_MEMORY),
     refused_unless("VirtualMachineMemory", "EnableColdHint", &["false"], HYPERV_MEMORY),
     refused_unless("VirtualMachineMemory", "EnableColdDiscardHint", &["false"], "free page reporting is not offered to guests"),
-    refused("VirtualMachineMemory", "EnableDeferredCommit", "not honoured yet"), // TODO(vmres)
-    refused("VirtualMachineMemory", "LowMmioGapInMB", "the MMIO layout is fixed; not configurable yet"), // TODO(vmres)
-    refused("VirtualMachineMemory", "HighMmioBaseInMB", "the MMIO layout is fixed; not configurable yet"), // TODO(vmres)
-    refused("VirtualMachineMemory", "HighMmioGapInMB", "the MMIO layout is fixed; not configurable yet"), // TODO(vmres)
+    honoured("VirtualMachineMemory", "EnableDeferredCommit"),
+    // The layout is fixed: the monitor accepts the values it already has
+    // (a 1024 MiB low gap; a high window clear of RAM) and refuses others.
+    honoured("VirtualMachineMemory", "LowMmioGapInMB"),
+    honoured("VirtualMachineMemory", "HighMmioBaseInMB"),
+    honoured("VirtualMachineMemory", "HighMmioGapInMB"),
     refused_unless("VirtualMachineMemory", "Backing", &["\"Virtual\""], "guest RAM is ordinary pageable host memory (`Virtual`)"),
     refused("VirtualMachineMemory", "SlitType", "virtual NUMA topologies are not supported"),
     hint("VirtualMachineMemory", "HostingProcessNameSuffix", "names the Windows host process (`vmmem` and the suffix); the process running the VM is hcs-monitor"),
     refused_unless("VirtualMachineMemory", "EnableEpf", &["false"], HYPERV_MEMORY),
     honoured("VirtualMachineProcessor", "Count"),
-    refused("VirtualMachineProcessor", "Limit", "CPU limits are not enforced on VMs yet"), // TODO(vmres)
-    refused("VirtualMachineProcessor", "Weight", "CPU weights are not enforced on VMs yet"), // TODO(vmres)
-    refused("VirtualMachineProcessor", "Reservation", "CPU reservations are not enforced on VMs yet"), // TODO(vmres)
+    honoured("VirtualMachineProcessor", "Limit"),
+    honoured("VirtualMachineProcessor", "Weight"),
+    refused_unless("VirtualMachineProcessor", "Reservation", &["0"], "Linux's scheduler cannot guarantee CPU time to the vCPUs (only weights and caps); use Weight"),
     refused("VirtualMachineProcessor", "MaximumFrequencyMHz", "vCPU frequency caps are not supported"),
     refused_unless("VirtualMachineProcessor", "ExposeVirtualizationExtensions", &["false"], "nested virtualization is not offered to guests"),
     refused_unless("VirtualMachineProcessor", "EnablePerfmonPmu", &["false"], CPU_FEATURE),
@@ -594,15 +598,15 @@ pub static TABLE: &[Entry] = &[
     honoured("ComPort", "NamedPipe"),
     hint("ComPort", "OptimizeForDebugger", "tunes a Windows named pipe for a kernel debugger; the port behaves the same"),
     honoured("Scsi", "Attachments"),
-    refused_unless("Scsi", "DisableInterruptBatching", &["false"], "interrupt batching is not configurable"),
+    honoured("Scsi", "DisableInterruptBatching"),
     honoured("Attachment", "Type"),
     honoured("Attachment", "Path"),
-    refused("Attachment", "CachingMode", "not honoured yet"), // TODO(vmres)
+    honoured("Attachment", "CachingMode"),
     honoured("Attachment", "ReadOnly"),
     refused_unless("Attachment", "SupportCompressedVolumes", &["false"], WINDOWS_STORAGE),
     refused_unless("Attachment", "AlwaysAllowSparseFiles", &["false"], WINDOWS_STORAGE),
     refused_unless("Attachment", "SupportEncryptedFiles", &["false"], WINDOWS_STORAGE),
-    refused_unless("Attachment", "IgnoreFlushes", &["false"], "not honoured yet"), // TODO(vmres)
+    honoured("Attachment", "IgnoreFlushes"),
     refused_unless("Attachment", "NoWriteHardening", &["false"], WINDOWS_STORAGE),
     refused_unless("Attachment", "DisableExpansionOptimization", &["false"], WINDOWS_STORAGE),
     refused_unless("Attachment", "IgnoreRelativeLocator", &["false"], "differencing VHDs are not supported"),
@@ -618,9 +622,15 @@ pub static TABLE: &[Entry] = &[
     refused("NetworkAdapter", "SwitchId", "Hyper-V switches do not exist here; EndpointId names the tap"),
     refused("NetworkAdapter", "PortId", "Hyper-V switch ports do not exist here; EndpointId names the tap"),
     honoured("VirtualMachineHvSocket", "HvSocketConfig"),
-    refused("HvSocketSystemConfig", "DefaultBindSecurityDescriptor", "not honoured yet"), // TODO(vmres)
-    refused("HvSocketSystemConfig", "DefaultConnectSecurityDescriptor", "not honoured yet"), // TODO(vmres)
-    refused("HvSocketSystemConfig", "ServiceTable", "not honoured yet"), // TODO(vmres)
+    // The descriptors are honoured where Linux can tell (root only, or
+    // nobody); the monitor refuses the others with their path.
+    honoured("HvSocketSystemConfig", "DefaultBindSecurityDescriptor"),
+    honoured("HvSocketSystemConfig", "DefaultConnectSecurityDescriptor"),
+    honoured("HvSocketSystemConfig", "ServiceTable"),
+    honoured("HvSocketServiceConfig", "BindSecurityDescriptor"),
+    honoured("HvSocketServiceConfig", "ConnectSecurityDescriptor"),
+    hint("HvSocketServiceConfig", "AllowWildcardBinds", "host listeners are per VM (<socket>_<port>); there is no wildcard bind to allow or forbid"),
+    honoured("HvSocketServiceConfig", "Disabled"),
     // ProcessParameters
     honoured("ProcessParameters", "ApplicationName"),
     honoured("ProcessParameters", "CommandLine"),

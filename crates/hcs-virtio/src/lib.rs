@@ -29,7 +29,8 @@
 //! let disk = Block::open(&BlockConfig {
 //!     path: "/var/lib/hcs/disk.vhd".into(),
 //!     read_only: false,
-//!     id: "scsi0-lun0".into(),
+//!     id: "0:0".into(),
+//!     options: Default::default(),
 //! })?;
 //! let blk = MmioTransport::new(Box::new(disk), mem.clone(), Arc::new(Interrupt::new(irq)));
 //! let blk = Arc::new(Mutex::new(blk));
@@ -38,7 +39,7 @@
 //! // describes the window as an `LNRO0005` device with that GSI.
 //! blk.lock().unwrap().write(0x70, &0u32.to_le_bytes());
 //!
-//! let vsock = Vsock::new(&VsockConfig { guest_cid: 3, uds_path: "/run/hcs/vm/vsock.sock".into() })?;
+//! let vsock = Vsock::new(&VsockConfig { guest_cid: 3, uds_path: "/run/hcs/vm/vsock.sock".into(), policy: Default::default() })?;
 //! let _vsock = MmioTransport::new(Box::new(vsock), mem, Arc::new(Interrupt::new(EventFd::new(0)?)));
 //! # let _ = MMIO_WINDOW_SIZE;
 //! # Ok(())
@@ -61,12 +62,12 @@ mod worker_thread;
 #[cfg(test)]
 pub(crate) mod testing;
 
-pub use block::{Block, BlockConfig, DiskError, DiskFormat, DiskImage};
+pub use block::{Block, BlockConfig, BlockOptions, CacheMode, DiskError, DiskFormat, DiskImage};
 pub use device::{ActivateError, DeviceQueues, VirtioDevice};
 pub use interrupt::{Interrupt, IrqTrigger};
 pub use mmio::{MmioTransport, MMIO_WINDOW_SIZE};
 pub use net::{MacAddress, MacError, Net, NetConfig, NetError, TapError};
-pub use vsock::{Vsock, VsockConfig, VsockError, VsockHandle};
+pub use vsock::{Vsock, VsockConfig, VsockError, VsockHandle, VsockPolicy};
 
 /// The guest memory type every device works on (`vm-memory`'s, as the VMM
 /// creates it).

@@ -131,3 +131,35 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// Report that `test` did not run its checks, and why: on stderr and, when
+/// `$HCS_TEST_SKIP_LOG` names a file, appended to it (scripts/test.sh lists
+/// those lines; cargo counts a skip as a pass).
+pub fn skip(test: &str, reason: &str) {
+    use std::io::Write;
+    let line = format!("SKIPPED {test}: {reason}");
+    eprintln!("{line}");
+    if let Some(log) = std::env::var_os("HCS_TEST_SKIP_LOG") {
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = written {
+            panic!("cannot record the skip in {log:?}: {e}");
+        }
+    }
+}
+
+/// Whether `path` is on tmpfs (whose pages are the files: nothing to cache).
+pub fn on_tmpfs(path: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: libc::statfs is plain integers, for which all zeros is valid.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` is a live statfs to fill.
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    rc == 0 && st.f_type == libc::TMPFS_MAGIC
+}

@@ -8,10 +8,14 @@ pub mod boot;
 pub mod devices;
 pub mod host;
 pub mod layout;
+pub mod memory;
 pub mod snapshot;
 pub mod vcpu;
 pub mod vcpu_state;
 pub mod vm;
+
+#[cfg(test)]
+mod testing;
 
 pub use boot::BootSource;
 pub use devices::serial::SerialBackend;

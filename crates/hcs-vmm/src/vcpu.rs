@@ -16,7 +16,7 @@
 
 use std::cell::Cell;
 use std::os::unix::thread::JoinHandleExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -80,6 +80,8 @@ pub struct VcpuShared {
     changed: Condvar,
     /// VM exits handled in user space.
     pub exits: AtomicU64,
+    /// The kernel id of its thread (0 until the thread has started).
+    pub tid: AtomicI32,
 }
 
 /// Called by a vCPU thread when the guest stops the VM.
@@ -149,11 +151,15 @@ impl VcpuHandle {
             }),
             changed: Condvar::new(),
             exits: AtomicU64::new(0),
+            tid: AtomicI32::new(0),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("vcpu{id}"))
             .spawn(move || {
+                // SAFETY: gettid has no preconditions and cannot fail.
+                let tid = unsafe { libc::gettid() };
+                s.tid.store(tid, Ordering::Release);
                 KVM_RUN.with(|r| r.set(fd.get_kvm_run() as *mut kvm_run));
                 run_loop(&mut fd, &s, &ctx);
                 KVM_RUN.with(|r| r.set(std::ptr::null_mut()));

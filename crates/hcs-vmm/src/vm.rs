@@ -41,7 +41,13 @@ pub struct VmConfig {
     pub serial: Vec<(u8, Vec<SerialBackend>)>,
     /// virtio-mmio devices (vsock, disks).
     pub virtio: crate::devices::virtio::VirtioConfig,
+    /// How guest RAM is backed.
+    pub memory: crate::memory::MemoryBacking,
 }
+
+/// Puts the vCPU threads (their kernel thread ids) where they must run,
+/// e.g. a cgroup; see [`Vm::start_with`].
+pub type PlaceVcpus<'a> = dyn Fn(&[i32]) -> Result<(), String> + 'a;
 
 /// Why the VM stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +117,9 @@ pub enum VmmError {
     /// The VM is not in the right state.
     #[error("{0}")]
     State(String),
+    /// The vCPU threads could not be placed (see [`Vm::start_with`]).
+    #[error("placing the vCPU threads: {0}")]
+    Placement(String),
     /// A virtio device could not be set up.
     #[error(transparent)]
     Virtio(#[from] crate::devices::virtio::VirtioSetupError),
@@ -129,6 +138,9 @@ pub enum VmmError {
     /// Something this VMM cannot do yet.
     #[error("{0}")]
     Unsupported(String),
+    /// Guest RAM could not be backed as asked.
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
 }
 
 /// Write the ACPI tables and load the kernel; returns where to enter it.
@@ -290,15 +302,19 @@ impl Vm {
         let vm = Arc::new(kvm.create_vm().map_err(kvm_err("creating the VM"))?);
         let memory_bytes = cfg.memory_mb << 20;
         let memory = match saved {
-            None => {
-                GuestMemoryMmap::from_ranges(&boot::ram_regions(memory_bytes)).map_err(|e| {
-                    VmmError::Config(format!(
-                        "allocating {} MiB of guest memory: {e}",
-                        cfg.memory_mb
-                    ))
-                })?
+            None => crate::memory::allocate(&boot::ram_regions(memory_bytes), &cfg.memory)?,
+            Some(s) => {
+                if cfg.memory.huge_pages != crate::memory::HugePages::No {
+                    return Err(VmmError::Unsupported(
+                        "a restored VM's memory is mapped from its memory file, which cannot be \
+                         backed by huge pages (BackingPageSize Large)"
+                            .into(),
+                    ));
+                }
+                let m = restored_memory(s, memory_bytes)?;
+                crate::memory::commit(&m, &cfg.memory)?;
+                m
             }
-            Some(s) => restored_memory(s, memory_bytes)?,
         };
         for (slot, region) in memory.iter().enumerate() {
             let host = memory
@@ -530,6 +546,14 @@ impl Vm {
 
     /// Start the vCPUs.
     pub fn start(&mut self) -> Result<(), VmmError> {
+        self.start_with(None)
+    }
+
+    /// Start the vCPUs; with `place`, their threads are first created parked
+    /// and `place` gets their thread ids (to put them in a cgroup) before any
+    /// of them runs the guest. When `place` fails the threads end and the VM
+    /// stays unstarted.
+    pub fn start_with(&mut self, place: Option<&PlaceVcpus<'_>>) -> Result<(), VmmError> {
         if self.started {
             return Err(VmmError::State("the VM is already started".into()));
         }
@@ -563,12 +587,39 @@ impl Vm {
                 mmio: self.mmio.clone(),
                 stop: stop.clone(),
             };
-            let handle =
-                VcpuHandle::spawn(id as u8, fd, ctx, Want::Run).map_err(|e| VmmError::Io {
-                    what: "starting a vCPU thread".into(),
-                    source: e,
-                })?;
+            let want = if place.is_some() {
+                Want::Pause
+            } else {
+                Want::Run
+            };
+            let handle = VcpuHandle::spawn(id as u8, fd, ctx, want).map_err(|e| VmmError::Io {
+                what: "starting a vCPU thread".into(),
+                source: e,
+            })?;
             self.vcpus.push(handle);
+        }
+        let Some(place) = place else {
+            return Ok(());
+        };
+        let mut tids = Vec::with_capacity(self.vcpus.len());
+        for v in &self.vcpus {
+            // A parked thread has stored its id (it does so first thing).
+            if !v.wait_for(RunState::Paused, STATE_TIMEOUT) {
+                let id = v.shared.id;
+                self.join();
+                return Err(VmmError::State(format!(
+                    "vCPU {id} did not start within {} s",
+                    STATE_TIMEOUT.as_secs()
+                )));
+            }
+            tids.push(v.shared.tid.load(std::sync::atomic::Ordering::Acquire));
+        }
+        if let Err(message) = place(&tids) {
+            self.join();
+            return Err(VmmError::Placement(message));
+        }
+        for v in &self.vcpus {
+            v.request(Want::Run);
         }
         Ok(())
     }

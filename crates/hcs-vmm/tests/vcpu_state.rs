@@ -72,6 +72,7 @@ fn state_is_saved_and_written_back_exactly_and_the_guest_carries_on() {
         },
         serial: vec![(0, vec![SerialBackend::Socket(sock.clone())])],
         virtio: VirtioConfig::default(),
+        memory: Default::default(),
     };
     let mut vm = Vm::create(&cfg).unwrap();
     vm.start().unwrap();

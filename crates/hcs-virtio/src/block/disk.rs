@@ -8,8 +8,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bytes in a sector, the unit of virtio-blk addresses.
 pub const SECTOR_SIZE: u64 = 512;
@@ -69,6 +71,25 @@ pub enum DiskFormat {
     FixedVhd,
 }
 
+/// How the host caches an image (`Attachment.CachingMode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CacheMode {
+    /// Host page cache for reads and writes; a write is durable after the
+    /// guest's flush (`fdatasync`). The guest is told the cache is volatile
+    /// (`VIRTIO_BLK_F_FLUSH`). `Cached`.
+    #[default]
+    WriteBack,
+    /// Reads cached; every write durable before it completes (`O_DSYNC`).
+    /// `ReadOnlyCached`.
+    WriteThrough,
+    /// Writes durable before they complete (`O_DSYNC`) and nothing kept in
+    /// the host's page cache: the pages of every transfer are dropped
+    /// (`POSIX_FADV_DONTNEED`) once it is done. `Uncached`. (Not `O_DIRECT`,
+    /// whose alignment rules depend on the file system, and which tmpfs
+    /// refuses.)
+    Uncached,
+}
+
 /// An open disk image.
 #[derive(Debug)]
 pub struct DiskImage {
@@ -77,15 +98,32 @@ pub struct DiskImage {
     format: DiskFormat,
     size: u64,
     read_only: bool,
+    cache: CacheMode,
+    /// `fdatasync` calls made, for tests and statistics.
+    syncs: AtomicU64,
 }
 
 impl DiskImage {
     /// Open `path` (read-only if `read_only`) and detect its format.
     pub fn open(path: impl AsRef<Path>, read_only: bool) -> Result<DiskImage, DiskError> {
+        DiskImage::open_with(path, read_only, CacheMode::WriteBack)
+    }
+
+    /// Open `path` like [`DiskImage::open`], cached as `cache` says.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        read_only: bool,
+        cache: CacheMode,
+    ) -> Result<DiskImage, DiskError> {
         let path = path.as_ref().to_path_buf();
+        let flags = match cache {
+            CacheMode::WriteBack => 0,
+            CacheMode::WriteThrough | CacheMode::Uncached => libc::O_DSYNC,
+        };
         let mut file = OpenOptions::new()
             .read(true)
             .write(!read_only)
+            .custom_flags(flags)
             .open(&path)
             .map_err(|source| DiskError::Open {
                 path: path.clone(),
@@ -98,7 +136,15 @@ impl DiskImage {
                 path: path.clone(),
                 source,
             })?;
+        if cache == CacheMode::Uncached {
+            // No readahead: it would cache pages the guest never asked for.
+            advise(&file, &path, 0, 0, libc::POSIX_FADV_RANDOM);
+        }
         let (format, size) = detect(&file, &path, file_len)?;
+        if cache == CacheMode::Uncached {
+            // Nor keep what detecting the format read.
+            advise(&file, &path, 0, 0, libc::POSIX_FADV_DONTNEED);
+        }
         if size % SECTOR_SIZE != 0 {
             tracing::warn!(
                 path = %path.display(),
@@ -112,7 +158,38 @@ impl DiskImage {
             format,
             size,
             read_only,
+            cache,
+            syncs: AtomicU64::new(0),
         })
+    }
+
+    /// How the host caches it.
+    pub fn cache_mode(&self) -> CacheMode {
+        self.cache
+    }
+
+    /// How many times written data was made durable with `fdatasync`.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// The open file's status flags (`F_GETFL`), for tests.
+    #[cfg(test)]
+    pub(crate) fn status_flags(&self) -> libc::c_int {
+        // SAFETY: F_GETFL on a descriptor we own reads its flags, nothing else.
+        unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_GETFL) }
+    }
+
+    /// With [`CacheMode::Uncached`], drop the pages of a finished transfer
+    /// from the host's page cache (clean ones: writes were `O_DSYNC`).
+    fn uncache(&self, offset: u64, len: usize) {
+        if self.cache != CacheMode::Uncached {
+            return;
+        }
+        let (Ok(off), Ok(n)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+            return;
+        };
+        advise(&self.file, &self.path, off, n, libc::POSIX_FADV_DONTNEED);
     }
 
     /// The image's format.
@@ -143,7 +220,9 @@ impl DiskImage {
     /// Read `buf.len()` bytes at byte `offset` of the disk data.
     pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
         self.check_range(offset, buf.len())?;
-        self.file.read_exact_at(buf, offset)
+        self.file.read_exact_at(buf, offset)?;
+        self.uncache(offset, buf.len());
+        Ok(())
     }
 
     /// Write `buf` at byte `offset` of the disk data.
@@ -152,7 +231,9 @@ impl DiskImage {
             return Err(std::io::Error::from_raw_os_error(libc::EROFS));
         }
         self.check_range(offset, buf.len())?;
-        self.file.write_all_at(buf, offset)
+        self.file.write_all_at(buf, offset)?;
+        self.uncache(offset, buf.len());
+        Ok(())
     }
 
     /// Make written data durable.
@@ -160,6 +241,7 @@ impl DiskImage {
         if self.read_only {
             return Ok(());
         }
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         self.file.sync_data()
     }
 
@@ -169,6 +251,16 @@ impl DiskImage {
             Some(end) if end <= self.size => Ok(()),
             _ => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
         }
+    }
+}
+
+/// `posix_fadvise`; a failure only costs page-cache use, so it is logged.
+fn advise(file: &File, path: &Path, offset: libc::off_t, len: libc::off_t, advice: libc::c_int) {
+    // SAFETY: posix_fadvise only advises the kernel about our own open
+    // file; no memory is passed.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, advice) };
+    if rc != 0 {
+        tracing::debug!(path = %path.display(), rc, advice, "posix_fadvise failed");
     }
 }
 

@@ -8,13 +8,19 @@
 //! own request, with `IOERR` written to its status byte when it has one.
 
 mod disk;
+pub mod limiter;
 
-use std::sync::Arc;
+pub use limiter::{IoLimiter, IoLimits};
 
-use virtio_queue::{DescriptorChain, Queue, QueueT};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Address, Bytes};
 
-pub use disk::{fixed_vhd_footer, DiskError, DiskFormat, DiskImage, SECTOR_SIZE, VHD_FOOTER_SIZE};
+pub use disk::{
+    fixed_vhd_footer, CacheMode, DiskError, DiskFormat, DiskImage, SECTOR_SIZE, VHD_FOOTER_SIZE,
+};
 
 use crate::chain::{self, Chain, ChainLimits, SegmentCursor};
 use crate::device::{notify_used, ActivateError, DeviceQueues, VirtioDevice};
@@ -70,7 +76,39 @@ pub struct BlockConfig {
     /// The id the guest reads with GET_ID (`/sys/block/vdX/serial`); at
     /// most 20 bytes are used.
     pub id: String,
+    /// Caching, flushes, interrupts.
+    pub options: BlockOptions,
 }
+
+/// How a disk serves its requests beyond reading and writing.
+#[derive(Debug, Clone, Default)]
+pub struct BlockOptions {
+    /// Host caching of the image.
+    pub cache: CacheMode,
+    /// Complete flush requests at once, without `fdatasync` (the guest
+    /// still sees a volatile write cache and sends them).
+    pub ignore_flushes: bool,
+    /// Interrupt the guest after every completed request instead of once
+    /// per batch of requests served together.
+    pub interrupt_per_request: bool,
+    /// I/O limits, shared by every disk given the same limiter.
+    pub limiter: Option<Arc<IoLimiter>>,
+}
+
+impl PartialEq for BlockOptions {
+    fn eq(&self, other: &Self) -> bool {
+        self.cache == other.cache
+            && self.ignore_flushes == other.ignore_flushes
+            && self.interrupt_per_request == other.interrupt_per_request
+            && match (&self.limiter, &other.limiter) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for BlockOptions {}
 
 struct Active {
     mem: GuestMemoryMmap,
@@ -78,30 +116,46 @@ struct Active {
     interrupt: Arc<Interrupt>,
 }
 
-/// A virtio-blk device.
-pub struct Block {
-    disk: DiskImage,
+/// What serving requests needs; shared with the thread that serves
+/// throttled requests once the limiter allows them.
+struct Core {
+    disk: Arc<DiskImage>,
     id: [u8; ID_BYTES],
     active: Option<Active>,
     bounce: Vec<u8>,
+    options: BlockOptions,
+    /// Saving: nothing may touch guest memory.
+    paused: bool,
+}
+
+/// A virtio-blk device.
+pub struct Block {
+    disk: Arc<DiskImage>,
+    core: Arc<Mutex<Core>>,
+    /// Serves throttled requests later (started when first needed).
+    retry: Option<Retry>,
 }
 
 impl std::fmt::Debug for Block {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Block")
             .field("disk", &self.disk)
-            .field("active", &self.active.is_some())
+            .field("active", &lock(&self.core).active.is_some())
             .finish_non_exhaustive()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Block {
     /// Open the image `config` names.
     pub fn open(config: &BlockConfig) -> Result<Block, DiskError> {
-        Ok(Block::new(
-            DiskImage::open(&config.path, config.read_only)?,
-            &config.id,
-        ))
+        let disk = DiskImage::open_with(&config.path, config.read_only, config.options.cache)?;
+        let b = Block::new(disk, &config.id);
+        lock(&b.core).options = config.options.clone();
+        Ok(b)
     }
 
     /// A device over an open image.
@@ -109,17 +163,32 @@ impl Block {
         let mut id_bytes = [0u8; ID_BYTES];
         let n = id.len().min(ID_BYTES);
         id_bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
+        let disk = Arc::new(disk);
         Block {
-            disk,
-            id: id_bytes,
-            active: None,
-            bounce: Vec::new(),
+            disk: disk.clone(),
+            core: Arc::new(Mutex::new(Core {
+                disk,
+                id: id_bytes,
+                active: None,
+                bounce: Vec::new(),
+                options: BlockOptions::default(),
+                paused: false,
+            })),
+            retry: None,
         }
     }
 
     /// The image behind the device.
     pub fn disk(&self) -> &DiskImage {
         &self.disk
+    }
+
+    /// The queue's next available and next used positions, once active.
+    #[cfg(test)]
+    fn queue_positions(&self) -> Option<(u16, u16)> {
+        let c = lock(&self.core);
+        let q = &c.active.as_ref()?.queue;
+        Some((q.next_avail(), q.next_used()))
     }
 
     fn config_space(&self) -> [u8; 24] {
@@ -130,31 +199,66 @@ impl Block {
         c
     }
 
-    /// Serve every available request.
+    /// Serve every available request the limits allow; the rest are served
+    /// later by the retry thread, without another notification.
     pub fn process_queue(&mut self) {
-        let Some(active) = self.active.as_mut() else {
-            return;
-        };
+        let wait = lock(&self.core).process_queue();
+        if let Some(wait) = wait {
+            let core = self.core.clone();
+            self.retry
+                .get_or_insert_with(|| Retry::start(core))
+                .arm(Instant::now() + wait);
+        }
+    }
+}
+
+impl Core {
+    /// Serve every available request; `Some(wait)` when the limiter held
+    /// some back (they stay in the available ring) for that long.
+    fn process_queue(&mut self) -> Option<Duration> {
+        if self.paused {
+            return None;
+        }
+        let active = self.active.as_mut()?;
         let mut server = Server {
             disk: &self.disk,
             id: &self.id,
             bounce: &mut self.bounce,
+            ignore_flushes: self.options.ignore_flushes,
         };
+        let per_request = self.options.interrupt_per_request;
+        let limiter = self.options.limiter.as_deref();
         let mem = &active.mem;
         let mut used_any = false;
+        let mut throttled = None;
         loop {
             if let Err(e) = active.queue.disable_notification(mem) {
                 tracing::debug!("virtio-blk: disabling notifications failed: {e}");
             }
             let mut progressed = false;
             while let Some(chain) = active.queue.pop_descriptor_chain(mem) {
+                if let Some(l) = limiter {
+                    if let Err(wait) = l.try_take(data_bytes(&chain)) {
+                        // Leave it in the ring for the retry.
+                        active.queue.go_to_previous_position();
+                        throttled = Some(wait);
+                        break;
+                    }
+                }
                 let head = chain.head_index();
                 let used = server.serve(chain, mem);
                 if let Err(e) = active.queue.add_used(mem, head, used) {
                     tracing::warn!(head, "virtio-blk: returning a request failed: {e}");
                 }
-                used_any = true;
+                if per_request {
+                    notify_used(&mut active.queue, mem, &active.interrupt);
+                } else {
+                    used_any = true;
+                }
                 progressed = true;
+            }
+            if throttled.is_some() {
+                break;
             }
             match active.queue.enable_notification(mem) {
                 // More work, unless the driver's avail index is garbage
@@ -174,6 +278,98 @@ impl Block {
         if used_any {
             notify_used(&mut active.queue, mem, &active.interrupt);
         }
+        throttled
+    }
+}
+
+/// Bytes of data a request moves (what the bandwidth limit counts): its
+/// buffers less the 16-byte header and the status byte.
+fn data_bytes<M>(chain: &DescriptorChain<M>) -> u64
+where
+    M: std::ops::Deref + Clone,
+    M::Target: vm_memory::GuestMemory,
+{
+    let total: u64 = chain
+        .clone()
+        .take(LIMITS.max_descriptors)
+        .map(|d| u64::from(d.len()))
+        .fold(0, u64::saturating_add);
+    total.saturating_sub(HEADER_LEN + 1)
+}
+
+/// When the retry thread should next serve the queue.
+#[derive(Default)]
+struct RetryState {
+    at: Option<Instant>,
+    stop: bool,
+}
+
+/// A thread that serves a throttled queue when its deadline passes.
+struct Retry {
+    state: Arc<(Mutex<RetryState>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Retry {
+    fn start(core: Arc<Mutex<Core>>) -> Retry {
+        let state = Arc::new((Mutex::new(RetryState::default()), Condvar::new()));
+        let s = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("virtio-blk-retry".into())
+            .spawn(move || retry_loop(&s, &core))
+            .map_err(|e| tracing::error!("starting the virtio-blk retry thread: {e}"))
+            .ok();
+        Retry { state, thread }
+    }
+
+    /// Serve the queue at `at` (or earlier, if already armed earlier).
+    fn arm(&self, at: Instant) {
+        let (m, cv) = &*self.state;
+        let mut s = lock(m);
+        s.at = Some(s.at.map_or(at, |old| old.min(at)));
+        cv.notify_all();
+    }
+}
+
+impl Drop for Retry {
+    fn drop(&mut self) {
+        {
+            let (m, cv) = &*self.state;
+            lock(m).stop = true;
+            cv.notify_all();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn retry_loop(state: &(Mutex<RetryState>, Condvar), core: &Mutex<Core>) {
+    let (m, cv) = state;
+    let mut s = lock(m);
+    loop {
+        if s.stop {
+            return;
+        }
+        match s.at {
+            None => s = cv.wait(s).unwrap_or_else(|e| e.into_inner()),
+            Some(at) if Instant::now() < at => {
+                s = cv
+                    .wait_timeout(s, at - Instant::now())
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+            Some(_) => {
+                s.at = None;
+                drop(s);
+                let wait = lock(core).process_queue();
+                s = lock(m);
+                if let Some(wait) = wait {
+                    let at = Instant::now() + wait;
+                    s.at = Some(s.at.map_or(at, |old| old.min(at)));
+                }
+            }
+        }
     }
 }
 
@@ -192,7 +388,12 @@ impl VirtioDevice for Block {
         } else {
             0
         };
-        VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_FLUSH | ro
+        // A write-through image has no volatile cache for the guest to flush.
+        let flush = match self.disk.cache_mode() {
+            CacheMode::WriteBack => VIRTIO_BLK_F_FLUSH,
+            CacheMode::WriteThrough | CacheMode::Uncached => 0,
+        };
+        VIRTIO_BLK_F_SEG_MAX | flush | ro
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
@@ -211,7 +412,7 @@ impl VirtioDevice for Block {
         if !queue.ready() {
             return Err(ActivateError::QueueNotReady(0));
         }
-        self.active = Some(Active {
+        lock(&self.core).active = Some(Active {
             mem: q.mem,
             queue,
             interrupt: q.interrupt,
@@ -225,8 +426,24 @@ impl VirtioDevice for Block {
         }
     }
 
+    fn pause(&mut self) {
+        // Once the lock is ours no request is being served, and the retry
+        // thread serves none until resume.
+        lock(&self.core).paused = true;
+    }
+
+    fn resume(&mut self) {
+        lock(&self.core).paused = false;
+        self.process_queue();
+    }
+
+    fn restored(&mut self) {
+        // Requests the limiter held back at the save are in the ring again.
+        self.process_queue();
+    }
+
     fn reset(&mut self) {
-        self.active = None;
+        lock(&self.core).active = None;
     }
 }
 
@@ -250,6 +467,7 @@ struct Server<'a> {
     disk: &'a DiskImage,
     id: &'a [u8; ID_BYTES],
     bounce: &'a mut Vec<u8>,
+    ignore_flushes: bool,
 }
 
 impl Server<'_> {
@@ -294,6 +512,8 @@ impl Server<'_> {
         match kind {
             VIRTIO_BLK_T_IN => self.read(c, mem, sector, writable),
             VIRTIO_BLK_T_OUT => self.write(c, mem, sector, readable),
+            // `IgnoreFlushes`: the document trades durability for speed.
+            VIRTIO_BLK_T_FLUSH if self.ignore_flushes => (0, VIRTIO_BLK_S_OK),
             VIRTIO_BLK_T_FLUSH => match self.disk.flush() {
                 Ok(()) => (0, VIRTIO_BLK_S_OK),
                 Err(e) => {

@@ -29,6 +29,7 @@ fn device(path: &std::path::Path, read_only: bool) -> Block {
         path: path.into(),
         read_only,
         id: "hcs-disk-0123456789abcdef".into(),
+        options: BlockOptions::default(),
     })
     .unwrap()
 }
@@ -442,7 +443,7 @@ fn random_descriptor_tables_never_panic() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut served = 0u64;
     for _ in 0..3000 {
-        let next_avail = rig.blk.active.as_ref().unwrap().queue.next_avail();
+        let next_avail = rig.blk.queue_positions().unwrap().0;
         fuzz_ring(&mem, &rig.driver, &mut rng, next_avail);
         let before = rig.driver.used_idx();
         rig.blk.queue_notify(0);
@@ -453,8 +454,7 @@ fn random_descriptor_tables_never_panic() {
         "the fuzzer reached the device ({served} requests)"
     );
     // Still serves a good request afterwards.
-    let q = &rig.blk.active.as_ref().unwrap().queue;
-    let (next_avail, next_used) = (q.next_avail(), q.next_used());
+    let (next_avail, next_used) = rig.blk.queue_positions().unwrap();
     rig.driver.vq.avail().idx().store(next_avail);
     mem.write_obj(next_used, rig.driver.vq.used_addr().unchecked_add(2))
         .unwrap();
@@ -597,4 +597,331 @@ fn devices_and_transport_can_move_to_other_threads() {
     is_send::<crate::MmioTransport>();
     is_send::<Block>();
     is_send::<crate::Vsock>();
+}
+
+fn device_with(path: &std::path::Path, options: BlockOptions) -> Block {
+    Block::open(&BlockConfig {
+        path: path.into(),
+        read_only: false,
+        id: "0:0".into(),
+        options,
+    })
+    .unwrap()
+}
+
+#[test]
+fn ignore_flushes_completes_flushes_without_syncing() {
+    let f = image(&patterned(4));
+    let mem = memory();
+    let mut rig = Rig::new(&mem, device(f.path(), false), 16);
+    assert_eq!(
+        rig.request(VIRTIO_BLK_T_FLUSH, 0, 0, false).1,
+        VIRTIO_BLK_S_OK
+    );
+    assert_eq!(rig.blk.disk().syncs(), 1, "a flush syncs by default");
+    let blk = device_with(
+        f.path(),
+        BlockOptions {
+            ignore_flushes: true,
+            ..Default::default()
+        },
+    );
+    let mut rig = Rig::new(&mem, blk, 16);
+    assert_ne!(
+        rig.blk.features() & VIRTIO_BLK_F_FLUSH,
+        0,
+        "the guest still flushes"
+    );
+    assert_eq!(
+        rig.request(VIRTIO_BLK_T_FLUSH, 0, 0, false).1,
+        VIRTIO_BLK_S_OK
+    );
+    assert_eq!(rig.blk.disk().syncs(), 0);
+}
+
+/// Pages of `path`'s first `len` bytes that are in the host's page cache.
+fn cached_pages(path: &std::path::Path, len: usize) -> usize {
+    let file = std::fs::File::open(path).unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: a fresh shared read-only mapping of `len` bytes of our file;
+    // only mincore looks at it, and it is unmapped below.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(addr, libc::MAP_FAILED);
+    let pages = len.div_ceil(4096);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `addr` maps `len` bytes; `vec` has one byte per page.
+    let rc = unsafe { libc::mincore(addr, len, vec.as_mut_ptr()) };
+    assert_eq!(rc, 0);
+    // SAFETY: unmapping exactly what was mapped above.
+    unsafe { libc::munmap(addr, len) };
+    vec.iter().filter(|b| *b & 1 != 0).count()
+}
+
+#[test]
+fn caching_modes_choose_write_through_and_page_cache_use() {
+    let f = image(&patterned(64));
+    let wb = device(f.path(), false);
+    assert_eq!(wb.disk().status_flags() & libc::O_DSYNC, 0);
+    assert_ne!(wb.features() & VIRTIO_BLK_F_FLUSH, 0);
+    for cache in [CacheMode::WriteThrough, CacheMode::Uncached] {
+        let b = device_with(
+            f.path(),
+            BlockOptions {
+                cache,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            b.disk().status_flags() & libc::O_DSYNC,
+            libc::O_DSYNC,
+            "{cache:?} writes through"
+        );
+        assert_eq!(
+            b.features() & VIRTIO_BLK_F_FLUSH,
+            0,
+            "{cache:?}: no volatile cache"
+        );
+    }
+    if crate::testing::on_tmpfs(f.path()) {
+        crate::testing::skip(
+            "hcs-virtio block::tests::caching_modes_choose_write_through_and_page_cache_use (page-cache half)",
+            "the temporary directory is tmpfs, whose pages are the files: there is no cache to leave",
+        );
+        return;
+    }
+    // Uncached: what the guest read and wrote is not left in the page cache.
+    let mem = memory();
+    let len = 64 * 512;
+    // Start with none of the image cached (dirty pages cannot be dropped).
+    f.as_file().sync_all().unwrap();
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: advice about our own open file; no memory is passed.
+        let rc = unsafe {
+            libc::posix_fadvise(f.as_file().as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED)
+        };
+        assert_eq!(rc, 0);
+    }
+    assert_eq!(cached_pages(f.path(), len), 0);
+    let mut rig = Rig::new(
+        &mem,
+        device_with(
+            f.path(),
+            BlockOptions {
+                cache: CacheMode::Uncached,
+                ..Default::default()
+            },
+        ),
+        16,
+    );
+    assert_eq!(
+        rig.request(VIRTIO_BLK_T_IN, 0, 8192, true).1,
+        VIRTIO_BLK_S_OK
+    );
+    mem.write_slice(&[0x77; 8192], GuestAddress(DATA)).unwrap();
+    assert_eq!(
+        rig.request(VIRTIO_BLK_T_OUT, 16, 8192, false).1,
+        VIRTIO_BLK_S_OK
+    );
+    assert_eq!(
+        cached_pages(f.path(), len),
+        0,
+        "uncached transfers leave no pages"
+    );
+    // The same with the page cache: the pages stay.
+    let mut rig = Rig::new(&mem, device(f.path(), false), 16);
+    assert_eq!(
+        rig.request(VIRTIO_BLK_T_IN, 0, 8192, true).1,
+        VIRTIO_BLK_S_OK
+    );
+    assert!(
+        cached_pages(f.path(), len) >= 2,
+        "cached reads stay in the page cache"
+    );
+    assert_eq!(
+        &std::fs::read(f.path()).unwrap()[16 * 512..32 * 512],
+        &[0x77; 8192][..]
+    );
+}
+
+#[test]
+fn interrupt_batching_can_be_disabled() {
+    let f = image(&patterned(4));
+    let mem = memory();
+    for (per_request, want) in [(false, 1), (true, 3)] {
+        let blk = device_with(
+            f.path(),
+            BlockOptions {
+                interrupt_per_request: per_request,
+                ..Default::default()
+            },
+        );
+        let mut rig = Rig::new(&mem, blk, 16);
+        rig.header(VIRTIO_BLK_T_GET_ID, 0);
+        // Three requests served in one notification.
+        for _ in 0..3 {
+            rig.driver.add(&[
+                Buf(HDR, 16, false),
+                Buf(DATA, 20, true),
+                Buf(STATUS, 1, true),
+            ]);
+        }
+        let before = rig.irqs.load(Ordering::SeqCst);
+        rig.blk.queue_notify(0);
+        assert_eq!(
+            rig.irqs.load(Ordering::SeqCst) - before,
+            want,
+            "interrupt_per_request = {per_request}"
+        );
+    }
+}
+
+/// Queue `n` reads of `len` bytes each (sharing buffers) without notifying.
+fn queue_reads(rig: &mut Rig<'_>, n: usize, len: u32) {
+    rig.header(VIRTIO_BLK_T_IN, 0);
+    for _ in 0..n {
+        rig.driver.add(&[
+            Buf(HDR, 16, false),
+            Buf(DATA, len, true),
+            Buf(STATUS, 1, true),
+        ]);
+    }
+}
+
+fn limited(path: &std::path::Path, limiter: Option<Arc<IoLimiter>>) -> Block {
+    device_with(
+        path,
+        BlockOptions {
+            limiter,
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn a_bandwidth_limit_holds_requests_back_until_the_bytes_are_due() {
+    let f = image(&patterned(256));
+    let mem = memory();
+    // Unlimited: all four at once.
+    let mut rig = Rig::new(&mem, limited(f.path(), None), 16);
+    queue_reads(&mut rig, 4, 32 << 10);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 4);
+    // 64 KiB/s, on a clock that moves only when told.
+    let (clock, now) = limiter::tests::fake_clock();
+    let limiter = IoLimiter::with_clock(
+        IoLimits {
+            iops: None,
+            bandwidth: Some(64 << 10),
+        },
+        clock,
+    );
+    let mut rig = Rig::new(&mem, limited(f.path(), limiter), 16);
+    queue_reads(&mut rig, 4, 32 << 10);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 2, "a second's worth at once");
+    rig.blk.queue_notify(0);
+    assert_eq!(
+        rig.driver.used_idx(),
+        2,
+        "nothing more until the bytes are due"
+    );
+    now.fetch_add(499_000_000, std::sync::atomic::Ordering::SeqCst);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 2);
+    now.fetch_add(1_000_000, std::sync::atomic::Ordering::SeqCst);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 3);
+    now.fetch_add(500_000_000, std::sync::atomic::Ordering::SeqCst);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 4);
+    assert_eq!(read_bytes(&mem, DATA, 512), patterned(1));
+}
+
+#[test]
+fn an_iops_limit_counts_requests() {
+    let f = image(&patterned(8));
+    let mem = memory();
+    let (clock, now) = limiter::tests::fake_clock();
+    let limiter = IoLimiter::with_clock(
+        IoLimits {
+            iops: Some(3),
+            bandwidth: None,
+        },
+        clock,
+    );
+    let mut rig = Rig::new(&mem, limited(f.path(), limiter), 16);
+    queue_reads(&mut rig, 5, 512);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 3);
+    now.fetch_add(333_333_334, std::sync::atomic::Ordering::SeqCst);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 4);
+}
+
+#[test]
+fn held_back_requests_are_served_when_due_without_another_notification() {
+    let f = image(&patterned(1024));
+    let mem = memory();
+    let limiter = IoLimiter::new(IoLimits {
+        iops: None,
+        bandwidth: Some(256 << 10),
+    });
+    let mut rig = Rig::new(&mem, limited(f.path(), limiter), 16);
+    queue_reads(&mut rig, 2, 256 << 10);
+    let start = std::time::Instant::now();
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 1);
+    let irqs = rig.irqs.load(Ordering::SeqCst);
+    let deadline = start + std::time::Duration::from_secs(10);
+    while rig.driver.used_idx() != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held request was never served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // 256 KiB more at 256 KiB/s cannot be due before a second has passed.
+    assert!(
+        start.elapsed() >= std::time::Duration::from_millis(999),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        rig.irqs.load(Ordering::SeqCst) > irqs,
+        "the guest was interrupted"
+    );
+}
+
+#[test]
+fn a_paused_disk_serves_nothing_until_resumed() {
+    let f = image(&patterned(256));
+    let mem = memory();
+    let (clock, now) = limiter::tests::fake_clock();
+    let limiter = IoLimiter::with_clock(
+        IoLimits {
+            iops: None,
+            bandwidth: Some(64 << 10),
+        },
+        clock,
+    );
+    let mut rig = Rig::new(&mem, limited(f.path(), limiter), 16);
+    queue_reads(&mut rig, 3, 32 << 10);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 2);
+    rig.blk.pause();
+    now.fetch_add(1_000_000_000, std::sync::atomic::Ordering::SeqCst);
+    rig.blk.queue_notify(0);
+    assert_eq!(rig.driver.used_idx(), 2, "paused (a save is being written)");
+    rig.blk.resume();
+    assert_eq!(rig.driver.used_idx(), 3, "resume serves what is due");
 }

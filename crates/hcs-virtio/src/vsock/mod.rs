@@ -11,6 +11,7 @@
 mod conn;
 pub mod muxer;
 pub mod packet;
+pub mod policy;
 mod sock;
 
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 pub use conn::{ConnKey, CONN_BUF_ALLOC};
 pub use muxer::{Timeouts, VsockMuxer, VsockQueues, EVENT_QUEUE, RX_QUEUE, TX_QUEUE};
+pub use policy::{port_of_service_id, PortRule, VsockPolicy};
 
 use crate::block::copy_config;
 use crate::device::{ActivateError, DeviceQueues, VirtioDevice};
@@ -40,6 +42,8 @@ pub struct VsockConfig {
     /// The listening unix socket for host-initiated connections; guest
     /// connections to port P go to `<uds_path>_P`.
     pub uds_path: PathBuf,
+    /// Which ports connections may use.
+    pub policy: VsockPolicy,
 }
 
 /// Why a vsock device could not be set up.
@@ -101,7 +105,8 @@ impl std::fmt::Debug for Vsock {
 impl Vsock {
     /// Bind the listening socket and build the device.
     pub fn new(config: &VsockConfig) -> Result<Vsock, VsockError> {
-        let muxer = VsockMuxer::new(config.guest_cid, &config.uds_path)?;
+        let mut muxer = VsockMuxer::new(config.guest_cid, &config.uds_path)?;
+        muxer.set_policy(config.policy.clone());
         let queue_evts = (0..3)
             .map(|i| {
                 muxer

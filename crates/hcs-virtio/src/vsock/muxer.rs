@@ -32,6 +32,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::conn::{ConnKey, Connection};
 use super::packet::{self, Header, RxPacket};
+use super::policy::VsockPolicy;
 use super::{sock, VsockError};
 use crate::chain::{self, ChainLimits};
 use crate::device::notify_used;
@@ -149,6 +150,7 @@ pub struct VsockMuxer {
     reset_event_pending: bool,
     scratch: Vec<u8>,
     timeouts: Timeouts,
+    policy: VsockPolicy,
 }
 
 impl std::fmt::Debug for VsockMuxer {
@@ -201,6 +203,7 @@ impl VsockMuxer {
             reset_event_pending: false,
             scratch: Vec::new(),
             timeouts: Timeouts::default(),
+            policy: VsockPolicy::default(),
         };
         m.register(m.listener.as_raw_fd(), EventSet::IN)
             .map_err(VsockError::Setup)?;
@@ -211,6 +214,12 @@ impl VsockMuxer {
                 .map_err(VsockError::Setup)?;
         }
         Ok(m)
+    }
+
+    /// Which ports connections may use (an HvSocket service table); from
+    /// now on, existing connections stay.
+    pub fn set_policy(&mut self, policy: VsockPolicy) {
+        self.policy = policy;
     }
 
     /// Change the time limits.
@@ -442,6 +451,11 @@ impl VsockMuxer {
             tracing::debug!(line = ?String::from_utf8_lossy(&hs.line), "vsock: bad CONNECT line");
             return self.close_handshake(fd);
         };
+        if !self.policy.allows_connect(port) {
+            // The guest never hears of it; the client sees its socket close.
+            tracing::debug!(port, "vsock: host connection refused by the service table");
+            return self.close_handshake(fd);
+        }
         let Some(hs) = self.handshakes.remove(&fd) else {
             return;
         };
@@ -607,6 +621,13 @@ impl VsockMuxer {
     fn guest_connect(&mut self, key: ConnKey, hdr: &Header) {
         if self.at_capacity() {
             tracing::warn!("vsock: too many connections; refusing the guest's");
+            return self.orphan_rst(key, hdr.op);
+        }
+        if !self.policy.allows_bind(key.local_port) {
+            tracing::debug!(
+                port = key.local_port,
+                "vsock: guest connection refused by the service table"
+            );
             return self.orphan_rst(key, hdr.op);
         }
         let mut path = self.uds_path.clone().into_os_string();

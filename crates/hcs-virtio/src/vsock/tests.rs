@@ -783,6 +783,7 @@ fn device_runs_its_muxer_on_a_thread() {
     let dev = Vsock::new(&VsockConfig {
         guest_cid: CID,
         uds_path: uds.clone(),
+        policy: VsockPolicy::default(),
     })
     .unwrap();
     assert!(dev.queue_eventfd(1).is_some());
@@ -868,17 +869,20 @@ fn config_errors_are_clear() {
     let err = Vsock::new(&VsockConfig {
         guest_cid: 2,
         uds_path: uds.clone(),
+        policy: VsockPolicy::default(),
     })
     .unwrap_err();
     assert!(err.to_string().contains("CID 2"), "{err}");
     let _first = Vsock::new(&VsockConfig {
         guest_cid: 3,
         uds_path: uds.clone(),
+        policy: VsockPolicy::default(),
     })
     .unwrap();
     let err = Vsock::new(&VsockConfig {
         guest_cid: 3,
         uds_path: uds.clone(),
+        policy: VsockPolicy::default(),
     })
     .unwrap_err();
     assert!(err.to_string().contains("x.sock"), "{err}");
@@ -1013,4 +1017,79 @@ fn single_descriptor_packets() {
     assert_eq!(got[0].0.dst_port, 50000);
     assert_eq!(data_of(&got), b"PONG-FROM-HOST\n");
     assert_eq!(g.rx.used(1).1, 44 + 15, "header and data in one buffer");
+}
+
+/// A policy allowing host connections to 52 only and guest connections to
+/// every host port but 1234 (a disabled service).
+fn table() -> VsockPolicy {
+    let mut p = VsockPolicy {
+        default_connect: false,
+        default_bind: true,
+        ports: std::collections::BTreeMap::new(),
+    };
+    p.ports.insert(
+        52,
+        PortRule {
+            connect: true,
+            bind: true,
+        },
+    );
+    p.ports.insert(
+        1234,
+        PortRule {
+            connect: false,
+            bind: false,
+        },
+    );
+    p
+}
+
+#[test]
+fn the_service_table_refuses_host_connections_to_ports_it_does_not_allow() {
+    let mem = memory();
+    let mut r = Rig::new(&mem);
+    r.m.set_policy(table());
+    // Not allowed: the guest never sees a REQUEST and the client is closed.
+    let mut c = UnixStream::connect(&r.uds).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    c.write_all(b"CONNECT 53\n").unwrap();
+    for _ in 0..20 {
+        r.m.poll(Duration::from_millis(5)).unwrap();
+    }
+    assert_eq!(c.read(&mut [0u8; 8]).unwrap_or(0), 0, "closed");
+    assert!(r.g.received().is_empty(), "the guest heard nothing");
+    assert_eq!(r.m.connection_count(), 0);
+    // Allowed: the handshake goes on as usual.
+    let mut c = UnixStream::connect(&r.uds).unwrap();
+    c.write_all(b"CONNECT 52\n").unwrap();
+    let got = r.pump(|p| has_op(p, OP_REQUEST));
+    let req = got
+        .iter()
+        .find(|(h, _)| h.op == OP_REQUEST)
+        .expect("REQUEST")
+        .0;
+    assert_eq!(req.dst_port, 52);
+}
+
+#[test]
+fn the_service_table_refuses_guest_connections_to_disabled_services() {
+    let mem = memory();
+    let mut r = Rig::new(&mem);
+    r.m.set_policy(table());
+    // A host listener exists on 1234, but the service is disabled: RST, and
+    // the listener sees no connection.
+    let l = r.host_listener(1234);
+    l.set_nonblocking(true).unwrap();
+    r.send(to_host(1234, OP_REQUEST), &[]);
+    let got = r.pump(|p| !p.is_empty());
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].0.op, got[0].0.src_port), (OP_RST, 1234));
+    assert_eq!(
+        l.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "nothing reached the host listener"
+    );
+    // Unlisted ports follow the default (allowed here).
+    let (_l, _s) = r.guest_connect(77);
+    assert_eq!(r.m.connection_count(), 1);
 }

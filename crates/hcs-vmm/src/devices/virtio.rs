@@ -182,11 +182,13 @@ mod tests {
             vsock: Some(VsockConfig {
                 guest_cid: 3,
                 uds_path: "/nonexistent/v.sock".into(),
+                policy: Default::default(),
             }),
             disks: vec![BlockConfig {
                 path: "/nonexistent.img".into(),
                 read_only: true,
                 id: "d".into(),
+                options: Default::default(),
             }],
             nets: vec![net("tap-a"), net("tap-b")],
         };
