@@ -415,18 +415,6 @@ const fn refused_unless(
     }
 }
 
-const fn refused_on_vm(ty: &'static str, member: &'static str, reason: &'static str) -> Entry {
-    Entry {
-        ty,
-        member,
-        class: Class::Refused(Refusal {
-            reason,
-            accepted: &[],
-            on: On::VirtualMachine,
-        }),
-    }
-}
-
 /// Reason shared by the flags that ask for a Windows storage feature.
 const WINDOWS_STORAGE: &str = "a Windows storage-stack feature; images are plain files here";
 /// Reason shared by the flags that tune Hyper-V's memory manager.
@@ -1128,19 +1116,19 @@ mod tests {
     #[test]
     fn validate_refuses_what_the_table_refuses() {
         let vm: crate::ComputeSystem = crate::from_json(
-            r#"{"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"StorageQoS":{"IopsMaximum":10}}}"#,
+            r#"{"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"ResourcePartitionId":"0"}}"#,
             "ComputeSystem",
         )
         .expect("parses");
-        refused_at(vm.validate(), "$.VirtualMachine.StorageQoS");
+        refused_at(vm.validate(), "$.VirtualMachine.ResourcePartitionId");
         let nested: crate::ComputeSystem = crate::from_json(
-            r#"{"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"Scsi":{"0":{"Attachments":{"1":{"Path":"/d.img","IgnoreFlushes":true}}}}}}}"#,
+            r#"{"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"Scsi":{"0":{"Attachments":{"1":{"Path":"/d.img","SupportCompressedVolumes":true}}}}}}}"#,
             "ComputeSystem",
         )
         .expect("parses");
         refused_at(
             nested.validate(),
-            r#"$.VirtualMachine.Devices.Scsi["0"].Attachments["1"].IgnoreFlushes"#,
+            r#"$.VirtualMachine.Devices.Scsi["0"].Attachments["1"].SupportCompressedVolumes"#,
         );
         let hosted: crate::HostedSystem = crate::from_json(
             r#"{"SchemaVersion":{"Major":2,"Minor":1},"Container":{"Storage":{"QoS":{}}}}"#,

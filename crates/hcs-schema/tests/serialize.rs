@@ -230,7 +230,10 @@ fn create_document_member_names() {
     assert!(
         refused
             .message
-            .contains("`$.VirtualMachine.ComputeTopology.Memory.LowMmioGapInMB`"),
+            .contains("`$.VirtualMachine.ComputeTopology.Processor.MaximumFrequencyMHz`")
+            || refused
+                .message
+                .contains("`$.VirtualMachine.ComputeTopology.Memory.LowMmioGapInMB`"),
         "{}",
         refused.message
     );
