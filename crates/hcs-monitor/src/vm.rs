@@ -367,6 +367,33 @@ fn network_adapters(
     Ok(nets)
 }
 
+/// Map errors building a VM to HRESULTs: a serial port's backend that
+/// cannot be set up is the document's `NamedPipe` unless it is the
+/// console socket this system makes in its own run directory.
+fn create_error(e: VmmError, rundir: &Path) -> HcsError {
+    match e {
+        VmmError::Serial { port, source } => {
+            let code = match &source {
+                hcs_vmm::SerialError::Exists { .. } | hcs_vmm::SerialError::NotRegularLog { .. } => {
+                    HResult::ERROR_BAD_PATHNAME
+                }
+                hcs_vmm::SerialError::Io { source, .. } => {
+                    HResult::from_errno(source.raw_os_error().unwrap_or(libc::EIO))
+                }
+            };
+            if source.path() == console_socket(rundir, u32::from(port)) {
+                HcsError::new(code, format!("the console socket of COM{}: {source}", u16::from(port) + 1))
+            } else {
+                HcsError::new(
+                    code,
+                    format!("VirtualMachine.Devices.ComPorts[\"{port}\"].NamedPipe: {source}"),
+                )
+            }
+        }
+        other => vmm_error(other),
+    }
+}
+
 /// Map VMM errors to HRESULTs.
 fn vmm_error(e: VmmError) -> HcsError {
     match e {
@@ -418,8 +445,8 @@ impl VmBackend {
     pub fn create(id: &str, doc: &VirtualMachine, rundir: &Path) -> HcsResult<VmBackend> {
         let (cfg, links) = config(doc, rundir)?;
         let vm = match restore_path(doc)? {
-            Some(state) => Vm::restore(&cfg, &state).map_err(vmm_error)?,
-            None => Vm::create(&cfg).map_err(vmm_error)?,
+            Some(state) => Vm::restore(&cfg, &state).map_err(|e| create_error(e, rundir))?,
+            None => Vm::create(&cfg).map_err(|e| create_error(e, rundir))?,
         };
         let guest = match doc.guest_connection {
             Some(_) => Some(GuestLink::listen(&vsock_socket(rundir))?),

@@ -14,5 +14,5 @@ pub mod vcpu_state;
 pub mod vm;
 
 pub use boot::BootSource;
-pub use devices::serial::SerialBackend;
+pub use devices::serial::{SerialBackend, SerialError};
 pub use vm::{Vm, VmConfig, VmExit, VmStats, VmmError};

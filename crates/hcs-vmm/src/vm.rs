@@ -108,6 +108,14 @@ pub enum VmmError {
         what: String,
         source: std::io::Error,
     },
+    /// A serial port's backend (socket or log file) could not be set up.
+    #[error("serial port COM{}: {source}", u16::from(*port) + 1)]
+    Serial {
+        /// The port's index (0 is COM1).
+        port: u8,
+        /// Why.
+        source: crate::devices::serial::SerialError,
+    },
     /// The VM is not in the right state.
     #[error("{0}")]
     State(String),
@@ -368,8 +376,8 @@ impl Vm {
             })?;
             vm.register_irqfd(&irq_evt, irq)
                 .map_err(kvm_err("wiring a serial port's interrupt"))?;
-            let mut dev = SerialDevice::new(irq_evt, backend).map_err(|e| VmmError::Io {
-                what: format!("connecting serial port COM{} to {backend:?}", index + 1),
+            let mut dev = SerialDevice::new(irq_evt, backend).map_err(|e| VmmError::Serial {
+                port: *index,
                 source: e,
             })?;
             sockets.extend(dev.serve().map_err(|e| VmmError::Io {
