@@ -374,15 +374,17 @@ fn create_error(e: VmmError, rundir: &Path) -> HcsError {
     match e {
         VmmError::Serial { port, source } => {
             let code = match &source {
-                hcs_vmm::SerialError::Exists { .. } | hcs_vmm::SerialError::NotRegularLog { .. } => {
-                    HResult::ERROR_BAD_PATHNAME
-                }
+                hcs_vmm::SerialError::Exists { .. }
+                | hcs_vmm::SerialError::NotRegularLog { .. } => HResult::ERROR_BAD_PATHNAME,
                 hcs_vmm::SerialError::Io { source, .. } => {
                     HResult::from_errno(source.raw_os_error().unwrap_or(libc::EIO))
                 }
             };
             if source.path() == console_socket(rundir, u32::from(port)) {
-                HcsError::new(code, format!("the console socket of COM{}: {source}", u16::from(port) + 1))
+                HcsError::new(
+                    code,
+                    format!("the console socket of COM{}: {source}", u16::from(port) + 1),
+                )
             } else {
                 HcsError::new(
                     code,
@@ -785,6 +787,7 @@ impl Backend for VmBackend {
         self.guest = None;
         self.vm.kill();
         self.vm.join();
+        self.vm.close_serial_sockets();
         for l in &self.links {
             let _ = std::fs::remove_file(l);
         }

@@ -226,7 +226,8 @@ pub struct Vm {
     consoles: Vec<(u8, Arc<Mutex<Console>>)>,
     uarts: Vec<(u8, Arc<Mutex<Uart>>)>,
     transports: Vec<crate::devices::virtio::SharedTransport>,
-    _sockets: Vec<SocketGuard>,
+    /// The serial ports' sockets; dropping one closes and removes it.
+    sockets: Vec<SocketGuard>,
     exit: Arc<Mutex<ExitState>>,
     exit_evt: EventFd,
     started: bool,
@@ -474,7 +475,7 @@ impl Vm {
             consoles,
             uarts,
             transports,
-            _sockets: sockets,
+            sockets,
             exit,
             exit_evt,
             started: false,
@@ -722,6 +723,13 @@ impl Vm {
             .ok_or_else(|| VmmError::State("the VM has not started".into()))?;
         v.inject_nmi();
         Ok(())
+    }
+
+    /// Close the serial ports' sockets and remove those this VM made (a
+    /// stopped VM's ports accept no console; the monitor may live on while
+    /// clients hold handles).
+    pub fn close_serial_sockets(&mut self) {
+        self.sockets.clear();
     }
 
     /// Stop the VM now (terminate). Its exit reason becomes `Killed` unless

@@ -139,8 +139,11 @@ fn open_log(path: &Path) -> Result<File, SerialError> {
     }
     // Writes to a regular file do not block; the flag is dropped anyway so
     // the log behaves like any appended file.
-    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_APPEND))
-        .map_err(|e| io(e.into()))?;
+    nix::fcntl::fcntl(
+        &file,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_APPEND),
+    )
+    .map_err(|e| io(e.into()))?;
     Ok(file)
 }
 
@@ -645,7 +648,10 @@ mod tests {
             assert!(msg.contains(&path.display().to_string()), "{msg}");
             assert_eq!(fingerprint(path), before, "the {kind} was touched");
         }
-        assert_eq!(std::fs::read(dir.path().join("regular")).unwrap(), b"precious");
+        assert_eq!(
+            std::fs::read(dir.path().join("regular")).unwrap(),
+            b"precious"
+        );
     }
 
     #[test]
@@ -665,7 +671,9 @@ mod tests {
             let r = rx
                 .recv_timeout(std::time::Duration::from_secs(20))
                 .unwrap_or_else(|_| panic!("opening a {kind} as a log blocked"));
-            let e = r.err().unwrap_or_else(|| panic!("a {kind} was opened as a log"));
+            let e = r
+                .err()
+                .unwrap_or_else(|| panic!("a {kind} was opened as a log"));
             assert!(
                 e.to_string().contains(&path.display().to_string()),
                 "{kind}: {e}"
@@ -673,8 +681,14 @@ mod tests {
             assert_eq!(fingerprint(&path), before, "the {kind} was touched");
         }
         // The symlink's target was not appended to.
-        assert_eq!(std::fs::read(dir.path().join("regular")).unwrap(), b"precious");
-        assert!(!dir.path().join("nowhere").exists(), "a dangling symlink was followed");
+        assert_eq!(
+            std::fs::read(dir.path().join("regular")).unwrap(),
+            b"precious"
+        );
+        assert!(
+            !dir.path().join("nowhere").exists(),
+            "a dangling symlink was followed"
+        );
     }
 
     #[test]
@@ -682,7 +696,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("new.log");
         let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-        let mut dev = SerialDevice::new(irq.try_clone().unwrap(), &[SerialBackend::LogFile(log.clone())]).unwrap();
+        let mut dev = SerialDevice::new(
+            irq.try_clone().unwrap(),
+            &[SerialBackend::LogFile(log.clone())],
+        )
+        .unwrap();
         dev.write(0, b"a");
         assert_eq!(std::fs::metadata(&log).unwrap().mode() & 0o777, 0o600);
         drop(dev);
@@ -698,17 +716,26 @@ mod tests {
 
         // Served, then stopped: removed.
         let sock = dir.path().join("a.sock");
-        let mut dev =
-            SerialDevice::new(irq.try_clone().unwrap(), &[SerialBackend::Socket(sock.clone())]).unwrap();
+        let mut dev = SerialDevice::new(
+            irq.try_clone().unwrap(),
+            &[SerialBackend::Socket(sock.clone())],
+        )
+        .unwrap();
         let guards = dev.serve().unwrap();
-        assert!(std::fs::symlink_metadata(&sock).unwrap().file_type().is_socket());
+        assert!(std::fs::symlink_metadata(&sock)
+            .unwrap()
+            .file_type()
+            .is_socket());
         drop(guards);
         assert!(!sock.exists(), "the port's own socket stayed");
 
         // Never served (setup failed later): removed too.
         let sock = dir.path().join("b.sock");
-        let dev =
-            SerialDevice::new(irq.try_clone().unwrap(), &[SerialBackend::Socket(sock.clone())]).unwrap();
+        let dev = SerialDevice::new(
+            irq.try_clone().unwrap(),
+            &[SerialBackend::Socket(sock.clone())],
+        )
+        .unwrap();
         drop(dev);
         assert!(!sock.exists(), "an unserved socket stayed");
 
@@ -718,18 +745,27 @@ mod tests {
         std::fs::write(&taken, b"x").unwrap();
         let r = SerialDevice::new(
             irq.try_clone().unwrap(),
-            &[SerialBackend::Socket(sock.clone()), SerialBackend::Socket(taken.clone())],
+            &[
+                SerialBackend::Socket(sock.clone()),
+                SerialBackend::Socket(taken.clone()),
+            ],
         );
         assert!(r.is_err());
-        assert!(!sock.exists(), "the first port socket stayed after an error");
+        assert!(
+            !sock.exists(),
+            "the first port socket stayed after an error"
+        );
         assert_eq!(std::fs::read(&taken).unwrap(), b"x");
 
         // Replaced while the port runs, by a file and by another socket:
         // what replaced it stays.
         for replacement in ["file", "socket"] {
             let sock = dir.path().join(format!("d-{replacement}.sock"));
-            let mut dev =
-                SerialDevice::new(irq.try_clone().unwrap(), &[SerialBackend::Socket(sock.clone())]).unwrap();
+            let mut dev = SerialDevice::new(
+                irq.try_clone().unwrap(),
+                &[SerialBackend::Socket(sock.clone())],
+            )
+            .unwrap();
             let guards = dev.serve().unwrap();
             std::fs::remove_file(&sock).unwrap();
             let _other = if replacement == "file" {
@@ -741,7 +777,11 @@ mod tests {
             let before = fingerprint(&sock);
             drop(guards);
             drop(dev);
-            assert_eq!(fingerprint(&sock), before, "the replacing {replacement} was removed");
+            assert_eq!(
+                fingerprint(&sock),
+                before,
+                "the replacing {replacement} was removed"
+            );
         }
     }
 }
