@@ -351,3 +351,68 @@ fn bad_layouts_and_short_files_are_refused_before_mapping() {
         "{err}"
     );
 }
+
+/// Runs `f` on a thread and fails the test if it takes more than 20 s
+/// (instead of hanging it).
+fn within_20s<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{what} did not return within 20 s"))
+}
+
+#[test]
+fn a_fifo_or_other_non_file_is_refused_at_once_as_memory_or_state_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("vm.state.memory");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let layout = MemoryLayout {
+        page_size: PAGE,
+        file_len: MIB,
+        regions: vec![RegionLayout {
+            guest_addr: 0,
+            size: MIB,
+            file_offset: 0,
+        }],
+    };
+    let p = fifo.clone();
+    let r = within_20s("restoring from a FIFO", move || {
+        restore_guest_memory(&p, &layout).map(|_| ())
+    });
+    let e = r.expect_err("a FIFO is not a memory file");
+    assert!(
+        matches!(e, MemoryFileError::NotRegular { kind: "FIFO", .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains(&fifo.display().to_string()), "{e}");
+
+    // A symlink to a good memory file: refused too (save never makes one).
+    let real = dir.path().join("real.memory");
+    std::fs::File::create(&real).unwrap().set_len(MIB).unwrap();
+    let link = dir.path().join("link.memory");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let layout = MemoryLayout {
+        page_size: PAGE,
+        file_len: MIB,
+        regions: vec![RegionLayout {
+            guest_addr: 0,
+            size: MIB,
+            file_offset: 0,
+        }],
+    };
+    let e = restore_guest_memory(&link, &layout).expect_err("a symlink");
+    assert!(matches!(e, MemoryFileError::NotRegular { kind: "symlink", .. }), "{e:?}");
+    assert!(restore_guest_memory(&real, &layout).is_ok());
+
+    // The state file: a FIFO is refused the same way, at once.
+    let p = fifo.clone();
+    let r = within_20s("opening a FIFO as a state file", move || {
+        StateFile::open(&p).map(|_| ())
+    });
+    let e = r.expect_err("a FIFO is not a state file");
+    assert!(e.to_string().contains("FIFO"), "{e}");
+}

@@ -88,6 +88,14 @@ pub enum MemoryFileError {
         /// The region it backs.
         guest_addr: u64,
     },
+    /// The memory file is not a regular file.
+    #[error("memory file {} is a {kind}, not a regular file", path.display())]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
     /// A layout (saved or to be saved) is not usable.
     #[error("memory layout: {0}")]
     Layout(String),
