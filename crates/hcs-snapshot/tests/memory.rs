@@ -405,7 +405,16 @@ fn a_fifo_or_other_non_file_is_refused_at_once_as_memory_or_state_file() {
         }],
     };
     let e = restore_guest_memory(&link, &layout).expect_err("a symlink");
-    assert!(matches!(e, MemoryFileError::NotRegular { kind: "symlink", .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            MemoryFileError::NotRegular {
+                kind: "symlink",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(restore_guest_memory(&real, &layout).is_ok());
 
     // The state file: a FIFO is refused the same way, at once.
