@@ -297,3 +297,31 @@ fn agent_stop_resets_its_connections_and_agent_restarts_it() {
     }
     finish(&ns, &s);
 }
+
+#[test]
+fn terminate_during_the_agent_handshake_does_not_wait_for_the_guest() {
+    // No agent in the guest: the test plays a guest that connects to the
+    // agent port (the hybrid vsock socket in the run directory) and never
+    // answers the host's Hello.
+    let (ns, s, _c) = booted("vmhandshake", "console=ttyS0");
+    let rundir = hcs::console_socket(&ns, "vm", 0)
+        .parent()
+        .expect("run directory")
+        .to_path_buf();
+    // AGENT_CONTROL_PORT (0x4843) behind the hybrid vsock device.
+    let port = rundir.join(format!("vsock.sock_{}", 0x4843));
+    let mut guest = std::os::unix::net::UnixStream::connect(&port)
+        .unwrap_or_else(|e| panic!("{}: {e}", port.display()));
+    guest.set_read_timeout(Some(WAIT)).unwrap();
+    // The Hello frame's 24-byte header arrives: the monitor is in the
+    // handshake, waiting for a reply that never comes.
+    let mut header = [0u8; 24];
+    guest.read_exact(&mut header).expect("the host's Hello");
+    let started = Instant::now();
+    let status = terminate(&s);
+    let took = started.elapsed();
+    assert_eq!(status["ExitType"], "ForcedExit", "{status}");
+    // The handshake's own timeout is 30 s.
+    assert!(took < Duration::from_secs(10), "terminate took {took:?}");
+    assert!(leftovers(&ns).is_empty(), "{:?}", leftovers(&ns));
+}
