@@ -67,6 +67,18 @@ pub(crate) fn open_regular(path: &Path, nofollow: bool) -> Result<File, OpenErro
     Ok(file)
 }
 
+/// Whether a save may rename a new file over `path`: nothing there, or a
+/// regular file. Anything else (a device node, FIFO, socket, symlink,
+/// directory) is not a saved state and is left alone.
+pub(crate) fn check_replaceable(path: &Path) -> Result<(), OpenError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => Ok(()),
+        Ok(m) => Err(OpenError::NotRegular(kind_of(m.file_type()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(OpenError::Io(e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
