@@ -305,6 +305,18 @@ fn scsi_disks(
                     format!("{field}.Path: {path:?} does not exist or is not a file"),
                 ));
             }
+            // The format is checked now, read-only, so a VHDX, qcow2 or
+            // dynamic VHD is refused naming the attachment (the VMM checks
+            // again when it opens the disk for the guest).
+            hcs_virtio::DiskImage::open(&pb, true).map_err(|e| {
+                let code = match e {
+                    hcs_virtio::DiskError::Open { ref source, .. } => {
+                        HResult::from_errno(source.raw_os_error().unwrap_or(libc::EIO))
+                    }
+                    _ => HResult::ERROR_INVALID_DATA,
+                };
+                HcsError::new(code, format!("{field}.Path: {e}"))
+            })?;
             disks.push(hcs_virtio::BlockConfig {
                 path: pb,
                 read_only,

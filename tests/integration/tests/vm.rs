@@ -225,6 +225,15 @@ fn bad_vm_documents_are_refused_and_leave_nothing() {
     let mut vhd = vec![0u8; 1 << 20];
     vhd.extend_from_slice(&hcs_virtio::block::fixed_vhd_footer(1 << 20, 3));
     std::fs::write(&dynamic_vhd, vhd).unwrap();
+    // VHDX and qcow2 images: only their signatures matter.
+    let vhdx = dir.path().join("disk.vhdx");
+    let mut bytes = b"vhdxfile".to_vec();
+    bytes.resize(1 << 20, 0);
+    std::fs::write(&vhdx, bytes).unwrap();
+    let qcow2 = dir.path().join("disk.qcow2");
+    let mut bytes = b"QFI\xfb\0\0\0\x03".to_vec();
+    bytes.resize(1 << 20, 0);
+    std::fs::write(&qcow2, bytes).unwrap();
     let cases: Vec<(serde_json::Value, HResult, &str)> = vec![
         (
             serde_json::json!({ "VirtualMachine": { "Chipset": { "LinuxKernelDirect": { "KernelFilePath": "/no/such/kernel" } } } }),
@@ -268,6 +277,30 @@ fn bad_vm_documents_are_refused_and_leave_nothing() {
                 "0": { "Type": "VirtualDisk", "Path": dynamic_vhd } } } } } } }),
             HResult::ERROR_INVALID_DATA,
             "VHD",
+        ),
+        (
+            serde_json::json!({ "VirtualMachine": { "Devices": { "Scsi": { "0": { "Attachments": {
+                "1": { "Type": "VirtualDisk", "Path": vhdx } } } } } } }),
+            HResult::ERROR_INVALID_DATA,
+            "Scsi[\"0\"].Attachments[\"1\"].Path: disk image",
+        ),
+        (
+            serde_json::json!({ "VirtualMachine": { "Devices": { "Scsi": { "0": { "Attachments": {
+                "0": { "Type": "VirtualDisk", "Path": vhdx } } } } } } }),
+            HResult::ERROR_INVALID_DATA,
+            "VHDX",
+        ),
+        (
+            serde_json::json!({ "VirtualMachine": { "Devices": { "Scsi": { "0": { "Attachments": {
+                "0": { "Type": "Iso", "Path": qcow2 } } } } } } }),
+            HResult::ERROR_INVALID_DATA,
+            "qcow2",
+        ),
+        (
+            serde_json::json!({ "VirtualMachine": { "Devices": { "Scsi": { "0": { "Attachments": {
+                "2": { "Type": "VirtualDisk", "Path": dynamic_vhd } } } } } } }),
+            HResult::ERROR_INVALID_DATA,
+            "Attachments[\"2\"].Path: disk image",
         ),
         (
             serde_json::json!({ "VirtualMachine": { "StopOnReset": false } }),
