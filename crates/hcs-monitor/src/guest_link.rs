@@ -208,6 +208,9 @@ impl Acceptor {
             }
         }
         changed.notify_all();
+        // The monitor's loop may hold process creations until the agent
+        // is here.
+        let _ = self.wake.write(1);
     }
 }
 

@@ -21,10 +21,6 @@ use crate::agent::AgentEvent;
 use crate::backend::{Backend, BackendEvent, StartedProcess, StopInfo, StopKind};
 use crate::guest_link::GuestLink;
 
-/// How long HcsCreateProcess waits for the guest agent to connect (a guest
-/// that was just started may still be booting).
-const AGENT_CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// A virtual machine compute system.
 pub struct VmBackend {
     vm: Vm,
@@ -782,8 +778,15 @@ impl Backend for VmBackend {
         Ok(())
     }
 
+    fn waiting_for_guest(&self) -> bool {
+        self.guest.as_ref().is_some_and(|g| g.current().is_none())
+    }
+
     fn create_process(&mut self, params: &ProcessParameters) -> HcsResult<StartedProcess> {
-        self.agent(AGENT_CONNECT_WAIT)?.create_process(params)
+        // The monitor waited for the agent (`waiting_for_guest`) without
+        // blocking its loop; nothing waits here.
+        self.agent(std::time::Duration::ZERO)?
+            .create_process(params)
     }
 
     fn signal_process(&mut self, pid: u32, _host_pid: Option<i32>, signal: i32) -> HcsResult<()> {

@@ -325,3 +325,49 @@ fn terminate_during_the_agent_handshake_does_not_wait_for_the_guest() {
     assert!(took < Duration::from_secs(10), "terminate took {took:?}");
     assert!(leftovers(&ns).is_empty(), "{:?}", leftovers(&ns));
 }
+
+#[test]
+fn a_process_waits_for_the_agent_without_holding_up_other_requests_or_terminate() {
+    // No agent yet: the creation waits for it to connect, while the
+    // monitor keeps serving requests; started from the console, the agent
+    // connects and the process runs.
+    let (ns, s, mut c) = booted("vmagentlate", "console=ttyS0");
+    let op = Operation::new();
+    let params = serde_json::json!({ "CommandArgs": ["echo", "late"], "CreateStdOutPipe": true });
+    let p = s.create_process(&params.to_string(), &op).expect("sent");
+    // Served while the creation waits (was: blocked until the agent came).
+    let started = Instant::now();
+    properties(&s, &["Memory"]).expect("properties while a creation waits");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "properties took {:?}",
+        started.elapsed()
+    );
+    c.command("agent");
+    c.expect("AGENT CONNECTED");
+    let info = op
+        .wait_process_info(60_000)
+        .expect("created once the agent connected");
+    assert_eq!(read_all(info.std_output), "late\n");
+    assert_eq!(exit_of(&p), 0);
+    finish(&ns, &s);
+
+    // Terminate while a creation waits for an agent that never comes: at
+    // once (was: after the 30 s the creation waited), and the creation
+    // fails at once too.
+    let (ns, s, _c) = booted("vmagentnone", "console=ttyS0");
+    let op = Operation::new();
+    let _p = s
+        .create_process(r#"{"CommandArgs":["echo"]}"#, &op)
+        .expect("sent");
+    let started = Instant::now();
+    let status = terminate(&s);
+    let took = started.elapsed();
+    assert_eq!(status["ExitType"], "ForcedExit", "{status}");
+    assert!(took < Duration::from_secs(10), "terminate took {took:?}");
+    let e = op
+        .wait_process_info(10_000)
+        .expect_err("no process in a terminated VM");
+    assert_ne!(e.hresult, HResult::HCS_E_OPERATION_TIMEOUT, "{e}");
+    assert!(leftovers(&ns).is_empty(), "{:?}", leftovers(&ns));
+}
