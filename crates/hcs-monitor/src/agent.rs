@@ -15,13 +15,13 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hcs_agent_protocol as proto;
 use hcs_errors::{HResult, HcsError, HcsResult};
@@ -197,6 +197,49 @@ fn encode_err(e: proto::EncodeError) -> HcsError {
     )
 }
 
+/// Reads the handshake's reply: each read first waits, up to the deadline,
+/// for the stream or for `cancel` (an eventfd written when the system
+/// stops), so a stop never waits for a guest that does not answer.
+struct HandshakeReader<'a> {
+    stream: &'a UnixStream,
+    cancel: Option<BorrowedFd<'a>>,
+    deadline: Instant,
+}
+
+/// The error a cancelled handshake read returns (not `Interrupted`, which
+/// readers retry).
+fn cancelled() -> std::io::Error {
+    std::io::Error::other("cancelled: the system is stopping")
+}
+
+impl std::io::Read for HandshakeReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout};
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            let mut fds = vec![PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
+            if let Some(c) = self.cancel {
+                fds.push(PollFd::new(c, PollFlags::POLLIN));
+            }
+            match nix::poll::poll(&mut fds, timeout) {
+                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if fds.get(1).and_then(|f| f.any()).unwrap_or(false) {
+                return Err(cancelled());
+            }
+            // Readable (or hung up): this read returns at once.
+            let mut s = self.stream;
+            return s.read(buf);
+        }
+    }
+}
+
 impl AgentClient {
     /// Say Hello on `stream` and, once a version is agreed, start the reader.
     /// `port_path` names the socket a stdio port listens on; `wake` is
@@ -206,9 +249,18 @@ impl AgentClient {
         port_path: Box<dyn Fn(u32) -> PathBuf + Send + Sync>,
         wake: Wake,
     ) -> HcsResult<AgentClient> {
-        stream
-            .set_read_timeout(Some(REQUEST_TIMEOUT))
-            .map_err(|e| agent_error("configuring the connection", e))?;
+        Self::connect_cancellable(stream, port_path, wake, None)
+    }
+
+    /// [`AgentClient::connect`], giving up at once (`HCS_E_TERMINATED`)
+    /// when `cancel` becomes readable: the handshake with a guest that does
+    /// not answer must not hold up stopping the system.
+    pub fn connect_cancellable(
+        stream: UnixStream,
+        port_path: Box<dyn Fn(u32) -> PathBuf + Send + Sync>,
+        wake: Wake,
+        cancel: Option<BorrowedFd<'_>>,
+    ) -> HcsResult<AgentClient> {
         let mut writer = stream
             .try_clone()
             .map_err(|e| agent_error("cloning the connection", e))?;
@@ -218,10 +270,23 @@ impl AgentClient {
         });
         proto::write_frame(&mut writer, &hello, proto::PROTOCOL_VERSION, 0)
             .map_err(|e| agent_error("sending Hello", e))?;
-        let mut reader = stream;
+        let reader = stream;
         let mut payload = Vec::new();
-        let header = proto::read_frame(&mut reader, &mut payload)
-            .map_err(|e| agent_error("reading the Hello reply", e))?
+        let mut hello_reader = HandshakeReader {
+            stream: &reader,
+            cancel,
+            deadline: Instant::now() + REQUEST_TIMEOUT,
+        };
+        let header = proto::read_frame(&mut hello_reader, &mut payload)
+            .map_err(|e| match e {
+                proto::FrameError::Io(io) if io.kind() == std::io::ErrorKind::Other => {
+                    HcsError::new(
+                        HResult::HCS_E_TERMINATED,
+                        "guest agent handshake abandoned: the system is stopping",
+                    )
+                }
+                e => agent_error("reading the Hello reply", e),
+            })?
             .ok_or_else(|| agent_error("handshake", "the agent closed the connection"))?;
         let (version, agent_name) = match proto::Message::decode(&header, &payload) {
             Ok(proto::Message::HelloReply(r)) => {
@@ -260,9 +325,6 @@ impl AgentClient {
                 ),
             ));
         }
-        reader
-            .set_read_timeout(None)
-            .map_err(|e| agent_error("configuring the connection", e))?;
         let shared = Arc::new(Shared {
             waiters: Mutex::new(HashMap::new()),
             events: Mutex::new(Vec::new()),

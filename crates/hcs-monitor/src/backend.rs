@@ -59,6 +59,9 @@ pub enum BackendEvent {
     GuestConnectionClosed,
 }
 
+/// How long a process creation waits for a VM's guest agent to connect.
+pub const GUEST_CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The operations of one kind of compute system.
 pub trait Backend {
     /// `Properties.SystemType`.
@@ -86,6 +89,13 @@ pub trait Backend {
     /// After one of [`Backend::event_fds`] became readable: other news.
     fn poll_events(&mut self) -> Vec<BackendEvent> {
         Vec::new()
+    }
+    /// Whether creating a process must first wait for the guest (a VM
+    /// whose agent has not connected yet). The monitor then waits, up to
+    /// [`GUEST_CONNECT_WAIT`], without blocking its loop, so a terminate
+    /// meanwhile is handled at once.
+    fn waiting_for_guest(&self) -> bool {
+        false
     }
     /// Ask it to stop by itself (graceful shutdown), through `mechanism`
     /// (`ShutdownOptions.Mechanism`) when one is given.

@@ -187,12 +187,15 @@ impl Acceptor {
     fn install(&self, stream: std::os::unix::net::UnixStream) {
         let base = self.vsock_uds.clone();
         let wake = self.wake.clone();
-        let client = AgentClient::connect(
+        // Cancelled by `stop`: dropping the link (terminate) never waits
+        // for a guest that connected but does not answer Hello.
+        let client = AgentClient::connect_cancellable(
             stream,
             Box::new(move |port| hybrid_vsock_port_path(&base, port)),
             Arc::new(move || {
                 let _ = wake.write(1);
             }),
+            Some(self.stop.as_fd()),
         );
         let client = match client {
             Ok(c) => Arc::new(c),
@@ -218,5 +221,50 @@ impl Acceptor {
             }
         }
         changed.notify_all();
+        // The monitor's loop may hold process creations until the agent
+        // is here.
+        let _ = self.wake.write(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hcs_agent_protocol as proto;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn stopping_abandons_a_handshake_the_guest_never_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let uds = dir.path().join("vsock.sock");
+        let link = GuestLink::listen(&uds, None).unwrap();
+        let path = hybrid_vsock_port_path(&uds, proto::AGENT_CONTROL_PORT);
+        // A guest that connects and never answers.
+        let mut guest = UnixStream::connect(path).unwrap();
+        guest
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut payload = Vec::new();
+        let header = proto::read_frame(&mut guest, &mut payload)
+            .unwrap()
+            .expect("the host's Hello");
+        assert!(matches!(
+            proto::Message::decode(&header, &payload),
+            Ok(proto::Message::Hello(_))
+        ));
+        // The acceptor now waits for the reply (up to 30 s before). Stop.
+        let started = Instant::now();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(link);
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("stopping the link waited for the guest's Hello reply");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "stopping took {:?}",
+            started.elapsed()
+        );
     }
 }

@@ -95,6 +95,11 @@ struct Monitor {
     conns: HashMap<usize, Conn>,
     next_conn: usize,
     waiters: Vec<(usize, u64, Wait)>,
+    /// HcsCreateProcess requests waiting for the guest agent to connect:
+    /// (connection, request id, parameters, deadline). Held here, not in a
+    /// blocking wait, so every other request (terminate above all) is
+    /// served meanwhile.
+    guest_waits: Vec<(usize, u64, String, Instant)>,
     handles: usize,
     /// A system handle went away since the last check.
     handle_released: bool,
@@ -252,6 +257,7 @@ fn bootstrap() -> io::Result<Option<Monitor>> {
         conns: HashMap::new(),
         next_conn: FIRST_CONN,
         waiters: Vec::new(),
+        guest_waits: Vec::new(),
         handles: 0,
         handle_released: false,
         sweep: Some((root, namespace)),
@@ -311,10 +317,12 @@ impl Monitor {
         let mut events = Events::with_capacity(64);
         self.after_changes();
         while !(self.system.stopped() && self.conns.is_empty()) {
-            let timeout = self
-                .system
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
+            let guest_deadline = self.guest_waits.iter().map(|w| w.3).min();
+            let timeout = match (self.system.next_deadline(), guest_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+            .map(|d| d.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -558,14 +566,11 @@ impl Monitor {
             }
             Request::WaitForExit => self.defer(n, id, Wait::Exit),
             Request::CreateProcess { parameters } => {
-                match self.system.create_process(&parameters) {
-                    Ok((outcome, fds, tied)) => {
-                        if let (Some(p), Some(c)) = (tied, self.conns.get_mut(&n)) {
-                            c.tied.push(p);
-                        }
-                        self.respond(n, id, outcome, fds)
-                    }
-                    Err(e) => self.result(n, id, Err(e)),
+                if self.system.create_process_must_wait() {
+                    let deadline = Instant::now() + crate::backend::GUEST_CONNECT_WAIT;
+                    self.guest_waits.push((n, id, parameters, deadline));
+                } else {
+                    self.create_process(n, id, &parameters);
                 }
             }
             Request::OpenProcess { pid } => match self.system.open_process(pid) {
@@ -618,6 +623,46 @@ impl Monitor {
         }
     }
 
+    fn create_process(&mut self, n: usize, id: u64, parameters: &str) {
+        match self.system.create_process(parameters) {
+            Ok((outcome, fds, tied)) => {
+                if let (Some(p), Some(c)) = (tied, self.conns.get_mut(&n)) {
+                    c.tied.push(p);
+                }
+                self.respond(n, id, outcome, fds)
+            }
+            Err(e) => self.result(n, id, Err(e)),
+        }
+    }
+
+    /// Creations that waited for the guest agent: run those it can now
+    /// (the agent connected, or the system stopped and they fail with its
+    /// state), fail those past their deadline, keep the rest.
+    fn retry_guest_waits(&mut self) {
+        if self.guest_waits.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for (n, id, parameters, deadline) in std::mem::take(&mut self.guest_waits) {
+            if !self.system.create_process_must_wait() {
+                self.create_process(n, id, &parameters);
+            } else if now >= deadline {
+                let e = HcsError::new(
+                    HResult::HCS_E_CONNECT_FAILED,
+                    format!(
+                        "the guest agent has not connected (waited {} s); the guest must run \
+                         hcs-agent, which connects to vsock port {}",
+                        crate::backend::GUEST_CONNECT_WAIT.as_secs(),
+                        hcs_agent_protocol::AGENT_CONTROL_PORT
+                    ),
+                );
+                self.result(n, id, Err(e));
+            } else {
+                self.guest_waits.push((n, id, parameters, deadline));
+            }
+        }
+    }
+
     fn defer(&mut self, n: usize, id: u64, wait: Wait) {
         self.waiters.push((n, id, wait));
     }
@@ -626,6 +671,7 @@ impl Monitor {
     /// and apply ShouldTerminateOnLastHandleClosed.
     fn after_changes(&mut self) {
         loop {
+            self.retry_guest_waits();
             let events: Vec<EventMessage> = std::mem::take(&mut self.system.events);
             for ev in events {
                 let reply = Reply::Event(ev);
@@ -692,6 +738,7 @@ impl Monitor {
                     }
                 }
                 self.waiters.retain(|(w, _, _)| *w != n);
+                self.guest_waits.retain(|w| w.0 != n);
             }
             if lost_handle
                 && self.handles == 0

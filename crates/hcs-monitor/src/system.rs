@@ -626,6 +626,12 @@ impl System {
         Ok(hcs_schema::to_json(&props))
     }
 
+    /// Whether HcsCreateProcess must wait for the guest first: the system
+    /// could create a process now but its guest agent has not connected.
+    pub fn create_process_must_wait(&self) -> bool {
+        self.check(L::CreateProcess).is_ok() && self.backend.waiting_for_guest()
+    }
+
     /// HcsCreateProcess: the outcome and the caller's descriptors.
     /// The process is also returned when it must die with the connection
     /// that created it (`TerminateWithCreator`).

@@ -22,10 +22,6 @@ use crate::agent::AgentEvent;
 use crate::backend::{Backend, BackendEvent, StartedProcess, StopInfo, StopKind};
 use crate::guest_link::GuestLink;
 
-/// How long HcsCreateProcess waits for the guest agent to connect (a guest
-/// that was just started may still be booting).
-const AGENT_CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// A virtual machine compute system.
 pub struct VmBackend {
     vm: Vm,
@@ -621,6 +617,18 @@ fn scsi_disks(
                     format!("{field}.Path: {path:?} does not exist or is not a file"),
                 ));
             }
+            // The format is checked now, read-only, so a VHDX, qcow2 or
+            // dynamic VHD is refused naming the attachment (the VMM checks
+            // again when it opens the disk for the guest).
+            hcs_virtio::DiskImage::open(&pb, true).map_err(|e| {
+                let code = match e {
+                    hcs_virtio::DiskError::Open { ref source, .. } => {
+                        HResult::from_errno(source.raw_os_error().unwrap_or(libc::EIO))
+                    }
+                    _ => HResult::ERROR_INVALID_DATA,
+                };
+                HcsError::new(code, format!("{field}.Path: {e}"))
+            })?;
             let cache = match a.caching_mode {
                 None | Some(CachingMode::Cached) => hcs_virtio::CacheMode::WriteBack,
                 Some(CachingMode::ReadOnlyCached) => hcs_virtio::CacheMode::WriteThrough,
@@ -748,6 +756,35 @@ fn network_adapters(
     Ok(nets)
 }
 
+/// Map errors building a VM to HRESULTs: a serial port's backend that
+/// cannot be set up is the document's `NamedPipe` unless it is the
+/// console socket this system makes in its own run directory.
+fn create_error(e: VmmError, rundir: &Path) -> HcsError {
+    match e {
+        VmmError::Serial { port, source } => {
+            let code = match &source {
+                hcs_vmm::SerialError::Exists { .. }
+                | hcs_vmm::SerialError::NotRegularLog { .. } => HResult::ERROR_BAD_PATHNAME,
+                hcs_vmm::SerialError::Io { source, .. } => {
+                    HResult::from_errno(source.raw_os_error().unwrap_or(libc::EIO))
+                }
+            };
+            if source.path() == console_socket(rundir, u32::from(port)) {
+                HcsError::new(
+                    code,
+                    format!("the console socket of COM{}: {source}", u16::from(port) + 1),
+                )
+            } else {
+                HcsError::new(
+                    code,
+                    format!("VirtualMachine.Devices.ComPorts[\"{port}\"].NamedPipe: {source}"),
+                )
+            }
+        }
+        other => vmm_error(other),
+    }
+}
+
 /// Map VMM errors to HRESULTs.
 fn vmm_error(e: VmmError) -> HcsError {
     match e {
@@ -848,8 +885,8 @@ impl VmBackend {
             None => None,
         };
         let vm = match restore_path(doc)? {
-            Some(state) => Vm::restore(&cfg, &state).map_err(vmm_error)?,
-            None => Vm::create(&cfg).map_err(vmm_error)?,
+            Some(state) => Vm::restore(&cfg, &state).map_err(|e| create_error(e, rundir))?,
+            None => Vm::create(&cfg).map_err(|e| create_error(e, rundir))?,
         };
         let guest = match &doc.guest_connection {
             Some(g) => {
@@ -1229,8 +1266,15 @@ impl Backend for VmBackend {
         Ok(())
     }
 
+    fn waiting_for_guest(&self) -> bool {
+        self.guest.as_ref().is_some_and(|g| g.current().is_none())
+    }
+
     fn create_process(&mut self, params: &ProcessParameters) -> HcsResult<StartedProcess> {
-        self.agent(AGENT_CONNECT_WAIT)?.create_process(params)
+        // The monitor waited for the agent (`waiting_for_guest`) without
+        // blocking its loop; nothing waits here.
+        self.agent(std::time::Duration::ZERO)?
+            .create_process(params)
     }
 
     fn signal_process(&mut self, pid: u32, _host_pid: Option<i32>, signal: i32) -> HcsResult<()> {
@@ -1246,6 +1290,7 @@ impl Backend for VmBackend {
         self.guest = None;
         self.vm.kill();
         self.vm.join();
+        self.vm.close_serial_sockets();
         for l in &self.links {
             let _ = std::fs::remove_file(l);
         }

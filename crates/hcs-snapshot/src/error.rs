@@ -18,6 +18,14 @@ pub enum StateFileError {
         #[source]
         source: std::io::Error,
     },
+    /// The state file is not a regular file.
+    #[error("state file {} is a {kind}, not a regular file", path.display())]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
     /// Reading from a caller's reader failed.
     #[error("cannot read the state at offset {offset}: {source}")]
     Read {

@@ -19,6 +19,7 @@
 
 pub mod codec;
 mod error;
+mod file;
 pub mod format;
 pub mod memory;
 mod reader;

@@ -11,7 +11,6 @@
 //! length the file claims.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
@@ -94,10 +93,18 @@ impl StateFile {
 
     /// Reads and validates the file at `path`.
     pub fn open_with_limits(path: &Path, limits: &Limits) -> Result<StateFile, StateFileError> {
-        let file = File::open(path).map_err(|source| StateFileError::Io {
-            op: "open",
-            path: path.to_path_buf(),
-            source,
+        // Never blocks on a FIFO; symlinks are followed (the path is the
+        // client's, and reading through one harms nothing).
+        let file = crate::file::open_regular(path, false).map_err(|e| match e {
+            crate::file::OpenError::Io(source) => StateFileError::Io {
+                op: "open",
+                path: path.to_path_buf(),
+                source,
+            },
+            crate::file::OpenError::NotRegular(kind) => StateFileError::NotRegular {
+                path: path.to_path_buf(),
+                kind,
+            },
         })?;
         Self::read_from(file, limits)
     }

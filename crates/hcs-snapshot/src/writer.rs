@@ -157,7 +157,20 @@ impl StateWriter {
     /// Writes the file to `path` atomically: a temporary file beside it is
     /// written, synced and renamed over `path`, so a crash leaves either the
     /// old file or the whole new one.
+    /// Only a regular file at `path` is replaced; anything else there (a
+    /// device node, FIFO, symlink, directory) is refused and left alone.
     pub fn write_to_path(&self, path: &Path) -> Result<(), StateFileError> {
+        crate::file::check_replaceable(path).map_err(|e| match e {
+            crate::file::OpenError::Io(source) => StateFileError::Io {
+                op: "stat",
+                path: path.to_path_buf(),
+                source,
+            },
+            crate::file::OpenError::NotRegular(kind) => StateFileError::NotRegular {
+                path: path.to_path_buf(),
+                kind,
+            },
+        })?;
         let tmp = temp_path(path);
         let io = |op, p: &Path| {
             let p = p.to_path_buf();

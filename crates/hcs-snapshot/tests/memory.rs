@@ -189,11 +189,6 @@ fn a_restored_guest_saves_again_with_pages_it_never_touched() {
         .write_slice(&pattern(9, 7), addr(9))
         .expect("a new page");
 
-    let err = save_guest_memory(&restored, &first).expect_err("save over its own backing file");
-    assert!(
-        matches!(err, MemoryFileError::TargetIsBacking { guest_addr: 0, .. }),
-        "{err}"
-    );
     let second = dir.path().join("second.mem");
     let report = save_guest_memory(&restored, &second).expect("save again");
     assert_eq!(
@@ -366,5 +361,167 @@ fn bad_layouts_and_short_files_are_refused_before_mapping() {
     assert!(
         matches!(err, MemoryFileError::FileTooShort { len, needed, .. } if len == 4 * MIB && needed == 8 * MIB),
         "{err}"
+    );
+}
+
+/// Runs `f` on a thread and fails the test if it takes more than 20 s
+/// (instead of hanging it).
+fn within_20s<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{what} did not return within 20 s"))
+}
+
+#[test]
+fn a_fifo_or_other_non_file_is_refused_at_once_as_memory_or_state_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("vm.state.memory");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let layout = MemoryLayout {
+        page_size: PAGE,
+        file_len: MIB,
+        regions: vec![RegionLayout {
+            guest_addr: 0,
+            size: MIB,
+            file_offset: 0,
+        }],
+    };
+    let p = fifo.clone();
+    let r = within_20s("restoring from a FIFO", move || {
+        restore_guest_memory(&p, &layout).map(|_| ())
+    });
+    let e = r.expect_err("a FIFO is not a memory file");
+    assert!(
+        matches!(e, MemoryFileError::NotRegular { kind: "FIFO", .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains(&fifo.display().to_string()), "{e}");
+
+    // A symlink to a good memory file: refused too (save never makes one).
+    let real = dir.path().join("real.memory");
+    std::fs::File::create(&real).unwrap().set_len(MIB).unwrap();
+    let link = dir.path().join("link.memory");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let layout = MemoryLayout {
+        page_size: PAGE,
+        file_len: MIB,
+        regions: vec![RegionLayout {
+            guest_addr: 0,
+            size: MIB,
+            file_offset: 0,
+        }],
+    };
+    let e = restore_guest_memory(&link, &layout).expect_err("a symlink");
+    assert!(
+        matches!(
+            e,
+            MemoryFileError::NotRegular {
+                kind: "symlink",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    restore_guest_memory(&real, &layout).expect("a regular memory file restores");
+
+    // The state file: a FIFO is refused the same way, at once.
+    let p = fifo.clone();
+    let r = within_20s("opening a FIFO as a state file", move || {
+        StateFile::open(&p).map(|_| ())
+    });
+    let e = r.expect_err("a FIFO is not a state file");
+    assert!(e.to_string().contains("FIFO"), "{e}");
+}
+
+#[test]
+fn saving_again_to_the_same_path_leaves_restored_systems_on_the_old_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("vm.state.memory");
+    let mem = guest();
+    fill(&mem);
+    let first = save_guest_memory(&mem, &path).expect("save");
+    let old_inode = std::fs::metadata(&path).expect("stat").ino();
+    // A system restored from it maps it MAP_PRIVATE; no page is loaded yet.
+    let restored = restore_guest_memory(&path, &first.layout).expect("restore");
+
+    // The original guest changes a page, zeroes another, and is saved again
+    // to the same path.
+    mem.write_slice(&pattern(3, 9), addr(3)).expect("change");
+    mem.write_slice(&[0u8; PAGE as usize], addr(163))
+        .expect("zero");
+    let second = save_guest_memory(&mem, &path).expect("save again");
+    assert_ne!(
+        std::fs::metadata(&path).expect("stat").ino(),
+        old_inode,
+        "the file was rewritten in place"
+    );
+    // The restored system still reads what it was restored from.
+    for i in data_pages() {
+        assert_eq!(read_page(&restored, i), pattern(i, 0), "page {i}");
+    }
+    // A new restore reads the new save.
+    let fresh = restore_guest_memory(&path, &second.layout).expect("restore new");
+    assert_eq!(read_page(&fresh, 3), pattern(3, 9));
+    assert!(read_page(&fresh, 163).iter().all(|b| *b == 0));
+    drop(fresh);
+
+    // A restored system saves back over the file it maps: allowed now, and
+    // its view is what lands there.
+    restored
+        .write_slice(&pattern(5, 1), addr(5))
+        .expect("a new page");
+    let third = save_guest_memory(&restored, &path).expect("save over own backing file");
+    assert_eq!(read_page(&restored, 3), pattern(3, 0));
+    let back = restore_guest_memory(&path, &third.layout).expect("restore third");
+    assert_eq!(read_page(&back, 3), pattern(3, 0));
+    assert_eq!(read_page(&back, 5), pattern(5, 1));
+    assert_eq!(read_page(&back, 163), pattern(163, 0));
+    // No temporary file is left beside it.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("vm.state.memory")]);
+}
+
+#[test]
+fn a_save_never_replaces_what_is_not_a_regular_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo.memory");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let target = dir.path().join("target");
+    std::fs::write(&target, b"precious").unwrap();
+    let link = dir.path().join("link.memory");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for (p, kind) in [(&fifo, "FIFO"), (&link, "symlink")] {
+        // Opening a FIFO to write blocks until a reader comes: bounded.
+        let target = p.clone();
+        let e = within_20s("saving to a FIFO", move || {
+            save_guest_memory(&guest(), &target).map(|_| ())
+        })
+        .expect_err("refused");
+        assert!(
+            matches!(e, MemoryFileError::NotRegular { kind: k, .. } if k == kind),
+            "{e:?}"
+        );
+        assert!(
+            !std::fs::symlink_metadata(p).unwrap().file_type().is_file(),
+            "{kind} replaced"
+        );
+        let e = StateWriter::new().write_to_path(p).expect_err("refused");
+        assert!(e.to_string().contains(kind), "{e}");
+    }
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        3,
+        "a temp file was left"
     );
 }

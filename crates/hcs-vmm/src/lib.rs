@@ -18,5 +18,5 @@ pub mod vm;
 mod testing;
 
 pub use boot::BootSource;
-pub use devices::serial::SerialBackend;
+pub use devices::serial::{SerialBackend, SerialError};
 pub use vm::{Vm, VmConfig, VmExit, VmStats, VmmError};

@@ -114,6 +114,14 @@ pub enum VmmError {
         what: String,
         source: std::io::Error,
     },
+    /// A serial port's backend (socket or log file) could not be set up.
+    #[error("serial port COM{}: {source}", u16::from(*port) + 1)]
+    Serial {
+        /// The port's index (0 is COM1).
+        port: u8,
+        /// Why.
+        source: crate::devices::serial::SerialError,
+    },
     /// The VM is not in the right state.
     #[error("{0}")]
     State(String),
@@ -230,7 +238,8 @@ pub struct Vm {
     consoles: Vec<(u8, Arc<Mutex<Console>>)>,
     uarts: Vec<(u8, Arc<Mutex<Uart>>)>,
     transports: Vec<crate::devices::virtio::SharedTransport>,
-    _sockets: Vec<SocketGuard>,
+    /// The serial ports' sockets; dropping one closes and removes it.
+    sockets: Vec<SocketGuard>,
     exit: Arc<Mutex<ExitState>>,
     exit_evt: EventFd,
     started: bool,
@@ -384,8 +393,8 @@ impl Vm {
             })?;
             vm.register_irqfd(&irq_evt, irq)
                 .map_err(kvm_err("wiring a serial port's interrupt"))?;
-            let mut dev = SerialDevice::new(irq_evt, backend).map_err(|e| VmmError::Io {
-                what: format!("connecting serial port COM{} to {backend:?}", index + 1),
+            let mut dev = SerialDevice::new(irq_evt, backend).map_err(|e| VmmError::Serial {
+                port: *index,
                 source: e,
             })?;
             sockets.extend(dev.serve().map_err(|e| VmmError::Io {
@@ -482,7 +491,7 @@ impl Vm {
             consoles,
             uarts,
             transports,
-            _sockets: sockets,
+            sockets,
             exit,
             exit_evt,
             started: false,
@@ -765,6 +774,13 @@ impl Vm {
             .ok_or_else(|| VmmError::State("the VM has not started".into()))?;
         v.inject_nmi();
         Ok(())
+    }
+
+    /// Close the serial ports' sockets and remove those this VM made (a
+    /// stopped VM's ports accept no console; the monitor may live on while
+    /// clients hold handles).
+    pub fn close_serial_sockets(&mut self) {
+        self.sockets.clear();
     }
 
     /// Stop the VM now (terminate). Its exit reason becomes `Killed` unless

@@ -369,13 +369,13 @@ fn containers_have_a_process_limit_the_document_can_set() {
     terminate(&s);
     drop(s);
     // Out of range: refused with its path.
-    let e = create(
+    let Err(e) = create(
         &ns,
         "bad",
         &container_doc(serde_json::json!({ "Container": { "PidsLimit": -2 } })),
-    )
-    .err()
-    .expect("PidsLimit -2 must be refused");
+    ) else {
+        panic!("PidsLimit -2 must be refused");
+    };
     assert!(e.message.contains("PidsLimit"), "{}", e.message);
     assert!(leftovers(&ns).is_empty());
 }

@@ -225,6 +225,15 @@ fn bad_vm_documents_are_refused_and_leave_nothing() {
     let mut vhd = vec![0u8; 1 << 20];
     vhd.extend_from_slice(&hcs_virtio::block::fixed_vhd_footer(1 << 20, 3));
     std::fs::write(&dynamic_vhd, vhd).unwrap();
+    // VHDX and qcow2 images: only their signatures matter.
+    let vhdx = dir.path().join("disk.vhdx");
+    let mut bytes = b"vhdxfile".to_vec();
+    bytes.resize(1 << 20, 0);
+    std::fs::write(&vhdx, bytes).unwrap();
+    let qcow2 = dir.path().join("disk.qcow2");
+    let mut bytes = b"QFI\xfb\0\0\0\x03".to_vec();
+    bytes.resize(1 << 20, 0);
+    std::fs::write(&qcow2, bytes).unwrap();
     let cases: Vec<(serde_json::Value, HResult, &str)> = vec![
         (
             serde_json::json!({ "VirtualMachine": { "Chipset": { "LinuxKernelDirect": { "KernelFilePath": "/no/such/kernel" } } } }),
@@ -268,6 +277,30 @@ fn bad_vm_documents_are_refused_and_leave_nothing() {
                 "0": { "Type": "VirtualDisk", "Path": dynamic_vhd } } } } } } }),
             HResult::ERROR_INVALID_DATA,
             "VHD",
+        ),
+        (
+            serde_json::json!({ "VirtualMachine": { "Devices": { "Scsi": { "0": { "Attachments": {
+                "1": { "Type": "VirtualDisk", "Path": vhdx } } } } } } }),
+            HResult::ERROR_INVALID_DATA,
+            "Scsi[\"0\"].Attachments[\"1\"].Path: disk image",
+        ),
+        (
+            serde_json::json!({ "VirtualMachine": { "Devices": { "Scsi": { "0": { "Attachments": {
+                "0": { "Type": "VirtualDisk", "Path": vhdx } } } } } } }),
+            HResult::ERROR_INVALID_DATA,
+            "VHDX",
+        ),
+        (
+            serde_json::json!({ "VirtualMachine": { "Devices": { "Scsi": { "0": { "Attachments": {
+                "0": { "Type": "Iso", "Path": qcow2 } } } } } } }),
+            HResult::ERROR_INVALID_DATA,
+            "qcow2",
+        ),
+        (
+            serde_json::json!({ "VirtualMachine": { "Devices": { "Scsi": { "0": { "Attachments": {
+                "2": { "Type": "VirtualDisk", "Path": dynamic_vhd } } } } } } }),
+            HResult::ERROR_INVALID_DATA,
+            "Attachments[\"2\"].Path: disk image",
         ),
         (
             serde_json::json!({ "VirtualMachine": { "StopOnReset": false } }),
@@ -429,4 +462,78 @@ fn virtio_devices_are_described_in_acpi_where_linux_looks() {
     let status = terminate(&s);
     assert_eq!(status["ExitType"], "ForcedExit");
     assert!(leftovers(&ns).is_empty());
+}
+
+/// (dev, inode, mode, rdev, bytes): what must not change about a host file.
+fn fingerprint(p: &std::path::Path) -> (u64, u64, u32, u64, Vec<u8>) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(p).expect("the file survives");
+    let bytes = if m.file_type().is_file() {
+        std::fs::read(p).unwrap()
+    } else {
+        Vec::new()
+    };
+    (m.dev(), m.ino(), m.mode(), m.rdev(), bytes)
+}
+
+#[test]
+fn a_com_port_s_named_pipe_never_removes_what_exists_and_removes_its_own_socket() {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let regular = d.join("regular");
+    std::fs::write(&regular, b"precious").unwrap();
+    // A /dev/null of our own (1:3), in our temp dir: the host's stays out of it.
+    let null = d.join("null");
+    mknod(
+        &null,
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(0o666),
+        makedev(1, 3),
+    )
+    .unwrap();
+    let fifo = d.join("fifo");
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+    let link_log = d.join("link.log");
+    std::os::unix::fs::symlink(&regular, &link_log).unwrap();
+    for path in [&regular, &null, &fifo, &link_log] {
+        let before = fingerprint(path);
+        let ns = unique_namespace("vmpipe");
+        let extra = serde_json::json!({ "VirtualMachine": { "Devices": { "ComPorts": {
+            "0": { "NamedPipe": path } } } } });
+        let op = Operation::new();
+        let e = match System::create_in_namespace(&ns, "vm", &vm_doc(extra), &op) {
+            Err(e) => e,
+            Ok(_) => op.wait(INFINITE).expect_err("create must fail"),
+        };
+        assert_eq!(
+            e.hresult,
+            HResult::ERROR_BAD_PATHNAME,
+            "{}: {e}",
+            path.display()
+        );
+        assert!(
+            e.message.contains("ComPorts[\"0\"].NamedPipe")
+                && e.message.contains(&path.display().to_string()),
+            "{:?}",
+            e.message
+        );
+        assert_eq!(fingerprint(path), before, "{} was touched", path.display());
+        let l = leftovers(&ns);
+        assert!(l.is_empty(), "left behind {l:?}");
+    }
+    assert_eq!(std::fs::read(&regular).unwrap(), b"precious");
+
+    // A free path: the VM makes its socket there, and removes it at the end.
+    let sock = d.join("com1.sock");
+    let (_ns, s, _c, _) = booted(
+        "vmpipe",
+        serde_json::json!({ "VirtualMachine": { "Devices": { "ComPorts": {
+            "0": { "NamedPipe": sock } } } } }),
+    );
+    let mut console = std::os::unix::net::UnixStream::connect(&sock).expect("the port's socket");
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut console, &mut first).unwrap();
+    terminate(&s);
+    eventually("the port's socket is removed", WAIT, || !sock.exists());
 }

@@ -297,3 +297,77 @@ fn agent_stop_resets_its_connections_and_agent_restarts_it() {
     }
     finish(&ns, &s);
 }
+
+#[test]
+fn terminate_during_the_agent_handshake_does_not_wait_for_the_guest() {
+    // No agent in the guest: the test plays a guest that connects to the
+    // agent port (the hybrid vsock socket in the run directory) and never
+    // answers the host's Hello.
+    let (ns, s, _c) = booted("vmhandshake", "console=ttyS0");
+    let rundir = hcs::console_socket(&ns, "vm", 0)
+        .parent()
+        .expect("run directory")
+        .to_path_buf();
+    // AGENT_CONTROL_PORT (0x4843) behind the hybrid vsock device.
+    let port = rundir.join(format!("vsock.sock_{}", 0x4843));
+    let mut guest = std::os::unix::net::UnixStream::connect(&port)
+        .unwrap_or_else(|e| panic!("{}: {e}", port.display()));
+    guest.set_read_timeout(Some(WAIT)).unwrap();
+    // The Hello frame's 24-byte header arrives: the monitor is in the
+    // handshake, waiting for a reply that never comes.
+    let mut header = [0u8; 24];
+    guest.read_exact(&mut header).expect("the host's Hello");
+    let started = Instant::now();
+    let status = terminate(&s);
+    let took = started.elapsed();
+    assert_eq!(status["ExitType"], "ForcedExit", "{status}");
+    // The handshake's own timeout is 30 s.
+    assert!(took < Duration::from_secs(10), "terminate took {took:?}");
+    assert!(leftovers(&ns).is_empty(), "{:?}", leftovers(&ns));
+}
+
+#[test]
+fn a_process_waits_for_the_agent_without_holding_up_other_requests_or_terminate() {
+    // No agent yet: the creation waits for it to connect, while the
+    // monitor keeps serving requests; started from the console, the agent
+    // connects and the process runs.
+    let (ns, s, mut c) = booted("vmagentlate", "console=ttyS0");
+    let op = Operation::new();
+    let params = serde_json::json!({ "CommandArgs": ["echo", "late"], "CreateStdOutPipe": true });
+    let p = s.create_process(&params.to_string(), &op).expect("sent");
+    // Served while the creation waits (was: blocked until the agent came).
+    let started = Instant::now();
+    properties(&s, &["Memory"]).expect("properties while a creation waits");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "properties took {:?}",
+        started.elapsed()
+    );
+    c.command("agent");
+    c.expect("AGENT CONNECTED");
+    let info = op
+        .wait_process_info(60_000)
+        .expect("created once the agent connected");
+    assert_eq!(read_all(info.std_output), "late\n");
+    assert_eq!(exit_of(&p), 0);
+    finish(&ns, &s);
+
+    // Terminate while a creation waits for an agent that never comes: at
+    // once (was: after the 30 s the creation waited), and the creation
+    // fails at once too.
+    let (ns, s, _c) = booted("vmagentnone", "console=ttyS0");
+    let op = Operation::new();
+    let _p = s
+        .create_process(r#"{"CommandArgs":["echo"]}"#, &op)
+        .expect("sent");
+    let started = Instant::now();
+    let status = terminate(&s);
+    let took = started.elapsed();
+    assert_eq!(status["ExitType"], "ForcedExit", "{status}");
+    assert!(took < Duration::from_secs(10), "terminate took {took:?}");
+    let e = op
+        .wait_process_info(10_000)
+        .expect_err("no process in a terminated VM");
+    assert_ne!(e.hresult, HResult::HCS_E_OPERATION_TIMEOUT, "{e}");
+    assert!(leftovers(&ns).is_empty(), "{:?}", leftovers(&ns));
+}

@@ -179,6 +179,20 @@ fn a_saved_vm_carries_on_in_new_systems_and_bad_files_are_refused() {
         } })),
     );
     assert!(e.message.contains("vCPUs"), "{e}");
+    // A FIFO as the memory file: refused at once (it used to hang the
+    // monitor in open(), invisible to list and terminate). Bounded wait, so
+    // the test fails rather than hangs.
+    nix::unistd::mkfifo(&memory, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (fifo_ns, doc) = (ns.clone(), restore_doc(&state));
+    std::thread::spawn(move || {
+        let _ = tx.send(create_fails(&fifo_ns, &doc));
+    });
+    let e = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("restoring from a FIFO memory file answers within 20 s");
+    assert_eq!(e.hresult, HResult::ERROR_INVALID_DATA, "{e}");
+    assert!(e.message.contains("FIFO"), "{e}");
     assert!(leftovers(&ns).is_empty(), "{:?}", leftovers(&ns));
 }
 

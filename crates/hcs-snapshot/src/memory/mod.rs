@@ -12,7 +12,9 @@
 //! one file can back any number of restored VMs.
 //!
 //! The memory file must not be truncated or rewritten while a restored VM
-//! maps it: a page past a shortened end raises SIGBUS in the VMM.
+//! maps it (a page past a shortened end raises SIGBUS in the VMM), so a
+//! save never writes into an existing file: it writes a new one and renames
+//! it into place; VMs restored from the old file keep its inode.
 
 mod pages;
 mod restore;
@@ -80,13 +82,13 @@ pub enum MemoryFileError {
         #[source]
         source: std::io::Error,
     },
-    /// The target file backs a region being saved.
-    #[error("memory file {} is the backing file of the guest region at {guest_addr:#x}; save to another file", path.display())]
-    TargetIsBacking {
+    /// The memory file is not a regular file.
+    #[error("memory file {} is a {kind}, not a regular file", path.display())]
+    NotRegular {
         /// The file.
         path: PathBuf,
-        /// The region it backs.
-        guest_addr: u64,
+        /// What it is.
+        kind: &'static str,
     },
     /// A layout (saved or to be saved) is not usable.
     #[error("memory layout: {0}")]

@@ -15,7 +15,8 @@ use super::{MemoryFileError, MemoryLayout, RegionLayout};
 /// pages load from the page cache when first touched, and writes go to
 /// private copies, so the file never changes and can be restored again.
 /// The file is opened read-only, which `MAP_PRIVATE` allows even for a
-/// writable mapping.
+/// writable mapping; anything but a regular file (a FIFO, a device, a
+/// symlink) is refused without blocking.
 pub fn restore_guest_memory(
     path: &Path,
     layout: &MemoryLayout,
@@ -28,7 +29,20 @@ pub fn restore_guest_memory(
             source,
         }
     };
-    let file = File::open(path).map_err(io("open"))?;
+    // A FIFO would block the open forever and a device is not a memory
+    // file: only a regular file, and not through a symlink (save always
+    // makes a regular file next to the state file).
+    let file: File = crate::file::open_regular(path, true).map_err(|e| match e {
+        crate::file::OpenError::Io(source) => MemoryFileError::Io {
+            op: "open",
+            path: path.to_path_buf(),
+            source,
+        },
+        crate::file::OpenError::NotRegular(kind) => MemoryFileError::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        },
+    })?;
     let len = file.metadata().map_err(io("stat"))?.len();
     if len < layout.file_len {
         return Err(MemoryFileError::FileTooShort {

@@ -1,7 +1,7 @@
 //! Writing guest memory to a sparse file.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
@@ -64,7 +64,14 @@ pub fn save_guest_memory<B: Bitmap>(
 
 /// Saves `regions` to a new sparse file at `path` (replacing it): each
 /// region at the next page-aligned offset, only touched non-zero pages
-/// written, the file truncated to the full size so the rest are holes.
+/// written, the rest holes.
+///
+/// The file is written beside `path` under a temporary name, synced, and
+/// renamed over `path`, like the state file: the file at `path` is never
+/// truncated or rewritten in place, so VMs restored from it (which map it
+/// `MAP_PRIVATE`) keep reading the contents they were restored from, and a
+/// VM restored from `path` may be saved back to `path`. A crash leaves the
+/// old file or the whole new one.
 ///
 /// # Safety
 /// Each `host_addr..host_addr + len` must be a readable mapping of this
@@ -76,41 +83,77 @@ pub unsafe fn save_host_regions(
 ) -> Result<SaveReport, MemoryFileError> {
     let page = page_size();
     let layout = plan_layout(regions, page)?;
-    let file = open_target(path, regions)?;
-    let io = |op| {
+    // Only a regular file is replaced: a device node, FIFO, symlink or
+    // directory at the target is the host's, not a saved state.
+    crate::file::check_replaceable(path).map_err(|e| match e {
+        crate::file::OpenError::Io(source) => MemoryFileError::Io {
+            op: "stat",
+            path: path.to_path_buf(),
+            source,
+        },
+        crate::file::OpenError::NotRegular(kind) => MemoryFileError::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        },
+    })?;
+    let tmp = temp_path(path);
+    let io = |op, p: &Path| {
+        let p = p.to_path_buf();
         move |source| MemoryFileError::Io {
             op,
-            path: path.to_path_buf(),
+            path: p,
             source,
         }
     };
-    // Empty it first so no old data survives, then give it the full size:
-    // everything not written below is a hole.
-    file.set_len(0).map_err(io("truncate"))?;
-    file.set_len(layout.file_len).map_err(io("extend"))?;
-    let pagemap = open_pagemap();
-    let mut report = SaveReport {
-        layout: layout.clone(),
-        pages_total: layout.guest_size() / page,
-        pages_touched: 0,
-        pages_zero: 0,
-        pages_written: 0,
-        runs: 0,
-    };
-    for (region, rl) in regions.iter().zip(&layout.regions) {
-        let mut w = RegionWriter {
-            file: &file,
-            path,
-            region,
-            rl,
-            page: page as usize,
-            report: &mut report,
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(io("create", &tmp))?;
+    let result = (|| {
+        // A new file of the full size: everything not written is a hole.
+        file.set_len(layout.file_len).map_err(io("extend", &tmp))?;
+        let pagemap = open_pagemap();
+        let mut report = SaveReport {
+            layout: layout.clone(),
+            pages_total: layout.guest_size() / page,
+            pages_touched: 0,
+            pages_zero: 0,
+            pages_written: 0,
+            runs: 0,
         };
-        // SAFETY: forwarded from this function's contract.
-        unsafe { w.write(pagemap.as_ref())? };
+        for (region, rl) in regions.iter().zip(&layout.regions) {
+            let mut w = RegionWriter {
+                file: &file,
+                path,
+                region,
+                rl,
+                page: page as usize,
+                report: &mut report,
+            };
+            // SAFETY: forwarded from this function's contract.
+            unsafe { w.write(pagemap.as_ref())? };
+        }
+        file.sync_all().map_err(io("sync", &tmp))?;
+        std::fs::rename(&tmp, path).map_err(io("rename", path))?;
+        Ok(report)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    file.sync_data().map_err(io("sync"))?;
-    Ok(report)
+    result
+}
+
+/// `<path>.tmp-<pid>-<n>` beside `path` (same directory, so the rename is
+/// atomic; `n` keeps two saves of one process apart).
+fn temp_path(path: &Path) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}-{n}", std::process::id()));
+    path.with_file_name(name)
 }
 
 /// Lays the regions out back to back in the file, checking alignment.
@@ -138,40 +181,6 @@ fn plan_layout(regions: &[HostRegion<'_>], page: u64) -> Result<MemoryLayout, Me
     };
     layout.validate()?;
     Ok(layout)
-}
-
-/// Opens (without truncating yet) the target file and refuses it if it is
-/// the backing file of a region: truncating that would pull the memory out
-/// from under the mapping being saved.
-fn open_target(path: &Path, regions: &[HostRegion<'_>]) -> Result<File, MemoryFileError> {
-    let io = |op| {
-        move |source| MemoryFileError::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
-        }
-    };
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(io("create"))?;
-    let target = file.metadata().map_err(io("stat"))?;
-    for r in regions {
-        let Some((backing, _)) = r.backing else {
-            continue;
-        };
-        let Ok(b) = backing.metadata() else { continue };
-        if b.dev() == target.dev() && b.ino() == target.ino() {
-            return Err(MemoryFileError::TargetIsBacking {
-                path: path.to_path_buf(),
-                guest_addr: r.guest_addr,
-            });
-        }
-    }
-    Ok(file)
 }
 
 /// Writes one region, chunk by chunk.

@@ -3,8 +3,12 @@
 //! A fixed VHD is the raw disk followed by a 512-byte footer that starts
 //! with the cookie `conectix` (big-endian fields; disk type at byte 60,
 //! current size at byte 48, checksum at byte 64). Only the data part is
-//! exposed to the guest. Dynamic and differencing VHDs (block allocation
-//! tables, parents) are refused with an error that says so.
+//! exposed to the guest (a choice: HCS attaches fixed VHDs, and the footer
+//! is metadata, not disk). Dynamic and differencing VHDs (block allocation
+//! tables, parents; a copy of the footer at offset 0), VHDX (`vhdxfile` at
+//! offset 0), qcow2 (`QFI\xfb`) and sparse VMDK (`KDMV`) are refused with an
+//! error that names the format: attached raw, the guest would read their
+//! metadata as its disk, and its writes would corrupt the image.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
@@ -51,6 +55,16 @@ pub enum DiskError {
         path: PathBuf,
         /// "dynamic" or "differencing".
         kind: &'static str,
+    },
+    /// An image format this VMM does not parse (VHDX, qcow2, VMDK).
+    #[error("disk image {path} is a {format} image (signature {signature:?} at offset 0); only raw images and fixed VHDs are supported (convert it, e.g. `qemu-img convert -O raw`)")]
+    UnsupportedFormat {
+        /// The image.
+        path: PathBuf,
+        /// "VHDX", "qcow2", "VMDK".
+        format: &'static str,
+        /// The signature found.
+        signature: &'static str,
     },
     /// A VHD footer that does not add up.
     #[error("disk image {path} has a bad VHD footer: {why}")]
@@ -264,8 +278,34 @@ fn advise(file: &File, path: &Path, offset: libc::off_t, len: libc::off_t, advic
     }
 }
 
+/// Signatures at offset 0 of image formats that are not raw disks.
+const FOREIGN_FORMATS: [(&[u8], &str, &str); 3] = [
+    (b"vhdxfile", "VHDX", "vhdxfile"),
+    (b"QFI\xfb", "qcow2", "QFI\\xfb"),
+    (b"KDMV", "VMDK", "KDMV"),
+];
+
 /// Detect the format of a file of `file_len` bytes.
 fn detect(file: &File, path: &Path, file_len: u64) -> Result<(DiskFormat, u64), DiskError> {
+    let read = |buf: &mut [u8], at| {
+        file.read_exact_at(buf, at)
+            .map_err(|source| DiskError::Read {
+                path: path.into(),
+                source,
+            })
+    };
+    let mut head = [0u8; VHD_FOOTER_SIZE as usize];
+    let head_len = usize::try_from(file_len.min(VHD_FOOTER_SIZE)).unwrap_or(0);
+    read(&mut head[..head_len], 0)?;
+    for (magic, format, signature) in FOREIGN_FORMATS {
+        if head.starts_with(magic) && head_len >= magic.len() {
+            return Err(DiskError::UnsupportedFormat {
+                path: path.into(),
+                format,
+                signature,
+            });
+        }
+    }
     if file_len < VHD_FOOTER_SIZE {
         return Ok((DiskFormat::Raw, file_len));
     }
@@ -281,21 +321,25 @@ fn detect(file: &File, path: &Path, file_len: u64) -> Result<(DiskFormat, u64), 
             .map(|size| (DiskFormat::FixedVhd, size))
             .map_err(|e| e.into_error(path));
     }
-    // Dynamic and differencing VHDs also carry a copy of the footer at the
-    // start of the file (and their real footer at the end, but be sure).
-    let mut head = [0u8; VHD_FOOTER_SIZE as usize];
-    file.read_exact_at(&mut head, 0)
-        .map_err(|source| DiskError::Read {
-            path: path.into(),
-            source,
-        })?;
-    if &head[..8] == VHD_COOKIE && checksum_ok(&head) {
-        if let Some(kind) = dynamic_kind(be32(&head, 60)) {
-            return Err(DiskError::UnsupportedVhd {
+    // Dynamic and differencing VHDs carry a copy of the footer at the start
+    // of the file (and their real footer at the end, which may be damaged
+    // or cut off). Without a fixed footer at the end, a file that starts
+    // with the cookie is such a VHD, never a raw disk.
+    if head.starts_with(VHD_COOKIE) {
+        let disk_type = be32(&head, 60);
+        return Err(match dynamic_kind(disk_type) {
+            Some(kind) => DiskError::UnsupportedVhd {
                 path: path.into(),
                 kind,
-            });
-        }
+            },
+            None => DiskError::BadVhdFooter {
+                path: path.into(),
+                why: format!(
+                    "a VHD footer copy at offset 0 (disk type {disk_type}) but no valid footer at \
+                     the end; a dynamic or differencing VHD cannot be attached"
+                ),
+            },
+        });
     }
     Ok((DiskFormat::Raw, file_len))
 }
@@ -471,6 +515,70 @@ mod tests {
             );
             assert!(err.to_string().contains(kind));
         }
+    }
+
+    #[test]
+    fn vhdx_qcow2_and_vmdk_images_are_refused_naming_the_format() {
+        for (magic, format) in [
+            (&b"vhdxfile"[..], "VHDX"),
+            (&b"QFI\xfb\0\0\0\x03"[..], "qcow2"),
+            (&b"KDMV\x01\0\0\0"[..], "VMDK"),
+        ] {
+            let mut bytes = magic.to_vec();
+            bytes.resize(1 << 20, 0);
+            let f = image(&bytes);
+            for read_only in [true, false] {
+                let err = DiskImage::open(f.path(), read_only).unwrap_err();
+                assert!(
+                    matches!(err, DiskError::UnsupportedFormat { format: k, .. } if k == format),
+                    "{format}: {err}"
+                );
+                let msg = err.to_string();
+                assert!(
+                    msg.contains(format) && msg.contains(&f.path().display().to_string()),
+                    "{msg}"
+                );
+            }
+            // Even an image smaller than a sector.
+            let f = image(magic);
+            assert!(DiskImage::open(f.path(), true).is_err(), "{format}, tiny");
+        }
+    }
+
+    #[test]
+    fn a_vhd_footer_copy_at_offset_0_without_a_fixed_footer_is_refused() {
+        // A dynamic VHD cut short (no footer at the end), and one whose
+        // copy's checksum is off: neither is a raw disk.
+        let footer = fixed_vhd_footer(1 << 20, VHD_TYPE_DYNAMIC);
+        let mut bytes = footer.to_vec();
+        bytes.extend_from_slice(&[0u8; 4096]);
+        let err = DiskImage::open(image(&bytes).path(), true).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DiskError::UnsupportedVhd {
+                    kind: "dynamic",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        bytes[100] ^= 1;
+        let err = DiskImage::open(image(&bytes).path(), true).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DiskError::UnsupportedVhd {
+                    kind: "dynamic",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let mut odd = fixed_vhd_footer(1 << 20, 9).to_vec();
+        odd.extend_from_slice(&[0u8; 4096]);
+        let err = DiskImage::open(image(&odd).path(), true).unwrap_err();
+        assert!(matches!(err, DiskError::BadVhdFooter { .. }), "{err}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,162 @@ pub enum SerialBackend {
     LogFile(PathBuf),
     /// A unix socket the VMM listens on; clients are consoles.
     Socket(PathBuf),
+}
+
+/// Why a port's backend could not be connected. Every variant names the
+/// host path; none of them touched what was already there.
+#[derive(Debug, thiserror::Error)]
+pub enum SerialError {
+    /// Something already exists where the port's socket would go. It is
+    /// never removed: even a socket may be another program's (or a live
+    /// console's), and nothing tells a stale one of ours apart safely.
+    #[error(
+        "{}: a {kind} already exists there; a port's socket is only made at a free path          (nothing existing is removed or replaced; delete a stale socket yourself)",
+        path.display()
+    )]
+    Exists {
+        /// The port's socket path.
+        path: PathBuf,
+        /// What is there ("socket", "regular file", "symlink", ...).
+        kind: &'static str,
+    },
+    /// A log path that is a symlink (not followed) or not a regular file.
+    #[error("{}: a {kind}; a port's log must be a regular file (symlinks are not followed)", path.display())]
+    NotRegularLog {
+        /// The log path.
+        path: PathBuf,
+        /// What is there.
+        kind: &'static str,
+    },
+    /// Host I/O failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path being opened or bound.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+impl SerialError {
+    /// The host path the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            SerialError::Exists { path, .. }
+            | SerialError::NotRegularLog { path, .. }
+            | SerialError::Io { path, .. } => path,
+        }
+    }
+}
+
+/// A file type in words, for errors.
+fn kind_of(ft: std::fs::FileType) -> &'static str {
+    if ft.is_socket() {
+        "socket"
+    } else if ft.is_symlink() {
+        "symlink"
+    } else if ft.is_dir() {
+        "directory"
+    } else if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_char_device() {
+        "character device"
+    } else if ft.is_block_device() {
+        "block device"
+    } else if ft.is_file() {
+        "regular file"
+    } else {
+        "file of unknown type"
+    }
+}
+
+/// Open a port's log for appending: created 0600 if absent, never through
+/// a symlink, and only a regular file (a FIFO would block, a device node
+/// would be written to). O_NONBLOCK keeps the open itself from blocking on
+/// a FIFO; the type is then checked on the open file, so no race.
+fn open_log(path: &Path) -> Result<File, SerialError> {
+    let io = |source| SerialError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => SerialError::NotRegularLog {
+                path: path.to_path_buf(),
+                kind: "symlink",
+            },
+            // A FIFO nobody reads opens with ENXIO under O_NONBLOCK.
+            Some(libc::ENXIO) => SerialError::NotRegularLog {
+                path: path.to_path_buf(),
+                kind: "FIFO",
+            },
+            _ => io(e),
+        })?;
+    let ft = file.metadata().map_err(io)?.file_type();
+    if !ft.is_file() {
+        return Err(SerialError::NotRegularLog {
+            path: path.to_path_buf(),
+            kind: kind_of(ft),
+        });
+    }
+    // Writes to a regular file do not block; the flag is dropped anyway so
+    // the log behaves like any appended file.
+    nix::fcntl::fcntl(
+        &file,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_APPEND),
+    )
+    .map_err(|e| io(e.into()))?;
+    Ok(file)
+}
+
+/// Bind a port's socket at `path`, which must not exist: bind(2) itself
+/// refuses any existing file (symlinks included, not followed), so nothing
+/// there is ever touched. Returns the listener and the socket's (dev, inode)
+/// so that only this socket is removed later.
+fn bind_socket(path: &Path) -> Result<(UnixListener, (u64, u64)), SerialError> {
+    let listener = UnixListener::bind(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            let kind = std::fs::symlink_metadata(path)
+                .map(|m| kind_of(m.file_type()))
+                .unwrap_or("file");
+            SerialError::Exists {
+                path: path.to_path_buf(),
+                kind,
+            }
+        } else {
+            SerialError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            }
+        }
+    })?;
+    let id = std::fs::symlink_metadata(path)
+        .map(|m| (m.dev(), m.ino()))
+        .map_err(|source| SerialError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok((listener, id))
+}
+
+/// Remove the socket at `path` if it is still the one this system bound
+/// (same device and inode); anything put there since stays.
+fn remove_own_socket(path: &Path, id: (u64, u64)) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() && (m.dev(), m.ino()) == id => {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(_) => tracing::warn!(
+            path = %path.display(),
+            "a serial port's socket was replaced; leaving what is there"
+        ),
+        Err(_) => {}
+    }
 }
 
 /// Raises the port's interrupt through an irqfd.
@@ -248,29 +405,40 @@ pub fn restore_uart(uart: &Mutex<Uart>, state: &UartState) -> io::Result<()> {
 pub struct SerialDevice {
     uart: Arc<Mutex<Uart>>,
     console: Arc<Mutex<Console>>,
-    listeners: Vec<(UnixListener, PathBuf)>,
+    listeners: Unserved,
+}
+
+/// Sockets bound but not yet served; removed if dropped so (an error
+/// while setting a port up, or a device never served).
+#[derive(Default)]
+struct Unserved(Vec<(UnixListener, PathBuf, (u64, u64))>);
+
+impl Drop for Unserved {
+    fn drop(&mut self) {
+        for (_, path, id) in &self.0 {
+            remove_own_socket(path, *id);
+        }
+    }
 }
 
 impl SerialDevice {
     /// A port whose interrupt is `irq` (an eventfd registered as irqfd),
     /// connected to every backend given (say, a log file and a socket).
-    pub fn new(irq: EventFd, backends: &[SerialBackend]) -> io::Result<SerialDevice> {
+    /// A socket path must be free and a log a regular file (or absent):
+    /// nothing already on the host is removed, replaced or followed.
+    pub fn new(irq: EventFd, backends: &[SerialBackend]) -> Result<SerialDevice, SerialError> {
         let console = Arc::new(Mutex::new(Console::default()));
-        let mut listeners = Vec::new();
+        // A later backend's error removes the sockets already made.
+        let mut listeners = Unserved(Vec::new());
         for backend in backends {
             match backend {
                 SerialBackend::None => {}
                 SerialBackend::LogFile(p) => {
-                    lock(&console).log = Some(
-                        std::fs::OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(p)?,
-                    );
+                    lock(&console).log = Some(open_log(p)?);
                 }
                 SerialBackend::Socket(p) => {
-                    let _ = std::fs::remove_file(p);
-                    listeners.push((UnixListener::bind(p)?, p.clone()));
+                    let (listener, id) = bind_socket(p)?;
+                    listeners.0.push((listener, p.clone(), id));
                 }
             }
         }
@@ -281,7 +449,7 @@ impl SerialDevice {
         Ok(SerialDevice {
             uart,
             console,
-            listeners,
+            listeners: Unserved(std::mem::take(&mut listeners.0)),
         })
     }
 
@@ -318,14 +486,24 @@ impl SerialDevice {
     /// The returned guard stops it and removes the socket.
     pub fn serve(&mut self) -> io::Result<Vec<SocketGuard>> {
         let mut guards = Vec::new();
-        for (listener, path) in std::mem::take(&mut self.listeners) {
-            guards.push(self.serve_one(listener, path)?);
+        // One at a time: on an error the rest stay in `listeners`, whose
+        // drop removes them.
+        while !self.listeners.0.is_empty() {
+            let (listener, path, id) = self.listeners.0.remove(0);
+            guards.push(self.serve_one(listener, path, id)?);
         }
         Ok(guards)
     }
 
-    fn serve_one(&self, listener: UnixListener, path: PathBuf) -> io::Result<SocketGuard> {
-        let accept = listener.try_clone()?;
+    fn serve_one(
+        &self,
+        listener: UnixListener,
+        path: PathBuf,
+        id: (u64, u64),
+    ) -> io::Result<SocketGuard> {
+        // The guard exists first so an error below still removes the socket.
+        let guard = SocketGuard { listener, path, id };
+        let accept = guard.listener.try_clone()?;
         let (uart, console) = (self.uart.clone(), self.console.clone());
         std::thread::Builder::new()
             .name("serial-accept".into())
@@ -353,7 +531,7 @@ impl SerialDevice {
                         });
                 }
             })?;
-        Ok(SocketGuard { listener, path })
+        Ok(guard)
     }
 
     /// The UART, for input from elsewhere and for save and restore.
@@ -362,10 +540,12 @@ impl SerialDevice {
     }
 }
 
-/// Stops a port's socket: closes the listener and removes the socket file.
+/// Stops a port's socket: closes the listener and removes the socket file
+/// if it is still the one bound (same device and inode).
 pub struct SocketGuard {
     listener: UnixListener,
     path: PathBuf,
+    id: (u64, u64),
 }
 
 impl Drop for SocketGuard {
@@ -378,7 +558,7 @@ impl Drop for SocketGuard {
                 libc::SHUT_RDWR,
             );
         }
-        let _ = std::fs::remove_file(&self.path);
+        remove_own_socket(&self.path, self.id);
     }
 }
 
@@ -537,5 +717,210 @@ mod tests {
         let mut got = Vec::new();
         console.read_to_end(&mut got).unwrap();
         assert!(got.len() <= first.len() && got.iter().all(|&b| b == 1), "{} bytes", got.len());
+    }
+
+    /// What identifies a file and its content: device, inode, type and
+    /// mode, device number, and bytes (for regular files).
+    fn fingerprint(p: &Path) -> (u64, u64, u32, u64, Vec<u8>) {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        let bytes = if m.file_type().is_file() {
+            std::fs::read(p).unwrap()
+        } else {
+            Vec::new()
+        };
+        (m.dev(), m.ino(), m.mode(), m.rdev(), bytes)
+    }
+
+    /// A temp dir holding one file of each kind a port's path may name.
+    fn files_of_every_kind() -> (tempfile::TempDir, Vec<(&'static str, PathBuf)>) {
+        use nix::sys::stat::{mknod, Mode, SFlag};
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let regular = d.join("regular");
+        std::fs::write(&regular, b"precious").unwrap();
+        let fifo = d.join("fifo");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+        let symlink = d.join("symlink");
+        std::os::unix::fs::symlink(&regular, &symlink).unwrap();
+        let dangling = d.join("dangling");
+        std::os::unix::fs::symlink(d.join("nowhere"), &dangling).unwrap();
+        // A char device like /dev/null (1:3), made here, not the host's.
+        let chardev = d.join("null");
+        mknod(
+            &chardev,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .unwrap();
+        let subdir = d.join("dir");
+        std::fs::create_dir(&subdir).unwrap();
+        let files = vec![
+            ("regular file", regular),
+            ("FIFO", fifo),
+            ("symlink", symlink),
+            ("symlink", dangling),
+            ("character device", chardev),
+            ("directory", subdir),
+        ];
+        (dir, files)
+    }
+
+    #[test]
+    fn a_socket_path_that_exists_is_refused_and_left_untouched() {
+        let (dir, mut files) = files_of_every_kind();
+        // Someone else's socket, live.
+        let theirs = dir.path().join("theirs.sock");
+        let _listener = UnixListener::bind(&theirs).unwrap();
+        files.push(("socket", theirs));
+        for (kind, path) in &files {
+            let before = fingerprint(path);
+            let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+            let e = SerialDevice::new(irq, &[SerialBackend::Socket(path.clone())])
+                .err()
+                .unwrap_or_else(|| panic!("a {kind} at the socket path was replaced"));
+            let msg = e.to_string();
+            assert!(
+                matches!(e, SerialError::Exists { kind: k, .. } if k == *kind),
+                "{kind}: {e:?}"
+            );
+            assert!(msg.contains(&path.display().to_string()), "{msg}");
+            assert_eq!(fingerprint(path), before, "the {kind} was touched");
+        }
+        assert_eq!(
+            std::fs::read(dir.path().join("regular")).unwrap(),
+            b"precious"
+        );
+    }
+
+    #[test]
+    fn a_log_path_that_is_not_a_regular_file_is_refused_untouched_and_at_once() {
+        let (dir, files) = files_of_every_kind();
+        for (kind, path) in files.into_iter().filter(|(k, _)| *k != "regular file") {
+            let before = fingerprint(&path);
+            // Opening a FIFO for writing blocks until a reader comes: the
+            // call runs on a thread so the test fails rather than hangs.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let p = path.clone();
+            std::thread::spawn(move || {
+                let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+                let r = SerialDevice::new(irq, &[SerialBackend::LogFile(p)]).map(|_| ());
+                let _ = tx.send(r);
+            });
+            let r = rx
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("opening a {kind} as a log blocked"));
+            let e = r
+                .err()
+                .unwrap_or_else(|| panic!("a {kind} was opened as a log"));
+            assert!(
+                e.to_string().contains(&path.display().to_string()),
+                "{kind}: {e}"
+            );
+            assert_eq!(fingerprint(&path), before, "the {kind} was touched");
+        }
+        // The symlink's target was not appended to.
+        assert_eq!(
+            std::fs::read(dir.path().join("regular")).unwrap(),
+            b"precious"
+        );
+        assert!(
+            !dir.path().join("nowhere").exists(),
+            "a dangling symlink was followed"
+        );
+    }
+
+    #[test]
+    fn a_new_log_is_private_and_an_existing_one_is_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("new.log");
+        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let mut dev = SerialDevice::new(
+            irq.try_clone().unwrap(),
+            &[SerialBackend::LogFile(log.clone())],
+        )
+        .unwrap();
+        dev.write(0, b"a");
+        assert_eq!(std::fs::metadata(&log).unwrap().mode() & 0o777, 0o600);
+        drop(dev);
+        let mut dev = SerialDevice::new(irq, &[SerialBackend::LogFile(log.clone())]).unwrap();
+        dev.write(0, b"b");
+        assert_eq!(std::fs::read(&log).unwrap(), b"ab");
+    }
+
+    #[test]
+    fn the_socket_made_is_removed_when_done_but_not_a_file_that_replaced_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+
+        // Served, then stopped: removed.
+        let sock = dir.path().join("a.sock");
+        let mut dev = SerialDevice::new(
+            irq.try_clone().unwrap(),
+            &[SerialBackend::Socket(sock.clone())],
+        )
+        .unwrap();
+        let guards = dev.serve().unwrap();
+        assert!(std::fs::symlink_metadata(&sock)
+            .unwrap()
+            .file_type()
+            .is_socket());
+        drop(guards);
+        assert!(!sock.exists(), "the port's own socket stayed");
+
+        // Never served (setup failed later): removed too.
+        let sock = dir.path().join("b.sock");
+        let dev = SerialDevice::new(
+            irq.try_clone().unwrap(),
+            &[SerialBackend::Socket(sock.clone())],
+        )
+        .unwrap();
+        drop(dev);
+        assert!(!sock.exists(), "an unserved socket stayed");
+
+        // A later backend's error removes the socket already made.
+        let sock = dir.path().join("c.sock");
+        let taken = dir.path().join("taken");
+        std::fs::write(&taken, b"x").unwrap();
+        let r = SerialDevice::new(
+            irq.try_clone().unwrap(),
+            &[
+                SerialBackend::Socket(sock.clone()),
+                SerialBackend::Socket(taken.clone()),
+            ],
+        );
+        assert!(r.is_err());
+        assert!(
+            !sock.exists(),
+            "the first port socket stayed after an error"
+        );
+        assert_eq!(std::fs::read(&taken).unwrap(), b"x");
+
+        // Replaced while the port runs, by a file and by another socket:
+        // what replaced it stays.
+        for replacement in ["file", "socket"] {
+            let sock = dir.path().join(format!("d-{replacement}.sock"));
+            let mut dev = SerialDevice::new(
+                irq.try_clone().unwrap(),
+                &[SerialBackend::Socket(sock.clone())],
+            )
+            .unwrap();
+            let guards = dev.serve().unwrap();
+            std::fs::remove_file(&sock).unwrap();
+            let _other = if replacement == "file" {
+                std::fs::write(&sock, b"someone else's").unwrap();
+                None
+            } else {
+                Some(UnixListener::bind(&sock).unwrap())
+            };
+            let before = fingerprint(&sock);
+            drop(guards);
+            drop(dev);
+            assert_eq!(
+                fingerprint(&sock),
+                before,
+                "the replacing {replacement} was removed"
+            );
+        }
     }
 }
