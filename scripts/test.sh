@@ -33,7 +33,7 @@ integrity_after="$repo/build/host-integrity.after"
 mkdir -p "$repo/build"
 ./scripts/host-integrity.sh snapshot "$integrity_before"
 status=0
-cargo test --workspace "$@" || status=$?
+cargo test --workspace --no-fail-fast "$@" || status=$?
 if [[ -s "$HCS_TEST_SKIP_LOG" ]]; then
     echo
     echo "test: $(wc -l < "$HCS_TEST_SKIP_LOG") test(s) did not run their checks on this machine:"

@@ -89,24 +89,24 @@ fn create_documents_that_set_refused_members_are_refused_with_the_path() {
     );
     refused_create(
         "fqos",
-        &vm_doc(json!({ "VirtualMachine": { "StorageQoS": { "IopsMaximum": 100 } } })),
-        "$.VirtualMachine.StorageQoS",
+        &vm_doc(json!({ "VirtualMachine": { "Version": { "Major": 9, "Minor": 0 } } })),
+        "$.VirtualMachine.Version",
     );
     refused_create(
         "flimit",
         &vm_doc(
-            json!({ "VirtualMachine": { "ComputeTopology": { "Processor": { "Limit": 5000 } } } }),
+            json!({ "VirtualMachine": { "ComputeTopology": { "Processor": { "MaximumFrequencyMHz": 2000 } } } }),
         ),
-        "$.VirtualMachine.ComputeTopology.Processor.Limit",
+        "$.VirtualMachine.ComputeTopology.Processor.MaximumFrequencyMHz",
     );
     refused_create(
         "fflush",
         &vm_doc(
             json!({ "VirtualMachine": { "Devices": { "Scsi": { "0": { "Attachments": { "0": {
-            "Path": hcs_test_guest::test_guest_elf(), "IgnoreFlushes": true
+            "Path": hcs_test_guest::test_guest_elf(), "SupportCompressedVolumes": true
         } } } } } } }),
         ),
-        r#"$.VirtualMachine.Devices.Scsi["0"].Attachments["0"].IgnoreFlushes"#,
+        r#"$.VirtualMachine.Devices.Scsi["0"].Attachments["0"].SupportCompressedVolumes"#,
     );
     refused_create(
         "fpipe",
@@ -136,19 +136,19 @@ fn operation_options_must_be_json_and_set_nothing_refused() {
     is(&e, HResult::ERROR_NOT_SUPPORTED, "`$.SuspensionLevel`");
     call(|op| s.pause(op, Some(r#"{"SuspensionLevel":"Suspend"}"#))).expect("pause");
     let e = call(|op| s.resume(op, Some(r#"{"Now":true}"#))).unwrap_err();
-    is(&e, HResult::HCS_E_INVALID_JSON, "unknown field `Now`");
+    is(&e, HResult::HCS_E_INVALID_JSON, "$.Now");
     call(|op| s.resume(op, None)).expect("resume");
 
     let q = r#"{"PropertyTypes":[],"Queries":{"Memory":{}}}"#;
     let e = call(|op| s.get_properties(op, Some(q))).unwrap_err();
     is(&e, HResult::ERROR_NOT_SUPPORTED, "`$.Queries`");
     let e = call(|op| s.shutdown(op, Some(r#"{"Mechanism":"GuestConnection"}"#))).unwrap_err();
-    is(&e, HResult::ERROR_NOT_SUPPORTED, "`$.Mechanism`");
+    is(&e, HResult::ERROR_NOT_SUPPORTED, "Mechanism");
 
     let e = call(|op| s.terminate(op, Some("now"))).unwrap_err();
-    is(&e, HResult::HCS_E_INVALID_JSON, "TerminateOptions");
+    is(&e, HResult::HCS_E_INVALID_JSON, "HcsTerminateComputeSystem options");
     let e = call(|op| s.terminate(op, Some(r#"{"Force":true}"#))).unwrap_err();
-    is(&e, HResult::HCS_E_INVALID_JSON, "unknown field `Force`");
+    is(&e, HResult::HCS_E_INVALID_JSON, "$.Force");
     assert_eq!(properties(&s, &[]).unwrap()["State"], "Running");
     call(|op| s.terminate(op, Some("{}"))).expect("terminate with empty options");
     s.wait_for_exit(INFINITE).expect("exit status");
@@ -161,19 +161,22 @@ fn operation_options_must_be_json_and_set_nothing_refused() {
 }
 
 #[test]
-fn oci_process_is_refused_in_a_vm_until_the_agent_honours_it() {
+fn oci_process_members_the_agent_cannot_honour_are_refused_in_a_vm() {
     let ns = unique_namespace("fociproc");
     let s = create_started(&ns, "vm", &vm_doc(json!({})));
     let mut c = Console::attach(&ns, "vm");
     c.expect("AGENT CONNECTED");
-    // Only `args` would reach the guest: the environment would be lost.
-    let params = json!({ "OciProcess": { "args": ["echo", "x"], "env": ["SECRET=1"] } });
+    // The agent takes the whole OciProcess but has no AppArmor.
+    let params = json!({ "OciProcess": {
+        "args": ["echo", "x"], "env": ["SECRET=1"], "cwd": "/",
+        "user": { "uid": 0, "gid": 0 }, "apparmorProfile": "unconfined"
+    } });
     let op = Operation::new();
     let e = s
         .create_process(&params.to_string(), &op)
         .and_then(|_| op.wait_process_info(INFINITE).map(|_| ()))
         .unwrap_err();
-    is(&e, HResult::ERROR_NOT_SUPPORTED, "`$.OciProcess`");
+    is(&e, HResult::ERROR_NOT_SUPPORTED, "apparmorProfile");
     let status = terminate(&s);
     assert_eq!(status["ExitType"], "ForcedExit", "{status}");
 }
