@@ -40,7 +40,7 @@ fn lifecycle_options_are_json_honoured_or_refused_with_their_path() {
     refused(
         call(|op| s.start(op, Some(r#"{"DestinationMigrationOptions":{}}"#))),
         HResult::ERROR_NOT_SUPPORTED,
-        "StartOptions.DestinationMigrationOptions",
+        "`$.DestinationMigrationOptions`",
     );
     assert_eq!(state(&s), "Created");
     call(|op| s.start(op, Some("{}"))).unwrap();
@@ -51,7 +51,7 @@ fn lifecycle_options_are_json_honoured_or_refused_with_their_path() {
     refused(
         call(|op| s.pause(op, Some(r#"{"SuspensionLevel":"MemoryHigh"}"#))),
         HResult::ERROR_NOT_SUPPORTED,
-        "PauseOptions.SuspensionLevel",
+        "`$.SuspensionLevel`",
     );
     assert_eq!(state(&s), "Running");
     call(|op| {
