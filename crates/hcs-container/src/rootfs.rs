@@ -111,6 +111,119 @@ fn ensure_in_root(root: BorrowedFd<'_>, path: &Path, kind: Kind) -> io::Result<O
     sys::openat2_in_root(root, c".", opath, 0)
 }
 
+/// How many symlinks one resolution may follow (the kernel's limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// `path` resolved inside `root` as if `root` were `/` (what runc's
+/// securejoin does): symlinks are followed, absolute ones from the root and
+/// `..` never above it; the part that does not exist yet is kept as written.
+/// Returns the absolute path inside the root, free of symlinks, so checks on
+/// a destination see where the mount will really land.
+fn resolve_in_root(root: BorrowedFd<'_>, path: &Path) -> io::Result<PathBuf> {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    use std::path::Component;
+    let comps = |p: &Path| -> Vec<OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some(OsString::from("..")),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut pending: VecDeque<OsString> = comps(path).into();
+    let mut done: Vec<OsString> = Vec::new();
+    let mut links = 0;
+    // Once a component is missing, the rest cannot be symlinks.
+    let mut missing = false;
+    while let Some(c) = pending.pop_front() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        if missing {
+            done.push(c);
+            continue;
+        }
+        let candidate: PathBuf = done.iter().chain(std::iter::once(&c)).collect();
+        let fd = match sys::openat2_in_root(
+            root,
+            &cpath(&candidate)?,
+            (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64,
+            0,
+        ) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                missing = true;
+                done.push(c);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let st = nix::sys::stat::fstat(&fd)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+            done.push(c);
+            continue;
+        }
+        links += 1;
+        if links > MAX_SYMLINKS {
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        }
+        // An O_PATH descriptor of a symlink reads it with an empty name.
+        let target = PathBuf::from(nix::fcntl::readlinkat(&fd, "")?);
+        if target.is_absolute() {
+            done.clear();
+        }
+        for t in comps(&target).into_iter().rev() {
+            pending.push_front(t);
+        }
+    }
+    Ok(Path::new("/").join(done.iter().collect::<PathBuf>()))
+}
+
+/// Resolve a mount's destination inside the root and apply runc's /proc
+/// rule to where it really lands: a symlink in the image (`/myproc` ->
+/// `/proc`, or `/x` -> `/proc/sys`) must not carry a bind of the host's `/`
+/// over the container's /proc. A proc or sysfs mount must be on the path as
+/// written (runc: "must be mounted on ordinary directory"), so a /proc that
+/// is itself a symlink cannot move the container's procfs elsewhere.
+fn checked_destination(
+    root: BorrowedFd<'_>,
+    field: &str,
+    dest: &Path,
+    fstype: Option<&str>,
+    bind_source: Option<&Path>,
+) -> SetupResult<PathBuf> {
+    let resolved = ctx(resolve_in_root(root, dest), || {
+        format!(
+            "{field}: resolving {} in the container's root",
+            dest.display()
+        )
+    })?;
+    if matches!(fstype, Some("proc" | "sysfs")) && resolved != dest {
+        return Err(format!(
+            "{field}: {} is a symlink in the container's root (to {}); a {} file system \
+             must be mounted on an ordinary directory",
+            dest.display(),
+            resolved.display(),
+            fstype.unwrap_or_default()
+        ));
+    }
+    crate::spec::check_proc_mount(&resolved, fstype, bind_source).map_err(|why| {
+        if resolved == dest {
+            format!("{field}: {why}")
+        } else {
+            format!(
+                "{field}: {} resolves to {} in the container's root: {why}",
+                dest.display(),
+                resolved.display()
+            )
+        }
+    })?;
+    Ok(resolved)
+}
+
 fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
@@ -423,6 +536,19 @@ pub(crate) fn setup(
     let r = mounts.root.as_fd();
 
     for (m, bind) in spec.mounts.iter().zip(&mounts.binds) {
+        // Checked and mounted where the destination really is.
+        let (fstype, source) = match (&m.kind, bind) {
+            (MountKind::Bind { .. }, Some((fd, _))) => (None, Some(fd_path(fd))),
+            (MountKind::Bind { source, .. }, None) => (None, Some(source.clone())),
+            (MountKind::Fs { fstype, .. }, _) => (Some(fstype.as_str()), None),
+            (MountKind::Cgroup, _) => (Some("cgroup"), None),
+        };
+        let destination =
+            checked_destination(r, &m.field, &m.destination, fstype, source.as_deref())?;
+        let m = &MountSpec {
+            destination,
+            ..m.clone()
+        };
         let made = match (&m.kind, bind) {
             (MountKind::Bind { source, .. }, Some((fd, is_dir))) => {
                 let kind = if *is_dir { Kind::Dir } else { Kind::File };
@@ -902,10 +1028,89 @@ fn mask_path(p: &Path, null: Option<&OwnedFd>) -> SetupResult<()> {
 fn attach_mapping(root: BorrowedFd<'_>, m: &Mapping, mnt: &OwnedFd) -> SetupResult<()> {
     let is_dir = fs::metadata(&m.host).map(|md| md.is_dir()).unwrap_or(false);
     let kind = if is_dir { Kind::Dir } else { Kind::File };
-    let target = ctx(ensure_in_root(root, &m.container, kind), || {
+    let dest = checked_destination(root, &m.field, &m.container, None, Some(&fd_path(mnt)))?;
+    let target = ctx(ensure_in_root(root, &dest, kind), || {
         format!("creating {} in the container", m.container.display())
     })?;
     ctx(sys::attach(mnt.as_fd(), target.as_fd()), || {
         format!("mounting {} on {}", m.host.display(), m.container.display())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn root_fd(dir: &Path) -> OwnedFd {
+        fs::File::open(dir).expect("root").into()
+    }
+
+    #[test]
+    fn destinations_resolve_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("proc/sys")).unwrap();
+        fs::create_dir_all(root.join("real/dir")).unwrap();
+        symlink("/proc", root.join("myproc")).unwrap();
+        symlink("proc/sys", root.join("mysys")).unwrap();
+        symlink("../../../../../../etc", root.join("escape")).unwrap();
+        symlink("/real/../real", root.join("indirect")).unwrap();
+        symlink("indirect/dir", root.join("chain")).unwrap();
+        symlink("loop", root.join("loop")).unwrap();
+        let fd = root_fd(root);
+        let r = |p: &str| resolve_in_root(fd.as_fd(), Path::new(p));
+        assert_eq!(r("/myproc").unwrap(), Path::new("/proc"));
+        assert_eq!(r("/mysys/kernel").unwrap(), Path::new("/proc/sys/kernel"));
+        // Out of the root: stays inside it, never the host's /etc.
+        assert_eq!(r("/escape/passwd").unwrap(), Path::new("/etc/passwd"));
+        assert_eq!(r("/chain/x/y").unwrap(), Path::new("/real/dir/x/y"));
+        assert_eq!(r("/plain/missing").unwrap(), Path::new("/plain/missing"));
+        assert_eq!(r("/").unwrap(), Path::new("/"));
+        assert_eq!(
+            r("/loop").unwrap_err().raw_os_error(),
+            Some(libc::ELOOP),
+            "a symlink loop"
+        );
+    }
+
+    #[test]
+    fn a_symlink_cannot_carry_a_mount_over_proc() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("proc")).unwrap();
+        fs::create_dir_all(root.join("data")).unwrap();
+        symlink("/proc", root.join("myproc")).unwrap();
+        symlink("/proc/sys", root.join("mysys")).unwrap();
+        let fd = root_fd(root);
+        let check = |dest: &str, fstype: Option<&str>, src: Option<&str>| {
+            checked_destination(
+                fd.as_fd(),
+                "mounts[7].destination",
+                Path::new(dest),
+                fstype,
+                src.map(Path::new),
+            )
+        };
+        let e = check("/myproc", None, Some("/")).unwrap_err();
+        assert!(
+            e.contains("mounts[7].destination") && e.contains("resolves to /proc in"),
+            "{e}"
+        );
+        let e = check("/mysys", None, Some("/proc/sys")).unwrap_err();
+        assert!(e.contains("mounts[7].destination"), "{e}");
+        // The normal cases still pass, mounted where they really land.
+        assert_eq!(check("/data", None, Some("/")).unwrap(), Path::new("/data"));
+        assert_eq!(
+            check("/proc", Some("proc"), None).unwrap(),
+            Path::new("/proc")
+        );
+        assert_eq!(
+            check("/myproc", None, Some("/proc")).unwrap(),
+            Path::new("/proc")
+        );
+        // A procfs on a symlink: refused, wherever it points.
+        let e = check("/myproc", Some("proc"), None).unwrap_err();
+        assert!(e.contains("ordinary directory"), "{e}");
+    }
 }

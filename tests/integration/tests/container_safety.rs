@@ -379,3 +379,126 @@ fn containers_have_a_process_limit_the_document_can_set() {
     assert!(e.message.contains("PidsLimit"), "{}", e.message);
     assert!(leftovers(&ns).is_empty());
 }
+
+/// Create and start `doc`; the error of whichever step failed.
+fn create_and_start(ns: &str, id: &str, doc: &str) -> hcs::HcsResult<hcs::System> {
+    let s = create(ns, id, doc)?;
+    call(|op| s.start(op, None))?;
+    Ok(s)
+}
+
+#[test]
+fn mount_destinations_are_resolved_inside_the_root() {
+    use std::os::unix::fs::symlink;
+    let ns = unique_namespace("symlinkdest");
+    // A layer over the test root with symlinks at mount destinations.
+    let layer = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    symlink("/proc", layer.path().join("myproc")).unwrap();
+    symlink("proc/sys", layer.path().join("mysys")).unwrap();
+    let up = "../".repeat(20);
+    symlink(
+        format!("{up}{}", outside.path().display()),
+        layer.path().join("escape"),
+    )
+    .unwrap();
+    let doc = |maps: serde_json::Value| {
+        let mut doc: serde_json::Value = serde_json::from_str(&container_doc(serde_json::json!({
+            "Container": { "MappedDirectories": maps }
+        })))
+        .unwrap();
+        doc["Container"]["Storage"]["Layers"] = serde_json::json!([
+            { "Id": "0a9d0f6e-0000-4000-8000-000000000002", "Path": layer.path() },
+            { "Id": "0a9d0f6e-0000-4000-8000-000000000001", "Path": rootfs() }
+        ]);
+        doc.to_string()
+    };
+    // The host's / onto a symlink to /proc, the host's /proc/sys onto one
+    // to /proc/sys: refused, naming the mapping.
+    for (i, (host, dest)) in [("/", "/myproc"), ("/proc/sys", "/mysys")]
+        .into_iter()
+        .enumerate()
+    {
+        let d = doc(serde_json::json!([ { "HostPath": host, "ContainerPath": dest } ]));
+        let Err(e) = create_and_start(&ns, &format!("proc{i}"), &d) else {
+            panic!("{host} onto {dest} (a symlink into /proc) must be refused");
+        };
+        assert!(
+            e.message.contains("MappedDirectories[0].ContainerPath")
+                && e.message.contains("resolves to /proc"),
+            "{}",
+            e.message
+        );
+    }
+    // A symlink out of the root resolves inside it: the mapping lands in the
+    // container's own copy of that path, the host's directory stays empty.
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("hello"), "hi\n").unwrap();
+    let d = doc(serde_json::json!([ { "HostPath": src.path(), "ContainerPath": "/escape" } ]));
+    let s = create_and_start(&ns, "escape", &d).expect("a mapping onto /escape");
+    let r = run(&s, &["cat", &format!("{}/hello", outside.path().display())]);
+    assert_eq!(
+        (r.exit_code, r.stdout.as_str()),
+        (0, "hi\n"),
+        "{}",
+        r.stderr
+    );
+    terminate(&s);
+    drop(s);
+    assert_eq!(entries(outside.path()), Vec::<String>::new());
+    assert!(leftovers(&ns).is_empty());
+}
+
+#[test]
+fn runhcs_refuses_a_bind_over_proc_through_a_symlink() {
+    require_root();
+    let runhcs = hcs_cli().with_file_name("runhcs");
+    assert!(
+        runhcs.exists(),
+        "{} is missing: cargo build -p runhcs",
+        runhcs.display()
+    );
+    let t = tempfile::tempdir().unwrap();
+    let bundle = t.path().join("b");
+    runhcs_bundle(&runhcs, &bundle, |v| {
+        let mounts = v["mounts"].as_array_mut().unwrap();
+        mounts.push(serde_json::json!(
+            {"destination": "/myproc", "type": "bind", "source": "/", "options": ["rbind"]}));
+    });
+    let index = {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+        v["mounts"].as_array().unwrap().len() - 1
+    };
+    // The bundle's own root (the test root is shared): only the symlink
+    // matters, the process never runs.
+    std::fs::remove_file(bundle.join("rootfs")).unwrap();
+    std::fs::create_dir_all(bundle.join("rootfs/proc")).unwrap();
+    symlink_in(&bundle.join("rootfs/myproc"), "/proc");
+    let id = unique_namespace("runhcsproc");
+    let state = t.path().join("state");
+    let out = std::process::Command::new(&runhcs)
+        .arg("--root")
+        .arg(&state)
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new(&runhcs)
+        .arg("--root")
+        .arg(&state)
+        .args(["delete", "-f", &id])
+        .output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "ran: {stderr}");
+    assert!(
+        stderr.contains(&format!("mounts[{index}].destination"))
+            && stderr.contains("resolves to /proc"),
+        "{stderr}"
+    );
+}
+
+fn symlink_in(at: &std::path::Path, to: &str) {
+    std::os::unix::fs::symlink(to, at).unwrap();
+}
