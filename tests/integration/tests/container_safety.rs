@@ -502,3 +502,138 @@ fn runhcs_refuses_a_bind_over_proc_through_a_symlink() {
 fn symlink_in(at: &std::path::Path, to: &str) {
     std::os::unix::fs::symlink(to, at).unwrap();
 }
+
+/// What a privileged process may do to /proc/1/fd (ptrace access to the
+/// init needs CAP_SYS_PTRACE, the rest changes owners and modes).
+const PRIVILEGED: [&str; 6] = [
+    "CAP_SYS_PTRACE",
+    "CAP_CHOWN",
+    "CAP_FOWNER",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_SYS_ADMIN",
+];
+
+fn run_privileged(s: &hcs::System, script: &str) -> Finished {
+    run_params(
+        s,
+        serde_json::json!({ "OciProcess": {
+            "args": ["sh", "-c", script],
+            "cwd": "/",
+            "user": { "uid": 0, "gid": 0 },
+            "env": ["PATH=/bin:/sbin:/usr/bin:/usr/sbin"],
+            "capabilities": {
+                "bounding": PRIVILEGED, "effective": PRIVILEGED, "permitted": PRIVILEGED
+            }
+        } }),
+    )
+}
+
+/// `(st_dev, st_ino)` of what every descriptor of host process `pid`
+/// names, by descriptor number.
+fn descriptors_of(pid: i32) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the init's descriptors")
+        .flatten()
+        .map(|e| {
+            let m = std::fs::metadata(e.path()).expect("a descriptor's file");
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                format!("{}:{}", m.dev(), m.ino()),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The container's init and its processes hold no descriptor of the
+/// host's: pid 1 has only its stdio, none of which (nor a started process's)
+/// is a host device node, and chmod/chown through every one of them leaves
+/// the host's nodes as they were. `pid1_reachable`: whether the container's
+/// root can open /proc/1/fd (not in a user namespace, where the init is not
+/// dumpable to it).
+fn no_host_descriptor_is_reachable(test: &str, doc: &str, pid1_reachable: bool) {
+    let ns = unique_namespace(test);
+    let before = host_nodes();
+    let host = host_identities();
+    let s = create_started(&ns, "c", doc);
+    // Seen from the host: the init's descriptors are its stdio, none of
+    // them a host device node.
+    let init = leftovers(&ns)
+        .processes
+        .into_iter()
+        .find(|p| {
+            // Pid 1 in its own namespace: the last NSpid is 1.
+            std::fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|st| {
+                st.lines()
+                    .find_map(|l| l.strip_prefix("NSpid:"))
+                    .and_then(|l| l.split_whitespace().last())
+                    == Some("1")
+            })
+        })
+        .expect("the container's init");
+    let fds = descriptors_of(init);
+    assert_eq!(
+        fds.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["0", "1", "2"],
+        "the init holds descriptors beyond its stdio: {fds:?}"
+    );
+    for (n, id) in &fds {
+        assert!(
+            !host.iter().any(|h| h == id),
+            "the init's descriptor {n} is a host device node ({id})"
+        );
+    }
+    // Seen from inside. Looked at first: a broken build fails here and
+    // leaves the host's nodes alone.
+    let r = run_privileged(
+        &s,
+        "if l=$(ls /proc/1/fd 2>/dev/null); then echo pid1: $l; else echo pid1: unreachable; fi; \
+         for f in /proc/1/fd/* /proc/self/fd/[012]; do [ -e $f ] && stat -L -c \"$f %d:%i %F\" $f; done; true",
+    );
+    assert_eq!(r.exit_code, 0, "{}\n{}", r.stdout, r.stderr);
+    let mut lines = r.stdout.lines();
+    let pid1 = lines.next().unwrap_or_default();
+    if pid1_reachable {
+        assert_eq!(pid1, "pid1: 0 1 2", "{}", r.stdout);
+    } else {
+        assert!(
+            ["pid1: 0 1 2", "pid1: unreachable"].contains(&pid1),
+            "{}",
+            r.stdout
+        );
+    }
+    let stats: Vec<&str> = lines.collect();
+    assert!(stats.len() >= 3, "{}", r.stdout);
+    for line in &stats {
+        let id = line.split(' ').nth(1).unwrap_or_default();
+        assert!(
+            !host.iter().any(|h| h == id),
+            "{line}: a host device node is reachable from the container"
+        );
+    }
+    let r = run_privileged(
+        &s,
+        "for f in /proc/1/fd/* /proc/self/fd/[012]; do chmod 600 $f; chown 1:1 $f; touch -c $f; done 2>/dev/null; true",
+    );
+    assert_eq!(r.exit_code, 0, "{}", r.stderr);
+    terminate(&s);
+    drop(s);
+    assert_eq!(host_nodes(), before, "the host's device nodes changed");
+    assert!(leftovers(&ns).is_empty());
+}
+
+#[test]
+fn the_init_holds_no_host_descriptor() {
+    no_host_descriptor_is_reachable("initfds", &container_doc(serde_json::json!({})), true);
+}
+
+#[test]
+fn the_init_holds_no_host_descriptor_in_a_user_namespace() {
+    let doc = container_doc(serde_json::json!({ "Container": { "UserNamespace": {
+        "UidMappings": [ { "ContainerId": 0, "HostId": 200000, "Size": 65536 } ],
+        "GidMappings": [ { "ContainerId": 0, "HostId": 200000, "Size": 65536 } ]
+    } } }));
+    no_host_descriptor_is_reachable("initfdsuserns", &doc, false);
+}
