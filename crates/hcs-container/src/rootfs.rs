@@ -224,6 +224,62 @@ fn checked_destination(
     Ok(resolved)
 }
 
+/// A host directory bound into the container: mount points below it would
+/// be made in the host's directory.
+struct HostBind {
+    /// Where it is mounted, resolved in the root.
+    dest: PathBuf,
+    /// The JSON path of that destination.
+    field: String,
+    /// The host directory.
+    host: PathBuf,
+}
+
+/// Refuse a mount whose mount point would have to be created inside a host
+/// directory bound earlier (a mapping onto /data/sub after one onto /data):
+/// the container's setup creates nothing in a host directory. A mount
+/// point that already exists there is used as it is.
+fn check_not_nested(
+    root: BorrowedFd<'_>,
+    binds: &[HostBind],
+    field: &str,
+    dest: &Path,
+) -> SetupResult<()> {
+    // The innermost (latest) bind that contains the destination.
+    let Some(outer) = binds
+        .iter()
+        .rev()
+        .find(|b| dest != b.dest && dest.starts_with(&b.dest))
+    else {
+        return Ok(());
+    };
+    let exists = cpath(dest).and_then(|c| {
+        sys::openat2_in_root(
+            root,
+            &c,
+            (libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
+            0,
+        )
+    });
+    match exists {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            let below = dest.strip_prefix(&outer.dest).unwrap_or(dest);
+            Err(format!(
+                "{field}: {} is inside {} ({}, the host directory {}), where it does not \
+                 exist; the container's setup creates nothing in a host directory: create {} \
+                 on the host first",
+                dest.display(),
+                outer.field,
+                outer.dest.display(),
+                outer.host.display(),
+                outer.host.join(below).display()
+            ))
+        }
+        Err(e) => Err(format!("{field}: looking up {}: {e}", dest.display())),
+    }
+}
+
 fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
@@ -535,6 +591,8 @@ pub(crate) fn setup(
     // Once attached, the mount's own descriptor names the container's root.
     let r = mounts.root.as_fd();
 
+    // Host directories bound so far, in order.
+    let mut host_binds: Vec<HostBind> = Vec::new();
     for (m, bind) in spec.mounts.iter().zip(&mounts.binds) {
         // Checked and mounted where the destination really is.
         let (fstype, source) = match (&m.kind, bind) {
@@ -549,8 +607,21 @@ pub(crate) fn setup(
             destination,
             ..m.clone()
         };
+        if let Err(e) = check_not_nested(r, &host_binds, &m.field, &m.destination) {
+            if m.optional {
+                continue;
+            }
+            return Err(e);
+        }
         let made = match (&m.kind, bind) {
             (MountKind::Bind { source, .. }, Some((fd, is_dir))) => {
+                if *is_dir {
+                    host_binds.push(HostBind {
+                        dest: m.destination.clone(),
+                        field: m.field.clone(),
+                        host: source.clone(),
+                    });
+                }
                 let kind = if *is_dir { Kind::Dir } else { Kind::File };
                 let target = ctx(ensure_in_root(r, &m.destination, kind), || {
                     format!("creating {} in the container", m.destination.display())
@@ -576,10 +647,10 @@ pub(crate) fn setup(
     // Device nodes, unless /dev is the host's (or some other bind mount),
     // and resolv.conf, before the mapped directories: nothing made here may
     // land in a host directory mapped onto /dev, /etc or below.
-    let dev_is_bound = spec
-        .mounts
-        .iter()
-        .any(|m| m.destination == Path::new("/dev") && matches!(m.kind, MountKind::Bind { .. }));
+    let dev_is_bound =
+        spec.mounts.iter().any(|m| {
+            m.destination == Path::new("/dev") && matches!(m.kind, MountKind::Bind { .. })
+        }) || host_binds.iter().any(|b| b.dest == Path::new("/dev"));
     if !dev_is_bound {
         make_devices(r, spec, in_userns)?;
     }
@@ -604,7 +675,7 @@ pub(crate) fn setup(
     }
 
     for (m, fd) in &mounts.mappings {
-        attach_mapping(r, m, fd)?;
+        attach_mapping(r, m, fd, &mut host_binds)?;
     }
 
     if spec.namespaces.uts {
@@ -1025,10 +1096,23 @@ fn mask_path(p: &Path, null: Option<&OwnedFd>) -> SetupResult<()> {
     r.map_err(|e| format!("masking {}: {e}", p.display()))
 }
 
-fn attach_mapping(root: BorrowedFd<'_>, m: &Mapping, mnt: &OwnedFd) -> SetupResult<()> {
+fn attach_mapping(
+    root: BorrowedFd<'_>,
+    m: &Mapping,
+    mnt: &OwnedFd,
+    host_binds: &mut Vec<HostBind>,
+) -> SetupResult<()> {
     let is_dir = fs::metadata(&m.host).map(|md| md.is_dir()).unwrap_or(false);
     let kind = if is_dir { Kind::Dir } else { Kind::File };
     let dest = checked_destination(root, &m.field, &m.container, None, Some(&fd_path(mnt)))?;
+    check_not_nested(root, host_binds, &m.field, &dest)?;
+    if is_dir {
+        host_binds.push(HostBind {
+            dest: dest.clone(),
+            field: m.field.clone(),
+            host: m.host.clone(),
+        });
+    }
     let target = ctx(ensure_in_root(root, &dest, kind), || {
         format!("creating {} in the container", m.container.display())
     })?;
@@ -1112,5 +1196,40 @@ mod tests {
         // A procfs on a symlink: refused, wherever it points.
         let e = check("/myproc", Some("proc"), None).unwrap_err();
         assert!(e.contains("ordinary directory"), "{e}");
+    }
+
+    #[test]
+    fn mount_points_are_not_made_in_host_directories() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("data/there")).unwrap();
+        let fd = root_fd(root);
+        let binds = [HostBind {
+            dest: PathBuf::from("/data"),
+            field: "Container.MappedDirectories[0].ContainerPath".into(),
+            host: PathBuf::from("/srv/data"),
+        }];
+        let check = |dest: &str| {
+            check_not_nested(
+                fd.as_fd(),
+                &binds,
+                "Container.MappedDirectories[1].ContainerPath",
+                Path::new(dest),
+            )
+        };
+        let e = check("/data/sub").unwrap_err();
+        for want in [
+            "MappedDirectories[1].ContainerPath",
+            "MappedDirectories[0].ContainerPath",
+            "create /srv/data/sub on the host first",
+        ] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        assert!(!root.join("data/sub").exists());
+        // Already there, the bind itself, or outside it: fine.
+        check("/data/there").unwrap();
+        check("/data").unwrap();
+        check("/database").unwrap();
+        check("/other/sub").unwrap();
     }
 }

@@ -637,3 +637,115 @@ fn the_init_holds_no_host_descriptor_in_a_user_namespace() {
     } } }));
     no_host_descriptor_is_reachable("initfdsuserns", &doc, false);
 }
+
+/// A mapping nested in another needs its mount point in the outer host
+/// directory already: refused (naming both) while it is missing, used when
+/// it is there; the outer host directory is never written to.
+#[test]
+fn nested_mappings_make_nothing_in_the_outer_host_directory() {
+    let ns = unique_namespace("nestedmap");
+    for outer_dest in ["/data", "/dev"] {
+        let outer = tempfile::tempdir().unwrap();
+        let inner = tempfile::tempdir().unwrap();
+        std::fs::write(inner.path().join("hello"), "hi\n").unwrap();
+        let doc = container_doc(serde_json::json!({ "Container": { "MappedDirectories": [
+            { "HostPath": outer.path(), "ContainerPath": outer_dest },
+            { "HostPath": inner.path(), "ContainerPath": format!("{outer_dest}/sub") }
+        ] } }));
+        let Err(e) = create_and_start(&ns, "missing", &doc) else {
+            panic!("{outer_dest}/sub missing in the host directory must be refused");
+        };
+        for want in [
+            "MappedDirectories[1].ContainerPath",
+            "MappedDirectories[0].ContainerPath",
+            "on the host first",
+        ] {
+            assert!(e.message.contains(want), "{want}: {}", e.message);
+        }
+        assert_eq!(entries(outer.path()), Vec::<String>::new(), "{outer_dest}");
+        // Made on the host: used as it is.
+        std::fs::create_dir(outer.path().join("sub")).unwrap();
+        let s = create_and_start(&ns, "present", &doc).expect("a nested mapping");
+        let r = run(&s, &["cat", &format!("{outer_dest}/sub/hello")]);
+        assert_eq!(
+            (r.exit_code, r.stdout.as_str()),
+            (0, "hi\n"),
+            "{}",
+            r.stderr
+        );
+        terminate(&s);
+        drop(s);
+        assert_eq!(entries(outer.path()), ["sub"], "{outer_dest}");
+        assert_eq!(entries(&outer.path().join("sub")), Vec::<String>::new());
+        assert_eq!(entries(inner.path()), ["hello"]);
+    }
+    assert!(leftovers(&ns).is_empty());
+}
+
+/// The same for OCI bind mounts nested in a bind of a host directory.
+#[test]
+fn runhcs_nested_binds_make_nothing_in_the_outer_host_directory() {
+    require_root();
+    let runhcs = hcs_cli().with_file_name("runhcs");
+    assert!(
+        runhcs.exists(),
+        "{} is missing: cargo build -p runhcs",
+        runhcs.display()
+    );
+    let t = tempfile::tempdir().unwrap();
+    let outer = t.path().join("outer");
+    let inner = t.path().join("inner");
+    std::fs::create_dir(&outer).unwrap();
+    std::fs::create_dir(&inner).unwrap();
+    std::fs::write(inner.join("hello"), "hi\n").unwrap();
+    let mut index = 0;
+    runhcs_bundle(&runhcs, &t.path().join("b"), |v| {
+        v["root"]["readonly"] = false.into();
+        v["process"]["args"] = serde_json::json!(["cat", "/data/sub/hello"]);
+        let mounts = v["mounts"].as_array_mut().unwrap();
+        mounts.push(serde_json::json!(
+            {"destination": "/data", "type": "bind", "source": outer, "options": ["rbind"]}));
+        mounts.push(serde_json::json!(
+            {"destination": "/data/sub", "type": "bind", "source": inner, "options": ["rbind"]}));
+        index = mounts.len() - 1;
+    });
+    let state = t.path().join("state");
+    let run_once = |id: &str| {
+        let out = std::process::Command::new(&runhcs)
+            .arg("--root")
+            .arg(&state)
+            .args(["run", "--bundle"])
+            .arg(t.path().join("b"))
+            .arg(id)
+            .output()
+            .unwrap();
+        let _ = std::process::Command::new(&runhcs)
+            .arg("--root")
+            .arg(&state)
+            .args(["delete", "-f", id])
+            .output();
+        out
+    };
+    let id = unique_namespace("runhcsnested");
+    let out = run_once(&format!("{id}-a"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "ran: {stderr}");
+    for want in [
+        format!("mounts[{index}].destination"),
+        format!("mounts[{}].destination", index - 1),
+        "on the host first".to_string(),
+    ] {
+        assert!(stderr.contains(&want), "{want}: {stderr}");
+    }
+    assert_eq!(entries(&outer), Vec::<String>::new());
+    std::fs::create_dir(outer.join("sub")).unwrap();
+    let out = run_once(&format!("{id}-b"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert_eq!(entries(&outer), ["sub"]);
+    assert_eq!(entries(&outer.join("sub")), Vec::<String>::new());
+}
