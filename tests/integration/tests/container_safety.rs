@@ -749,3 +749,51 @@ fn runhcs_nested_binds_make_nothing_in_the_outer_host_directory() {
     assert_eq!(entries(&outer), ["sub"]);
     assert_eq!(entries(&outer.join("sub")), Vec::<String>::new());
 }
+
+/// `Container/PidsLimit` through HcsModifyComputeSystem changes a running
+/// container's pids.max with the document's values.
+#[test]
+fn the_process_limit_of_a_running_container_can_be_changed() {
+    let ns = unique_namespace("pidsmodify");
+    let s = create_started(&ns, "c", &container_doc(serde_json::json!({})));
+    let modify = |settings: serde_json::Value| {
+        call(|op| {
+            s.modify(
+                op,
+                &serde_json::json!({
+                    "ResourcePath": "Container/PidsLimit", "RequestType": "Update", "Settings": settings
+                })
+                .to_string(),
+            )
+        })
+    };
+    modify(16.into()).expect("Container/PidsLimit 16");
+    assert_eq!(pids_file(&ns, "c", "pids.max"), "16");
+    // Enforced: a fork loop stops below it.
+    let r = run(
+        &s,
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 100 ]; do sleep 1000 >/dev/null 2>&1 & i=$((i+1)); echo $i; done",
+        ],
+    );
+    assert_ne!(r.exit_code, 0, "the loop ran to its end: {}", r.stdout);
+    let current: u32 = pids_file(&ns, "c", "pids.current").parse().unwrap();
+    assert!(current <= 16, "pids.current {current}");
+    modify((-1).into()).expect("Container/PidsLimit -1");
+    assert_eq!(pids_file(&ns, "c", "pids.max"), "max");
+    for bad in [serde_json::json!(-2), serde_json::json!("many")] {
+        let e = modify(bad.clone()).unwrap_err();
+        assert_eq!(e.hresult, hcs::HResult::HCS_E_INVALID_JSON, "{bad}: {e}");
+        assert!(
+            e.message.contains("Container/PidsLimit") || e.message.contains("Settings"),
+            "{}",
+            e.message
+        );
+    }
+    assert_eq!(pids_file(&ns, "c", "pids.max"), "max");
+    terminate(&s);
+    drop(s);
+    assert!(leftovers(&ns).is_empty());
+}
