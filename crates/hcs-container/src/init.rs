@@ -31,6 +31,11 @@ pub(crate) fn start(
     cgroup_procs: &[OwnedFd],
     netns: Option<&OwnedFd>,
 ) -> HcsResult<i32> {
+    // The init's stdio: a null device of its own, not the monitor's (the
+    // host's /dev/null, or a log), which the container's root could chmod,
+    // chown or write through /proc/1/fd/N.
+    let null = sys::private_null()
+        .map_err(|e| HcsError::from_io("creating the init's null device", &e))?;
     let mounts = rootfs::build_mounts(spec, rundir).map_err(|m| {
         HcsError::new(
             HResult::HCS_E_TERMINATED_DURING_START,
@@ -77,8 +82,16 @@ pub(crate) fn start(
             keep.extend(cgroup_procs.iter().map(|f| f.as_raw_fd()));
             keep.extend(netns.map(|f| f.as_raw_fd()));
             keep.extend(mounts.raw_fds());
+            keep.push(null.as_raw_fd());
             sys::close_all_except(3, &keep);
-            let code = child(spec, go_r, st_w, cgroup_procs, netns, &mounts, parent_pid);
+            let code = child(
+                spec,
+                ChildFds { go_r, st_w, null },
+                cgroup_procs,
+                netns,
+                &mounts,
+                parent_pid,
+            );
             sys::exit_now(code)
         }
         Forked::Parent(pid) => {
@@ -166,21 +179,35 @@ fn report(st_w: &OwnedFd, msg: &[u8]) {
     let _ = nix::unistd::write(st_w, msg);
 }
 
+/// The init child's own descriptors: the go pipe, the status pipe and its
+/// null device.
+struct ChildFds {
+    go_r: OwnedFd,
+    st_w: OwnedFd,
+    null: OwnedFd,
+}
+
 /// The init child, before it becomes init. Returns the exit code on failure;
 /// never returns once running as init.
 fn child(
     spec: &ContainerSpec,
-    go_r: OwnedFd,
-    st_w: OwnedFd,
+    fds: ChildFds,
     cgroup_procs: &[OwnedFd],
     netns: Option<&OwnedFd>,
     mounts: &rootfs::DetachedMounts,
     parent_pid: i32,
 ) -> i32 {
+    let ChildFds { go_r, st_w, null } = fds;
     let fail = |msg: String| {
         report(&st_w, format!("E{msg}").as_bytes());
         1
     };
+    for target in 0..3 {
+        if let Err(e) = sys::dup_onto(std::os::fd::AsFd::as_fd(&null), target) {
+            return fail(format!("replacing the init's stdio: {e}"));
+        }
+    }
+    drop(null);
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number; no pointers.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
@@ -249,6 +276,12 @@ fn child(
         return fail(msg);
     }
     let _ = nix::unistd::setsid();
+    // Nothing of the monitor's stays open in the container's pid 1 (the
+    // cgroup files, the namespace and mount descriptors): its root could
+    // reach them through /proc/1/fd. Only the private stdio remains, and
+    // the status pipe until the monitor reads its end (so by the time the
+    // start is reported, the rest is closed).
+    sys::close_all_except(3, &[st_w.as_raw_fd()]);
     report(&st_w, b"K");
     drop(st_w);
     run_init()

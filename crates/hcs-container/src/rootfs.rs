@@ -111,6 +111,175 @@ fn ensure_in_root(root: BorrowedFd<'_>, path: &Path, kind: Kind) -> io::Result<O
     sys::openat2_in_root(root, c".", opath, 0)
 }
 
+/// How many symlinks one resolution may follow (the kernel's limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// `path` resolved inside `root` as if `root` were `/` (what runc's
+/// securejoin does): symlinks are followed, absolute ones from the root and
+/// `..` never above it; the part that does not exist yet is kept as written.
+/// Returns the absolute path inside the root, free of symlinks, so checks on
+/// a destination see where the mount will really land.
+fn resolve_in_root(root: BorrowedFd<'_>, path: &Path) -> io::Result<PathBuf> {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    use std::path::Component;
+    let comps = |p: &Path| -> Vec<OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some(OsString::from("..")),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut pending: VecDeque<OsString> = comps(path).into();
+    let mut done: Vec<OsString> = Vec::new();
+    let mut links = 0;
+    // Once a component is missing, the rest cannot be symlinks.
+    let mut missing = false;
+    while let Some(c) = pending.pop_front() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        if missing {
+            done.push(c);
+            continue;
+        }
+        let candidate: PathBuf = done.iter().chain(std::iter::once(&c)).collect();
+        let fd = match sys::openat2_in_root(
+            root,
+            &cpath(&candidate)?,
+            (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64,
+            0,
+        ) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                missing = true;
+                done.push(c);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let st = nix::sys::stat::fstat(&fd)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+            done.push(c);
+            continue;
+        }
+        links += 1;
+        if links > MAX_SYMLINKS {
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        }
+        // An O_PATH descriptor of a symlink reads it with an empty name.
+        let target = PathBuf::from(nix::fcntl::readlinkat(&fd, "")?);
+        if target.is_absolute() {
+            done.clear();
+        }
+        for t in comps(&target).into_iter().rev() {
+            pending.push_front(t);
+        }
+    }
+    Ok(Path::new("/").join(done.iter().collect::<PathBuf>()))
+}
+
+/// Resolve a mount's destination inside the root and apply runc's /proc
+/// rule to where it really lands: a symlink in the image (`/myproc` ->
+/// `/proc`, or `/x` -> `/proc/sys`) must not carry a bind of the host's `/`
+/// over the container's /proc. A proc or sysfs mount must be on the path as
+/// written (runc: "must be mounted on ordinary directory"), so a /proc that
+/// is itself a symlink cannot move the container's procfs elsewhere.
+fn checked_destination(
+    root: BorrowedFd<'_>,
+    field: &str,
+    dest: &Path,
+    fstype: Option<&str>,
+    bind_source: Option<&Path>,
+) -> SetupResult<PathBuf> {
+    let resolved = ctx(resolve_in_root(root, dest), || {
+        format!(
+            "{field}: resolving {} in the container's root",
+            dest.display()
+        )
+    })?;
+    if matches!(fstype, Some("proc" | "sysfs")) && resolved != dest {
+        return Err(format!(
+            "{field}: {} is a symlink in the container's root (to {}); a {} file system \
+             must be mounted on an ordinary directory",
+            dest.display(),
+            resolved.display(),
+            fstype.unwrap_or_default()
+        ));
+    }
+    crate::spec::check_proc_mount(&resolved, fstype, bind_source).map_err(|why| {
+        if resolved == dest {
+            format!("{field}: {why}")
+        } else {
+            format!(
+                "{field}: {} resolves to {} in the container's root: {why}",
+                dest.display(),
+                resolved.display()
+            )
+        }
+    })?;
+    Ok(resolved)
+}
+
+/// A host directory bound into the container: mount points below it would
+/// be made in the host's directory.
+struct HostBind {
+    /// Where it is mounted, resolved in the root.
+    dest: PathBuf,
+    /// The JSON path of that destination.
+    field: String,
+    /// The host directory.
+    host: PathBuf,
+}
+
+/// Refuse a mount whose mount point would have to be created inside a host
+/// directory bound earlier (a mapping onto /data/sub after one onto /data):
+/// the container's setup creates nothing in a host directory. A mount
+/// point that already exists there is used as it is.
+fn check_not_nested(
+    root: BorrowedFd<'_>,
+    binds: &[HostBind],
+    field: &str,
+    dest: &Path,
+) -> SetupResult<()> {
+    // The innermost (latest) bind that contains the destination.
+    let Some(outer) = binds
+        .iter()
+        .rev()
+        .find(|b| dest != b.dest && dest.starts_with(&b.dest))
+    else {
+        return Ok(());
+    };
+    let exists = cpath(dest).and_then(|c| {
+        sys::openat2_in_root(
+            root,
+            &c,
+            (libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
+            0,
+        )
+    });
+    match exists {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            let below = dest.strip_prefix(&outer.dest).unwrap_or(dest);
+            Err(format!(
+                "{field}: {} is inside {} ({}, the host directory {}), where it does not \
+                 exist; the container's setup creates nothing in a host directory: create {} \
+                 on the host first",
+                dest.display(),
+                outer.field,
+                outer.dest.display(),
+                outer.host.display(),
+                outer.host.join(below).display()
+            ))
+        }
+        Err(e) => Err(format!("{field}: looking up {}: {e}", dest.display())),
+    }
+}
+
 fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
@@ -422,9 +591,37 @@ pub(crate) fn setup(
     // Once attached, the mount's own descriptor names the container's root.
     let r = mounts.root.as_fd();
 
+    // Host directories bound so far, in order.
+    let mut host_binds: Vec<HostBind> = Vec::new();
     for (m, bind) in spec.mounts.iter().zip(&mounts.binds) {
+        // Checked and mounted where the destination really is.
+        let (fstype, source) = match (&m.kind, bind) {
+            (MountKind::Bind { .. }, Some((fd, _))) => (None, Some(fd_path(fd))),
+            (MountKind::Bind { source, .. }, None) => (None, Some(source.clone())),
+            (MountKind::Fs { fstype, .. }, _) => (Some(fstype.as_str()), None),
+            (MountKind::Cgroup, _) => (Some("cgroup"), None),
+        };
+        let destination =
+            checked_destination(r, &m.field, &m.destination, fstype, source.as_deref())?;
+        let m = &MountSpec {
+            destination,
+            ..m.clone()
+        };
+        if let Err(e) = check_not_nested(r, &host_binds, &m.field, &m.destination) {
+            if m.optional {
+                continue;
+            }
+            return Err(e);
+        }
         let made = match (&m.kind, bind) {
             (MountKind::Bind { source, .. }, Some((fd, is_dir))) => {
+                if *is_dir {
+                    host_binds.push(HostBind {
+                        dest: m.destination.clone(),
+                        field: m.field.clone(),
+                        host: source.clone(),
+                    });
+                }
                 let kind = if *is_dir { Kind::Dir } else { Kind::File };
                 let target = ctx(ensure_in_root(r, &m.destination, kind), || {
                     format!("creating {} in the container", m.destination.display())
@@ -450,10 +647,10 @@ pub(crate) fn setup(
     // Device nodes, unless /dev is the host's (or some other bind mount),
     // and resolv.conf, before the mapped directories: nothing made here may
     // land in a host directory mapped onto /dev, /etc or below.
-    let dev_is_bound = spec
-        .mounts
-        .iter()
-        .any(|m| m.destination == Path::new("/dev") && matches!(m.kind, MountKind::Bind { .. }));
+    let dev_is_bound =
+        spec.mounts.iter().any(|m| {
+            m.destination == Path::new("/dev") && matches!(m.kind, MountKind::Bind { .. })
+        }) || host_binds.iter().any(|b| b.dest == Path::new("/dev"));
     if !dev_is_bound {
         make_devices(r, spec, in_userns)?;
     }
@@ -478,7 +675,7 @@ pub(crate) fn setup(
     }
 
     for (m, fd) in &mounts.mappings {
-        attach_mapping(r, m, fd)?;
+        attach_mapping(r, m, fd, &mut host_binds)?;
     }
 
     if spec.namespaces.uts {
@@ -899,13 +1096,140 @@ fn mask_path(p: &Path, null: Option<&OwnedFd>) -> SetupResult<()> {
     r.map_err(|e| format!("masking {}: {e}", p.display()))
 }
 
-fn attach_mapping(root: BorrowedFd<'_>, m: &Mapping, mnt: &OwnedFd) -> SetupResult<()> {
+fn attach_mapping(
+    root: BorrowedFd<'_>,
+    m: &Mapping,
+    mnt: &OwnedFd,
+    host_binds: &mut Vec<HostBind>,
+) -> SetupResult<()> {
     let is_dir = fs::metadata(&m.host).map(|md| md.is_dir()).unwrap_or(false);
     let kind = if is_dir { Kind::Dir } else { Kind::File };
-    let target = ctx(ensure_in_root(root, &m.container, kind), || {
+    let dest = checked_destination(root, &m.field, &m.container, None, Some(&fd_path(mnt)))?;
+    check_not_nested(root, host_binds, &m.field, &dest)?;
+    if is_dir {
+        host_binds.push(HostBind {
+            dest: dest.clone(),
+            field: m.field.clone(),
+            host: m.host.clone(),
+        });
+    }
+    let target = ctx(ensure_in_root(root, &dest, kind), || {
         format!("creating {} in the container", m.container.display())
     })?;
     ctx(sys::attach(mnt.as_fd(), target.as_fd()), || {
         format!("mounting {} on {}", m.host.display(), m.container.display())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn root_fd(dir: &Path) -> OwnedFd {
+        fs::File::open(dir).expect("root").into()
+    }
+
+    #[test]
+    fn destinations_resolve_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("proc/sys")).unwrap();
+        fs::create_dir_all(root.join("real/dir")).unwrap();
+        symlink("/proc", root.join("myproc")).unwrap();
+        symlink("proc/sys", root.join("mysys")).unwrap();
+        symlink("../../../../../../etc", root.join("escape")).unwrap();
+        symlink("/real/../real", root.join("indirect")).unwrap();
+        symlink("indirect/dir", root.join("chain")).unwrap();
+        symlink("loop", root.join("loop")).unwrap();
+        let fd = root_fd(root);
+        let r = |p: &str| resolve_in_root(fd.as_fd(), Path::new(p));
+        assert_eq!(r("/myproc").unwrap(), Path::new("/proc"));
+        assert_eq!(r("/mysys/kernel").unwrap(), Path::new("/proc/sys/kernel"));
+        // Out of the root: stays inside it, never the host's /etc.
+        assert_eq!(r("/escape/passwd").unwrap(), Path::new("/etc/passwd"));
+        assert_eq!(r("/chain/x/y").unwrap(), Path::new("/real/dir/x/y"));
+        assert_eq!(r("/plain/missing").unwrap(), Path::new("/plain/missing"));
+        assert_eq!(r("/").unwrap(), Path::new("/"));
+        assert_eq!(
+            r("/loop").unwrap_err().raw_os_error(),
+            Some(libc::ELOOP),
+            "a symlink loop"
+        );
+    }
+
+    #[test]
+    fn a_symlink_cannot_carry_a_mount_over_proc() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("proc")).unwrap();
+        fs::create_dir_all(root.join("data")).unwrap();
+        symlink("/proc", root.join("myproc")).unwrap();
+        symlink("/proc/sys", root.join("mysys")).unwrap();
+        let fd = root_fd(root);
+        let check = |dest: &str, fstype: Option<&str>, src: Option<&str>| {
+            checked_destination(
+                fd.as_fd(),
+                "mounts[7].destination",
+                Path::new(dest),
+                fstype,
+                src.map(Path::new),
+            )
+        };
+        let e = check("/myproc", None, Some("/")).unwrap_err();
+        assert!(
+            e.contains("mounts[7].destination") && e.contains("resolves to /proc in"),
+            "{e}"
+        );
+        let e = check("/mysys", None, Some("/proc/sys")).unwrap_err();
+        assert!(e.contains("mounts[7].destination"), "{e}");
+        // The normal cases still pass, mounted where they really land.
+        assert_eq!(check("/data", None, Some("/")).unwrap(), Path::new("/data"));
+        assert_eq!(
+            check("/proc", Some("proc"), None).unwrap(),
+            Path::new("/proc")
+        );
+        assert_eq!(
+            check("/myproc", None, Some("/proc")).unwrap(),
+            Path::new("/proc")
+        );
+        // A procfs on a symlink: refused, wherever it points.
+        let e = check("/myproc", Some("proc"), None).unwrap_err();
+        assert!(e.contains("ordinary directory"), "{e}");
+    }
+
+    #[test]
+    fn mount_points_are_not_made_in_host_directories() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("data/there")).unwrap();
+        let fd = root_fd(root);
+        let binds = [HostBind {
+            dest: PathBuf::from("/data"),
+            field: "Container.MappedDirectories[0].ContainerPath".into(),
+            host: PathBuf::from("/srv/data"),
+        }];
+        let check = |dest: &str| {
+            check_not_nested(
+                fd.as_fd(),
+                &binds,
+                "Container.MappedDirectories[1].ContainerPath",
+                Path::new(dest),
+            )
+        };
+        let e = check("/data/sub").unwrap_err();
+        for want in [
+            "MappedDirectories[1].ContainerPath",
+            "MappedDirectories[0].ContainerPath",
+            "create /srv/data/sub on the host first",
+        ] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        assert!(!root.join("data/sub").exists());
+        // Already there, the bind itself, or outside it: fine.
+        check("/data/there").unwrap();
+        check("/data").unwrap();
+        check("/database").unwrap();
+        check("/other/sub").unwrap();
+    }
 }

@@ -25,6 +25,8 @@ pub struct Mapping {
     pub container: PathBuf,
     /// Mount read-only.
     pub read_only: bool,
+    /// The JSON path of the container path, for errors found at setup.
+    pub field: String,
 }
 
 /// How the root filesystem is made.
@@ -115,6 +117,9 @@ pub struct MountSpec {
     /// A failure to mount is ignored (the default /dev/mqueue: kernels
     /// without POSIX message queues have no mqueue filesystem).
     pub optional: bool,
+    /// Where the mount comes from, for errors found at setup
+    /// (`mounts[2].destination`, or which default mount).
+    pub field: String,
 }
 
 /// A device node to create in the container (`linux.devices`).
@@ -410,6 +415,7 @@ impl ContainerSpec {
                 host: host_path,
                 container,
                 read_only: m.read_only.unwrap_or(false),
+                field: format!("Container.{field}.ContainerPath"),
             });
         }
         for (i, p) in doc.mapped_pipes.iter().flatten().enumerate() {
@@ -439,6 +445,7 @@ impl ContainerSpec {
                 host: PathBuf::from(host),
                 container,
                 read_only: false,
+                field: format!("Container.{field}.ContainerPipeName"),
             });
         }
 
@@ -558,6 +565,7 @@ pub fn default_mounts(in_userns: bool) -> Vec<MountSpec> {
         propagation: None,
         data: data.iter().map(|s| s.to_string()).collect(),
         optional: false,
+        field: format!("the default {fstype} mount on {dest}"),
     };
     let nne = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let devpts: &[&str] = if in_userns {
@@ -1352,6 +1360,7 @@ fn oci_mount(i: usize, m: &Value, bundle: Option<&Path>) -> HcsResult<MountSpec>
         propagation: None,
         data: Vec::new(),
         optional: false,
+        field: format!("{at}.destination"),
     };
     let mut recursive = false;
     for (j, o) in options.iter().enumerate() {

@@ -337,10 +337,26 @@ impl Backend for ContainerBackend {
                 hcs_schema::fields::refuse_unsupported(&p, container_settings("Container_Processor"))?;
                 hcs_container::spec::processor_resources(&p, &mut resources)?;
             }
+            // The Linux extension Container.PidsLimit, with the same values
+            // as in the document (0 or -1 lifts the limit).
+            "Container/PidsLimit" => {
+                let limit = settings.as_i64().ok_or_else(|| {
+                    HcsError::invalid_json(format!(
+                        "ModifySettingRequest.Settings: {settings} is not a process limit (expected an integer)"
+                    ))
+                })?;
+                resources.pids_max = Some(hcs_container::spec::pids_max(Some(limit)).map_err(|e| {
+                    HcsError::new(
+                        e.hresult,
+                        e.message.replacen("Container.PidsLimit", "ModifySettingRequest.Settings (Container/PidsLimit)", 1),
+                    )
+                })?);
+            }
             other => {
                 return Err(HcsError::not_supported(format!(
                     "ModifySettingRequest.ResourcePath {other:?} is not supported for containers; supported: \
-                     \"Container/Memory/SizeInMB\", \"Container/Memory\", \"Container/Processor\""
+                     \"Container/Memory/SizeInMB\", \"Container/Memory\", \"Container/Processor\", \
+                     \"Container/PidsLimit\""
                 )))
             }
         }

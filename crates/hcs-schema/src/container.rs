@@ -46,7 +46,8 @@ hcs_struct! {
         /// Linux extension, not in Microsoft's schema: the most processes
         /// (and threads) the container may have at once, its cgroup's
         /// `pids.max`. Absent: [`DEFAULT_PIDS_LIMIT`]; `0` or `-1`: no limit
-        /// (only when asked for); otherwise 1 to [`MAX_PIDS_LIMIT`].
+        /// (only when asked for); otherwise 1 to [`MAX_PIDS_LIMIT`]. Changed on
+        /// a running container by the modify ResourcePath `Container/PidsLimit`.
         "PidsLimit" => pids_limit: i64,
         /// LCOW extension (hcsshim's Linux container document): the OCI
         /// bundle directory; relative paths of `OciSpecification` resolve here.

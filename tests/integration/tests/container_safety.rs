@@ -379,3 +379,421 @@ fn containers_have_a_process_limit_the_document_can_set() {
     assert!(e.message.contains("PidsLimit"), "{}", e.message);
     assert!(leftovers(&ns).is_empty());
 }
+
+/// Create and start `doc`; the error of whichever step failed.
+fn create_and_start(ns: &str, id: &str, doc: &str) -> hcs::HcsResult<hcs::System> {
+    let s = create(ns, id, doc)?;
+    call(|op| s.start(op, None))?;
+    Ok(s)
+}
+
+#[test]
+fn mount_destinations_are_resolved_inside_the_root() {
+    use std::os::unix::fs::symlink;
+    let ns = unique_namespace("symlinkdest");
+    // A layer over the test root with symlinks at mount destinations.
+    let layer = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    symlink("/proc", layer.path().join("myproc")).unwrap();
+    symlink("proc/sys", layer.path().join("mysys")).unwrap();
+    let up = "../".repeat(20);
+    symlink(
+        format!("{up}{}", outside.path().display()),
+        layer.path().join("escape"),
+    )
+    .unwrap();
+    let doc = |maps: serde_json::Value| {
+        let mut doc: serde_json::Value = serde_json::from_str(&container_doc(serde_json::json!({
+            "Container": { "MappedDirectories": maps }
+        })))
+        .unwrap();
+        doc["Container"]["Storage"]["Layers"] = serde_json::json!([
+            { "Id": "0a9d0f6e-0000-4000-8000-000000000002", "Path": layer.path() },
+            { "Id": "0a9d0f6e-0000-4000-8000-000000000001", "Path": rootfs() }
+        ]);
+        doc.to_string()
+    };
+    // The host's / onto a symlink to /proc, the host's /proc/sys onto one
+    // to /proc/sys: refused, naming the mapping.
+    for (i, (host, dest)) in [("/", "/myproc"), ("/proc/sys", "/mysys")]
+        .into_iter()
+        .enumerate()
+    {
+        let d = doc(serde_json::json!([ { "HostPath": host, "ContainerPath": dest } ]));
+        let Err(e) = create_and_start(&ns, &format!("proc{i}"), &d) else {
+            panic!("{host} onto {dest} (a symlink into /proc) must be refused");
+        };
+        assert!(
+            e.message.contains("MappedDirectories[0].ContainerPath")
+                && e.message.contains("resolves to /proc"),
+            "{}",
+            e.message
+        );
+    }
+    // A symlink out of the root resolves inside it: the mapping lands in the
+    // container's own copy of that path, the host's directory stays empty.
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("hello"), "hi\n").unwrap();
+    let d = doc(serde_json::json!([ { "HostPath": src.path(), "ContainerPath": "/escape" } ]));
+    let s = create_and_start(&ns, "escape", &d).expect("a mapping onto /escape");
+    let r = run(&s, &["cat", &format!("{}/hello", outside.path().display())]);
+    assert_eq!(
+        (r.exit_code, r.stdout.as_str()),
+        (0, "hi\n"),
+        "{}",
+        r.stderr
+    );
+    terminate(&s);
+    drop(s);
+    assert_eq!(entries(outside.path()), Vec::<String>::new());
+    assert!(leftovers(&ns).is_empty());
+}
+
+#[test]
+fn runhcs_refuses_a_bind_over_proc_through_a_symlink() {
+    require_root();
+    let runhcs = hcs_cli().with_file_name("runhcs");
+    assert!(
+        runhcs.exists(),
+        "{} is missing: cargo build -p runhcs",
+        runhcs.display()
+    );
+    let t = tempfile::tempdir().unwrap();
+    let bundle = t.path().join("b");
+    runhcs_bundle(&runhcs, &bundle, |v| {
+        let mounts = v["mounts"].as_array_mut().unwrap();
+        mounts.push(serde_json::json!(
+            {"destination": "/myproc", "type": "bind", "source": "/", "options": ["rbind"]}));
+    });
+    let index = {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+        v["mounts"].as_array().unwrap().len() - 1
+    };
+    // The bundle's own root (the test root is shared): only the symlink
+    // matters, the process never runs.
+    std::fs::remove_file(bundle.join("rootfs")).unwrap();
+    std::fs::create_dir_all(bundle.join("rootfs/proc")).unwrap();
+    symlink_in(&bundle.join("rootfs/myproc"), "/proc");
+    let id = unique_namespace("runhcsproc");
+    let state = t.path().join("state");
+    let out = std::process::Command::new(&runhcs)
+        .arg("--root")
+        .arg(&state)
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new(&runhcs)
+        .arg("--root")
+        .arg(&state)
+        .args(["delete", "-f", &id])
+        .output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "ran: {stderr}");
+    assert!(
+        stderr.contains(&format!("mounts[{index}].destination"))
+            && stderr.contains("resolves to /proc"),
+        "{stderr}"
+    );
+}
+
+fn symlink_in(at: &std::path::Path, to: &str) {
+    std::os::unix::fs::symlink(to, at).unwrap();
+}
+
+/// What a privileged process may do to /proc/1/fd (ptrace access to the
+/// init needs CAP_SYS_PTRACE, the rest changes owners and modes).
+const PRIVILEGED: [&str; 6] = [
+    "CAP_SYS_PTRACE",
+    "CAP_CHOWN",
+    "CAP_FOWNER",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_SYS_ADMIN",
+];
+
+fn run_privileged(s: &hcs::System, script: &str) -> Finished {
+    run_params(
+        s,
+        serde_json::json!({ "OciProcess": {
+            "args": ["sh", "-c", script],
+            "cwd": "/",
+            "user": { "uid": 0, "gid": 0 },
+            "env": ["PATH=/bin:/sbin:/usr/bin:/usr/sbin"],
+            "capabilities": {
+                "bounding": PRIVILEGED, "effective": PRIVILEGED, "permitted": PRIVILEGED
+            }
+        } }),
+    )
+}
+
+/// `(st_dev, st_ino)` of what every descriptor of host process `pid`
+/// names, by descriptor number.
+fn descriptors_of(pid: i32) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the init's descriptors")
+        .flatten()
+        .map(|e| {
+            let m = std::fs::metadata(e.path()).expect("a descriptor's file");
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                format!("{}:{}", m.dev(), m.ino()),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The container's init and its processes hold no descriptor of the
+/// host's: pid 1 has only its stdio, none of which (nor a started process's)
+/// is a host device node, and chmod/chown through every one of them leaves
+/// the host's nodes as they were. `pid1_reachable`: whether the container's
+/// root can open /proc/1/fd (not in a user namespace, where the init is not
+/// dumpable to it).
+fn no_host_descriptor_is_reachable(test: &str, doc: &str, pid1_reachable: bool) {
+    let ns = unique_namespace(test);
+    let before = host_nodes();
+    let host = host_identities();
+    let s = create_started(&ns, "c", doc);
+    // Seen from the host: the init's descriptors are its stdio, none of
+    // them a host device node.
+    let init = leftovers(&ns)
+        .processes
+        .into_iter()
+        .find(|p| {
+            // Pid 1 in its own namespace: the last NSpid is 1.
+            std::fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|st| {
+                st.lines()
+                    .find_map(|l| l.strip_prefix("NSpid:"))
+                    .and_then(|l| l.split_whitespace().last())
+                    == Some("1")
+            })
+        })
+        .expect("the container's init");
+    let fds = descriptors_of(init);
+    assert_eq!(
+        fds.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["0", "1", "2"],
+        "the init holds descriptors beyond its stdio: {fds:?}"
+    );
+    for (n, id) in &fds {
+        assert!(
+            !host.iter().any(|h| h == id),
+            "the init's descriptor {n} is a host device node ({id})"
+        );
+    }
+    // Seen from inside. Looked at first: a broken build fails here and
+    // leaves the host's nodes alone.
+    let r = run_privileged(
+        &s,
+        "if l=$(ls /proc/1/fd 2>/dev/null); then echo pid1: $l; else echo pid1: unreachable; fi; \
+         for f in /proc/1/fd/* /proc/self/fd/[012]; do [ -e $f ] && stat -L -c \"$f %d:%i %F\" $f; done; true",
+    );
+    assert_eq!(r.exit_code, 0, "{}\n{}", r.stdout, r.stderr);
+    let mut lines = r.stdout.lines();
+    let pid1 = lines.next().unwrap_or_default();
+    if pid1_reachable {
+        assert_eq!(pid1, "pid1: 0 1 2", "{}", r.stdout);
+    } else {
+        assert!(
+            ["pid1: 0 1 2", "pid1: unreachable"].contains(&pid1),
+            "{}",
+            r.stdout
+        );
+    }
+    let stats: Vec<&str> = lines.collect();
+    assert!(stats.len() >= 3, "{}", r.stdout);
+    for line in &stats {
+        let id = line.split(' ').nth(1).unwrap_or_default();
+        assert!(
+            !host.iter().any(|h| h == id),
+            "{line}: a host device node is reachable from the container"
+        );
+    }
+    let r = run_privileged(
+        &s,
+        "for f in /proc/1/fd/* /proc/self/fd/[012]; do chmod 600 $f; chown 1:1 $f; touch -c $f; done 2>/dev/null; true",
+    );
+    assert_eq!(r.exit_code, 0, "{}", r.stderr);
+    terminate(&s);
+    drop(s);
+    assert_eq!(host_nodes(), before, "the host's device nodes changed");
+    assert!(leftovers(&ns).is_empty());
+}
+
+#[test]
+fn the_init_holds_no_host_descriptor() {
+    no_host_descriptor_is_reachable("initfds", &container_doc(serde_json::json!({})), true);
+}
+
+#[test]
+fn the_init_holds_no_host_descriptor_in_a_user_namespace() {
+    let doc = container_doc(serde_json::json!({ "Container": { "UserNamespace": {
+        "UidMappings": [ { "ContainerId": 0, "HostId": 200000, "Size": 65536 } ],
+        "GidMappings": [ { "ContainerId": 0, "HostId": 200000, "Size": 65536 } ]
+    } } }));
+    no_host_descriptor_is_reachable("initfdsuserns", &doc, false);
+}
+
+/// A mapping nested in another needs its mount point in the outer host
+/// directory already: refused (naming both) while it is missing, used when
+/// it is there; the outer host directory is never written to.
+#[test]
+fn nested_mappings_make_nothing_in_the_outer_host_directory() {
+    let ns = unique_namespace("nestedmap");
+    for outer_dest in ["/data", "/dev"] {
+        let outer = tempfile::tempdir().unwrap();
+        let inner = tempfile::tempdir().unwrap();
+        std::fs::write(inner.path().join("hello"), "hi\n").unwrap();
+        let doc = container_doc(serde_json::json!({ "Container": { "MappedDirectories": [
+            { "HostPath": outer.path(), "ContainerPath": outer_dest },
+            { "HostPath": inner.path(), "ContainerPath": format!("{outer_dest}/sub") }
+        ] } }));
+        let Err(e) = create_and_start(&ns, "missing", &doc) else {
+            panic!("{outer_dest}/sub missing in the host directory must be refused");
+        };
+        for want in [
+            "MappedDirectories[1].ContainerPath",
+            "MappedDirectories[0].ContainerPath",
+            "on the host first",
+        ] {
+            assert!(e.message.contains(want), "{want}: {}", e.message);
+        }
+        assert_eq!(entries(outer.path()), Vec::<String>::new(), "{outer_dest}");
+        // Made on the host: used as it is.
+        std::fs::create_dir(outer.path().join("sub")).unwrap();
+        let s = create_and_start(&ns, "present", &doc).expect("a nested mapping");
+        let r = run(&s, &["cat", &format!("{outer_dest}/sub/hello")]);
+        assert_eq!(
+            (r.exit_code, r.stdout.as_str()),
+            (0, "hi\n"),
+            "{}",
+            r.stderr
+        );
+        terminate(&s);
+        drop(s);
+        assert_eq!(entries(outer.path()), ["sub"], "{outer_dest}");
+        assert_eq!(entries(&outer.path().join("sub")), Vec::<String>::new());
+        assert_eq!(entries(inner.path()), ["hello"]);
+    }
+    assert!(leftovers(&ns).is_empty());
+}
+
+/// The same for OCI bind mounts nested in a bind of a host directory.
+#[test]
+fn runhcs_nested_binds_make_nothing_in_the_outer_host_directory() {
+    require_root();
+    let runhcs = hcs_cli().with_file_name("runhcs");
+    assert!(
+        runhcs.exists(),
+        "{} is missing: cargo build -p runhcs",
+        runhcs.display()
+    );
+    let t = tempfile::tempdir().unwrap();
+    let outer = t.path().join("outer");
+    let inner = t.path().join("inner");
+    std::fs::create_dir(&outer).unwrap();
+    std::fs::create_dir(&inner).unwrap();
+    std::fs::write(inner.join("hello"), "hi\n").unwrap();
+    let mut index = 0;
+    runhcs_bundle(&runhcs, &t.path().join("b"), |v| {
+        v["root"]["readonly"] = false.into();
+        v["process"]["args"] = serde_json::json!(["cat", "/data/sub/hello"]);
+        let mounts = v["mounts"].as_array_mut().unwrap();
+        mounts.push(serde_json::json!(
+            {"destination": "/data", "type": "bind", "source": outer, "options": ["rbind"]}));
+        mounts.push(serde_json::json!(
+            {"destination": "/data/sub", "type": "bind", "source": inner, "options": ["rbind"]}));
+        index = mounts.len() - 1;
+    });
+    let state = t.path().join("state");
+    let run_once = |id: &str| {
+        let out = std::process::Command::new(&runhcs)
+            .arg("--root")
+            .arg(&state)
+            .args(["run", "--bundle"])
+            .arg(t.path().join("b"))
+            .arg(id)
+            .output()
+            .unwrap();
+        let _ = std::process::Command::new(&runhcs)
+            .arg("--root")
+            .arg(&state)
+            .args(["delete", "-f", id])
+            .output();
+        out
+    };
+    let id = unique_namespace("runhcsnested");
+    let out = run_once(&format!("{id}-a"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "ran: {stderr}");
+    for want in [
+        format!("mounts[{index}].destination"),
+        format!("mounts[{}].destination", index - 1),
+        "on the host first".to_string(),
+    ] {
+        assert!(stderr.contains(&want), "{want}: {stderr}");
+    }
+    assert_eq!(entries(&outer), Vec::<String>::new());
+    std::fs::create_dir(outer.join("sub")).unwrap();
+    let out = run_once(&format!("{id}-b"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert_eq!(entries(&outer), ["sub"]);
+    assert_eq!(entries(&outer.join("sub")), Vec::<String>::new());
+}
+
+/// `Container/PidsLimit` through HcsModifyComputeSystem changes a running
+/// container's pids.max with the document's values.
+#[test]
+fn the_process_limit_of_a_running_container_can_be_changed() {
+    let ns = unique_namespace("pidsmodify");
+    let s = create_started(&ns, "c", &container_doc(serde_json::json!({})));
+    let modify = |settings: serde_json::Value| {
+        call(|op| {
+            s.modify(
+                op,
+                &serde_json::json!({
+                    "ResourcePath": "Container/PidsLimit", "RequestType": "Update", "Settings": settings
+                })
+                .to_string(),
+            )
+        })
+    };
+    modify(16.into()).expect("Container/PidsLimit 16");
+    assert_eq!(pids_file(&ns, "c", "pids.max"), "16");
+    // Enforced: a fork loop stops below it.
+    let r = run(
+        &s,
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 100 ]; do sleep 1000 >/dev/null 2>&1 & i=$((i+1)); echo $i; done",
+        ],
+    );
+    assert_ne!(r.exit_code, 0, "the loop ran to its end: {}", r.stdout);
+    let current: u32 = pids_file(&ns, "c", "pids.current").parse().unwrap();
+    assert!(current <= 16, "pids.current {current}");
+    modify((-1).into()).expect("Container/PidsLimit -1");
+    assert_eq!(pids_file(&ns, "c", "pids.max"), "max");
+    for bad in [serde_json::json!(-2), serde_json::json!("many")] {
+        let e = modify(bad.clone()).unwrap_err();
+        assert_eq!(e.hresult, hcs::HResult::HCS_E_INVALID_JSON, "{bad}: {e}");
+        assert!(
+            e.message.contains("Container/PidsLimit") || e.message.contains("Settings"),
+            "{}",
+            e.message
+        );
+    }
+    assert_eq!(pids_file(&ns, "c", "pids.max"), "max");
+    terminate(&s);
+    drop(s);
+    assert!(leftovers(&ns).is_empty());
+}
