@@ -14,7 +14,9 @@ use crate::validate::{self, error, index, member, Validate};
 hcs_struct! {
     /// Document of HcsCreateProcess.
     pub struct ProcessParameters {
-        /// Executable path (Windows semantics).
+        /// Executable path (Windows semantics): the program run, with
+        /// `CommandLine` or `CommandArgs` as its whole argv (argv[0] included);
+        /// alone, both program and argv[0].
         "ApplicationName" => application_name: String,
         /// Single Windows-style command line; split with [`split_command_line`].
         "CommandLine" => command_line: String,

@@ -66,6 +66,38 @@ fn stdout_stderr_exit_code_environment_directory_and_user() {
 }
 
 #[test]
+fn application_name_is_the_program_and_command_args_its_argv() {
+    let (ns, s) = started("appname");
+    let r = run(
+        &s,
+        &["sh", "-c", "printf '#!/bin/sh\\necho \"$0:$1\"\\n' >/tmp/prog && chmod +x /tmp/prog"],
+    );
+    assert_eq!(r.exit_code, 0, "writing /tmp/prog: {}", r.stderr);
+    // argv[0] names no program: only ApplicationName can run this (it
+    // was ignored beside CommandArgs, and "not-a-program" not found).
+    let r = run_params(
+        &s,
+        serde_json::json!({
+            "ApplicationName": "/tmp/prog",
+            "CommandArgs": ["not-a-program", "one"]
+        }),
+    );
+    assert_eq!(
+        (r.exit_code, r.stdout.as_str()),
+        (0, "/tmp/prog:one\n"),
+        "stderr: {}",
+        r.stderr
+    );
+    // Beside CommandLine, as before.
+    let r = run_params(
+        &s,
+        serde_json::json!({ "ApplicationName": "/tmp/prog", "CommandLine": "not-a-program two" }),
+    );
+    assert_eq!((r.exit_code, r.stdout.as_str()), (0, "/tmp/prog:two\n"));
+    finish(&ns, &s);
+}
+
+#[test]
 fn clear_errors_for_processes_that_cannot_start() {
     let (ns, s) = started("badproc");
     let e = call(|op| {
