@@ -667,8 +667,8 @@ impl Monitor {
                 Ok((outcome, fds)) => self.respond(n, id, outcome, fds),
                 Err(e) => self.result(n, id, Err(e)),
             },
-            Request::GetProcessProperties { process, .. } => {
-                let r = self.system.process_properties(process);
+            Request::GetProcessProperties { process, query } => {
+                let r = self.system.process_properties(process, query.as_deref());
                 self.result(n, id, r.map(Some));
             }
             Request::ModifyProcess { process, settings } => {

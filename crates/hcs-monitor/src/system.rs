@@ -752,9 +752,31 @@ impl System {
         Ok(process_outcome(e.process, fds))
     }
 
-    /// HcsGetProcessProperties: its `ProcessStatus`.
-    pub fn process_properties(&mut self, r: ProcessRef) -> HcsResult<String> {
-        Ok(self.entry(r)?.status_json())
+    /// HcsGetProcessProperties: its `ProcessStatus`. The query, when
+    /// given, is a `ProcessStatus` document (`HCS_E_INVALID_JSON` when it
+    /// is not) whose members choose those of the result; an empty one (or
+    /// none) asks for all of them.
+    pub fn process_properties(&mut self, r: ProcessRef, query: Option<&str>) -> HcsResult<String> {
+        let query = hcs_schema::fields::parse_options::<hcs_schema::ProcessStatus>(
+            query,
+            "ProcessStatus",
+            self.on(),
+        )?;
+        let status = self.entry(r)?.status_json();
+        let Some(q) = query else { return Ok(status) };
+        let asked = [
+            ("ProcessId", q.process_id.is_some()),
+            ("Exited", q.exited.is_some()),
+            ("ExitCode", q.exit_code.is_some()),
+            ("LastWaitResult", q.last_wait_result.is_some()),
+        ];
+        if !asked.iter().any(|(_, a)| *a) {
+            return Ok(status);
+        }
+        let mut doc: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&status)
+            .map_err(|e| HcsError::new(HResult::E_UNEXPECTED, format!("ProcessStatus: {e}")))?;
+        doc.retain(|k, _| asked.iter().any(|(name, a)| *a && name == k));
+        Ok(serde_json::Value::Object(doc).to_string())
     }
 
     /// HcsModifyProcess: console size, or close the monitor's stdio copies.

@@ -61,7 +61,8 @@ hcs_struct! {
 
 hcs_struct! {
     /// State of a process: EventData of HcsEventProcessExited, result of
-    /// HcsWaitForProcessExit / HcsGetProcessProperties.
+    /// HcsWaitForProcessExit / HcsGetProcessProperties. Also the query of
+    /// HcsGetProcessProperties, whose members select those of the result.
     pub struct ProcessStatus {
         /// Process id, 2.1.
         "ProcessId" => process_id: u32,

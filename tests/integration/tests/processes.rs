@@ -317,6 +317,22 @@ fn process_handles_events_and_info() {
         serde_json::from_str::<serde_json::Value>(&props).unwrap(),
         status
     );
+    // The query is a ProcessStatus document: its members choose those of
+    // the result; an empty one asks for all; anything else is refused.
+    let query = |q: &str| {
+        call(|op| p.get_properties(op, Some(q))).map(|d| {
+            serde_json::from_str::<serde_json::Value>(&d.expect("a document")).unwrap()
+        })
+    };
+    assert_eq!(query("{}").unwrap(), status);
+    assert_eq!(
+        query(r#"{"Exited":false,"ExitCode":0}"#).unwrap(),
+        serde_json::json!({ "Exited": true, "ExitCode": 0 })
+    );
+    let e = query("Exited").unwrap_err();
+    assert_eq!(e.hresult, HResult::HCS_E_INVALID_JSON, "{e}");
+    let e = query(r#"{"Exited":true,"Handles":true}"#).unwrap_err();
+    assert!(e.message.contains("Handles"), "{e}");
     // ProcessExited never arrives on a system callback, and is delivered once.
     rx.recv_timeout(Duration::from_millis(200)).unwrap_err();
     finish(&ns, &s);
