@@ -36,7 +36,9 @@ hcs_struct! {
         "CreateStdInPipe" => create_std_in_pipe: bool,
         /// Create a stdout pipe.
         "CreateStdOutPipe" => create_std_out_pipe: bool,
-        /// Create a stderr pipe (ignored with `EmulateConsole`).
+        /// Create a stderr pipe. With `EmulateConsole` there is no separate
+        /// stderr (it is the console, `StdOutput`): as in HCS, no stderr
+        /// handle is returned (`StdError` is -1).
         "CreateStdErrPipe" => create_std_err_pipe: bool,
         /// Console size as `[height, width]`.
         "ConsoleSize" => console_size: [u16; 2],
