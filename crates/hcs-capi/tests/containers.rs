@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::fd::FromRawFd;
 use std::ptr::{null, null_mut};
 use std::sync::mpsc;
 use std::sync::Mutex;
@@ -134,6 +135,39 @@ fn waits_past_the_timeout_give_operation_timeout() {
     );
     assert!(pi.ProcessId > 0);
     assert_eq!((pi.StdInput, pi.StdOutput, pi.StdError), (-1, -1, -1));
+    // With a console there is no separate stderr: as in HCS, the
+    // CreateStdErrPipe handle is null (-1) and the console is StdOutput.
+    let mut console_proc: HCS_PROCESS = null_mut();
+    let params = w(
+        r#"{"CommandArgs":["true"],"EmulateConsole":true,"CreateStdOutPipe":true,"CreateStdErrPipe":true}"#,
+    );
+    assert_eq!(
+        // SAFETY: valid strings and out pointer.
+        unsafe { HcsCreateProcess(sys, params.as_ptr(), op, null(), &mut console_proc) },
+        S_OK
+    );
+    let mut ci = HCS_PROCESS_INFORMATION {
+        ProcessId: 0,
+        Reserved: 0,
+        StdInput: 0,
+        StdOutput: 0,
+        StdError: 0,
+    };
+    assert_eq!(
+        // SAFETY: valid out pointers.
+        unsafe { HcsWaitForOperationResultAndProcessInfo(op, 60_000, &mut ci, null_mut()) },
+        S_OK
+    );
+    assert!(ci.StdOutput >= 0, "the console is StdOutput");
+    assert_eq!(ci.StdError, -1, "a console has no separate stderr");
+    for fd in [ci.StdInput, ci.StdOutput]
+        .into_iter()
+        .filter(|fd| *fd >= 0)
+    {
+        // SAFETY: the descriptor was handed to this caller, which owns it.
+        drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+    }
+    HcsCloseProcess(console_proc);
     // SAFETY: valid out pointer.
     let hr = unsafe { HcsWaitForProcessExit(proc_, 50, &mut docp) };
     assert_eq!(hr, HResult::HCS_E_OPERATION_TIMEOUT.0);

@@ -23,6 +23,8 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
 use hcs_agent_protocol as proto;
 use hcs_errors::{HResult, HcsError, HcsResult};
 use hcs_schema::{ProcessDetails, ProcessParameters};
@@ -160,6 +162,10 @@ struct Shared {
     events: Mutex<Vec<AgentEvent>>,
     wake: Wake,
     closed: AtomicBool,
+    /// The system is stopping: the connection was abandoned.
+    cancelled: AtomicBool,
+    /// Readable once the connection has ended: stdio accepts watch it.
+    ended: EventFd,
 }
 
 impl Shared {
@@ -197,30 +203,36 @@ fn encode_err(e: proto::EncodeError) -> HcsError {
     )
 }
 
-/// Reads the handshake's reply: each read first waits, up to the deadline,
-/// for the stream or for `cancel` (an eventfd written when the system
-/// stops), so a stop never waits for a guest that does not answer.
-struct HandshakeReader<'a> {
+/// Reads the connection: each read first waits (up to the deadline, if
+/// any) for the stream or for `cancel` (the guest link's stop eventfd,
+/// written when the system stops), so a stop never waits for a guest that
+/// does not answer: neither the handshake nor any request's reply.
+struct CancellableReader<'a> {
     stream: &'a UnixStream,
     cancel: Option<BorrowedFd<'a>>,
-    deadline: Instant,
+    deadline: Option<Instant>,
 }
 
-/// The error a cancelled handshake read returns (not `Interrupted`, which
-/// readers retry).
+/// The error a cancelled read returns (not `Interrupted`, which readers
+/// retry).
 fn cancelled() -> std::io::Error {
     std::io::Error::other("cancelled: the system is stopping")
 }
 
-impl std::io::Read for HandshakeReader<'_> {
+impl std::io::Read for CancellableReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         use nix::poll::{PollFd, PollFlags, PollTimeout};
         loop {
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(std::io::ErrorKind::TimedOut.into());
-            }
-            let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            let timeout = match self.deadline {
+                None => PollTimeout::NONE,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(std::io::ErrorKind::TimedOut.into());
+                    }
+                    PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+                }
+            };
             let mut fds = vec![PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
             if let Some(c) = self.cancel {
                 fds.push(PollFd::new(c, PollFlags::POLLIN));
@@ -272,10 +284,10 @@ impl AgentClient {
             .map_err(|e| agent_error("sending Hello", e))?;
         let reader = stream;
         let mut payload = Vec::new();
-        let mut hello_reader = HandshakeReader {
+        let mut hello_reader = CancellableReader {
             stream: &reader,
             cancel,
-            deadline: Instant::now() + REQUEST_TIMEOUT,
+            deadline: Some(Instant::now() + REQUEST_TIMEOUT),
         };
         let header = proto::read_frame(&mut hello_reader, &mut payload)
             .map_err(|e| match e {
@@ -325,16 +337,27 @@ impl AgentClient {
                 ),
             ));
         }
+        let ended =
+            EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+                .map_err(|e| HcsError::from_io("creating an eventfd", &e.into()))?;
         let shared = Arc::new(Shared {
             waiters: Mutex::new(HashMap::new()),
             events: Mutex::new(Vec::new()),
             wake,
             closed: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
+            ended,
         });
+        // The reader watches the stop signal too: a stop ends the
+        // connection, and with it every wait for a reply.
+        let cancel = cancel
+            .map(|c| c.try_clone_to_owned())
+            .transpose()
+            .map_err(|e| HcsError::from_io("duplicating the stop eventfd", &e))?;
         let thread_shared = shared.clone();
         let reader = std::thread::Builder::new()
             .name("agent-reader".into())
-            .spawn(move || read_loop(reader, &thread_shared))
+            .spawn(move || read_loop(reader, cancel, &thread_shared))
             .map_err(|e| HcsError::from_io("starting the agent reader thread", &e))?;
         tracing::info!(version, agent = %agent_name, "guest agent connected");
         Ok(AgentClient {
@@ -407,7 +430,12 @@ impl AgentClient {
             if let Ok(mut w) = self.shared.waiters.lock() {
                 w.remove(&id);
             }
-            if self.is_closed() {
+            if self.shared.cancelled.load(Ordering::Acquire) {
+                HcsError::new(
+                    HResult::HCS_E_TERMINATED,
+                    "guest agent request abandoned: the system is stopping",
+                )
+            } else if self.is_closed() {
                 agent_error("waiting for a reply", "the connection closed")
             } else {
                 HcsError::new(
@@ -527,7 +555,7 @@ impl AgentClient {
         let mut fds: Vec<Option<OwnedFd>> = Vec::new();
         for l in listeners {
             fds.push(match l {
-                Some(l) => Some(l.accept()?),
+                Some(l) => Some(l.accept(&self.shared)?),
                 None => None,
             });
         }
@@ -621,13 +649,24 @@ fn unexpected(r: &Reply) -> HcsError {
     )
 }
 
-/// The reader thread: replies to their waiters, watches to events.
-fn read_loop(mut stream: UnixStream, shared: &Shared) {
+/// The reader thread: replies to their waiters, watches to events, until
+/// the connection ends or `cancel` (the system stops) is readable.
+fn read_loop(stream: UnixStream, cancel: Option<OwnedFd>, shared: &Shared) {
     let mut payload = Vec::new();
+    let mut reader = CancellableReader {
+        stream: &stream,
+        cancel: cancel.as_ref().map(|c| c.as_fd()),
+        deadline: None,
+    };
     loop {
-        let header = match proto::read_frame(&mut stream, &mut payload) {
+        let header = match proto::read_frame(&mut reader, &mut payload) {
             Ok(Some(h)) => h,
             Ok(None) => break,
+            Err(proto::FrameError::Io(e)) if e.kind() == std::io::ErrorKind::Other => {
+                tracing::info!("guest agent connection abandoned: the system is stopping");
+                shared.cancelled.store(true, Ordering::Release);
+                break;
+            }
             Err(e) => {
                 tracing::warn!("guest agent connection: {e}");
                 break;
@@ -669,10 +708,12 @@ fn read_loop(mut stream: UnixStream, shared: &Shared) {
         }
     }
     shared.closed.store(true, Ordering::Release);
-    // Callers still waiting fail at once rather than at their timeout.
+    // Callers still waiting fail at once rather than at their timeout,
+    // and so do stdio accepts.
     if let Ok(mut w) = shared.waiters.lock() {
         w.clear();
     }
+    let _ = shared.ended.write(1);
     shared.push_event(AgentEvent::ConnectionClosed);
 }
 
@@ -684,22 +725,51 @@ struct PortListener {
 }
 
 impl PortListener {
-    /// The agent's connection to this port, within the timeout.
-    fn accept(self) -> HcsResult<OwnedFd> {
-        let fd = self.listener.as_fd();
-        let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
-        let ms = STDIO_CONNECT_TIMEOUT.as_millis() as u16;
-        let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms))
-            .map_err(|e| HcsError::from_io("waiting for a stdio connection", &e.into()))?;
-        if ready == 0 {
-            return Err(HcsError::new(
-                HResult::HCS_E_CONNECT_FAILED,
-                format!(
-                    "the guest agent did not connect stdio port {} within {} s",
-                    self.port,
-                    STDIO_CONNECT_TIMEOUT.as_secs()
-                ),
-            ));
+    /// The agent's connection to this port, within the timeout; given up
+    /// at once when the control connection ends (the guest went away or
+    /// the system is stopping).
+    fn accept(self, shared: &Shared) -> HcsResult<OwnedFd> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout};
+        let deadline = Instant::now() + STDIO_CONNECT_TIMEOUT;
+        loop {
+            let mut fds = [
+                PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+                PollFd::new(shared.ended.as_fd(), PollFlags::POLLIN),
+            ];
+            let left = deadline.saturating_duration_since(Instant::now());
+            let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            match nix::poll::poll(&mut fds, timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    return Err(HcsError::from_io(
+                        "waiting for a stdio connection",
+                        &e.into(),
+                    ))
+                }
+            }
+            if fds[0].any().unwrap_or(false) {
+                break;
+            }
+            if fds[1].any().unwrap_or(false) {
+                return Err(if shared.cancelled.load(Ordering::Acquire) {
+                    HcsError::new(
+                        HResult::HCS_E_TERMINATED,
+                        "waiting for a process's stdio abandoned: the system is stopping",
+                    )
+                } else {
+                    agent_error("waiting for a stdio connection", "the connection closed")
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(HcsError::new(
+                    HResult::HCS_E_CONNECT_FAILED,
+                    format!(
+                        "the guest agent did not connect stdio port {} within {} s",
+                        self.port,
+                        STDIO_CONNECT_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
         }
         let (stream, _) = self
             .listener

@@ -59,6 +59,33 @@ pub enum BackendEvent {
     GuestConnectionClosed,
 }
 
+/// Work that waits on the guest (a VM's agent owes a reply).
+pub type GuestWork<T> = Box<dyn FnOnce() -> HcsResult<T> + Send>;
+
+/// An operation's result: here now, or work that waits on the guest,
+/// which the monitor runs on a thread of its own so that its loop (and a
+/// terminate above all) never waits for a guest that does not answer.
+/// A stop cancels the work's waits (see `GuestLink`).
+pub enum Served<T> {
+    /// Done.
+    Now(T),
+    /// To run off the loop.
+    Later(GuestWork<T>),
+}
+
+impl<T: Send + 'static> Served<T> {
+    /// Continue with `f` (on the worker thread, for work).
+    pub fn then<U>(
+        self,
+        f: impl FnOnce(T) -> HcsResult<U> + Send + 'static,
+    ) -> HcsResult<Served<U>> {
+        match self {
+            Served::Now(t) => f(t).map(Served::Now),
+            Served::Later(w) => Ok(Served::Later(Box::new(move || f(w()?)))),
+        }
+    }
+}
+
 /// How long a process creation waits for a VM's guest agent to connect.
 pub const GUEST_CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -127,15 +154,25 @@ pub trait Backend {
     fn modify(&mut self, request: &ModifySettingRequest) -> HcsResult<()>;
     /// Fill the requested property types into `props`.
     fn properties(&self, types: &[SystemPropertyType], props: &mut Properties) -> HcsResult<()>;
+    /// The guest's process list, when it must come from the guest
+    /// (`ProcessList` of a VM): filled into the properties by the work.
+    fn guest_process_list(&self) -> HcsResult<Option<GuestWork<Vec<hcs_schema::ProcessDetails>>>> {
+        Ok(None)
+    }
     /// HcsCreateProcess.
-    fn create_process(&mut self, params: &ProcessParameters) -> HcsResult<StartedProcess>;
+    fn create_process(&mut self, params: &ProcessParameters) -> HcsResult<Served<StartedProcess>>;
     /// Resize the console of a process whose pty the monitor does not hold
     /// (one in a VM).
-    fn resize_console(&mut self, _pid: u32, _rows: u16, _cols: u16) -> HcsResult<()> {
+    fn resize_console(&mut self, _pid: u32, _rows: u16, _cols: u16) -> HcsResult<Served<()>> {
         Err(HcsError::invalid_state("this process has no console"))
     }
     /// Send a signal to one of its processes.
-    fn signal_process(&mut self, pid: u32, host_pid: Option<i32>, signal: i32) -> HcsResult<()>;
+    fn signal_process(
+        &mut self,
+        pid: u32,
+        host_pid: Option<i32>,
+        signal: i32,
+    ) -> HcsResult<Served<()>>;
     /// Release everything it holds after it stopped.
     fn release(&mut self) -> HcsResult<()>;
 }

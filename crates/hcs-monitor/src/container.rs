@@ -12,7 +12,7 @@ use hcs_schema::properties::{
 };
 use hcs_schema::{ModifySettingRequest, ProcessParameters, Properties, Statistics};
 
-use crate::backend::{Backend, StartedProcess};
+use crate::backend::{Backend, Served, StartedProcess};
 use crate::process_params;
 
 /// The cgroup every container's cgroup lives in (kept between containers).
@@ -386,7 +386,7 @@ impl Backend for ContainerBackend {
         Ok(())
     }
 
-    fn create_process(&mut self, p: &ProcessParameters) -> HcsResult<StartedProcess> {
+    fn create_process(&mut self, p: &ProcessParameters) -> HcsResult<Served<StartedProcess>> {
         process_params::refuse_unsupported(
             p,
             "Linux containers",
@@ -405,21 +405,27 @@ impl Backend for ContainerBackend {
         if spec.container_process {
             self.oci_process_started = true;
         }
-        Ok(StartedProcess {
+        Ok(Served::Now(StartedProcess {
             pid: s.pid,
             host_pid: Some(s.host_pid),
             stdin: s.stdin,
             stdout: s.stdout,
             stderr: if console.is_some() { None } else { s.stderr },
             console: s.console,
-        })
+        }))
     }
 
-    fn signal_process(&mut self, _pid: u32, host_pid: Option<i32>, signal: i32) -> HcsResult<()> {
+    fn signal_process(
+        &mut self,
+        _pid: u32,
+        host_pid: Option<i32>,
+        signal: i32,
+    ) -> HcsResult<Served<()>> {
         let host_pid = host_pid
             .ok_or_else(|| HcsError::from_code(HResult::HCS_E_PROCESS_INFO_NOT_AVAILABLE))?;
         let sig = hcs_container::signal_from_number(signal)?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(host_pid), sig)
+            .map(Served::Now)
             .map_err(|e| HcsError::from_io("signalling the process", &std::io::Error::from(e)))
     }
 

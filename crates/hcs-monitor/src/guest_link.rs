@@ -267,4 +267,88 @@ mod tests {
             started.elapsed()
         );
     }
+
+    /// A guest that answers Hello, then reads requests and never answers.
+    fn silent_after_hello(uds: &Path) -> UnixStream {
+        let path = hybrid_vsock_port_path(uds, proto::AGENT_CONTROL_PORT);
+        let mut guest = UnixStream::connect(path).unwrap();
+        guest
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut payload = Vec::new();
+        let header = proto::read_frame(&mut guest, &mut payload)
+            .unwrap()
+            .expect("the host's Hello");
+        let reply = proto::Message::HelloReply(proto::HelloReply {
+            version: proto::PROTOCOL_VERSION,
+            agent: b"silent",
+        });
+        proto::write_frame(
+            &mut guest,
+            &reply,
+            proto::PROTOCOL_VERSION,
+            header.request_id,
+        )
+        .unwrap();
+        guest
+    }
+
+    #[test]
+    fn stopping_abandons_requests_and_stdio_waits_the_guest_never_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let uds = dir.path().join("vsock.sock");
+        let link = GuestLink::listen(&uds, None).unwrap();
+        let mut guest = silent_after_hello(&uds);
+        let client = link.client(Duration::from_secs(20)).expect("connected");
+        // A signal (a reply owed) and a process creation (a reply, then
+        // its stdio connections owed), each on a thread of its own as the
+        // monitor runs them.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let c = client.clone();
+        let t = tx.clone();
+        std::thread::spawn(move || {
+            let _ = t.send(("signal", c.signal(7, 9).map(|_| ())));
+        });
+        let params: hcs_schema::ProcessParameters =
+            serde_json::from_str(r#"{"CommandArgs":["true"],"CreateStdOutPipe":true}"#).unwrap();
+        let c = client.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(("create", c.create_process(&params).map(|_| ())));
+        });
+        // Both requests reached the guest, which answers the creation (so
+        // the host waits for its stdout port) but not the signal.
+        let mut payload = Vec::new();
+        for _ in 0..2 {
+            let header = proto::read_frame(&mut guest, &mut payload)
+                .unwrap()
+                .expect("a request");
+            if let Ok(proto::Message::CreateProcess(_)) = proto::Message::decode(&header, &payload)
+            {
+                let created = proto::Message::ProcessCreated(proto::ProcessCreated { pid: 42 });
+                proto::write_frame(
+                    &mut guest,
+                    &created,
+                    proto::PROTOCOL_VERSION,
+                    header.request_id,
+                )
+                .unwrap();
+            }
+        }
+        drop(client);
+        let started = Instant::now();
+        drop(link);
+        for _ in 0..2 {
+            let (what, r) = rx
+                .recv_timeout(Duration::from_secs(25))
+                .expect("a wait on the guest outlived the stop");
+            let e = r.expect_err(what);
+            assert_eq!(e.hresult, HResult::HCS_E_TERMINATED, "{what}: {e}");
+        }
+        // The request timeout is 30 s, the stdio one 10 s.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "stopping took {:?}",
+            started.elapsed()
+        );
+    }
 }

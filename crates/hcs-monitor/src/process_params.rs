@@ -42,9 +42,13 @@ pub fn refuse_unsupported(
 /// A process given by HCS fields (CommandArgs, CommandLine, ...), without
 /// stdio and with the default security.
 pub fn plain_process_spec(p: &ProcessParameters) -> ProcessSpec {
-    // Windows semantics: ApplicationName is the program, CommandLine its full argv.
-    let executable = match (&p.application_name, &p.command_args) {
-        (Some(app), None) if p.command_line.is_some() && !app.is_empty() => Some(app.clone()),
+    // Windows semantics: ApplicationName is the program, CommandLine (or,
+    // on Linux, CommandArgs) its full argv, argv[0] included. Alone it is
+    // both (`argv()`).
+    let has_argv =
+        p.command_line.is_some() || p.command_args.as_ref().is_some_and(|a| !a.is_empty());
+    let executable = match &p.application_name {
+        Some(app) if has_argv && !app.is_empty() => Some(app.clone()),
         _ => None,
     };
     let console = (p.emulate_console == Some(true)).then(|| {

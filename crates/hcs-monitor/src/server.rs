@@ -16,12 +16,67 @@ use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use crate::backend::{GuestWork, Served, StartedProcess};
 use crate::system::System;
+
+/// What a request served off the loop produced.
+enum WorkResult {
+    /// A process started in the guest, to record (tied to its creator?).
+    Started(HcsResult<StartedProcess>, bool),
+    /// A reply document, or none.
+    Reply(HcsResult<Option<String>>),
+}
+
+/// A request's work done on a worker thread: (connection, request id) to
+/// answer, if any, and the result.
+type WorkDone = (Option<(usize, u64)>, WorkResult);
+
+/// Requests that wait on the guest run on threads of their own; their
+/// results come back through a channel, and an eventfd wakes the loop.
+struct Workers {
+    tx: std::sync::mpsc::Sender<WorkDone>,
+    rx: std::sync::mpsc::Receiver<WorkDone>,
+    wake: std::sync::Arc<nix::sys::eventfd::EventFd>,
+}
+
+impl Workers {
+    fn new() -> io::Result<Workers> {
+        use nix::sys::eventfd::{EfdFlags, EventFd};
+        let (tx, rx) = std::sync::mpsc::channel();
+        let wake = EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+            .map_err(io::Error::from)?;
+        Ok(Workers {
+            tx,
+            rx,
+            wake: std::sync::Arc::new(wake),
+        })
+    }
+
+    /// Run `work` on a thread; `done` turns its result into a [`WorkResult`].
+    fn spawn<T: Send + 'static>(
+        &self,
+        to: Option<(usize, u64)>,
+        work: GuestWork<T>,
+        done: impl FnOnce(HcsResult<T>) -> WorkResult + Send + 'static,
+    ) -> HcsResult<()> {
+        let tx = self.tx.clone();
+        let wake = self.wake.clone();
+        std::thread::Builder::new()
+            .name("guest-work".into())
+            .spawn(move || {
+                let _ = tx.send((to, done(work())));
+                let _ = wake.write(1);
+            })
+            .map(|_| ())
+            .map_err(|e| HcsError::from_io("starting a thread for a guest request", &e))
+    }
+}
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const BACKEND: Token = Token(2);
-const FIRST_CONN: usize = 3;
+const GUEST_WORK: Token = Token(3);
+const FIRST_CONN: usize = 4;
 /// A client that lets this many packets pile up is dropped.
 const MAX_OUTBOX: usize = 8192;
 
@@ -100,6 +155,8 @@ struct Monitor {
     /// blocking wait, so every other request (terminate above all) is
     /// served meanwhile.
     guest_waits: Vec<(usize, u64, String, Instant)>,
+    /// Requests waiting on the guest, off the loop.
+    workers: Workers,
     handles: usize,
     /// A system handle went away since the last check.
     handle_released: bool,
@@ -249,6 +306,12 @@ fn bootstrap() -> io::Result<Option<Monitor>> {
         poll.registry()
             .register(&mut SourceFd(&fd), BACKEND, Interest::READABLE)?;
     }
+    let workers = Workers::new()?;
+    poll.registry().register(
+        &mut SourceFd(&workers.wake.as_fd().as_raw_fd()),
+        GUEST_WORK,
+        Interest::READABLE,
+    )?;
     let mut m = Monitor {
         poll,
         system,
@@ -258,6 +321,7 @@ fn bootstrap() -> io::Result<Option<Monitor>> {
         next_conn: FIRST_CONN,
         waiters: Vec::new(),
         guest_waits: Vec::new(),
+        workers,
         handles: 0,
         handle_released: false,
         sweep: Some((root, namespace)),
@@ -343,6 +407,7 @@ impl Monitor {
                     LISTENER => self.accept_all(),
                     SIGNALS => self.handle_signals(),
                     BACKEND => self.system.on_backend_event(),
+                    GUEST_WORK => self.work_done(),
                     Token(n) => {
                         if ev.is_readable() || ev.is_read_closed() {
                             self.read_conn(n);
@@ -502,7 +567,7 @@ impl Monitor {
                         self.handles += 1;
                     }
                 }
-                let props = self.system.properties(None);
+                let props = self.system.basic_properties();
                 self.result(n, id, props.map(Some));
             }
             _ if !greeted => {
@@ -558,7 +623,7 @@ impl Monitor {
             }
             Request::GetProperties { query } => {
                 let r = self.system.properties(query.as_deref());
-                self.result(n, id, r.map(Some));
+                self.served(n, id, r, Some);
             }
             Request::Modify { settings } => {
                 let r = self.system.modify(&settings);
@@ -579,7 +644,7 @@ impl Monitor {
             },
             Request::TerminateProcess { process, .. } => {
                 let r = self.system.signal_process(process, libc::SIGKILL);
-                self.result(n, id, r.map(|_| None));
+                self.served(n, id, r, |()| None);
             }
             Request::SignalProcess { process, options } => {
                 let signal = match hcs_schema::fields::parse_options::<
@@ -596,19 +661,19 @@ impl Monitor {
                     Err(e) => Err(e),
                 };
                 let r = signal.and_then(|s| self.system.signal_process(process, s));
-                self.result(n, id, r.map(|_| None));
+                self.served(n, id, r, |()| None);
             }
             Request::GetProcessInfo { process } => match self.system.process_info(process) {
                 Ok((outcome, fds)) => self.respond(n, id, outcome, fds),
                 Err(e) => self.result(n, id, Err(e)),
             },
-            Request::GetProcessProperties { process, .. } => {
-                let r = self.system.process_properties(process);
+            Request::GetProcessProperties { process, query } => {
+                let r = self.system.process_properties(process, query.as_deref());
                 self.result(n, id, r.map(Some));
             }
             Request::ModifyProcess { process, settings } => {
                 let r = self.system.modify_process(process, &settings);
-                self.result(n, id, r.map(|_| None));
+                self.served(n, id, r, |()| None);
             }
             Request::ReleaseSystemHandle => {
                 if let Some(c) = self.conns.get_mut(&n) {
@@ -623,8 +688,51 @@ impl Monitor {
         }
     }
 
+    /// Answer now, or run the work off the loop and answer when it is done.
+    fn served<T: Send + 'static>(
+        &mut self,
+        n: usize,
+        id: u64,
+        r: HcsResult<Served<T>>,
+        doc: fn(T) -> Option<String>,
+    ) {
+        match r {
+            Ok(Served::Now(t)) => self.result(n, id, Ok(doc(t))),
+            Ok(Served::Later(work)) => {
+                let spawned = self
+                    .workers
+                    .spawn(Some((n, id)), work, move |r| WorkResult::Reply(r.map(doc)));
+                if let Err(e) = spawned {
+                    self.result(n, id, Err(e));
+                }
+            }
+            Err(e) => self.result(n, id, Err(e)),
+        }
+    }
+
     fn create_process(&mut self, n: usize, id: u64, parameters: &str) {
         match self.system.create_process(parameters) {
+            Ok((Served::Now(started), tied)) => self.process_started(n, id, Ok(started), tied),
+            Ok((Served::Later(work), tied)) => {
+                let spawned = self
+                    .workers
+                    .spawn(Some((n, id)), work, move |r| WorkResult::Started(r, tied));
+                if let Err(e) = spawned {
+                    self.result(n, id, Err(e));
+                }
+            }
+            Err(e) => self.result(n, id, Err(e)),
+        }
+    }
+
+    fn process_started(
+        &mut self,
+        n: usize,
+        id: u64,
+        started: HcsResult<StartedProcess>,
+        tied: bool,
+    ) {
+        match started.and_then(|s| self.system.process_started(s, tied)) {
             Ok((outcome, fds, tied)) => {
                 if let (Some(p), Some(c)) = (tied, self.conns.get_mut(&n)) {
                     c.tied.push(p);
@@ -632,6 +740,21 @@ impl Monitor {
                 self.respond(n, id, outcome, fds)
             }
             Err(e) => self.result(n, id, Err(e)),
+        }
+    }
+
+    /// Answer the requests whose work on the guest finished.
+    fn work_done(&mut self) {
+        let _ = self.workers.wake.read();
+        while let Ok((to, result)) = self.workers.rx.try_recv() {
+            match (to, result) {
+                (Some((n, id)), WorkResult::Started(r, tied)) => {
+                    self.process_started(n, id, r, tied)
+                }
+                (Some((n, id)), WorkResult::Reply(r)) => self.result(n, id, r),
+                (None, WorkResult::Reply(Err(e))) => tracing::info!("guest request failed: {e}"),
+                (None, _) => {}
+            }
         }
     }
 
@@ -729,11 +852,20 @@ impl Monitor {
                     }
                     for p in c.tied {
                         // Already exited is fine: nothing to kill.
-                        if self.system.signal_process(p, libc::SIGKILL).is_ok() {
-                            tracing::info!(
+                        match self.system.signal_process(p, libc::SIGKILL) {
+                            Ok(Served::Now(())) => tracing::info!(
                                 pid = p.pid,
                                 "creator gone: process killed (TerminateWithCreator)"
-                            );
+                            ),
+                            Ok(Served::Later(work)) => {
+                                let spawned = self
+                                    .workers
+                                    .spawn(None, work, |r| WorkResult::Reply(r.map(|()| None)));
+                                if let Err(e) = spawned {
+                                    tracing::warn!("TerminateWithCreator: {e}");
+                                }
+                            }
+                            Err(_) => {}
                         }
                     }
                 }

@@ -14,7 +14,7 @@ use hcs_schema::enums::{
 use hcs_schema::results::{SystemExit, WorkerExit};
 use hcs_schema::{AttributionRecord, ComputeSystem, Properties, SystemExitStatus};
 
-use crate::backend::{Backend, BackendEvent, StopInfo, StopKind};
+use crate::backend::{Backend, BackendEvent, Served, StartedProcess, StopInfo, StopKind};
 use crate::lifecycle::{Request as L, SystemState};
 use crate::processes::{ProcessEntry, ProcessTable};
 
@@ -568,8 +568,9 @@ impl System {
     }
 
     /// HcsGetComputeSystemProperties: `Id` and `SystemType` always, the rest
-    /// as asked. Once stopped only the basic properties remain.
-    pub fn properties(&self, query: Option<&str>) -> HcsResult<String> {
+    /// as asked. Once stopped only the basic properties remain. A VM's
+    /// `ProcessList` comes from its guest: work to run off the loop.
+    pub fn properties(&self, query: Option<&str>) -> HcsResult<Served<String>> {
         self.check(L::GetProperties)?;
         let types: Vec<SystemPropertyType> = match query.filter(|q| !q.trim().is_empty()) {
             Some(q) => {
@@ -622,8 +623,24 @@ impl System {
             }
         } else {
             self.backend.properties(&types, &mut props)?;
+            if types.contains(&SystemPropertyType::ProcessList) {
+                if let Some(work) = self.backend.guest_process_list()? {
+                    return Ok(Served::Later(Box::new(move || {
+                        props.process_list = Some(work()?);
+                        Ok(hcs_schema::to_json(&props))
+                    })));
+                }
+            }
         }
-        Ok(hcs_schema::to_json(&props))
+        Ok(Served::Now(hcs_schema::to_json(&props)))
+    }
+
+    /// [`System::properties`] with no query: never waits on the guest.
+    pub fn basic_properties(&self) -> HcsResult<String> {
+        match self.properties(None)? {
+            Served::Now(p) => Ok(p),
+            Served::Later(_) => Err(HcsError::from_code(HResult::E_UNEXPECTED)),
+        }
     }
 
     /// Whether HcsCreateProcess must wait for the guest first: the system
@@ -632,18 +649,36 @@ impl System {
         self.check(L::CreateProcess).is_ok() && self.backend.waiting_for_guest()
     }
 
-    /// HcsCreateProcess: the outcome and the caller's descriptors.
-    /// The process is also returned when it must die with the connection
-    /// that created it (`TerminateWithCreator`).
+    /// HcsCreateProcess: the process started (or work that starts it in
+    /// the guest), and whether it dies with the connection that created it
+    /// (`TerminateWithCreator`). [`System::process_started`] records it.
     pub fn create_process(
         &mut self,
         parameters: &str,
-    ) -> HcsResult<(Outcome, Vec<OwnedFd>, Option<ProcessRef>)> {
+    ) -> HcsResult<(Served<StartedProcess>, bool)> {
         self.check(L::CreateProcess)?;
         let params: hcs_schema::ProcessParameters =
             hcs_schema::from_json(parameters, "ProcessParameters")?;
         params.validate_on(self.backend.system_type().into())?;
         let started = self.backend.create_process(&params)?;
+        Ok((started, params.terminate_with_creator == Some(true)))
+    }
+
+    /// Record a process [`System::create_process`] started: the outcome
+    /// and the caller's descriptors, and the process when it is `tied` to
+    /// its creator's connection.
+    pub fn process_started(
+        &mut self,
+        started: StartedProcess,
+        tied: bool,
+    ) -> HcsResult<(Outcome, Vec<OwnedFd>, Option<ProcessRef>)> {
+        if self.stopped() {
+            // Created off the loop while the system stopped: it is gone.
+            return Err(HcsError::new(
+                HResult::HCS_E_SYSTEM_ALREADY_STOPPED,
+                "the compute system stopped while the process was being created",
+            ));
+        }
         let entry = ProcessEntry {
             process: ProcessRef {
                 pid: started.pid,
@@ -659,7 +694,7 @@ impl System {
         let fds = entry.dup_stdio()?;
         let process = self.processes.insert(entry);
         tracing::info!(pid = process.pid, "process created");
-        let tied = (params.terminate_with_creator == Some(true)).then_some(process);
+        let tied = tied.then_some(process);
         let (outcome, fds) = process_outcome(process, fds);
         Ok((outcome, fds, tied))
     }
@@ -695,7 +730,7 @@ impl System {
     }
 
     /// HcsSignalProcess / HcsTerminateProcess.
-    pub fn signal_process(&mut self, r: ProcessRef, signal: i32) -> HcsResult<()> {
+    pub fn signal_process(&mut self, r: ProcessRef, signal: i32) -> HcsResult<Served<()>> {
         if !self.stopped() {
             self.check(L::ProcessControl)?;
         }
@@ -717,13 +752,35 @@ impl System {
         Ok(process_outcome(e.process, fds))
     }
 
-    /// HcsGetProcessProperties: its `ProcessStatus`.
-    pub fn process_properties(&mut self, r: ProcessRef) -> HcsResult<String> {
-        Ok(self.entry(r)?.status_json())
+    /// HcsGetProcessProperties: its `ProcessStatus`. The query, when
+    /// given, is a `ProcessStatus` document (`HCS_E_INVALID_JSON` when it
+    /// is not) whose members choose those of the result; an empty one (or
+    /// none) asks for all of them.
+    pub fn process_properties(&mut self, r: ProcessRef, query: Option<&str>) -> HcsResult<String> {
+        let query = hcs_schema::fields::parse_options::<hcs_schema::ProcessStatus>(
+            query,
+            "ProcessStatus",
+            self.on(),
+        )?;
+        let status = self.entry(r)?.status_json();
+        let Some(q) = query else { return Ok(status) };
+        let asked = [
+            ("ProcessId", q.process_id.is_some()),
+            ("Exited", q.exited.is_some()),
+            ("ExitCode", q.exit_code.is_some()),
+            ("LastWaitResult", q.last_wait_result.is_some()),
+        ];
+        if !asked.iter().any(|(_, a)| *a) {
+            return Ok(status);
+        }
+        let mut doc: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&status)
+            .map_err(|e| HcsError::new(HResult::E_UNEXPECTED, format!("ProcessStatus: {e}")))?;
+        doc.retain(|k, _| asked.iter().any(|(name, a)| *a && name == k));
+        Ok(serde_json::Value::Object(doc).to_string())
     }
 
     /// HcsModifyProcess: console size, or close the monitor's stdio copies.
-    pub fn modify_process(&mut self, r: ProcessRef, settings: &str) -> HcsResult<()> {
+    pub fn modify_process(&mut self, r: ProcessRef, settings: &str) -> HcsResult<Served<()>> {
         let req: hcs_schema::ProcessModifyRequest =
             hcs_schema::from_json(settings, "ProcessModifyRequest")?;
         req.validate()?;
@@ -744,6 +801,7 @@ impl System {
                     return self.backend.resize_console(pid, rows, cols);
                 };
                 hcs_container::set_window_size(std::os::fd::AsFd::as_fd(console), rows, cols)
+                    .map(Served::Now)
                     .map_err(|err| HcsError::from_io("resizing the console", &err))
             }
             Some(ModifyOperation::CloseHandle) => {
@@ -758,7 +816,7 @@ impl System {
                         ))
                     }
                 }
-                Ok(())
+                Ok(Served::Now(()))
             }
             None => Err(HcsError::invalid_json(
                 "ProcessModifyRequest.Operation is missing",

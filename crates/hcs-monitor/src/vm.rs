@@ -19,7 +19,9 @@ use hcs_vmm::devices::virtio::VirtioConfig;
 use hcs_vmm::{BootSource, SerialBackend, Vm, VmConfig, VmExit, VmmError};
 
 use crate::agent::AgentEvent;
-use crate::backend::{Backend, BackendEvent, StartedProcess, StopInfo, StopKind};
+use crate::backend::{
+    Backend, BackendEvent, GuestWork, Served, StartedProcess, StopInfo, StopKind,
+};
 use crate::guest_link::GuestLink;
 
 /// A virtual machine compute system.
@@ -1119,13 +1121,29 @@ impl Backend for VmBackend {
         if let Some(agent) =
             agent.filter(|_| mechanism != Some(ShutdownMechanism::IntegrationService))
         {
-            match agent.shutdown() {
-                Ok(()) => return Ok(()),
-                Err(e) if mechanism == Some(ShutdownMechanism::GuestConnection) => return Err(e),
-                Err(e) => {
-                    tracing::warn!("guest agent shutdown failed ({e}); pressing the power button")
-                }
-            }
+            // The agent's answer is waited for on a thread of its own, not
+            // in the monitor's loop (a terminate meanwhile is served at
+            // once and cancels the wait); the shutdown's timeout
+            // (ShutdownOptions.TimeoutInMs) ends a guest that never stops.
+            let button = self.vm.power_button_handle();
+            let guest_connection_only = mechanism == Some(ShutdownMechanism::GuestConnection);
+            std::thread::Builder::new()
+                .name("guest-shutdown".into())
+                .spawn(move || match agent.shutdown() {
+                    Ok(()) => {}
+                    Err(e) if guest_connection_only => tracing::warn!(
+                        "ShutdownOptions.Mechanism \"GuestConnection\": the guest agent's shutdown \
+                         failed ({e}); the shutdown timeout will terminate the VM"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(
+                            "guest agent shutdown failed ({e}); pressing the power button"
+                        );
+                        button.press();
+                    }
+                })
+                .map_err(|e| HcsError::from_io("starting the guest shutdown thread", &e))?;
+            return Ok(());
         }
         self.vm.power_button();
         Ok(())
@@ -1251,9 +1269,8 @@ impl Backend for VmBackend {
                     })
                 }
                 SystemPropertyType::TerminateOnLastHandleClosed => {}
-                SystemPropertyType::ProcessList => {
-                    props.process_list = Some(self.agent(std::time::Duration::ZERO)?.process_list()?);
-                }
+                // From the guest, off the monitor's loop: `guest_process_list`.
+                SystemPropertyType::ProcessList => {}
                 other => {
                     return Err(HcsError::not_supported(format!(
                         "property type {:?} is not available for virtual machines yet; supported: Memory, \
@@ -1270,20 +1287,38 @@ impl Backend for VmBackend {
         self.guest.as_ref().is_some_and(|g| g.current().is_none())
     }
 
-    fn create_process(&mut self, params: &ProcessParameters) -> HcsResult<StartedProcess> {
+    fn guest_process_list(&self) -> HcsResult<Option<GuestWork<Vec<hcs_schema::ProcessDetails>>>> {
+        let agent = self.agent(std::time::Duration::ZERO)?;
+        Ok(Some(Box::new(move || agent.process_list())))
+    }
+
+    // Every request to the agent waits for its reply: it runs off the
+    // monitor's loop (`Served::Later`), and a stop cancels the wait.
+    fn create_process(&mut self, params: &ProcessParameters) -> HcsResult<Served<StartedProcess>> {
         // The monitor waited for the agent (`waiting_for_guest`) without
         // blocking its loop; nothing waits here.
-        self.agent(std::time::Duration::ZERO)?
-            .create_process(params)
+        let agent = self.agent(std::time::Duration::ZERO)?;
+        let params = params.clone();
+        Ok(Served::Later(Box::new(move || {
+            agent.create_process(&params)
+        })))
     }
 
-    fn signal_process(&mut self, pid: u32, _host_pid: Option<i32>, signal: i32) -> HcsResult<()> {
-        self.agent(std::time::Duration::ZERO)?.signal(pid, signal)
+    fn signal_process(
+        &mut self,
+        pid: u32,
+        _host_pid: Option<i32>,
+        signal: i32,
+    ) -> HcsResult<Served<()>> {
+        let agent = self.agent(std::time::Duration::ZERO)?;
+        Ok(Served::Later(Box::new(move || agent.signal(pid, signal))))
     }
 
-    fn resize_console(&mut self, pid: u32, rows: u16, cols: u16) -> HcsResult<()> {
-        self.agent(std::time::Duration::ZERO)?
-            .resize_console(pid, rows, cols)
+    fn resize_console(&mut self, pid: u32, rows: u16, cols: u16) -> HcsResult<Served<()>> {
+        let agent = self.agent(std::time::Duration::ZERO)?;
+        Ok(Served::Later(Box::new(move || {
+            agent.resize_console(pid, rows, cols)
+        })))
     }
 
     fn release(&mut self) -> HcsResult<()> {

@@ -218,6 +218,41 @@ fn application_name_is_the_program_and_command_line_its_argv() {
 }
 
 #[test]
+fn application_name_is_the_program_and_command_args_its_argv() {
+    let agent = Fixture::start();
+    let c = agent.client();
+    // argv[0] is no program: only ApplicationName can run this.
+    let p = c
+        .create_process(&params(serde_json::json!({
+            "ApplicationName": "/bin/sh",
+            "CommandArgs": ["my-shell", "-c", "echo $0"],
+            "CreateStdOutPipe": true
+        })))
+        .unwrap();
+    assert_eq!(read_all(p.stdout), "my-shell\n");
+    assert_eq!(exit_of(&agent, &c, p.pid), 0);
+}
+
+#[test]
+fn a_console_has_no_separate_stderr_handle() {
+    let agent = Fixture::start();
+    let c = agent.client();
+    // As in HCS: CreateStdErrPipe with EmulateConsole gives no stderr
+    // handle; the process's stderr is the console, which is stdout.
+    let p = c
+        .create_process(&params(serde_json::json!({
+            "CommandArgs": ["sh", "-c", "echo err >&2"],
+            "EmulateConsole": true,
+            "CreateStdOutPipe": true,
+            "CreateStdErrPipe": true
+        })))
+        .unwrap();
+    assert!(p.stderr.is_none(), "a console has no separate stderr");
+    assert!(read_all(p.stdout).contains("err"));
+    assert_eq!(exit_of(&agent, &c, p.pid), 0);
+}
+
+#[test]
 fn what_the_agent_cannot_honour_is_refused_with_its_path() {
     let agent = Fixture::start();
     let c = agent.client();

@@ -358,6 +358,7 @@ roots! {
     crate::properties::SystemPropertyQuery => "System_PropertyQuery",
     crate::properties::SystemQuery => "SystemQuery",
     crate::service::ServicePropertyQuery => "Service_PropertyQuery",
+    crate::process::ProcessStatus => "ProcessStatus",
 }
 
 /// Parses the options document of an operation (`HcsPauseComputeSystem`'s
@@ -645,6 +646,12 @@ pub static TABLE: &[Entry] = &[
     honoured("ConsoleSize", "Width"),
     honoured("CloseHandle", "Handle"),
     honoured("SignalProcessOptions", "Signal"),
+    // HcsGetProcessProperties' query: each member present selects that
+    // member of the result (its value is not looked at).
+    honoured("ProcessStatus", "ProcessId"),
+    honoured("ProcessStatus", "Exited"),
+    honoured("ProcessStatus", "ExitCode"),
+    honoured("ProcessStatus", "LastWaitResult"),
     // ModifySettingRequest
     honoured("ModifySettingRequest", "ResourcePath"),
     honoured("ModifySettingRequest", "RequestType"),
@@ -837,7 +844,6 @@ mod tests {
         ),
         ("HvSocketAddress", "not part of any document this API reads"),
         // Results this system writes, never reads from a client.
-        ("ProcessStatus", "a result"),
         ("ProcessDetails", "a result"),
         ("Properties", "a result"),
         ("ComputeSystemProperties", "a result"),

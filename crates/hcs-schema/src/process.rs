@@ -14,7 +14,9 @@ use crate::validate::{self, error, index, member, Validate};
 hcs_struct! {
     /// Document of HcsCreateProcess.
     pub struct ProcessParameters {
-        /// Executable path (Windows semantics).
+        /// Executable path (Windows semantics): the program run, with
+        /// `CommandLine` or `CommandArgs` as its whole argv (argv[0] included);
+        /// alone, both program and argv[0].
         "ApplicationName" => application_name: String,
         /// Single Windows-style command line; split with [`split_command_line`].
         "CommandLine" => command_line: String,
@@ -34,7 +36,9 @@ hcs_struct! {
         "CreateStdInPipe" => create_std_in_pipe: bool,
         /// Create a stdout pipe.
         "CreateStdOutPipe" => create_std_out_pipe: bool,
-        /// Create a stderr pipe (ignored with `EmulateConsole`).
+        /// Create a stderr pipe. With `EmulateConsole` there is no separate
+        /// stderr (it is the console, `StdOutput`): as in HCS, no stderr
+        /// handle is returned (`StdError` is -1).
         "CreateStdErrPipe" => create_std_err_pipe: bool,
         /// Console size as `[height, width]`.
         "ConsoleSize" => console_size: [u16; 2],
@@ -59,7 +63,8 @@ hcs_struct! {
 
 hcs_struct! {
     /// State of a process: EventData of HcsEventProcessExited, result of
-    /// HcsWaitForProcessExit / HcsGetProcessProperties.
+    /// HcsWaitForProcessExit / HcsGetProcessProperties. Also the query of
+    /// HcsGetProcessProperties, whose members select those of the result.
     pub struct ProcessStatus {
         /// Process id, 2.1.
         "ProcessId" => process_id: u32,

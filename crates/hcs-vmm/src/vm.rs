@@ -297,6 +297,17 @@ fn host_memory_mb() -> u64 {
         .unwrap_or(0)
 }
 
+/// A VM's ACPI power button, usable from any thread.
+#[derive(Clone)]
+pub struct PowerButton(Arc<Mutex<Ged>>);
+
+impl PowerButton {
+    /// Press it (as [`Vm::power_button`]).
+    pub fn press(&self) {
+        lock(&self.0).notify(GED_POWER_BUTTON);
+    }
+}
+
 impl Vm {
     /// Build the VM: memory, kernel, ACPI tables, devices and vCPUs. Nothing
     /// runs until [`Vm::start`].
@@ -764,6 +775,12 @@ impl Vm {
     /// Press the ACPI power button (through the GED).
     pub fn power_button(&self) {
         lock(&self.ged).notify(GED_POWER_BUTTON);
+    }
+
+    /// The power button, to press from another thread (after a guest
+    /// request that ran off the monitor's loop failed).
+    pub fn power_button_handle(&self) -> PowerButton {
+        PowerButton(self.ged.clone())
     }
 
     /// Inject an NMI into vCPU 0 (HcsCrashComputeSystem).

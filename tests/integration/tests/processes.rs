@@ -66,6 +66,38 @@ fn stdout_stderr_exit_code_environment_directory_and_user() {
 }
 
 #[test]
+fn application_name_is_the_program_and_command_args_its_argv() {
+    let (ns, s) = started("appname");
+    let r = run(
+        &s,
+        &["sh", "-c", "printf '#!/bin/sh\\necho \"$0:$1\"\\n' >/tmp/prog && chmod +x /tmp/prog"],
+    );
+    assert_eq!(r.exit_code, 0, "writing /tmp/prog: {}", r.stderr);
+    // argv[0] names no program: only ApplicationName can run this (it
+    // was ignored beside CommandArgs, and "not-a-program" not found).
+    let r = run_params(
+        &s,
+        serde_json::json!({
+            "ApplicationName": "/tmp/prog",
+            "CommandArgs": ["not-a-program", "one"]
+        }),
+    );
+    assert_eq!(
+        (r.exit_code, r.stdout.as_str()),
+        (0, "/tmp/prog:one\n"),
+        "stderr: {}",
+        r.stderr
+    );
+    // Beside CommandLine, as before.
+    let r = run_params(
+        &s,
+        serde_json::json!({ "ApplicationName": "/tmp/prog", "CommandLine": "not-a-program two" }),
+    );
+    assert_eq!((r.exit_code, r.stdout.as_str()), (0, "/tmp/prog:two\n"));
+    finish(&ns, &s);
+}
+
+#[test]
 fn clear_errors_for_processes_that_cannot_start() {
     let (ns, s) = started("badproc");
     let e = call(|op| {
@@ -285,6 +317,22 @@ fn process_handles_events_and_info() {
         serde_json::from_str::<serde_json::Value>(&props).unwrap(),
         status
     );
+    // The query is a ProcessStatus document: its members choose those of
+    // the result; an empty one asks for all; anything else is refused.
+    let query = |q: &str| {
+        call(|op| p.get_properties(op, Some(q))).map(|d| {
+            serde_json::from_str::<serde_json::Value>(&d.expect("a document")).unwrap()
+        })
+    };
+    assert_eq!(query("{}").unwrap(), status);
+    assert_eq!(
+        query(r#"{"Exited":false,"ExitCode":0}"#).unwrap(),
+        serde_json::json!({ "Exited": true, "ExitCode": 0 })
+    );
+    let e = query("Exited").unwrap_err();
+    assert_eq!(e.hresult, HResult::HCS_E_INVALID_JSON, "{e}");
+    let e = query(r#"{"Exited":true,"Handles":true}"#).unwrap_err();
+    assert!(e.message.contains("Handles"), "{e}");
     // ProcessExited never arrives on a system callback, and is delivered once.
     rx.recv_timeout(Duration::from_millis(200)).unwrap_err();
     finish(&ns, &s);

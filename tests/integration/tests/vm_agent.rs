@@ -371,3 +371,63 @@ fn a_process_waits_for_the_agent_without_holding_up_other_requests_or_terminate(
     assert_ne!(e.hresult, HResult::HCS_E_OPERATION_TIMEOUT, "{e}");
     assert!(leftovers(&ns).is_empty(), "{:?}", leftovers(&ns));
 }
+
+#[test]
+fn terminate_while_the_guest_owes_a_reply_does_not_wait_for_it() {
+    use hcs_agent_protocol as proto;
+    // No agent in the guest: the test plays an agent that connects,
+    // answers Hello, then reads requests and answers none of them.
+    let (ns, s, _c) = booted("vmagenthung", "console=ttyS0");
+    let rundir = hcs::console_socket(&ns, "vm", 0)
+        .parent()
+        .expect("run directory")
+        .to_path_buf();
+    let port = rundir.join(format!("vsock.sock_{}", proto::AGENT_CONTROL_PORT));
+    let mut guest = std::os::unix::net::UnixStream::connect(&port)
+        .unwrap_or_else(|e| panic!("{}: {e}", port.display()));
+    guest.set_read_timeout(Some(WAIT)).unwrap();
+    let mut payload = Vec::new();
+    let hello = proto::read_frame(&mut guest, &mut payload)
+        .expect("reading the host's Hello")
+        .expect("the host's Hello");
+    let reply = proto::Message::HelloReply(proto::HelloReply {
+        version: proto::PROTOCOL_VERSION,
+        agent: b"hung test agent",
+    });
+    proto::write_frame(&mut guest, &reply, proto::PROTOCOL_VERSION, hello.request_id)
+        .expect("answering Hello");
+    let op = Operation::new();
+    let _p = s
+        .create_process(r#"{"CommandArgs":["echo"],"CreateStdOutPipe":true}"#, &op)
+        .expect("sent");
+    // The request reaches the agent, which never answers it.
+    let header = proto::read_frame(&mut guest, &mut payload)
+        .expect("reading the host's request")
+        .expect("the host's request");
+    assert!(
+        matches!(
+            proto::Message::decode(&header, &payload),
+            Ok(proto::Message::CreateProcess(_))
+        ),
+        "expected CreateProcess"
+    );
+    // The monitor serves other requests meanwhile (was: blocked for 30 s).
+    let started = Instant::now();
+    properties(&s, &["Memory"]).expect("properties while the guest owes a reply");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "properties took {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let status = terminate(&s);
+    let took = started.elapsed();
+    assert_eq!(status["ExitType"], "ForcedExit", "{status}");
+    // The request's own timeout is 30 s.
+    assert!(took < Duration::from_secs(10), "terminate took {took:?}");
+    let e = op
+        .wait_process_info(10_000)
+        .expect_err("no process in a terminated VM");
+    assert_ne!(e.hresult, HResult::HCS_E_OPERATION_TIMEOUT, "{e}");
+    assert!(leftovers(&ns).is_empty(), "{:?}", leftovers(&ns));
+}
