@@ -96,6 +96,27 @@ pub fn container_doc(extra: serde_json::Value) -> String {
     doc.to_string()
 }
 
+/// A VM document of the test guest (64 MiB, one vCPU, COM1 kept by the
+/// monitor) with `cmdline`, `extra` merged over it. Like [`container_doc`],
+/// it ends with its last handle.
+pub fn test_guest_vm_doc(cmdline: &str, extra: serde_json::Value) -> String {
+    let mut doc = serde_json::json!({
+        "SchemaVersion": { "Major": 2, "Minor": 1 },
+        "Owner": "hcs-tests",
+        "ShouldTerminateOnLastHandleClosed": true,
+        "VirtualMachine": {
+            "Chipset": { "LinuxKernelDirect": {
+                "KernelFilePath": hcs_test_guest::test_guest_elf(),
+                "KernelCmdLine": cmdline
+            } },
+            "ComputeTopology": { "Memory": { "SizeInMB": 64 }, "Processor": { "Count": 1 } },
+            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } }
+        }
+    });
+    merge(&mut doc, extra);
+    doc.to_string()
+}
+
 fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
     match (a, b) {
         (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {

@@ -40,22 +40,9 @@ fn refused_create(test: &str, doc: &str, path: &str) {
 }
 
 fn vm_doc(extra: serde_json::Value) -> String {
-    let mut doc = json!({
-        "SchemaVersion": { "Major": 2, "Minor": 1 },
-        "Owner": "hcs-tests",
-        "ShouldTerminateOnLastHandleClosed": true,
-        "VirtualMachine": {
-            "Chipset": { "LinuxKernelDirect": {
-                "KernelFilePath": hcs_test_guest::test_guest_elf(),
-                "KernelCmdLine": "console=ttyS0 hcs.agent=1"
-            } },
-            "ComputeTopology": { "Memory": { "SizeInMB": 64 }, "Processor": { "Count": 1 } },
-            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } },
-            "GuestConnection": { "UseVsock": true }
-        }
-    });
-    merge_into(&mut doc, extra);
-    doc.to_string()
+    let mut agent = json!({ "VirtualMachine": { "GuestConnection": { "UseVsock": true } } });
+    merge_into(&mut agent, extra);
+    test_guest_vm_doc("console=ttyS0 hcs.agent=1", agent)
 }
 
 #[test]

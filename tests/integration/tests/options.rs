@@ -113,21 +113,7 @@ fn vm_doc() -> String {
 }
 
 fn vm_doc_with(extra: serde_json::Value) -> String {
-    let mut doc = serde_json::json!({
-        "SchemaVersion": { "Major": 2, "Minor": 1 },
-        "Owner": "hcs-tests",
-        "ShouldTerminateOnLastHandleClosed": true,
-        "VirtualMachine": {
-            "Chipset": { "LinuxKernelDirect": {
-                "KernelFilePath": hcs_test_guest::test_guest_elf(),
-                "KernelCmdLine": "console=ttyS0 hcs.test=1"
-            } },
-            "ComputeTopology": { "Memory": { "SizeInMB": 64 }, "Processor": { "Count": 1 } },
-            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } }
-        }
-    });
-    merge_into(&mut doc, extra);
-    doc.to_string()
+    test_guest_vm_doc("console=ttyS0 hcs.test=1", extra)
 }
 
 #[test]

@@ -10,21 +10,7 @@ use hcs_integration_tests::*;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn vm_doc(extra: serde_json::Value) -> String {
-    let mut doc = serde_json::json!({
-        "SchemaVersion": { "Major": 2, "Minor": 1 },
-        "Owner": "hcs-tests",
-        "ShouldTerminateOnLastHandleClosed": true,
-        "VirtualMachine": {
-            "Chipset": { "LinuxKernelDirect": {
-                "KernelFilePath": hcs_test_guest::test_guest_elf(),
-                "KernelCmdLine": "console=ttyS0 hcs.test=1"
-            } },
-            "ComputeTopology": { "Memory": { "SizeInMB": 64 }, "Processor": { "Count": 1 } },
-            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } }
-        }
-    });
-    merge_into(&mut doc, extra);
-    doc.to_string()
+    test_guest_vm_doc("console=ttyS0 hcs.test=1", extra)
 }
 
 /// Create, start, and wait for the guest's READY line.

@@ -13,22 +13,9 @@ use hcs_integration_tests::*;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn vm_doc(cmdline: &str, extra: serde_json::Value) -> String {
-    let mut doc = serde_json::json!({
-        "SchemaVersion": { "Major": 2, "Minor": 1 },
-        "Owner": "hcs-tests",
-        "ShouldTerminateOnLastHandleClosed": true,
-        "VirtualMachine": {
-            "Chipset": { "LinuxKernelDirect": {
-                "KernelFilePath": hcs_test_guest::test_guest_elf(),
-                "KernelCmdLine": cmdline
-            } },
-            "ComputeTopology": { "Memory": { "SizeInMB": 64 }, "Processor": { "Count": 1 } },
-            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } },
-            "GuestConnection": { "UseVsock": true }
-        }
-    });
-    merge_into(&mut doc, extra);
-    doc.to_string()
+    let mut agent = serde_json::json!({ "VirtualMachine": { "GuestConnection": { "UseVsock": true } } });
+    merge_into(&mut agent, extra);
+    test_guest_vm_doc(cmdline, agent)
 }
 
 /// Create and start a VM with the test guest; wait until its agent is connected.

@@ -13,21 +13,11 @@ use hcs_integration_tests::*;
 const MEM_MB: u64 = 128;
 
 fn vm_doc(extra: serde_json::Value) -> String {
-    let mut doc = serde_json::json!({
-        "SchemaVersion": { "Major": 2, "Minor": 1 },
-        "Owner": "hcs-tests",
-        "ShouldTerminateOnLastHandleClosed": true,
-        "VirtualMachine": {
-            "Chipset": { "LinuxKernelDirect": {
-                "KernelFilePath": hcs_test_guest::test_guest_elf(),
-                "KernelCmdLine": "console=ttyS0"
-            } },
-            "ComputeTopology": { "Memory": { "SizeInMB": MEM_MB }, "Processor": { "Count": 2 } },
-            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } }
-        }
-    });
-    merge_into(&mut doc, extra);
-    doc.to_string()
+    let mut sized = serde_json::json!({ "VirtualMachine": {
+        "ComputeTopology": { "Memory": { "SizeInMB": MEM_MB }, "Processor": { "Count": 2 } }
+    } });
+    merge_into(&mut sized, extra);
+    test_guest_vm_doc("console=ttyS0", sized)
 }
 
 fn ticks(c: &mut Console) -> u64 {
