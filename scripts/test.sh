@@ -25,6 +25,12 @@ export HCS_TEST_SKIP_LOG="$repo/build/test-skipped.txt"
 rm -f "$HCS_TEST_SKIP_LOG"
 status=0
 cargo test --workspace "$@" || status=$?
+# Each fuzz target briefly on its seed corpus (scripts/fuzz.sh for long
+# runs): a crash fails the run. FUZZ_SECONDS=0 leaves them out.
+fuzz_seconds="${FUZZ_SECONDS:-10}"
+if [[ $fuzz_seconds -gt 0 ]]; then
+    FUZZ_FRESH=1 ./scripts/fuzz.sh all "$fuzz_seconds" || status=$?
+fi
 if [[ -s "$HCS_TEST_SKIP_LOG" ]]; then
     echo
     echo "test: $(wc -l < "$HCS_TEST_SKIP_LOG") test(s) did not run their checks on this machine:"

@@ -178,6 +178,29 @@ impl Tap {
         })
     }
 
+    /// A tap already attached by someone else (a management layer that
+    /// passes the descriptor, as libvirt does), named `name` in logs. `fd`
+    /// must read and write whole Ethernet frames without packet
+    /// information; it is made non-blocking here. The fuzzers use a
+    /// datagram socket pair, which behaves the same.
+    pub fn from_fd(fd: std::os::fd::OwnedFd, name: &str) -> io::Result<Tap> {
+        let file = File::from(fd);
+        // SAFETY: F_GETFL has no argument and only reads the fd's flags.
+        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: F_SETFL takes an int of flags; the fd is ours and open.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Tap {
+            file,
+            name: name.to_string(),
+        })
+    }
+
     /// The interface's name.
     pub fn name(&self) -> &str {
         &self.name
