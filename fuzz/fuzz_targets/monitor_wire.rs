@@ -9,7 +9,8 @@
 //! with the packet, so continuation descriptors and too many descriptors
 //! are reachable; `len` may exceed the protocol's packet size. The packets
 //! are sent non-blocking (what does not fit is dropped), the sender is
-//! closed, and the receiver reads to the end.
+//! closed, and the receiver reads to the end. No descriptor may be left
+//! open afterwards.
 #![no_main]
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -36,6 +37,12 @@ fn eventfd() -> OwnedFd {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let fds = hcs_fuzz::FdGuard::new();
+    run(data);
+    fds.check();
+});
+
+fn run(data: &[u8]) {
     let (tx, rx) = socketpair().expect("socketpair");
     nonblocking(&tx);
     nonblocking(&rx);
@@ -68,4 +75,4 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     panic!("the receiver returned more messages than packets were sent");
-});
+}

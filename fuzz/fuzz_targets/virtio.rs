@@ -191,9 +191,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let image = &data[6..];
     let mem = memory(image);
+    let fds = hcs_fuzz::FdGuard::new();
     match data[0] % 3 {
         0 => block(mem, &s),
         1 => vsock(mem, &s),
         _ => net(mem, image, &s),
     }
+    // Connections, sockets and disks of one input are all gone after it.
+    fds.check();
 });
