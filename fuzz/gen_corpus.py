@@ -62,6 +62,9 @@ for i, r in enumerate(requests):
     put("monitor_wire", f"request-{i}", packets(r))
 put("monitor_wire", "request-split", packets(requests[1], chunk=16))
 put("monitor_wire", "request-with-fds", packets(requests[6], fds=3))
+# More descriptors than a message may carry (MAX_FDS is 8): these once
+# leaked in the receiver.
+put("monitor_wire", "too-many-fds", packets(requests[0], fds=12))
 put("monitor_wire", "reply-response", packets(
     {"Response": {"id": 3, "outcome": {"hresult": 0, "document": None, "process": None}}}))
 put("monitor_wire", "reply-event", packets(
