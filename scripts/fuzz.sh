@@ -18,7 +18,8 @@
 # exits non-zero and names the crash file. Environment: FUZZ_JOBS (default
 # 1) parallel fuzzing processes; FUZZ_RUNS=N to stop after N inputs per
 # target instead of SECONDS; FUZZ_FRESH=1 to start from the repo corpus
-# only (the test command); FUZZ_ARGS extra libFuzzer flags.
+# only (the test command); FUZZ_PROFILE=fuzz-quick for a quicker build of
+# slower fuzzers (the test command); FUZZ_ARGS extra libFuzzer flags.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -59,8 +60,9 @@ export RUSTFLAGS="-Cpasses=sancov-module \
 bins=()
 for t in "${which_targets[@]}"; do bins+=(--bin "$t"); done
 echo "fuzz: building ${which_targets[*]}" >&2
-cargo build --manifest-path fuzz/Cargo.toml --release --target "$host" "${bins[@]}"
-bindir="$CARGO_TARGET_DIR/$host/release"
+profile="${FUZZ_PROFILE:-release}"
+cargo build --manifest-path fuzz/Cargo.toml --profile "$profile" --target "$host" "${bins[@]}"
+bindir="$CARGO_TARGET_DIR/$host/$profile"
 # 0 seconds (and no FUZZ_RUNS): build only. libFuzzer would take 0 as "forever".
 if [[ $seconds -eq 0 && -z ${FUZZ_RUNS:-} ]]; then
     exit 0

@@ -29,7 +29,7 @@ cargo test --workspace "$@" || status=$?
 # runs): a crash fails the run. FUZZ_SECONDS=0 leaves them out.
 fuzz_seconds="${FUZZ_SECONDS:-10}"
 if [[ $fuzz_seconds -gt 0 ]]; then
-    FUZZ_FRESH=1 ./scripts/fuzz.sh all "$fuzz_seconds" || status=$?
+    FUZZ_FRESH=1 FUZZ_PROFILE=fuzz-quick ./scripts/fuzz.sh all "$fuzz_seconds" || status=$?
 fi
 if [[ -s "$HCS_TEST_SKIP_LOG" ]]; then
     echo
