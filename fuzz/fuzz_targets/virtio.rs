@@ -66,6 +66,19 @@ fn queue(k: u64, s: &Setup) -> Queue {
     q
 }
 
+/// `HCS_FUZZ_DEBUG=1`: say what each input did (to check that the seeds
+/// reach the devices' request handling).
+fn debug() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("HCS_FUZZ_DEBUG").is_some())
+}
+
+/// The used ring's index of queue `k`: how many chains the device returned.
+fn used(mem: &GuestMemoryMmap, k: u64) -> u16 {
+    mem.read_obj::<u16>(GuestAddress(k * QUEUE_STRIDE + 0x202))
+        .unwrap_or(0)
+}
+
 fn interrupt() -> Arc<Interrupt> {
     Arc::new(Interrupt::new(|| Ok(())))
 }
@@ -100,6 +113,7 @@ fn memfd_disk(read_only: bool) -> DiskImage {
 }
 
 fn block(mem: GuestMemoryMmap, s: &Setup) {
+    let check = mem.clone();
     let mut dev = Block::new(memfd_disk(s.read_only), "fuzz");
     dev.activate(DeviceQueues {
         mem,
@@ -109,9 +123,13 @@ fn block(mem: GuestMemoryMmap, s: &Setup) {
     })
     .expect("block activation");
     dev.queue_notify(0);
+    if debug() {
+        eprintln!("block: {} requests served", used(&check, 0));
+    }
 }
 
 fn vsock(mem: GuestMemoryMmap, s: &Setup) {
+    let check = mem.clone();
     let uds = socket_dir().join("vsock.sock");
     let mut port = uds.clone().into_os_string();
     port.push("_1024");
@@ -127,6 +145,13 @@ fn vsock(mem: GuestMemoryMmap, s: &Setup) {
         interrupt: interrupt(),
     });
     muxer.process_tx();
+    if debug() {
+        eprintln!(
+            "vsock: {} packets taken, {} connections",
+            used(&check, 1),
+            muxer.connection_count()
+        );
+    }
     // The host service answers whoever connected, then the muxer moves
     // that to the guest.
     let mut accepted = Vec::new();
@@ -140,9 +165,13 @@ fn vsock(mem: GuestMemoryMmap, s: &Setup) {
     let _ = muxer.poll(Duration::ZERO);
     muxer.process_rx();
     muxer.process_tx();
+    let accepted_n = accepted.len();
     drop(accepted);
     let _ = muxer.poll(Duration::ZERO);
     muxer.process_rx();
+    if debug() {
+        eprintln!("vsock: {} host connections, {} packets to the guest", accepted_n, used(&check, 0));
+    }
     drop(muxer);
     let _ = std::fs::remove_file(&port);
 }
@@ -172,6 +201,9 @@ fn net(mem: GuestMemoryMmap, image: &[u8], s: &Setup) {
     worker.process_rx();
     let mut buf = vec![0u8; 70_000];
     while host.recv(&mut buf).is_ok() {}
+    if debug() {
+        eprintln!("net: {:?}", worker.stats());
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
