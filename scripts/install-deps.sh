@@ -15,9 +15,10 @@
 #   libseccomp-dev  compiles OCI seccomp profiles to BPF (linked statically into the monitor)
 #   pkg-config    finds libseccomp's static archive for the release build
 #   containerd    the engine of runhcs's end-to-end test (ctr run through the runc shim)
+#   g++           compiles libFuzzer (libfuzzer-sys) for the fuzz targets (scripts/fuzz.sh)
 set -euo pipefail
 
-packages=(iproute2 runc crun hyperfine acpica-tools cpio kmod qemu-system-x86 valgrind libseccomp-dev pkg-config containerd)
+packages=(iproute2 runc crun hyperfine acpica-tools cpio kmod qemu-system-x86 valgrind libseccomp-dev pkg-config containerd g++)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -34,6 +34,12 @@ mkdir -p "$repo/build"
 ./scripts/host-integrity.sh snapshot "$integrity_before"
 status=0
 cargo test --workspace --no-fail-fast "$@" || status=$?
+# Each fuzz target briefly on its seed corpus (scripts/fuzz.sh for long
+# runs): a crash fails the run. FUZZ_SECONDS=0 leaves them out.
+fuzz_seconds="${FUZZ_SECONDS:-10}"
+if [[ $fuzz_seconds -gt 0 ]]; then
+    FUZZ_FRESH=1 FUZZ_PROFILE=fuzz-quick ./scripts/fuzz.sh all "$fuzz_seconds" || status=$?
+fi
 if [[ -s "$HCS_TEST_SKIP_LOG" ]]; then
     echo
     echo "test: $(wc -l < "$HCS_TEST_SKIP_LOG") test(s) did not run their checks on this machine:"

@@ -20,6 +20,12 @@ pub const MAX_PACKET: usize = 32 * 1024;
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// Most file descriptors one message may carry.
 pub const MAX_FDS: usize = 8;
+/// Most descriptors Linux passes in one `sendmsg` (`SCM_MAX_FD`). The
+/// receive buffer has room for all of them: a peer that sends more than
+/// [`MAX_FDS`] must not truncate the control data, because the kernel has
+/// already installed the descriptors that fit and a truncated control
+/// message cannot be walked to close them (they would leak).
+const SCM_MAX_FD: usize = 253;
 
 /// One packet ready to be sent.
 #[derive(Debug)]
@@ -103,7 +109,7 @@ impl Receiver {
             self.buf.resize(MAX_PACKET + 1, 0);
         }
         loop {
-            let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
+            let mut cmsg = nix::cmsg_space!([RawFd; SCM_MAX_FD]);
             let (len, flags, fds) = {
                 let mut iov = [IoSliceMut::new(&mut self.buf)];
                 let msg = match recvmsg::<UnixAddr>(
@@ -291,6 +297,41 @@ mod tests {
         assert!(fds.is_empty());
         drop(sender.join().unwrap());
         assert!(rx.recv::<serde_json::Value>().unwrap().is_none());
+    }
+
+    /// How many of this process's descriptors are `target` (a pipe's
+    /// `pipe:[inode]`, unique to the test: both of its ends).
+    fn open_descriptors_of(target: &std::path::Path) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|l| l == target)
+            .count()
+    }
+
+    #[test]
+    fn too_many_descriptors_are_refused_and_closed() {
+        // Found by the monitor_wire fuzzer: a packet with more than MAX_FDS
+        // descriptors truncated the control data, and the descriptors the
+        // kernel had installed were never closed. A client could exhaust
+        // the monitor's descriptor table one packet at a time.
+        let (a, b) = socketpair().unwrap();
+        let mut rx = Receiver::new();
+        let (_r, w) = nix::unistd::pipe().unwrap();
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", w.as_raw_fd())).unwrap();
+        let before = open_descriptors_of(&target);
+        let fds: Vec<OwnedFd> = (0..MAX_FDS + 4).map(|_| w.try_clone().unwrap()).collect();
+        send_packet(
+            a.as_fd(),
+            &Packet {
+                bytes: b"\0{}".to_vec(),
+                fds,
+            },
+        )
+        .unwrap();
+        let err = rx.recv(b.as_fd()).unwrap_err();
+        assert!(err.to_string().contains("too many descriptors"), "{err}");
+        assert_eq!(open_descriptors_of(&target), before, "descriptors leaked");
     }
 
     #[test]

@@ -129,8 +129,14 @@ pub fn write_state(state_path: &Path, saved: &SavedVm) -> Result<(), VmmError> {
 
 /// Read and check a state file (the memory file is opened by the restore).
 pub fn read_state(state_path: &Path) -> Result<SavedVm, VmmError> {
+    let file = StateFile::open(state_path).map_err(state_err(state_path))?;
+    saved_vm_of(&file, state_path)
+}
+
+/// Check and decode the sections of a state file read from `state_path`
+/// (named in errors; the memory file is looked for next to it).
+pub fn saved_vm_of(file: &StateFile, state_path: &Path) -> Result<SavedVm, VmmError> {
     let err = state_err(state_path);
-    let file = StateFile::open(state_path).map_err(&err)?;
     let machine: MachineSection = file.decode("machine", SECTIONS_VERSION).map_err(&err)?;
     let vcpus: Vec<VcpuState> = file.decode("kvm.vcpus", SECTIONS_VERSION).map_err(&err)?;
     if vcpus.len() != usize::from(machine.vcpus) {
