@@ -662,21 +662,27 @@ mod tests {
         assert_eq!(std::fs::read(log).unwrap(), b"z");
     }
 
-    #[test]
-    fn a_console_that_reads_late_gets_every_byte_in_order() {
+    /// A port serving a socket, with one console attached to it (the
+    /// accept thread may lag the connect, so this waits for the attach).
+    fn attached_console() -> (tempfile::TempDir, SerialDevice, Vec<SocketGuard>, UnixStream) {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("com1.sock");
         let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
         let mut dev =
             SerialDevice::new(irq, &[SerialBackend::Socket(sock.clone())]).unwrap();
-        let _guard = dev.serve().unwrap();
-        let mut console = connect(&sock).unwrap();
-        // Attached before the guest writes (the accept thread may lag).
+        let guard = dev.serve().unwrap();
+        let console = connect(&sock).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while lock(&dev.console()).clients.is_empty() {
             assert!(std::time::Instant::now() < deadline, "never attached");
             std::thread::yield_now();
         }
+        (dir, dev, guard, console)
+    }
+
+    #[test]
+    fn a_console_that_reads_late_gets_every_byte_in_order() {
+        let (_dir, mut dev, _guard, mut console) = attached_console();
         // A guest writes a byte per THR write, far more one-byte sends than
         // a unix socket buffers, while the console is not reading.
         let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
@@ -696,18 +702,7 @@ mod tests {
 
     #[test]
     fn a_console_too_far_behind_is_cut_off_not_fed_holes() {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("com1.sock");
-        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-        let mut dev =
-            SerialDevice::new(irq, &[SerialBackend::Socket(sock.clone())]).unwrap();
-        let _guard = dev.serve().unwrap();
-        let mut console = connect(&sock).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while lock(&dev.console()).clients.is_empty() {
-            assert!(std::time::Instant::now() < deadline, "never attached");
-            std::thread::yield_now();
-        }
+        let (_dir, dev, _guard, mut console) = attached_console();
         let first = vec![1u8; 1000];
         lock(&dev.console()).push(&first);
         // More than the backlog at once: this console is dropped.
