@@ -29,6 +29,8 @@ root_modules=(virtio_mmio virtio_blk virtio_net vsock
     vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport)
 
 export PATH="$PATH:/usr/sbin:/sbin" # depmod, for users without sbin in PATH
+# shellcheck source=lib/kernel-modules.sh
+source "$repo/scripts/lib/kernel-modules.sh"
 say() { echo "guest image: $*"; }
 die() { echo "guest image: $*" >&2; exit 1; }
 for tool in dpkg-deb cpio gzip depmod cargo; do
@@ -65,7 +67,7 @@ if ldd "$agent" 2>&1 | grep -q "=>"; then
 fi
 
 # 4. Cached when nothing changed.
-inputs="$(sha256sum "$kernel_deb" "$busybox_deb" "$agent" "${BASH_SOURCE[0]}" | awk '{ print $1 }')"
+inputs="$(sha256sum "$kernel_deb" "$busybox_deb" "$agent" "${BASH_SOURCE[0]}" "$repo/scripts/lib/kernel-modules.sh" | awk '{ print $1 }')"
 if [[ -s "$image" && -s "$out/initramfs.modules" ]] && [[ "$(cat "$out/initramfs.inputs" 2>/dev/null)" == "$inputs" ]]; then
     say "$image ($(stat -c %s "$image") bytes, $(wc -l < "$out/initramfs.modules") modules, cached)"
     exit 0
@@ -78,59 +80,15 @@ mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc/hcs-agent,lib/modules,proc,sys,d
 chmod 1777 "$root/tmp" "$root/var/tmp"
 chmod 0700 "$root/root"
 
-# 5. The modules, from the kernel package's own tree.
+# 5. The modules, from the kernel package's own tree (scripts/lib/kernel-modules.sh).
 say "extracting the modules of $pkg"
-mkdir "$tmp/kernel"
-dpkg-deb --fsys-tarfile "$kernel_deb" | tar -x -C "$tmp/kernel" --wildcards './lib/modules/*' './boot/vmlinuz-*'
+kmod_extract "$kernel_deb" "$tmp/kernel"
 kernel_file=("$tmp"/kernel/boot/vmlinuz-*)
 cmp -s "${kernel_file[0]}" "$out/vmlinuz" || die "build/guest/vmlinuz is not the kernel of $(basename "$kernel_deb")"
-version="$(basename "${kernel_file[0]}")"
-version="${version#vmlinuz-}"
-moddir="$tmp/kernel/lib/modules/$version"
-[[ -d "$moddir/kernel" ]] || die "no lib/modules/$version in $(basename "$kernel_deb")"
-say "computing modules.dep for $version (depmod)"
-depmod -b "$tmp/kernel" "$version"
-
-# modules.dep: "kernel/a/b.ko: kernel/dep1.ko kernel/dep2.ko ...", every
-# dependency listed (transitively), to be loaded from the last to the first.
-declare -A dep_of=() path_of=() emitted=()
-while IFS= read -r line; do
-    file="${line%%:*}"
-    name="$(basename "$file" .ko)"
-    name="${name//-/_}"
-    path_of[$name]="$file"
-    dep_of[$file]="${line#*:}"
-done < "$moddir/modules.dep"
-order=()
-visit() {
-    local file="$1" deps i
-    [[ -n "${emitted[$file]:-}" ]] && return 0
-    read -r -a deps <<< "${dep_of[$file]}"
-    for ((i = ${#deps[@]} - 1; i >= 0; i--)); do
-        visit "${deps[i]}"
-    done
-    emitted[$file]=1
-    order+=("$file")
-}
-for name in "${root_modules[@]}"; do
-    file="${path_of[${name//-/_}]:-}"
-    if [[ -z "$file" ]]; then
-        grep -q "/${name//_/[-_]}\.ko$" "$moddir/modules.builtin" 2>/dev/null &&
-            { say "$name is built into the kernel"; continue; }
-        die "module $name is neither in modules.dep nor built in ($version)"
-    fi
-    visit "$file"
-done
-: > "$root/etc/hcs-agent/modules"
-for file in "${order[@]}"; do
-    install -D -m 0644 "$moddir/$file" "$root/lib/modules/$version/$file"
-    echo "/lib/modules/$version/$file" >> "$root/etc/hcs-agent/modules"
-done
-# A modules.dep of what is in the image, for busybox modprobe in the guest.
-printf '%s\n' "${order[@]}" | awk 'NR == FNR { want[$0] = 1; next }
-    { f = $0; sub(/:.*/, "", f); if (f in want) print }' - "$moddir/modules.dep" \
-    > "$root/lib/modules/$version/modules.dep"
-cp "$moddir/modules.builtin" "$root/lib/modules/$version/modules.builtin"
+version="$kmod_version"
+kmod_closure "${root_modules[@]}"
+kmod_install "$root" > "$root/etc/hcs-agent/modules"
+order=("${kmod_order[@]}")
 say "${#order[@]} modules in load order: $(for f in "${order[@]}"; do basename "$f" .ko; done | paste -s -d " ")"
 
 # 6. busybox and its applet links.

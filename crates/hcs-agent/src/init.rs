@@ -161,7 +161,10 @@ fn set_hostname() {
 pub fn run(transport: Transport) -> ! {
     if !is_pid1() {
         crate::log!("--init needs to run as PID 1");
-        #[allow(clippy::exit, reason = "the `--init` entry point refusing to run: nothing to unwind")]
+        #[allow(
+            clippy::exit,
+            reason = "the `--init` entry point refusing to run: nothing to unwind"
+        )]
         std::process::exit(2);
     }
     // A panic in a worker thread ends that thread only; one in the main
@@ -202,7 +205,10 @@ pub fn run(transport: Transport) -> ! {
 pub fn power_off(action: ShutdownAction) -> ! {
     if !is_pid1() {
         // Never signal "every process" outside our own guest.
-        #[allow(clippy::exit, reason = "power_off never returns; outside a guest it only ends us")]
+        #[allow(
+            clippy::exit,
+            reason = "power_off never returns; outside a guest it only ends us"
+        )]
         std::process::exit(1);
     }
     nix::unistd::sync();

@@ -348,7 +348,10 @@ const CAP_SYS_ADMIN: u64 = 1 << 21;
 #[test]
 fn the_whole_oci_process_reaches_the_child() {
     if !is_root() {
-        hcs_test_support::skip("agent::the_whole_oci_process_reaches_the_child", "needs root");
+        hcs_test_support::skip(
+            "agent::the_whole_oci_process_reaches_the_child",
+            "needs root",
+        );
         return;
     }
     let mut agent = AgentProc::start();
@@ -420,7 +423,10 @@ fn the_whole_oci_process_reaches_the_child() {
 #[test]
 fn root_processes_get_only_their_bounding_set() {
     if !is_root() {
-        hcs_test_support::skip("agent::root_processes_get_only_their_bounding_set", "needs root");
+        hcs_test_support::skip(
+            "agent::root_processes_get_only_their_bounding_set",
+            "needs root",
+        );
         return;
     }
     let mut agent = AgentProc::start();

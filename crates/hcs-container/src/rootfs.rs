@@ -361,47 +361,53 @@ fn private_clone(path: &Path) -> SetupResult<OwnedFd> {
     Ok(fd)
 }
 
+/// An overlay of `lower` (top layer first) with `upper` and `work`, as a
+/// detached mount: the layers as one `lowerdir+` each when `per_layer`, else
+/// as one escaped, colon-separated `lowerdir`.
+fn overlay_mount(
+    lower: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    per_layer: bool,
+) -> io::Result<OwnedFd> {
+    let fs = sys::FsContext::open(c"overlay")?;
+    if per_layer {
+        for l in lower {
+            fs.set(c"lowerdir+", &cpath(l)?)?;
+        }
+    } else {
+        let joined: Vec<String> = lower.iter().map(|p| overlay_escape(p)).collect();
+        let c = CString::new(joined.join(":"))
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        fs.set(c"lowerdir", &c)?;
+    }
+    fs.set(c"upperdir", &cpath(upper)?)?;
+    fs.set(c"workdir", &cpath(work)?)?;
+    fs.mount()
+}
+
 /// Build the container's root (an overlay of its layers, or its directory)
 /// and its bind mounts as detached mounts.
 pub(crate) fn build_mounts(spec: &ContainerSpec, rundir: &Path) -> SetupResult<DetachedMounts> {
     let root = match &spec.rootfs {
         RootFs::Overlay { lower, upper, work } => {
-            let fs = ctx(sys::FsContext::open(c"overlay"), || {
-                "opening an overlay file system".to_string()
-            })?;
             // One `lowerdir+` per layer: no 4 KiB limit on the option string
-            // and no escaping of ':' or ',' in paths (Linux 6.5+); older
-            // kernels get the classic colon-separated list.
-            let mut layers_done = true;
-            for l in lower {
-                if let Err(e) = fs.set(c"lowerdir+", &ctx(cpath(l), || "layer path".into())?) {
-                    if e.raw_os_error() == Some(libc::EINVAL) && l == &lower[0] {
-                        layers_done = false;
-                        break;
-                    }
-                    return Err(format!("overlay layer {}: {e}", l.display()));
+            // and no escaping of ':' or ',' in paths (Linux 6.5+). Older
+            // kernels get the classic colon-separated list. Which one works
+            // shows only at the mount: before 6.5 overlayfs takes its options
+            // through the legacy path, whose fsconfig accepts any key and
+            // whose mount then fails with EINVAL (Linux 6.1 logs
+            // `unrecognized mount option "lowerdir+=..."`).
+            match overlay_mount(lower, upper, work, true) {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    ctx(overlay_mount(lower, upper, work, false), || {
+                        format!("creating the overlay root of {} layers", lower.len())
+                    })?
                 }
+                r => ctx(r, || {
+                    format!("creating the overlay root of {} layers", lower.len())
+                })?,
             }
-            if !layers_done {
-                let joined: Vec<String> = lower.iter().map(|p| overlay_escape(p)).collect();
-                let joined = joined.join(":");
-                let c = CString::new(joined)
-                    .map_err(|_| "a layer path contains a NUL byte".to_string())?;
-                ctx(fs.set(c"lowerdir", &c), || {
-                    "setting the overlay's layers".to_string()
-                })?;
-            }
-            ctx(
-                fs.set(c"upperdir", &ctx(cpath(upper), || "upperdir".into())?),
-                || format!("overlay upperdir {}", upper.display()),
-            )?;
-            ctx(
-                fs.set(c"workdir", &ctx(cpath(work), || "workdir".into())?),
-                || format!("overlay workdir {}", work.display()),
-            )?;
-            ctx(fs.mount(), || {
-                format!("creating the overlay root of {} layers", lower.len())
-            })?
         }
         RootFs::Directory(dir) => private_clone(dir)?,
     };

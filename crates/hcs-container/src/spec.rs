@@ -2098,8 +2098,8 @@ mod tests {
         // A writable root is an overlay over it, with a scratch of its own.
         let mut writable = spec.clone();
         writable["root"]["readonly"] = json!(false);
-        let c = ContainerSpec::from_document("demo", &oci_doc(&writable, t.path()), t.path())
-            .unwrap();
+        let c =
+            ContainerSpec::from_document("demo", &oci_doc(&writable, t.path()), t.path()).unwrap();
         assert_eq!(
             c.rootfs,
             RootFs::Overlay {

@@ -303,7 +303,8 @@ mod tests {
         let mut vec = vec![0u8; pages];
         // SAFETY: `ptr..ptr+len` is a live page-aligned mapping and `vec`
         // has one byte per page of it.
-        let rc = unsafe { libc::mincore(ptr.cast_mut().cast::<libc::c_void>(), len, vec.as_mut_ptr()) };
+        let rc =
+            unsafe { libc::mincore(ptr.cast_mut().cast::<libc::c_void>(), len, vec.as_mut_ptr()) };
         assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
         vec.iter().filter(|&&b| b & 1 != 0).count() * 4
     }

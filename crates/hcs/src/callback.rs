@@ -225,7 +225,9 @@ mod tests {
             done_rx.recv_timeout(Duration::from_secs(5)).unwrap(),
             "completion"
         );
-        done_rx.recv_timeout(Duration::from_millis(200)).unwrap_err();
+        done_rx
+            .recv_timeout(Duration::from_millis(200))
+            .unwrap_err();
     }
 
     #[test]

@@ -21,7 +21,7 @@ use hcs::{Operation, System, GENERIC_ALL, INFINITE};
 use nix::sys::signal::{SigSet, Signal};
 use serde_json::{json, Value};
 
-use crate::error::{Context, RunhcsError, Result};
+use crate::error::{Context, Result, RunhcsError};
 use crate::state::{self, Record, NAMESPACE};
 
 /// The descriptor the holder gets the console's pty peer on.
@@ -189,7 +189,9 @@ pub fn release(root: &Path, id: &str, fifo: &str, holder: u32) -> Result<()> {
     let _ = std::fs::remove_file(&fifo);
     match String::from_utf8_lossy(&answer).as_ref() {
         "0" => Ok(()),
-        msg => Err(RunhcsError::State(msg.trim_start_matches("error: ").to_string())),
+        msg => Err(RunhcsError::State(
+            msg.trim_start_matches("error: ").to_string(),
+        )),
     }
 }
 
@@ -331,7 +333,10 @@ pub fn run(root: &Path, id: &str, fifo: &str, exec: Option<&str>) -> i32 {
             if system.wait_for_exit(INFINITE).is_ok()
                 && !released.load(std::sync::atomic::Ordering::SeqCst)
             {
-                #[allow(clippy::exit, reason = "the holder ends with its container, from its watcher thread")]
+                #[allow(
+                    clippy::exit,
+                    reason = "the holder ends with its container, from its watcher thread"
+                )]
                 std::process::exit(255);
             }
         });

@@ -24,7 +24,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hcs::{Operation, System, GENERIC_ALL, INFINITE};
 use serde_json::{json, Value};
 
-use error::{Context, RunhcsError, Result};
+use error::{Context, Result, RunhcsError};
 use state::{Record, NAMESPACE};
 
 const AFTER_HELP: &str = "\
@@ -432,8 +432,8 @@ fn load_bundle(bundle: &Path) -> Result<(PathBuf, Value, spec::Mapped)> {
         .context(|| format!("bundle {}", bundle.display()))?;
     let path = bundle.join("config.json");
     let text = std::fs::read_to_string(&path).context(|| format!("reading {}", path.display()))?;
-    let raw: Value =
-        serde_json::from_str(&text).map_err(|e| RunhcsError::Spec(format!("{}: {e}", path.display())))?;
+    let raw: Value = serde_json::from_str(&text)
+        .map_err(|e| RunhcsError::Spec(format!("{}: {e}", path.display())))?;
     // Parsed once: `create` is on the path measured against crun.
     let parsed =
         spec::parse(&raw).map_err(|why| RunhcsError::Spec(format!("{}: {why}", path.display())))?;
@@ -694,8 +694,9 @@ fn kill_cmd(cli: &Cli, id: &str, signal: Option<&str>, all: bool) -> Result<()> 
 /// which is not one of the container's processes; one that exits meanwhile
 /// is not an error.
 fn signal_the_others(sys: &System, id: &str, own: u32, signal: i32) -> Result<()> {
-    let sig = nix::sys::signal::Signal::try_from(signal)
-        .map_err(|_| RunhcsError::Usage(format!("signal {signal} cannot be sent to every process")))?;
+    let sig = nix::sys::signal::Signal::try_from(signal).map_err(|_| {
+        RunhcsError::Usage(format!("signal {signal} cannot be sent to every process"))
+    })?;
     for p in process_list(sys, id)? {
         let inner = p.get("ProcessId").and_then(Value::as_u64);
         let host = p.get("HostProcessId").and_then(Value::as_u64);
@@ -882,10 +883,13 @@ fn exec_params(r: &Record, a: &ExecArgs) -> Result<Value> {
     let process = if let Some(file) = &a.process {
         let text = std::fs::read_to_string(file)
             .context(|| format!("reading the process file {}", file.display()))?;
-        serde_json::from_str(&text).map_err(|e| RunhcsError::Spec(format!("{}: {e}", file.display())))?
+        serde_json::from_str(&text)
+            .map_err(|e| RunhcsError::Spec(format!("{}: {e}", file.display())))?
     } else {
         if a.command.is_empty() {
-            return Err(RunhcsError::Usage("exec needs a command or --process".into()));
+            return Err(RunhcsError::Usage(
+                "exec needs a command or --process".into(),
+            ));
         }
         let mut p = r
             .process
@@ -917,7 +921,9 @@ fn exec_params(r: &Record, a: &ExecArgs) -> Result<Value> {
         p
     };
     if !process.is_object() {
-        return Err(RunhcsError::Spec("the process must be a JSON object".into()));
+        return Err(RunhcsError::Spec(
+            "the process must be a JSON object".into(),
+        ));
     }
     let tty = process
         .get("terminal")
@@ -1161,7 +1167,9 @@ fn stats_event(id: &str, sys: &System) -> Result<Value> {
 fn events_cmd(cli: &Cli, id: &str, once: bool, interval: std::time::Duration) -> Result<()> {
     let r = Record::load(&cli.root, id)?;
     if status(&r) == Status::Stopped {
-        return Err(RunhcsError::State(format!("container \"{id}\" is not running")));
+        return Err(RunhcsError::State(format!(
+            "container \"{id}\" is not running"
+        )));
     }
     let sys = System::open_in_namespace(NAMESPACE, id, GENERIC_ALL)
         .context(|| format!("opening compute system {NAMESPACE}/{id}"))?;

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::error::{RunhcsError, Result};
+use crate::error::{Result, RunhcsError};
 
 /// The capabilities `runc spec` gives a container.
 pub const CAPABILITIES: [&str; 3] = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Context, RunhcsError, Result};
+use crate::error::{Context, Result, RunhcsError};
 
 /// The HCS id namespace of every compute system runhcs creates.
 pub const NAMESPACE: &str = "runhcs";

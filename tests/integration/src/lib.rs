@@ -66,6 +66,35 @@ pub fn skip(test: &str, reason: &str) {
     hcs_test_support::skip(test, reason);
 }
 
+/// True when this host can boot a real Linux guest. Otherwise `test` is
+/// deferred to the nested-KVM stage (scripts/nested-stage.sh), which runs it
+/// inside an L1 that can, and the caller returns without checking anything.
+pub fn real_linux_guest_here(test: &str) -> bool {
+    match hcs_vmm::host::linux_guest_unsupported_reason() {
+        None => true,
+        Some(reason) => {
+            hcs_test_support::defer_to_nested_stage(test, &reason);
+            false
+        }
+    }
+}
+
+/// True when this host has only cgroup v2 (a unified hierarchy). Otherwise
+/// `test` is deferred to the nested-KVM stage, whose L1 mounts cgroup2 alone.
+pub fn pure_cgroup_v2_here(test: &str) -> bool {
+    let layout = hcs_cgroups::Hierarchies::detect().map(|h| h.layout());
+    match layout {
+        Ok(hcs_cgroups::Layout::Unified) => true,
+        other => {
+            hcs_test_support::defer_to_nested_stage(
+                test,
+                &format!("this host's cgroup layout is {other:?}, not cgroup v2 alone"),
+            );
+            false
+        }
+    }
+}
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A namespace unique to this test run and call, so tests can run in parallel

@@ -133,7 +133,11 @@ fn operation_options_must_be_json_and_set_nothing_refused() {
     is(&e, HResult::ERROR_NOT_SUPPORTED, "Mechanism");
 
     let e = call(|op| s.terminate(op, Some("now"))).unwrap_err();
-    is(&e, HResult::HCS_E_INVALID_JSON, "HcsTerminateComputeSystem options");
+    is(
+        &e,
+        HResult::HCS_E_INVALID_JSON,
+        "HcsTerminateComputeSystem options",
+    );
     let e = call(|op| s.terminate(op, Some(r#"{"Force":true}"#))).unwrap_err();
     is(&e, HResult::HCS_E_INVALID_JSON, "$.Force");
     assert_eq!(properties(&s, &[]).unwrap()["State"], "Running");

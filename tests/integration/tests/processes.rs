@@ -70,7 +70,11 @@ fn application_name_is_the_program_and_command_args_its_argv() {
     let (ns, s) = started("appname");
     let r = run(
         &s,
-        &["sh", "-c", "printf '#!/bin/sh\\necho \"$0:$1\"\\n' >/tmp/prog && chmod +x /tmp/prog"],
+        &[
+            "sh",
+            "-c",
+            "printf '#!/bin/sh\\necho \"$0:$1\"\\n' >/tmp/prog && chmod +x /tmp/prog",
+        ],
     );
     assert_eq!(r.exit_code, 0, "writing /tmp/prog: {}", r.stderr);
     // argv[0] names no program: only ApplicationName can run this (it
@@ -320,9 +324,8 @@ fn process_handles_events_and_info() {
     // The query is a ProcessStatus document: its members choose those of
     // the result; an empty one asks for all; anything else is refused.
     let query = |q: &str| {
-        call(|op| p.get_properties(op, Some(q))).map(|d| {
-            serde_json::from_str::<serde_json::Value>(&d.expect("a document")).unwrap()
-        })
+        call(|op| p.get_properties(op, Some(q)))
+            .map(|d| serde_json::from_str::<serde_json::Value>(&d.expect("a document")).unwrap())
     };
     assert_eq!(query("{}").unwrap(), status);
     assert_eq!(

@@ -354,41 +354,6 @@ fn a_bzimage_boots_through_its_64_bit_entry_with_boot_params() {
     assert_eq!(exit_status(&s)["ExitType"], "GracefulExit");
 }
 
-/// Debian's cloud kernel boots to the point where it looks for a root file
-/// system: it finds every vCPU in the MADT, its console on the 16550, and
-/// panics with no root; `panic=-1` makes it reboot at once, which stops the
-/// VM. Needs a hypervisor that can run Linux (hardware KVM).
-#[test]
-fn debian_s_kernel_boots_to_its_root_mount() {
-    let kernel = guest_kernel();
-    if let Some(reason) = hcs_vmm::host::linux_guest_unsupported_reason() {
-        skip("vm::debian_s_kernel_boots_to_its_root_mount", &reason);
-        return;
-    }
-    let ns = unique_namespace("vmlinux");
-    let doc = vm_doc(serde_json::json!({ "VirtualMachine": {
-        "Chipset": { "LinuxKernelDirect": {
-            "KernelFilePath": kernel,
-            "KernelCmdLine": "console=ttyS0 panic=-1 reboot=k"
-        } },
-        "ComputeTopology": { "Memory": { "SizeInMB": 512 }, "Processor": { "Count": 2 } }
-    } }));
-    let s = create_started(&ns, "vm", &doc);
-    let mut c = Console::attach(&ns, "vm");
-    c.expect_containing("Linux version");
-    // "smp: Brought up 1 node, 2 CPUs": both MADT entries came online.
-    let smp = c.expect_containing("smp: Brought up");
-    assert!(smp.contains("2 CPUs"), "{smp}");
-    c.expect_containing("VFS: Unable to mount root fs");
-    let status = exit_status(&s);
-    assert_eq!(status["ExitType"], "GracefulExit", "{status}");
-    assert_eq!(
-        attribution(&status, "WorkerExit").unwrap()["Type"],
-        "StoppedOnReset",
-        "{status}"
-    );
-}
-
 #[test]
 fn accesses_to_nothing_are_ignored_and_counted() {
     let (_ns, s, mut c, _) = booted("vmstray", serde_json::json!({}));

@@ -13,7 +13,8 @@ use hcs_integration_tests::*;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn vm_doc(cmdline: &str, extra: serde_json::Value) -> String {
-    let mut agent = serde_json::json!({ "VirtualMachine": { "GuestConnection": { "UseVsock": true } } });
+    let mut agent =
+        serde_json::json!({ "VirtualMachine": { "GuestConnection": { "UseVsock": true } } });
     merge_into(&mut agent, extra);
     test_guest_vm_doc(cmdline, agent)
 }
@@ -381,8 +382,13 @@ fn terminate_while_the_guest_owes_a_reply_does_not_wait_for_it() {
         version: proto::PROTOCOL_VERSION,
         agent: b"hung test agent",
     });
-    proto::write_frame(&mut guest, &reply, proto::PROTOCOL_VERSION, hello.request_id)
-        .expect("answering Hello");
+    proto::write_frame(
+        &mut guest,
+        &reply,
+        proto::PROTOCOL_VERSION,
+        hello.request_id,
+    )
+    .expect("answering Hello");
     let op = Operation::new();
     let _p = s
         .create_process(r#"{"CommandArgs":["echo"],"CreateStdOutPipe":true}"#, &op)

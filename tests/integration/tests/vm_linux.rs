@@ -39,11 +39,7 @@ fn linux_vm_doc() -> String {
 #[test]
 fn processes_run_in_a_linux_guest_through_its_agent() {
     let doc = linux_vm_doc();
-    if let Some(reason) = hcs_vmm::host::linux_guest_unsupported_reason() {
-        skip(
-            "vm_linux::processes_run_in_a_linux_guest_through_its_agent",
-            &reason,
-        );
+    if !real_linux_guest_here("vm_linux::processes_run_in_a_linux_guest_through_its_agent") {
         return;
     }
     let ns = unique_namespace("vmlinuxagent");
@@ -94,5 +90,45 @@ fn processes_run_in_a_linux_guest_through_its_agent() {
     let status: serde_json::Value =
         serde_json::from_str(&s.wait_for_exit(INFINITE).unwrap()).unwrap();
     assert_eq!(status["ExitType"], "GracefulExit", "{status}");
+    assert!(leftovers(&ns).is_empty());
+}
+
+/// Debian's cloud kernel with no initramfs boots to the point where it looks
+/// for a root file system: it finds every vCPU in the MADT, its console on
+/// the 16550, and panics with no root; `panic=-1` makes it reboot at once,
+/// which stops the VM (StopOnReset).
+#[test]
+fn debian_s_kernel_boots_to_its_root_mount() {
+    let kernel = guest_kernel();
+    if !real_linux_guest_here("vm_linux::debian_s_kernel_boots_to_its_root_mount") {
+        return;
+    }
+    let ns = unique_namespace("vmlinux");
+    let doc = serde_json::json!({
+        "SchemaVersion": { "Major": 2, "Minor": 1 },
+        "Owner": "hcs-tests",
+        "ShouldTerminateOnLastHandleClosed": true,
+        "VirtualMachine": {
+            "StopOnReset": true,
+            "Chipset": { "LinuxKernelDirect": {
+                "KernelFilePath": kernel,
+                "KernelCmdLine": "console=ttyS0 panic=-1 reboot=k"
+            } },
+            "ComputeTopology": { "Memory": { "SizeInMB": 512 }, "Processor": { "Count": 2 } },
+            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } }
+        }
+    })
+    .to_string();
+    let s = create_started(&ns, "vm", &doc);
+    let mut c = Console::attach(&ns, "vm");
+    c.expect_containing("Linux version");
+    // "smp: Brought up 1 node, 2 CPUs": both MADT entries came online.
+    let smp = c.expect_containing("smp: Brought up");
+    assert!(smp.contains("2 CPUs"), "{smp}");
+    c.expect_containing("VFS: Unable to mount root fs");
+    let status: serde_json::Value =
+        serde_json::from_str(&s.wait_for_exit(INFINITE).unwrap()).unwrap();
+    assert_eq!(status["ExitType"], "GracefulExit", "{status}");
+    assert!(status.to_string().contains("StoppedOnReset"), "{status}");
     assert!(leftovers(&ns).is_empty());
 }

@@ -664,12 +664,16 @@ mod tests {
 
     /// A port serving a socket, with one console attached to it (the
     /// accept thread may lag the connect, so this waits for the attach).
-    fn attached_console() -> (tempfile::TempDir, SerialDevice, Vec<SocketGuard>, UnixStream) {
+    fn attached_console() -> (
+        tempfile::TempDir,
+        SerialDevice,
+        Vec<SocketGuard>,
+        UnixStream,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("com1.sock");
         let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-        let mut dev =
-            SerialDevice::new(irq, &[SerialBackend::Socket(sock.clone())]).unwrap();
+        let mut dev = SerialDevice::new(irq, &[SerialBackend::Socket(sock.clone())]).unwrap();
         let guard = dev.serve().unwrap();
         let console = connect(&sock).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -697,7 +701,10 @@ mod tests {
         console
             .read_exact(&mut got)
             .expect("every byte the guest wrote reaches the console");
-        assert!(got == sent, "bytes lost or reordered on the way to a slow console");
+        assert!(
+            got == sent,
+            "bytes lost or reordered on the way to a slow console"
+        );
     }
 
     #[test]
@@ -711,7 +718,11 @@ mod tests {
         // What it reads is an exact prefix of the output, then end of stream.
         let mut got = Vec::new();
         console.read_to_end(&mut got).unwrap();
-        assert!(got.len() <= first.len() && got.iter().all(|&b| b == 1), "{} bytes", got.len());
+        assert!(
+            got.len() <= first.len() && got.iter().all(|&b| b == 1),
+            "{} bytes",
+            got.len()
+        );
     }
 
     /// What identifies a file and its content: device, inode, type and

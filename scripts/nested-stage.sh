@@ -1,0 +1,321 @@
+#!/usr/bin/env bash
+# The nested-KVM stage: the tests that need a real Linux guest (or a pure
+# cgroup v2 host), run one level down where this machine's kvm_pvm cannot
+# take them.
+#
+#   L0  this machine: qemu-system-x86_64 -accel tcg -cpu max (an emulated
+#       AMD CPU with SVM and nested paging)
+#   L1  Debian's cloud kernel (the guest image's own, build/guest/vmlinuz)
+#       with an initramfs built here: busybox, kvm.ko/kvm-amd.ko from the
+#       same kernel package, a pure cgroup v2 hierarchy, our statically
+#       linked hcs-monitor and the test binaries (crt-static), the Linux
+#       guest image and the busybox root filesystem at the paths the tests
+#       expect (the repository's own path, recreated)
+#   L2  the Linux guest under our VMM, or containers on cgroup v2
+#
+# Each test binary's libtest output is printed as it runs, and its result is
+# the stage's: the stage fails if any test fails, if L1 does not come up, or
+# if the hard timeout (NESTED_TIMEOUT, default 840 s) ends it. A binary that
+# failed is run again once only when a monitor log of that run shows a vCPU
+# triple fault (the one intermittent fault seen under this emulation; the
+# retry is reported).
+#
+# Usage: scripts/nested-stage.sh [BINARY[:FILTER]...]
+#   no argument: every binary of NESTED_TESTS below, all of their tests
+#   BINARY      a test binary (target name) of NESTED_TESTS, e.g. vm_linux
+#   FILTER      a libtest filter, e.g. vm_linux:virtio_blk
+# Environment:
+#   NESTED_TIMEOUT  hard limit on the whole L1 run, seconds (default 840)
+#   NESTED_MEM      L1 memory, MiB (default 4096)
+#   NESTED_RESULTS  write "BINARY::TEST ok|FAILED|ignored" lines here
+#   NESTED_KEEP=1   keep the L1 initramfs and console log (build/nested)
+#   NESTED_THREADS  libtest --test-threads inside L1 (default 1: each L2
+#                   guest already has both of L1's vCPUs)
+# Prerequisites: scripts/install-deps.sh (qemu-system-x86), the guest image
+# (scripts/build-guest-image.sh) and root filesystem (scripts/build-rootfs.sh).
+set -euo pipefail
+umask 022
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+# shellcheck source=lib/kernel-modules.sh
+source "$repo/scripts/lib/kernel-modules.sh"
+
+# Which tests run here: "package:test-target". They call
+# hcs_test_support::needs_real_linux_guest / needs_cgroup_v2_only and defer
+# to this stage on a host that cannot run them (scripts/test.sh checks that
+# every deferred test passed here).
+# Every tests/integration/tests/vm_linux*.rs, and containers_cgroup_v2.rs.
+NESTED_TESTS=()
+for f in tests/integration/tests/vm_linux*.rs tests/integration/tests/containers_cgroup_v2.rs; do
+    NESTED_TESTS+=("hcs-integration-tests:$(basename "$f" .rs)")
+done
+# Modules L1 loads, dependencies added from the package's modules.dep:
+# KVM for our VMM; tun for virtio-net's tap; veth and overlay for the tests'
+# networks and containers; loop for disk images.
+L1_MODULES=(irqbypass kvm kvm_amd tun veth overlay loop)
+# Host tools the tests call inside L1, copied with their shared libraries.
+L1_TOOLS=(/usr/sbin/mkfs.ext4 /usr/sbin/debugfs /usr/sbin/e2fsck /usr/sbin/ip)
+
+timeout_s="${NESTED_TIMEOUT:-840}"
+mem="${NESTED_MEM:-4096}"
+threads="${NESTED_THREADS:-1}"
+work="$repo/build/nested"
+host="$(rustc -vV | awk '$1 == "host:" { print $2 }')"
+say() { echo "nested: $*" >&2; }
+die() { echo "nested: $*" >&2; exit 1; }
+
+for tool in qemu-system-x86_64 cpio dpkg-deb depmod python3 timeout; do
+    command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null ||
+        die "$tool is missing (run scripts/install-deps.sh)"
+done
+for f in build/guest/vmlinuz build/guest/initramfs.cpio.gz build/guest/vmlinuz.package build/rootfs/busybox/bin/busybox; do
+    [[ -e $f ]] || die "$f is missing (run scripts/build-guest-image.sh and scripts/build-rootfs.sh)"
+done
+
+# Which binaries, with which filters.
+declare -A filter_of=()
+selected=()
+if [[ $# -eq 0 ]]; then
+    for t in "${NESTED_TESTS[@]}"; do selected+=("$t"); done
+else
+    for arg in "$@"; do
+        name="${arg%%:*}"
+        found=""
+        for t in "${NESTED_TESTS[@]}"; do
+            [[ ${t#*:} == "$name" ]] && found="$t"
+        done
+        [[ -n $found ]] || die "no nested test binary $name (have: ${NESTED_TESTS[*]#*:})"
+        selected+=("$found")
+        [[ $arg == *:* ]] && filter_of[$name]="${arg#*:}"
+    done
+fi
+
+# 1. The test binaries and the monitor, linked statically into their own
+#    target directory (L1 has no libc). libseccomp from its static archive,
+#    as in scripts/build-release.sh.
+seccomp_libdir="$(pkg-config --variable=libdir libseccomp)"
+[[ -f $seccomp_libdir/libseccomp.a ]] || die "$seccomp_libdir/libseccomp.a is missing (install libseccomp-dev)"
+export RUSTFLAGS="-C target-feature=+crt-static"
+export LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$seccomp_libdir"
+export CARGO_TARGET_DIR="$repo/target/nested"
+cargo_args=()
+for t in "${selected[@]}"; do cargo_args+=(-p "${t%%:*}" --test "${t#*:}"); done
+say "building ${#selected[@]} test binaries and hcs-monitor (static, $host)"
+cargo build --quiet --target "$host" -p hcs-monitor --bin hcs-monitor
+cargo test --no-run --quiet --target "$host" "${cargo_args[@]}" --message-format=json-render-diagnostics \
+    > "$work.cargo.json" 2>/dev/null || { mkdir -p "$work"; die "building the test binaries failed (run: cargo test --no-run ${cargo_args[*]})"; }
+mkdir -p "$work"
+mv "$work.cargo.json" "$work/cargo.json"
+# "name path" per test binary.
+python3 - "$work/cargo.json" > "$work/binaries" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(m["target"]["name"], m["executable"])
+PY
+monitor="$CARGO_TARGET_DIR/$host/debug/hcs-monitor"
+for f in "$monitor" $(awk '{ print $2 }' "$work/binaries"); do
+    if ldd "$f" 2>&1 | grep -q "=>"; then die "$f is not linked statically"; fi
+done
+
+# 2. L1's root.
+pkg="$(cat build/guest/vmlinuz.package)"
+kernel_deb=(build/downloads/"$pkg"_*.deb)
+busybox_deb=(build/downloads/busybox-static_*.deb)
+[[ -f ${kernel_deb[0]} && -f ${busybox_deb[0]} ]] || die "the kernel or busybox package is not in build/downloads (run scripts/build-guest-image.sh)"
+tmp="$(mktemp -d)"
+qemu_pid=""
+cleanup() {
+    if [[ -n $qemu_pid ]] && kill -0 "$qemu_pid" 2>/dev/null; then kill "$qemu_pid" 2>/dev/null || true; fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+root="$tmp/root"
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,mnt,root,var/tmp,lib64}
+chmod 1777 "$root/tmp" "$root/var/tmp"
+kmod_extract "${kernel_deb[0]}" "$tmp/kernel"
+kmod_closure "${L1_MODULES[@]}"
+kmod_install "$root" > "$root/etc/modules-load"
+say "L1 modules: $(for f in "${kmod_order[@]}"; do basename "$f" .ko; done | paste -s -d " ")"
+dpkg-deb -x "${busybox_deb[0]}" "$tmp/busybox"
+install -m 0755 "$tmp/busybox/bin/busybox" "$root/bin/busybox"
+for applet in $("$root/bin/busybox" --list); do
+    [[ $applet == busybox ]] && continue
+    [[ -e $root/bin/$applet ]] || ln -s busybox "$root/bin/$applet"
+done
+# Tools with their libraries (and the loader) at the host's paths.
+for t in "${L1_TOOLS[@]}"; do
+    [[ -x $t ]] || die "$t is missing (run scripts/install-deps.sh)"
+    install -D -m 0755 "$t" "$root$t"
+    for lib in $(ldd "$t" | grep -Eo '/[^ ]+'); do
+        [[ -e $root$lib ]] || install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
+    done
+done
+cat > "$root/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+EOF
+cat > "$root/etc/group" <<'EOF'
+root:x:0:
+tty:x:5:
+nogroup:x:65534:
+EOF
+# The repository's paths the tests find through CARGO_MANIFEST_DIR.
+mkdir -p "$root$repo/tests/integration" "$root$repo/crates/hcs-vmm" "$root$repo/build/guest" "$root$repo/build/rootfs"
+cp build/guest/vmlinuz build/guest/initramfs.cpio.gz build/guest/initramfs.modules "$root$repo/build/guest/"
+cp -a build/rootfs/busybox "$root$repo/build/rootfs/"
+bindir="$root/nested/bin"
+mkdir -p "$bindir"
+strip --strip-debug -o "$bindir/hcs-monitor" "$monitor"
+: > "$root/nested/plan"
+while read -r name path; do
+    strip --strip-debug -o "$bindir/$name" "$path"
+    echo "$name ${filter_of[$name]:-}" >> "$root/nested/plan"
+done < "$work/binaries"
+# /init moves the root to a tmpfs: containers pivot_root, which the
+# initramfs's rootfs cannot be (runc refuses it the same way), and an
+# overlayfs layer cannot live on it.
+cat > "$root/init" <<'EOF'
+#!/bin/sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mkdir /newroot
+mount -t tmpfs -o mode=0755 tmpfs /newroot
+for f in /*; do
+    case "$f" in /proc | /newroot) ;; *) cp -a "$f" /newroot/ ;; esac
+done
+mkdir -p /newroot/proc
+umount /proc
+exec switch_root /newroot /nested/init
+EOF
+chmod 0755 "$root/init"
+cat > "$root/nested/init" <<EOF
+#!/bin/sh
+# L1's init on its tmpfs root: mount what the tests need, load KVM, run each
+# test binary of /nested/plan, print its result, power off.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+# Kernel messages (KVM's notes on unhandled MSRs, say) would cut into the
+# tests' lines on this console: keep them in dmesg, printed on failure.
+dmesg -n 1
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /dev/pts /dev/shm /sys/fs/cgroup
+mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs tmpfs /run
+# A pure cgroup v2 hierarchy: no v1 controller is mounted anywhere.
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+echo "+cpu +memory +pids +io +cpuset" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null
+ip link set lo up
+while read -r m; do insmod "\$m" || echo "NESTED-ERROR insmod \$m failed"; done < /etc/modules-load
+[ -c /dev/kvm ] || echo "NESTED-ERROR /dev/kvm did not appear"
+echo "NESTED-UP \$(uname -r) cpus=\$(grep -c ^processor /proc/cpuinfo) kvm=\$(cat /sys/module/kvm_amd/parameters/nested 2>/dev/null)"
+export HCS_MONITOR=/nested/bin/hcs-monitor
+export HCS_TEST_SKIP_LOG=/tmp/skipped
+export RUST_BACKTRACE=1
+cd /tmp
+while read -r name filter; do
+    attempt=1
+    while :; do
+        export HCS_MONITOR_LOG_DIR=/tmp/logs-\$name-\$attempt
+        mkdir -p \$HCS_MONITOR_LOG_DIR
+        echo "NESTED-BIN \$name attempt \$attempt"
+        /nested/bin/\$name --test-threads=$threads \$filter 2>&1
+        rc=\$?
+        echo "NESTED-RC \$name \$rc"
+        if [ \$rc -ne 0 ] && [ \$attempt -eq 1 ] && grep -rqs "triple-faulted" \$HCS_MONITOR_LOG_DIR; then
+            echo "NESTED-RETRY \$name: a monitor log shows a vCPU triple fault; running it once more"
+            grep -rhs "triple-faulted" \$HCS_MONITOR_LOG_DIR | head -n 3
+            attempt=2
+            continue
+        fi
+        if [ \$rc -ne 0 ]; then
+            echo "--- L1 kernel messages (last 20 lines)"; dmesg | tail -n 20
+            for f in \$HCS_MONITOR_LOG_DIR/*; do [ -f "\$f" ] && { echo "--- monitor log \$f (last 30 lines)"; tail -n 30 "\$f"; }; done
+        fi
+        break
+    done
+done < /nested/plan
+[ -f /tmp/skipped ] && sed 's/^/NESTED-SKIP /' /tmp/skipped
+echo "NESTED-DONE"
+sync
+poweroff -f
+EOF
+chmod 0755 "$root/nested/init"
+initrd="$work/l1.cpio"
+(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) > "$initrd"
+say "L1 initramfs $(( $(stat -c %s "$initrd") / 1048576 )) MiB: $(wc -l < "$root/nested/plan") test binaries, monitor, guest image, rootfs"
+
+# 3. Boot L1 under TCG with an emulated AMD CPU that has SVM and NPT.
+log="$work/console.log"
+say "booting L1 (qemu TCG, -cpu max, ${mem} MiB; hard timeout ${timeout_s}s); console in $log"
+start=$SECONDS
+set +e
+timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 -accel tcg,thread=multi -M pc -nodefaults -no-reboot \
+    -cpu max -smp 2 -m "$mem" -display none -serial stdio \
+    -kernel build/guest/vmlinuz -initrd "$initrd" \
+    -append "console=ttyS0 panic=-1 reboot=k quiet loglevel=4" </dev/null 2>&1 |
+    tee "$log" | grep --line-buffered -v "^NESTED-UP" | sed -u 's/^/  L1| /' >&2
+qemu_rc=${PIPESTATUS[0]}
+set -e
+elapsed=$((SECONDS - start))
+
+# 4. Results.
+status=0
+grep -q "^NESTED-UP" "$log" || { say "L1 never reached its init"; status=1; }
+grep "^NESTED-UP" "$log" | sed 's/^/nested: L1 /' >&2 || true
+if grep -q "^NESTED-ERROR" "$log"; then grep "^NESTED-ERROR" "$log" >&2; status=1; fi
+grep -q "^NESTED-DONE" "$log" || {
+    if [[ $qemu_rc -eq 124 || $qemu_rc -eq 137 ]]; then
+        say "the hard timeout (${timeout_s}s) ended L1 before its tests were done"
+    else
+        say "L1 stopped before its tests were done (qemu exit $qemu_rc)"
+    fi
+    status=1
+}
+results="${NESTED_RESULTS:-$work/results}"
+python3 - "$log" "$results" <<'PY' || status=1
+import re, sys
+log, out = sys.argv[1], sys.argv[2]
+current, rcs, results, retries = None, {}, {}, []
+for line in open(log, errors="replace"):
+    line = line.rstrip("\r\n")
+    m = re.match(r"^NESTED-BIN (\S+) attempt (\d+)", line)
+    if m:
+        current = m.group(1)
+        if m.group(2) != "1":
+            retries.append(current)
+        continue
+    m = re.match(r"^NESTED-RC (\S+) (\d+)", line)
+    if m:
+        rcs[m.group(1)] = int(m.group(2))
+        continue
+    m = re.match(r"^test (\S+) \.\.\. (ok|FAILED|ignored)", line)
+    if m and current:
+        results[f"{current}::{m.group(1)}"] = m.group(2)
+with open(out, "w") as f:
+    for name, r in sorted(results.items()):
+        f.write(f"{name} {r}\n")
+failed = [n for n, r in results.items() if r == "FAILED"] + [f"{b} (exit {rc})" for b, rc in rcs.items() if rc != 0 and not any(n.startswith(b + "::") and r == "FAILED" for n, r in results.items())]
+ok = sum(1 for r in results.values() if r == "ok")
+print(f"nested: {ok} passed, {len(failed)} failed, {len(rcs)} binaries" + (f"; retried after a triple fault: {', '.join(retries)}" if retries else ""), file=sys.stderr)
+for n in failed:
+    print(f"nested: FAILED {n}", file=sys.stderr)
+sys.exit(1 if failed or not rcs else 0)
+PY
+if grep -q "^NESTED-SKIP" "$log"; then
+    say "tests that skipped inside L1:"
+    grep "^NESTED-SKIP" "$log" | sed 's/^NESTED-SKIP /  /' >&2
+    if [[ -n ${HCS_TEST_SKIP_LOG:-} ]]; then
+        grep "^NESTED-SKIP" "$log" | sed 's/^NESTED-SKIP //; s/$/ (inside L1)/' >> "$HCS_TEST_SKIP_LOG"
+    fi
+fi
+say "stage took ${elapsed}s; $( [[ $status -eq 0 ]] && echo passed || echo FAILED )"
+if [[ -z ${NESTED_KEEP:-} ]]; then rm -f "$initrd"; fi
+exit "$status"
