@@ -9,13 +9,14 @@
 mod oci;
 mod snapshots;
 mod vms;
+mod wait;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use hcs::{Operation, System, INFINITE};
+use hcs::{Operation, System};
 
 #[derive(Parser)]
 #[command(
@@ -144,14 +145,14 @@ fn one_hcs(id: &str, doc: &str) -> hcs::HcsResult<Phases> {
     };
     let op = Operation::new();
     let system = System::create_in_namespace("bench", id, doc, &op)?;
-    op.wait(INFINITE)?;
+    op.wait(wait::step_ms())?;
     lap(0);
     system.start(&op, None)?;
-    op.wait(INFINITE)?;
+    op.wait(wait::step_ms())?;
     lap(1);
     let process = system.create_process(r#"{"CommandArgs":["/bin/true"]}"#, &op)?;
-    op.wait_process_info(INFINITE)?;
-    let status = process.wait_for_exit(INFINITE)?;
+    op.wait_process_info(wait::step_ms())?;
+    let status = process.wait_for_exit(wait::step_ms())?;
     lap(2);
     if !status.contains("\"ExitCode\":0") {
         return Err(hcs::HcsError::new(
@@ -161,7 +162,7 @@ fn one_hcs(id: &str, doc: &str) -> hcs::HcsResult<Phases> {
     }
     process.close();
     system.terminate(&op, None)?;
-    op.wait(INFINITE)?;
+    op.wait(wait::step_ms())?;
     system.close();
     lap(3);
     Ok(phases)

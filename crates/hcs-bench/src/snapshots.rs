@@ -16,9 +16,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hcs::{Operation, System, INFINITE};
+use hcs::{Operation, System};
 
-use crate::vms::{vmm_rss, wait_line, Qmp};
+use crate::vms::{vmm_rss, Qmp};
+use crate::wait::{step, step_ms, wait_line, Timed};
 
 const READY: &str = "HCS-TEST-GUEST READY";
 
@@ -76,11 +77,9 @@ fn doc(elf: &Path, mem_mb: u64, restore: Option<&Path>) -> String {
     d.to_string()
 }
 
-fn console(ns: &str, id: &str) -> Result<(BufReader<UnixStream>, UnixStream), String> {
+fn console(ns: &str, id: &str) -> Result<(BufReader<Timed<UnixStream>>, UnixStream), String> {
     let c = UnixStream::connect(hcs::console_socket(ns, id, 0)).map_err(|e| e.to_string())?;
-    c.set_read_timeout(Some(Duration::from_secs(60)))
-        .map_err(|e| e.to_string())?;
-    Ok((BufReader::new(c.try_clone().map_err(|e| e.to_string())?), c))
+    Ok((Timed::lines(c.try_clone().map_err(|e| e.to_string())?), c))
 }
 
 fn monitor_pid(ns: &str, id: &str) -> u32 {
@@ -100,20 +99,21 @@ pub fn hcs_once(elf: &Path, mem_mb: u64, dir: &Path, i: usize) -> Result<SnapSam
     let memory = dir.join(format!("hcs-{i}.state.memory"));
     let op = Operation::new();
     let s = System::create_in_namespace(ns, &id, &doc(elf, mem_mb, None), &op).map_err(e)?;
-    op.wait(INFINITE).map_err(e)?;
+    op.wait(step_ms()).map_err(e)?;
     let (mut out, _) = console(ns, &id)?;
     s.start(&op, None).map_err(e)?;
-    op.wait(INFINITE).map_err(e)?;
-    wait_line(&mut out, READY)?;
+    op.wait(step_ms()).map_err(e)?;
+    wait_line(&mut out, READY, step())?;
     s.pause(&op, None).map_err(e)?;
-    op.wait(INFINITE).map_err(e)?;
+    op.wait(step_ms()).map_err(e)?;
     let opts = serde_json::json!({ "SaveType": "ToFile", "SaveStateFilePath": state }).to_string();
     let t = Instant::now();
     s.save(&op, Some(&opts)).map_err(e)?;
-    op.wait(INFINITE).map_err(e)?;
+    op.wait(step_ms()).map_err(e)?;
     let save = t.elapsed();
     // A VM saved to a file stops by itself.
-    s.wait_for_exit(INFINITE).map_err(e)?;
+    s.wait_for_exit(step_ms())
+        .map_err(|e| format!("the saved VM did not stop within {:?}: {e}", step()))?;
     drop(s);
     let (disk_bytes, apparent_bytes) = sizes(&[&state, &memory]);
 
@@ -121,18 +121,18 @@ pub fn hcs_once(elf: &Path, mem_mb: u64, dir: &Path, i: usize) -> Result<SnapSam
     let t0 = Instant::now();
     let r =
         System::create_in_namespace(ns, &rid, &doc(elf, mem_mb, Some(&state)), &op).map_err(e)?;
-    op.wait(INFINITE).map_err(e)?;
+    op.wait(step_ms()).map_err(e)?;
     let (mut out, mut inp) = console(ns, &rid)?;
     r.start(&op, None).map_err(e)?;
-    op.wait(INFINITE).map_err(e)?;
+    op.wait(step_ms()).map_err(e)?;
     inp.write_all(b"ticks\n").map_err(|e| e.to_string())?;
-    wait_line(&mut out, "TICKS")?;
+    wait_line(&mut out, "TICKS", step())?;
     let restore = t0.elapsed();
     let pid = monitor_pid(ns, &rid);
     let vmm = vmm_rss(pid, mem_mb << 20);
     let guest_rss = total_rss(pid).saturating_sub(vmm);
     r.terminate(&op, None).map_err(e)?;
-    op.wait(INFINITE).map_err(e)?;
+    op.wait(step_ms()).map_err(e)?;
     let _ = std::fs::remove_file(&state);
     let _ = std::fs::remove_file(&memory);
     Ok(SnapSample {
@@ -204,8 +204,8 @@ pub fn qemu_once(
         .spawn()
         .map_err(|e| format!("{qemu}: {e}"))?;
     let saved = (|| -> Result<Duration, String> {
-        let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-        wait_line(&mut out, READY)?;
+        let mut out = Timed::lines(child.stdout.take().ok_or("no stdout")?);
+        wait_line(&mut out, READY, step())?;
         let mut q = Qmp::connect(&qmp_path)?;
         q.exec("stop")?;
         let t = Instant::now();
@@ -226,7 +226,7 @@ pub fn qemu_once(
         .spawn()
         .map_err(|e| format!("{qemu}: {e}"))?;
     let restored = (|| -> Result<SnapSample, String> {
-        let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut out = Timed::lines(child.stdout.take().ok_or("no stdout")?);
         let mut q = Qmp::connect(&qmp2)?;
         poll_until(&mut q, "query-status", "\"paused\"", "\"internal-error\"")?;
         q.exec("cont")?;
@@ -253,7 +253,7 @@ struct Saved {
 /// answer, and measure: spawn (`t0`) → answer, and the RSS.
 fn first_answer(
     child: &mut Child,
-    out: &mut BufReader<std::process::ChildStdout>,
+    out: &mut BufReader<Timed<std::process::ChildStdout>>,
     t0: Instant,
     mem_mb: u64,
     saved: Saved,
@@ -264,7 +264,7 @@ fn first_answer(
         .ok_or("no stdin")?
         .write_all(b"ticks\n")
         .map_err(|e| e.to_string())?;
-    wait_line(out, "TICKS")?;
+    wait_line(out, "TICKS", step())?;
     let restore = t0.elapsed();
     let vmm = vmm_rss(child.id(), mem_mb << 20);
     Ok(SnapSample {
@@ -327,8 +327,8 @@ pub fn firecracker_once(
         .spawn()
         .map_err(|e| format!("{fc}: {e}"))?;
     let saved = (|| -> Result<Duration, String> {
-        let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-        wait_line(&mut out, READY)?;
+        let mut out = Timed::lines(child.stdout.take().ok_or("no stdout")?);
+        wait_line(&mut out, READY, step())?;
         crate::vms::fc_request(&api, "PATCH", "/vm", r#"{"state":"Paused"}"#)?;
         let t = Instant::now();
         let body = serde_json::json!({
@@ -347,7 +347,7 @@ pub fn firecracker_once(
         .spawn()
         .map_err(|e| format!("{fc}: {e}"))?;
     let restored = (|| -> Result<SnapSample, String> {
-        let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut out = Timed::lines(child.stdout.take().ok_or("no stdout")?);
         wait_socket(&api2)?;
         let body = serde_json::json!({
             "snapshot_path": vmstate,
