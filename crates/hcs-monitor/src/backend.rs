@@ -95,6 +95,11 @@ pub trait Backend {
     fn system_type(&self) -> hcs_schema::enums::SystemType;
     /// Resources to release if the monitor dies (cgroup directories).
     fn cgroup_paths(&self) -> Vec<PathBuf>;
+    /// Sockets bound on the host, to remove if the monitor dies (a VM's
+    /// COM port named pipes).
+    fn owned_sockets(&self) -> Vec<hcs_rundir::OwnedSocket> {
+        Vec::new()
+    }
     /// The trailing levels of [`Backend::cgroup_paths`] that belong to this
     /// system alone (cleanup removes nothing above them), when they are not
     /// the default `<namespace>@<id>`.

@@ -141,6 +141,7 @@ impl System {
                     .unwrap_or_else(|| crate::container::cgroup_leaf(namespace, id)),
             ),
             main_pid: None,
+            sockets: backend.owned_sockets(),
         };
         if let Err(e) = rundir.write_record(&record) {
             let mut backend = backend;

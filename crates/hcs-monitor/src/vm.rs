@@ -1040,6 +1040,20 @@ impl Backend for VmBackend {
         self.cgroup.as_ref().map(|c| c.paths()).unwrap_or_default()
     }
 
+    fn owned_sockets(&self) -> Vec<hcs_rundir::OwnedSocket> {
+        self.vm
+            .owned_sockets()
+            .into_iter()
+            .map(|(path, id)| hcs_rundir::OwnedSocket {
+                path,
+                dev: id.dev,
+                ino: id.ino,
+                ctime: id.ctime,
+                ctime_nsec: id.ctime_nsec,
+            })
+            .collect()
+    }
+
     fn cgroup_leaf(&self) -> Option<PathBuf> {
         Some(self.cgroup_leaf.clone())
     }

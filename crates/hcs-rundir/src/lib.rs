@@ -98,6 +98,49 @@ pub struct Record {
     /// Host pid of the system's main process (a container's init) while it runs.
     #[serde(default)]
     pub main_pid: Option<i32>,
+    /// Unix sockets the system bound on the host (a VM's `ComPorts` named
+    /// pipes). A cleanup removes one only while the path is still that very
+    /// socket (same device and inode): a killed monitor cannot remove its
+    /// own, and the path would then be refused to every later system.
+    #[serde(default)]
+    pub sockets: Vec<OwnedSocket>,
+}
+
+/// A socket file a system created, as [`Record::sockets`] lists it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OwnedSocket {
+    /// Where it was bound.
+    pub path: PathBuf,
+    /// `st_dev` of the socket file when bound.
+    pub dev: u64,
+    /// `st_ino` of the socket file when bound.
+    pub ino: u64,
+    /// `st_ctime` (seconds) when bound: a freed inode number is soon reused
+    /// by the next file made at the same place.
+    #[serde(default)]
+    pub ctime: i64,
+    /// `st_ctime` (nanoseconds) when bound.
+    #[serde(default)]
+    pub ctime_nsec: i64,
+}
+
+/// Remove `s.path` if it is still the socket the system bound there (same
+/// device, inode and change time); any other file at that path (a socket
+/// bound since, anything else) stays.
+fn remove_owned_socket(s: &OwnedSocket) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    match fs::symlink_metadata(&s.path) {
+        Ok(m)
+            if m.file_type().is_socket()
+                && (m.dev(), m.ino(), m.ctime(), m.ctime_nsec())
+                    == (s.dev, s.ino, s.ctime, s.ctime_nsec) =>
+        {
+            if let Err(e) = fs::remove_file(&s.path) {
+                tracing::warn!("removing the socket {}: {e}", s.path.display());
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A runtime directory owned by the running monitor, lock held.
@@ -247,6 +290,7 @@ pub fn cleanup_if_stale(dir: &Path) -> HcsResult<Cleanup> {
     if let Ok(text) = fs::read(dir.join(RECORD_FILE)) {
         if let Ok(record) = serde_json::from_slice::<Record>(&text) {
             tracing::info!(id = %record.id, "cleaning up after dead monitor {}", record.monitor_pid);
+            record.sockets.iter().for_each(remove_owned_socket);
             if !record.cgroups.is_empty() {
                 // The record is only as trustworthy as whoever could write
                 // the directory: touch nothing it names outside our parent.

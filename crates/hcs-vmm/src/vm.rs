@@ -793,6 +793,18 @@ impl Vm {
         Ok(())
     }
 
+    /// The serial ports' sockets this VM bound: each path with the identity
+    /// of the socket file bound there.
+    pub fn owned_sockets(&self) -> Vec<(std::path::PathBuf, crate::devices::serial::SocketId)> {
+        self.sockets
+            .iter()
+            .map(|s| {
+                let (p, id) = s.path_and_id();
+                (p.to_path_buf(), id)
+            })
+            .collect()
+    }
+
     /// Close the serial ports' sockets and remove those this VM made (a
     /// stopped VM's ports accept no console; the monitor may live on while
     /// clients hold handles).

@@ -488,3 +488,76 @@ fn a_com_port_s_named_pipe_never_removes_what_exists_and_removes_its_own_socket(
     terminate(&s);
     eventually("the port's socket is removed", WAIT, || !sock.exists());
 }
+
+/// A monitor killed with SIGKILL cannot remove its COM port's socket; the
+/// cleanup after it (here: creating the same system again) removes it,
+/// because record.json names that very socket (path, device, inode). Before,
+/// the socket stayed and the path was refused to every later system.
+#[test]
+fn a_killed_monitor_s_com_socket_is_removed_by_the_cleanup_after_it() {
+    let d = tempfile::tempdir().unwrap();
+    let sock = d.path().join("com1.sock");
+    let extra = serde_json::json!({ "VirtualMachine": { "Devices": { "ComPorts": {
+        "0": { "NamedPipe": sock } } } } });
+    let ns = unique_namespace("vmkilledpipe");
+    let s = create_started(&ns, "vm", &vm_doc(extra.clone()));
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(hcs_rundir::root().join(&ns).join("vm/record.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        record["sockets"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|r| r["path"] == sock.display().to_string())),
+        "{record}"
+    );
+    let monitor = nix::unistd::Pid::from_raw(record["monitor_pid"].as_i64().unwrap() as i32);
+    nix::sys::signal::kill(monitor, nix::sys::signal::SIGKILL).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&s.wait_for_exit(INFINITE).unwrap()).unwrap();
+    assert_eq!(status["ExitType"], "UnexpectedExit", "{status}");
+    drop(s);
+    assert!(sock.exists(), "nothing could remove it yet");
+
+    // The same system again: its stale directory is cleaned up first, the
+    // socket with it, and the port binds again.
+    let s = create_started(&ns, "vm", &vm_doc(extra));
+    let mut c = std::os::unix::net::UnixStream::connect(&sock).expect("the new port's socket");
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut c, &mut first).unwrap();
+    terminate(&s);
+    eventually("the port's socket is removed", WAIT, || !sock.exists());
+
+    // A socket bound at that path by someone else after the kill is theirs:
+    // the cleanup leaves it.
+    let s = create_started(
+        &ns,
+        "vm",
+        &vm_doc(serde_json::json!({ "VirtualMachine": {
+        "Devices": { "ComPorts": { "0": { "NamedPipe": sock } } } } })),
+    );
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(hcs_rundir::root().join(&ns).join("vm/record.json")).unwrap(),
+    )
+    .unwrap();
+    let monitor = nix::unistd::Pid::from_raw(record["monitor_pid"].as_i64().unwrap() as i32);
+    nix::sys::signal::kill(monitor, nix::sys::signal::SIGKILL).unwrap();
+    let _ = s.wait_for_exit(INFINITE);
+    drop(s);
+    std::fs::remove_file(&sock).unwrap();
+    let _theirs = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let op = Operation::new();
+    let e = match System::create_in_namespace(
+        &ns,
+        "vm",
+        &vm_doc(serde_json::json!({ "VirtualMachine": {
+        "Devices": { "ComPorts": { "0": { "NamedPipe": sock } } } } })),
+        &op,
+    ) {
+        Err(e) => e,
+        Ok(_) => op.wait(INFINITE).expect_err("their socket is in the way"),
+    };
+    assert_eq!(e.hresult, HResult::ERROR_BAD_PATHNAME, "{e}");
+    assert!(sock.exists(), "their socket was removed");
+    assert!(leftovers(&ns).is_empty(), "{:?}", leftovers(&ns));
+}

@@ -152,11 +152,38 @@ fn open_log(path: &Path) -> Result<File, SerialError> {
     Ok(file)
 }
 
+/// What identifies the socket file a port bound: device and inode, and its
+/// change time, because an inode number freed by an unlink is soon given to
+/// the next file made there (a socket someone else binds at the same path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketId {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+    /// `st_ctime`, seconds.
+    pub ctime: i64,
+    /// `st_ctime`, nanoseconds.
+    pub ctime_nsec: i64,
+}
+
+impl SocketId {
+    /// The identity of the file `m` describes.
+    pub fn of(m: &std::fs::Metadata) -> SocketId {
+        SocketId {
+            dev: m.dev(),
+            ino: m.ino(),
+            ctime: m.ctime(),
+            ctime_nsec: m.ctime_nsec(),
+        }
+    }
+}
+
 /// Bind a port's socket at `path`, which must not exist: bind(2) itself
 /// refuses any existing file (symlinks included, not followed), so nothing
-/// there is ever touched. Returns the listener and the socket's (dev, inode)
+/// there is ever touched. Returns the listener and the socket's identity
 /// so that only this socket is removed later.
-fn bind_socket(path: &Path) -> Result<(UnixListener, (u64, u64)), SerialError> {
+fn bind_socket(path: &Path) -> Result<(UnixListener, SocketId), SerialError> {
     let listener = UnixListener::bind(path).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
             let kind = std::fs::symlink_metadata(path)
@@ -174,7 +201,7 @@ fn bind_socket(path: &Path) -> Result<(UnixListener, (u64, u64)), SerialError> {
         }
     })?;
     let id = std::fs::symlink_metadata(path)
-        .map(|m| (m.dev(), m.ino()))
+        .map(|m| SocketId::of(&m))
         .map_err(|source| SerialError::Io {
             path: path.to_path_buf(),
             source,
@@ -183,10 +210,10 @@ fn bind_socket(path: &Path) -> Result<(UnixListener, (u64, u64)), SerialError> {
 }
 
 /// Remove the socket at `path` if it is still the one this system bound
-/// (same device and inode); anything put there since stays.
-fn remove_own_socket(path: &Path, id: (u64, u64)) {
+/// (same [`SocketId`]); anything put there since stays.
+fn remove_own_socket(path: &Path, id: SocketId) {
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() && (m.dev(), m.ino()) == id => {
+        Ok(m) if m.file_type().is_socket() && SocketId::of(&m) == id => {
             let _ = std::fs::remove_file(path);
         }
         Ok(_) => tracing::warn!(
@@ -411,7 +438,7 @@ pub struct SerialDevice {
 /// Sockets bound but not yet served; removed if dropped so (an error
 /// while setting a port up, or a device never served).
 #[derive(Default)]
-struct Unserved(Vec<(UnixListener, PathBuf, (u64, u64))>);
+struct Unserved(Vec<(UnixListener, PathBuf, SocketId)>);
 
 impl Drop for Unserved {
     fn drop(&mut self) {
@@ -499,7 +526,7 @@ impl SerialDevice {
         &self,
         listener: UnixListener,
         path: PathBuf,
-        id: (u64, u64),
+        id: SocketId,
     ) -> io::Result<SocketGuard> {
         // The guard exists first so an error below still removes the socket.
         let guard = SocketGuard { listener, path, id };
@@ -545,7 +572,15 @@ impl SerialDevice {
 pub struct SocketGuard {
     listener: UnixListener,
     path: PathBuf,
-    id: (u64, u64),
+    id: SocketId,
+}
+
+impl SocketGuard {
+    /// The socket's path and identity as bound: what a cleanup after a
+    /// killed monitor may remove, and nothing else.
+    pub fn path_and_id(&self) -> (&Path, SocketId) {
+        (&self.path, self.id)
+    }
 }
 
 impl Drop for SocketGuard {
