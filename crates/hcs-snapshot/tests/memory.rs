@@ -5,7 +5,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use hcs_snapshot::memory::{
-    page_size, restore_guest_memory, save_guest_memory, MemoryFileError, MemoryLayout, RegionLayout,
+    check_memory_tag, page_size, restore_guest_memory, save_guest_memory, MemoryFileError,
+    MemoryLayout, RegionLayout,
 };
 use hcs_snapshot::{Limits, StateFile, StateWriter};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
@@ -95,7 +96,11 @@ fn save_is_sparse_and_restore_is_copy_on_write() {
     assert!(report.runs <= 101, "neighbours coalesce: {report:?}");
 
     let meta = std::fs::metadata(&path).expect("stat");
-    assert_eq!(meta.len(), 64 * MIB, "apparent size is the guest size");
+    assert_eq!(
+        meta.len(),
+        64 * MIB + PAGE,
+        "apparent size is the guest size and a page for the tag"
+    );
     let blocks = allocated(&path);
     eprintln!(
         "64 MiB guest, {written} data pages ({} KiB): file {} KiB allocated, touched {} zero {} runs {}, save {:?}",
@@ -524,4 +529,26 @@ fn a_save_never_replaces_what_is_not_a_regular_file() {
         3,
         "a temp file was left"
     );
+}
+
+#[test]
+fn a_memory_file_of_another_save_is_told_apart_by_its_tag() {
+    let mem = guest();
+    fill(&mem);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.mem"), dir.path().join("b.mem"));
+    let ra = save_guest_memory(&mem, &a).expect("save a");
+    let rb = save_guest_memory(&mem, &b).expect("save b");
+    assert_ne!(ra.tag, rb.tag, "each save has its own tag");
+    check_memory_tag(&a, &ra.layout, &ra.tag).expect("a's own tag");
+    check_memory_tag(&b, &rb.layout, &rb.tag).expect("b's own tag");
+    // The same contents, but another save's file: refused.
+    let e = check_memory_tag(&b, &ra.layout, &ra.tag).unwrap_err();
+    assert!(matches!(e, MemoryFileError::TagMismatch { .. }), "{e}");
+    assert!(e.to_string().contains("does not belong"), "{e}");
+    // A file without the trailer (cut at the regions' end) is refused too.
+    let f = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
+    f.set_len(ra.layout.file_len).unwrap();
+    let e = check_memory_tag(&a, &ra.layout, &ra.tag).unwrap_err();
+    assert!(matches!(e, MemoryFileError::TagMismatch { .. }), "{e}");
 }

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hcs_snapshot::memory::MemoryLayout;
+use hcs_snapshot::memory::{MemoryLayout, MemoryTag};
 use hcs_snapshot::{StateFile, StateWriter};
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +97,9 @@ pub struct SavedVm {
     pub layout: MemoryLayout,
     /// The memory file.
     pub memory_path: PathBuf,
+    /// The tag the memory file must carry (files saved before tags existed
+    /// have none, and are restored unchecked).
+    pub tag: Option<MemoryTag>,
 }
 
 fn state_err(path: &Path) -> impl Fn(hcs_snapshot::StateFileError) -> VmmError + '_ {
@@ -124,6 +127,10 @@ pub fn write_state(state_path: &Path, saved: &SavedVm) -> Result<(), VmmError> {
         .map_err(&err)?;
     w.add_serde(MemoryLayout::SECTION, SECTIONS_VERSION, &saved.layout)
         .map_err(&err)?;
+    if let Some(tag) = &saved.tag {
+        w.add_serde(MemoryTag::SECTION, MemoryTag::VERSION, tag)
+            .map_err(&err)?;
+    }
     w.write_to_path(state_path).map_err(&err)
 }
 
@@ -163,6 +170,13 @@ pub fn saved_vm_of(file: &StateFile, state_path: &Path) -> Result<SavedVm, VmmEr
         layout: file
             .decode(MemoryLayout::SECTION, SECTIONS_VERSION)
             .map_err(&err)?,
+        tag: match file.get(MemoryTag::SECTION) {
+            Some(_) => Some(
+                file.decode(MemoryTag::SECTION, MemoryTag::VERSION)
+                    .map_err(&err)?,
+            ),
+            None => None,
+        },
         vcpus,
         machine,
     })

@@ -192,6 +192,10 @@ fn restored_memory(saved: &SavedVm, memory_bytes: u64) -> Result<GuestMemoryMmap
             "memory layout {have:x?} does not match this VM's {want:x?}"
         )));
     }
+    if let Some(tag) = &saved.tag {
+        hcs_snapshot::memory::check_memory_tag(&saved.memory_path, &saved.layout, tag)
+            .map_err(|e| VmmError::Snapshot(e.to_string()))?;
+    }
     hcs_snapshot::memory::restore_guest_memory(&saved.memory_path, &saved.layout)
         .map_err(|e| VmmError::Snapshot(e.to_string()))
 }
@@ -559,6 +563,7 @@ impl Vm {
             devices,
             layout: report.layout.clone(),
             memory_path,
+            tag: Some(report.tag),
         };
         crate::snapshot::write_state(state_path, &saved)?;
         Ok(report)

@@ -94,7 +94,11 @@ fn a_saved_vm_carries_on_in_new_systems_and_bad_files_are_refused() {
     // only the pages the guest touched.
     let memory = dir.path().join("vm.state.memory");
     let m = std::fs::metadata(&memory).unwrap();
-    assert_eq!(m.len(), MEM_MB << 20);
+    assert_eq!(
+        m.len(),
+        (MEM_MB << 20) + 4096,
+        "the guest's size and a page for the tag"
+    );
     let allocated = m.blocks() * 512;
     assert!(
         allocated < 16 << 20,
@@ -115,9 +119,15 @@ fn a_saved_vm_carries_on_in_new_systems_and_bad_files_are_refused() {
         assert_eq!(rc.ask("echo restored", "restored"), "restored");
         restored.push(r);
     }
-    for r in &restored {
-        terminate(r);
-    }
+    // A second save (of the first restored system), for the pairing check
+    // below.
+    let other = dir.path().join("other.state");
+    let other_opts =
+        serde_json::json!({ "SaveType": "ToFile", "SaveStateFilePath": other }).to_string();
+    call(|op| restored[0].pause(op, None)).unwrap();
+    call(|op| restored[0].save(op, Some(&other_opts))).unwrap();
+    saved_and_stopped(&restored[0]);
+    terminate(&restored[1]);
 
     // Damaged files: refused, clearly, with nothing left behind.
     let good = std::fs::read(&state).unwrap();
@@ -155,6 +165,13 @@ fn a_saved_vm_carries_on_in_new_systems_and_bad_files_are_refused() {
             e.message
         );
     }
+    // Another save's memory file beside this state file (what a save cut
+    // short between its two renames leaves): refused by the tag, instead of
+    // running this state's vCPUs on that memory.
+    std::fs::rename(dir.path().join("other.state.memory"), &memory).unwrap();
+    let e = create_fails(&ns, &restore_doc(&state));
+    assert_eq!(e.hresult, HResult::ERROR_INVALID_DATA, "{e}");
+    assert!(e.message.contains("does not belong"), "{e}");
     // A missing memory file.
     std::fs::remove_file(&memory).unwrap();
     let e = create_fails(&ns, &restore_doc(&state));

@@ -23,7 +23,7 @@ mod save;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-pub use restore::restore_guest_memory;
+pub use restore::{check_memory_tag, restore_guest_memory};
 pub use save::{save_guest_memory, save_host_regions, HostRegion, SaveReport};
 
 /// Most regions a layout may have.
@@ -103,6 +103,12 @@ pub enum MemoryFileError {
         /// What the layout needs.
         needed: u64,
     },
+    /// The memory file's tag is not the state file's.
+    #[error("memory file {} does not belong to this state file (its tag differs: a save that was cut short, or the files of two saves mixed); save again", path.display())]
+    TagMismatch {
+        /// The file.
+        path: PathBuf,
+    },
     /// Mapping a region failed.
     #[error("cannot map guest region {guest_addr:#x} (+{size:#x}) from offset {file_offset:#x}: {reason}")]
     Map {
@@ -125,6 +131,54 @@ pub fn page_size() -> u64 {
         n as u64
     } else {
         4096
+    }
+}
+
+/// What ties a memory file to the state file saved with it: 16 random bytes
+/// written at the end of the memory file (after [`MemoryLayout::file_len`],
+/// behind [`MemoryTag::MAGIC`]) and in the state file's
+/// [`MemoryTag::SECTION`]. A save renames the memory file into place before
+/// the state file, so a save cut short between the two renames leaves a new
+/// memory file beside the old state file; restore compares the tags and
+/// refuses that pair instead of running the old vCPU state on new memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryTag(pub [u8; 16]);
+
+impl MemoryTag {
+    /// Name of the state-file section holding the tag.
+    pub const SECTION: &'static str = "memory.tag";
+    /// Version of that section.
+    pub const VERSION: u32 = 1;
+    /// What precedes the tag in the memory file.
+    pub const MAGIC: [u8; 16] = *b"HCS-MEMORY-TAG\0\0";
+
+    /// A new random tag (getrandom(2)).
+    pub fn random() -> std::io::Result<MemoryTag> {
+        let mut b = [0u8; 16];
+        let mut filled = 0;
+        while filled < b.len() {
+            let rest = &mut b[filled..];
+            // SAFETY: getrandom writes at most `rest.len()` bytes into `rest`,
+            // which is valid for writes of that length.
+            let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            filled += usize::try_from(n).unwrap_or(0);
+        }
+        Ok(MemoryTag(b))
+    }
+
+    /// The trailer written at `file_len`: magic, then the tag.
+    pub fn trailer(&self) -> [u8; 32] {
+        let mut t = [0u8; 32];
+        t[..16].copy_from_slice(&Self::MAGIC);
+        t[16..].copy_from_slice(&self.0);
+        t
     }
 }
 

@@ -60,6 +60,43 @@ pub fn restore_guest_memory(
     GuestMemoryMmap::from_regions(regions).map_err(|e| MemoryFileError::Layout(e.to_string()))
 }
 
+/// Check that the memory file at `path` carries `tag` behind its regions
+/// (see [`super::MemoryTag`]).
+pub fn check_memory_tag(
+    path: &Path,
+    layout: &MemoryLayout,
+    tag: &super::MemoryTag,
+) -> Result<(), MemoryFileError> {
+    let file = crate::file::open_regular(path, true).map_err(|e| match e {
+        crate::file::OpenError::Io(source) => MemoryFileError::Io {
+            op: "open",
+            path: path.to_path_buf(),
+            source,
+        },
+        crate::file::OpenError::NotRegular(kind) => MemoryFileError::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        },
+    })?;
+    let mut got = [0u8; 32];
+    match std::os::unix::fs::FileExt::read_exact_at(&file, &mut got, layout.file_len) {
+        Ok(()) if got == tag.trailer() => Ok(()),
+        Ok(()) => Err(MemoryFileError::TagMismatch {
+            path: path.to_path_buf(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(MemoryFileError::TagMismatch {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(source) => Err(MemoryFileError::Io {
+            op: "read the tag of",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 /// One region, mapped private from its file range.
 fn map_region(file: &Arc<File>, r: &RegionLayout) -> Result<GuestRegionMmap, MemoryFileError> {
     let fail = |reason: String| MemoryFileError::Map {

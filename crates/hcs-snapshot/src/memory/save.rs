@@ -40,6 +40,8 @@ pub struct SaveReport {
     pub pages_written: u64,
     /// pwrite runs (contiguous written pages) issued.
     pub runs: u64,
+    /// The tag written at the end of the file, for the state file.
+    pub tag: super::MemoryTag,
 }
 
 /// Saves every region of `mem` to a new sparse file at `path` (replacing
@@ -114,7 +116,12 @@ pub unsafe fn save_host_regions(
         .map_err(io("create", &tmp))?;
     let result = (|| {
         // A new file of the full size: everything not written is a hole.
-        file.set_len(layout.file_len).map_err(io("extend", &tmp))?;
+        // One page more for the tag behind the regions.
+        let tag = super::MemoryTag::random().map_err(io("make a tag for", &tmp))?;
+        file.set_len(layout.file_len.saturating_add(page))
+            .map_err(io("extend", &tmp))?;
+        std::os::unix::fs::FileExt::write_all_at(&file, &tag.trailer(), layout.file_len)
+            .map_err(io("write the tag of", &tmp))?;
         let pagemap = open_pagemap();
         let mut report = SaveReport {
             layout: layout.clone(),
@@ -123,6 +130,7 @@ pub unsafe fn save_host_regions(
             pages_zero: 0,
             pages_written: 0,
             runs: 0,
+            tag,
         };
         for (region, rl) in regions.iter().zip(&layout.regions) {
             let mut w = RegionWriter {
