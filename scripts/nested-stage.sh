@@ -31,6 +31,9 @@
 #   NESTED_KEEP=1   keep the L1 initramfs and console log (build/nested)
 #   NESTED_THREADS  libtest --test-threads inside L1 (default 1: each L2
 #                   guest already has both of L1's vCPUs)
+#   NESTED_BINARY_TIMEOUT  limit on one test binary inside L1, seconds
+#                   (default 420); a binary that hangs is killed and fails,
+#                   and the others still run
 # Prerequisites: scripts/install-deps.sh (qemu-system-x86), the guest image
 # (scripts/build-guest-image.sh) and root filesystem (scripts/build-rootfs.sh).
 set -euo pipefail
@@ -59,6 +62,7 @@ L1_TOOLS=(/usr/sbin/mkfs.ext4 /usr/sbin/debugfs /usr/sbin/e2fsck /usr/sbin/ip)
 timeout_s="${NESTED_TIMEOUT:-840}"
 mem="${NESTED_MEM:-4096}"
 threads="${NESTED_THREADS:-1}"
+binary_timeout="${NESTED_BINARY_TIMEOUT:-420}"
 work="$repo/build/nested"
 host="$(rustc -vV | awk '$1 == "host:" { print $2 }')"
 say() { echo "nested: $*" >&2; }
@@ -226,8 +230,9 @@ while read -r name filter; do
         export HCS_MONITOR_LOG_DIR=/tmp/logs-\$name-\$attempt
         mkdir -p \$HCS_MONITOR_LOG_DIR
         echo "NESTED-BIN \$name attempt \$attempt"
-        /nested/bin/\$name --test-threads=$threads \$filter 2>&1
+        timeout -s KILL $binary_timeout /nested/bin/\$name --test-threads=$threads \$filter 2>&1
         rc=\$?
+        [ \$rc -eq 137 ] && echo "NESTED-TIMEOUT \$name: killed after ${binary_timeout}s"
         echo "NESTED-RC \$name \$rc"
         if [ \$rc -ne 0 ] && [ \$attempt -eq 1 ] && grep -rqs "triple-faulted" \$HCS_MONITOR_LOG_DIR; then
             echo "NESTED-RETRY \$name: a monitor log shows a vCPU triple fault; running it once more"
