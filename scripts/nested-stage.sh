@@ -47,9 +47,9 @@ source "$repo/scripts/lib/kernel-modules.sh"
 # hcs_test_support::needs_real_linux_guest / needs_cgroup_v2_only and defer
 # to this stage on a host that cannot run them (scripts/test.sh checks that
 # every deferred test passed here).
-# Every tests/integration/tests/vm_linux*.rs, and containers_cgroup_v2.rs.
+# Every tests/integration/tests/vm_linux*.rs, and cgroup_v2.rs.
 NESTED_TESTS=()
-for f in tests/integration/tests/vm_linux*.rs tests/integration/tests/containers_cgroup_v2.rs; do
+for f in tests/integration/tests/vm_linux*.rs tests/integration/tests/cgroup_v2.rs; do
     NESTED_TESTS+=("hcs-integration-tests:$(basename "$f" .rs)")
 done
 # Modules L1 loads, dependencies added from the package's modules.dep:
@@ -172,6 +172,14 @@ EOF
 mkdir -p "$root$repo/tests/integration" "$root$repo/crates/hcs-vmm" "$root$repo/build/guest" "$root$repo/build/rootfs"
 cp build/guest/vmlinuz build/guest/initramfs.cpio.gz build/guest/initramfs.modules "$root$repo/build/guest/"
 cp -a build/rootfs/busybox "$root$repo/build/rootfs/"
+# The test guest (built by hcs-test-guest's build script; the tests name
+# its files by their build paths).
+for out in "$CARGO_TARGET_DIR"/"$host"/debug/build/hcs-test-guest-*/out; do
+    [[ -d $out ]] || continue
+    mkdir -p "$root$out"
+    find "$out" -maxdepth 1 -type f \( -name '*.elf' -o -name '*.bin' -o -iname '*bzimage*' \) \
+        -exec cp {} "$root$out/" \;
+done
 bindir="$root/nested/bin"
 mkdir -p "$bindir"
 strip --strip-debug -o "$bindir/hcs-monitor" "$monitor"

@@ -309,9 +309,18 @@ impl Cgroup {
         }
         let d = self.dir_for(Ctl::CPU, "cpu")?;
         if d.v2 {
-            return Err(CgroupError::ThreadPlacement {
-                path: d.path.clone(),
-            });
+            // Only a threaded cgroup (see `create_threaded_child`) takes
+            // single threads, through `cgroup.threads`.
+            if fsio::read_trimmed(&d.path, "cgroup.type")? != "threaded" {
+                return Err(CgroupError::ThreadPlacement {
+                    path: d.path.clone(),
+                });
+            }
+            return fsio::write_file(
+                &d.path,
+                "cgroup.threads",
+                NumBuf::new(tid as u64).as_bytes(),
+            );
         }
         let tid = NumBuf::new(tid as u64);
         for d in self
@@ -322,6 +331,99 @@ impl Cgroup {
             fsio::write_file(&d.path, "tasks", tid.as_bytes())?;
         }
         Ok(())
+    }
+
+    /// On cgroup v2, a threaded child `name` of this cgroup for the `cpu`
+    /// controller alone: single threads of a process in this cgroup can be
+    /// put in it ([`Cgroup::add_thread`]), which v2 allows only inside a
+    /// threaded subtree. This cgroup becomes the subtree's root ("domain
+    /// threaded"); it must hold the process whose threads go below it, and
+    /// `cpu` is enabled in its `cgroup.subtree_control`. The child is
+    /// removed with this cgroup ([`Cgroup::destroy`] removes children).
+    pub fn create_threaded_child(&self, name: &str) -> Result<Cgroup, CgroupError> {
+        let d = self.dir_for(Ctl::CPU, "cpu")?;
+        if !d.v2 || name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(CgroupError::ThreadPlacement {
+                path: d.path.join(name),
+            });
+        }
+        let child = d.path.join(name);
+        match std::fs::create_dir(&child) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(CgroupError::CreateDir {
+                    path: child,
+                    source,
+                })
+            }
+        }
+        let made = fsio::write_file(&child, "cgroup.type", b"threaded")
+            .and_then(|()| fsio::write_file(&d.path, "cgroup.subtree_control", b"+cpu"));
+        if let Err(e) = made {
+            let _ = fsio::rmdir(&child);
+            return Err(e);
+        }
+        Ok(Cgroup {
+            dirs: vec![Dir {
+                path: child,
+                v2: true,
+                ctl: Ctl::CPU,
+                base: Some(d.path.clone()),
+            }],
+        })
+    }
+
+    /// On cgroup v2, moves the calling process out of this cgroup back to
+    /// its own cgroup (where it was when the hierarchies were first
+    /// detected), and with it any single thread of another process left in
+    /// the subtree: KVM's per-VM worker joins the cgroup of the thread that
+    /// first runs a vCPU. Afterwards [`Cgroup::destroy`] finds it empty and
+    /// cannot hit the caller (its `cgroup.kill` would).
+    pub fn move_self_home(&self) -> Result<(), CgroupError> {
+        let h = Hierarchies::detect()?;
+        let Some(home) = h
+            .hierarchies()
+            .iter()
+            .find(|x| x.version() == CgroupVersion::V2)
+            .map(|x| x.process_dir())
+        else {
+            return Ok(());
+        };
+        let mine = std::process::id();
+        for d in self.dirs.iter().filter(|d| d.v2) {
+            let mut dirs = vec![d.path.clone()];
+            dirs.extend(fsio::child_dirs(&d.path).unwrap_or_default());
+            for dir in dirs {
+                let text = match fsio::read_trimmed(&dir, "cgroup.threads") {
+                    Ok(t) => t,
+                    Err(e)
+                        if e.io_error().map(io::Error::kind) == Some(io::ErrorKind::NotFound) =>
+                    {
+                        continue
+                    }
+                    Err(e) => return Err(e),
+                };
+                for tid in text.lines().map(str::trim).filter(|t| !t.is_empty()) {
+                    // Our own threads move with the process below.
+                    if Path::new("/proc/self/task").join(tid).exists() {
+                        continue;
+                    }
+                    match fsio::write_file(&home, "cgroup.procs", tid.as_bytes()) {
+                        Ok(()) => {}
+                        Err(e)
+                            if e.io_error().and_then(io::Error::raw_os_error)
+                                == Some(libc::ESRCH) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        fsio::write_file(
+            &home,
+            "cgroup.procs",
+            NumBuf::new(u64::from(mine)).as_bytes(),
+        )
     }
 
     /// Moves the calling process's threads that are still in the cgroup

@@ -34,9 +34,71 @@ pub struct VmBackend {
     /// (`GuestConnection`).
     guest: Option<GuestLink>,
     /// The cgroup the vCPU threads run in, when `cpu` asks for one.
-    cgroup: Option<hcs_cgroups::Cgroup>,
+    cgroup: Option<VcpuCgroup>,
     /// Its name under [`crate::container::CGROUP_PARENT`].
     cgroup_leaf: PathBuf,
+}
+
+/// The CPU cgroup of a VM's vCPU threads (`Processor.Limit`/`Weight`).
+///
+/// cgroup v1: `hcs/<ns>@<id>` in the `cpu` hierarchy, whose `tasks` take
+/// single threads. cgroup v2 takes single threads of a process only inside
+/// a threaded subtree of the process's own cgroup, so there the monitor
+/// process moves into `hcs/<ns>@<id>`, which becomes the root of a threaded
+/// subtree, and the vCPU threads go into its threaded child `vcpus`, where
+/// the limits are; the monitor's other threads (devices, API) stay out of
+/// the limits, as on v1.
+struct VcpuCgroup {
+    /// `hcs/<ns>@<id>`: recorded for a cleanup, destroyed at the end.
+    leaf: hcs_cgroups::Cgroup,
+    /// v2: the threaded child the vCPU threads go into.
+    threaded: Option<hcs_cgroups::Cgroup>,
+}
+
+impl VcpuCgroup {
+    fn create(leaf: &Path, r: &hcs_cgroups::Resources) -> HcsResult<VcpuCgroup> {
+        let v1 = hcs_cgroups::Hierarchies::detect()?.v1("cpu").is_some();
+        let cg =
+            hcs_cgroups::Cgroup::create_under(Path::new(crate::container::CGROUP_PARENT), leaf)?;
+        let made = if v1 {
+            cg.apply(r).map(|()| None)
+        } else {
+            cg.add_pid(std::process::id() as i32)
+                .and_then(|()| cg.create_threaded_child("vcpus"))
+                .and_then(|child| child.apply(r).map(|()| Some(child)))
+        };
+        let made = VcpuCgroup {
+            threaded: made.map_err(|e| {
+                let _ = (VcpuCgroup {
+                    leaf: cg.clone(),
+                    threaded: None,
+                })
+                .release();
+                HcsError::new(
+                    e.hresult(),
+                    format!("VirtualMachine.ComputeTopology.Processor (Limit/Weight): {e}"),
+                )
+            })?,
+            leaf: cg,
+        };
+        Ok(made)
+    }
+
+    /// Where the vCPU threads go.
+    fn for_threads(&self) -> &hcs_cgroups::Cgroup {
+        self.threaded.as_ref().unwrap_or(&self.leaf)
+    }
+
+    /// Once the vCPU threads have ended: take the monitor (v2) and KVM's
+    /// worker for the VM out, and remove the cgroup.
+    fn release(&self) -> Result<(), hcs_cgroups::CgroupError> {
+        if hcs_cgroups::Hierarchies::detect()?.v1("cpu").is_some() {
+            self.leaf.release_threads()?;
+        } else {
+            self.leaf.move_self_home()?;
+        }
+        self.leaf.destroy()
+    }
 }
 
 /// CFS period of a VM's `Processor.Limit` (cgroup `cpu.max`), in µs.
@@ -864,40 +926,35 @@ impl VmBackend {
         let cpu = cpu_controls(&processor, cfg.vcpus)?;
         let cgroup_leaf = PathBuf::from(crate::container::cgroup_leaf(namespace, id));
         // Made now so that its paths are in the record before it exists.
-        let cgroup = match &cpu {
-            Some(r) => {
-                // Refuse now rather than at start, and before making anything.
-                if hcs_cgroups::Hierarchies::detect()?.v1("cpu").is_none() {
-                    return Err(HcsError::not_supported(
-                        "VirtualMachine.ComputeTopology.Processor (Limit/Weight): the vCPU threads \
-                         can be put in a CPU cgroup of their own only on a cgroup v1 cpu hierarchy; \
-                         this host's cpu controller is on cgroup v2",
-                    ));
+        let cgroup = cpu
+            .as_ref()
+            .map(|r| VcpuCgroup::create(&cgroup_leaf, r))
+            .transpose()?;
+        let release_on_error = |e: HcsError| {
+            if let Some(cg) = &cgroup {
+                if let Err(c) = cg.release() {
+                    tracing::warn!("removing the vCPU cgroup after a failed create: {c}");
                 }
-                let cg = hcs_cgroups::Cgroup::create_under(
-                    Path::new(crate::container::CGROUP_PARENT),
-                    &cgroup_leaf,
-                )?;
-                if let Err(e) = cg.apply(r) {
-                    let _ = cg.destroy();
-                    return Err(e.into());
-                }
-                Some(cg)
             }
-            None => None,
+            e
         };
-        let vm = match restore_path(doc)? {
-            Some(state) => Vm::restore(&cfg, &state).map_err(|e| create_error(e, rundir))?,
-            None => Vm::create(&cfg).map_err(|e| create_error(e, rundir))?,
+        let vm = match restore_path(doc).map_err(release_on_error)? {
+            Some(state) => {
+                Vm::restore(&cfg, &state).map_err(|e| release_on_error(create_error(e, rundir)))?
+            }
+            None => Vm::create(&cfg).map_err(|e| release_on_error(create_error(e, rundir)))?,
         };
         let guest = match &doc.guest_connection {
             Some(g) => {
                 let tz = if g.use_host_time_zone == Some(true) {
-                    Some(crate::agent::HostTimeZone::of_host(Path::new("/etc"))?)
+                    Some(
+                        crate::agent::HostTimeZone::of_host(Path::new("/etc"))
+                            .map_err(release_on_error)?,
+                    )
                 } else {
                     None
                 };
-                Some(GuestLink::listen(&vsock_socket(rundir), tz)?)
+                Some(GuestLink::listen(&vsock_socket(rundir), tz).map_err(release_on_error)?)
             }
             None => None,
         };
@@ -1037,7 +1094,10 @@ impl Backend for VmBackend {
     }
 
     fn cgroup_paths(&self) -> Vec<PathBuf> {
-        self.cgroup.as_ref().map(|c| c.paths()).unwrap_or_default()
+        self.cgroup
+            .as_ref()
+            .map(|c| c.leaf.paths())
+            .unwrap_or_default()
     }
 
     fn owned_sockets(&self) -> Vec<hcs_rundir::OwnedSocket> {
@@ -1066,7 +1126,7 @@ impl Backend for VmBackend {
                 let failed = std::cell::RefCell::new(None);
                 let place = |tids: &[i32]| {
                     for &tid in tids {
-                        if let Err(e) = cg.add_thread(tid) {
+                        if let Err(e) = cg.for_threads().add_thread(tid) {
                             let text = e.to_string();
                             *failed.borrow_mut() = Some(e);
                             return Err(text);
@@ -1346,8 +1406,7 @@ impl Backend for VmBackend {
         // The vCPU threads have ended; KVM's worker for the VM lives as
         // long as the VM and goes back to the monitor's own cgroup.
         if let Some(cg) = self.cgroup.take() {
-            cg.release_threads()?;
-            cg.destroy()?;
+            cg.release()?;
         }
         Ok(())
     }
