@@ -639,8 +639,9 @@ pub const GUEST_CID: u64 = 3;
 /// order. Images are raw or fixed VHD; an `Iso` is attached read-only.
 /// The guest tells them apart by their serial (virtio-blk GET_ID,
 /// `/sys/block/vdX/serial`): `<controller>:<lun>`, see [`controller_number`].
-/// `CachingMode` picks the host caching (absent: the page cache, with the
-/// guest's flushes honoured), `IgnoreFlushes` completes flushes without
+/// `CachingMode` picks the host caching; absent is `Uncached`, HCS's
+/// default (writes durable before they complete, nothing left in the
+/// host's page cache); `IgnoreFlushes` completes flushes without
 /// syncing, the controller's `DisableInterruptBatching` interrupts the guest
 /// for every request.
 fn scsi_disks(
@@ -694,9 +695,10 @@ fn scsi_disks(
                 HcsError::new(code, format!("{field}.Path: {e}"))
             })?;
             let cache = match a.caching_mode {
-                None | Some(CachingMode::Cached) => hcs_virtio::CacheMode::WriteBack,
+                Some(CachingMode::Cached) => hcs_virtio::CacheMode::WriteBack,
                 Some(CachingMode::ReadOnlyCached) => hcs_virtio::CacheMode::WriteThrough,
-                Some(CachingMode::Uncached) => hcs_virtio::CacheMode::Uncached,
+                // HCS's default (schema 2.1: `Uncached` when absent).
+                None | Some(CachingMode::Uncached) => hcs_virtio::CacheMode::Uncached,
             };
             let id = format!("{}:{lun}", controller_number(controller));
             if id.len() > hcs_virtio::block::ID_BYTES {
@@ -1616,7 +1618,14 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("0:0", BlockOptions::default()),
+                // Absent CachingMode: HCS's default, Uncached.
+                (
+                    "0:0",
+                    BlockOptions {
+                        cache: CacheMode::Uncached,
+                        ..BlockOptions::default()
+                    }
+                ),
                 (
                     "0:3",
                     BlockOptions {
