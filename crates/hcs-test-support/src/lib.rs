@@ -28,14 +28,20 @@ pub fn skip_to(log: Option<&std::path::Path>, test: &str, reason: &str) {
     let line = skip_line(test, reason);
     eprintln!("{line}");
     if let Some(log) = log {
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
-        if let Err(e) = written {
-            panic!("cannot record the skip in {}: {e}", log.display());
-        }
+        append_line(log, &line, "skip");
+    }
+}
+
+/// Append `line` to `log` (`O_APPEND`, one write, so parallel tests do not
+/// interleave); panics if it cannot, naming `what` was being recorded.
+fn append_line(log: &std::path::Path, line: &str, what: &str) {
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    if let Err(e) = written {
+        panic!("cannot record the {what} in {}: {e}", log.display());
     }
 }
 
@@ -52,15 +58,7 @@ pub fn defer_to_nested_stage(test: &str, reason: &str) {
     };
     let test = test.replace(['\n', '\r', ' '], "_");
     eprintln!("DEFERRED {test}: {reason}; it runs in the nested stage");
-    let log = std::path::Path::new(&log);
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .and_then(|mut f| f.write_all(format!("{test}\n").as_bytes()));
-    if let Err(e) = written {
-        panic!("cannot record the deferral in {}: {e}", log.display());
-    }
+    append_line(std::path::Path::new(&log), &test, "deferral");
 }
 
 /// True when running as root (uid 0), which most host tests need.

@@ -182,6 +182,27 @@ impl MemoryTag {
     }
 }
 
+impl MemoryFileError {
+    /// What opening or checking `path` for `op` ("open", "stat") failed with.
+    pub(crate) fn of_open(
+        op: &'static str,
+        path: &std::path::Path,
+        e: crate::file::OpenError,
+    ) -> Self {
+        match e {
+            crate::file::OpenError::Io(source) => MemoryFileError::Io {
+                op,
+                path: path.to_path_buf(),
+                source,
+            },
+            crate::file::OpenError::NotRegular(kind) => MemoryFileError::NotRegular {
+                path: path.to_path_buf(),
+                kind,
+            },
+        }
+    }
+}
+
 impl MemoryLayout {
     /// Name of the state-file section holding the layout.
     pub const SECTION: &'static str = "memory.layout";

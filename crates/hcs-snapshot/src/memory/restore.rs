@@ -32,17 +32,8 @@ pub fn restore_guest_memory(
     // A FIFO would block the open forever and a device is not a memory
     // file: only a regular file, and not through a symlink (save always
     // makes a regular file next to the state file).
-    let file: File = crate::file::open_regular(path, true).map_err(|e| match e {
-        crate::file::OpenError::Io(source) => MemoryFileError::Io {
-            op: "open",
-            path: path.to_path_buf(),
-            source,
-        },
-        crate::file::OpenError::NotRegular(kind) => MemoryFileError::NotRegular {
-            path: path.to_path_buf(),
-            kind,
-        },
-    })?;
+    let file: File = crate::file::open_regular(path, true)
+        .map_err(|e| MemoryFileError::of_open("open", path, e))?;
     let len = file.metadata().map_err(io("stat"))?.len();
     if len < layout.file_len {
         return Err(MemoryFileError::FileTooShort {
@@ -67,17 +58,8 @@ pub fn check_memory_tag(
     layout: &MemoryLayout,
     tag: &super::MemoryTag,
 ) -> Result<(), MemoryFileError> {
-    let file = crate::file::open_regular(path, true).map_err(|e| match e {
-        crate::file::OpenError::Io(source) => MemoryFileError::Io {
-            op: "open",
-            path: path.to_path_buf(),
-            source,
-        },
-        crate::file::OpenError::NotRegular(kind) => MemoryFileError::NotRegular {
-            path: path.to_path_buf(),
-            kind,
-        },
-    })?;
+    let file = crate::file::open_regular(path, true)
+        .map_err(|e| MemoryFileError::of_open("open", path, e))?;
     let mut got = [0u8; 32];
     match std::os::unix::fs::FileExt::read_exact_at(&file, &mut got, layout.file_len) {
         Ok(()) if got == tag.trailer() => Ok(()),

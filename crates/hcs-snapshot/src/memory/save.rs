@@ -87,17 +87,7 @@ pub unsafe fn save_host_regions(
     let layout = plan_layout(regions, page)?;
     // Only a regular file is replaced: a device node, FIFO, symlink or
     // directory at the target is the host's, not a saved state.
-    crate::file::check_replaceable(path).map_err(|e| match e {
-        crate::file::OpenError::Io(source) => MemoryFileError::Io {
-            op: "stat",
-            path: path.to_path_buf(),
-            source,
-        },
-        crate::file::OpenError::NotRegular(kind) => MemoryFileError::NotRegular {
-            path: path.to_path_buf(),
-            kind,
-        },
-    })?;
+    crate::file::check_replaceable(path).map_err(|e| MemoryFileError::of_open("stat", path, e))?;
     let tmp = temp_path(path);
     let io = |op, p: &Path| {
         let p = p.to_path_buf();
