@@ -2,10 +2,12 @@
 //! the guest image's VM document, scripts run in the guest, and checksums.
 
 use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hcs::System;
+use hcs::{HResult, Operation, System, INFINITE};
 
 use crate::{merge, repo, run, Finished};
 
@@ -38,6 +40,78 @@ pub fn linux_vm_doc(extra: serde_json::Value) -> String {
     });
     merge(&mut doc, extra);
     doc.to_string()
+}
+
+/// Everything the guest wrote on COM1, collected by a thread until the VM
+/// is gone: shown when the guest does not come up.
+#[derive(Clone, Default)]
+pub struct GuestConsole(Arc<Mutex<Vec<u8>>>);
+
+impl GuestConsole {
+    /// Start collecting the console of system `id` of namespace `ns`.
+    pub fn collect(ns: &str, id: &str) -> GuestConsole {
+        let path = hcs::console_socket(ns, id, 0);
+        let mut stream = UnixStream::connect(&path)
+            .unwrap_or_else(|e| panic!("console {}: {e}", path.display()));
+        let console = GuestConsole::default();
+        let text = console.0.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut t) = text.lock() {
+                    t.extend_from_slice(&buf[..n]);
+                }
+            }
+        });
+        console
+    }
+
+    /// What was collected so far.
+    pub fn text(&self) -> String {
+        let t = self.0.lock().map(|t| t.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&t).into_owned()
+    }
+}
+
+/// How long a test waits for the agent of a booting guest: boots under the
+/// nested stage's emulation took 9-27 s on an idle machine, and more when
+/// the machine is loaded.
+pub const AGENT_WAIT: Duration = Duration::from_secs(300);
+
+/// Create and start a VM of `doc` as system "vm" of `ns`, and wait until
+/// its agent runs a process (HcsCreateProcess itself waits 30 s for the
+/// agent; a slower boot is waited for up to [`AGENT_WAIT`]). On failure the
+/// guest's console is in the panic message.
+pub fn boot_to_agent(ns: &str, doc: &str) -> (System, GuestConsole) {
+    let s = crate::create_started(ns, "vm", doc);
+    let console = GuestConsole::collect(ns, "vm");
+    let start = Instant::now();
+    loop {
+        let op = Operation::new();
+        let r = s
+            .create_process(r#"{"CommandArgs":["/bin/true"]}"#, &op)
+            .and_then(|p| op.wait_process_info(INFINITE).map(|_| p));
+        match r {
+            Ok(p) => {
+                assert_eq!(crate::exit_of(&p), 0, "/bin/true in the guest");
+                eprintln!(
+                    "guest agent up {:.1} s after start",
+                    start.elapsed().as_secs_f64()
+                );
+                return (s, console);
+            }
+            Err(e)
+                if e.hresult == HResult::HCS_E_CONNECT_FAILED && start.elapsed() < AGENT_WAIT => {}
+            Err(e) => panic!(
+                "the guest agent did not run a process ({e}) in {:.0} s; the guest's console:\n{}",
+                start.elapsed().as_secs_f64(),
+                console.text()
+            ),
+        }
+    }
 }
 
 /// Run `script` with the guest's `/bin/sh -c`; it must exit 0. Its stdout.

@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 
 use hcs::{Operation, Process, System, INFINITE};
-use hcs_integration_tests::linux_guest::{linux_vm_doc, pattern, sh, sh_ok};
+use hcs_integration_tests::linux_guest::{boot_to_agent, linux_vm_doc, pattern, sh, sh_ok};
 use hcs_integration_tests::*;
 
 #[test]
@@ -18,8 +18,7 @@ fn processes_run_in_a_linux_guest_through_its_agent() {
         return;
     }
     let ns = unique_namespace("vmlinuxagent");
-    let s = create_started(&ns, "vm", &doc);
-    // HcsCreateProcess waits for the agent to connect while the guest boots.
+    let (s, _console) = boot_to_agent(&ns, &doc);
     let out = run(
         &s,
         &[

@@ -1,0 +1,234 @@
+//! virtio-blk under Linux's own driver (virtio_blk, loaded by the guest
+//! agent): reads, writes and flushes that reach the host's image file, a
+//! read-only attachment the guest cannot write, and an ext4 file system made
+//! on the host, mounted and written in the guest and checked on the host
+//! after the VM is gone. One boot.
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::Command;
+
+use hcs::INFINITE;
+use hcs_integration_tests::linux_guest::{
+    boot_to_agent, linux_vm_doc, pattern, sh, sh_ok, sh_stdin, sha256_hex, DISK_FN,
+};
+use hcs_integration_tests::*;
+
+const MIB: usize = 1 << 20;
+
+fn read_at(path: &Path, offset: usize, len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    std::fs::File::open(path)
+        .unwrap()
+        .read_exact_at(&mut buf, offset as u64)
+        .unwrap();
+    buf
+}
+
+fn tool(program: &str, args: &[&str]) -> std::process::Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"))
+}
+
+#[test]
+fn linux_reads_writes_and_flushes_virtio_blk_disks() {
+    if !real_linux_guest_here("vm_linux_storage::linux_reads_writes_and_flushes_virtio_blk_disks") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A read-write raw disk and a read-only one, each filled with its own
+    // pattern; an ext4 image made here with two files in it.
+    let rw = dir.path().join("rw.img");
+    let rw_data = pattern(1, 32 * MIB);
+    std::fs::write(&rw, &rw_data).unwrap();
+    let ro = dir.path().join("ro.img");
+    let ro_data = pattern(2, 8 * MIB);
+    std::fs::write(&ro, &ro_data).unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("hello.txt"), "hello from the host\n").unwrap();
+    let big = pattern(3, 3 * MIB);
+    std::fs::write(src.join("big.bin"), &big).unwrap();
+    let fs = dir.path().join("fs.img");
+    let mkfs = tool(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-L",
+            "hcsdata",
+            "-d",
+            src.to_str().unwrap(),
+            fs.to_str().unwrap(),
+            "32M",
+        ],
+    );
+    assert!(
+        mkfs.status.success(),
+        "mkfs.ext4: {}",
+        String::from_utf8_lossy(&mkfs.stderr)
+    );
+
+    let ns = unique_namespace("vmlinuxblk");
+    let doc = linux_vm_doc(
+        serde_json::json!({ "VirtualMachine": { "Devices": { "Scsi": {
+        "0": { "Attachments": {
+            "0": { "Type": "VirtualDisk", "Path": rw },
+            "1": { "Type": "VirtualDisk", "Path": ro, "ReadOnly": true } } },
+        "1": { "Attachments": { "0": { "Type": "VirtualDisk", "Path": fs } } }
+    } } } }),
+    );
+    let (s, _console) = boot_to_agent(&ns, &doc);
+
+    // Linux sees three disks of the images' sizes, told apart by serial;
+    // with a volatile write cache (flushes are sent: CachingMode is Cached).
+    let out = sh_ok(
+        &s,
+        &format!(
+            "{DISK_FN} for id in 0:0 0:1 1:0; do d=$(disk $id); b=${{d#/dev/}}; \
+             echo $id $(blockdev --getsize64 $d) $(cat /sys/block/$b/ro) $(cat /sys/block/$b/queue/write_cache); done"
+        ),
+    );
+    assert_eq!(
+        out,
+        format!(
+            "0:0 {} 0 write back\n0:1 {} 1 write back\n1:0 {} 0 write back\n",
+            32 * MIB,
+            8 * MIB,
+            32 * MIB
+        )
+    );
+
+    // Reads: every byte of both raw disks.
+    let out = sh_ok(&s, &format!("{DISK_FN} sha256sum $(disk 0:0) $(disk 0:1)"));
+    let sums: Vec<&str> = out
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert_eq!(sums, [sha256_hex(&rw_data), sha256_hex(&ro_data)], "{out}");
+
+    // Writes: 8 MiB at 8 MiB with fsync (the flush reaches the image: the
+    // host reads it at once, the VM still running), then 1 MiB at 20 MiB
+    // through the page cache and `sync`.
+    let w1 = pattern(4, 8 * MIB);
+    let out = sh_stdin(
+        &s,
+        &format!(
+            "{DISK_FN} cat > /tmp/w1 && dd if=/tmp/w1 of=$(disk 0:0) bs=1M seek=8 conv=fsync 2>&1"
+        ),
+        w1.clone(),
+    );
+    assert_eq!(out.exit_code, 0, "{} {}", out.stdout, out.stderr);
+    assert!(
+        read_at(&rw, 8 * MIB, 8 * MIB) == w1,
+        "the fsync'd write is not in the image"
+    );
+    let w2 = pattern(5, MIB);
+    let out = sh_stdin(
+        &s,
+        &format!(
+            "{DISK_FN} cat > /tmp/w2 && dd if=/tmp/w2 of=$(disk 0:0) bs=64k seek=320 2>&1 && sync"
+        ),
+        w2.clone(),
+    );
+    assert_eq!(out.exit_code, 0, "{} {}", out.stdout, out.stderr);
+    assert!(
+        read_at(&rw, 20 * MIB, MIB) == w2,
+        "the synced write is not in the image"
+    );
+    // Read back from the device, not the guest's page cache.
+    let out = sh_ok(
+        &s,
+        &format!(
+            "{DISK_FN} d=$(disk 0:0); blockdev --flushbufs $d; echo 3 > /proc/sys/vm/drop_caches; \
+             dd if=$d bs=1M skip=8 count=8 2>/dev/null | sha256sum; dd if=$d bs=1M skip=20 count=1 2>/dev/null | sha256sum"
+        ),
+    );
+    let sums: Vec<&str> = out
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert_eq!(sums, [sha256_hex(&w1), sha256_hex(&w2)], "{out}");
+
+    // The read-only disk refuses writes, also after `blockdev --setrw`.
+    let out = sh(
+        &s,
+        &format!(
+            "{DISK_FN} d=$(disk 0:1); dd if=/dev/zero of=$d bs=4096 count=1 conv=fsync && exit 1; \
+             blockdev --setrw $d; dd if=/dev/zero of=$d bs=4096 count=1 conv=fsync && exit 2; exit 0"
+        ),
+    );
+    assert_eq!(
+        out.exit_code, 0,
+        "a write to the read-only disk succeeded: {}",
+        out.stderr
+    );
+
+    // The host's ext4: mounted, read, written, unmounted cleanly.
+    let out = sh_stdin(
+        &s,
+        &format!(
+            "{DISK_FN} set -e; mkdir -p /mnt/data; mount -t ext4 $(disk 1:0) /mnt/data; \
+             cat /mnt/data/hello.txt; sha256sum /mnt/data/big.bin; \
+             echo 'written in the guest' > /mnt/data/guest.txt; cat > /mnt/data/guest.bin; \
+             mkdir /mnt/data/dir; seq 1 1000 > /mnt/data/dir/seq; \
+             umount /mnt/data; mount -t ext4 -o ro $(disk 1:0) /mnt/data; \
+             echo 3 > /proc/sys/vm/drop_caches; sha256sum /mnt/data/guest.bin; umount /mnt/data"
+        ),
+        w2.clone(),
+    );
+    assert_eq!(out.exit_code, 0, "{} {}", out.stdout, out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    assert_eq!(lines[0], "hello from the host");
+    assert!(lines[1].starts_with(&sha256_hex(&big)), "{}", lines[1]);
+    assert!(lines[2].starts_with(&sha256_hex(&w2)), "{}", lines[2]);
+
+    call(|op| s.shutdown(op, None)).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&s.wait_for_exit(INFINITE).unwrap()).unwrap();
+    assert_eq!(status["ExitType"], "GracefulExit", "{status}");
+    drop(s);
+    assert!(leftovers(&ns).is_empty());
+
+    // The images after the VM: the raw writes where they were put and
+    // nothing else changed; the file system clean, with the guest's files.
+    let mut want = rw_data.clone();
+    want[8 * MIB..16 * MIB].copy_from_slice(&w1);
+    want[20 * MIB..21 * MIB].copy_from_slice(&w2);
+    assert!(
+        std::fs::read(&rw).unwrap() == want,
+        "rw.img is not what the guest wrote"
+    );
+    assert!(
+        std::fs::read(&ro).unwrap() == ro_data,
+        "the read-only image changed"
+    );
+    let fsck = tool("e2fsck", &["-f", "-n", fs.to_str().unwrap()]);
+    assert!(
+        fsck.status.success(),
+        "e2fsck: {}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    let cat = |file: &str| {
+        tool(
+            "debugfs",
+            &["-R", &format!("cat {file}"), fs.to_str().unwrap()],
+        )
+        .stdout
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&cat("/guest.txt")),
+        "written in the guest\n"
+    );
+    assert!(cat("/guest.bin") == w2, "guest.bin differs");
+    let want_seq: String = (1..=1000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&cat("/dir/seq")), want_seq);
+    assert_eq!(
+        String::from_utf8_lossy(&cat("/hello.txt")),
+        "hello from the host\n"
+    );
+}
