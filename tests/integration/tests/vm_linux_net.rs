@@ -137,6 +137,7 @@ fn linux_talks_tcp_over_virtio_net_both_ways() {
         }),
     );
     let data = to_guest.clone();
+    let started = std::time::Instant::now();
     let sender = net.run(move || {
         let addr: SocketAddr = format!("{GUEST_IP}:7000").parse().unwrap();
         let mut c = retry(
@@ -161,9 +162,14 @@ fn linux_talks_tcp_over_virtio_net_both_ways() {
         sha256_hex(&to_guest),
         "what the guest received"
     );
+    eprintln!(
+        "tcp: 4 MiB host to guest in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     // Guest to host: the host listens first; the guest makes 4 MiB of random
     // bytes, prints their sum and sends them.
+    let started = std::time::Instant::now();
     let (listener_tx, listener_rx) = std::sync::mpsc::channel();
     let receiver = net.run(move || {
         let l = TcpListener::bind(format!("{HOST_IP}:7001")).expect("listening in the namespace");
@@ -184,6 +190,95 @@ fn linux_talks_tcp_over_virtio_net_both_ways() {
     assert_eq!(peer.ip().to_string(), GUEST_IP);
     assert_eq!(got.len(), 4 << 20);
     assert_eq!(sha256_hex(&got), first_word(&out), "what the host received");
+    eprintln!(
+        "tcp: 4 MiB guest to host (with making it) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let guest_sum = first_word(&out);
+
+    // Both ways at once on one connection: the guest's nc sends /tmp/out
+    // while the host sends 4 MiB of its own.
+    let both = pattern(22, 4 << 20);
+    let (p, info) = start_process(
+        &s,
+        serde_json::json!({
+            "CommandArgs": ["/bin/sh", "-c", "nc -l -p 7002 </tmp/out | sha256sum"],
+            "CreateStdOutPipe": true, "CreateStdErrPipe": true
+        }),
+    );
+    let data = both.clone();
+    let duplex = net.run(move || {
+        let addr: SocketAddr = format!("{GUEST_IP}:7002").parse().unwrap();
+        let c = retry(
+            "the guest's nc listening",
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok(),
+        );
+        let mut w = c.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            w.write_all(&data)?;
+            w.shutdown(Shutdown::Write)
+        });
+        let mut got = Vec::new();
+        (&c).read_to_end(&mut got).expect("reading from the guest");
+        writer.join().unwrap().expect("writing to the guest");
+        got
+    });
+    let stdout = info.std_output;
+    let stderr = info.std_error;
+    let out = read_all(stdout);
+    assert_eq!(exit_of(&p), 0, "{}", read_all(stderr));
+    let got = duplex.join().unwrap();
+    assert_eq!(
+        first_word(&out),
+        sha256_hex(&both),
+        "what the guest received, both ways at once"
+    );
+    assert_eq!(
+        sha256_hex(&got),
+        guest_sum,
+        "what the host received, both ways at once"
+    );
+
+    // Eight connections from the guest at once, 1 MiB each.
+    let (listener_tx, listener_rx) = std::sync::mpsc::channel();
+    let receiver = net.run(move || {
+        let l = TcpListener::bind(format!("{HOST_IP}:7003")).expect("listening in the namespace");
+        listener_tx.send(()).unwrap();
+        let readers: Vec<_> = (0..8)
+            .map(|_| {
+                let (mut c, _) = l.accept().expect("a guest connection");
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    c.read_to_end(&mut got).map(|_| got)
+                })
+            })
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| r.join().unwrap().expect("reading from the guest"))
+            .collect::<Vec<_>>()
+    });
+    listener_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the host listener");
+    let out = sh_ok(
+        &s,
+        &format!(
+            "head -c 1048576 /tmp/out > /tmp/o1 && sha256sum /tmp/o1 && \
+             for i in 1 2 3 4 5 6 7 8; do nc {HOST_IP} 7003 < /tmp/o1 & pids=\"$pids $!\"; done; \
+             for pid in $pids; do wait $pid || exit 2; done"
+        ),
+    );
+    let sum = first_word(&out);
+    let got = receiver.join().unwrap();
+    assert_eq!(got.len(), 8);
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(g.len(), 1 << 20, "connection {i}");
+        assert_eq!(sha256_hex(g), sum, "connection {i}");
+    }
 
     call(|op| s.shutdown(op, None)).unwrap();
     let status: serde_json::Value =

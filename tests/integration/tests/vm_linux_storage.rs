@@ -152,6 +152,32 @@ fn linux_reads_writes_and_flushes_virtio_blk_disks() {
         .collect();
     assert_eq!(sums, [sha256_hex(&w1), sha256_hex(&w2)], "{out}");
 
+    // Many requests in flight: 8 writers with fsync on their own MiB of
+    // 24..32 MiB and 4 readers of the read-only disk, all at once.
+    let w3 = pattern(6, 8 * MIB);
+    let out = sh_stdin(
+        &s,
+        &format!(
+            "{DISK_FN} d=$(disk 0:0); r=$(disk 0:1); cat > /tmp/w3 || exit 1; echo 3 > /proc/sys/vm/drop_caches; \
+             for i in 0 1 2 3 4 5 6 7; do dd if=/tmp/w3 of=$d bs=64k skip=$((i*16)) seek=$((384+i*16)) count=16 conv=fsync 2>/dev/null & pids=\"$pids $!\"; done; \
+             for i in 1 2 3 4; do sha256sum $r & pids=\"$pids $!\"; done; \
+             for pid in $pids; do wait $pid || exit 2; done"
+        ),
+        w3.clone(),
+    );
+    assert_eq!(out.exit_code, 0, "{} {}", out.stdout, out.stderr);
+    let ro_sum = sha256_hex(&ro_data);
+    let sums: Vec<&str> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert_eq!(sums, [ro_sum.as_str(); 4], "{}", out.stdout);
+    assert!(
+        read_at(&rw, 24 * MIB, 8 * MIB) == w3,
+        "the parallel writes are not in the image"
+    );
+
     // The read-only disk refuses writes, also after `blockdev --setrw`.
     let out = sh(
         &s,
@@ -198,6 +224,7 @@ fn linux_reads_writes_and_flushes_virtio_blk_disks() {
     let mut want = rw_data.clone();
     want[8 * MIB..16 * MIB].copy_from_slice(&w1);
     want[20 * MIB..21 * MIB].copy_from_slice(&w2);
+    want[24 * MIB..32 * MIB].copy_from_slice(&w3);
     assert!(
         std::fs::read(&rw).unwrap() == want,
         "rw.img is not what the guest wrote"

@@ -116,7 +116,7 @@ fn many_and_large_vsock_streams_both_ways() {
     let (s, _console) = boot_to_agent(&ns, &linux_vm_doc(serde_json::json!({})));
     let rundir: PathBuf = hcs_rundir::system_dir(&hcs_rundir::root(), &ns, "vm");
     // The agent is up once a process ran.
-    let (p, mut out) = start_echo(&s, &["listen", "5000", "16"]);
+    let (p, mut out) = start_echo(&s, &["listen", "5000", "64"]);
     assert_eq!(next_line(&mut out), "listening");
 
     // A port nobody listens on: the guest resets, the host's socket closes
@@ -124,18 +124,18 @@ fn many_and_large_vsock_streams_both_ways() {
     let e = connect_guest(&rundir, 5999).expect_err("nothing listens on 5999");
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
 
-    // The host opens 16 streams to the guest's listener, 2 MiB each way on
-    // every one of them at once.
-    let streams: Vec<UnixStream> = (0..16)
+    // The host opens 64 streams to the guest's listener, 512 KiB each way
+    // on every one of them at once.
+    let streams: Vec<UnixStream> = (0..64)
         .map(|_| connect_guest(&rundir, 5000).expect("connecting to the guest's port 5000"))
         .collect();
-    let rate = all_at_once(streams, 2 * MIB, 100);
+    let rate = all_at_once(streams, MIB / 2, 100);
     assert_eq!(
         next_line(&mut out),
-        format!("echoed {} bytes on 16 connections", 32 * MIB)
+        format!("echoed {} bytes on 64 connections", 32 * MIB)
     );
     assert_eq!(exit_of(&p), 0);
-    eprintln!("vsock: 16 host-initiated streams, 32 MiB echoed at {rate:.1} MiB/s");
+    eprintln!("vsock: 64 host-initiated streams, 32 MiB echoed at {rate:.1} MiB/s");
 
     // One long stream: 24 MiB through the guest's credit window many times.
     let (p, mut out) = start_echo(&s, &["listen", "5001", "1"]);
@@ -148,6 +148,21 @@ fn many_and_large_vsock_streams_both_ways() {
     );
     assert_eq!(exit_of(&p), 0);
     eprintln!("vsock: one host-initiated stream, 24 MiB echoed at {rate:.1} MiB/s");
+
+    // The host walks away: four streams with 128 KiB sent and nothing read
+    // are closed. The guest's echo must see them end (reset or closed)
+    // rather than wait forever; the device goes on working (below).
+    let (p, mut out) = start_echo(&s, &["listen", "5002", "4"]);
+    assert_eq!(next_line(&mut out), "listening");
+    for i in 0..4 {
+        let mut c = connect_guest(&rundir, 5002).expect("connecting to the guest's port 5002");
+        c.write_all(&pattern(400 + i, 128 * 1024)).expect("sending");
+        drop(c);
+    }
+    let status = p.wait_for_exit(120_000).unwrap_or_else(|e| {
+        panic!("vsock-echo did not end after the host closed its streams: {e}")
+    });
+    assert!(status.contains(r#""Exited":true"#), "{status}");
 
     // The guest opens 16 streams to a host listener (host port 6000 is
     // `<socket>_6000`).
