@@ -95,6 +95,45 @@ fn pipes_and_exit_codes(s: &System) {
         assert_eq!(out.exit_code, 128 + sig, "SIG{name}: {:?}", out.stdout);
         assert_eq!(out.stdout, "", "SIG{name}");
     }
+    // Environment and working directory reach the process.
+    let out = run_params(
+        s,
+        serde_json::json!({
+            "CommandArgs": ["/bin/sh", "-c", "echo $HCS_TEST_VAR; pwd"],
+            "Environment": { "HCS_TEST_VAR": "from the host" },
+            "WorkingDirectory": "/sys/kernel"
+        }),
+    );
+    assert_eq!(out.stdout, "from the host\n/sys/kernel\n", "{}", out.stderr);
+    // 2 MiB on stdout and stderr at once: neither stream waits for the other.
+    let out = sh(
+        s,
+        "(yes out | head -c 2097152) & (yes err | head -c 2097152 >&2) & wait; wait",
+    );
+    assert_eq!(out.exit_code, 0);
+    assert_eq!(out.stdout.len(), 2 << 20);
+    assert_eq!(out.stderr.len(), 2 << 20);
+    assert!(out.stdout.lines().all(|l| l == "out"));
+    assert!(out.stderr.lines().all(|l| l == "err"));
+    // A process that stops reading its stdin and exits: its exit comes,
+    // whatever the caller still writes.
+    let (p, info) = start_process(
+        s,
+        serde_json::json!({ "CommandArgs": ["head", "-c", "5"], "CreateStdInPipe": true, "CreateStdOutPipe": true }),
+    );
+    let mut stdin = std::fs::File::from(info.std_input.expect("stdin"));
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 * 1024];
+        // Ends with EPIPE once the guest's side is gone.
+        for _ in 0..64 {
+            if stdin.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    assert_eq!(read_all(info.std_output), "xxxxx");
+    assert_eq!(exit_of(&p), 0);
+    writer.join().unwrap();
     // A program that does not exist: the shell's 127, its message on stderr.
     let out = sh(s, "/no/such/program");
     assert_eq!(out.exit_code, 127);
@@ -105,6 +144,7 @@ fn pipes_and_exit_codes(s: &System) {
 /// CloseHandle, every byte back in order.
 fn large_stdin_to_eof(s: &System) {
     let data = pattern(13, 4 << 20);
+    let started = std::time::Instant::now();
     let (p, info) = start_process(
         s,
         serde_json::json!({ "CommandArgs": ["/bin/cat"], "CreateStdInPipe": true, "CreateStdOutPipe": true }),
@@ -124,6 +164,10 @@ fn large_stdin_to_eof(s: &System) {
     assert_eq!(back.len(), data.len());
     assert!(back == data, "cat gave other bytes back");
     assert_eq!(exit_of(&p), 0);
+    eprintln!(
+        "stdio: 4 MiB through cat in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// EmulateConsole: one pty for stdin and stdout, its size from ConsoleSize
@@ -171,6 +215,31 @@ fn console_with_size_and_resize(s: &System) {
     assert!(rest.contains("got go\r\n"), "{rest:?}");
     assert!(rest.contains("40 120"), "{rest:?}");
     assert_eq!(exit_of(&p), 4);
+
+    // 20000 lines through a console, every one of them in order.
+    let (p, info) = start_process(
+        s,
+        serde_json::json!({
+            "CommandArgs": ["seq", "1", "20000"],
+            "EmulateConsole": true, "CreateStdOutPipe": true
+        }),
+    );
+    let mut console = std::fs::File::from(info.std_output.expect("console output"));
+    let mut all = Vec::new();
+    loop {
+        match console.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+    let want: String = (1..=20000).map(|i| format!("{i}\r\n")).collect();
+    assert!(
+        all == want.as_bytes(),
+        "{} bytes through the console, {} expected",
+        all.len(),
+        want.len()
+    );
+    assert_eq!(exit_of(&p), 0);
 }
 
 /// Read `reader` line by line until a line equal to `want`.
