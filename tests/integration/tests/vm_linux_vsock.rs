@@ -191,6 +191,14 @@ fn many_and_large_vsock_streams_both_ways() {
     drop(listener);
     std::fs::remove_file(rundir.join("vsock.sock_6000")).unwrap();
 
+    // The guest connects to a host port nobody listens on: refused at once.
+    let (p, _out) = start_echo(&s, &["connect", "6999", "1"]);
+    let status = p
+        .wait_for_exit(60_000)
+        .unwrap_or_else(|e| panic!("a refused guest connection did not end: {e}"));
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["ExitCode"], 1, "{status}");
+
     // And the agent still works after all that.
     let out = run(&s, &["/bin/echo", "still here"]);
     assert_eq!(out.stdout, "still here\n");
