@@ -280,6 +280,42 @@ fn linux_talks_tcp_over_virtio_net_both_ways() {
         assert_eq!(sha256_hex(g), sum, "connection {i}");
     }
 
+    // The driver unloaded and loaded again: the device is reset and set up
+    // anew, and works as before (same MAC, traffic both ways).
+    let out = sh_ok(
+        &s,
+        &format!(
+            "ip link set eth0 down && rmmod virtio_net && [ ! -e /sys/class/net/eth0 ] && \
+             insmod $(find /lib/modules -name virtio_net.ko) && cat /sys/class/net/eth0/address && \
+             ip link set eth0 up && ip addr add {GUEST_IP}/24 dev eth0 && ping -c 1 -W 10 {HOST_IP} >/dev/null && echo pinged"
+        ),
+    );
+    assert_eq!(
+        out,
+        format!("{}\npinged\n", MAC.replace('-', ":").to_lowercase())
+    );
+    let (listener_tx, listener_rx) = std::sync::mpsc::channel();
+    let receiver = net.run(move || {
+        let l = TcpListener::bind(format!("{HOST_IP}:7004")).expect("listening in the namespace");
+        listener_tx.send(()).unwrap();
+        let (mut c, _) = l.accept().expect("the guest's connection");
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).expect("reading from the guest");
+        got
+    });
+    listener_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the host listener");
+    let out = sh_ok(
+        &s,
+        &format!("sha256sum /tmp/o1 && nc {HOST_IP} 7004 < /tmp/o1"),
+    );
+    assert_eq!(
+        sha256_hex(&receiver.join().unwrap()),
+        first_word(&out),
+        "after the reload"
+    );
+
     call(|op| s.shutdown(op, None)).unwrap();
     let status: serde_json::Value =
         serde_json::from_str(&s.wait_for_exit(INFINITE).unwrap()).unwrap();

@@ -71,13 +71,27 @@ fn linux_reads_writes_and_flushes_virtio_blk_disks() {
         String::from_utf8_lossy(&mkfs.stderr)
     );
 
+    // A fixed VHD (data, then its 512-byte footer) and a raw image whose
+    // size is not a multiple of 512: the guest sees the data part and the
+    // whole sectors only, and never writes the rest.
+    let vhd = dir.path().join("disk.vhd");
+    let vhd_data = pattern(7, 4 * MIB);
+    let footer = hcs_virtio::block::fixed_vhd_footer(4 * MIB as u64, 2);
+    std::fs::write(&vhd, [vhd_data.as_slice(), footer.as_slice()].concat()).unwrap();
+    let odd = dir.path().join("odd.img");
+    let odd_data = pattern(8, MIB + 100);
+    std::fs::write(&odd, &odd_data).unwrap();
+
     let ns = unique_namespace("vmlinuxblk");
     let doc = linux_vm_doc(
         serde_json::json!({ "VirtualMachine": { "Devices": { "Scsi": {
         "0": { "Attachments": {
             "0": { "Type": "VirtualDisk", "Path": rw },
             "1": { "Type": "VirtualDisk", "Path": ro, "ReadOnly": true } } },
-        "1": { "Attachments": { "0": { "Type": "VirtualDisk", "Path": fs } } }
+        "1": { "Attachments": {
+            "0": { "Type": "VirtualDisk", "Path": fs },
+            "1": { "Type": "VirtualDisk", "Path": vhd },
+            "2": { "Type": "VirtualDisk", "Path": odd } } }
     } } } }),
     );
     let (s, _console) = boot_to_agent(&ns, &doc);
@@ -178,6 +192,24 @@ fn linux_reads_writes_and_flushes_virtio_blk_disks() {
         "the parallel writes are not in the image"
     );
 
+    // The VHD's last 64 KiB and the odd image's last whole sector are
+    // written; a write past either end fails.
+    let tail = pattern(9, 64 * 1024);
+    let out = sh_stdin(
+        &s,
+        &format!(
+            "{DISK_FN} v=$(disk 1:1); o=$(disk 1:2); cat > /tmp/tail || exit 1; \
+             echo $(blockdev --getsize64 $v) $(blockdev --getsize64 $o); \
+             dd if=/tmp/tail of=$v bs=64k seek=63 conv=fsync 2>/dev/null || exit 2; \
+             dd if=/tmp/tail of=$o bs=512 count=1 seek=2047 conv=fsync 2>/dev/null || exit 3; \
+             dd if=/tmp/tail of=$v bs=512 count=1 seek=8192 conv=fsync 2>/dev/null && exit 4; \
+             dd if=/tmp/tail of=$o bs=512 count=1 seek=2048 conv=fsync 2>/dev/null && exit 5; exit 0"
+        ),
+        tail.clone(),
+    );
+    assert_eq!(out.exit_code, 0, "{} {}", out.stdout, out.stderr);
+    assert_eq!(out.stdout, format!("{} {}\n", 4 * MIB, MIB));
+
     // The read-only disk refuses writes, also after `blockdev --setrw`.
     let out = sh(
         &s,
@@ -212,6 +244,26 @@ fn linux_reads_writes_and_flushes_virtio_blk_disks() {
     assert!(lines[1].starts_with(&sha256_hex(&big)), "{}", lines[1]);
     assert!(lines[2].starts_with(&sha256_hex(&w2)), "{}", lines[2]);
 
+    // The driver unloaded and loaded again: every device is reset and set
+    // up anew; the disks come back with their serials and contents.
+    let out = sh_ok(
+        &s,
+        &format!(
+            "rmmod virtio_blk && [ -z \"$(ls /sys/block | grep ^vd)\" ] && \
+             insmod $(find /lib/modules -name virtio_blk.ko) && {DISK_FN} \
+             sha256sum $(disk 0:1) && dd if=$(disk 0:0) bs=1M skip=8 count=8 2>/dev/null | sha256sum"
+        ),
+    );
+    let sums: Vec<&str> = out
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        sums,
+        [sha256_hex(&ro_data), sha256_hex(&w1)],
+        "after the reload: {out}"
+    );
+
     call(|op| s.shutdown(op, None)).unwrap();
     let status: serde_json::Value =
         serde_json::from_str(&s.wait_for_exit(INFINITE).unwrap()).unwrap();
@@ -233,6 +285,16 @@ fn linux_reads_writes_and_flushes_virtio_blk_disks() {
         std::fs::read(&ro).unwrap() == ro_data,
         "the read-only image changed"
     );
+    let mut want = vhd_data.clone();
+    want[4 * MIB - 64 * 1024..].copy_from_slice(&tail);
+    want.extend_from_slice(&footer);
+    assert!(
+        std::fs::read(&vhd).unwrap() == want,
+        "disk.vhd: data or footer wrong"
+    );
+    let mut want = odd_data.clone();
+    want[MIB - 512..MIB].copy_from_slice(&tail[..512]);
+    assert!(std::fs::read(&odd).unwrap() == want, "odd.img: wrong");
     let fsck = tool("e2fsck", &["-f", "-n", fs.to_str().unwrap()]);
     assert!(
         fsck.status.success(),
