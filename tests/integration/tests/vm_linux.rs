@@ -105,6 +105,25 @@ fn pipes_and_exit_codes(s: &System) {
         }),
     );
     assert_eq!(out.stdout, "from the host\n/sys/kernel\n", "{}", out.stderr);
+    // User from the guest's /etc/passwd; CommandLine as Windows callers send it.
+    let out = run_params(
+        s,
+        serde_json::json!({ "CommandLine": "sh -c \"echo $(id -u):$(id -g) 'a  b'\"", "User": "nobody" }),
+    );
+    assert_eq!(out.stdout, "65534:65534 a  b\n", "{}", out.stderr);
+    // What cannot start fails the call, with the guest's reason.
+    let e = call(|op| {
+        s.create_process(r#"{"CommandArgs":["true"],"User":"nobody-here"}"#, op)
+            .map(|_| ())
+    })
+    .unwrap_err();
+    assert_eq!(e.hresult, hcs::HResult::ERROR_NOT_FOUND, "{e}");
+    let e = call(|op| {
+        s.create_process(r#"{"CommandArgs":["/no/such/binary"]}"#, op)
+            .map(|_| ())
+    })
+    .unwrap_err();
+    assert!(e.message.contains("/no/such/binary"), "{e}");
     // 2 MiB on stdout and stderr at once: neither stream waits for the other.
     let out = sh(
         s,
