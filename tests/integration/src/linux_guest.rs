@@ -76,6 +76,24 @@ impl GuestConsole {
     }
 }
 
+impl Drop for GuestConsole {
+    /// A failing test shows what the guest said (its last 8 KiB).
+    fn drop(&mut self) {
+        if std::thread::panicking() && Arc::strong_count(&self.0) <= 2 {
+            let text = self.text();
+            let mut start = text.len().saturating_sub(8192);
+            while !text.is_char_boundary(start) {
+                start += 1;
+            }
+            let tail = &text[start..];
+            eprintln!(
+                "--- the guest's console (last {} bytes)\n{tail}\n---",
+                tail.len()
+            );
+        }
+    }
+}
+
 /// How long a test waits for the agent of a booting guest: boots under the
 /// nested stage's emulation took 9-27 s on an idle machine, and more when
 /// the machine is loaded.

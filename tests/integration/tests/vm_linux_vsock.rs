@@ -113,7 +113,14 @@ fn many_and_large_vsock_streams_both_ways() {
         return;
     }
     let ns = unique_namespace("vmlinuxvsock");
-    let (s, _console) = boot_to_agent(&ns, &linux_vm_doc(serde_json::json!({})));
+    // Port 5003 (0x138b) is disabled in the service table: neither side
+    // may connect to the other on it.
+    let doc = linux_vm_doc(
+        serde_json::json!({ "VirtualMachine": { "Devices": { "HvSocket": {
+        "HvSocketConfig": { "ServiceTable": {
+            "0000138b-facb-11e6-bd58-64006a7986d3": { "Disabled": true } } } } } } }),
+    );
+    let (s, _console) = boot_to_agent(&ns, &doc);
     let rundir: PathBuf = hcs_rundir::system_dir(&hcs_rundir::root(), &ns, "vm");
     // The agent is up once a process ran.
     let (p, mut out) = start_echo(&s, &["listen", "5000", "64"]);
@@ -198,6 +205,29 @@ fn many_and_large_vsock_streams_both_ways() {
         .unwrap_or_else(|e| panic!("a refused guest connection did not end: {e}"));
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["ExitCode"], 1, "{status}");
+
+    // The disabled port: the host's CONNECT is refused although the guest
+    // listens, and the guest's connection is refused although the host does.
+    let (listening, mut out) = start_echo(&s, &["listen", "5003", "1"]);
+    assert_eq!(next_line(&mut out), "listening");
+    let e = connect_guest(&rundir, 5003).expect_err("port 5003 is disabled");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    call(|op| listening.terminate(op, None)).expect("terminating the listener");
+    assert_eq!(exit_of(&listening), 128 + 9);
+    let host_side = UnixListener::bind(rundir.join("vsock.sock_5003")).expect("host listener");
+    host_side.set_nonblocking(true).unwrap();
+    let (p, _out) = start_echo(&s, &["connect", "5003", "1"]);
+    let status = p
+        .wait_for_exit(60_000)
+        .unwrap_or_else(|e| panic!("a refused guest connection did not end: {e}"));
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["ExitCode"], 1, "{status}");
+    assert!(
+        host_side.accept().is_err(),
+        "the guest got through to a disabled port"
+    );
+    drop(host_side);
+    std::fs::remove_file(rundir.join("vsock.sock_5003")).unwrap();
 
     // And the agent still works after all that.
     let out = run(&s, &["/bin/echo", "still here"]);
