@@ -121,7 +121,7 @@ pub mod hresult {
     pub const E_ACCESSDENIED: u32 = 0x8007_0005;
     /// `HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND)`.
     pub const ERROR_FILE_NOT_FOUND: u32 = 0x8007_0002;
-    /// `HRESULT_FROM_WIN32(ERROR_NOT_FOUND)`: no such element (process).
+    /// `HRESULT_FROM_WIN32(ERROR_NOT_FOUND)`: no such element (process, user or group).
     pub const ERROR_NOT_FOUND: u32 = 0x8007_0490;
     /// `HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED)`.
     pub const ERROR_NOT_SUPPORTED: u32 = 0x8007_0032;

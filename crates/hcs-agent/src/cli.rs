@@ -25,6 +25,15 @@ pub enum Mode {
         /// Where the host is.
         transport: Transport,
     },
+    /// `vsock-echo listen|connect PORT COUNT`: a test aid (see [`crate::echo`]).
+    VsockEcho {
+        /// Who opens the connections.
+        side: crate::echo::Side,
+        /// The vsock port.
+        port: u32,
+        /// How many connections.
+        count: u32,
+    },
     /// `--help`.
     Help,
 }
@@ -33,7 +42,8 @@ pub enum Mode {
 pub const USAGE: &str = "usage: hcs-agent --unix <dir> | --vsock [--cid N] [--port N] | --init [--cid N] [--port N | --unix <dir>]
   --unix <dir>  serve <dir>/agent.sock; stdio streams connect to <dir>/port_<N>
   --vsock       connect to the host over AF_VSOCK (default CID 2, port 0x4843)
-  --init        run as the guest's PID 1 (the default when PID is 1), then --vsock (or --unix)";
+  --init        run as the guest's PID 1 (the default when PID is 1), then --vsock (or --unix)
+       hcs-agent vsock-echo listen|connect PORT COUNT   (a test aid: echo COUNT vsock connections)";
 
 fn number(flag: &str, value: Option<&String>) -> Result<u32> {
     let v = value.ok_or_else(|| AgentError::Usage(format!("{flag} needs a value")))?;
@@ -47,6 +57,12 @@ fn number(flag: &str, value: Option<&String>) -> Result<u32> {
 /// Parses the arguments (without the program name). As PID 1, unknown
 /// arguments (the kernel passes some) are ignored and the mode is Init.
 pub fn parse(args: &[String], pid1: bool) -> Result<Mode> {
+    if let (false, Some((first, rest))) = (pid1, args.split_first()) {
+        if first == "vsock-echo" {
+            let (side, port, count) = crate::echo::parse(rest)?;
+            return Ok(Mode::VsockEcho { side, port, count });
+        }
+    }
     let (mut unix, mut vsock, mut init) = (None, false, pid1);
     let (mut cid, mut port) = (HOST_CID, AGENT_CONTROL_PORT);
     let mut it = args.iter();
@@ -124,5 +140,18 @@ mod tests {
         p(&["--unix"], false).unwrap_err();
         p(&["--vsock", "--port", "x"], false).unwrap_err();
         p(&["--unix", "d", "--vsock"], false).unwrap_err();
+        assert_eq!(
+            show(p(&["vsock-echo", "listen", "5000", "16"], false)),
+            "VsockEcho { side: Listen, port: 5000, count: 16 }"
+        );
+        assert_eq!(
+            show(p(&["vsock-echo", "connect", "7", "1"], false)),
+            "VsockEcho { side: Connect, port: 7, count: 1 }"
+        );
+        p(&["vsock-echo", "listen", "5000"], false).unwrap_err();
+        p(&["vsock-echo", "serve", "5000", "1"], false).unwrap_err();
+        p(&["vsock-echo", "listen", "5000", "0"], false).unwrap_err();
+        // As PID 1 it is an argument the kernel passed, ignored.
+        assert_eq!(show(p(&["vsock-echo"], true)), init);
     }
 }

@@ -80,9 +80,10 @@ impl AgentError {
             AgentError::InvalidArgument(_) | AgentError::Usage(_) | AgentError::NoTerminal(_) => {
                 hresult::E_INVALIDARG
             }
-            AgentError::ExecutableNotFound { .. } | AgentError::UnknownUser(_) => {
-                hresult::ERROR_FILE_NOT_FOUND
-            }
+            AgentError::ExecutableNotFound { .. } => hresult::ERROR_FILE_NOT_FOUND,
+            // A container's process with an unknown user or group gets
+            // ERROR_NOT_FOUND (hcs-container's users.rs): the same here.
+            AgentError::UnknownUser(_) => hresult::ERROR_NOT_FOUND,
             AgentError::Exec { source, .. } => errno_hresult(*source),
             AgentError::ProcessNotFound(_) => hresult::ERROR_NOT_FOUND,
             AgentError::ProcessExited(_) => hresult::HCS_E_PROCESS_ALREADY_STOPPED,

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod echo;
 pub mod error;
 pub mod init;
 #[macro_use]

@@ -2,7 +2,7 @@
 
 use hcs_agent::cli::{self, Mode};
 use hcs_agent::transport::Transport;
-use hcs_agent::{init, log, spawn, Agent};
+use hcs_agent::{echo, init, log, spawn, Agent};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -16,6 +16,13 @@ fn main() {
     };
     match mode {
         Mode::Help => println!("{}", cli::USAGE),
+        Mode::VsockEcho { side, port, count } => match echo::run(side, port, count) {
+            Ok(summary) => println!("{summary}"),
+            Err(e) => {
+                eprintln!("hcs-agent vsock-echo: {e}");
+                std::process::exit(1);
+            }
+        },
         Mode::Init { transport } => init::run(transport),
         Mode::Vsock { cid, port } => {
             spawn::ensure_standard_fds();

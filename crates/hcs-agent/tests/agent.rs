@@ -289,6 +289,8 @@ fn missing_executables_and_bad_requests_give_clear_errors() {
     spec.user = User::Name(b"no-such-user-hcs");
     let err = create(&mut agent, &mut c, &spec).err().unwrap();
     assert!(err.1.contains("unknown user"), "{}", err.1);
+    // As for a container's process (hcs-container's users.rs): element not found.
+    assert_eq!(err.0, hresult::ERROR_NOT_FOUND, "{}", err.1);
     // A stdio port nobody listens on.
     let args: [&[u8]; 1] = [b"true"];
     let req = Message::CreateProcess(CreateProcess {

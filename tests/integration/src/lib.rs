@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use hcs::{HcsResult, Operation, Process, System, INFINITE};
 
+pub mod linux_guest;
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -146,7 +148,7 @@ pub fn test_guest_vm_doc(cmdline: &str, extra: serde_json::Value) -> String {
     doc.to_string()
 }
 
-fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
+pub(crate) fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
     match (a, b) {
         (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
             for (k, v) in b {

@@ -1,0 +1,245 @@
+//! Helpers of the real-Linux-guest tests (tests/integration/tests/vm_linux*.rs):
+//! the guest image's VM document, scripts run in the guest, and checksums.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hcs::{HResult, Operation, System, INFINITE};
+
+use crate::{merge, repo, run, Finished};
+
+/// A VM document of the real guest image (Debian's cloud kernel, the
+/// agent's initramfs from scripts/build-guest-image.sh; 512 MiB, two vCPUs,
+/// COM1 kept by the monitor, the agent over vsock), `extra` merged over it.
+/// It ends with its last handle, like [`crate::container_doc`].
+pub fn linux_vm_doc(extra: serde_json::Value) -> String {
+    let initrd = repo().join("build/guest/initramfs.cpio.gz");
+    assert!(
+        initrd.is_file(),
+        "{} is missing: run scripts/build-guest-image.sh",
+        initrd.display()
+    );
+    let mut doc = serde_json::json!({
+        "SchemaVersion": { "Major": 2, "Minor": 1 },
+        "Owner": "hcs-tests",
+        "ShouldTerminateOnLastHandleClosed": true,
+        "VirtualMachine": {
+            "StopOnReset": true,
+            "GuestConnection": { "UseVsock": true },
+            "Chipset": { "LinuxKernelDirect": {
+                "KernelFilePath": crate::guest_kernel(),
+                "InitRdPath": initrd,
+                "KernelCmdLine": "console=ttyS0 panic=-1 reboot=k quiet"
+            } },
+            "ComputeTopology": { "Memory": { "SizeInMB": 512 }, "Processor": { "Count": 2 } },
+            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } }
+        }
+    });
+    merge(&mut doc, extra);
+    doc.to_string()
+}
+
+/// Everything the guest wrote on COM1, collected by a thread until the VM
+/// is gone: shown when the guest does not come up.
+#[derive(Clone, Default)]
+pub struct GuestConsole(Arc<Mutex<Vec<u8>>>);
+
+impl GuestConsole {
+    /// Start collecting the console of system `id` of namespace `ns`.
+    pub fn collect(ns: &str, id: &str) -> GuestConsole {
+        let path = hcs::console_socket(ns, id, 0);
+        let mut stream = UnixStream::connect(&path)
+            .unwrap_or_else(|e| panic!("console {}: {e}", path.display()));
+        let console = GuestConsole::default();
+        let text = console.0.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut t) = text.lock() {
+                    t.extend_from_slice(&buf[..n]);
+                }
+            }
+        });
+        console
+    }
+
+    /// What was collected so far.
+    pub fn text(&self) -> String {
+        let t = self.0.lock().map(|t| t.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&t).into_owned()
+    }
+}
+
+impl Drop for GuestConsole {
+    /// A failing test shows what the guest said (its last 8 KiB).
+    fn drop(&mut self) {
+        if std::thread::panicking() && Arc::strong_count(&self.0) <= 2 {
+            let text = self.text();
+            let mut start = text.len().saturating_sub(8192);
+            while !text.is_char_boundary(start) {
+                start += 1;
+            }
+            let tail = &text[start..];
+            eprintln!(
+                "--- the guest's console (last {} bytes)\n{tail}\n---",
+                tail.len()
+            );
+        }
+    }
+}
+
+/// How long a test waits for the agent of a booting guest: boots under the
+/// nested stage's emulation took 9-27 s on an idle machine, and more when
+/// the machine is loaded.
+pub const AGENT_WAIT: Duration = Duration::from_secs(300);
+
+/// Create and start a VM of `doc` as system "vm" of `ns`, and wait until
+/// its agent runs a process (HcsCreateProcess itself waits 30 s for the
+/// agent; a slower boot is waited for up to [`AGENT_WAIT`]). On failure the
+/// guest's console is in the panic message.
+pub fn boot_to_agent(ns: &str, doc: &str) -> (System, GuestConsole) {
+    let s = crate::create_started(ns, "vm", doc);
+    let console = GuestConsole::collect(ns, "vm");
+    let start = Instant::now();
+    loop {
+        let op = Operation::new();
+        let r = s
+            .create_process(r#"{"CommandArgs":["/bin/true"]}"#, &op)
+            .and_then(|p| op.wait_process_info(INFINITE).map(|_| p));
+        match r {
+            Ok(p) => {
+                assert_eq!(crate::exit_of(&p), 0, "/bin/true in the guest");
+                eprintln!(
+                    "guest agent up {:.1} s after start",
+                    start.elapsed().as_secs_f64()
+                );
+                return (s, console);
+            }
+            Err(e)
+                if e.hresult == HResult::HCS_E_CONNECT_FAILED && start.elapsed() < AGENT_WAIT => {}
+            Err(e) => panic!(
+                "the guest agent did not run a process ({e}) in {:.0} s; the guest's console:\n{}",
+                start.elapsed().as_secs_f64(),
+                console.text()
+            ),
+        }
+    }
+}
+
+/// Run `script` with the guest's `/bin/sh -c`; it must exit 0. Its stdout.
+pub fn sh_ok(s: &System, script: &str) -> String {
+    let out = sh(s, script);
+    assert_eq!(
+        out.exit_code, 0,
+        "`{script}` exited {}; stdout: {:?}; stderr: {:?}",
+        out.exit_code, out.stdout, out.stderr
+    );
+    out.stdout
+}
+
+/// Run `script` with the guest's `/bin/sh -c`.
+pub fn sh(s: &System, script: &str) -> Finished {
+    run(s, &["/bin/sh", "-c", script])
+}
+
+/// SHA-256 of `data` in hex, from the host's `sha256sum` (busybox's inside
+/// the nested stage's L1), the same tool the guest uses.
+pub fn sha256_hex(data: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("running sha256sum");
+    let mut stdin = child.stdin.take().expect("sha256sum stdin");
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("sha256sum stdout")
+        .read_to_string(&mut out)
+        .expect("reading sha256sum");
+    writer.join().unwrap().expect("writing to sha256sum");
+    assert!(child.wait().expect("sha256sum").success());
+    first_word(&out)
+}
+
+/// The first word of `text` (the sum of a `sha256sum` line).
+pub fn first_word(text: &str) -> String {
+    text.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `n` bytes that differ from position to position and from `seed` to
+/// `seed` (xorshift), so that a lost, repeated or reordered block shows.
+pub fn pattern(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut v = Vec::with_capacity(n + 8);
+    while v.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(n);
+    v
+}
+
+/// Retry `f` until it gives `Some` or `timeout` passes (then panics with
+/// `what`), sleeping `step` between tries: for waits on a condition that has
+/// no event to block on (a port that is not listening yet).
+pub fn retry<T>(
+    what: &str,
+    timeout: Duration,
+    step: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(step);
+    }
+}
+
+/// Run `script` with the guest's `/bin/sh -c`, `stdin` written to its
+/// stdin (then EOF) while its stdout and stderr are read.
+pub fn sh_stdin(s: &System, script: &str, stdin: Vec<u8>) -> Finished {
+    let (p, info) = crate::start_process(
+        s,
+        serde_json::json!({
+            "CommandArgs": ["/bin/sh", "-c", script],
+            "CreateStdInPipe": true, "CreateStdOutPipe": true, "CreateStdErrPipe": true
+        }),
+    );
+    let mut input = std::fs::File::from(info.std_input.expect("stdin"));
+    let writer = std::thread::spawn(move || input.write_all(&stdin));
+    let out = info.std_output;
+    let err = info.std_error;
+    let out = std::thread::spawn(move || crate::read_all(out));
+    let err = std::thread::spawn(move || crate::read_all(err));
+    writer.join().unwrap().expect("writing the process's stdin");
+    crate::close_stdin(&p);
+    let exit_code = crate::exit_of(&p);
+    Finished {
+        exit_code,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Shell functions for guest scripts: `disk SERIAL` prints the /dev node of
+/// the virtio-blk disk whose serial (virtio-blk GET_ID, `<controller>:<lun>`
+/// of the document's Scsi attachment) is SERIAL.
+pub const DISK_FN: &str = r#"disk() { for d in /sys/block/vd*; do if [ "$(cat $d/serial)" = "$1" ]; then echo /dev/${d##*/}; return 0; fi; done; echo "no disk with serial $1" >&2; exit 99; }; "#;
