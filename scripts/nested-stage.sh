@@ -34,8 +34,8 @@
 #   NESTED_BINARY_TIMEOUT  limit on one test binary inside L1, seconds
 #                   (default 420); a binary that hangs is killed and fails,
 #                   and the others still run
-# Prerequisites: scripts/install-deps.sh (qemu-system-x86), the guest image
-# (scripts/build-guest-image.sh) and root filesystem (scripts/build-rootfs.sh).
+# Prerequisites: scripts/install-deps.sh (qemu-system-x86) and the root
+# filesystem (scripts/build-rootfs.sh); the guest image is (re)built here.
 set -euo pipefail
 umask 022
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -72,9 +72,7 @@ for tool in qemu-system-x86_64 cpio dpkg-deb depmod python3 timeout; do
     command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null ||
         die "$tool is missing (run scripts/install-deps.sh)"
 done
-for f in build/guest/vmlinuz build/guest/initramfs.cpio.gz build/guest/vmlinuz.package build/rootfs/busybox/bin/busybox; do
-    [[ -e $f ]] || die "$f is missing (run scripts/build-guest-image.sh and scripts/build-rootfs.sh)"
-done
+[[ -e build/rootfs/busybox/bin/busybox ]] || die "build/rootfs/busybox is missing (run scripts/build-rootfs.sh)"
 
 # Which binaries, with which filters.
 declare -A filter_of=()
@@ -93,6 +91,9 @@ else
         [[ $arg == *:* ]] && filter_of[$name]="${arg#*:}"
     done
 fi
+
+# 0. The Linux guest image, rebuilt when the agent changed (cached otherwise).
+"$repo/scripts/build-guest-image.sh" >&2
 
 # 1. The test binaries and the monitor, linked statically into their own
 #    target directory (L1 has no libc). libseccomp from its static archive,

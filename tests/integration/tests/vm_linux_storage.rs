@@ -86,10 +86,10 @@ fn linux_reads_writes_and_flushes_virtio_blk_disks() {
     let doc = linux_vm_doc(
         serde_json::json!({ "VirtualMachine": { "Devices": { "Scsi": {
         "0": { "Attachments": {
-            "0": { "Type": "VirtualDisk", "Path": rw },
+            "0": { "Type": "VirtualDisk", "Path": rw, "CachingMode": "Cached" },
             "1": { "Type": "VirtualDisk", "Path": ro, "ReadOnly": true } } },
         "1": { "Attachments": {
-            "0": { "Type": "VirtualDisk", "Path": fs },
+            "0": { "Type": "VirtualDisk", "Path": fs, "CachingMode": "Cached" },
             "1": { "Type": "VirtualDisk", "Path": vhd },
             "2": { "Type": "VirtualDisk", "Path": odd } } }
     } } } }),
@@ -97,7 +97,9 @@ fn linux_reads_writes_and_flushes_virtio_blk_disks() {
     let (s, _console) = boot_to_agent(&ns, &doc);
 
     // Linux sees three disks of the images' sizes, told apart by serial;
-    // with a volatile write cache (flushes are sent: CachingMode is Cached).
+    // the Cached ones with a volatile write cache (so Linux sends flushes),
+    // the one without CachingMode (HCS's default, Uncached: every write
+    // durable before it completes) write-through.
     let out = sh_ok(
         &s,
         &format!(
@@ -108,7 +110,7 @@ fn linux_reads_writes_and_flushes_virtio_blk_disks() {
     assert_eq!(
         out,
         format!(
-            "0:0 {} 0 write back\n0:1 {} 1 write back\n1:0 {} 0 write back\n",
+            "0:0 {} 0 write back\n0:1 {} 1 write through\n1:0 {} 0 write back\n",
             32 * MIB,
             8 * MIB,
             32 * MIB
