@@ -146,6 +146,42 @@ pub fn test_guest_vm_doc(cmdline: &str, extra: serde_json::Value) -> String {
     doc.to_string()
 }
 
+/// A VM document of the Linux guest image: Debian's cloud kernel and the
+/// initramfs whose /init is hcs-agent (scripts/build-guest-image.sh), 512 MiB,
+/// two vCPUs, the agent over vsock, COM1 kept by the monitor; `extra` merged
+/// over it. It ends with its last handle.
+///
+/// The command line says what ACPI cannot: `pci=off` (the platform has no
+/// PCI; Linux would probe ports 0xcf8–0xcff for it) and `8250.nr_uarts=1`
+/// (only COM1; Linux would probe the other three legacy COM ports), as
+/// hcsshim's LCOW command lines do (`pci=off`, `8250_core.nr_uarts=`).
+pub fn linux_guest_vm_doc(extra: serde_json::Value) -> String {
+    let initrd = repo().join("build/guest/initramfs.cpio.gz");
+    assert!(
+        initrd.is_file(),
+        "{} is missing: run scripts/build-guest-image.sh",
+        initrd.display()
+    );
+    let mut doc = serde_json::json!({
+        "SchemaVersion": { "Major": 2, "Minor": 1 },
+        "Owner": "hcs-tests",
+        "ShouldTerminateOnLastHandleClosed": true,
+        "VirtualMachine": {
+            "StopOnReset": true,
+            "GuestConnection": { "UseVsock": true },
+            "Chipset": { "LinuxKernelDirect": {
+                "KernelFilePath": guest_kernel(),
+                "InitRdPath": initrd,
+                "KernelCmdLine": "console=ttyS0 panic=-1 reboot=k quiet pci=off 8250.nr_uarts=1"
+            } },
+            "ComputeTopology": { "Memory": { "SizeInMB": 512 }, "Processor": { "Count": 2 } },
+            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } }
+        }
+    });
+    merge(&mut doc, extra);
+    doc.to_string()
+}
+
 fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
     match (a, b) {
         (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {

@@ -11,29 +11,7 @@ use hcs::{Operation, INFINITE};
 use hcs_integration_tests::*;
 
 fn linux_vm_doc() -> String {
-    let initrd = repo().join("build/guest/initramfs.cpio.gz");
-    assert!(
-        initrd.is_file(),
-        "{} is missing: run scripts/build-guest-image.sh",
-        initrd.display()
-    );
-    serde_json::json!({
-        "SchemaVersion": { "Major": 2, "Minor": 1 },
-        "Owner": "hcs-tests",
-        "ShouldTerminateOnLastHandleClosed": true,
-        "VirtualMachine": {
-            "StopOnReset": true,
-            "GuestConnection": { "UseVsock": true },
-            "Chipset": { "LinuxKernelDirect": {
-                "KernelFilePath": guest_kernel(),
-                "InitRdPath": initrd,
-                "KernelCmdLine": "console=ttyS0 panic=-1 reboot=k quiet"
-            } },
-            "ComputeTopology": { "Memory": { "SizeInMB": 512 }, "Processor": { "Count": 2 } },
-            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } }
-        }
-    })
-    .to_string()
+    linux_guest_vm_doc(serde_json::json!({}))
 }
 
 #[test]
