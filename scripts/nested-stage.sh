@@ -42,6 +42,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 # shellcheck source=lib/kernel-modules.sh
 source "$repo/scripts/lib/kernel-modules.sh"
+# shellcheck source=lib/l1.sh
+source "$repo/scripts/lib/l1.sh"
 
 # Which tests run here: "package:test-target". They call
 # hcs_test_support::needs_real_linux_guest / needs_cgroup_v2_only and defer
@@ -52,12 +54,8 @@ NESTED_TESTS=()
 for f in tests/integration/tests/vm_linux*.rs tests/integration/tests/cgroup_v2.rs; do
     NESTED_TESTS+=("hcs-integration-tests:$(basename "$f" .rs)")
 done
-# Modules L1 loads, dependencies added from the package's modules.dep:
-# KVM for our VMM; tun for virtio-net's tap; veth and overlay for the tests'
-# networks and containers; loop for disk images.
-L1_MODULES=(irqbypass kvm kvm_amd tun veth overlay loop)
-# Host tools the tests call inside L1, copied with their shared libraries.
-L1_TOOLS=(/usr/sbin/mkfs.ext4 /usr/sbin/debugfs /usr/sbin/e2fsck /usr/sbin/ip)
+# L1_MODULES (what L1 loads) and L1_TOOLS (host tools the tests call inside
+# L1) are in scripts/lib/l1.sh.
 
 timeout_s="${NESTED_TIMEOUT:-840}"
 mem="${NESTED_MEM:-4096}"
@@ -98,11 +96,7 @@ fi
 # 1. The test binaries and the monitor, linked statically into their own
 #    target directory (L1 has no libc). libseccomp from its static archive,
 #    as in scripts/build-release.sh.
-seccomp_libdir="$(pkg-config --variable=libdir libseccomp)"
-[[ -f $seccomp_libdir/libseccomp.a ]] || die "$seccomp_libdir/libseccomp.a is missing (install libseccomp-dev)"
-export RUSTFLAGS="-C target-feature=+crt-static"
-export LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$seccomp_libdir"
-export CARGO_TARGET_DIR="$repo/target/nested"
+l1_static_build_env
 cargo_args=()
 for t in "${selected[@]}"; do cargo_args+=(-p "${t%%:*}" --test "${t#*:}"); done
 say "building ${#selected[@]} test binaries and hcs-monitor (static, $host)"
@@ -128,10 +122,6 @@ for f in "$monitor" $(awk '{ print $2 }' "$work/binaries"); do
 done
 
 # 2. L1's root.
-pkg="$(cat build/guest/vmlinuz.package)"
-kernel_deb=(build/downloads/"$pkg"_*.deb)
-busybox_deb=(build/downloads/busybox-static_*.deb)
-[[ -f ${kernel_deb[0]} && -f ${busybox_deb[0]} ]] || die "the kernel or busybox package is not in build/downloads (run scripts/build-guest-image.sh)"
 tmp="$(mktemp -d)"
 qemu_pid=""
 cleanup() {
@@ -140,39 +130,8 @@ cleanup() {
 }
 trap cleanup EXIT
 root="$tmp/root"
-mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,mnt,root,var/tmp,lib64}
-chmod 1777 "$root/tmp" "$root/var/tmp"
-kmod_extract "${kernel_deb[0]}" "$tmp/kernel"
-kmod_closure "${L1_MODULES[@]}"
-kmod_install "$root" > "$root/etc/modules-load"
+l1_root "$root" "$tmp"
 say "L1 modules: $(for f in "${kmod_order[@]}"; do basename "$f" .ko; done | paste -s -d " ")"
-dpkg-deb -x "${busybox_deb[0]}" "$tmp/busybox"
-install -m 0755 "$tmp/busybox/bin/busybox" "$root/bin/busybox"
-for applet in $("$root/bin/busybox" --list); do
-    [[ $applet == busybox ]] && continue
-    [[ -e $root/bin/$applet ]] || ln -s busybox "$root/bin/$applet"
-done
-# Tools with their libraries (and the loader) at the host's paths.
-for t in "${L1_TOOLS[@]}"; do
-    [[ -x $t ]] || die "$t is missing (run scripts/install-deps.sh)"
-    install -D -m 0755 "$t" "$root$t"
-    for lib in $(ldd "$t" | grep -Eo '/[^ ]+'); do
-        [[ -e $root$lib ]] || install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
-    done
-done
-cat > "$root/etc/passwd" <<'EOF'
-root:x:0:0:root:/root:/bin/sh
-nobody:x:65534:65534:nobody:/nonexistent:/bin/false
-EOF
-cat > "$root/etc/group" <<'EOF'
-root:x:0:
-tty:x:5:
-nogroup:x:65534:
-EOF
-# The repository's paths the tests find through CARGO_MANIFEST_DIR.
-mkdir -p "$root$repo/tests/integration" "$root$repo/crates/hcs-vmm" "$root$repo/build/guest" "$root$repo/build/rootfs"
-cp build/guest/vmlinuz build/guest/initramfs.cpio.gz build/guest/initramfs.modules "$root$repo/build/guest/"
-cp -a build/rootfs/busybox "$root$repo/build/rootfs/"
 # The test guest (built by hcs-test-guest's build script; the tests name
 # its files by their build paths).
 for out in "$CARGO_TARGET_DIR"/"$host"/debug/build/hcs-test-guest-*/out; do
@@ -189,23 +148,6 @@ while read -r name path; do
     strip --strip-debug -o "$bindir/$name" "$path"
     echo "$name ${filter_of[$name]:-}" >> "$root/nested/plan"
 done < "$work/binaries"
-# /init moves the root to a tmpfs: containers pivot_root, which the
-# initramfs's rootfs cannot be (runc refuses it the same way), and an
-# overlayfs layer cannot live on it.
-cat > "$root/init" <<'EOF'
-#!/bin/sh
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t proc proc /proc
-mkdir /newroot
-mount -t tmpfs -o mode=0755 tmpfs /newroot
-for f in /*; do
-    case "$f" in /proc | /newroot) ;; *) cp -a "$f" /newroot/ ;; esac
-done
-mkdir -p /newroot/proc
-umount /proc
-exec switch_root /newroot /nested/init
-EOF
-chmod 0755 "$root/init"
 cat > "$root/nested/init" <<EOF
 #!/bin/sh
 # L1's init on its tmpfs root: mount what the tests need, load KVM, run each
@@ -263,21 +205,15 @@ poweroff -f
 EOF
 chmod 0755 "$root/nested/init"
 initrd="$work/l1.cpio"
-(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) > "$initrd"
+l1_pack "$root" "$initrd"
 say "L1 initramfs $(( $(stat -c %s "$initrd") / 1048576 )) MiB: $(wc -l < "$root/nested/plan") test binaries, monitor, guest image, rootfs"
 
 # 3. Boot L1 under TCG with an emulated AMD CPU that has SVM and NPT.
 log="$work/console.log"
 say "booting L1 (qemu TCG, -cpu max, ${mem} MiB; hard timeout ${timeout_s}s); console in $log"
 start=$SECONDS
-set +e
-timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 -accel tcg,thread=multi -M pc -nodefaults -no-reboot \
-    -cpu max -smp 2 -m "$mem" -display none -serial stdio \
-    -kernel build/guest/vmlinuz -initrd "$initrd" \
-    -append "console=ttyS0 panic=-1 reboot=k quiet loglevel=4" </dev/null 2>&1 |
-    tee "$log" | grep --line-buffered -v "^NESTED-UP" | sed -u 's/^/  L1| /' >&2
-qemu_rc=${PIPESTATUS[0]}
-set -e
+l1_timeout="$timeout_s" l1_mem="$mem" l1_hide="^NESTED-UP" l1_boot "$initrd" "$log"
+qemu_rc=$l1_qemu_rc
 elapsed=$((SECONDS - start))
 
 # 4. Results.

@@ -6,6 +6,7 @@
 //! `/bin/true`, round-robin (one iteration of each in turn) after a
 //! warm-up. It prints medians and the ratios to the peers.
 
+mod linux;
 mod oci;
 mod snapshots;
 mod vms;
@@ -96,6 +97,27 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         warmup: usize,
         /// QEMU binary ("" to skip).
+        #[arg(long, default_value = "qemu-system-x86_64")]
+        qemu: String,
+    },
+    /// The Linux guest image under HCS and QEMU microvm (KVM), one run
+    /// each: boot to the agent, KVM exits, VMM RSS, pause + resume, save,
+    /// restore; one table of ratios. For the nested stage's L1
+    /// (scripts/bench-nested.sh).
+    LinuxVms {
+        /// The guest kernel.
+        #[arg(long, default_value = "build/guest/vmlinuz")]
+        kernel: PathBuf,
+        /// The guest initramfs (/init is hcs-agent).
+        #[arg(long, default_value = "build/guest/initramfs.cpio.gz")]
+        initrd: PathBuf,
+        /// Guest memory, MiB.
+        #[arg(long, default_value_t = 512)]
+        mem_mb: u64,
+        /// vCPUs.
+        #[arg(long, default_value_t = 2)]
+        cpus: u32,
+        /// QEMU binary.
         #[arg(long, default_value = "qemu-system-x86_64")]
         qemu: String,
     },
@@ -673,6 +695,21 @@ fn main() {
             sizes,
             qemu,
         } => snapshot_bench(iterations, &sizes, &qemu),
+        Cmd::LinuxVms {
+            kernel,
+            initrd,
+            mem_mb,
+            cpus,
+            qemu,
+        } => linux::run(
+            &linux::Guest {
+                kernel,
+                initrd,
+                mem_mb,
+                cpus,
+            },
+            &qemu,
+        ),
     };
     if let Err(e) = r {
         eprintln!("hcs-bench: {e}");

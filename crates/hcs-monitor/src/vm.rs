@@ -319,7 +319,7 @@ fn config(doc: &VirtualMachine, rundir: &Path) -> HcsResult<(VmConfig, Vec<PathB
             "VirtualMachine.Devices: {} not supported yet; supported devices: ComPorts (16550 serial), \
              Scsi (virtio-blk disks), HvSocket (virtio-vsock), NetworkAdapters (virtio-net on a tap), \
              Keyboard, Mouse and Battery (accepted, \
-             nothing to emulate); an i8042, pvpanic and an ACPI power button are always present",
+             nothing to emulate); an i8042 reset line, pvpanic and an ACPI power button are always present",
             refuse.join(", ")
         )));
     }

@@ -573,7 +573,7 @@ pub static TABLE: &[Entry] = &[
     refused("Devices", "VirtualPMem", NO_DEVICE),
     honoured("Devices", "NetworkAdapters"),
     refused("Devices", "VideoMonitor", NO_DEVICE),
-    hint("Devices", "Keyboard", "an i8042 keyboard controller is always present"),
+    hint("Devices", "Keyboard", "no keyboard for the guest: the i8042 is there for its reset line only"),
     hint("Devices", "Mouse", "a pointing device only serves a graphical console, which does not exist here"),
     honoured("Devices", "HvSocket"),
     refused("Devices", "EnhancedModeVideo", NO_DEVICE),

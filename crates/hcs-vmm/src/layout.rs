@@ -76,6 +76,14 @@ pub const I8042_DATA_PORT: u16 = 0x60;
 pub const I8042_COMMAND_PORT: u16 = 0x64;
 /// IRQ of the i8042 keyboard.
 pub const I8042_IRQ: u32 = 1;
+/// CMOS index register; the data register follows (NVRAM only, no clock).
+pub const CMOS_PORT: u16 = 0x70;
+/// Ports the CMOS takes (index, data).
+pub const CMOS_LEN: u16 = 2;
+/// PCI configuration mechanism #1 address register; data at 0xcfc–0xcff.
+pub const PCI_CONFIG_PORT: u16 = 0xcf8;
+/// Ports the PCI configuration mechanism takes (address, data).
+pub const PCI_CONFIG_LEN: u16 = 8;
 /// ACPI hardware-reduced sleep control register (FADT SLEEP_CONTROL_REG).
 pub const ACPI_SLEEP_CONTROL_PORT: u16 = 0x600;
 /// ACPI hardware-reduced sleep status register (FADT SLEEP_STATUS_REG).

@@ -17,7 +17,7 @@ use crate::devices::power::{
 use crate::devices::serial::{
     restore_uart, save_uart, Console, SerialBackend, SerialDevice, SocketGuard, Uart, UartState,
 };
-use crate::devices::{lock, Bus, BusDevice, SharedDevice};
+use crate::devices::{legacy, lock, Bus, BusDevice, SharedDevice};
 use crate::layout;
 use crate::snapshot::{MachineSection, SavedVm};
 use crate::vcpu::{RunState, VcpuContext, VcpuHandle, VcpuStop, Want};
@@ -448,6 +448,20 @@ impl Vm {
             u64::from(layout::PVPANIC_PORT),
             1,
             shared(PvPanic::new(requests.clone())),
+        )
+        .map_err(bus_err)?;
+        // What Linux touches even though ACPI says there is no RTC and the
+        // command line says pci=off (see devices::legacy).
+        pio.insert(
+            u64::from(layout::CMOS_PORT),
+            u64::from(layout::CMOS_LEN),
+            shared(legacy::Cmos::new()),
+        )
+        .map_err(bus_err)?;
+        pio.insert(
+            u64::from(layout::PCI_CONFIG_PORT),
+            u64::from(layout::PCI_CONFIG_LEN),
+            shared(legacy::PciConfigNone::new()),
         )
         .map_err(bus_err)?;
         pio.insert(
@@ -893,6 +907,24 @@ impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
         self.join();
+        // What the guest probed for that this platform does not have (Linux
+        // should find nothing to probe: see the FADT's IAPC_BOOT_ARCH).
+        for bus in [&self.pio, &self.mmio] {
+            let total = bus.unclaimed_accesses();
+            if total > 0 {
+                let by_address: Vec<String> = bus
+                    .unclaimed_by_address()
+                    .iter()
+                    .map(|(addr, n)| format!("{addr:#x} ({n})"))
+                    .collect();
+                tracing::info!(
+                    bus = bus.name(),
+                    total,
+                    by_address = by_address.join(", "),
+                    "guest accesses to nothing"
+                );
+            }
+        }
     }
 }
 

@@ -15,6 +15,11 @@ use crate::{merge, repo, run, Finished};
 /// agent's initramfs from scripts/build-guest-image.sh; 512 MiB, two vCPUs,
 /// COM1 kept by the monitor, the agent over vsock), `extra` merged over it.
 /// It ends with its last handle, like [`crate::container_doc`].
+///
+/// The command line says what ACPI cannot: `pci=off` (the platform has no
+/// PCI; Linux would probe ports 0xcf8–0xcff for it) and `8250.nr_uarts=1`
+/// (only COM1; Linux would probe the other three legacy COM ports), as
+/// hcsshim's LCOW command lines do (`pci=off`, `8250_core.nr_uarts=`).
 pub fn linux_vm_doc(extra: serde_json::Value) -> String {
     let initrd = repo().join("build/guest/initramfs.cpio.gz");
     assert!(
@@ -32,7 +37,7 @@ pub fn linux_vm_doc(extra: serde_json::Value) -> String {
             "Chipset": { "LinuxKernelDirect": {
                 "KernelFilePath": crate::guest_kernel(),
                 "InitRdPath": initrd,
-                "KernelCmdLine": "console=ttyS0 panic=-1 reboot=k quiet"
+                "KernelCmdLine": "console=ttyS0 panic=-1 reboot=k quiet pci=off 8250.nr_uarts=1"
             } },
             "ComputeTopology": { "Memory": { "SizeInMB": 512 }, "Processor": { "Count": 2 } },
             "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } }

@@ -4,6 +4,7 @@
 //! An access that no device claims is logged (rate-limited) and ignored —
 //! reads return all ones, as on real hardware — and is never fatal.
 
+pub mod legacy;
 pub mod power;
 pub mod serial;
 pub mod virtio;
@@ -40,10 +41,15 @@ pub struct Bus {
     name: &'static str,
     devices: BTreeMap<u64, (u64, SharedDevice)>,
     unclaimed: AtomicU64,
+    /// Unclaimed accesses by address (the first [`UNCLAIMED_TALLY_LIMIT`]
+    /// addresses), so a log can say what the guest looked for.
+    tally: Mutex<BTreeMap<u64, u64>>,
 }
 
 /// Log at most this many unclaimed accesses per bus (then only count them).
 const UNCLAIMED_LOG_LIMIT: u64 = 32;
+/// Count unclaimed accesses separately for at most this many addresses.
+const UNCLAIMED_TALLY_LIMIT: usize = 64;
 
 impl Bus {
     /// An empty bus; `name` is for logs ("pio", "mmio").
@@ -52,6 +58,7 @@ impl Bus {
             name,
             devices: BTreeMap::new(),
             unclaimed: AtomicU64::new(0),
+            tally: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -97,6 +104,14 @@ impl Bus {
 
     fn note_unclaimed(&self, what: &str, addr: u64, size: usize) {
         let n = self.unclaimed.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut tally = lock(&self.tally);
+            if let Some(count) = tally.get_mut(&addr) {
+                *count += 1;
+            } else if tally.len() < UNCLAIMED_TALLY_LIMIT {
+                tally.insert(addr, 1);
+            }
+        }
         if n < UNCLAIMED_LOG_LIMIT {
             tracing::debug!(
                 bus = self.name,
@@ -112,9 +127,20 @@ impl Bus {
         }
     }
 
+    /// The bus's name, for logs.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// How many accesses reached no device.
     pub fn unclaimed_accesses(&self) -> u64 {
         self.unclaimed.load(Ordering::Relaxed)
+    }
+
+    /// Unclaimed accesses by address, in address order, for the first
+    /// addresses seen (see [`Bus::unclaimed_accesses`] for the total).
+    pub fn unclaimed_by_address(&self) -> Vec<(u64, u64)> {
+        lock(&self.tally).iter().map(|(&a, &n)| (a, n)).collect()
     }
 }
 
@@ -171,6 +197,8 @@ mod tests {
         bus.read(0x103, &mut b);
         assert_eq!(b, [0xff, 0xff]);
         bus.write(0x200, &[1]);
-        assert_eq!(bus.unclaimed_accesses(), 2);
+        bus.write(0x200, &[2]);
+        assert_eq!(bus.unclaimed_accesses(), 3);
+        assert_eq!(bus.unclaimed_by_address(), vec![(0x103, 1), (0x200, 2)]);
     }
 }

@@ -1,0 +1,131 @@
+# shellcheck shell=bash
+# The nested stage's L1 machine, shared by scripts/nested-stage.sh (the
+# tests) and scripts/bench-nested.sh (the benchmarks). Needs $repo, and
+# scripts/lib/kernel-modules.sh sourced.
+#
+#   l1_static_build_env         export what links our binaries statically
+#                               (L1 has no libc) into target/nested
+#   l1_root ROOT TMP            L1's root in ROOT (scratch space in TMP):
+#                               busybox, the modules of L1_MODULES (list in
+#                               ROOT/etc/modules-load), the host tools of
+#                               L1_TOOLS with their libraries, users, the
+#                               repository's guest image and root filesystem
+#                               at their paths, and an /init that moves the
+#                               root to a tmpfs and runs /nested/init (which
+#                               the caller writes)
+#   l1_copy_with_libs ROOT FILE...  copy host executables and their shared
+#                               libraries (and the loader) to the same paths
+#   l1_pack ROOT INITRD         the root as a newc cpio
+#   l1_boot INITRD LOG          boot L1 under QEMU TCG with $l1_mem MiB, at
+#                               most $l1_timeout s; its console to LOG and,
+#                               prefixed "  L1| ", to stderr (lines matching
+#                               $l1_hide left out); sets l1_qemu_rc
+#
+# Modules L1 loads, dependencies added from the package's modules.dep:
+# KVM for our VMM; tun for virtio-net's tap; veth and overlay for the tests'
+# networks and containers; loop for disk images.
+L1_MODULES=(irqbypass kvm kvm_amd tun veth overlay loop)
+# Host tools the tests call inside L1, copied with their shared libraries.
+L1_TOOLS=(/usr/sbin/mkfs.ext4 /usr/sbin/debugfs /usr/sbin/e2fsck /usr/sbin/ip)
+
+l1_static_build_env() {
+    local seccomp_libdir
+    seccomp_libdir="$(pkg-config --variable=libdir libseccomp)"
+    if [[ ! -f $seccomp_libdir/libseccomp.a ]]; then
+        echo "$seccomp_libdir/libseccomp.a is missing (install libseccomp-dev)" >&2
+        return 1
+    fi
+    # libseccomp from its static archive, as in scripts/build-release.sh.
+    export RUSTFLAGS="-C target-feature=+crt-static"
+    export LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$seccomp_libdir"
+    export CARGO_TARGET_DIR="$repo/target/nested"
+}
+
+l1_copy_with_libs() {
+    local root="$1" t lib
+    shift
+    for t in "$@"; do
+        if [[ ! -x $t ]]; then
+            echo "$t is missing (run scripts/install-deps.sh)" >&2
+            return 1
+        fi
+        install -D -m 0755 "$t" "$root$t"
+        for lib in $(ldd "$t" | grep -Eo '/[^ ]+'); do
+            [[ -e $root$lib ]] || install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
+        done
+    done
+}
+
+l1_root() {
+    local root="$1" tmp="$2" pkg applet
+    local kernel_deb busybox_deb
+    pkg="$(cat "$repo/build/guest/vmlinuz.package")"
+    kernel_deb=("$repo"/build/downloads/"$pkg"_*.deb)
+    busybox_deb=("$repo"/build/downloads/busybox-static_*.deb)
+    if [[ ! -f ${kernel_deb[0]} || ! -f ${busybox_deb[0]} ]]; then
+        echo "the kernel or busybox package is not in build/downloads (run scripts/build-guest-image.sh)" >&2
+        return 1
+    fi
+    mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,mnt,root,var/tmp,lib64}
+    chmod 1777 "$root/tmp" "$root/var/tmp"
+    kmod_extract "${kernel_deb[0]}" "$tmp/kernel"
+    kmod_closure "${L1_MODULES[@]}"
+    kmod_install "$root" > "$root/etc/modules-load"
+    dpkg-deb -x "${busybox_deb[0]}" "$tmp/busybox"
+    install -m 0755 "$tmp/busybox/bin/busybox" "$root/bin/busybox"
+    for applet in $("$root/bin/busybox" --list); do
+        [[ $applet == busybox ]] && continue
+        [[ -e $root/bin/$applet ]] || ln -s busybox "$root/bin/$applet"
+    done
+    # Tools with their libraries (and the loader) at the host's paths.
+    l1_copy_with_libs "$root" "${L1_TOOLS[@]}"
+    cat > "$root/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+EOF
+    cat > "$root/etc/group" <<'EOF'
+root:x:0:
+tty:x:5:
+nogroup:x:65534:
+EOF
+    # The repository's paths the tests find through CARGO_MANIFEST_DIR.
+    mkdir -p "$root$repo/tests/integration" "$root$repo/crates/hcs-vmm" "$root$repo/build/guest" "$root$repo/build/rootfs"
+    cp "$repo"/build/guest/{vmlinuz,initramfs.cpio.gz,initramfs.modules} "$root$repo/build/guest/"
+    cp -a "$repo/build/rootfs/busybox" "$root$repo/build/rootfs/"
+    mkdir -p "$root/nested"
+    # /init moves the root to a tmpfs: containers pivot_root, which the
+    # initramfs's rootfs cannot be (runc refuses it the same way), and an
+    # overlayfs layer cannot live on it.
+    cat > "$root/init" <<'EOF'
+#!/bin/sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mkdir /newroot
+mount -t tmpfs -o mode=0755 tmpfs /newroot
+for f in /*; do
+    case "$f" in /proc | /newroot) ;; *) cp -a "$f" /newroot/ ;; esac
+done
+mkdir -p /newroot/proc
+umount /proc
+exec switch_root /newroot /nested/init
+EOF
+    chmod 0755 "$root/init"
+}
+
+l1_pack() {
+    local root="$1" initrd="$2"
+    (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) > "$initrd"
+}
+
+l1_boot() {
+    local initrd="$1" log="$2"
+    set +e
+    timeout --kill-after=10 "${l1_timeout:-840}" qemu-system-x86_64 -accel tcg,thread=multi -M pc -nodefaults -no-reboot \
+        -cpu max -smp 2 -m "${l1_mem:-4096}" -display none -serial stdio \
+        -kernel "$repo/build/guest/vmlinuz" -initrd "$initrd" \
+        -append "console=ttyS0 panic=-1 reboot=k quiet loglevel=4" </dev/null 2>&1 |
+        tee "$log" | { if [[ -n ${l1_hide:-} ]]; then grep --line-buffered -v "$l1_hide"; else cat; fi; } |
+        sed -u 's/^/  L1| /' >&2
+    l1_qemu_rc=${PIPESTATUS[0]}
+    set -e
+}
