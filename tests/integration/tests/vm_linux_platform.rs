@@ -23,8 +23,10 @@ fn debian_s_kernel_probes_nothing_that_is_not_there() {
         return;
     }
     let ns = unique_namespace("vmlinuxplatform");
-    let s = create_started(&ns, "vm", &doc);
-    // HcsCreateProcess waits for the agent: this is boot to agent.
+    // Waits for the agent (longer than HcsCreateProcess's own 30 s wait,
+    // which a boot under the nested stage's emulation can exceed when the
+    // machine is loaded).
+    let (s, _console) = hcs_integration_tests::linux_guest::boot_to_agent(&ns, &doc);
     let dmesg = run(&s, &["/bin/sh", "-c", "dmesg"]);
     assert_eq!(dmesg.exit_code, 0, "stderr: {}", dmesg.stderr);
     // The log is the kernel's (not empty, not truncated before the probes).
