@@ -213,6 +213,14 @@ impl Acceptor {
                 ),
             }
         }
+        // The guest's wall clock from the host's, as Hyper-V's time
+        // synchronization does: a guest restored from a saved state had its
+        // clock stopped for as long as it was saved, and nothing else in it
+        // knows the time that passed.
+        match client.set_time(std::time::SystemTime::now()) {
+            Ok(()) => tracing::info!("guest clock set from the host"),
+            Err(e) => tracing::info!("the guest agent did not set its clock: {e}"),
+        }
         let (lock, changed) = &*self.slot;
         let Ok(mut current) = lock.lock() else { return };
         if let Some(old) = current.replace(client) {

@@ -37,6 +37,12 @@ pub struct VmBackend {
     cgroup: Option<hcs_cgroups::Cgroup>,
     /// Its name under [`crate::container::CGROUP_PARENT`].
     cgroup_leaf: PathBuf,
+    /// Set when a shutdown pressed the ACPI power button, so the power-off
+    /// that follows is attributed to it.
+    power_button_pressed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Set when HcsCrashComputeSystem injected an NMI, so the panic that
+    /// follows is attributed to it.
+    nmi_injected: bool,
 }
 
 /// CFS period of a VM's `Processor.Limit` (cgroup `cpu.max`), in µs.
@@ -909,6 +915,8 @@ impl VmBackend {
             guest,
             cgroup,
             cgroup_leaf,
+            power_button_pressed: Default::default(),
+            nmi_injected: false,
         })
     }
 
@@ -949,11 +957,23 @@ impl VmBackend {
             ..Default::default()
         };
         match exit {
-            VmExit::PowerOff => StopInfo {
-                kind: StopKind::Clean,
-                attribution: vec![worker(WorkerExitType::Stopped, WorkerExitDetail::PowerOff, ExitInitiator::GuestOs)],
-                crash_report: None,
-            },
+            VmExit::PowerOff => {
+                let mut attribution = vec![worker(WorkerExitType::Stopped, WorkerExitDetail::PowerOff, ExitInitiator::GuestOs)];
+                if self.power_button_pressed.load(std::sync::atomic::Ordering::SeqCst) {
+                    attribution.push(AttributionRecord {
+                        virtual_machine_exit: Some(VirtualMachineExit {
+                            reason: Some("PowerButton".into()),
+                            detail: Some(
+                                "the guest powered off after the VMM pressed its ACPI power button (a shutdown without a guest connection)"
+                                    .into(),
+                            ),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    });
+                }
+                StopInfo { kind: StopKind::Clean, attribution, crash_report: None }
+            }
             VmExit::Reset => StopInfo {
                 kind: StopKind::Clean,
                 attribution: vec![worker(WorkerExitType::StoppedOnReset, WorkerExitDetail::Reset, ExitInitiator::GuestOs)],
@@ -976,17 +996,20 @@ impl VmBackend {
                     crash_log: log,
                     ..Default::default()
                 };
-                StopInfo {
-                    kind: StopKind::Unexpected,
-                    attribution: vec![
-                        AttributionRecord {
-                            guest_crash: Some(GuestCrash { crash_parameters: Some(vec![u64::from(events)]) }),
-                            ..Default::default()
-                        },
-                        worker(WorkerExitType::UnexpectedStop, WorkerExitDetail::GuestCrash, ExitInitiator::GuestOs),
-                    ],
-                    crash_report: Some(hcs_schema::to_json(&report)),
+                let mut attribution = vec![
+                    AttributionRecord {
+                        guest_crash: Some(GuestCrash { crash_parameters: Some(vec![u64::from(events)]) }),
+                        ..Default::default()
+                    },
+                    worker(WorkerExitType::UnexpectedStop, WorkerExitDetail::GuestCrash, ExitInitiator::GuestOs),
+                ];
+                if self.nmi_injected {
+                    attribution.push(AttributionRecord {
+                        inject_non_maskable_interrupt: Some(Default::default()),
+                        ..Default::default()
+                    });
                 }
+                StopInfo { kind: StopKind::Unexpected, attribution, crash_report: Some(hcs_schema::to_json(&report)) }
             }
             VmExit::TripleFault { vcpu, rip } => StopInfo {
                 kind: StopKind::Unexpected,
@@ -1126,6 +1149,7 @@ impl Backend for VmBackend {
             // once and cancels the wait); the shutdown's timeout
             // (ShutdownOptions.TimeoutInMs) ends a guest that never stops.
             let button = self.vm.power_button_handle();
+            let pressed = std::sync::Arc::clone(&self.power_button_pressed);
             let guest_connection_only = mechanism == Some(ShutdownMechanism::GuestConnection);
             std::thread::Builder::new()
                 .name("guest-shutdown".into())
@@ -1139,12 +1163,15 @@ impl Backend for VmBackend {
                         tracing::warn!(
                             "guest agent shutdown failed ({e}); pressing the power button"
                         );
+                        pressed.store(true, std::sync::atomic::Ordering::SeqCst);
                         button.press();
                     }
                 })
                 .map_err(|e| HcsError::from_io("starting the guest shutdown thread", &e))?;
             return Ok(());
         }
+        self.power_button_pressed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.vm.power_button();
         Ok(())
     }
@@ -1205,7 +1232,9 @@ impl Backend for VmBackend {
             "CrashOptions",
             hcs_schema::fields::On::VirtualMachine,
         )?;
-        self.vm.inject_nmi().map_err(vmm_error)
+        self.vm.inject_nmi().map_err(vmm_error)?;
+        self.nmi_injected = true;
+        Ok(())
     }
 
     fn modify(&mut self, request: &ModifySettingRequest) -> HcsResult<()> {
