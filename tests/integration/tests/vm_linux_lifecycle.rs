@@ -173,6 +173,38 @@ impl Problems {
     }
 }
 
+/// How long a guest command may take before the guest counts as hung.
+const COMMAND_WAIT: Duration = Duration::from_secs(90);
+
+/// `args` in the guest with piped stdout/stderr, bounded by
+/// [`COMMAND_WAIT`] (the library's `run` waits forever, which would hang
+/// the whole nested stage on a hung guest).
+fn run(s: &System, args: &[&str]) -> Finished {
+    let ms = COMMAND_WAIT.as_millis() as u32;
+    let params = serde_json::json!({
+        "CommandArgs": args, "CreateStdOutPipe": true, "CreateStdErrPipe": true
+    });
+    let op = Operation::new();
+    let p = s
+        .create_process(&params.to_string(), &op)
+        .expect("create process call");
+    let info = op
+        .wait_process_info(ms)
+        .unwrap_or_else(|e| panic!("{args:?}: create process: {e}"));
+    let out = std::thread::spawn(move || read_all(info.std_output));
+    let err = std::thread::spawn(move || read_all(info.std_error));
+    let status: serde_json::Value = serde_json::from_str(
+        &p.wait_for_exit(ms)
+            .unwrap_or_else(|e| panic!("{args:?} did not end within {COMMAND_WAIT:?}: {e}")),
+    )
+    .expect("ProcessStatus is JSON");
+    Finished {
+        exit_code: status["ExitCode"].as_u64().expect("ExitCode") as u32,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
 /// `sh -c script` in the guest; its stdout (exit status 0 asserted).
 fn sh(s: &System, script: &str) -> String {
     let out = run(s, &["/bin/sh", "-c", script]);
