@@ -892,8 +892,9 @@ impl VmBackend {
             }
             None => None,
         };
-        let vm = match restore_path(doc)? {
-            Some(state) => Vm::restore(&cfg, &state).map_err(|e| create_error(e, rundir))?,
+        let restoring = restore_path(doc)?;
+        let vm = match &restoring {
+            Some(state) => Vm::restore(&cfg, state).map_err(|e| create_error(e, rundir))?,
             None => Vm::create(&cfg).map_err(|e| create_error(e, rundir))?,
         };
         let guest = match &doc.guest_connection {
@@ -903,7 +904,11 @@ impl VmBackend {
                 } else {
                     None
                 };
-                Some(GuestLink::listen(&vsock_socket(rundir), tz)?)
+                Some(GuestLink::listen(
+                    &vsock_socket(rundir),
+                    tz,
+                    restoring.is_some(),
+                )?)
             }
             None => None,
         };
