@@ -25,8 +25,12 @@ image="$out/initramfs.cpio.gz"
 target=x86_64-unknown-linux-gnu
 static_dir="$repo/target/static"
 # The modules the agent needs; their dependencies are added from modules.dep.
+# button and evdev: the ACPI power button as an input device the agent
+# watches; pvpanic_mmio: the ACPI pvpanic device (QEMU0001) that reports a
+# panic to the VMM.
 root_modules=(virtio_mmio virtio_blk virtio_net vsock
-    vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport)
+    vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport
+    button evdev pvpanic_mmio)
 
 export PATH="$PATH:/usr/sbin:/sbin" # depmod, for users without sbin in PATH
 # shellcheck source=lib/kernel-modules.sh

@@ -25,6 +25,7 @@
 //! | 0x0006 | `ProcessList` | (none) | `ProcessListReply` or `Error` |
 //! | 0x0007 | [`Shutdown`] | action u8 (0 power off, 1 reboot) | `Ok`, then it happens |
 //! | 0x0008 | [`SetTimeZone`] (v2) | name: bytes; tzif: bytes | `Ok` or `Error` |
+//! | 0x0009 | [`SetTime`] (v2) | seconds u64 (Unix epoch), nanoseconds u32 (< 10^9) | `Ok` or `Error` |
 //! | 0x8001 | [`HelloReply`] | version u16; agent: bytes | |
 //! | 0x8002 | [`ProcessCreated`] | pid u32 | |
 //! | 0x8003 | `Ok` | (none) | |
@@ -68,7 +69,8 @@ pub use list::{Item, List, ListIter};
 pub use message::{
     decode_frame, Capabilities, ConsoleSize, CreateProcess, ErrorReply, Hello, HelloReply, Message,
     MessageType, ProcessCreated, ProcessEntry, ProcessExited, ProcessListReply, ProcessSecurity,
-    ResizeConsole, Rlimit, SetTimeZone, Shutdown, ShutdownAction, Signal, User, WaitProcess,
+    ResizeConsole, Rlimit, SetTime, SetTimeZone, Shutdown, ShutdownAction, Signal, User,
+    WaitProcess,
 };
 
 /// First four bytes of every frame.

@@ -25,6 +25,8 @@ pub enum MessageType {
     Shutdown = 0x0007,
     /// [`SetTimeZone`] (version 2).
     SetTimeZone = 0x0008,
+    /// [`SetTime`] (version 2).
+    SetTime = 0x0009,
     /// [`HelloReply`].
     HelloReply = 0x8001,
     /// [`ProcessCreated`].
@@ -51,6 +53,7 @@ impl MessageType {
             0x0006 => MessageType::ProcessList,
             0x0007 => MessageType::Shutdown,
             0x0008 => MessageType::SetTimeZone,
+            0x0009 => MessageType::SetTime,
             0x8001 => MessageType::HelloReply,
             0x8002 => MessageType::ProcessCreated,
             0x8003 => MessageType::Ok,
@@ -361,6 +364,18 @@ pub struct SetTimeZone<'a> {
     pub tzif: &'a [u8],
 }
 
+/// Set the guest's wall clock (`CLOCK_REALTIME`) to the host's, as Hyper-V's
+/// time synchronization service does: sent on each connection, so a guest
+/// restored from a saved state (whose clock stood still while it was
+/// saved) catches up. Answered with `Ok`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SetTime {
+    /// Seconds since the Unix epoch.
+    pub seconds: u64,
+    /// Nanoseconds within the second (below 1 000 000 000).
+    pub nanoseconds: u32,
+}
+
 /// A failed request.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ErrorReply<'a> {
@@ -392,6 +407,8 @@ pub enum Message<'a> {
     Shutdown(Shutdown),
     /// Set the time zone.
     SetTimeZone(SetTimeZone<'a>),
+    /// Set the wall clock.
+    SetTime(SetTime),
     /// Handshake answer.
     HelloReply(HelloReply<'a>),
     /// A process was started.
@@ -633,6 +650,7 @@ impl<'a> Message<'a> {
             Message::ProcessList => MessageType::ProcessList,
             Message::Shutdown(_) => MessageType::Shutdown,
             Message::SetTimeZone(_) => MessageType::SetTimeZone,
+            Message::SetTime(_) => MessageType::SetTime,
             Message::HelloReply(_) => MessageType::HelloReply,
             Message::ProcessCreated(_) => MessageType::ProcessCreated,
             Message::Ok => MessageType::Ok,
@@ -688,6 +706,13 @@ impl<'a> Message<'a> {
                 name: r.bytes()?,
                 tzif: r.bytes()?,
             }),
+            MessageType::SetTime => Message::SetTime(SetTime {
+                seconds: r.u64()?,
+                nanoseconds: match r.u32()? {
+                    n if n < 1_000_000_000 => n,
+                    _ => return Err(DecodeError::InvalidTag),
+                },
+            }),
             MessageType::HelloReply => Message::HelloReply(HelloReply {
                 version: r.u16()?,
                 agent: r.bytes()?,
@@ -722,6 +747,7 @@ impl<'a> Message<'a> {
             Message::ProcessList | Message::Ok => Ok(0),
             Message::Shutdown(_) => Ok(1),
             Message::SetTimeZone(t) => add(bytes_len(t.name)?, bytes_len(t.tzif)?),
+            Message::SetTime(_) => Ok(12),
             Message::HelloReply(h) => add(2, bytes_len(h.agent)?),
             Message::ProcessCreated(_) => Ok(4),
             Message::ProcessExited(_) => Ok(12),
@@ -763,6 +789,10 @@ impl<'a> Message<'a> {
             Message::SetTimeZone(t) => {
                 w.bytes(t.name)?;
                 w.bytes(t.tzif)
+            }
+            Message::SetTime(t) => {
+                w.u64(t.seconds)?;
+                w.u32(t.nanoseconds)
             }
             Message::HelloReply(h) => {
                 w.u16(h.version)?;

@@ -71,6 +71,9 @@ pub enum AgentError {
     /// Bad command line.
     #[error("{0}")]
     Usage(String),
+    /// A request this agent does not serve where it runs.
+    #[error("{0}")]
+    NotSupported(String),
 }
 
 impl AgentError {
@@ -90,6 +93,7 @@ impl AgentError {
             AgentError::Sys { source, .. } => errno_hresult(*source),
             AgentError::StdioConnect { .. } | AgentError::Io { .. } => hresult::E_FAIL,
             AgentError::Frame(_) => hresult::HCS_E_PROTOCOL_ERROR,
+            AgentError::NotSupported(_) => hresult::ERROR_NOT_SUPPORTED,
         }
     }
 

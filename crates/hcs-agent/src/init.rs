@@ -188,6 +188,14 @@ pub fn run(transport: Transport) -> ! {
     crate::log!("{} starting as init", crate::server::AGENT_NAME);
     load_modules(Path::new(MODULES_FILE));
     set_hostname();
+    if matches!(transport, Transport::Vsock { .. }) {
+        crate::power_button::watch();
+        // HcsCrashComputeSystem injects an NMI: the guest must panic on it
+        // (and report through pvpanic), as Windows bug-checks.
+        if let Err(e) = std::fs::write("/proc/sys/kernel/unknown_nmi_panic", "1") {
+            crate::log!("kernel.unknown_nmi_panic: {e}");
+        }
+    }
     let agent = Agent::new(transport.clone(), true);
     match transport {
         Transport::Vsock { cid, control_port } => agent.serve_vsock(cid, control_port),

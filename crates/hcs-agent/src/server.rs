@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use hcs_agent_protocol::{
@@ -36,6 +37,18 @@ pub struct Agent {
 struct Replier {
     stream: Arc<Mutex<Stream>>,
     version: u16,
+    /// The connection's WaitProcess requests still unanswered, and whether
+    /// it is still open: a wait belongs to the connection that asked.
+    waits: Arc<Waits>,
+}
+
+/// The waits of one connection. When it closes (the host's monitor ended,
+/// or a restore reset every vsock connection), its waits end with it: the
+/// processes keep running, and nobody is left to tell of their exit.
+#[derive(Default)]
+struct Waits {
+    closed: std::sync::atomic::AtomicBool,
+    pending: std::sync::atomic::AtomicUsize,
 }
 
 impl Replier {
@@ -133,11 +146,25 @@ impl Agent {
         let mut out = Replier {
             stream: Arc::new(Mutex::new(stream)),
             version: PROTOCOL_VERSION,
+            waits: Arc::new(Waits::default()),
         };
+        let waits = Arc::clone(&out.waits);
+        let flow = self.serve_frames(&mut reader, &mut out);
+        waits.closed.store(true, Ordering::SeqCst);
+        let dropped = waits.pending.load(Ordering::SeqCst);
+        if dropped > 0 {
+            crate::log!(
+                "connection closed: its {dropped} process wait(s) end with it (the processes keep running)"
+            );
+        }
+        flow
+    }
+
+    fn serve_frames(self: &Arc<Self>, reader: &mut Stream, out: &mut Replier) -> Result<Flow> {
         let mut shaken = false;
         let mut payload = Vec::new();
         loop {
-            let header = match read_frame(&mut reader, &mut payload) {
+            let header = match read_frame(reader, &mut payload) {
                 Ok(Some(h)) => h,
                 Ok(None) => return Ok(Flow::Continue),
                 Err(FrameError::Header(e)) => {
@@ -157,7 +184,7 @@ impl Agent {
                 }
             };
             match msg {
-                Message::Hello(hello) => shaken = self.hello(&mut out, id, &hello)? || shaken,
+                Message::Hello(hello) => shaken = self.hello(out, id, &hello)? || shaken,
                 _ if msg.message_type().is_response() => {
                     let text = format!("message type {:#06x} is not a request", header.msg_type);
                     out.error(id, hresult::HCS_E_UNKNOWN_MESSAGE, &text)?;
@@ -168,7 +195,7 @@ impl Agent {
                     "the first request must be Hello",
                 )?,
                 _ => {
-                    if let Flow::Shutdown(action) = self.request(&out, id, msg)? {
+                    if let Flow::Shutdown(action) = self.request(out, id, msg)? {
                         return Ok(Flow::Shutdown(action));
                     }
                 }
@@ -219,6 +246,7 @@ impl Agent {
             Message::ProcessList => self.process_list(out, id),
             Message::SetTimeZone(tz) => crate::timezone::set(&self.etc_dir, tz.name, tz.tzif)
                 .and_then(|()| out.send(id, &Message::Ok)),
+            Message::SetTime(t) => self.set_time(t).and_then(|()| out.send(id, &Message::Ok)),
             Message::Shutdown(s) => {
                 out.send(id, &Message::Ok)?;
                 return Ok(Flow::Shutdown(s.action));
@@ -244,10 +272,18 @@ impl Agent {
         self.procs.check_running(pid)?;
         let procs = Arc::clone(&self.procs);
         let out = out.clone();
+        let waits = Arc::clone(&out.waits);
+        waits.pending.fetch_add(1, Ordering::SeqCst);
         std::thread::Builder::new()
             .name(format!("wait-{pid}"))
             .spawn(move || {
-                let sent = match procs.wait(pid, DRAIN_TIMEOUT) {
+                let result = procs.wait(pid, DRAIN_TIMEOUT);
+                out.waits.pending.fetch_sub(1, Ordering::SeqCst);
+                // The connection that asked is gone: nobody to answer.
+                if out.waits.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                let sent = match result {
                     Ok(s) => out.send(
                         id,
                         &Message::ProcessExited(ProcessExited {
@@ -263,7 +299,42 @@ impl Agent {
                 }
             })
             .map(drop)
-            .map_err(|e| AgentError::io("starting a wait thread", e))
+            .map_err(|e| {
+                waits.pending.fetch_sub(1, Ordering::SeqCst);
+                AgentError::io("starting a wait thread", e)
+            })
+    }
+
+    /// SetTime: the guest's wall clock from the host. Only the guest's init
+    /// touches the clock; an agent on a host (tests) must never change it.
+    fn set_time(&self, t: hcs_agent_protocol::SetTime) -> Result<()> {
+        if !(self.init && matches!(self.transport, Transport::Vsock { .. })) {
+            return Err(AgentError::NotSupported(
+                "SetTime: only the guest's init sets the clock".into(),
+            ));
+        }
+        let seconds = libc::time_t::try_from(t.seconds)
+            .map_err(|_| AgentError::InvalidArgument(format!("SetTime: {} s", t.seconds)))?;
+        let ts = libc::timespec {
+            tv_sec: seconds,
+            // Checked below 10^9 when decoded.
+            tv_nsec: libc::c_long::from(t.nanoseconds),
+        };
+        let before = std::time::SystemTime::now();
+        // SAFETY: clock_settime reads the timespec, which outlives the call.
+        if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) } != 0 {
+            return Err(AgentError::io(
+                "clock_settime(CLOCK_REALTIME)",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        let was = before
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let now = t.seconds as f64 + f64::from(t.nanoseconds) / 1e9;
+        crate::log!("clock set from the host ({:+.3} s)", now - was);
+        Ok(())
     }
 
     fn process_list(&self, out: &Replier, id: u64) -> Result<()> {

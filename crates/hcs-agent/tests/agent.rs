@@ -703,3 +703,23 @@ fn set_time_zone_writes_localtime_and_timezone_under_its_etc() {
     );
     assert!(!agent.dir.path().join("x").exists());
 }
+
+/// SetTime changes the clock only as the guest's init: an agent on a host
+/// (unix mode, as here) refuses it and never touches the host's clock.
+#[test]
+fn set_time_is_refused_outside_a_guest() {
+    let agent = AgentProc::start();
+    let mut c = agent.connect();
+    let before = std::time::SystemTime::now();
+    match c.call(&Message::SetTime(SetTime {
+        seconds: 1_000_000_000,
+        nanoseconds: 0,
+    })) {
+        Reply::Error(hr, _) => assert_eq!(hr, hresult::ERROR_NOT_SUPPORTED),
+        other => panic!("{other:?}"),
+    }
+    let since = std::time::SystemTime::now()
+        .duration_since(before)
+        .expect("the host's clock did not go back");
+    assert!(since < std::time::Duration::from_secs(60), "{since:?}");
+}

@@ -619,6 +619,17 @@ impl AgentClient {
         }))
     }
 
+    /// Set the guest's wall clock to the host's (`SetTime`).
+    pub fn set_time(&self, now: std::time::SystemTime) -> HcsResult<()> {
+        let since = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| HcsError::new(HResult::E_FAIL, "the host's clock is before 1970"))?;
+        self.expect_ok(&proto::Message::SetTime(proto::SetTime {
+            seconds: since.as_secs(),
+            nanoseconds: since.subsec_nanos(),
+        }))
+    }
+
     /// Ask the guest to sync and power off (answered before it happens).
     pub fn shutdown(&self) -> HcsResult<()> {
         self.expect_ok(&proto::Message::Shutdown(proto::Shutdown {

@@ -42,8 +42,14 @@ impl GuestLink {
     /// Listen at `<vsock_uds>_<AGENT_CONTROL_PORT>`; stdio ports of the
     /// processes go to `<vsock_uds>_<port>` too. With `time_zone`
     /// (`UseHostTimeZone`), each agent that connects is given it before it
-    /// is used.
-    pub fn listen(vsock_uds: &Path, time_zone: Option<HostTimeZone>) -> HcsResult<GuestLink> {
+    /// is used. With `set_clock` (a VM restored from a saved state, whose
+    /// wall clock stood still while it was saved), each agent that connects
+    /// first sets the guest's clock from the host's.
+    pub fn listen(
+        vsock_uds: &Path,
+        time_zone: Option<HostTimeZone>,
+        set_clock: bool,
+    ) -> HcsResult<GuestLink> {
         let listen_path = hybrid_vsock_port_path(vsock_uds, hcs_agent_protocol::AGENT_CONTROL_PORT);
         let _ = std::fs::remove_file(&listen_path);
         let listener = UnixListener::bind(&listen_path).map_err(|e| {
@@ -61,6 +67,7 @@ impl GuestLink {
             listener,
             vsock_uds: vsock_uds.to_path_buf(),
             time_zone,
+            set_clock,
             slot: link.slot.clone(),
             pending: link.pending.clone(),
             wake: link.wake.clone(),
@@ -153,6 +160,7 @@ struct Acceptor {
     listener: UnixListener,
     vsock_uds: PathBuf,
     time_zone: Option<HostTimeZone>,
+    set_clock: bool,
     slot: Slot,
     pending: Arc<Mutex<Vec<AgentEvent>>>,
     wake: Arc<EventFd>,
@@ -213,6 +221,16 @@ impl Acceptor {
                 ),
             }
         }
+        // The guest's wall clock from the host's, as Hyper-V's time
+        // synchronization does after a restore: a restored guest's clock
+        // stood still for as long as it was saved, and nothing else in it
+        // knows the time that passed. (A booted guest has its RTC.)
+        if self.set_clock {
+            match client.set_time(std::time::SystemTime::now()) {
+                Ok(()) => tracing::info!("guest clock set from the host"),
+                Err(e) => tracing::warn!("the guest agent did not set its clock: {e}"),
+            }
+        }
         let (lock, changed) = &*self.slot;
         let Ok(mut current) = lock.lock() else { return };
         if let Some(old) = current.replace(client) {
@@ -237,7 +255,7 @@ mod tests {
     fn stopping_abandons_a_handshake_the_guest_never_answers() {
         let dir = tempfile::tempdir().unwrap();
         let uds = dir.path().join("vsock.sock");
-        let link = GuestLink::listen(&uds, None).unwrap();
+        let link = GuestLink::listen(&uds, None, false).unwrap();
         let path = hybrid_vsock_port_path(&uds, proto::AGENT_CONTROL_PORT);
         // A guest that connects and never answers.
         let mut guest = UnixStream::connect(path).unwrap();
@@ -297,7 +315,7 @@ mod tests {
     fn stopping_abandons_requests_and_stdio_waits_the_guest_never_answers() {
         let dir = tempfile::tempdir().unwrap();
         let uds = dir.path().join("vsock.sock");
-        let link = GuestLink::listen(&uds, None).unwrap();
+        let link = GuestLink::listen(&uds, None, false).unwrap();
         let mut guest = silent_after_hello(&uds);
         let client = link.client(Duration::from_secs(20)).expect("connected");
         // A signal (a reply owed) and a process creation (a reply, then

@@ -37,6 +37,12 @@ pub struct VmBackend {
     cgroup: Option<VcpuCgroup>,
     /// Its name under [`crate::container::CGROUP_PARENT`].
     cgroup_leaf: PathBuf,
+    /// Set when a shutdown pressed the ACPI power button, so the power-off
+    /// that follows is attributed to it.
+    power_button_pressed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Set when HcsCrashComputeSystem injected an NMI, so the panic that
+    /// follows is attributed to it.
+    nmi_injected: bool,
 }
 
 /// The CPU cgroup of a VM's vCPU threads (`Processor.Limit`/`Weight`).
@@ -940,9 +946,10 @@ impl VmBackend {
             }
             e
         };
-        let vm = match restore_path(doc).map_err(release_on_error)? {
+        let restoring = restore_path(doc).map_err(release_on_error)?;
+        let vm = match &restoring {
             Some(state) => {
-                Vm::restore(&cfg, &state).map_err(|e| release_on_error(create_error(e, rundir)))?
+                Vm::restore(&cfg, state).map_err(|e| release_on_error(create_error(e, rundir)))?
             }
             None => Vm::create(&cfg).map_err(|e| release_on_error(create_error(e, rundir)))?,
         };
@@ -956,7 +963,10 @@ impl VmBackend {
                 } else {
                     None
                 };
-                Some(GuestLink::listen(&vsock_socket(rundir), tz).map_err(release_on_error)?)
+                Some(
+                    GuestLink::listen(&vsock_socket(rundir), tz, restoring.is_some())
+                        .map_err(release_on_error)?,
+                )
             }
             None => None,
         };
@@ -968,6 +978,8 @@ impl VmBackend {
             guest,
             cgroup,
             cgroup_leaf,
+            power_button_pressed: Default::default(),
+            nmi_injected: false,
         })
     }
 
@@ -1008,11 +1020,23 @@ impl VmBackend {
             ..Default::default()
         };
         match exit {
-            VmExit::PowerOff => StopInfo {
-                kind: StopKind::Clean,
-                attribution: vec![worker(WorkerExitType::Stopped, WorkerExitDetail::PowerOff, ExitInitiator::GuestOs)],
-                crash_report: None,
-            },
+            VmExit::PowerOff => {
+                let mut attribution = vec![worker(WorkerExitType::Stopped, WorkerExitDetail::PowerOff, ExitInitiator::GuestOs)];
+                if self.power_button_pressed.load(std::sync::atomic::Ordering::SeqCst) {
+                    attribution.push(AttributionRecord {
+                        virtual_machine_exit: Some(VirtualMachineExit {
+                            reason: Some("PowerButton".into()),
+                            detail: Some(
+                                "the guest powered off after the VMM pressed its ACPI power button (a shutdown without a guest connection)"
+                                    .into(),
+                            ),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    });
+                }
+                StopInfo { kind: StopKind::Clean, attribution, crash_report: None }
+            }
             VmExit::Reset => StopInfo {
                 kind: StopKind::Clean,
                 attribution: vec![worker(WorkerExitType::StoppedOnReset, WorkerExitDetail::Reset, ExitInitiator::GuestOs)],
@@ -1035,17 +1059,20 @@ impl VmBackend {
                     crash_log: log,
                     ..Default::default()
                 };
-                StopInfo {
-                    kind: StopKind::Unexpected,
-                    attribution: vec![
-                        AttributionRecord {
-                            guest_crash: Some(GuestCrash { crash_parameters: Some(vec![u64::from(events)]) }),
-                            ..Default::default()
-                        },
-                        worker(WorkerExitType::UnexpectedStop, WorkerExitDetail::GuestCrash, ExitInitiator::GuestOs),
-                    ],
-                    crash_report: Some(hcs_schema::to_json(&report)),
+                let mut attribution = vec![
+                    AttributionRecord {
+                        guest_crash: Some(GuestCrash { crash_parameters: Some(vec![u64::from(events)]) }),
+                        ..Default::default()
+                    },
+                    worker(WorkerExitType::UnexpectedStop, WorkerExitDetail::GuestCrash, ExitInitiator::GuestOs),
+                ];
+                if self.nmi_injected {
+                    attribution.push(AttributionRecord {
+                        inject_non_maskable_interrupt: Some(Default::default()),
+                        ..Default::default()
+                    });
                 }
+                StopInfo { kind: StopKind::Unexpected, attribution, crash_report: Some(hcs_schema::to_json(&report)) }
             }
             VmExit::TripleFault { vcpu, rip } => StopInfo {
                 kind: StopKind::Unexpected,
@@ -1202,6 +1229,7 @@ impl Backend for VmBackend {
             // once and cancels the wait); the shutdown's timeout
             // (ShutdownOptions.TimeoutInMs) ends a guest that never stops.
             let button = self.vm.power_button_handle();
+            let pressed = std::sync::Arc::clone(&self.power_button_pressed);
             let guest_connection_only = mechanism == Some(ShutdownMechanism::GuestConnection);
             std::thread::Builder::new()
                 .name("guest-shutdown".into())
@@ -1215,12 +1243,15 @@ impl Backend for VmBackend {
                         tracing::warn!(
                             "guest agent shutdown failed ({e}); pressing the power button"
                         );
+                        pressed.store(true, std::sync::atomic::Ordering::SeqCst);
                         button.press();
                     }
                 })
                 .map_err(|e| HcsError::from_io("starting the guest shutdown thread", &e))?;
             return Ok(());
         }
+        self.power_button_pressed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.vm.power_button();
         Ok(())
     }
@@ -1281,7 +1312,9 @@ impl Backend for VmBackend {
             "CrashOptions",
             hcs_schema::fields::On::VirtualMachine,
         )?;
-        self.vm.inject_nmi().map_err(vmm_error)
+        self.vm.inject_nmi().map_err(vmm_error)?;
+        self.nmi_injected = true;
+        Ok(())
     }
 
     fn modify(&mut self, request: &ModifySettingRequest) -> HcsResult<()> {

@@ -50,7 +50,7 @@ fn events_until(link: &GuestLink, want: impl Fn(&AgentEvent) -> bool) -> Vec<Age
 fn the_agent_connects_runs_processes_and_reconnects() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("port");
-    let link = GuestLink::listen(&base, None).unwrap();
+    let link = GuestLink::listen(&base, None, false).unwrap();
     let control = dir.path().join("port_18499");
     assert!(control.exists(), "the link listens on <base>_18499");
 
@@ -101,7 +101,7 @@ fn use_host_time_zone_gives_each_agent_the_host_zone_before_it_is_used() {
         name: "Europe/Paris".into(),
         tzif: b"TZif2\0\0\0paris".to_vec(),
     };
-    let link = GuestLink::listen(&base, Some(tz.clone())).unwrap();
+    let link = GuestLink::listen(&base, Some(tz.clone()), false).unwrap();
     let agent = Agent::start(dir.path());
     bridge(&agent, &dir.path().join("port_18499"));
     link.client(Duration::from_secs(20)).unwrap();

@@ -89,7 +89,8 @@ hcs_struct! {
     /// Linux extension, not in Microsoft's schema: the KVM exit that stopped
     /// a virtual machine.
     pub struct VirtualMachineExit {
-        /// `TripleFault`, `InternalError`, `FailEntry`, `VcpuError`, `PowerOff`, `Reset`, `Panic`.
+        /// `TripleFault`, `InternalError`, `FailEntry`, `VcpuError`, `PowerOff`, `Reset`, `Panic`,
+        /// `PowerButton` (the guest powered off after the VMM pressed its power button).
         "Reason" => reason: String,
         /// The vCPU that stopped it.
         "Vcpu" => vcpu: u32,

@@ -42,7 +42,9 @@
 //! The GED (`_HID "ACPI0013"`) owns one 8-bit register at
 //! [`layout::GED_MMIO_START`] (the window is [`layout::GED_MMIO_SIZE`] bytes;
 //! the other bytes read 0 and ignore writes) and the interrupt
-//! [`layout::GED_GSI`], which is **level-triggered, active-high**.
+//! [`layout::GED_GSI`], which is **level-triggered, active-high**. Its
+//! `_CRS` holds the interrupt alone (Linux's acpi-ged parses every entry as
+//! one); the register is declared only by the `OperationRegion` `_EVT` reads.
 //!
 //! * The device keeps a byte of *pending* event bits. Bit 0 is
 //!   [`GED_EVENT_POWER_BUTTON`]; bits 1–7 are reserved and always 0.
@@ -142,7 +144,6 @@ const GED_ADDR: u32 = {
     assert!(layout::GED_MMIO_START + layout::GED_MMIO_SIZE <= 1 << 32);
     layout::GED_MMIO_START as u32
 };
-const GED_LEN: u32 = layout::GED_MMIO_SIZE as u32;
 const VIRTIO_MMIO_LEN: u32 = {
     assert!(layout::VIRTIO_MMIO_SIZE <= u32::MAX as u64);
     layout::VIRTIO_MMIO_SIZE as u32
@@ -513,8 +514,11 @@ fn power_button_device() -> Vec<u8> {
 /// its register protocol.
 fn ged_device() -> Vec<u8> {
     let interrupt = aml::Interrupt::new(true, false, false, false, layout::GED_GSI);
-    let window = aml::Memory32Fixed::new(true, GED_ADDR, GED_LEN);
-    let crs = aml::ResourceTemplate::new(vec![&interrupt, &window]);
+    // The interrupt only: Linux's acpi-ged takes every _CRS entry for an
+    // interrupt and refuses the device on a memory descriptor ("unable to
+    // parse IRQ resource", -EINVAL). The register is reached through the
+    // OperationRegion below, as Cloud Hypervisor's GED does.
+    let crs = aml::ResourceTemplate::new(vec![&interrupt]);
     let region = aml::OpRegion::new(
         "GDST".into(),
         aml::OpRegionSpace::SystemMemory,

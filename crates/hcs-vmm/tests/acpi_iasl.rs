@@ -230,12 +230,17 @@ fn acpi_iasl_decompiles_all_tables() {
         asl.contains(
             "Device (GED) { Name (_HID, \"ACPI0013\" /* Generic Event Device */) \
              Name (_UID, Zero) Name (_CRS, ResourceTemplate () { \
-             Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive, ,, ) { 0x00000009, } \
-             Memory32Fixed (ReadWrite, 0xFEB00000, 0x00000010, ) }) \
+             Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive, ,, ) { 0x00000009, } }) \
              OperationRegion (GDST, SystemMemory, 0xFEB00000, One) \
              Field (GDST, ByteAcc, NoLock, WriteAsZeros) { GDAT, 8 }"
         ),
         "GED in\n{dsdt}"
+    );
+    // Linux's acpi-ged reads every _CRS entry as an interrupt and refuses
+    // the device on anything else ("unable to parse IRQ resource").
+    assert!(
+        !asl.contains("Memory32Fixed (ReadWrite, 0xFEB00000"),
+        "the GED's register is in its OperationRegion only:\n{dsdt}"
     );
     assert!(asl.contains("Method (_EVT, 1, Serialized)"), "{dsdt}");
     assert!(asl.contains("Notify (\\_SB.PWRB, 0x80)"), "{dsdt}");

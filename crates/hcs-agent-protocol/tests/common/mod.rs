@@ -115,6 +115,10 @@ pub fn samples() -> Vec<Message<'static>> {
             name: b"Europe/Paris",
             tzif: b"TZif2\0\0",
         }),
+        Message::SetTime(SetTime {
+            seconds: 1_700_000_000,
+            nanoseconds: 999_999_999,
+        }),
         Message::ResizeConsole(ResizeConsole {
             pid: 42,
             size: ConsoleSize {
