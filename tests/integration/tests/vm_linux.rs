@@ -8,7 +8,9 @@
 use std::io::{BufRead, BufReader, Read, Write};
 
 use hcs::{Operation, Process, System, INFINITE};
-use hcs_integration_tests::linux_guest::{boot_to_agent, linux_vm_doc, pattern, sh, sh_ok};
+use hcs_integration_tests::linux_guest::{
+    boot_to_agent, linux_vm_doc, pattern, sh, sh_ok, shut_down,
+};
 use hcs_integration_tests::*;
 
 #[test]
@@ -66,10 +68,7 @@ fn processes_run_in_a_linux_guest_through_its_agent() {
     many_processes_at_once(&s);
 
     // HcsShutDownComputeSystem goes through the agent: a clean power-off.
-    call(|op| s.shutdown(op, None)).unwrap();
-    let status: serde_json::Value =
-        serde_json::from_str(&s.wait_for_exit(INFINITE).unwrap()).unwrap();
-    assert_eq!(status["ExitType"], "GracefulExit", "{status}");
+    shut_down(&s);
     assert!(leftovers(&ns).is_empty());
 }
 
