@@ -341,13 +341,16 @@ fn signals_and_terminate(s: &System) {
 fn many_processes_at_once(s: &System) {
     const N: u32 = 32;
     const LINES: u32 = 2000;
+    // They poll for the go twice a second: 32 shells forking `sleep 0.05`
+    // (640 forks a second) ran into the intermittent triple fault under the
+    // nested stage's emulation twice in seven runs.
     let started: Vec<(Process, hcs::ProcessInformation)> = (1..=N)
         .map(|i| {
             start_process(
                 s,
                 serde_json::json!({
                     "CommandArgs": ["/bin/sh", "-c", format!(
-                        ": many-{i}; while [ ! -e /tmp/go ]; do sleep 0.05; done; \
+                        ": many-{i}; while [ ! -e /tmp/go ]; do sleep 0.5; done; \
                          seq 1 {LINES} | sed s/^/{i}:/; echo err-{i} >&2; exit {i}")],
                     "CreateStdOutPipe": true, "CreateStdErrPipe": true
                 }),
