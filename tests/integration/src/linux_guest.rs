@@ -7,9 +7,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hcs::{HResult, Operation, System, INFINITE};
+use hcs::{HResult, Operation, Process, System, INFINITE};
 
-use crate::{merge, repo, run, Finished};
+use crate::{merge, repo, Finished};
 
 /// A VM document of the real guest image (Debian's cloud kernel, the
 /// agent's initramfs from scripts/build-guest-image.sh; 512 MiB, two vCPUs,
@@ -150,7 +150,84 @@ pub fn sh_ok(s: &System, script: &str) -> String {
 
 /// Run `script` with the guest's `/bin/sh -c`.
 pub fn sh(s: &System, script: &str) -> Finished {
-    run(s, &["/bin/sh", "-c", script])
+    let (p, info) = crate::start_process(
+        s,
+        serde_json::json!({
+            "CommandArgs": ["/bin/sh", "-c", script],
+            "CreateStdOutPipe": true, "CreateStdErrPipe": true
+        }),
+    );
+    let out = info.std_output;
+    let err = info.std_error;
+    let out = std::thread::spawn(move || crate::read_all(out));
+    let err = std::thread::spawn(move || crate::read_all(err));
+    let exit_code = exit_within(s, &p, script);
+    Finished {
+        exit_code,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// HcsShutDownComputeSystem, then the system's exit status, waiting at
+/// most [`COMMAND_WAIT`] for the guest to power off; it must be a
+/// GracefulExit. On a hang the guest's console is shown (GuestConsole).
+pub fn shut_down(s: &System) -> serde_json::Value {
+    crate::call(|op| s.shutdown(op, None)).expect("HcsShutDownComputeSystem");
+    let ms = u32::try_from(COMMAND_WAIT.as_millis()).unwrap_or(u32::MAX);
+    let status = s.wait_for_exit(ms).unwrap_or_else(|e| {
+        panic!("the VM did not stop within {COMMAND_WAIT:?} of the shutdown: {e}")
+    });
+    let status: serde_json::Value = serde_json::from_str(&status).expect("an exit status");
+    assert_eq!(status["ExitType"], "GracefulExit", "{status}");
+    status
+}
+
+/// How long one guest command of these tests may take before the test
+/// calls it hung (the slowest take about 20 s under the nested stage).
+pub const COMMAND_WAIT: Duration = Duration::from_secs(300);
+
+/// The exit code of `p` (a run of `what`), waiting at most
+/// [`COMMAND_WAIT`]; a hang fails with the guest's blocked tasks and
+/// in-flight disk requests.
+pub fn exit_within(s: &System, p: &Process, what: &str) -> u32 {
+    let ms = u32::try_from(COMMAND_WAIT.as_millis()).unwrap_or(u32::MAX);
+    match p.wait_for_exit(ms) {
+        Ok(status) => {
+            let status: serde_json::Value = serde_json::from_str(&status).expect("a ProcessStatus");
+            assert_eq!(status["Exited"], true, "{status}");
+            status["ExitCode"].as_u64().expect("ExitCode") as u32
+        }
+        Err(e) => panic!(
+            "`{what}` did not end within {COMMAND_WAIT:?} ({e}); in the guest:\n{}",
+            hang_report(s)
+        ),
+    }
+}
+
+/// What the guest says about its blocked tasks (sysrq w) and its disks'
+/// requests in flight, or why it could not say.
+fn hang_report(s: &System) -> String {
+    let op = Operation::new();
+    let params = serde_json::json!({
+        "CommandArgs": ["/bin/sh", "-c",
+            "echo w > /proc/sysrq-trigger; dmesg | tail -n 200; grep . /sys/block/vd*/inflight /proc/interrupts"],
+        "CreateStdOutPipe": true
+    });
+    let p = match s.create_process(&params.to_string(), &op) {
+        Ok(p) => p,
+        Err(e) => return format!("(no report: {e})"),
+    };
+    let info = match op.wait_process_info(60_000) {
+        Ok(i) => i,
+        Err(e) => return format!("(no report: {e})"),
+    };
+    let out = info.std_output;
+    let reader = std::thread::spawn(move || crate::read_all(out));
+    match p.wait_for_exit(60_000) {
+        Ok(_) => reader.join().unwrap_or_default(),
+        Err(e) => format!("(the report did not end: {e})"),
+    }
 }
 
 /// SHA-256 of `data` in hex, from the host's `sha256sum` (busybox's inside
@@ -236,7 +313,7 @@ pub fn sh_stdin(s: &System, script: &str, stdin: Vec<u8>) -> Finished {
     let err = std::thread::spawn(move || crate::read_all(err));
     writer.join().unwrap().expect("writing the process's stdin");
     crate::close_stdin(&p);
-    let exit_code = crate::exit_of(&p);
+    let exit_code = exit_within(s, &p, script);
     Finished {
         exit_code,
         stdout: out.join().unwrap(),

@@ -10,9 +10,8 @@ use std::os::fd::AsFd;
 use std::process::Command;
 use std::time::Duration;
 
-use hcs::INFINITE;
 use hcs_integration_tests::linux_guest::{
-    boot_to_agent, first_word, linux_vm_doc, pattern, retry, sh_ok, sha256_hex,
+    boot_to_agent, first_word, linux_vm_doc, pattern, retry, sh_ok, sha256_hex, shut_down,
 };
 use hcs_integration_tests::*;
 
@@ -316,10 +315,7 @@ fn linux_talks_tcp_over_virtio_net_both_ways() {
         "after the reload"
     );
 
-    call(|op| s.shutdown(op, None)).unwrap();
-    let status: serde_json::Value =
-        serde_json::from_str(&s.wait_for_exit(INFINITE).unwrap()).unwrap();
-    assert_eq!(status["ExitType"], "GracefulExit", "{status}");
+    shut_down(&s);
     drop(s);
     assert!(leftovers(&ns).is_empty());
 }

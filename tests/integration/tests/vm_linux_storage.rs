@@ -8,9 +8,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
 
-use hcs::INFINITE;
 use hcs_integration_tests::linux_guest::{
-    boot_to_agent, linux_vm_doc, pattern, sh, sh_ok, sh_stdin, sha256_hex, DISK_FN,
+    boot_to_agent, linux_vm_doc, pattern, sh, sh_ok, sh_stdin, sha256_hex, shut_down, DISK_FN,
 };
 use hcs_integration_tests::*;
 
@@ -266,10 +265,7 @@ fn linux_reads_writes_and_flushes_virtio_blk_disks() {
         "after the reload: {out}"
     );
 
-    call(|op| s.shutdown(op, None)).unwrap();
-    let status: serde_json::Value =
-        serde_json::from_str(&s.wait_for_exit(INFINITE).unwrap()).unwrap();
-    assert_eq!(status["ExitType"], "GracefulExit", "{status}");
+    shut_down(&s);
     drop(s);
     assert!(leftovers(&ns).is_empty());
 

@@ -10,8 +10,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hcs::{Process, System, INFINITE};
-use hcs_integration_tests::linux_guest::{boot_to_agent, linux_vm_doc, pattern, retry};
+use hcs::{Process, System};
+use hcs_integration_tests::linux_guest::{boot_to_agent, linux_vm_doc, pattern, retry, shut_down};
 use hcs_integration_tests::*;
 
 const MIB: usize = 1 << 20;
@@ -233,10 +233,7 @@ fn many_and_large_vsock_streams_both_ways() {
     let out = run(&s, &["/bin/echo", "still here"]);
     assert_eq!(out.stdout, "still here\n");
 
-    call(|op| s.shutdown(op, None)).unwrap();
-    let status: serde_json::Value =
-        serde_json::from_str(&s.wait_for_exit(INFINITE).unwrap()).unwrap();
-    assert_eq!(status["ExitType"], "GracefulExit", "{status}");
+    shut_down(&s);
     drop(s);
     assert!(leftovers(&ns).is_empty());
 }
