@@ -31,6 +31,8 @@
 #   NESTED_KEEP=1   keep the L1 initramfs and console log (build/nested)
 #   NESTED_THREADS  libtest --test-threads inside L1 (default 1: each L2
 #                   guest already has both of L1's vCPUs)
+#   HCS_LOG         the monitors' log filter inside L1 (default info), e.g.
+#                   hcs_virtio=debug; logs of a failed binary are printed
 #   NESTED_BINARY_TIMEOUT  limit on one test binary inside L1, seconds
 #                   (default 420); a binary that hangs is killed and fails,
 #                   and the others still run
@@ -172,6 +174,7 @@ while read -r m; do insmod "\$m" || echo "NESTED-ERROR insmod \$m failed"; done 
 [ -c /dev/kvm ] || echo "NESTED-ERROR /dev/kvm did not appear"
 echo "NESTED-UP \$(uname -r) cpus=\$(grep -c ^processor /proc/cpuinfo) kvm=\$(cat /sys/module/kvm_amd/parameters/nested 2>/dev/null)"
 export HCS_MONITOR=/nested/bin/hcs-monitor
+export HCS_LOG="${HCS_LOG:-info}"
 export HCS_TEST_SKIP_LOG=/tmp/skipped
 export RUST_BACKTRACE=1
 cd /tmp

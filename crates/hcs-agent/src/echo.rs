@@ -85,8 +85,23 @@ pub fn run(side: Side, port: u32, count: u32) -> Result<String> {
                 .flush()
                 .map_err(|e| AgentError::io("writing stdout", e))?;
             for _ in 0..count {
-                let c = socket::accept(fd.as_raw_fd())
-                    .map_err(|e| AgentError::sys(format!("accepting on vsock port {port}"), e))?;
+                // A connection the peer reset before it was accepted ends
+                // here: it counts as one of COUNT, and the others go on.
+                let c = match socket::accept(fd.as_raw_fd()) {
+                    Ok(c) => c,
+                    Err(e @ (nix::errno::Errno::ECONNRESET | nix::errno::Errno::ECONNABORTED)) => {
+                        eprintln!(
+                            "vsock-echo: a connection to port {port} ended before accept: {e}"
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(AgentError::sys(
+                            format!("accepting on vsock port {port}"),
+                            e,
+                        ))
+                    }
+                };
                 // SAFETY: accept returned a new descriptor that nothing else owns.
                 let owned =
                     unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(c) };
@@ -105,18 +120,24 @@ pub fn run(side: Side, port: u32, count: u32) -> Result<String> {
         .into_iter()
         .map(|s| std::thread::spawn(move || echo(s)))
         .collect();
+    // Every connection runs to its end before the first error is reported:
+    // exiting early would close (reset) the connections still echoing.
     let mut total = 0u64;
+    let mut first_error = None;
     for (i, t) in threads.into_iter().enumerate() {
-        match t.join() {
-            Ok(Ok(n)) => total += n,
-            Ok(Err(e)) => return Err(AgentError::io(format!("connection {i}"), e)),
-            Err(_) => {
-                return Err(AgentError::io(
-                    format!("connection {i}"),
-                    std::io::Error::other("its thread panicked"),
-                ))
+        let e = match t.join() {
+            Ok(Ok(n)) => {
+                total += n;
+                continue;
             }
-        }
+            Ok(Err(e)) => e,
+            Err(_) => std::io::Error::other("its thread panicked"),
+        };
+        eprintln!("vsock-echo: connection {i}: {e}");
+        first_error.get_or_insert(AgentError::io(format!("connection {i}"), e));
     }
-    Ok(format!("echoed {total} bytes on {count} connections"))
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(format!("echoed {total} bytes on {count} connections")),
+    }
 }
