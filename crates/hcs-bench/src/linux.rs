@@ -15,13 +15,15 @@
 //! * save (paused VM → state files complete) and restore (spawn from the
 //!   files → the VM running again).
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hcs::{Operation, System, INFINITE};
+use hcs::{Operation, System};
+
+use crate::snapshots::{end, poll_until};
+use crate::wait::{step, step_ms, wait_line, Timed};
 
 use crate::vms::{vmm_rss, Qmp};
 
@@ -75,20 +77,6 @@ fn kvm_exits(pid: u32) -> Option<u64> {
     total
 }
 
-/// Read lines until one contains `marker`.
-fn wait_marker(r: &mut impl BufRead, marker: &str) -> Result<(), String> {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match r.read_line(&mut line) {
-            Ok(0) => return Err(format!("the console ended before {marker:?}")),
-            Ok(_) if line.contains(marker) => return Ok(()),
-            Ok(_) => {}
-            Err(e) => return Err(format!("reading the console: {e}")),
-        }
-    }
-}
-
 fn hcs_doc(g: &Guest, restore: Option<&Path>) -> String {
     let mut d = serde_json::json!({
         "SchemaVersion": { "Major": 2, "Minor": 1 },
@@ -126,15 +114,12 @@ pub fn hcs_once(g: &Guest, dir: &Path) -> Result<LinuxSample, String> {
     let op = Operation::new();
     let t0 = Instant::now();
     let s = System::create_in_namespace(ns, &id, &hcs_doc(g, None), &op).map_err(e)?;
-    op.wait(INFINITE).map_err(e)?;
+    op.wait(step_ms()).map_err(e)?;
     let console =
         UnixStream::connect(hcs::console_socket(ns, &id, 0)).map_err(|e| e.to_string())?;
-    console
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .map_err(|e| e.to_string())?;
     s.start(&op, None).map_err(e)?;
-    op.wait(INFINITE).map_err(e)?;
-    wait_marker(&mut BufReader::new(console), MARKER)?;
+    op.wait(step_ms()).map_err(e)?;
+    wait_line(&mut Timed::lines(console), MARKER, step())?;
     let mut sample = LinuxSample {
         to_agent: t0.elapsed(),
         ..Default::default()
@@ -145,31 +130,32 @@ pub fn hcs_once(g: &Guest, dir: &Path) -> Result<LinuxSample, String> {
 
     let t = Instant::now();
     s.pause(&op, None).map_err(e)?;
-    op.wait(INFINITE).map_err(e)?;
+    op.wait(step_ms()).map_err(e)?;
     s.resume(&op, None).map_err(e)?;
-    op.wait(INFINITE).map_err(e)?;
+    op.wait(step_ms()).map_err(e)?;
     sample.pause_resume = t.elapsed();
 
     let state = dir.join("hcs.state");
     s.pause(&op, None).map_err(e)?;
-    op.wait(INFINITE).map_err(e)?;
+    op.wait(step_ms()).map_err(e)?;
     let opts = serde_json::json!({ "SaveType": "ToFile", "SaveStateFilePath": state }).to_string();
     let t = Instant::now();
     s.save(&op, Some(&opts)).map_err(e)?;
-    op.wait(INFINITE).map_err(e)?;
+    op.wait(step_ms()).map_err(e)?;
     sample.save = t.elapsed();
-    s.wait_for_exit(INFINITE).map_err(e)?;
+    s.wait_for_exit(step_ms())
+        .map_err(|e| format!("the saved VM did not stop within {:?}: {e}", step()))?;
     drop(s);
 
     let rid = format!("{id}-r");
     let t = Instant::now();
     let r = System::create_in_namespace(ns, &rid, &hcs_doc(g, Some(&state)), &op).map_err(e)?;
-    op.wait(INFINITE).map_err(e)?;
+    op.wait(step_ms()).map_err(e)?;
     r.start(&op, None).map_err(e)?;
-    op.wait(INFINITE).map_err(e)?;
+    op.wait(step_ms()).map_err(e)?;
     sample.restore = t.elapsed();
     r.terminate(&op, None).map_err(e)?;
-    op.wait(INFINITE).map_err(e)?;
+    op.wait(step_ms()).map_err(e)?;
     let _ = std::fs::remove_file(&state);
     let _ = std::fs::remove_file(dir.join("hcs.state.memory"));
     Ok(sample)
@@ -193,26 +179,6 @@ fn qemu_cmd(qemu: &str, g: &Guest, qmp: &Path) -> Command {
     c
 }
 
-/// Kill and reap a QEMU we started (through its handle).
-fn end(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn poll_until(q: &mut Qmp, cmd: &str, done: &str) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let l = q.call(cmd, None)?;
-        if l.contains(done) {
-            return Ok(());
-        }
-        if l.contains("\"failed\"") || Instant::now() > deadline {
-            return Err(format!("QMP {cmd}: {l}"));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 /// One QEMU microvm run.
 pub fn qemu_once(qemu: &str, g: &Guest, dir: &Path) -> Result<LinuxSample, String> {
     let qmp_path = dir.join("qmp.sock");
@@ -222,8 +188,8 @@ pub fn qemu_once(qemu: &str, g: &Guest, dir: &Path) -> Result<LinuxSample, Strin
         .spawn()
         .map_err(|e| format!("{qemu}: {e}"))?;
     let booted = (|| -> Result<LinuxSample, String> {
-        let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-        wait_marker(&mut out, MARKER)?;
+        let mut out = Timed::lines(child.stdout.take().ok_or("no stdout")?);
+        wait_line(&mut out, MARKER, step())?;
         let mut sample = LinuxSample {
             to_agent: t0.elapsed(),
             ..Default::default()
@@ -243,7 +209,7 @@ pub fn qemu_once(qemu: &str, g: &Guest, dir: &Path) -> Result<LinuxSample, Strin
         let t = Instant::now();
         let uri = format!("{{\"uri\":\"exec:cat > {}\"}}", file.display());
         q.call("migrate", Some(&uri))?;
-        poll_until(&mut q, "query-migrate", "\"completed\"")?;
+        poll_until(&mut q, "query-migrate", "\"completed\"", "\"failed\"")?;
         sample.save = t.elapsed();
         Ok(sample)
     })();
@@ -260,9 +226,9 @@ pub fn qemu_once(qemu: &str, g: &Guest, dir: &Path) -> Result<LinuxSample, Strin
         .map_err(|e| format!("{qemu}: {e}"))?;
     let restored = (|| -> Result<Duration, String> {
         let mut q = Qmp::connect(&qmp2)?;
-        poll_until(&mut q, "query-status", "\"paused\"")?;
+        poll_until(&mut q, "query-status", "\"paused\"", "\"internal-error\"")?;
         q.exec("cont")?;
-        poll_until(&mut q, "query-status", "\"running\"")?;
+        poll_until(&mut q, "query-status", "\"running\"", "\"internal-error\"")?;
         Ok(t.elapsed())
     })();
     end(child);

@@ -168,12 +168,13 @@ fn qemu_cmd(qemu: &str, elf: &Path, mem_mb: u64, qmp: &Path) -> Command {
 }
 
 /// Kill and reap a QEMU we started (by its pid, through its handle).
-fn end(mut child: Child) {
+pub(crate) fn end(mut child: Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
 
-fn poll_until(q: &mut Qmp, cmd: &str, done: &str, fail: &str) -> Result<(), String> {
+/// Ask QMP `cmd` until its answer holds `done` (fails on `fail`, or after 120 s).
+pub(crate) fn poll_until(q: &mut Qmp, cmd: &str, done: &str, fail: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let l = q.call(cmd, None)?;

@@ -20,6 +20,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hcs::{Operation, System};
+use hcs_integration_tests::linux_guest::linux_vm_doc;
 use hcs_integration_tests::*;
 
 /// How far the guest's `date +%s` may be from the host's (its resolution is
@@ -118,35 +119,16 @@ impl Drop for ConsoleLogs {
     }
 }
 
+/// The shared Linux guest document ([`linux_vm_doc`]), without its guest
+/// connection when `agent` is false.
 fn linux_doc(agent: bool, extra: serde_json::Value) -> String {
-    let initrd = repo().join("build/guest/initramfs.cpio.gz");
-    assert!(
-        initrd.is_file(),
-        "{} is missing: run scripts/build-guest-image.sh",
-        initrd.display()
-    );
-    let mut doc = serde_json::json!({
-        "SchemaVersion": { "Major": 2, "Minor": 1 },
-        "Owner": "hcs-tests",
-        "ShouldTerminateOnLastHandleClosed": true,
-        "VirtualMachine": {
-            "StopOnReset": true,
-            "Chipset": { "LinuxKernelDirect": {
-                "KernelFilePath": guest_kernel(),
-                "InitRdPath": initrd,
-                "KernelCmdLine": "console=ttyS0 panic=-1 reboot=k quiet"
-            } },
-            "ComputeTopology": { "Memory": { "SizeInMB": 512 }, "Processor": { "Count": 2 } },
-            "Devices": { "ComPorts": { "0": { "NamedPipe": "" } } }
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&linux_vm_doc(extra)).expect("linux_vm_doc gives JSON");
+    if !agent {
+        if let Some(vm) = doc["VirtualMachine"].as_object_mut() {
+            vm.remove("GuestConnection");
         }
-    });
-    if agent {
-        merge_into(
-            &mut doc,
-            serde_json::json!({ "VirtualMachine": { "GuestConnection": { "UseVsock": true } } }),
-        );
     }
-    merge_into(&mut doc, extra);
     doc.to_string()
 }
 
