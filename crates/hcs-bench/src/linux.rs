@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use hcs::{Operation, System};
 
-use crate::snapshots::{end, poll_until};
+use crate::snapshots::{end, monitor_pid, poll_until};
 use crate::wait::{step, step_ms, wait_line, Timed};
 
 use crate::vms::{vmm_rss, Qmp};
@@ -96,14 +96,6 @@ fn hcs_doc(g: &Guest, restore: Option<&Path>) -> String {
         d["VirtualMachine"]["RestoreState"] = serde_json::json!({ "SaveStateFilePath": p });
     }
     d.to_string()
-}
-
-fn monitor_pid(ns: &str, id: &str) -> u32 {
-    std::fs::read(hcs_rundir::system_dir(&hcs_rundir::root(), ns, id).join("record.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["monitor_pid"].as_u64())
-        .unwrap_or(0) as u32
 }
 
 /// One HCS run.

@@ -82,7 +82,8 @@ fn console(ns: &str, id: &str) -> Result<(BufReader<Timed<UnixStream>>, UnixStre
     Ok((Timed::lines(c.try_clone().map_err(|e| e.to_string())?), c))
 }
 
-fn monitor_pid(ns: &str, id: &str) -> u32 {
+/// The pid of the monitor of `<ns>/<id>` (its record.json), or 0.
+pub(crate) fn monitor_pid(ns: &str, id: &str) -> u32 {
     std::fs::read(hcs_rundir::system_dir(&hcs_rundir::root(), ns, id).join("record.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())

@@ -88,16 +88,10 @@ pub fn hcs_once(elf: &Path, i: usize) -> Result<VmSample, String> {
     let mut reader = Timed::lines(console.try_clone().map_err(|e| e.to_string())?);
     wait_line(&mut reader, READY, step())?;
     let first_output = t0.elapsed();
-    let record: serde_json::Value = std::fs::read(
-        hcs_rundir::system_dir(&hcs_rundir::root(), "bench", &id).join("record.json"),
-    )
-    .ok()
-    .and_then(|b| serde_json::from_slice(&b).ok())
-    .unwrap_or_default();
-    let rss_bytes = record["monitor_pid"]
-        .as_u64()
-        .map(|p| vmm_rss(p as u32, MEM_MB << 20))
-        .unwrap_or(0);
+    let rss_bytes = match crate::snapshots::monitor_pid("bench", &id) {
+        0 => 0,
+        pid => vmm_rss(pid, MEM_MB << 20),
+    };
     let t = Instant::now();
     system.pause(&op, None).map_err(e)?;
     op.wait(step_ms()).map_err(e)?;
