@@ -9,7 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hcs::{HcsResult, Operation, Process, System, INFINITE};
+use hcs::{HcsResult, Operation, Process, System};
+
+/// The longest any helper here waits for one HCS call or exit, in ms: a
+/// guest or monitor that never answers fails its test (with
+/// HCS_E_OPERATION_TIMEOUT or ERROR_TIMEOUT) instead of hanging the whole
+/// run. Generous, for the nested stage's emulation under load.
+pub const WAIT_MS: u32 = 300_000;
 
 pub mod linux_guest;
 
@@ -163,7 +169,7 @@ pub(crate) fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
 pub fn create(ns: &str, id: &str, doc: &str) -> HcsResult<System> {
     let op = Operation::new();
     let s = System::create_in_namespace(ns, id, doc, &op)?;
-    op.wait(INFINITE)?;
+    op.wait(WAIT_MS)?;
     Ok(s)
 }
 
@@ -172,7 +178,7 @@ pub fn create_started(ns: &str, id: &str, doc: &str) -> System {
     let s = create(ns, id, doc).expect("create");
     let op = Operation::new();
     s.start(&op, None).expect("start call");
-    op.wait(INFINITE).expect("start");
+    op.wait(WAIT_MS).expect("start");
     s
 }
 
@@ -180,7 +186,7 @@ pub fn create_started(ns: &str, id: &str, doc: &str) -> System {
 pub fn call(f: impl FnOnce(&Operation) -> HcsResult<()>) -> HcsResult<Option<String>> {
     let op = Operation::new();
     f(&op)?;
-    op.wait(INFINITE)
+    op.wait(WAIT_MS)
 }
 
 /// Properties of a system as JSON.
@@ -210,7 +216,7 @@ pub fn run_params(s: &System, mut params: serde_json::Value) -> Finished {
     let p = s
         .create_process(&params.to_string(), &op)
         .expect("create process call");
-    let info = op.wait_process_info(INFINITE).expect("create process");
+    let info = op.wait_process_info(WAIT_MS).expect("create process");
     let out = std::thread::spawn(move || read_all(info.std_output));
     let err = std::thread::spawn(move || read_all(info.std_error));
     let status = exit_of(&p);
@@ -233,7 +239,7 @@ pub fn read_all(fd: Option<OwnedFd>) -> String {
 /// Wait for a process and return its exit code, checking the ProcessStatus.
 pub fn exit_of(p: &Process) -> u32 {
     let status: serde_json::Value =
-        serde_json::from_str(&p.wait_for_exit(INFINITE).expect("wait for exit")).unwrap();
+        serde_json::from_str(&p.wait_for_exit(WAIT_MS).expect("wait for exit")).unwrap();
     assert_eq!(status["Exited"], true, "{status}");
     assert_eq!(status["LastWaitResult"], 0, "{status}");
     status["ExitCode"].as_u64().expect("ExitCode") as u32
@@ -242,7 +248,7 @@ pub fn exit_of(p: &Process) -> u32 {
 /// Terminate and wait until the system is gone.
 pub fn terminate(s: &System) -> serde_json::Value {
     call(|op| s.terminate(op, None)).expect("terminate");
-    serde_json::from_str(&s.wait_for_exit(INFINITE).expect("exit status")).unwrap()
+    serde_json::from_str(&s.wait_for_exit(WAIT_MS).expect("exit status")).unwrap()
 }
 
 /// Everything of a namespace's systems that can exist on the host.
@@ -432,6 +438,6 @@ pub fn start_process(s: &System, params: serde_json::Value) -> (Process, hcs::Pr
     let p = s
         .create_process(&params.to_string(), &op)
         .expect("create process call");
-    let info = op.wait_process_info(INFINITE).expect("create process");
+    let info = op.wait_process_info(WAIT_MS).expect("create process");
     (p, info)
 }

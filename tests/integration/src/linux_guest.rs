@@ -7,9 +7,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hcs::{HResult, Operation, Process, System, INFINITE};
+use hcs::{HResult, Operation, Process, System};
 
-use crate::{merge, repo, Finished};
+use crate::{merge, repo, Finished, WAIT_MS};
 
 /// A VM document of the real guest image (Debian's cloud kernel, the
 /// agent's initramfs from scripts/build-guest-image.sh; 512 MiB, two vCPUs,
@@ -116,7 +116,7 @@ pub fn boot_to_agent(ns: &str, doc: &str) -> (System, GuestConsole) {
         let op = Operation::new();
         let r = s
             .create_process(r#"{"CommandArgs":["/bin/true"]}"#, &op)
-            .and_then(|p| op.wait_process_info(INFINITE).map(|_| p));
+            .and_then(|p| op.wait_process_info(WAIT_MS).map(|_| p));
         match r {
             Ok(p) => {
                 assert_eq!(crate::exit_of(&p), 0, "/bin/true in the guest");

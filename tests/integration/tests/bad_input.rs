@@ -1,7 +1,7 @@
 //! Bad documents and bad paths: a clear error naming what is wrong, and
 //! nothing left behind.
 
-use hcs::{HResult, Operation, System, INFINITE};
+use hcs::{HResult, Operation, System};
 use hcs_integration_tests::*;
 
 /// Create `doc`, expect failure with `code` and a message containing
@@ -13,7 +13,7 @@ fn refused(test: &str, doc: &str, code: HResult, needle: &str) {
     let err = match System::create_in_namespace(&ns, "bad", doc, &op) {
         Err(e) => e,
         Ok(s) => {
-            let e = op.wait(INFINITE).expect_err("create must fail");
+            let e = op.wait(WAIT_MS).expect_err("create must fail");
             // The handle of a failed create is unusable, with a clear reason.
             let again = call(|o| s.start(o, None)).unwrap_err();
             assert_eq!(again.hresult, HResult::HCS_E_SYSTEM_NOT_FOUND);

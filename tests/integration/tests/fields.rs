@@ -3,7 +3,7 @@
 //! API with `ERROR_NOT_SUPPORTED` and its JSON path, and the options of the
 //! system operations must be JSON that sets nothing refused.
 
-use hcs::{HResult, HcsError, Operation, System, INFINITE};
+use hcs::{HResult, HcsError, Operation, System};
 use hcs_integration_tests::*;
 use serde_json::json;
 
@@ -25,7 +25,7 @@ fn refused_create(test: &str, doc: &str, path: &str) {
     let err = match System::create_in_namespace(&ns, "f", doc, &op) {
         Err(e) => e,
         Ok(s) => {
-            let e = op.wait(INFINITE).expect_err("create must fail");
+            let e = op.wait(WAIT_MS).expect_err("create must fail");
             drop(s);
             e
         }
@@ -142,7 +142,7 @@ fn operation_options_must_be_json_and_set_nothing_refused() {
     is(&e, HResult::HCS_E_INVALID_JSON, "$.Force");
     assert_eq!(properties(&s, &[]).unwrap()["State"], "Running");
     call(|op| s.terminate(op, Some("{}"))).expect("terminate with empty options");
-    s.wait_for_exit(INFINITE).expect("exit status");
+    s.wait_for_exit(WAIT_MS).expect("exit status");
     drop(s);
     eventually(
         "the container is gone",
@@ -165,7 +165,7 @@ fn oci_process_members_the_agent_cannot_honour_are_refused_in_a_vm() {
     let op = Operation::new();
     let e = s
         .create_process(&params.to_string(), &op)
-        .and_then(|_| op.wait_process_info(INFINITE).map(|_| ()))
+        .and_then(|_| op.wait_process_info(WAIT_MS).map(|_| ()))
         .unwrap_err();
     is(&e, HResult::ERROR_NOT_SUPPORTED, "apparmorProfile");
     let status = terminate(&s);

@@ -3,7 +3,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use hcs::{EventOptions, EventType, HResult, Operation, System, GENERIC_ALL, INFINITE};
+use hcs::{EventOptions, EventType, HResult, Operation, System, GENERIC_ALL};
 use hcs_integration_tests::*;
 
 const EVENT_WAIT: Duration = Duration::from_secs(20);
@@ -124,16 +124,16 @@ fn one_operation_reused_for_every_call() {
     let s =
         System::create_in_namespace(&ns, "t", &container_doc(serde_json::json!({})), &op).unwrap();
     assert!(
-        op.wait(INFINITE).unwrap().is_none(),
+        op.wait(WAIT_MS).unwrap().is_none(),
         "create has no result document"
     );
     assert_eq!(op.operation_type(), hcs::OperationType::Create);
     s.start(&op, None).unwrap();
-    op.wait(INFINITE).unwrap();
+    op.wait(WAIT_MS).unwrap();
     assert_eq!(op.operation_type(), hcs::OperationType::Start);
     s.get_properties(&op, Some(r#"{"PropertyTypes":["Memory"]}"#))
         .unwrap();
-    let doc = op.wait(INFINITE).unwrap().expect("properties document");
+    let doc = op.wait(WAIT_MS).unwrap().expect("properties document");
     let p: serde_json::Value = serde_json::from_str(&doc).unwrap();
     assert!(
         p["Memory"]["VirtualMachineMemory"]["AssignedMemory"]
@@ -147,7 +147,7 @@ fn one_operation_reused_for_every_call() {
         Some("t".to_string())
     );
     s.terminate(&op, None).unwrap();
-    op.wait(INFINITE).unwrap();
+    op.wait(WAIT_MS).unwrap();
     assert!(leftovers(&ns).is_empty());
 }
 
@@ -188,10 +188,10 @@ fn graceful_shutdown_and_shutdown_that_times_out() {
     let sleeper = s
         .create_process(r#"{"CommandArgs":["sleep","1000"]}"#, &op)
         .unwrap();
-    op.wait(INFINITE).unwrap();
+    op.wait(WAIT_MS).unwrap();
     call(|op| s.shutdown(op, Some(r#"{"TimeoutInMs":20000}"#))).unwrap();
     let status: serde_json::Value =
-        serde_json::from_str(&s.wait_for_exit(INFINITE).unwrap()).unwrap();
+        serde_json::from_str(&s.wait_for_exit(WAIT_MS).unwrap()).unwrap();
     assert_eq!(status["ExitType"], "GracefulExit", "{status}");
     assert_eq!(status["Status"], 0);
     assert_eq!(status["Attribution"][0]["SystemExit"]["Detail"], "Shutdown");
@@ -205,7 +205,7 @@ fn graceful_shutdown_and_shutdown_that_times_out() {
     let s = create_started(&ns, "stubborn", &doc);
     let op = Operation::new();
     let p = s.create_process(r#"{"CommandArgs":["sh","-c","trap '' TERM; echo ready; sleep 1000 & wait"],"CreateStdOutPipe":true}"#, &op).unwrap();
-    let info = op.wait_process_info(INFINITE).unwrap();
+    let info = op.wait_process_info(WAIT_MS).unwrap();
     // Wait until the trap is installed: the shell says so.
     let mut out = std::fs::File::from(info.std_output.unwrap());
     let mut buf = [0u8; 6];
@@ -216,9 +216,9 @@ fn graceful_shutdown_and_shutdown_that_times_out() {
         .unwrap();
     // The wait must time out while the shutdown is still pending, and the work goes on.
     assert_eq!(shutdown.wait_raw(0).0, HResult::HCS_E_OPERATION_TIMEOUT);
-    assert_eq!(shutdown.wait_raw(INFINITE).0, HResult::S_OK);
+    assert_eq!(shutdown.wait_raw(WAIT_MS).0, HResult::S_OK);
     let status: serde_json::Value =
-        serde_json::from_str(&s.wait_for_exit(INFINITE).unwrap()).unwrap();
+        serde_json::from_str(&s.wait_for_exit(WAIT_MS).unwrap()).unwrap();
     assert_eq!(status["ExitType"], "ForcedExit", "{status}");
     let details: Vec<&str> = status["Attribution"]
         .as_array()
@@ -265,8 +265,7 @@ fn open_and_enumerate_from_a_second_client() {
     // Enumerate, whole and filtered.
     let op = Operation::new();
     hcs::enumerate_compute_systems_in_namespace(&ns, None, &op).unwrap();
-    let all: serde_json::Value =
-        serde_json::from_str(&op.wait(INFINITE).unwrap().unwrap()).unwrap();
+    let all: serde_json::Value = serde_json::from_str(&op.wait(WAIT_MS).unwrap().unwrap()).unwrap();
     let mut ids: Vec<&str> = all
         .as_array()
         .unwrap()
@@ -278,7 +277,7 @@ fn open_and_enumerate_from_a_second_client() {
     hcs::enumerate_compute_systems_in_namespace(&ns, Some(r#"{"Owners":["owner-b"]}"#), &op)
         .unwrap();
     let some: serde_json::Value =
-        serde_json::from_str(&op.wait(INFINITE).unwrap().unwrap()).unwrap();
+        serde_json::from_str(&op.wait(WAIT_MS).unwrap().unwrap()).unwrap();
     assert_eq!(some.as_array().unwrap().len(), 1);
     assert_eq!(some[0]["Id"], "other");
     assert_eq!(some[0]["State"], "Created");
@@ -301,8 +300,8 @@ fn open_and_enumerate_from_a_second_client() {
         .unwrap();
     assert!(out.status.success());
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&_other.wait_for_exit(INFINITE).unwrap())
-            .unwrap()["ExitType"],
+        serde_json::from_str::<serde_json::Value>(&_other.wait_for_exit(WAIT_MS).unwrap()).unwrap()
+            ["ExitType"],
         "ForcedExit"
     );
 
@@ -345,7 +344,7 @@ fn a_system_outlives_its_handle_unless_asked_not_to() {
     let p = s
         .create_process(r#"{"CommandArgs":["sleep","1000"]}"#, &op)
         .unwrap();
-    op.wait(INFINITE).unwrap();
+    op.wait(WAIT_MS).unwrap();
     s.close();
     assert_eq!(exit_of(&p), 128 + 9, "the process dies with the system");
     p.close();
@@ -368,7 +367,7 @@ fn a_killed_monitor_is_reported_and_cleaned_up() {
     let p = s
         .create_process(r#"{"CommandArgs":["sleep","1000"]}"#, &op)
         .unwrap();
-    op.wait(INFINITE).unwrap();
+    op.wait(WAIT_MS).unwrap();
     let (tx, rx) = mpsc::channel();
     let tx2 = tx.clone();
     s.set_callback(EventOptions::NONE, move |ev| {
@@ -432,7 +431,7 @@ fn a_killed_monitor_is_reported_and_cleaned_up() {
     );
     let op = Operation::new();
     hcs::enumerate_compute_systems_in_namespace(&ns, None, &op).unwrap();
-    assert_eq!(op.wait(INFINITE).unwrap().as_deref(), Some("[]"));
+    assert_eq!(op.wait(WAIT_MS).unwrap().as_deref(), Some("[]"));
     let l = leftovers(&ns);
     assert!(l.is_empty(), "left behind after cleanup: {l:?}");
 }

@@ -104,7 +104,7 @@ fn lifecycle_options_are_json_honoured_or_refused_with_their_path() {
     );
     assert_eq!(state(&s), "Running");
     call(|op| s.terminate(op, Some("{}"))).unwrap();
-    s.wait_for_exit(hcs::INFINITE).unwrap();
+    s.wait_for_exit(WAIT_MS).unwrap();
 }
 
 /// A VM of the test guest, without a guest connection.
@@ -141,7 +141,7 @@ fn guest_connection_transports_linux_lacks_are_refused_with_their_path() {
     }));
     let s = create(&ns, "vm", &doc).unwrap();
     call(|op| s.terminate(op, None)).unwrap();
-    s.wait_for_exit(hcs::INFINITE).unwrap();
+    s.wait_for_exit(WAIT_MS).unwrap();
     assert!(leftovers(&ns).is_empty(), "{:?}", leftovers(&ns));
 }
 
@@ -167,6 +167,6 @@ fn shutdown_mechanism_picks_the_agent_or_the_power_button() {
     })
     .unwrap();
     let status: serde_json::Value =
-        serde_json::from_str(&s.wait_for_exit(hcs::INFINITE).unwrap()).unwrap();
+        serde_json::from_str(&s.wait_for_exit(WAIT_MS).unwrap()).unwrap();
     assert_eq!(status["ExitType"], "GracefulExit", "{status}");
 }

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use hcs::{EventOptions, EventType, HResult, Operation, System, GENERIC_ALL, INFINITE};
+use hcs::{EventOptions, EventType, HResult, Operation, System, GENERIC_ALL};
 use hcs_integration_tests::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -153,7 +153,7 @@ fn stdin_reaches_the_process_and_close_handle_delivers_eof() {
     let p = s
         .create_process(r#"{"CommandArgs":["sh","-c","cat; echo done"],"CreateStdInPipe":true,"CreateStdOutPipe":true}"#, &op)
         .unwrap();
-    let info = op.wait_process_info(INFINITE).unwrap();
+    let info = op.wait_process_info(WAIT_MS).unwrap();
     let mut stdin = std::fs::File::from(info.std_input.unwrap());
     stdin.write_all(b"line one\nline two\n").unwrap();
     drop(stdin);
@@ -186,7 +186,7 @@ fn console_with_size_and_resize() {
             &op,
         )
         .unwrap();
-    let info = op.wait_process_info(INFINITE).unwrap();
+    let info = op.wait_process_info(WAIT_MS).unwrap();
     assert!(info.std_error.is_none(), "a console has no separate stderr");
     let mut console_in = std::fs::File::from(info.std_input.unwrap());
     let mut console = std::fs::File::from(info.std_output.unwrap());
@@ -229,7 +229,7 @@ fn signals_terminate_and_already_stopped() {
     let a = s
         .create_process(r#"{"CommandArgs":["sleep","1000"]}"#, &op)
         .unwrap();
-    op.wait(INFINITE).unwrap();
+    op.wait(WAIT_MS).unwrap();
     call(|op| a.signal(op, Some(r#"{"Signal":15}"#))).unwrap();
     assert_eq!(exit_of(&a), 128 + 15);
     let e = call(|op| a.signal(op, Some(r#"{"Signal":15}"#))).unwrap_err();
@@ -238,7 +238,7 @@ fn signals_terminate_and_already_stopped() {
     let b = s
         .create_process(r#"{"CommandArgs":["sleep","1000"]}"#, &op)
         .unwrap();
-    op.wait(INFINITE).unwrap();
+    op.wait(WAIT_MS).unwrap();
     call(|op| b.signal(op, Some(r#"{"Signal":"CtrlC"}"#))).unwrap();
     assert_eq!(exit_of(&b), 128 + 2, "CtrlC is SIGINT");
 
@@ -248,7 +248,7 @@ fn signals_terminate_and_already_stopped() {
             &op,
         )
         .unwrap();
-    op.wait(INFINITE).unwrap();
+    op.wait(WAIT_MS).unwrap();
     call(|op| c.terminate(op, None)).unwrap();
     assert_eq!(exit_of(&c), 128 + 9);
     assert_eq!(
@@ -267,7 +267,7 @@ fn process_handles_events_and_info() {
     let p = s
         .create_process(r#"{"CommandArgs":["sh","-c","read x; echo got $x"],"CreateStdInPipe":true,"CreateStdOutPipe":true}"#, &op)
         .unwrap();
-    let info = op.wait_process_info(INFINITE).unwrap();
+    let info = op.wait_process_info(WAIT_MS).unwrap();
     assert_eq!(op.operation_type(), hcs::OperationType::CreateProcess);
     assert_eq!(p.process_id(), Some(info.process_id));
     // The descriptors are handed over once.
@@ -298,7 +298,7 @@ fn process_handles_events_and_info() {
     // GetProcessInfo hands out fresh descriptors of the same pipes.
     let info_op = Operation::new();
     p2.get_info(&info_op).unwrap();
-    let fresh = info_op.wait_process_info(INFINITE).unwrap();
+    let fresh = info_op.wait_process_info(WAIT_MS).unwrap();
     std::fs::File::from(fresh.std_input.unwrap())
         .write_all(b"hi\n")
         .unwrap();
@@ -367,7 +367,7 @@ fn processes_die_with_their_system() {
             s.create_process(r#"{"CommandArgs":["sleep","1000"]}"#, &op)
                 .unwrap(),
         );
-        op.wait(INFINITE).unwrap();
+        op.wait(WAIT_MS).unwrap();
     }
     let (tx, rx) = mpsc::channel();
     let watched = procs.clone();

@@ -38,7 +38,7 @@ fn limits_statistics_process_list_and_modify() {
     let sleeper = s
         .create_process(r#"{"CommandArgs":["sleep","1000"]}"#, &op)
         .unwrap();
-    op.wait(hcs::INFINITE).unwrap();
+    op.wait(WAIT_MS).unwrap();
     let p = properties(&s, &["Statistics", "ProcessList", "Memory"]).unwrap();
     let mem = p["Statistics"]["Memory"]["MemoryUsageCommitBytes"]
         .as_u64()
@@ -299,7 +299,7 @@ fn user_namespace_maps_root_to_an_unprivileged_host_id() {
     let _p = s
         .create_process(r#"{"CommandArgs":["sleep","1000"]}"#, &op)
         .unwrap();
-    op.wait(hcs::INFINITE).unwrap();
+    op.wait(WAIT_MS).unwrap();
     let host_uids: Vec<String> = leftovers(&ns)
         .processes
         .iter()

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use hcs::{EventOptions, EventType, HResult, Operation, System, INFINITE};
+use hcs::{EventOptions, EventType, HResult, Operation, System};
 use hcs_integration_tests::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -23,7 +23,7 @@ fn booted(test: &str, extra: serde_json::Value) -> (String, System, Console, Str
 }
 
 fn exit_status(s: &System) -> serde_json::Value {
-    serde_json::from_str(&s.wait_for_exit(INFINITE).expect("the VM stops")).unwrap()
+    serde_json::from_str(&s.wait_for_exit(WAIT_MS).expect("the VM stops")).unwrap()
 }
 
 fn attribution<'a>(status: &'a serde_json::Value, member: &str) -> Option<&'a serde_json::Value> {
@@ -312,7 +312,7 @@ fn bad_vm_documents_are_refused_and_leave_nothing() {
         let op = Operation::new();
         let e = match System::create_in_namespace(&ns, "bad", &vm_doc(extra.clone()), &op) {
             Err(e) => e,
-            Ok(_) => op.wait(INFINITE).expect_err("create must fail"),
+            Ok(_) => op.wait(WAIT_MS).expect_err("create must fail"),
         };
         assert_eq!(e.hresult, code, "{extra}: {e}");
         assert!(
@@ -463,7 +463,7 @@ fn a_com_port_s_named_pipe_never_removes_what_exists_and_removes_its_own_socket(
         let op = Operation::new();
         let e = match System::create_in_namespace(&ns, "vm", &vm_doc(extra), &op) {
             Err(e) => e,
-            Ok(_) => op.wait(INFINITE).expect_err("create must fail"),
+            Ok(_) => op.wait(WAIT_MS).expect_err("create must fail"),
         };
         assert_eq!(
             e.hresult,
@@ -522,7 +522,7 @@ fn a_killed_monitor_s_com_socket_is_removed_by_the_cleanup_after_it() {
     let monitor = nix::unistd::Pid::from_raw(record["monitor_pid"].as_i64().unwrap() as i32);
     nix::sys::signal::kill(monitor, nix::sys::signal::SIGKILL).unwrap();
     let status: serde_json::Value =
-        serde_json::from_str(&s.wait_for_exit(INFINITE).unwrap()).unwrap();
+        serde_json::from_str(&s.wait_for_exit(WAIT_MS).unwrap()).unwrap();
     assert_eq!(status["ExitType"], "UnexpectedExit", "{status}");
     drop(s);
     assert!(sock.exists(), "nothing could remove it yet");
@@ -550,7 +550,7 @@ fn a_killed_monitor_s_com_socket_is_removed_by_the_cleanup_after_it() {
     .unwrap();
     let monitor = nix::unistd::Pid::from_raw(record["monitor_pid"].as_i64().unwrap() as i32);
     nix::sys::signal::kill(monitor, nix::sys::signal::SIGKILL).unwrap();
-    let _ = s.wait_for_exit(INFINITE);
+    let _ = s.wait_for_exit(WAIT_MS);
     drop(s);
     std::fs::remove_file(&sock).unwrap();
     let _theirs = std::os::unix::net::UnixListener::bind(&sock).unwrap();
@@ -563,7 +563,7 @@ fn a_killed_monitor_s_com_socket_is_removed_by_the_cleanup_after_it() {
         &op,
     ) {
         Err(e) => e,
-        Ok(_) => op.wait(INFINITE).expect_err("their socket is in the way"),
+        Ok(_) => op.wait(WAIT_MS).expect_err("their socket is in the way"),
     };
     assert_eq!(e.hresult, HResult::ERROR_BAD_PATHNAME, "{e}");
     assert!(sock.exists(), "their socket was removed");

@@ -7,7 +7,7 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use hcs::{EventOptions, EventType, HResult, Operation, System, INFINITE};
+use hcs::{EventOptions, EventType, HResult, Operation, System};
 use hcs_integration_tests::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -114,7 +114,7 @@ fn signals_many_processes_and_the_process_list() {
     let sleeper = s
         .create_process(r#"{"CommandArgs":["sleep","100000"]}"#, &op)
         .unwrap();
-    op.wait(INFINITE).unwrap();
+    op.wait(WAIT_MS).unwrap();
     let p = properties(&s, &["ProcessList"]).unwrap();
     let list = p["ProcessList"].as_array().expect("ProcessList").clone();
     assert!(
@@ -157,7 +157,7 @@ fn shutdown_goes_through_the_agent() {
     call(|op| s.shutdown(op, Some(r#"{"TimeoutInMs":30000}"#))).unwrap();
     c.expect("AGENT SHUTDOWN");
     let status: serde_json::Value =
-        serde_json::from_str(&s.wait_for_exit(INFINITE).unwrap()).unwrap();
+        serde_json::from_str(&s.wait_for_exit(WAIT_MS).unwrap()).unwrap();
     assert_eq!(status["ExitType"], "GracefulExit", "{status}");
 }
 
@@ -235,7 +235,7 @@ fn agent_stop_resets_its_connections_and_agent_restarts_it() {
             &op,
         )
         .unwrap();
-    let info = op.wait_process_info(INFINITE).unwrap();
+    let info = op.wait_process_info(WAIT_MS).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     s.set_callback(EventOptions::NONE, move |ev| {
         let _ = tx.send(ev.event_type);
@@ -267,7 +267,7 @@ fn agent_stop_resets_its_connections_and_agent_restarts_it() {
                 r#"{"CommandArgs":["echo","again"],"CreateStdOutPipe":true}"#,
                 &op,
             )
-            .and_then(|p| op.wait_process_info(INFINITE).map(|i| (p, i)));
+            .and_then(|p| op.wait_process_info(WAIT_MS).map(|i| (p, i)));
         match r {
             Ok((p, info)) => {
                 assert_eq!(read_all(info.std_output), "again\n");

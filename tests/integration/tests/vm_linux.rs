@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 
-use hcs::{Operation, Process, System, INFINITE};
+use hcs::{Operation, Process, System};
 use hcs_integration_tests::linux_guest::{
     boot_to_agent, linux_vm_doc, pattern, sh, sh_ok, shut_down,
 };
@@ -40,7 +40,7 @@ fn processes_run_in_a_linux_guest_through_its_agent() {
             &op,
         )
         .unwrap();
-    let info = op.wait_process_info(INFINITE).unwrap();
+    let info = op.wait_process_info(WAIT_MS).unwrap();
     let mut stdin = std::fs::File::from(info.std_input.unwrap());
     stdin.write_all(b"through vsock\n").unwrap();
     drop(stdin);
@@ -425,7 +425,7 @@ fn debian_s_kernel_boots_to_its_root_mount() {
     assert!(smp.contains("2 CPUs"), "{smp}");
     c.expect_containing("VFS: Unable to mount root fs");
     let status: serde_json::Value =
-        serde_json::from_str(&s.wait_for_exit(INFINITE).unwrap()).unwrap();
+        serde_json::from_str(&s.wait_for_exit(WAIT_MS).unwrap()).unwrap();
     assert_eq!(status["ExitType"], "GracefulExit", "{status}");
     assert!(status.to_string().contains("StoppedOnReset"), "{status}");
     assert!(leftovers(&ns).is_empty());

@@ -284,7 +284,7 @@ fn shut_down_through_the_agent(s: &System, p: &mut Problems, who: &str) {
     let op = Operation::new();
     let sent = s
         .shutdown(&op, Some(r#"{"Mechanism":"GuestConnection"}"#))
-        .and_then(|()| op.wait(hcs::INFINITE).map(drop));
+        .and_then(|()| op.wait(WAIT_MS).map(drop));
     p.check(sent.is_ok(), format!("{who}: shutdown: {sent:?}"));
     match exit_status(s) {
         Ok(status) => {

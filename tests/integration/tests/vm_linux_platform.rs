@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use hcs::{Operation, INFINITE};
+use hcs::Operation;
 use hcs_integration_tests::linux_guest::linux_vm_doc;
 use hcs_integration_tests::*;
 
@@ -56,7 +56,7 @@ fn debian_s_kernel_probes_nothing_that_is_not_there() {
         serde_json::json!({ "CommandArgs": ["/bin/sh", "-c", "echo b > /proc/sysrq-trigger"] }),
     );
     let status: serde_json::Value =
-        serde_json::from_str(&s.wait_for_exit(INFINITE).unwrap()).unwrap();
+        serde_json::from_str(&s.wait_for_exit(WAIT_MS).unwrap()).unwrap();
     assert!(
         status.to_string().contains("StoppedOnReset"),
         "the guest's reset did not reach the VMM: {status}"
@@ -77,14 +77,14 @@ fn boot_to_agent(ns: &str) -> Result<(Duration, serde_json::Value), String> {
         .create_process(&params, &op)
         .map_err(|e| e.to_string())
         .and_then(|p| {
-            op.wait_process_info(INFINITE)
+            op.wait_process_info(WAIT_MS)
                 .map(|_| p)
                 .map_err(|e| e.to_string())
         });
     let elapsed = started.elapsed();
     let result = match created {
         Ok(p) => {
-            let _ = p.wait_for_exit(INFINITE);
+            let _ = p.wait_for_exit(WAIT_MS);
             let stats = properties(&s, &["Statistics"]).map_err(|e| e.to_string())?;
             Ok((elapsed, stats["Statistics"]["VirtualMachine"].clone()))
         }

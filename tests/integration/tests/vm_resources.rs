@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hcs::{HResult, Operation, INFINITE};
+use hcs::{HResult, Operation};
 use hcs_integration_tests::*;
 
 fn vm_doc(extra: serde_json::Value) -> String {
@@ -161,7 +161,7 @@ fn processor_controls_out_of_range_or_without_linux_meaning_are_refused() {
         let op = Operation::new();
         let e = match hcs::System::create_in_namespace(&ns, "bad", &vm_doc(extra.clone()), &op) {
             Err(e) => e,
-            Ok(_) => op.wait(INFINITE).expect_err("create must fail"),
+            Ok(_) => op.wait(WAIT_MS).expect_err("create must fail"),
         };
         assert_eq!(e.hresult, code, "{extra}: {e}");
         assert!(
@@ -248,7 +248,7 @@ fn memory_options_that_cannot_be_honoured_are_refused_with_their_path() {
         let op = Operation::new();
         let e = match hcs::System::create_in_namespace(&ns, "bad", &vm_doc(extra.clone()), &op) {
             Err(e) => e,
-            Ok(_) => op.wait(INFINITE).expect_err("create must fail"),
+            Ok(_) => op.wait(WAIT_MS).expect_err("create must fail"),
         };
         assert_eq!(e.hresult, code, "{extra}: {e}");
         assert!(

@@ -7,7 +7,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
-use hcs::{HResult, Operation, System, INFINITE};
+use hcs::{HResult, Operation, System};
 use hcs_integration_tests::*;
 
 const MEM_MB: u64 = 128;
@@ -45,7 +45,7 @@ fn ticks_above(c: &mut Console, floor: u64) -> u64 {
 /// A VM saved to a file stops, as in HCS: GracefulExit, WorkerExit Saved.
 fn saved_and_stopped(s: &System) {
     let status: serde_json::Value =
-        serde_json::from_str(&s.wait_for_exit(INFINITE).expect("the saved VM stops")).unwrap();
+        serde_json::from_str(&s.wait_for_exit(WAIT_MS).expect("the saved VM stops")).unwrap();
     assert_eq!(status["ExitType"], "GracefulExit", "{status}");
     let worker = status["Attribution"]
         .as_array()
@@ -65,7 +65,7 @@ fn create_fails(ns: &str, doc: &str) -> hcs::HcsError {
     let op = Operation::new();
     match System::create_in_namespace(ns, "bad", doc, &op) {
         Err(e) => e,
-        Ok(_) => op.wait(INFINITE).expect_err("create must fail"),
+        Ok(_) => op.wait(WAIT_MS).expect_err("create must fail"),
     }
 }
 
