@@ -90,6 +90,13 @@ impl<'a> Driver<'a> {
         avail.idx().store(idx.wrapping_add(1));
     }
 
+    /// The used ring's flags (`VRING_USED_F_NO_NOTIFY`: the device asks
+    /// the driver not to kick), the ring's first field.
+    pub fn used_flags(&self, mem: &GuestMemoryMmap) -> u16 {
+        use vm_memory::Bytes;
+        mem.read_obj::<u16>(self.vq.used_addr()).unwrap_or(u16::MAX)
+    }
+
     /// The used ring's index.
     pub fn used_idx(&self) -> u16 {
         self.vq.used().idx().load()

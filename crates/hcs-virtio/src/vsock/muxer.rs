@@ -568,9 +568,13 @@ impl VsockMuxer {
                 }
                 used_any = true;
             }
-            // Stop unless there is more and we got somewhere (a garbage
-            // avail index would otherwise spin forever).
-            if !(progressed && matches!(q.tx.enable_notification(&q.mem), Ok(true))) {
+            // Notifications go back on whatever happened: returning with
+            // them off (a kick that found the queue already drained) means
+            // the guest never kicks again and its next packet is never seen.
+            // Then stop unless there is more and we got somewhere (a
+            // garbage avail index would otherwise spin forever).
+            let more = matches!(q.tx.enable_notification(&q.mem), Ok(true));
+            if !(progressed && more) {
                 break;
             }
         }

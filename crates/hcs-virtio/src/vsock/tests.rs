@@ -660,6 +660,31 @@ fn transport_reset_waits_for_an_event_buffer() {
     assert_eq!(r.g.ev.used(1).1, 4);
 }
 
+/// A kick that finds the TX queue already drained (the device handled the
+/// buffer in an earlier round) must leave notifications on: a device that
+/// disables them and returns without enabling them again never hears of the
+/// guest's next packet, and the guest waits forever (seen: a process exit
+/// that never reached the host, the test guest halted).
+#[test]
+fn a_kick_on_an_empty_tx_queue_leaves_notifications_on() {
+    let mem = memory();
+    let mut r = Rig::new(&mem);
+    r.m.process_tx();
+    assert_eq!(
+        r.g.tx.used_flags(&mem) & 1,
+        0,
+        "VRING_USED_F_NO_NOTIFY left set on an empty queue"
+    );
+    // And after real work too.
+    r.send(to_host(1024, packet::OP_REQUEST), &[]);
+    r.m.process_tx();
+    assert_eq!(
+        r.g.tx.used_flags(&mem) & 1,
+        0,
+        "VRING_USED_F_NO_NOTIFY left set after a packet"
+    );
+}
+
 #[test]
 fn malformed_chains_fail_alone() {
     let mem = memory();
