@@ -48,7 +48,7 @@ source "$repo/scripts/lib/kernel-modules.sh"
 source "$repo/scripts/lib/l1.sh"
 
 # Which tests run here: "package:test-target". They call
-# hcs_test_support::needs_real_linux_guest / needs_cgroup_v2_only and defer
+# real_linux_guest_here / pure_cgroup_v2_here (tests/integration/src/lib.rs) and defer
 # to this stage on a host that cannot run them (scripts/test.sh checks that
 # every deferred test passed here).
 # Every tests/integration/tests/vm_linux*.rs, and cgroup_v2.rs.

@@ -3,7 +3,8 @@
 //! guest agent. It loads the virtio-mmio and vsock modules, finds the
 //! transports in ACPI, connects to the host over vsock, and then processes
 //! run in it through HcsCreateProcess. Needs a hypervisor that can run
-//! Linux: on kvm_pvm the test says why it skips.
+//! Linux: on kvm_pvm the tests defer to the nested-KVM stage
+//! (scripts/nested-stage.sh), which runs them.
 
 use std::io::{BufRead, BufReader, Read, Write};
 
