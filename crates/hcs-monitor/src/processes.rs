@@ -1,12 +1,17 @@
 //! The processes HCS started in a system: their pids, tokens, the monitor's
 //! copies of their stdio (for HcsGetProcessInfo) and their exit codes.
 
+use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 
 use hcs_protocol::ProcessRef;
 
 /// How many exited processes are remembered for late queries.
 const KEEP_EXITED: usize = 1024;
+/// How many exits of processes not recorded yet are kept (see
+/// [`ProcessTable::exit_before_record`]); more than creations in flight
+/// only comes from a guest reporting pids it never started.
+const KEEP_EARLY_EXITS: usize = 64;
 
 /// One process.
 pub struct ProcessEntry {
@@ -63,6 +68,8 @@ impl ProcessEntry {
 pub struct ProcessTable {
     entries: Vec<ProcessEntry>,
     next_token: u64,
+    /// (pid, exit code) of guest processes whose exit came first.
+    early_exits: VecDeque<(u32, u32)>,
 }
 
 impl ProcessTable {
@@ -114,6 +121,25 @@ impl ProcessTable {
             .find(|e| e.process.pid == pid && e.exit_code.is_none())
     }
 
+    /// A guest process `pid` exited and no running entry has that pid:
+    /// keep its exit for [`ProcessTable::claim_early_exit`]. A VM's
+    /// process creation finishes off the monitor's loop, and the agent
+    /// answers the watch on a process that exits at once before the loop
+    /// records the creation; dropping that exit would leave the process
+    /// running forever to its callers.
+    pub fn exit_before_record(&mut self, pid: u32, exit_code: u32) {
+        if self.early_exits.len() >= KEEP_EARLY_EXITS {
+            self.early_exits.pop_front();
+        }
+        self.early_exits.push_back((pid, exit_code));
+    }
+
+    /// The exit of `pid` that came before its creation was recorded.
+    pub fn claim_early_exit(&mut self, pid: u32) -> Option<u32> {
+        let i = self.early_exits.iter().position(|(p, _)| *p == pid)?;
+        self.early_exits.remove(i).map(|(_, code)| code)
+    }
+
     /// The running process with this host pid.
     pub fn by_host_pid_mut(&mut self, host_pid: i32) -> Option<&mut ProcessEntry> {
         self.entries
@@ -128,5 +154,43 @@ impl ProcessTable {
             .filter(|e| e.exit_code.is_none())
             .filter_map(|e| e.host_pid)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(pid: u32) -> ProcessEntry {
+        ProcessEntry {
+            process: ProcessRef { pid, token: 0 },
+            host_pid: None,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            console: None,
+            exit_code: None,
+        }
+    }
+
+    #[test]
+    fn an_exit_that_comes_before_the_record_is_claimed_once() {
+        let mut t = ProcessTable::default();
+        assert!(t.running_by_pid_mut(8).is_none());
+        t.exit_before_record(8, 3);
+        t.insert(entry(8));
+        assert_eq!(t.claim_early_exit(8), Some(3));
+        assert_eq!(t.claim_early_exit(8), None);
+    }
+
+    #[test]
+    fn early_exits_are_bounded() {
+        let mut t = ProcessTable::default();
+        for pid in 0..(KEEP_EARLY_EXITS as u32 + 10) {
+            t.exit_before_record(pid, 0);
+        }
+        assert_eq!(t.early_exits.len(), KEEP_EARLY_EXITS);
+        assert_eq!(t.claim_early_exit(0), None, "the oldest went first");
+        assert_eq!(t.claim_early_exit(KEEP_EARLY_EXITS as u32 + 9), Some(0));
     }
 }

@@ -242,8 +242,16 @@ impl System {
         for event in self.backend.poll_events() {
             match event {
                 BackendEvent::ProcessExited { pid, exit_code } => {
-                    if let Some(e) = self.processes.running_by_pid_mut(pid) {
-                        Self::record_exit(&mut self.events, e, exit_code);
+                    match self.processes.running_by_pid_mut(pid) {
+                        Some(e) => Self::record_exit(&mut self.events, e, exit_code),
+                        None => {
+                            tracing::debug!(
+                                pid,
+                                exit_code,
+                                "exit before the creation was recorded"
+                            );
+                            self.processes.exit_before_record(pid, exit_code);
+                        }
                     }
                 }
                 BackendEvent::GuestConnectionClosed => {
@@ -695,6 +703,11 @@ impl System {
         let fds = entry.dup_stdio()?;
         let process = self.processes.insert(entry);
         tracing::info!(pid = process.pid, "process created");
+        if let Some(code) = self.processes.claim_early_exit(process.pid) {
+            if let Some(e) = self.processes.get_mut(process) {
+                Self::record_exit(&mut self.events, e, code);
+            }
+        }
         let tied = tied.then_some(process);
         let (outcome, fds) = process_outcome(process, fds);
         Ok((outcome, fds, tied))

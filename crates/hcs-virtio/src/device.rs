@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::{DescriptorChain, Queue, QueueT};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::{GuestMemoryMmap, Interrupt};
@@ -130,5 +130,129 @@ pub(crate) fn notify_used(queue: &mut Queue, mem: &GuestMemoryMmap, interrupt: &
             tracing::debug!("virtio: reading used_event failed ({e}); notifying anyway");
             interrupt.signal_used_queue();
         }
+    }
+}
+
+/// What a device's handler asks for after one chain in [`drain_available`].
+pub(crate) enum Served {
+    /// Go on with the next chain.
+    Next,
+    /// Stop now and leave notifications off: the device comes back on its
+    /// own (a rate limiter's retry), and the chain it put back is still in
+    /// the available ring.
+    Stop,
+}
+
+/// Hand every chain the driver made available to `serve`, with the
+/// driver's notifications off while the queue drains, and turn them back on
+/// before returning so that the driver's next buffer is always heard of.
+///
+/// Turning them on again reports whether buffers arrived meanwhile (the
+/// driver saw notifications off and did not kick); those are served in
+/// another round even when the round before found nothing, or they would
+/// wait forever. A garbage available index also reads as "more" but never
+/// pops: two rounds in a row with nothing served end the loop.
+pub(crate) fn drain_available<F>(
+    queue: &mut Queue,
+    mem: &GuestMemoryMmap,
+    device: &str,
+    mut serve: F,
+) where
+    F: FnMut(&mut Queue, DescriptorChain<&GuestMemoryMmap>) -> Served,
+{
+    let mut rounds = Rounds::default();
+    loop {
+        if let Err(e) = queue.disable_notification(mem) {
+            tracing::debug!("{device}: disabling notifications failed: {e}");
+        }
+        let mut progressed = false;
+        while let Some(chain) = queue.pop_descriptor_chain(mem) {
+            progressed = true;
+            if let Served::Stop = serve(queue, chain) {
+                return;
+            }
+        }
+        let more = queue.enable_notification(mem).unwrap_or_else(|e| {
+            tracing::debug!("{device}: enabling notifications failed: {e}");
+            false
+        });
+        match rounds.after(progressed, more) {
+            Round::Again => {}
+            Round::Done => return,
+            Round::GarbageIndex => {
+                tracing::warn!("{device}: the driver's available ring index is invalid");
+                return;
+            }
+        }
+    }
+}
+
+/// The decision [`drain_available`] makes after each round.
+#[derive(Default)]
+struct Rounds {
+    idle: u8,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Round {
+    Again,
+    Done,
+    GarbageIndex,
+}
+
+impl Rounds {
+    /// `progressed`: the round served a chain; `more`: buffers are
+    /// available now that notifications are back on.
+    fn after(&mut self, progressed: bool, more: bool) -> Round {
+        if !more {
+            return Round::Done;
+        }
+        if progressed {
+            self.idle = 0;
+            return Round::Again;
+        }
+        // Nothing popped, yet there is more: the driver added a buffer just
+        // after the round's last look (look again), or its index is garbage
+        // (the second idle round says so).
+        self.idle += 1;
+        if self.idle > 1 {
+            Round::GarbageIndex
+        } else {
+            Round::Again
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Round, Rounds};
+
+    /// A buffer the driver adds between the device's last look and
+    /// notifications coming back on is not kicked (they were off): the
+    /// device must look again even though its round found nothing, or the
+    /// buffer waits forever (seen: a guest process's exit that never
+    /// reached the host).
+    #[test]
+    fn a_buffer_added_while_notifications_were_off_gets_another_round() {
+        let mut r = Rounds::default();
+        assert_eq!(r.after(false, true), Round::Again);
+        assert_eq!(r.after(true, false), Round::Done);
+    }
+
+    #[test]
+    fn a_garbage_index_ends_the_loop_after_two_idle_rounds() {
+        let mut r = Rounds::default();
+        assert_eq!(r.after(true, true), Round::Again);
+        assert_eq!(r.after(false, true), Round::Again);
+        assert_eq!(r.after(false, true), Round::GarbageIndex);
+    }
+
+    #[test]
+    fn progress_resets_the_idle_count() {
+        let mut r = Rounds::default();
+        assert_eq!(r.after(false, true), Round::Again);
+        assert_eq!(r.after(true, true), Round::Again);
+        assert_eq!(r.after(false, true), Round::Again);
+        assert_eq!(r.after(false, false), Round::Done);
     }
 }

@@ -23,7 +23,9 @@ pub use disk::{
 };
 
 use crate::chain::{self, Chain, ChainLimits, SegmentCursor};
-use crate::device::{notify_used, ActivateError, DeviceQueues, VirtioDevice};
+use crate::device::{
+    drain_available, notify_used, ActivateError, DeviceQueues, Served, VirtioDevice,
+};
 use crate::{device_type, GuestMemoryMmap, Interrupt};
 
 /// Request type: read.
@@ -231,50 +233,28 @@ impl Core {
         let mem = &active.mem;
         let mut used_any = false;
         let mut throttled = None;
-        loop {
-            if let Err(e) = active.queue.disable_notification(mem) {
-                tracing::debug!("virtio-blk: disabling notifications failed: {e}");
-            }
-            let mut progressed = false;
-            while let Some(chain) = active.queue.pop_descriptor_chain(mem) {
-                if let Some(l) = limiter {
-                    if let Err(wait) = l.try_take(data_bytes(&chain)) {
-                        // Leave it in the ring for the retry.
-                        active.queue.go_to_previous_position();
-                        throttled = Some(wait);
-                        break;
-                    }
-                }
-                let head = chain.head_index();
-                let used = server.serve(chain, mem);
-                if let Err(e) = active.queue.add_used(mem, head, used) {
-                    tracing::warn!(head, "virtio-blk: returning a request failed: {e}");
-                }
-                if per_request {
-                    notify_used(&mut active.queue, mem, &active.interrupt);
-                } else {
-                    used_any = true;
-                }
-                progressed = true;
-            }
-            if throttled.is_some() {
-                break;
-            }
-            match active.queue.enable_notification(mem) {
-                // More work, unless the driver's avail index is garbage
-                // (then nothing pops and we would spin forever).
-                Ok(true) if progressed => continue,
-                Ok(true) => {
-                    tracing::warn!("virtio-blk: the driver's available ring index is invalid");
-                    break;
-                }
-                Ok(false) => break,
-                Err(e) => {
-                    tracing::debug!("virtio-blk: enabling notifications failed: {e}");
-                    break;
+        let interrupt = &active.interrupt;
+        drain_available(&mut active.queue, mem, "virtio-blk", |queue, chain| {
+            if let Some(l) = limiter {
+                if let Err(wait) = l.try_take(data_bytes(&chain)) {
+                    // Leave it in the ring for the retry.
+                    queue.go_to_previous_position();
+                    throttled = Some(wait);
+                    return Served::Stop;
                 }
             }
-        }
+            let head = chain.head_index();
+            let used = server.serve(chain, mem);
+            if let Err(e) = queue.add_used(mem, head, used) {
+                tracing::warn!(head, "virtio-blk: returning a request failed: {e}");
+            }
+            if per_request {
+                notify_used(queue, mem, interrupt);
+            } else {
+                used_any = true;
+            }
+            Served::Next
+        });
         if used_any {
             notify_used(&mut active.queue, mem, &active.interrupt);
         }

@@ -25,7 +25,7 @@ use vmm_sys_util::eventfd::EventFd;
 use super::tap::Tap;
 use super::{NetError, MAX_BUFFER_LEN, QUEUE_SIZE, VNET_HDR_LEN};
 use crate::chain::{self, ChainLimits, SegmentCursor};
-use crate::device::notify_used;
+use crate::device::{drain_available, notify_used, Served};
 use crate::{GuestMemoryMmap, Interrupt};
 
 /// Index of the receive queue (device to driver).
@@ -263,37 +263,19 @@ impl NetWorker {
             return;
         };
         let mut used_any = false;
-        loop {
-            if let Err(e) = q.tx.disable_notification(&q.mem) {
-                tracing::debug!("virtio-net: disabling TX notifications failed: {e}");
+        drain_available(&mut q.tx, &q.mem, "virtio-net TX", |tx, chain| {
+            let head = chain.head_index();
+            if self.transmit(chain, &q.mem) {
+                self.stats.tx_frames += 1;
+            } else {
+                self.stats.tx_dropped += 1;
             }
-            let mut progressed = false;
-            while let Some(chain) = q.tx.pop_descriptor_chain(&q.mem) {
-                progressed = true;
-                let head = chain.head_index();
-                if self.transmit(chain, &q.mem) {
-                    self.stats.tx_frames += 1;
-                } else {
-                    self.stats.tx_dropped += 1;
-                }
-                if let Err(e) = q.tx.add_used(&q.mem, head, 0) {
-                    tracing::debug!(head, "virtio-net: returning a TX buffer failed: {e}");
-                }
-                used_any = true;
+            if let Err(e) = tx.add_used(&q.mem, head, 0) {
+                tracing::debug!(head, "virtio-net: returning a TX buffer failed: {e}");
             }
-            match q.tx.enable_notification(&q.mem) {
-                Ok(true) if progressed => continue,
-                Ok(true) => {
-                    tracing::warn!("virtio-net: the driver's TX available index is invalid");
-                    break;
-                }
-                Ok(false) => break,
-                Err(e) => {
-                    tracing::debug!("virtio-net: enabling TX notifications failed: {e}");
-                    break;
-                }
-            }
-        }
+            used_any = true;
+            Served::Next
+        });
         if used_any {
             notify_used(&mut q.tx, &q.mem, &q.interrupt);
         }

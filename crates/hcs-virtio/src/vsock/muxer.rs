@@ -35,7 +35,7 @@ use super::packet::{self, Header, RxPacket};
 use super::policy::VsockPolicy;
 use super::{sock, VsockError};
 use crate::chain::{self, ChainLimits};
-use crate::device::notify_used;
+use crate::device::{drain_available, notify_used, Served};
 use crate::{GuestMemoryMmap, Interrupt};
 
 /// Index of the receive queue (device to driver).
@@ -551,33 +551,18 @@ impl VsockMuxer {
             return;
         };
         let mut used_any = false;
-        loop {
-            if q.tx.disable_notification(&q.mem).is_err() {
-                tracing::debug!("vsock: disabling TX notifications failed");
+        drain_available(&mut q.tx, &q.mem, "vsock TX", |tx, mut chain| {
+            let head = chain.head_index();
+            match VsockPacket::from_tx_virtq_chain(&q.mem, &mut chain, packet::MAX_PKT_DATA) {
+                Ok(pkt) => self.handle_guest_packet(&pkt),
+                Err(e) => tracing::debug!("vsock: malformed TX packet dropped: {e}"),
             }
-            let mut progressed = false;
-            while let Some(mut chain) = q.tx.pop_descriptor_chain(&q.mem) {
-                progressed = true;
-                let head = chain.head_index();
-                match VsockPacket::from_tx_virtq_chain(&q.mem, &mut chain, packet::MAX_PKT_DATA) {
-                    Ok(pkt) => self.handle_guest_packet(&pkt),
-                    Err(e) => tracing::debug!("vsock: malformed TX packet dropped: {e}"),
-                }
-                if let Err(e) = q.tx.add_used(&q.mem, head, 0) {
-                    tracing::debug!(head, "vsock: returning a TX buffer failed: {e}");
-                }
-                used_any = true;
+            if let Err(e) = tx.add_used(&q.mem, head, 0) {
+                tracing::debug!(head, "vsock: returning a TX buffer failed: {e}");
             }
-            // Notifications go back on whatever happened: returning with
-            // them off (a kick that found the queue already drained) means
-            // the guest never kicks again and its next packet is never seen.
-            // Then stop unless there is more and we got somewhere (a
-            // garbage avail index would otherwise spin forever).
-            let more = matches!(q.tx.enable_notification(&q.mem), Ok(true));
-            if !(progressed && more) {
-                break;
-            }
-        }
+            used_any = true;
+            Served::Next
+        });
         if used_any {
             notify_used(&mut q.tx, &q.mem, &q.interrupt);
         }
@@ -586,6 +571,13 @@ impl VsockMuxer {
 
     fn handle_guest_packet(&mut self, pkt: &VsockPacket<'_, ()>) {
         let hdr = Header::of(pkt);
+        tracing::trace!(
+            op = hdr.op,
+            src = hdr.src_port,
+            dst = hdr.dst_port,
+            len = hdr.len,
+            "vsock: from the guest"
+        );
         if hdr.src_cid != self.cid || hdr.dst_cid != packet::HOST_CID {
             tracing::debug!(
                 src = hdr.src_cid,
@@ -740,6 +732,12 @@ impl VsockMuxer {
                 self.remove_conn(key);
             }
             if let Some(n) = out {
+                tracing::trace!(
+                    port = key.local_port,
+                    peer = key.peer_port,
+                    len = n,
+                    "vsock: to the guest"
+                );
                 pkt.set_dst_cid(self.cid);
                 self.rr_cursor = Some(key);
                 return Some(n);
