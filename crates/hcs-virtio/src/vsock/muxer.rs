@@ -665,7 +665,7 @@ impl VsockMuxer {
         };
         let mut used_any = false;
         while self.has_pending_rx() {
-            let Some(mut chain) = q.rx.pop_descriptor_chain(&q.mem) else {
+            let Some(mut chain) = pop_or_ask_for_more(&mut q.rx, &q.mem) else {
                 break;
             };
             let head = chain.head_index();
@@ -756,7 +756,7 @@ impl VsockMuxer {
         };
         let mut used_any = false;
         while self.reset_event_pending {
-            let Some(chain) = q.event.pop_descriptor_chain(&q.mem) else {
+            let Some(chain) = pop_or_ask_for_more(&mut q.event, &q.mem) else {
                 break;
             };
             let head = chain.head_index();
@@ -826,5 +826,24 @@ mod tests {
         assert_eq!(parse_connect(b"CONNECT 4294967296"), None);
         assert_eq!(parse_connect(b"LISTEN 5"), None);
         assert_eq!(parse_connect(&[0xff, b' ', b'1']), None);
+    }
+}
+
+/// The next buffer of a device-to-driver queue; when there is none, ask the driver to kick when
+/// it adds one and look once more in case it just did. With
+/// `VIRTIO_RING_F_EVENT_IDX` the driver kicks only when its index passes
+/// the `avail_event` the device wrote: a device that never writes it is not
+/// told of refilled buffers, and what it holds for the guest waits for some
+/// other wake-up.
+fn pop_or_ask_for_more<'m>(
+    rx: &mut Queue,
+    mem: &'m GuestMemoryMmap,
+) -> Option<virtio_queue::DescriptorChain<&'m GuestMemoryMmap>> {
+    if let Some(c) = rx.pop_descriptor_chain(mem) {
+        return Some(c);
+    }
+    match rx.enable_notification(mem) {
+        Ok(true) => rx.pop_descriptor_chain(mem),
+        _ => None,
     }
 }

@@ -1118,3 +1118,38 @@ fn the_service_table_refuses_guest_connections_to_disabled_services() {
     let (_l, _s) = r.guest_connect(77);
     assert_eq!(r.m.connection_count(), 1);
 }
+
+/// With `VIRTIO_RING_F_EVENT_IDX` a Linux driver kicks only when its
+/// available index passes the device's `avail_event`. A device out of
+/// receive buffers with packets still to deliver must write it, or the
+/// driver refills the queue without a kick and the packets wait for some
+/// unrelated wake-up.
+#[test]
+fn out_of_receive_buffers_the_device_asks_for_a_kick() {
+    let mem = memory();
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = VsockMuxer::new(CID, &dir.path().join("vsock.sock")).unwrap();
+    let mut g = Guest::new(&mem);
+    let (irq, _) = counting_interrupt();
+    let mut queues = g.queues(irq);
+    queues.rx.set_event_idx(true);
+    m.attach(queues);
+    g.offer_rx(1);
+    // Three packets for no connection: three RSTs to deliver, one buffer.
+    for port in [7001, 7002, 7003] {
+        g.send(to_host(port, OP_RW), b"x");
+    }
+    m.process_tx();
+    m.process_rx();
+    assert_eq!(g.received().len(), 1);
+    // avail_event: the u16 after the used ring's elements.
+    let avail_event: u16 = mem
+        .read_obj(GuestAddress(
+            g.rx.vq.used_addr().0 + 4 + 8 * u64::from(QSIZE),
+        ))
+        .unwrap();
+    assert_eq!(
+        avail_event, 1,
+        "the device asks for a kick at the next buffer"
+    );
+}
