@@ -813,22 +813,6 @@ impl crate::worker_thread::EventLoop for VsockMuxer {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_connect;
-
-    #[test]
-    fn connect_lines() {
-        assert_eq!(parse_connect(b"CONNECT 52"), Some(52));
-        assert_eq!(parse_connect(b"connect 4294967295\r"), Some(u32::MAX));
-        assert_eq!(parse_connect(b"CONNECT"), None);
-        assert_eq!(parse_connect(b"CONNECT -1"), None);
-        assert_eq!(parse_connect(b"CONNECT 4294967296"), None);
-        assert_eq!(parse_connect(b"LISTEN 5"), None);
-        assert_eq!(parse_connect(&[0xff, b' ', b'1']), None);
-    }
-}
-
 /// The next buffer of a device-to-driver queue; when there is none, ask the driver to kick when
 /// it adds one and look once more in case it just did. With
 /// `VIRTIO_RING_F_EVENT_IDX` the driver kicks only when its index passes
@@ -845,5 +829,21 @@ fn pop_or_ask_for_more<'m>(
     match rx.enable_notification(mem) {
         Ok(true) => rx.pop_descriptor_chain(mem),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_connect;
+
+    #[test]
+    fn connect_lines() {
+        assert_eq!(parse_connect(b"CONNECT 52"), Some(52));
+        assert_eq!(parse_connect(b"connect 4294967295\r"), Some(u32::MAX));
+        assert_eq!(parse_connect(b"CONNECT"), None);
+        assert_eq!(parse_connect(b"CONNECT -1"), None);
+        assert_eq!(parse_connect(b"CONNECT 4294967296"), None);
+        assert_eq!(parse_connect(b"LISTEN 5"), None);
+        assert_eq!(parse_connect(&[0xff, b' ', b'1']), None);
     }
 }

@@ -1128,7 +1128,7 @@ fn the_service_table_refuses_guest_connections_to_disabled_services() {
 fn out_of_receive_buffers_the_device_asks_for_a_kick() {
     let mem = memory();
     let dir = tempfile::tempdir().unwrap();
-    let mut m = VsockMuxer::new(CID, &dir.path().join("vsock.sock")).unwrap();
+    let mut m = VsockMuxer::new(CID, dir.path().join("vsock.sock")).unwrap();
     let mut g = Guest::new(&mem);
     let (irq, _) = counting_interrupt();
     let mut queues = g.queues(irq);
