@@ -254,6 +254,14 @@ impl Cgroup {
             let d = self.dir_for(Ctl::PIDS, "pids")?;
             write_ctl(d, "pids", "pids.max", max_or(v, b"max").as_bytes())?;
         }
+        if let Some(rules) = &r.devices {
+            let d = self.dir_for(Ctl::DEVICES, "devices")?;
+            if d.v2 {
+                crate::devices::attach_v2(&d.path, rules)?;
+            } else {
+                crate::devices::apply_v1(&d.path, rules)?;
+            }
+        }
         Ok(())
     }
 
@@ -1441,6 +1449,7 @@ fn probe_v1(dir: &Path) -> Ctl {
         ("pids.max", Ctl::PIDS),
         ("freezer.state", Ctl::FREEZER),
         ("blkio.throttle.io_serviced", Ctl::BLKIO),
+        ("devices.allow", Ctl::DEVICES),
     ]
     .into_iter()
     .filter(|(f, _)| dir.join(f).exists())

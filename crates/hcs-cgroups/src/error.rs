@@ -9,6 +9,19 @@ use hcs_errors::{HResult, HcsError};
 /// a cgroup. Every variant names the file or directory involved.
 #[derive(thiserror::Error, Debug)]
 pub enum CgroupError {
+    /// The device access program (cgroup v2) could not be loaded or attached.
+    #[error("{step} of the device access program for {path}: {source}{verifier}")]
+    DeviceProgram {
+        /// The cgroup directory.
+        path: PathBuf,
+        /// `BPF_PROG_LOAD`, `BPF_PROG_ATTACH` or opening the directory.
+        step: &'static str,
+        /// The verifier's log, when it refused the program (with a leading "; ").
+        verifier: String,
+        /// What the kernel said.
+        source: io::Error,
+    },
+
     /// A procfs or cgroupfs file could not be read.
     #[error("reading {path}: {source}")]
     Read {
@@ -188,7 +201,8 @@ impl CgroupError {
             | CgroupError::Open { source, .. }
             | CgroupError::CreateDir { source, .. }
             | CgroupError::RemoveDir { source, .. }
-            | CgroupError::Signal { source, .. } => Some(source),
+            | CgroupError::Signal { source, .. }
+            | CgroupError::DeviceProgram { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -216,7 +230,8 @@ impl CgroupError {
             | CgroupError::Open { source, .. }
             | CgroupError::CreateDir { source, .. }
             | CgroupError::RemoveDir { source, .. }
-            | CgroupError::Signal { source, .. } => source
+            | CgroupError::Signal { source, .. }
+            | CgroupError::DeviceProgram { source, .. } => source
                 .raw_os_error()
                 .map(HResult::from_errno)
                 .unwrap_or(HResult::E_FAIL),

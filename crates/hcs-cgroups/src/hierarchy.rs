@@ -60,6 +60,9 @@ impl Ctl {
     pub(crate) const BLKIO: Ctl = Ctl(1 << 6);
     /// v2 `io` (statistics only).
     pub(crate) const IO: Ctl = Ctl(1 << 7);
+    /// v1 `devices`, or a v2 cgroup's BPF device program (core, like the
+    /// v2 freezer).
+    pub(crate) const DEVICES: Ctl = Ctl(1 << 8);
 
     /// The v2 controllers we enable in `cgroup.subtree_control`, with their names.
     const V2_NAMES: [(Ctl, &'static str); 5] = [
@@ -80,6 +83,7 @@ impl Ctl {
             "pids" => Ctl::PIDS,
             "freezer" => Ctl::FREEZER,
             "blkio" => Ctl::BLKIO,
+            "devices" => Ctl::DEVICES,
             _ => Ctl::NONE,
         }
     }
@@ -125,8 +129,13 @@ impl Ctl {
     }
 
     /// Every controller this crate can use on a v2 cgroup.
-    pub(crate) const ALL_V2: Ctl =
-        Ctl(Ctl::CPU.0 | Ctl::CPUSET.0 | Ctl::MEMORY.0 | Ctl::PIDS.0 | Ctl::IO.0 | Ctl::FREEZER.0);
+    pub(crate) const ALL_V2: Ctl = Ctl(Ctl::CPU.0
+        | Ctl::CPUSET.0
+        | Ctl::MEMORY.0
+        | Ctl::PIDS.0
+        | Ctl::IO.0
+        | Ctl::FREEZER.0
+        | Ctl::DEVICES.0);
 }
 
 impl BitOr for Ctl {
@@ -487,7 +496,7 @@ impl Hierarchies {
                 plan.push(Placement {
                     base: h.mount_point.clone(),
                     v2: true,
-                    ctl: enable | Ctl::FREEZER,
+                    ctl: enable | Ctl::FREEZER | Ctl::DEVICES,
                     enable: enable.v2_enable_line(),
                 });
             }
@@ -655,12 +664,13 @@ mod tests {
                 ("/sys/fs/cgroup/cpuacct", V1),
                 ("/sys/fs/cgroup/cpuset", V1),
                 ("/sys/fs/cgroup/memory", V1),
+                ("/sys/fs/cgroup/devices", V1),
                 ("/sys/fs/cgroup/freezer", V1),
                 ("/sys/fs/cgroup/blkio", V1),
                 ("/sys/fs/cgroup/pids", V1),
                 ("/sys/fs/cgroup/unified", V2),
             ],
-            "devices and name=systemd are not ours"
+            "name=systemd is not ours"
         );
         let mem = h.v1("memory").unwrap();
         assert_eq!(
@@ -685,7 +695,7 @@ mod tests {
             .set(vec!["hugetlb".into()])
             .unwrap();
         let plan = h.plan().unwrap();
-        assert_eq!(plan.len(), 7);
+        assert_eq!(plan.len(), 8, "seven v1 hierarchies and devices");
         assert!(plan.iter().all(|p| !p.v2));
         assert_eq!(
             plan[3].base,

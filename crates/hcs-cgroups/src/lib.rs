@@ -55,6 +55,7 @@
 #![warn(missing_docs)]
 
 mod cgroup;
+pub mod devices;
 mod error;
 mod fsio;
 mod hierarchy;

@@ -16,6 +16,10 @@ pub struct Resources {
     pub cpuset_cpus: Option<String>,
     /// Maximum number of processes (`pids.max`). `u64::MAX` removes the limit.
     pub pids_max: Option<u64>,
+    /// Device access rules ([`crate::devices`]): v1 `devices.allow` and
+    /// `devices.deny`, or a v2 BPF device program. `None` leaves device
+    /// access as the parent cgroup has it.
+    pub devices: Option<Vec<crate::devices::DeviceRule>>,
 }
 
 /// A CFS bandwidth limit: at most `quota_us` of CPU time every `period_us`.

@@ -244,6 +244,7 @@ fn lifecycle_limits_freeze_stats_kill() {
         }),
         cpuset_cpus: Some("0".into()),
         pids_max: Some(64),
+        devices: None,
     };
     cg.apply(&r).unwrap();
     match h.layout() {
@@ -523,6 +524,63 @@ fn from_paths_recovers_after_a_crash() {
 
 /// Runs [`v2_child_helper`] in a child process (a re-exec of this test
 /// binary) so that its private mount namespace never touches this one.
+/// Device rules are enforced: with everything denied but /dev/null, a
+/// process in `cg` writes /dev/null, cannot open /dev/zero, and cannot make
+/// a node for a block device (what `CAP_MKNOD` would otherwise allow).
+fn check_device_rules(cg: &Cgroup) {
+    use hcs_cgroups::devices::{access, DeviceKind, DeviceRule};
+    let rules = vec![
+        DeviceRule {
+            allow: false,
+            kind: DeviceKind::All,
+            major: None,
+            minor: None,
+            access: access::ALL,
+        },
+        DeviceRule::allow(DeviceKind::Char, Some(1), Some(3), access::ALL),
+    ];
+    cg.apply(&Resources {
+        devices: Some(rules),
+        ..Default::default()
+    })
+    .expect("device rules");
+    let node = tempfile::tempdir().unwrap();
+    let script = format!(
+        "echo x > /dev/null && echo null-ok; \
+         head -c1 /dev/zero >/dev/null 2>&1 && echo zero-opened || echo zero-denied; \
+         mknod {n}/sda b 8 0 2>/dev/null && echo mknod-ok || echo mknod-denied",
+        n = node.path().display()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script]).stdout(Stdio::piped());
+    let fds = cg.open_procs_files().expect("open_procs_files");
+    // SAFETY: as in spawn_inside: the descriptors outlive the spawn, and the
+    // child only makes write(2) calls before exec.
+    let borrowed: Vec<BorrowedFd<'static>> = fds
+        .iter()
+        .map(|f| unsafe { BorrowedFd::borrow_raw(f.as_raw_fd()) })
+        .collect();
+    // SAFETY: see above.
+    unsafe {
+        cmd.pre_exec(move || join_procs_files(&borrowed).map_err(std::io::Error::from));
+    }
+    let out = cmd.output().expect("sh");
+    drop(fds);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines, ["null-ok", "zero-denied", "mknod-denied"], "{text}");
+}
+
+#[test]
+fn device_rules_deny_what_they_do_not_allow() {
+    require_root!("device_rules_deny_what_they_do_not_allow");
+    let h = Hierarchies::detect().unwrap();
+    let scratch = Scratch::new("devices");
+    let cg = Cgroup::create_in(h, &scratch.rel("ns/id")).unwrap();
+    check_device_rules(&cg);
+    cg.destroy().unwrap();
+}
+
 #[test]
 fn pure_v2_in_private_mount_namespace() {
     require_root!("pure_v2_in_private_mount_namespace");
@@ -676,6 +734,12 @@ fn v2_child_helper() {
         }
     }
 
+    // The BPF device program, in a cgroup of its own (the check's shell
+    // stays inside until it exits).
+    let dev = Cgroup::create_in(&h, &Path::new(&top).join("ns/devices")).unwrap();
+    check_device_rules(&dev);
+    dev.destroy().unwrap();
+
     let mut busy = spawn(&mut busy_loop());
     let mut sleep = spawn_inside(&cg, &mut sleeper());
     cg.add_pid(busy.pid()).unwrap();
@@ -736,6 +800,7 @@ fn bench_create_apply_destroy() {
         }),
         cpuset_cpus: None,
         pids_max: Some(1024),
+        devices: None,
     };
     const N: usize = 100;
     for warm_parents in [false, true] {
