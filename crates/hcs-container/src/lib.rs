@@ -82,7 +82,14 @@ impl Container {
         let cgroup = Cgroup::create_under(cgroup_parent, cgroup_leaf).map_err(HcsError::from)?;
         tracing::debug!("cgroup created");
         let prepared = (|| -> HcsResult<Vec<OwnedFd>> {
-            cgroup.apply(&spec.resources).map_err(HcsError::from)?;
+            // Every container's device access is confined (a process with
+            // CAP_MKNOD could otherwise make and open a node for a host disk).
+            let own = spec.resources.devices.as_deref().unwrap_or_default();
+            let resources = hcs_cgroups::Resources {
+                devices: Some(spec::device_rules(own, &spec.devices)),
+                ..spec.resources.clone()
+            };
+            cgroup.apply(&resources).map_err(HcsError::from)?;
             rootfs::prepare_host_dirs(&spec, rundir)
                 .map_err(|e| HcsError::from_io("preparing the container's directories", &e))?;
             cgroup.open_procs_files().map_err(HcsError::from)

@@ -895,23 +895,13 @@ fn mount_cgroups(
     Ok(())
 }
 
-/// The device nodes every container gets: (name, major, minor).
-const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-];
-
 /// The default device nodes, those of `linux.devices`, and the standard
 /// symlinks. Nodes are made with mknod in the container's own /dev (as runc
 /// does), so the container's root can chmod, chown or remove only its own
 /// copies; in a user namespace, where mknod is not allowed, the host's nodes
 /// are bound instead (the container's root cannot change those).
 fn make_devices(r: BorrowedFd<'_>, spec: &ContainerSpec, in_userns: bool) -> SetupResult<()> {
-    for (name, major, minor) in DEFAULT_DEVICES {
+    for (name, major, minor) in crate::spec::DEFAULT_DEVICES {
         let path = PathBuf::from("/dev").join(name);
         if spec.devices.iter().any(|d| d.path == path) {
             continue;
@@ -919,8 +909,8 @@ fn make_devices(r: BorrowedFd<'_>, spec: &ContainerSpec, in_userns: bool) -> Set
         let node = DeviceNode {
             path,
             kind: 'c',
-            major,
-            minor,
+            major: u64::from(major),
+            minor: u64::from(minor),
             mode: 0o666,
             uid: 0,
             gid: 0,

@@ -185,9 +185,10 @@ impl Namespaces {
     }
 }
 
-/// The capabilities a container's processes keep: Docker's and runc's
-/// default set without `CAP_MKNOD` (this backend has no device cgroup rules
-/// yet, so creating device nodes must not be possible). Everything else,
+/// The capabilities a container's processes keep when their document names
+/// none: Docker's and runc's default set without `CAP_MKNOD` (an HCS
+/// container has no use for making nodes; its device rules would let it make
+/// them but open none but its own). Everything else,
 /// `CAP_SYS_ADMIN` first, is dropped from the bounding set as well, so no
 /// process of the container can regain it.
 pub const DEFAULT_CAPABILITIES: &[caps::Capability] = &[

@@ -8,6 +8,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use hcs_cgroups::devices::{access, DeviceKind, DeviceRule};
 use hcs_errors::{HResult, HcsError, HcsResult};
 use hcs_schema::Container;
 use nix::mount::MsFlags;
@@ -1592,11 +1593,7 @@ fn oci_resources(r: &Value) -> HcsResult<hcs_cgroups::Resources> {
             out.pids_max = Some(l as u64);
         }
     }
-    // There is no device cgroup here: what a container can open is what its
-    // /dev holds (the default nodes and linux.devices; without CAP_MKNOD no
-    // others can be made). So allow rules are honoured as they are, and a
-    // deny rule only as the first one denying everything (runc's default);
-    // any other deny would go unenforced.
+    let mut rules = Vec::new();
     for (i, d) in r
         .get("devices")
         .and_then(Value::as_array)
@@ -1604,28 +1601,119 @@ fn oci_resources(r: &Value) -> HcsResult<hcs_cgroups::Resources> {
         .flatten()
         .enumerate()
     {
-        let at = format!("linux.resources.devices[{i}]");
-        known_members(d, &at, &["allow", "type", "major", "minor", "access"])?;
-        if d.get("allow").and_then(Value::as_bool) == Some(true) {
-            continue;
-        }
-        let all_types = matches!(str_at(d, "type"), None | Some("a"));
-        let all_numbers = ["major", "minor"].iter().all(|k| {
-            matches!(d.get(*k), None | Some(Value::Null))
-                || d.get(*k).and_then(Value::as_i64) == Some(-1)
-        });
-        let access = str_at(d, "access").unwrap_or("rwm");
-        let all_access = access.contains('r') && access.contains('w') && access.contains('m');
-        if i != 0 || !all_types || !all_numbers || !all_access {
-            return Err(oci_unsupported(
-                &at,
-                "device cgroup deny rules are not supported except a first rule denying all \
-                 devices (the container's /dev holds only its default and linux.devices nodes)",
-            ));
-        }
+        rules.push(oci_device_rule(
+            d,
+            &format!("linux.resources.devices[{i}]"),
+        )?);
     }
+    out.devices = Some(rules);
     Ok(out)
 }
+
+/// One `linux.resources.devices` rule.
+fn oci_device_rule(d: &Value, at: &str) -> HcsResult<DeviceRule> {
+    known_members(d, at, &["allow", "type", "major", "minor", "access"])?;
+    let allow = match d.get("allow") {
+        Some(Value::Bool(b)) => *b,
+        _ => return Err(oci_invalid(&format!("{at}.allow"), "must be true or false")),
+    };
+    let kind = match str_at(d, "type") {
+        None | Some("a") => DeviceKind::All,
+        Some("c") => DeviceKind::Char,
+        Some("b") => DeviceKind::Block,
+        Some(t) => {
+            return Err(oci_invalid(
+                &format!("{at}.type"),
+                format!("{t:?} is not a, b or c"),
+            ))
+        }
+    };
+    let number = |key: &str| -> HcsResult<Option<u32>> {
+        match d.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) if v.as_i64() == Some(-1) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    oci_invalid(
+                        &format!("{at}.{key}"),
+                        format!("{v} is not a device number"),
+                    )
+                }),
+        }
+    };
+    let mut bits = 0;
+    for c in str_at(d, "access").unwrap_or("rwm").chars() {
+        bits |= match c {
+            'r' => access::READ,
+            'w' => access::WRITE,
+            'm' => access::MKNOD,
+            _ => {
+                return Err(oci_invalid(
+                    &format!("{at}.access"),
+                    format!("{c:?} is not r, w or m"),
+                ))
+            }
+        };
+    }
+    if bits == 0 {
+        return Err(oci_invalid(
+            &format!("{at}.access"),
+            "an empty access list matches nothing",
+        ));
+    }
+    Ok(DeviceRule {
+        allow,
+        kind,
+        major: number("major")?,
+        minor: number("minor")?,
+        access: bits,
+    })
+}
+
+/// The device rules a container's cgroup gets: the document's own (none
+/// for an HCS Container document), then what every container may use,
+/// appended as runc appends its defaults so that no rule takes them away:
+/// making any node (`mknod` alone opens nothing), the default nodes of its
+/// /dev, its terminals, and the nodes of `linux.devices`. Everything else
+/// is denied.
+pub fn device_rules(own: &[DeviceRule], devices: &[DeviceNode]) -> Vec<DeviceRule> {
+    use DeviceKind::{Block, Char};
+    let rwm = access::ALL;
+    let mut rules = own.to_vec();
+    rules.push(DeviceRule::allow(Char, None, None, access::MKNOD));
+    rules.push(DeviceRule::allow(Block, None, None, access::MKNOD));
+    for (_, major, minor) in DEFAULT_DEVICES {
+        rules.push(DeviceRule::allow(Char, Some(major), Some(minor), rwm));
+    }
+    // /dev/console and /dev/ptmx, and the pseudo-terminals of its devpts.
+    rules.push(DeviceRule::allow(Char, Some(5), Some(1), rwm));
+    rules.push(DeviceRule::allow(Char, Some(5), Some(2), rwm));
+    rules.push(DeviceRule::allow(Char, Some(136), None, rwm));
+    for d in devices {
+        let kind = match d.kind {
+            'c' | 'u' => Char,
+            'b' => Block,
+            _ => continue, // fifos are not devices
+        };
+        if let (Ok(major), Ok(minor)) = (u32::try_from(d.major), u32::try_from(d.minor)) {
+            rules.push(DeviceRule::allow(kind, Some(major), Some(minor), rwm));
+        }
+    }
+    rules
+}
+
+/// The default nodes of a container's /dev: name, major, minor.
+pub const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
 
 fn reject_windows_only(doc: &Container) -> HcsResult<()> {
     if doc.registry_changes.as_ref().is_some_and(|r| {
@@ -2048,6 +2136,63 @@ mod tests {
     }
 
     #[test]
+    fn device_rules_are_mapped_in_order_and_bad_ones_named() {
+        let (t, mut spec) = runc_bundle();
+        spec["linux"]["resources"]["devices"] = json!([
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"},
+            {"allow": false, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+            {"allow": true, "type": "b", "major": -1, "minor": null, "access": "m"}
+        ]);
+        let c = ContainerSpec::from_document("demo", &oci_doc(&spec, t.path()), t.path()).unwrap();
+        let rules = c.resources.devices.clone().unwrap();
+        assert_eq!(rules.len(), 4);
+        assert_eq!(
+            rules[1],
+            DeviceRule::allow(
+                DeviceKind::Char,
+                Some(1),
+                Some(3),
+                access::READ | access::WRITE
+            )
+        );
+        assert!(!rules[2].allow);
+        assert_eq!(
+            rules[3],
+            DeviceRule::allow(DeviceKind::Block, None, None, access::MKNOD)
+        );
+        // With the defaults: /dev/zero and the linux.devices node open, a
+        // disk does not, and the spec's deny of /dev/fuse holds.
+        let fuse = DeviceNode {
+            path: "/dev/fuse".into(),
+            kind: 'c',
+            major: 10,
+            minor: 230,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        };
+        let all = device_rules(&rules, &[fuse]);
+        use hcs_cgroups::devices::allowed;
+        assert!(allowed(&all, DeviceKind::Char, 1, 5, access::READ));
+        assert!(allowed(&all, DeviceKind::Char, 10, 230, access::WRITE));
+        assert!(!allowed(&all, DeviceKind::Char, 10, 229, access::READ));
+        assert!(!allowed(&all, DeviceKind::Block, 8, 0, access::READ));
+        assert!(allowed(&all, DeviceKind::Block, 8, 0, access::MKNOD));
+        for (i, key, bad) in [
+            (1, "access", json!("rx")),
+            (1, "type", json!("p")),
+            (1, "major", json!(-5)),
+        ] {
+            let mut s = spec.clone();
+            s["linux"]["resources"]["devices"][i][key] = bad;
+            let e = oci_err(&s, t.path());
+            let want = format!("Container.OciSpecification.linux.resources.devices[{i}].{key}");
+            assert!(e.message.contains(&want), "{want}: {}", e.message);
+        }
+    }
+
+    #[test]
     fn runc_spec_is_accepted_and_mapped() {
         let (t, spec) = runc_bundle();
         let c = ContainerSpec::from_document("demo", &oci_doc(&spec, t.path()), t.path()).unwrap();
@@ -2091,7 +2236,21 @@ mod tests {
         assert_eq!(c.masked_paths.len(), 10);
         assert!(c.masked_paths.contains(&PathBuf::from("/proc/asound")));
         assert_eq!(c.readonly_paths.len(), 5);
-        assert_eq!(c.resources, hcs_cgroups::Resources::default());
+        // runc's spec denies every device; the defaults come on top at create.
+        let deny_all = DeviceRule {
+            allow: false,
+            kind: DeviceKind::All,
+            major: None,
+            minor: None,
+            access: access::ALL,
+        };
+        assert_eq!(
+            c.resources,
+            hcs_cgroups::Resources {
+                devices: Some(vec![deny_all]),
+                ..Default::default()
+            }
+        );
         let oci = c.oci.as_ref().expect("oci kept");
         assert_eq!(oci.bundle, t.path());
 
@@ -2285,12 +2444,6 @@ mod tests {
             (
                 "Container.OciSpecification.linux.resources.cpu.mems",
                 Box::new(|s| s["linux"]["resources"]["cpu"] = json!({"mems": "0"})),
-            ),
-            (
-                "Container.OciSpecification.linux.resources.devices[1]",
-                Box::new(|s| {
-                    s["linux"]["resources"]["devices"].as_array_mut().unwrap().push(                        json!({"allow": false, "type": "c", "major": 1, "minor": 3, "access": "r"}))
-                }),
             ),
             (
                 "Container.OciSpecification.linux.cgroupsPath",

@@ -337,3 +337,96 @@ fn bad_capability_names_are_refused_by_path() {
         text(&out.stderr)
     );
 }
+
+/// Docker's device rules (everything denied, its default nodes allowed,
+/// /dev/fuse denied) with `CAP_MKNOD`, which Docker grants: a node for a
+/// disk can be made but not opened, /dev/null works, /dev/fuse is denied.
+/// runc, given the same config.json, is the control.
+#[test]
+fn device_rules_keep_a_container_with_cap_mknod_off_host_disks() {
+    // A block device of the host that root here can open: only the rules
+    // can keep the container from it.
+    let (major, minor) = host_block_device();
+    let script = format!(
+        "echo x > /dev/null && echo null-ok; \
+         mknod /dev/disk b {major} {minor} && echo mknod-ok; \
+         head -c1 /dev/disk >/dev/null 2>&1 && echo disk-opened || echo disk-denied; \
+         mknod /dev/fuse c 10 229 && (echo > /dev/fuse) 2>/dev/null && echo fuse-opened || echo fuse-denied"
+    );
+    let b = script_bundle(&script, |c| {
+        c["root"]["readonly"] = json!(true);
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_MKNOD"));
+        }
+        c["linux"]["resources"]["devices"] = json!([
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
+            {"allow": false, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+            {"allow": true, "type": "c", "access": "m"},
+            {"allow": true, "type": "b", "access": "m"}
+        ]);
+    });
+    let want = ["null-ok", "mknod-ok", "disk-denied", "fuse-denied"];
+    let out = b.run("devrules");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).lines().collect::<Vec<_>>(),
+        want,
+        "{}",
+        text(&out.stderr)
+    );
+
+    // runc, same config, with the rootfs by its absolute path (runc refuses
+    // a symlinked one).
+    let Ok(runc) = which_runc() else {
+        panic!("runc is not installed: scripts/install-deps.sh installs it");
+    };
+    b.edit(|c| c["root"]["path"] = json!(common::rootfs()));
+    let id = unique("devrules-runc");
+    let state = b.path().join("runc-state");
+    let out = common::run_to_files(
+        std::process::Command::new(runc)
+            .arg("--root")
+            .arg(&state)
+            .args(["run", "--bundle", &b.bundle_arg(), &id]),
+    );
+    assert!(out.status.success(), "runc: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().collect::<Vec<_>>(), want, "runc");
+}
+
+/// The numbers of a block device of the host that this (root) test process
+/// can open for reading.
+fn host_block_device() -> (u32, u32) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut candidates: Vec<std::path::PathBuf> = std::fs::read_dir("/dev")
+        .expect("/dev")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    candidates.sort();
+    for p in candidates {
+        let Ok(m) = std::fs::metadata(&p) else {
+            continue;
+        };
+        if m.file_type().is_block_device() && std::fs::File::open(&p).is_ok() {
+            return (libc::major(m.rdev()), libc::minor(m.rdev()));
+        }
+    }
+    panic!("no block device in /dev opens here: the test needs one to show the rules keep it out");
+}
+
+fn which_runc() -> Result<std::path::PathBuf, ()> {
+    ["/usr/sbin/runc", "/usr/bin/runc"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or(())
+}
