@@ -1530,7 +1530,25 @@ fn oci_device(i: usize, d: &Value) -> HcsResult<DeviceNode> {
 /// `linux.resources` onto cgroup limits.
 fn oci_resources(r: &Value) -> HcsResult<hcs_cgroups::Resources> {
     let mut out = hcs_cgroups::Resources::default();
-    known_members(r, "linux.resources", &["memory", "cpu", "pids", "devices"])?;
+    known_members(
+        r,
+        "linux.resources",
+        &["memory", "cpu", "pids", "devices", "blockIO"],
+    )?;
+    if let Some(b) = r.get("blockIO") {
+        // A weight of 0 is no weight (runc writes blkio.weight only when it
+        // is not 0), and Docker sends {"weight": 0} with every container.
+        let at = "linux.resources.blockIO";
+        for key in ["weight", "leafWeight"] {
+            if b.get(key).and_then(Value::as_u64).is_some_and(|w| w != 0) {
+                return Err(oci_unsupported(
+                    &format!("{at}.{key}"),
+                    "block I/O weights are not supported by this container host",
+                ));
+            }
+        }
+        known_members(b, at, &["weight", "leafWeight"])?;
+    }
     if let Some(m) = r.get("memory") {
         known_members(m, "linux.resources.memory", &["limit"])?;
         match m.get("limit").and_then(Value::as_i64) {
@@ -2133,6 +2151,25 @@ mod tests {
 
     fn oci_err(spec: &Value, bundle: &Path) -> HcsError {
         ContainerSpec::from_document("demo", &oci_doc(spec, bundle), bundle).unwrap_err()
+    }
+
+    #[test]
+    fn a_zero_block_io_weight_is_no_weight_and_others_are_refused_by_path() {
+        let (t, mut spec) = runc_bundle();
+        spec["linux"]["resources"]["blockIO"] = json!({"weight": 0});
+        ContainerSpec::from_document("demo", &oci_doc(&spec, t.path()), t.path()).unwrap();
+        for (bad, path) in [
+            (json!({"weight": 500}), "blockIO.weight"),
+            (
+                json!({"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1}]}),
+                "blockIO.throttleReadBpsDevice",
+            ),
+        ] {
+            spec["linux"]["resources"]["blockIO"] = bad;
+            let e = oci_err(&spec, t.path());
+            let want = format!("Container.OciSpecification.linux.resources.{path}");
+            assert!(e.message.contains(&want), "{want}: {}", e.message);
+        }
     }
 
     #[test]
