@@ -188,6 +188,9 @@ impl Cgroup {
                 )?;
             }
         }
+        if let Some(total) = r.memory_swap_bytes {
+            self.apply_swap(total, r.memory_limit_bytes)?;
+        }
         if let Some(w) = r.cpu_weight {
             if !(CPU_WEIGHT_MIN..=CPU_WEIGHT_MAX).contains(&w) {
                 return Err(CgroupError::InvalidValue {
@@ -263,6 +266,46 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+
+    /// Memory plus swap (`total`), after the memory limit (v1 refuses a
+    /// memsw limit below the memory limit).
+    fn apply_swap(&self, total: u64, memory: Option<u64>) -> Result<(), CgroupError> {
+        let invalid = |reason| CgroupError::InvalidValue {
+            what: "memory_swap_bytes",
+            value: total.to_string(),
+            reason,
+        };
+        if memory.is_some_and(|m| total < m) {
+            return Err(invalid(
+                "must be at least the memory limit (it counts memory and swap)",
+            ));
+        }
+        let d = self.dir_for(Ctl::MEMORY, "memory")?;
+        if d.v2 {
+            let swap = match (total, memory) {
+                (u64::MAX, _) => u64::MAX,
+                (_, Some(m)) if m != u64::MAX => total - m,
+                _ => {
+                    return Err(invalid(
+                        "needs a memory limit on cgroup v2 (memory.swap.max is swap alone)",
+                    ))
+                }
+            };
+            write_ctl(
+                d,
+                "memory",
+                "memory.swap.max",
+                max_or(swap, b"max").as_bytes(),
+            )
+        } else {
+            write_ctl(
+                d,
+                "memory swap accounting (swapaccount=1)",
+                "memory.memsw.limit_in_bytes",
+                max_or(total, b"-1").as_bytes(),
+            )
+        }
     }
 
     /// Opens every `cgroup.procs` for writing (close-on-exec), so that a freshly

@@ -7,6 +7,11 @@ pub struct Resources {
     /// Hard memory limit in bytes (v2 `memory.max`, v1 `memory.limit_in_bytes`).
     /// `u64::MAX` removes the limit.
     pub memory_limit_bytes: Option<u64>,
+    /// Memory plus swap in bytes, as the OCI runtime spec's `memory.swap`
+    /// counts it: v1 `memory.memsw.limit_in_bytes`, v2 `memory.swap.max`
+    /// (this less the memory limit, which must then be set too). At least
+    /// the memory limit; `u64::MAX` removes the limit.
+    pub memory_swap_bytes: Option<u64>,
     /// CPU weight on the cgroup v2 scale, `1..=10000` (default 100). Written as
     /// v2 `cpu.weight`, or as v1 `cpu.shares` through [`cpu_weight_to_shares`].
     pub cpu_weight: Option<u64>,

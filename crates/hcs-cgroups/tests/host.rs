@@ -245,12 +245,14 @@ fn lifecycle_limits_freeze_stats_kill() {
         cpuset_cpus: Some("0".into()),
         pids_max: Some(64),
         devices: None,
+        memory_swap_bytes: Some(96 << 20),
     };
     cg.apply(&r).unwrap();
     match h.layout() {
         Layout::Unified => {
             let d = dir_under(&paths, h.v2().unwrap().mount_point()).unwrap();
             assert_eq!(read(d, "memory.max"), "67108864");
+            assert_eq!(read(d, "memory.swap.max"), "33554432", "swap alone");
             assert_eq!(read(d, "cpu.weight"), "100");
             assert_eq!(read(d, "cpu.max"), "50000 100000");
             assert_eq!(read(d, "pids.max"), "64");
@@ -259,6 +261,10 @@ fn lifecycle_limits_freeze_stats_kill() {
         Layout::Hybrid | Layout::Legacy => {
             let d = |c| dir_under(&paths, h.v1(c).unwrap().mount_point()).unwrap();
             assert_eq!(read(d("memory"), "memory.limit_in_bytes"), "67108864");
+            assert_eq!(
+                read(d("memory"), "memory.memsw.limit_in_bytes"),
+                "100663296"
+            );
             assert_eq!(read(d("cpu"), "cpu.shares"), "1024");
             assert_eq!(read(d("cpu"), "cpu.cfs_period_us"), "100000");
             assert_eq!(read(d("cpu"), "cpu.cfs_quota_us"), "50000");
@@ -801,6 +807,7 @@ fn bench_create_apply_destroy() {
         cpuset_cpus: None,
         pids_max: Some(1024),
         devices: None,
+        memory_swap_bytes: None,
     };
     const N: usize = 100;
     for warm_parents in [false, true] {

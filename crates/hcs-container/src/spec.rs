@@ -1550,10 +1550,24 @@ fn oci_resources(r: &Value) -> HcsResult<hcs_cgroups::Resources> {
         known_members(b, at, &["weight", "leafWeight"])?;
     }
     if let Some(m) = r.get("memory") {
-        known_members(m, "linux.resources.memory", &["limit"])?;
+        known_members(m, "linux.resources.memory", &["limit", "swap"])?;
         match m.get("limit").and_then(Value::as_i64) {
             Some(l) if l > 0 => out.memory_limit_bytes = Some(l as u64),
             // 0 and -1: no limit.
+            _ => {}
+        }
+        match m.get("swap").and_then(Value::as_i64) {
+            Some(-1) => out.memory_swap_bytes = Some(u64::MAX),
+            Some(s) if s > 0 => {
+                if out.memory_limit_bytes.is_some_and(|l| (s as u64) < l) {
+                    return Err(oci_invalid(
+                        "linux.resources.memory.swap",
+                        format!("{s} is below memory.limit (swap counts memory and swap)"),
+                    ));
+                }
+                out.memory_swap_bytes = Some(s as u64);
+            }
+            // 0: no swap limit.
             _ => {}
         }
     }
@@ -2151,6 +2165,32 @@ mod tests {
 
     fn oci_err(spec: &Value, bundle: &Path) -> HcsError {
         ContainerSpec::from_document("demo", &oci_doc(spec, bundle), bundle).unwrap_err()
+    }
+
+    #[test]
+    fn memory_swap_counts_memory_and_swap() {
+        let (t, mut spec) = runc_bundle();
+        let map = |spec: &Value| {
+            ContainerSpec::from_document("demo", &oci_doc(spec, t.path()), t.path()).map(|c| {
+                (
+                    c.resources.memory_limit_bytes,
+                    c.resources.memory_swap_bytes,
+                )
+            })
+        };
+        spec["linux"]["resources"]["memory"] = json!({"limit": 64 << 20, "swap": 128 << 20});
+        assert_eq!(map(&spec).unwrap(), (Some(64 << 20), Some(128 << 20)));
+        spec["linux"]["resources"]["memory"] = json!({"limit": 64 << 20, "swap": -1});
+        assert_eq!(map(&spec).unwrap(), (Some(64 << 20), Some(u64::MAX)));
+        spec["linux"]["resources"]["memory"] = json!({"limit": 64 << 20, "swap": 0});
+        assert_eq!(map(&spec).unwrap(), (Some(64 << 20), None));
+        spec["linux"]["resources"]["memory"] = json!({"limit": 64 << 20, "swap": 32 << 20});
+        let e = map(&spec).unwrap_err();
+        assert!(
+            e.message.contains("linux.resources.memory.swap"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
