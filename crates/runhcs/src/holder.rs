@@ -379,8 +379,8 @@ pub fn run(root: &Path, id: &str, fifo: &str, exec: Option<&str>) -> i32 {
         outputs.push(std::thread::spawn(move || pump(master, peer_out)));
     } else {
         if let (Some(stdin), Some(ours)) = (info.std_input, dup_file(0)) {
-            // Not joined: our stdin may never end. Its EOF closes the process's.
-            std::thread::spawn(move || pump(ours, std::fs::File::from(stdin)));
+            // Not joined: our stdin may never end.
+            relay_stdin(process.clone(), ours, std::fs::File::from(stdin));
         }
         for (fd, theirs) in [(1, info.std_output), (2, info.std_error)] {
             if let (Some(theirs), Some(ours)) = (theirs, dup_file(fd)) {
@@ -398,6 +398,24 @@ pub fn run(root: &Path, id: &str, fifo: &str, exec: Option<&str>) -> i32 {
     v.get("ExitCode")
         .and_then(Value::as_u64)
         .map_or(255, |c| (c & 0xff) as i32)
+}
+
+/// Copy `ours` to the process's stdin pipe in a thread of its own (not to be
+/// joined: our stdin may never end). At its end of file the process's stdin
+/// is closed: our end of the pipe, and the monitor's copy (HCS keeps one for
+/// HcsGetProcessInfo), or the process would never see end of file.
+pub fn relay_stdin(process: Arc<hcs::Process>, ours: std::fs::File, theirs: std::fs::File) {
+    std::thread::spawn(move || {
+        pump(ours, theirs);
+        let op = Operation::new();
+        // It fails only when the process is gone, which has no stdin left.
+        let _ = process
+            .modify(
+                &op,
+                r#"{"Operation":"CloseHandle","CloseHandle":{"Handle":"StdIn"}}"#,
+            )
+            .and_then(|()| op.wait(INFINITE));
+    });
 }
 
 /// Create the container's process as `start` asks, and record its pid.

@@ -851,13 +851,11 @@ fn relay_and_wait(
             info.std_input.take(),
             std::io::stdin().as_fd().try_clone_to_owned(),
         ) {
-            // Not joined: our stdin may never end; its EOF closes the process's.
-            std::thread::spawn(move || {
-                let _ = std::io::copy(
-                    &mut std::fs::File::from(ours),
-                    &mut std::fs::File::from(theirs),
-                );
-            });
+            holder::relay_stdin(
+                process.clone(),
+                std::fs::File::from(ours),
+                std::fs::File::from(theirs),
+            );
         }
         if let Some(fd) = info.std_output.take() {
             copiers.push(std::thread::spawn(move || copy_to(fd, std::io::stdout())));

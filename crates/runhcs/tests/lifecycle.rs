@@ -757,3 +757,64 @@ fn kill_all_signals_every_process_of_the_container() {
     assert_eq!(ps(&b).len(), 1, "{:?}", ps(&b));
     wait_status(&b, &id, "stopped");
 }
+
+/// Standard input from a pipe reaches end of file when the pipe's writer
+/// closes it: `cat` ends (it hung for ever, as `echo x | docker run -i img
+/// cat` did). runc, with the same config.json, is the control.
+#[test]
+fn stdin_from_a_pipe_reaches_end_of_file() {
+    use std::io::Write;
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["sh", "-c", "cat; echo eof-seen"]));
+    let run_with = |cmd: &mut std::process::Command| {
+        let out = tempfile::tempfile().unwrap();
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(out.try_clone().unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        child.stdin.take().unwrap().write_all(b"line\n").unwrap();
+        // The writer is gone now: end of file.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut text = String::new();
+        use std::io::{Read, Seek};
+        let mut out = out;
+        out.rewind().unwrap();
+        out.read_to_string(&mut text).unwrap();
+        (status.map(|s| s.code()), text)
+    };
+    let id = unique("stdin");
+    let (status, out) = run_with(
+        std::process::Command::new(common::runhcs_exe())
+            .arg("--root")
+            .arg(b.root())
+            .args(["run", "--bundle", &b.bundle_arg(), &id]),
+    );
+    let _ = b.runhcs(&["delete", "--force", &id]);
+    assert_eq!(status, Some(Some(0)), "runhcs run never ended: {out}");
+    assert_eq!(out, "line\neof-seen\n");
+
+    b.edit(|c| c["root"]["path"] = json!(common::rootfs()));
+    let (status, out) = run_with(
+        std::process::Command::new("runc")
+            .arg("--root")
+            .arg(b.path().join("runc-state"))
+            .args(["run", "--bundle", &b.bundle_arg(), &unique("stdin-runc")]),
+    );
+    assert_eq!(
+        (status, out.as_str()),
+        (Some(Some(0)), "line\neof-seen\n"),
+        "runc"
+    );
+}
