@@ -15,10 +15,12 @@
 #   libseccomp-dev  compiles OCI seccomp profiles to BPF (linked statically into the monitor)
 #   pkg-config    finds libseccomp's static archive for the release build
 #   containerd    the engine of runhcs's end-to-end test (ctr run through the runc shim)
+#   docker.io     dockerd and its client: runhcs's Docker test (crates/runhcs/tests/docker.rs)
+#   podman        the engine of runhcs's Podman checks (issue 14)
 #   g++           compiles libFuzzer (libfuzzer-sys) for the fuzz targets (scripts/fuzz.sh)
 set -euo pipefail
 
-packages=(iproute2 runc crun hyperfine acpica-tools cpio kmod qemu-system-x86 valgrind libseccomp-dev pkg-config containerd g++)
+packages=(iproute2 runc crun hyperfine acpica-tools cpio kmod qemu-system-x86 valgrind libseccomp-dev pkg-config containerd g++ docker.io podman)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -22,8 +22,12 @@
 //! Skipped (with the reason on stderr and in `$HCS_TEST_SKIP_LOG`) unless
 //! we are root and containerd, ctr and containerd-shim-runc-v2 are on PATH.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
+
+use common::{run_bounded, Bounded};
 use std::time::{Duration, Instant};
 
 /// How long one `ctr` command may take before the test gives up on it.
@@ -317,7 +321,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
     }
 
     /// `ctr -a <socket> -n <namespace> args...`, bounded by CTR_TIMEOUT.
-    fn ctr(&self, args: &[&str]) -> CtrOutput {
+    fn ctr(&self, args: &[&str]) -> Bounded {
         let mut cmd = Command::new("ctr");
         cmd.arg("-a")
             .arg(self.address())
@@ -340,7 +344,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 
     /// `ctr run --rm` of the imported image with `runtime` as the runc
     /// binary (its --root in our directory).
-    fn run(&self, runtime: &Path, id: &str, args: &[&str]) -> CtrOutput {
+    fn run(&self, runtime: &Path, id: &str, args: &[&str]) -> Bounded {
         let root = self.path().join("runc-root");
         let mut all = vec![
             "run",
@@ -496,70 +500,6 @@ fn remove_namespace_cgroups(namespace: &str) {
         if let Some(point) = mount.split_whitespace().nth(4) {
             remove_tree(&Path::new(point).join(namespace));
         }
-    }
-}
-
-/// The outcome of a bounded command.
-struct CtrOutput {
-    /// None when it was killed for taking too long.
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-    what: String,
-}
-
-impl std::fmt::Display for CtrOutput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.status {
-            Some(s) => write!(f, "{} exited with {s}", self.what)?,
-            None => write!(f, "{} timed out (killed)", self.what)?,
-        }
-        write!(
-            f,
-            "\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout.trim_end(),
-            self.stderr.trim_end()
-        )
-    }
-}
-
-/// Run `cmd` with stdin from /dev/null and its output in temporary files (a
-/// process it leaves behind holding a pipe cannot block us), killing it
-/// after `limit`.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> CtrOutput {
-    let what = format!("{cmd:?}");
-    let out = tempfile::tempfile().expect("stdout file");
-    let err = tempfile::tempfile().expect("stderr file");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("dup"))
-        .stderr(err.try_clone().expect("dup"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    let read = |mut f: std::fs::File| {
-        use std::io::{Read, Seek};
-        let mut v = Vec::new();
-        f.seek(std::io::SeekFrom::Start(0)).expect("seek");
-        f.read_to_end(&mut v).expect("read");
-        text(&v)
-    };
-    CtrOutput {
-        status,
-        stdout: read(out),
-        stderr: read(err),
-        what,
     }
 }
 

@@ -233,3 +233,67 @@ pub fn wait_status(b: &Bundle, id: &str, want: &str) -> Value {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The outcome of a bounded command.
+pub struct Bounded {
+    /// None when it was killed for taking too long.
+    pub status: Option<std::process::ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+    pub what: String,
+}
+
+impl std::fmt::Display for Bounded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(s) => write!(f, "{} exited with {s}", self.what)?,
+            None => write!(f, "{} timed out (killed)", self.what)?,
+        }
+        write!(
+            f,
+            "\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout.trim_end(),
+            self.stderr.trim_end()
+        )
+    }
+}
+
+/// Run `cmd` with stdin from /dev/null and its output in temporary files (a
+/// process it leaves behind holding a pipe cannot block us), killing it
+/// after `limit`.
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Bounded {
+    let what = format!("{cmd:?}");
+    let out = tempfile::tempfile().expect("stdout file");
+    let err = tempfile::tempfile().expect("stderr file");
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(err.try_clone().expect("dup"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut v = Vec::new();
+        f.seek(std::io::SeekFrom::Start(0)).expect("seek");
+        f.read_to_end(&mut v).expect("read");
+        text(&v)
+    };
+    Bounded {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+        what,
+    }
+}
