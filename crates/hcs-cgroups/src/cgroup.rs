@@ -191,6 +191,33 @@ impl Cgroup {
         if let Some(total) = r.memory_swap_bytes {
             self.apply_swap(total, r.memory_limit_bytes)?;
         }
+        if let Some(v) = r.memory_reservation_bytes {
+            let d = self.dir_for(Ctl::MEMORY, "memory")?;
+            let (file, unlimited): (_, &'static [u8]) = if d.v2 {
+                ("memory.low", b"0")
+            } else {
+                ("memory.soft_limit_in_bytes", b"-1")
+            };
+            write_ctl(d, "memory", file, max_or(v, unlimited).as_bytes())?;
+        }
+        if let Some(disable) = r.disable_oom_killer {
+            let d = self.dir_for(Ctl::MEMORY, "memory")?;
+            if d.v2 {
+                if disable {
+                    return Err(CgroupError::ControllerUnavailable {
+                        controller: "memory.oom_control (cgroup v2 cannot disable the OOM killer)",
+                        path: Some(d.path.clone()),
+                    });
+                }
+            } else {
+                write_ctl(
+                    d,
+                    "memory",
+                    "memory.oom_control",
+                    if disable { b"1" } else { b"0" },
+                )?;
+            }
+        }
         if let Some(w) = r.cpu_weight {
             if !(CPU_WEIGHT_MIN..=CPU_WEIGHT_MAX).contains(&w) {
                 return Err(CgroupError::InvalidValue {

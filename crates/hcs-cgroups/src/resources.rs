@@ -12,6 +12,14 @@ pub struct Resources {
     /// (this less the memory limit, which must then be set too). At least
     /// the memory limit; `u64::MAX` removes the limit.
     pub memory_swap_bytes: Option<u64>,
+    /// Memory the kernel reclaims from others first (v1
+    /// `memory.soft_limit_in_bytes`, v2 `memory.low`). `u64::MAX`: no
+    /// reservation.
+    pub memory_reservation_bytes: Option<u64>,
+    /// `Some(true)`: out of memory, the processes wait instead of being
+    /// killed (v1 `memory.oom_control`; cgroup v2 has no such switch and
+    /// refuses it).
+    pub disable_oom_killer: Option<bool>,
     /// CPU weight on the cgroup v2 scale, `1..=10000` (default 100). Written as
     /// v2 `cpu.weight`, or as v1 `cpu.shares` through [`cpu_weight_to_shares`].
     pub cpu_weight: Option<u64>,

@@ -246,6 +246,8 @@ fn lifecycle_limits_freeze_stats_kill() {
         pids_max: Some(64),
         devices: None,
         memory_swap_bytes: Some(96 << 20),
+        memory_reservation_bytes: Some(32 << 20),
+        disable_oom_killer: None,
     };
     cg.apply(&r).unwrap();
     match h.layout() {
@@ -253,6 +255,7 @@ fn lifecycle_limits_freeze_stats_kill() {
             let d = dir_under(&paths, h.v2().unwrap().mount_point()).unwrap();
             assert_eq!(read(d, "memory.max"), "67108864");
             assert_eq!(read(d, "memory.swap.max"), "33554432", "swap alone");
+            assert_eq!(read(d, "memory.low"), "33554432");
             assert_eq!(read(d, "cpu.weight"), "100");
             assert_eq!(read(d, "cpu.max"), "50000 100000");
             assert_eq!(read(d, "pids.max"), "64");
@@ -808,6 +811,8 @@ fn bench_create_apply_destroy() {
         pids_max: Some(1024),
         devices: None,
         memory_swap_bytes: None,
+        memory_reservation_bytes: None,
+        disable_oom_killer: None,
     };
     const N: usize = 100;
     for warm_parents in [false, true] {

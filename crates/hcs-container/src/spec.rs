@@ -1550,7 +1550,27 @@ fn oci_resources(r: &Value) -> HcsResult<hcs_cgroups::Resources> {
         known_members(b, at, &["weight", "leafWeight"])?;
     }
     if let Some(m) = r.get("memory") {
-        known_members(m, "linux.resources.memory", &["limit", "swap"])?;
+        known_members(
+            m,
+            "linux.resources.memory",
+            &["limit", "swap", "reservation", "disableOOMKiller"],
+        )?;
+        match m.get("reservation").and_then(Value::as_i64) {
+            Some(-1) => out.memory_reservation_bytes = Some(u64::MAX),
+            Some(r) if r > 0 => out.memory_reservation_bytes = Some(r as u64),
+            // 0: none.
+            _ => {}
+        }
+        match m.get("disableOOMKiller") {
+            None | Some(Value::Null) => {}
+            Some(Value::Bool(b)) => out.disable_oom_killer = Some(*b),
+            Some(v) => {
+                return Err(oci_invalid(
+                    "linux.resources.memory.disableOOMKiller",
+                    format!("{v} is not true or false"),
+                ))
+            }
+        }
         match m.get("limit").and_then(Value::as_i64) {
             Some(l) if l > 0 => out.memory_limit_bytes = Some(l as u64),
             // 0 and -1: no limit.
@@ -2168,6 +2188,16 @@ mod tests {
     }
 
     #[test]
+    fn memory_reservation_and_the_oom_killer_are_mapped() {
+        let (t, mut spec) = runc_bundle();
+        spec["linux"]["resources"]["memory"] =
+            json!({"limit": 64 << 20, "reservation": 32 << 20, "disableOOMKiller": true});
+        let c = ContainerSpec::from_document("demo", &oci_doc(&spec, t.path()), t.path()).unwrap();
+        assert_eq!(c.resources.memory_reservation_bytes, Some(32 << 20));
+        assert_eq!(c.resources.disable_oom_killer, Some(true));
+    }
+
+    #[test]
     fn memory_swap_counts_memory_and_swap() {
         let (t, mut spec) = runc_bundle();
         let map = |spec: &Value| {
@@ -2513,9 +2543,9 @@ mod tests {
                 Box::new(|s| s["linux"]["intelRdt"] = json!({"closID": "x"})),
             ),
             (
-                "Container.OciSpecification.linux.resources.memory.swap",
+                "Container.OciSpecification.linux.resources.memory.swappiness",
                 Box::new(|s| {
-                    s["linux"]["resources"]["memory"] = json!({"limit": 1048576, "swap": 2097152})
+                    s["linux"]["resources"]["memory"] = json!({"limit": 1048576, "swappiness": 10})
                 }),
             ),
             (

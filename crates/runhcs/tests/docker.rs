@@ -312,6 +312,30 @@ fn docker_runs_containers_with_runhcs_as_with_runc() {
         ],
         |o| assert!(o.1.contains("67108864") && o.1.contains("50"), "{o:?}"),
     );
+    let memory = [
+        cg("memory/memory.soft_limit_in_bytes", "memory.low"),
+        "grep oom_kill_disable /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null || true".into(),
+        cg("cpuset/cpuset.cpus", "cpuset.cpus"),
+    ]
+    .join("; ");
+    same_as_runc(
+        &d,
+        None,
+        &[
+            "--memory",
+            "64m",
+            "--memory-reservation",
+            "32m",
+            "--oom-kill-disable",
+            "--cpuset-cpus",
+            "0",
+            IMAGE,
+            "sh",
+            "-c",
+            &memory,
+        ],
+        |o| assert!(o.1.contains("33554432"), "{o:?}"),
+    );
     // Capabilities, user, network, a read-only root with a tmpfs.
     same_as_runc(
         &d,
