@@ -175,6 +175,21 @@ impl Cgroup {
     /// `cgroup.controllers` (v2) is [`CgroupError::ControllerUnavailable`]:
     /// a limit is never silently dropped.
     pub fn apply(&self, r: &Resources) -> Result<(), CgroupError> {
+        // v1 keeps memory.limit_in_bytes <= memory.memsw.limit_in_bytes at
+        // every step: raising both (an update) writes the swap limit first.
+        let swap_first = match (r.memory_limit_bytes, r.memory_swap_bytes) {
+            (Some(m), Some(_)) => self.find(Ctl::MEMORY).is_some_and(|d| {
+                !d.v2
+                    && fsio::read_opt_u64(&d.path, "memory.memsw.limit_in_bytes")
+                        .ok()
+                        .flatten()
+                        .is_some_and(|current| m > current)
+            }),
+            _ => false,
+        };
+        if let (true, Some(total)) = (swap_first, r.memory_swap_bytes) {
+            self.apply_swap(total, r.memory_limit_bytes)?;
+        }
         if let Some(v) = r.memory_limit_bytes {
             let d = self.dir_for(Ctl::MEMORY, "memory")?;
             if d.v2 {
@@ -188,7 +203,7 @@ impl Cgroup {
                 )?;
             }
         }
-        if let Some(total) = r.memory_swap_bytes {
+        if let (false, Some(total)) = (swap_first, r.memory_swap_bytes) {
             self.apply_swap(total, r.memory_limit_bytes)?;
         }
         if let Some(v) = r.memory_reservation_bytes {

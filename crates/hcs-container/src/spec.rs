@@ -1553,8 +1553,26 @@ fn oci_resources(r: &Value) -> HcsResult<hcs_cgroups::Resources> {
         known_members(
             m,
             "linux.resources.memory",
-            &["limit", "swap", "reservation", "disableOOMKiller"],
+            &[
+                "limit",
+                "swap",
+                "reservation",
+                "disableOOMKiller",
+                "kernel",
+                "kernelTCP",
+            ],
         )?;
+        // Kernel memory limits went with cgroup v1's kmem accounting (runc
+        // ignores them); only "none" (0, as Docker sends on update) is
+        // accepted.
+        for key in ["kernel", "kernelTCP"] {
+            if m.get(key).and_then(Value::as_i64).is_some_and(|v| v != 0) {
+                return Err(oci_unsupported(
+                    &format!("linux.resources.memory.{key}"),
+                    "kernel memory limits are not supported (the kernel deprecated them)",
+                ));
+            }
+        }
         match m.get("reservation").and_then(Value::as_i64) {
             Some(-1) => out.memory_reservation_bytes = Some(u64::MAX),
             Some(r) if r > 0 => out.memory_reservation_bytes = Some(r as u64),
@@ -1645,9 +1663,13 @@ fn oci_resources(r: &Value) -> HcsResult<hcs_cgroups::Resources> {
             out.pids_max = Some(l as u64);
         }
     }
+    // Absent: the defaults alone at create (Container::create), and no
+    // change on an update.
+    let Some(devices) = r.get("devices") else {
+        return Ok(out);
+    };
     let mut rules = Vec::new();
-    for (i, d) in r
-        .get("devices")
+    for (i, d) in Some(devices)
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -1660,6 +1682,19 @@ fn oci_resources(r: &Value) -> HcsResult<hcs_cgroups::Resources> {
     }
     out.devices = Some(rules);
     Ok(out)
+}
+
+/// An update of a running container's `linux.resources` (runhcs update,
+/// the modify ResourcePath `Container/OciResources`): the same mapping as at
+/// create; device rules cannot change (as with runc update).
+pub fn oci_resources_update(r: &Value) -> HcsResult<hcs_cgroups::Resources> {
+    if r.get("devices").is_some_and(|d| !is_empty(d)) {
+        return Err(oci_unsupported(
+            "linux.resources.devices",
+            "device rules are set at create and cannot be updated",
+        ));
+    }
+    oci_resources(r)
 }
 
 /// One `linux.resources.devices` rule.

@@ -352,11 +352,25 @@ impl Backend for ContainerBackend {
                     )
                 })?);
             }
+            // The Linux extension Container/OciResources: an OCI
+            // linux.resources object, as `runhcs update` (and runc's) takes.
+            "Container/OciResources" => {
+                resources = hcs_container::spec::oci_resources_update(&settings).map_err(|e| {
+                    HcsError::new(
+                        e.hresult,
+                        e.message.replacen(
+                            "Container.OciSpecification.linux.resources",
+                            "ModifySettingRequest.Settings (Container/OciResources)",
+                            1,
+                        ),
+                    )
+                })?;
+            }
             other => {
                 return Err(HcsError::not_supported(format!(
                     "ModifySettingRequest.ResourcePath {other:?} is not supported for containers; supported: \
                      \"Container/Memory/SizeInMB\", \"Container/Memory\", \"Container/Processor\", \
-                     \"Container/PidsLimit\""
+                     \"Container/PidsLimit\", \"Container/OciResources\""
                 )))
             }
         }

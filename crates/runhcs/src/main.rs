@@ -15,6 +15,7 @@ mod error;
 mod holder;
 mod spec;
 mod state;
+mod update;
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -134,6 +135,8 @@ enum Command {
         #[arg(long, short = 'd')]
         detach: bool,
     },
+    /// Update a running container's resource limits (as runc update).
+    Update(update::UpdateArgs),
     /// Pause (freeze) every process of the container.
     Pause {
         /// Container id.
@@ -307,6 +310,7 @@ fn run_command(cli: &Cli) -> Result<i32> {
         Command::Kill { id, signal, all } => kill_cmd(cli, id, signal.as_deref(), *all).map(|_| 0),
         Command::Delete { id, force } => delete_cmd(cli, id, *force).map(|_| 0),
         Command::Run { id, create, detach } => run_cmd(cli, id, create, *detach),
+        Command::Update(a) => update::run(&cli.root, a).map(|_| 0),
         Command::Pause { id } => pause_resume(cli, id, true).map(|_| 0),
         Command::Resume { id } => pause_resume(cli, id, false).map(|_| 0),
         Command::List { format, quiet } => list_cmd(cli, *format, *quiet).map(|_| 0),

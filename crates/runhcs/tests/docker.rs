@@ -409,6 +409,19 @@ fn docker_runs_containers_with_runhcs_as_with_runc() {
             script,
         ]);
         let exec = d.ok(&["exec", &name, "sh", "-c", "echo in-exec"]);
+        // docker update: raised past the old memory+swap (written in the
+        // right order), then read back inside.
+        d.ok(&[
+            "update",
+            "--memory",
+            "96m",
+            "--memory-swap",
+            "192m",
+            "--pids-limit",
+            "80",
+            &name,
+        ]);
+        let updated = d.ok(&["exec", &name, "sh", "-c", &limits]);
         d.ok(&["pause", &name]);
         let paused = d.ok(&["inspect", "-f", "{{.State.Status}}", &name]);
         d.ok(&["unpause", &name]);
@@ -416,17 +429,24 @@ fn docker_runs_containers_with_runhcs_as_with_runc() {
         let code = d.ok(&["inspect", "-f", "{{.State.ExitCode}}", &name]);
         let logs = d.ok(&["logs", &name]);
         d.ok(&["rm", &name]);
-        seen.push((exec, paused, code, logs));
+        seen.push((exec, paused, code, logs, updated));
     }
     assert_eq!(
-        seen[0],
+        (&seen[0].0, &seen[0].1, &seen[0].2, &seen[0].3),
         (
-            "in-exec\n".into(),
-            "paused\n".into(),
-            "7\n".into(),
-            "started\ngot-term\n".into()
+            &"in-exec\n".to_string(),
+            &"paused\n".to_string(),
+            &"7\n".to_string(),
+            &"started\ngot-term\n".to_string()
         ),
         "runc"
     );
+    for want in [96u64 << 20, 192 << 20, 80] {
+        assert!(
+            seen[0].4.lines().any(|l| l == want.to_string()),
+            "runc's update: {want} missing from\n{}",
+            seen[0].4
+        );
+    }
     assert_eq!(seen[1], seen[0], "runhcs differs from runc");
 }
