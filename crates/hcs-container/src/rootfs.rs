@@ -14,7 +14,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
+use nix::sys::stat::Mode;
 
 use crate::spec::{ContainerSpec, DeviceNode, Mapping, MountKind, MountSpec, RootFs};
 use crate::sys;
@@ -737,6 +739,14 @@ fn mount_fs(
     in_userns: bool,
 ) -> SetupResult<()> {
     let target = m.destination.to_string_lossy();
+    // What the tmpfs will cover, for tmpcopyup: opened before it is covered.
+    let covered = if m.copy_up {
+        Some(ctx(ensure_in_root(r, &m.destination, Kind::Dir), || {
+            format!("opening {target} to copy it into its tmpfs")
+        })?)
+    } else {
+        None
+    };
     let data = m.data.join(",");
     let data = (!data.is_empty()).then_some(data.as_str());
     let result = mount_at(
@@ -801,6 +811,15 @@ fn mount_fs(
         other => other,
     };
     result?;
+    if let Some(old) = covered {
+        let new = ctx(ensure_in_root(r, &m.destination, Kind::Dir), || {
+            format!("opening the tmpfs on {target}")
+        })?;
+        let from = ctx(reopen_dir(&old), || format!("opening {target}"))?;
+        ctx(copy_tree(from.as_fd(), new.as_fd(), 0), || {
+            format!("copying {target} into its tmpfs (tmpcopyup)")
+        })?;
+    }
     if let Some(p) = m.propagation {
         let fd = ctx(ensure_in_root(r, &m.destination, Kind::Dir), || {
             format!("opening {target}")
@@ -809,6 +828,96 @@ fn mount_fs(
             mount(None::<&str>, &fd_path(&fd), None::<&str>, p, None::<&str>),
             || format!("setting the propagation of {target}"),
         )?;
+    }
+    Ok(())
+}
+
+/// A readable descriptor of the directory `fd` (an `O_PATH` one) names.
+fn reopen_dir(fd: &OwnedFd) -> nix::Result<OwnedFd> {
+    nix::fcntl::open(
+        &fd_path(fd),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// How deep tmpcopyup copies (a guard against a pathological tree).
+const COPY_UP_DEPTH: usize = 64;
+
+/// Copy what directory `from` holds into directory `to`: directories,
+/// files, symlinks and special files, with their modes and owners. Every
+/// name is opened relative to its directory without following symlinks, so
+/// nothing outside the container's tree is read or written.
+fn copy_tree(from: BorrowedFd<'_>, to: BorrowedFd<'_>, depth: usize) -> nix::Result<()> {
+    use nix::sys::stat::{fchmodat, fstatat, mkdirat, mknodat, FchmodatFlags, SFlag};
+    use nix::unistd::{fchownat, Gid, Uid};
+    if depth > COPY_UP_DEPTH {
+        return Err(nix::errno::Errno::ELOOP);
+    }
+    let mut dir = nix::dir::Dir::from_fd(
+        from.try_clone_to_owned()
+            .map_err(|_| nix::errno::Errno::EBADF)?,
+    )?;
+    let names: Vec<std::ffi::CString> = dir
+        .iter()
+        .flatten()
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect();
+    for name in names {
+        let name = name.as_c_str();
+        let st = fstatat(from, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        let mode = Mode::from_bits_truncate(st.st_mode & 0o7777);
+        if kind == SFlag::S_IFDIR {
+            mkdirat(to, name, Mode::from_bits_truncate(0o700))?;
+            let open = |at: BorrowedFd<'_>| {
+                nix::fcntl::openat(
+                    at,
+                    name,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+            };
+            let (sub_from, sub_to) = (open(from)?, open(to)?);
+            copy_tree(sub_from.as_fd(), sub_to.as_fd(), depth + 1)?;
+        } else if kind == SFlag::S_IFREG {
+            let src = nix::fcntl::openat(
+                from,
+                name,
+                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
+            let dst = nix::fcntl::openat(
+                to,
+                name,
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            )?;
+            let (mut src, mut dst) = (fs::File::from(src), fs::File::from(dst));
+            std::io::copy(&mut src, &mut dst)
+                .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        } else if kind == SFlag::S_IFLNK {
+            let target = nix::fcntl::readlinkat(from, name)?;
+            nix::unistd::symlinkat(target.as_os_str(), to, name)?;
+        } else {
+            mknodat(to, name, kind, mode, st.st_rdev)?;
+        }
+        fchownat(
+            to,
+            name,
+            Some(Uid::from_raw(st.st_uid)),
+            Some(Gid::from_raw(st.st_gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
+        if kind != SFlag::S_IFLNK {
+            // After chown, which clears set-id bits.
+            fchmodat(to, name, mode, FchmodatFlags::NoFollowSymlink)?;
+        }
     }
     Ok(())
 }
@@ -1227,5 +1336,43 @@ mod tests {
         check("/data").unwrap();
         check("/database").unwrap();
         check("/other/sub").unwrap();
+    }
+}
+
+#[cfg(test)]
+mod copy_up_tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    /// tmpcopyup's copy: files with their bytes and modes, directories,
+    /// symlinks left as links (not followed), owners kept.
+    #[test]
+    fn copy_tree_copies_what_the_directory_holds_without_following_links() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), b"host").unwrap();
+        fs::create_dir(from.path().join("sub")).unwrap();
+        fs::write(from.path().join("sub/f"), b"data").unwrap();
+        fs::set_permissions(from.path().join("sub/f"), fs::Permissions::from_mode(0o640)).unwrap();
+        std::os::unix::fs::symlink(outside.path(), from.path().join("link")).unwrap();
+        let open = |p: &Path| {
+            nix::fcntl::open(p, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap()
+        };
+        let (f, t) = (open(from.path()), open(to.path()));
+        copy_tree(f.as_fd(), t.as_fd(), 0).unwrap();
+        assert_eq!(fs::read(to.path().join("sub/f")).unwrap(), b"data");
+        let m = fs::metadata(to.path().join("sub/f")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o640);
+        assert_eq!(
+            m.uid(),
+            fs::metadata(from.path().join("sub/f")).unwrap().uid()
+        );
+        let link = to.path().join("link");
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read_link(&link).unwrap(), outside.path());
     }
 }

@@ -118,6 +118,10 @@ pub struct MountSpec {
     /// A failure to mount is ignored (the default /dev/mqueue: kernels
     /// without POSIX message queues have no mqueue filesystem).
     pub optional: bool,
+    /// `tmpcopyup` (crun's, which Podman sends for `--tmpfs` and
+    /// `--read-only`): the new tmpfs starts with a copy of what the
+    /// directory it covers held.
+    pub copy_up: bool,
     /// Where the mount comes from, for errors found at setup
     /// (`mounts[2].destination`, or which default mount).
     pub field: String,
@@ -566,6 +570,7 @@ pub fn default_mounts(in_userns: bool) -> Vec<MountSpec> {
         propagation: None,
         data: data.iter().map(|s| s.to_string()).collect(),
         optional: false,
+        copy_up: false,
         field: format!("the default {fstype} mount on {dest}"),
     };
     let nne = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -1361,6 +1366,7 @@ fn oci_mount(i: usize, m: &Value, bundle: Option<&Path>) -> HcsResult<MountSpec>
         propagation: None,
         data: Vec::new(),
         optional: false,
+        copy_up: false,
         field: format!("{at}.destination"),
     };
     let mut recursive = false;
@@ -1373,6 +1379,8 @@ fn oci_mount(i: usize, m: &Value, bundle: Option<&Path>) -> HcsResult<MountSpec>
             spec.propagation = Some(*p);
         } else if bind && (*o == "bind" || *o == "rbind") {
             recursive |= *o == "rbind";
+        } else if typ == "tmpfs" && (*o == "tmpcopyup" || *o == "notmpcopyup") {
+            spec.copy_up = *o == "tmpcopyup";
         } else if !bind && FS_ONLY_FLAGS.contains(o) {
         } else if !bind
             && fs_options.iter().any(|k| {

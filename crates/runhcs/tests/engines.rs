@@ -1,14 +1,21 @@
-//! Docker end to end: Debian's dockerd with runhcs registered as a runtime
-//! beside runc, which is the control: every check runs the same `docker`
-//! command with `--runtime runc` and `--runtime runhcs` and expects the same
-//! output and exit code.
+//! The engines people use, end to end, with runhcs beside runc as the
+//! control: every check runs the same engine command with runc and with
+//! runhcs as the container runtime and expects the same output and exit
+//! code.
 //!
-//! The test starts a private dockerd (its data root, exec root, socket and
-//! config in a temporary directory; no bridge and no iptables rules, so the
-//! host's network is untouched; its own containerd), imports an image made
-//! from the busybox root filesystem (scripts/build-rootfs.sh; nothing is
-//! pulled), and stops dockerd by its pid at the end, also when a check
-//! fails. scripts/install-deps.sh installs docker.io.
+//! * Docker: Debian's dockerd, private (its data root, exec root, socket,
+//!   config and cgroup parent in a temporary directory; no bridge and no
+//!   iptables rules, so the host's network is untouched; its own
+//!   containerd), with runhcs registered as a runtime.
+//! * Podman: Debian's podman with its storage, run root and temporary
+//!   directory in a temporary directory, cgroupfs, `--network none`, and
+//!   `--runtime` naming runc or runhcs.
+//!
+//! Each imports an image made from the busybox root filesystem
+//! (scripts/build-rootfs.sh; nothing is pulled). dockerd is stopped by its
+//! pid at the end, also when a check fails, and what the engines make
+//! outside their directories is removed. scripts/install-deps.sh installs
+//! docker.io and podman.
 
 mod common;
 
@@ -18,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use common::{run_bounded, Bounded};
 
-/// How long one docker command may take.
+/// How long one engine command may take.
 const DOCKER_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The image the checks run.
@@ -123,30 +130,9 @@ impl Dockerd {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Bounded {
-        run_bounded(self.docker().args(args), DOCKER_TIMEOUT)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.is_some_and(|s| s.success()), "{out}");
-        out.stdout
-    }
-
     /// `docker import` of the busybox root filesystem as [`IMAGE`].
     fn import_busybox(&self) {
-        let rootfs = common::rootfs();
-        let tar = self.dir.path().join("busybox.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .expect("tar");
-        assert!(st.success(), "tar of {}", rootfs.display());
-        let tar = tar.to_str().expect("utf-8").to_string();
+        let tar = busybox_tar(self.dir.path());
         self.ok(&["import", &tar, IMAGE]);
     }
 }
@@ -171,51 +157,255 @@ impl Drop for Dockerd {
         for dir in &self.created_dirs {
             let _ = std::fs::remove_dir(dir);
         }
-        // The containers' cgroup parent, in every hierarchy (empty now).
-        for base in ["/sys/fs/cgroup"].into_iter().map(PathBuf::from).chain(
-            std::fs::read_dir("/sys/fs/cgroup")
+        remove_cgroup_parent(&self.cgroup_parent);
+    }
+}
+
+/// An engine that runs containers with a runtime of our choosing.
+trait Engine {
+    /// Its command line with its global options (storage, socket).
+    fn client(&self) -> Command;
+    /// `run` of `args` with `runtime` ("runc" or "runhcs"): removed when it
+    /// ends, or detached under `name`; `-i` when `interactive`.
+    fn run_cmd(
+        &self,
+        runtime: &str,
+        name: Option<&str>,
+        interactive: bool,
+        args: &[&str],
+    ) -> Command;
+    /// Whether it has `update` (Podman 4.3 has not).
+    fn has_update(&self) -> bool;
+
+    fn run(&self, args: &[&str]) -> Bounded {
+        run_bounded(self.client().args(args), DOCKER_TIMEOUT)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.is_some_and(|s| s.success()), "{out}");
+        out.stdout
+    }
+}
+
+impl Engine for Dockerd {
+    fn client(&self) -> Command {
+        self.docker()
+    }
+
+    fn run_cmd(
+        &self,
+        runtime: &str,
+        name: Option<&str>,
+        interactive: bool,
+        args: &[&str],
+    ) -> Command {
+        let mut c = self.docker();
+        // No network but loopback: the host's stays untouched.
+        c.args(["run", "--network", "none", "--runtime", runtime]);
+        match name {
+            Some(n) => c.args(["-d", "--name", n]),
+            None => c.arg("--rm"),
+        };
+        if interactive {
+            c.arg("-i");
+        }
+        c.args(args);
+        c
+    }
+
+    fn has_update(&self) -> bool {
+        true
+    }
+}
+
+/// Directories Podman makes outside its temporary directory: the runtime's
+/// state root it gives runc and runhcs (`/run/<runtime name>`), and the
+/// image library's blob cache (`import` puts it in the default place
+/// whatever `--root` says). Removed at the end, deepest first, if they did
+/// not exist before and are empty by then (the cache file goes with its
+/// directory when we made that).
+const PODMAN_SHARED_DIRS: [&str; 4] = [
+    "/run/runc",
+    "/run/runhcs",
+    "/var/lib/containers/cache",
+    "/var/lib/containers",
+];
+
+/// Podman with everything it keeps in a temporary directory.
+struct Podman {
+    dir: tempfile::TempDir,
+    cgroup_parent: String,
+    created_dirs: Vec<&'static str>,
+}
+
+impl Podman {
+    fn new() -> Podman {
+        assert!(
+            Path::new("/usr/bin/podman").exists(),
+            "podman is missing: scripts/install-deps.sh installs it"
+        );
+        Podman {
+            dir: tempfile::tempdir().expect("tempdir"),
+            cgroup_parent: format!("/hcs-podman-test-{}", std::process::id()),
+            created_dirs: PODMAN_SHARED_DIRS
                 .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path()),
-        ) {
-            let _ = std::fs::remove_dir(base.join(&self.cgroup_parent));
+                .filter(|d| !Path::new(d).exists())
+                .collect(),
+        }
+    }
+
+    /// `podman import` of the busybox root filesystem as [`IMAGE`].
+    fn import_busybox(&self) {
+        let tar = busybox_tar(self.dir.path());
+        self.ok(&["import", &tar, IMAGE]);
+    }
+
+    fn runtime_path(runtime: &str) -> PathBuf {
+        match runtime {
+            "runhcs" => common::runhcs_exe(),
+            _ => PathBuf::from("/usr/sbin/runc"),
         }
     }
 }
 
-/// What one docker command gave: exit code and stdout.
+impl Engine for Podman {
+    fn client(&self) -> Command {
+        let d = self.dir.path();
+        let mut c = Command::new("/usr/bin/podman");
+        c.arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
+        c
+    }
+
+    fn run_cmd(
+        &self,
+        runtime: &str,
+        name: Option<&str>,
+        interactive: bool,
+        args: &[&str],
+    ) -> Command {
+        let mut c = self.client();
+        c.arg("--runtime").arg(Self::runtime_path(runtime));
+        // Podman asks for RLIMIT_NOFILE and NPROC of 1048576, above this machine's hard
+        // limit (runc cannot set it either): a limit both can set.
+        c.args(["run", "--network", "none", "--log-driver", "k8s-file"])
+            .args([
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=4096:4096",
+            ])
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup_parent);
+        match name {
+            Some(n) => c.args(["-d", "--name", n]),
+            None => c.arg("--rm"),
+        };
+        if interactive {
+            c.arg("-i");
+        }
+        c.args(args);
+        c
+    }
+
+    fn has_update(&self) -> bool {
+        false
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.run(&["rm", "-af", "-t", "0"]);
+        // Its storage's mounts go with its images.
+        let _ = self.run(&["system", "reset", "-f"]);
+        remove_cgroup_parent(self.cgroup_parent.trim_start_matches('/'));
+        for dir in &self.created_dirs {
+            if *dir == "/var/lib/containers/cache" {
+                let _ = std::fs::remove_file(Path::new(dir).join("blob-info-cache-v1.boltdb"));
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Remove a containers' cgroup parent and the groups under it (conmon's,
+/// the containers'; all empty by now) from every hierarchy, deepest first.
+fn remove_cgroup_parent(name: &str) {
+    fn remove_tree(dir: &Path) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    let bases = std::iter::once(PathBuf::from("/sys/fs/cgroup")).chain(
+        std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path()),
+    );
+    for base in bases {
+        let top = base.join(name);
+        if top.is_dir() {
+            remove_tree(&top);
+        }
+    }
+}
+
+/// A tar of the busybox root filesystem in `dir`; its path.
+fn busybox_tar(dir: &Path) -> String {
+    let rootfs = common::rootfs();
+    let tar = dir.join("busybox.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(st.success(), "tar of {}", rootfs.display());
+    tar.to_str().expect("utf-8").to_string()
+}
+
+/// What one command gave: exit code and stdout.
 fn outcome(b: &Bounded) -> (Option<i32>, String) {
     (b.status.and_then(|s| s.code()), b.stdout.clone())
 }
 
-/// Run `args` (after `run --rm --runtime <rt>`, with stdin from `input`)
-/// with runc and runhcs; both must give the same exit code and output,
-/// which `check` also looks at.
+/// Run `args` (after the engine's `run`, with stdin from `input`) with runc
+/// and runhcs; both must give the same exit code and output, which `check`
+/// also looks at.
 fn same_as_runc(
-    d: &Dockerd,
+    e: &dyn Engine,
     input: Option<&str>,
     args: &[&str],
     check: impl Fn(&(Option<i32>, String)),
 ) {
     let mut seen = Vec::new();
     for rt in ["runc", "runhcs"] {
-        let mut all = vec!["run", "--rm", "--runtime", rt];
-        if input.is_some() {
-            all.push("-i");
-        }
-        all.extend_from_slice(args);
+        let mut cmd = e.run_cmd(rt, None, input.is_some(), args);
         let out = match input {
-            None => d.run(&all),
-            Some(text) => run_with_input(d.docker().args(&all), text),
+            None => run_bounded(&mut cmd, DOCKER_TIMEOUT),
+            Some(text) => run_with_input(&mut cmd, text),
         };
+        // Shown when the check fails.
+        eprintln!("[{rt}] {out}");
         let o = outcome(&out);
         check(&o);
         seen.push((rt, o, out.to_string()));
     }
     assert_eq!(
         seen[0].1, seen[1].1,
-        "runhcs differs from runc for docker {args:?}:\n{}\n{}",
+        "runhcs differs from runc for {args:?}:\n{}\n{}",
         seen[0].2, seen[1].2
     );
 }
@@ -257,18 +447,11 @@ fn run_with_input(cmd: &mut Command, input: &str) -> Bounded {
     }
 }
 
-#[test]
-fn docker_runs_containers_with_runhcs_as_with_runc() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "dockerd needs root (sudo ./scripts/test.sh)"
-    );
-    let d = Dockerd::start();
-    d.import_busybox();
-
+/// The checks every engine passes with runhcs as with runc.
+fn checks(d: &dyn Engine) {
     // Output and exit codes.
     same_as_runc(
-        &d,
+        d,
         None,
         &[IMAGE, "sh", "-c", "echo out; echo err >&2; exit 3"],
         |o| {
@@ -277,7 +460,7 @@ fn docker_runs_containers_with_runhcs_as_with_runc() {
     );
     // Standard input to its end.
     same_as_runc(
-        &d,
+        d,
         Some("x\ny\n"),
         &[IMAGE, "sh", "-c", "wc -l; echo done"],
         |o| {
@@ -296,7 +479,7 @@ fn docker_runs_containers_with_runhcs_as_with_runc() {
     ]
     .join("; ");
     same_as_runc(
-        &d,
+        d,
         None,
         &[
             "--memory",
@@ -319,7 +502,7 @@ fn docker_runs_containers_with_runhcs_as_with_runc() {
     ]
     .join("; ");
     same_as_runc(
-        &d,
+        d,
         None,
         &[
             "--memory",
@@ -336,9 +519,10 @@ fn docker_runs_containers_with_runhcs_as_with_runc() {
         ],
         |o| assert!(o.1.contains("33554432"), "{o:?}"),
     );
-    // Capabilities, user, network, a read-only root with a tmpfs.
+    // Capabilities, user, no network but loopback (both engines' runs ask
+    // for none), a read-only root with a tmpfs.
     same_as_runc(
-        &d,
+        d,
         None,
         &[
             "--cap-drop",
@@ -352,19 +536,14 @@ fn docker_runs_containers_with_runhcs_as_with_runc() {
             assert_eq!(o, &(Some(0), "CapEff:\t0000000000000000\n".to_string()));
         },
     );
-    same_as_runc(&d, None, &["--user", "1000:1000", IMAGE, "id", "-u"], |o| {
+    same_as_runc(d, None, &["--user", "1000:1000", IMAGE, "id", "-u"], |o| {
         assert_eq!(o, &(Some(0), "1000\n".to_string()));
     });
+    same_as_runc(d, None, &[IMAGE, "sh", "-c", "ls /sys/class/net"], |o| {
+        assert_eq!(o, &(Some(0), "lo\n".to_string()));
+    });
     same_as_runc(
-        &d,
-        None,
-        &["--network", "none", IMAGE, "sh", "-c", "ls /sys/class/net"],
-        |o| {
-            assert_eq!(o, &(Some(0), "lo\n".to_string()));
-        },
-    );
-    same_as_runc(
-        &d,
+        d,
         None,
         &[
             "--read-only",
@@ -377,11 +556,14 @@ fn docker_runs_containers_with_runhcs_as_with_runc() {
         ],
         |o| assert_eq!(o, &(Some(0), "tmpfs-ok\nroot-ro\n".to_string())),
     );
-    // A disk of the host stays out of reach though Docker grants CAP_MKNOD.
+    // A disk of the host stays out of reach with CAP_MKNOD (Docker grants
+    // it by default, Podman on request).
     same_as_runc(
-        &d,
+        d,
         None,
         &[
+            "--cap-add",
+            "MKNOD",
             IMAGE,
             "sh",
             "-c",
@@ -393,35 +575,32 @@ fn docker_runs_containers_with_runhcs_as_with_runc() {
     // Detached: exec, logs, pause and unpause, stop (SIGTERM to its process).
     let mut seen = Vec::new();
     for rt in ["runc", "runhcs"] {
-        let name = format!("hcs-docker-{rt}");
+        let name = format!("hcs-engine-{rt}");
         let script =
             "echo started; trap 'echo got-term; exit 7' TERM; while true; do sleep 1; done";
-        d.ok(&[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--runtime",
-            rt,
-            IMAGE,
-            "sh",
-            "-c",
-            script,
-        ]);
+        let started = run_bounded(
+            &mut d.run_cmd(rt, Some(&name), false, &[IMAGE, "sh", "-c", script]),
+            DOCKER_TIMEOUT,
+        );
+        assert!(started.status.is_some_and(|s| s.success()), "{started}");
         let exec = d.ok(&["exec", &name, "sh", "-c", "echo in-exec"]);
-        // docker update: raised past the old memory+swap (written in the
-        // right order), then read back inside.
-        d.ok(&[
-            "update",
-            "--memory",
-            "96m",
-            "--memory-swap",
-            "192m",
-            "--pids-limit",
-            "80",
-            &name,
-        ]);
-        let updated = d.ok(&["exec", &name, "sh", "-c", &limits]);
+        // update: raised past the old memory+swap (written in the right
+        // order), then read back inside.
+        let updated = if d.has_update() {
+            d.ok(&[
+                "update",
+                "--memory",
+                "96m",
+                "--memory-swap",
+                "192m",
+                "--pids-limit",
+                "80",
+                &name,
+            ]);
+            d.ok(&["exec", &name, "sh", "-c", &limits])
+        } else {
+            String::new()
+        };
         d.ok(&["pause", &name]);
         let paused = d.ok(&["inspect", "-f", "{{.State.Status}}", &name]);
         d.ok(&["unpause", &name]);
@@ -441,7 +620,10 @@ fn docker_runs_containers_with_runhcs_as_with_runc() {
         ),
         "runc"
     );
-    for want in [96u64 << 20, 192 << 20, 80] {
+    for want in [96u64 << 20, 192 << 20, 80]
+        .into_iter()
+        .filter(|_| d.has_update())
+    {
         assert!(
             seen[0].4.lines().any(|l| l == want.to_string()),
             "runc's update: {want} missing from\n{}",
@@ -449,4 +631,27 @@ fn docker_runs_containers_with_runhcs_as_with_runc() {
         );
     }
     assert_eq!(seen[1], seen[0], "runhcs differs from runc");
+}
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the engines need root (sudo ./scripts/test.sh)"
+    );
+}
+
+#[test]
+fn docker_runs_containers_with_runhcs_as_with_runc() {
+    require_root();
+    let d = Dockerd::start();
+    d.import_busybox();
+    checks(&d);
+}
+
+#[test]
+fn podman_runs_containers_with_runhcs_as_with_runc() {
+    require_root();
+    let p = Podman::new();
+    p.import_busybox();
+    checks(&p);
 }
