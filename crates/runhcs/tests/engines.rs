@@ -345,17 +345,27 @@ fn remove_cgroup_parent(name: &str) {
         }
         let _ = std::fs::remove_dir(dir);
     }
-    let bases = std::iter::once(PathBuf::from("/sys/fs/cgroup")).chain(
+    // At each hierarchy's root, and under our own cgroup of each (a runtime
+    // confined to a cgroup places its containers' parent inside it).
+    let own: Vec<String> = std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .map(|p| p.trim_start_matches('/').to_string())
+        .collect();
+    let mounts = std::iter::once(PathBuf::from("/sys/fs/cgroup")).chain(
         std::fs::read_dir("/sys/fs/cgroup")
             .into_iter()
             .flatten()
             .flatten()
             .map(|e| e.path()),
     );
-    for base in bases {
-        let top = base.join(name);
-        if top.is_dir() {
-            remove_tree(&top);
+    for mount in mounts {
+        for own in std::iter::once("").chain(own.iter().map(String::as_str)) {
+            let top = mount.join(own).join(name);
+            if top.is_dir() {
+                remove_tree(&top);
+            }
         }
     }
 }
