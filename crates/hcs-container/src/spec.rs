@@ -835,21 +835,38 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
         Some(b) => Some(existing_dir("OciBundlePath", b)?),
     };
 
-    known_members(
-        &raw,
-        "",
-        &[
-            "ociVersion",
-            "process",
-            "root",
-            "hostname",
-            "domainname",
-            "mounts",
-            "hooks",
-            "annotations",
-            "linux",
-        ],
-    )?;
+    // The runtime spec's own top-level members that this host cannot honour
+    // (solaris, windows, vm, zos) are refused; members the spec does not
+    // define are ignored, as it requires ("MUST ignore unknown
+    // properties"), and named in the log.
+    const SUPPORTED: [&str; 9] = [
+        "ociVersion",
+        "process",
+        "root",
+        "hostname",
+        "domainname",
+        "mounts",
+        "hooks",
+        "annotations",
+        "linux",
+    ];
+    const SPEC_ONLY: [&str; 4] = ["solaris", "windows", "vm", "zos"];
+    if let Some(o) = raw.as_object() {
+        for (k, v) in o {
+            if SUPPORTED.contains(&k.as_str()) || is_empty(v) {
+                continue;
+            }
+            if SPEC_ONLY.contains(&k.as_str()) {
+                return Err(oci_unsupported(
+                    k,
+                    "is not supported by this container host",
+                ));
+            }
+            tracing::warn!(
+                "{OCI}.{k}: not a member of the OCI runtime spec; ignored, as the spec requires"
+            );
+        }
+    }
     let empty = Value::Null;
     let linux = raw.get("linux").unwrap_or(&empty);
     known_members(
@@ -2228,6 +2245,21 @@ mod tests {
 
     fn oci_err(spec: &Value, bundle: &Path) -> HcsError {
         ContainerSpec::from_document("demo", &oci_doc(spec, bundle), bundle).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_top_level_members_are_ignored_as_the_runtime_spec_requires() {
+        let (t, mut spec) = runc_bundle();
+        spec["org.example.extension"] = json!({"anything": [1, 2]});
+        ContainerSpec::from_document("demo", &oci_doc(&spec, t.path()), t.path()).unwrap();
+        // The spec's own members this host cannot honour stay refused.
+        spec["windows"] = json!({"layerFolders": ["c:\\l"]});
+        let e = oci_err(&spec, t.path());
+        assert!(
+            e.message.contains("Container.OciSpecification.windows"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
