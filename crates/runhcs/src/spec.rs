@@ -90,7 +90,7 @@ const NAMESPACES: [&str; 7] = ["pid", "network", "ipc", "uts", "mount", "cgroup"
 
 /// Mount options the backend understands (besides the filesystem data
 /// options of tmpfs, proc and devpts such as `size=` and `mode=`).
-const MOUNT_OPTIONS: [&str; 26] = [
+const MOUNT_OPTIONS: [&str; 28] = [
     "bind",
     "rbind",
     "ro",
@@ -117,6 +117,8 @@ const MOUNT_OPTIONS: [&str; 26] = [
     "unbindable",
     "runbindable",
     "newinstance",
+    "tmpcopyup",
+    "notmpcopyup",
 ];
 
 /// The six OCI hooks, all run by the backend.

@@ -818,3 +818,58 @@ fn stdin_from_a_pipe_reaches_end_of_file() {
         "runc"
     );
 }
+
+/// `runhcs features` tells the truth about mount options: a container with
+/// a mount using each option it lists is created and runs (bind options on
+/// a bind mount, newinstance on devpts, the rest on a tmpfs).
+#[test]
+fn every_mount_option_features_lists_is_accepted() {
+    let out = Bundle::new(|_| {}).runhcs(&["features"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let features: serde_json::Value = serde_json::from_slice(&out.stdout).expect("features JSON");
+    let options: Vec<String> = features["mountOptions"]
+        .as_array()
+        .expect("mountOptions")
+        .iter()
+        .map(|o| o.as_str().expect("string").to_string())
+        .collect();
+    assert!(options.len() > 10, "{options:?}");
+    let data = tempfile::tempdir().unwrap();
+    let mut refused = Vec::new();
+    for o in &options {
+        let bind_only = [
+            "bind",
+            "rbind",
+            "private",
+            "rprivate",
+            "slave",
+            "rslave",
+            "unbindable",
+            "runbindable",
+        ];
+        let mount = if bind_only.contains(&o.as_str()) {
+            let mut opts = vec![o.as_str()];
+            if !o.ends_with("bind") {
+                opts.push("rbind");
+            }
+            json!({"destination": "/mnt", "type": "bind", "source": data.path(), "options": opts})
+        } else if o == "newinstance" {
+            json!({"destination": "/mnt", "type": "devpts", "source": "devpts", "options": [o]})
+        } else {
+            json!({"destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": [o]})
+        };
+        let b = Bundle::new(|c| {
+            c["process"]["args"] = json!(["true"]);
+            c["mounts"].as_array_mut().unwrap().push(mount);
+        });
+        let out = b.run("mountopt");
+        if !out.status.success() {
+            refused.push(format!("{o}: {}", text(&out.stderr)));
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "listed but refused:\n{}",
+        refused.join("\n")
+    );
+}
