@@ -290,7 +290,21 @@ struct Runtime {
     failed: Option<String>,
 }
 
+/// Removes `/run/crun` at the end if it was not there before: crun makes
+/// its default state directory even when given `--root` (seen with crun
+/// 1.8), and the benchmark leaves nothing behind.
+struct CrunDefaultRoot(bool);
+
+impl Drop for CrunDefaultRoot {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::fs::remove_dir("/run/crun");
+        }
+    }
+}
+
 pub fn run(o: Options) -> Result<(), String> {
+    let _crun_root = CrunDefaultRoot(!std::path::Path::new("/run/crun").exists());
     let rootfs = o
         .rootfs
         .canonicalize()
