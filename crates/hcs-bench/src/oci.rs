@@ -176,6 +176,13 @@ impl Hugetlb {
             Ok(()) => format!("hugetlb workaround undone: unmounted {HUGETLB_DIR}"),
             Err(e) => format!("hugetlb workaround: umount {HUGETLB_DIR} failed: {e}"),
         };
+        // The unmounted hierarchy lingers while the cgroups the runtimes
+        // removed are still dying, and hugetlb comes back to cgroup2 only
+        // when the kernel frees it (seen: within minutes).
+        if !hybrid_v2_controllers().iter().any(|c| c == "hugetlb") {
+            msg += "; hugetlb is not back on cgroup2 yet (the kernel returns it when the \
+                     unmounted hierarchy's dying cgroups are freed)";
+        }
         if self.created_dir {
             if let Err(e) = std::fs::remove_dir(dir) {
                 msg += &format!("; rmdir {HUGETLB_DIR}: {e}");
