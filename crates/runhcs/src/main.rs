@@ -636,7 +636,7 @@ fn send_console(sock: &Path, console: &OwnedFd) -> Result<()> {
 /// Parse a signal given as a name (KILL, SIGKILL) or a number.
 fn parse_signal(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
-        return if (1..=64).contains(&n) {
+        return if (0..=64).contains(&n) {
             Ok(n)
         } else {
             Err(RunhcsError::Usage(format!("invalid signal number {n}")))
@@ -666,6 +666,8 @@ fn kill_cmd(cli: &Cli, id: &str, signal: Option<&str>, all: bool) -> Result<()> 
         (Status::Stopped, _) => Err(RunhcsError::State(format!(
             "cannot signal container \"{id}\": container not running"
         ))),
+        // Signal 0 only asks whether it is there (kill(2)'s meaning).
+        _ if signal == 0 => Ok(()),
         // No process yet: the init process "dies" with the compute system.
         (Status::Created, _) | (_, None) => {
             let sys = system()?;

@@ -873,3 +873,27 @@ fn every_mount_option_features_lists_is_accepted() {
         refused.join("\n")
     );
 }
+
+/// Signal 0 asks whether the container is there, as kill(2) and runc do:
+/// success while created or running (and nothing is signalled or
+/// terminated), "container not running" once it stopped.
+#[test]
+fn kill_with_signal_0_only_checks_the_container() {
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["sleep", "1000"]));
+    let id = unique("kill0");
+    let _guard = b.create(&id);
+    b.ok(&["kill", &id, "0"]);
+    assert_eq!(b.state(&id)["status"], json!("created"));
+    b.ok(&["start", &id]);
+    b.ok(&["kill", &id, "0"]);
+    assert_eq!(b.state(&id)["status"], json!("running"));
+    b.ok(&["kill", &id, "KILL"]);
+    wait_status(&b, &id, "stopped");
+    let out = b.runhcs(&["kill", &id, "0"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("container not running"),
+        "{}",
+        text(&out.stderr)
+    );
+}
