@@ -38,8 +38,11 @@ with its exit code), as runc reports its init's host pid.";
 
 /// The OCI runtime command line over HCS container compute systems.
 #[derive(Debug, Parser)]
-#[command(name = "runhcs", version, after_help = AFTER_HELP)]
+#[command(name = "runhcs", version, after_help = AFTER_HELP, disable_version_flag = true)]
 struct Cli {
+    /// Print the version (`-v` as with runc).
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: (),
     /// Directory of the container state records.
     #[arg(long, global = true, default_value = "/run/runhcs")]
     root: PathBuf,
@@ -535,6 +538,9 @@ fn create_cmd(cli: &Cli, id: &str, a: &CreateArgs, foreground: bool) -> Result<S
             if let Some(pid_file) = &a.pid_file {
                 write_pid_file(pid_file, pid)?;
             }
+        } else if let Some(pid_file) = &a.pid_file {
+            // In the foreground this process stands for the container's.
+            write_pid_file(pid_file, std::process::id())?;
         }
         Ok(system)
     })();

@@ -897,3 +897,36 @@ fn kill_with_signal_0_only_checks_the_container() {
         text(&out.stderr)
     );
 }
+
+/// A foreground `run --pid-file` writes the pid that stands for the
+/// container's process (runhcs itself, which relays its stdio and exits
+/// with its code), as runc writes its init's; and `-v` prints the version.
+#[test]
+fn foreground_run_writes_its_pid_file_and_v_is_the_version() {
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["true"]));
+    let id = unique("runpid");
+    let pid_file = b.path().join("run.pid");
+    let child = std::process::Command::new(runhcs_exe())
+        .arg("--root")
+        .arg(b.root())
+        .args(["run", "--bundle", &b.bundle_arg(), "--pid-file"])
+        .arg(&pid_file)
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("runhcs run");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    let written = std::fs::read_to_string(&pid_file).expect("pid file written");
+    assert_eq!(written.trim(), pid.to_string());
+
+    let v = b.runhcs(&["-v"]);
+    assert!(v.status.success(), "{}", text(&v.stderr));
+    assert!(
+        text(&v.stdout).starts_with("runhcs "),
+        "{}",
+        text(&v.stdout)
+    );
+}
