@@ -957,9 +957,10 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Result<i32> {
     }
     let mut params = exec_params(&r, a)?;
     let tty = params["EmulateConsole"] == json!(true);
-    if tty && a.console_socket.is_none() {
+    if tty && a.detach && a.console_socket.is_none() {
         return Err(RunhcsError::Usage(
-            "a terminal (--tty or process.terminal) needs --console-socket".into(),
+            "a detached exec with a terminal (--tty or process.terminal) needs --console-socket"
+                .into(),
         ));
     }
     if a.detach {
@@ -997,7 +998,10 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Result<i32> {
     if let (Some(sock), Some(console)) = (&a.console_socket, &info.std_output) {
         send_console(sock, console)?;
     }
-    relay_and_wait(process, &mut info, !tty, || {
+    // Our own stdio is the terminal's other end unless the master went to
+    // --console-socket (as runc does in the foreground).
+    let relay = !tty || a.console_socket.is_none();
+    relay_and_wait(process, &mut info, relay, || {
         format!("waiting for a process of {}", a.id)
     })
 }

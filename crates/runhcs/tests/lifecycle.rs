@@ -930,3 +930,21 @@ fn foreground_run_writes_its_pid_file_and_v_is_the_version() {
         text(&v.stdout)
     );
 }
+
+/// `exec -t` in the foreground needs no --console-socket: the process gets
+/// a terminal and runhcs relays it to its own stdio (runc does the same);
+/// its exit code is passed on.
+#[test]
+fn a_foreground_exec_with_a_terminal_relays_it() {
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["sleep", "1000"]));
+    let id = unique("exectty");
+    let _guard = b.create(&id);
+    b.ok(&["start", &id]);
+    let out = b.exec(&["-t", &id, "sh", "-c", "tty; exit 5"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("/dev/pts/"),
+        "{}",
+        text(&out.stdout)
+    );
+}
