@@ -523,8 +523,9 @@ fn exec_runs_processes_in_a_running_container() {
     }
     assert_eq!(now, before, "the process outlived its killed holder");
 
-    // A terminal needs a console socket.
-    let o = b.exec(&["-t", &id, "sh"]);
+    // A detached process's terminal needs a console socket (in the
+    // foreground runhcs relays it, see a_foreground_exec_with_a_terminal_relays_it).
+    let o = b.exec(&["-d", "-t", &id, "sh"]);
     assert!(!o.status.success());
     assert!(
         text(&o.stderr).contains("console-socket"),
