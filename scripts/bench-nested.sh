@@ -46,29 +46,11 @@ for b in hcs-monitor hcs-bench; do
     if ldd "$f" 2>&1 | grep -q "=>"; then die "$f is not linked statically"; fi
     strip --strip-debug -o "$root/nested/bin/$b" "$f"
 done
-# QEMU with its libraries, its firmware (microvm boots through qboot,
-# bios-microvm.bin) and its modules.
-l1_copy_with_libs "$root" "$qemu"
-mkdir -p "$root/usr/share" "$root/usr/lib/x86_64-linux-gnu"
-cp -a /usr/share/qemu "$root/usr/share/"
-[[ -d /usr/lib/x86_64-linux-gnu/qemu ]] && cp -a /usr/lib/x86_64-linux-gnu/qemu "$root/usr/lib/x86_64-linux-gnu/"
-cat > "$root/nested/init" <<EOF
-#!/bin/sh
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t proc proc /proc
-dmesg -n 1
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-mkdir -p /dev/pts /dev/shm
-mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
-mount -t tmpfs tmpfs /dev/shm
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-mount -t tmpfs tmpfs /run
-# KVM's per-VM exit counters.
-mount -t debugfs debugfs /sys/kernel/debug || echo "BENCH-NOTE no debugfs: no exit counts"
-ip link set lo up
-while read -r m; do insmod "\$m" || echo "BENCH-ERROR insmod \$m failed"; done < /etc/modules-load
-[ -c /dev/kvm ] || echo "BENCH-ERROR /dev/kvm did not appear"
+# QEMU with its libraries, its firmware and its modules.
+l1_add_qemu "$root" "$qemu"
+{
+    l1_init_head BENCH
+    cat <<EOF
 export HCS_MONITOR=/nested/bin/hcs-monitor
 cd /tmp
 echo "BENCH-START"
@@ -77,6 +59,7 @@ echo "BENCH-RC \$?"
 sync
 poweroff -f
 EOF
+} > "$root/nested/init"
 chmod 0755 "$root/nested/init"
 initrd="$work/l1.cpio"
 l1_pack "$root" "$initrd"

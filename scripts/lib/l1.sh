@@ -15,6 +15,12 @@
 #                               the caller writes)
 #   l1_copy_with_libs ROOT FILE...  copy host executables and their shared
 #                               libraries (and the loader) to the same paths
+#   l1_add_qemu ROOT QEMU       QEMU in L1: the binary with its libraries,
+#                               its firmware and its modules
+#   l1_init_head TAG            print the start of a /nested/init: mounts
+#                               (proc, sys, dev, devpts, shm, tmp, run,
+#                               debugfs), lo up, L1_MODULES loaded, checks
+#                               printed as "TAG-ERROR ..." lines
 #   l1_pack ROOT INITRD         the root as a newc cpio
 #   l1_boot INITRD LOG          boot L1 under QEMU TCG with $l1_mem MiB, at
 #                               most $l1_timeout s; its console to LOG and,
@@ -110,6 +116,39 @@ umount /proc
 exec switch_root /newroot /nested/init
 EOF
     chmod 0755 "$root/init"
+}
+
+l1_add_qemu() {
+    local root="$1" qemu="$2"
+    l1_copy_with_libs "$root" "$qemu"
+    # microvm boots through qboot (bios-microvm.bin), in /usr/share/qemu.
+    mkdir -p "$root/usr/share" "$root/usr/lib/x86_64-linux-gnu"
+    cp -a /usr/share/qemu "$root/usr/share/"
+    if [[ -d /usr/lib/x86_64-linux-gnu/qemu ]]; then
+        cp -a /usr/lib/x86_64-linux-gnu/qemu "$root/usr/lib/x86_64-linux-gnu/"
+    fi
+}
+
+l1_init_head() {
+    local tag="$1"
+    cat <<EOF
+#!/bin/sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+dmesg -n 1
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs tmpfs /run
+# KVM's per-VM exit counters.
+mount -t debugfs debugfs /sys/kernel/debug || echo "$tag-NOTE no debugfs"
+ip link set lo up
+while read -r m; do insmod "\$m" || echo "$tag-ERROR insmod \$m failed"; done < /etc/modules-load
+[ -c /dev/kvm ] || echo "$tag-ERROR /dev/kvm did not appear"
+EOF
 }
 
 l1_pack() {
