@@ -171,11 +171,13 @@ fn dir_under<'a>(paths: &'a [PathBuf], mount: &Path) -> Option<&'a PathBuf> {
     paths.iter().find(|p| p.starts_with(mount))
 }
 
-/// Spawns `cmd` so that it joins `cg` through `open_procs_files` before exec.
-fn spawn_inside(cg: &Cgroup, cmd: &mut Command) -> Reap {
+/// Makes `cmd` join `cg` through `open_procs_files` before exec; the
+/// returned descriptors must stay open until the command is spawned.
+fn join_before_exec(cg: &Cgroup, cmd: &mut Command) -> Vec<std::os::fd::OwnedFd> {
     let fds = cg.open_procs_files().expect("open_procs_files");
-    // SAFETY: the OwnedFds in `fds` stay open until after spawn() returns,
-    // which is the only time the borrowed copies are used (in the child).
+    // SAFETY: the caller keeps the OwnedFds in `fds` open until the spawn
+    // returns, which is the only time the borrowed copies are used (in the
+    // child).
     let borrowed: Vec<BorrowedFd<'static>> = fds
         .iter()
         .map(|f| unsafe { BorrowedFd::borrow_raw(f.as_raw_fd()) })
@@ -185,6 +187,12 @@ fn spawn_inside(cg: &Cgroup, cmd: &mut Command) -> Reap {
     unsafe {
         cmd.pre_exec(move || join_procs_files(&borrowed).map_err(std::io::Error::from));
     }
+    fds
+}
+
+/// Spawns `cmd` so that it joins `cg` before exec.
+fn spawn_inside(cg: &Cgroup, cmd: &mut Command) -> Reap {
+    let fds = join_before_exec(cg, cmd);
     let child = spawn(cmd);
     drop(fds);
     child
@@ -562,17 +570,7 @@ fn check_device_rules(cg: &Cgroup) {
     );
     let mut cmd = Command::new("sh");
     cmd.args(["-c", &script]).stdout(Stdio::piped());
-    let fds = cg.open_procs_files().expect("open_procs_files");
-    // SAFETY: as in spawn_inside: the descriptors outlive the spawn, and the
-    // child only makes write(2) calls before exec.
-    let borrowed: Vec<BorrowedFd<'static>> = fds
-        .iter()
-        .map(|f| unsafe { BorrowedFd::borrow_raw(f.as_raw_fd()) })
-        .collect();
-    // SAFETY: see above.
-    unsafe {
-        cmd.pre_exec(move || join_procs_files(&borrowed).map_err(std::io::Error::from));
-    }
+    let fds = join_before_exec(cg, &mut cmd);
     let out = cmd.output().expect("sh");
     drop(fds);
     let text = String::from_utf8_lossy(&out.stdout);

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{run_bounded, Bounded};
+use common::{run_bounded, run_bounded_with_input, Bounded};
 
 /// How long one engine command may take.
 const DOCKER_TIMEOUT: Duration = Duration::from_secs(90);
@@ -405,7 +405,7 @@ fn same_as_runc(
         let mut cmd = e.run_cmd(rt, None, input.is_some(), args);
         let out = match input {
             None => run_bounded(&mut cmd, DOCKER_TIMEOUT),
-            Some(text) => run_with_input(&mut cmd, text),
+            Some(text) => run_bounded_with_input(&mut cmd, DOCKER_TIMEOUT, Some(text.as_bytes())),
         };
         // Shown when the check fails.
         eprintln!("[{rt}] {out}");
@@ -418,43 +418,6 @@ fn same_as_runc(
         "runhcs differs from runc for {args:?}:\n{}\n{}",
         seen[0].2, seen[1].2
     );
-}
-
-/// Run `cmd` with `input` on its stdin (then closed), bounded.
-fn run_with_input(cmd: &mut Command, input: &str) -> Bounded {
-    use std::io::Write;
-    let out = tempfile::NamedTempFile::new().expect("out");
-    let err = tempfile::NamedTempFile::new().expect("err");
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(out.reopen().expect("reopen"))
-        .stderr(err.reopen().expect("reopen"))
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    let deadline = Instant::now() + DOCKER_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    Bounded {
-        status,
-        stdout: std::fs::read_to_string(out.path()).unwrap_or_default(),
-        stderr: std::fs::read_to_string(err.path()).unwrap_or_default(),
-        what: format!("{cmd:?}"),
-    }
 }
 
 /// The checks every engine passes with runhcs as with runc.

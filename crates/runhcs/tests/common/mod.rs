@@ -262,15 +262,31 @@ impl std::fmt::Display for Bounded {
 /// process it leaves behind holding a pipe cannot block us), killing it
 /// after `limit`.
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Bounded {
+    run_bounded_with_input(cmd, limit, None)
+}
+
+/// [`run_bounded`] with `input` written to the command's stdin, which is
+/// then closed (stdin is /dev/null without input).
+pub fn run_bounded_with_input(cmd: &mut Command, limit: Duration, input: Option<&[u8]>) -> Bounded {
     let what = format!("{cmd:?}");
     let out = tempfile::tempfile().expect("stdout file");
     let err = tempfile::tempfile().expect("stderr file");
+    let stdin = if input.is_some() {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::null()
+    };
     let mut child = cmd
-        .stdin(std::process::Stdio::null())
+        .stdin(stdin)
         .stdout(out.try_clone().expect("dup"))
         .stderr(err.try_clone().expect("dup"))
         .spawn()
         .unwrap_or_else(|e| panic!("{what}: {e}"));
+    if let (Some(bytes), Some(mut pipe)) = (input, child.stdin.take()) {
+        use std::io::Write;
+        pipe.write_all(bytes).expect("write stdin");
+        // Dropped here: the command sees end of file.
+    }
     let deadline = Instant::now() + limit;
     let status = loop {
         match child.try_wait() {
