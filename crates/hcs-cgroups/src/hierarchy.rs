@@ -488,7 +488,12 @@ impl Hierarchies {
                         covered = covered | Ctl::IO;
                     }
                     let missing = available.minus(covered);
-                    (!missing.is_empty() || !v1_ctl.contains(Ctl::FREEZER)).then_some(missing)
+                    // The v2 freezer and device programs are core: the
+                    // unified hierarchy stands in when v1 has neither.
+                    (!missing.is_empty()
+                        || !v1_ctl.contains(Ctl::FREEZER)
+                        || !v1_ctl.contains(Ctl::DEVICES))
+                    .then_some(missing)
                 }
                 Layout::Legacy => None,
             };
@@ -722,6 +727,28 @@ mod tests {
         assert_eq!(v2.base, Path::new("/sys/fs/cgroup/unified"));
         assert_eq!(v2.enable, "+pids");
         assert!(v2.ctl.contains(Ctl::PIDS) && !v2.ctl.contains(Ctl::MEMORY));
+    }
+
+    #[test]
+    fn hybrid_uses_unified_for_device_rules_without_a_v1_devices_hierarchy() {
+        let mi: String = HYBRID_MOUNTINFO
+            .lines()
+            .filter(|l| !l.contains("cgroup/devices"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let h = Hierarchies::from_mountinfo(&mi, HYBRID_CGROUP).unwrap();
+        h.v2()
+            .unwrap()
+            .v2_controllers
+            .set(vec!["hugetlb".into()])
+            .unwrap();
+        let plan = h.plan().unwrap();
+        let v2 = plan.iter().find(|p| p.v2).expect("v2 placement");
+        assert!(v2.ctl.contains(Ctl::DEVICES), "{:?}", v2.ctl);
+        assert!(plan
+            .iter()
+            .filter(|p| !p.v2)
+            .all(|p| !p.ctl.contains(Ctl::DEVICES)));
     }
 
     #[test]
