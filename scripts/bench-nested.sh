@@ -27,9 +27,7 @@ qemu=/usr/bin/qemu-system-x86_64
 say() { echo "bench-nested: $*" >&2; }
 die() { echo "bench-nested: $*" >&2; exit 1; }
 
-for f in build/guest/vmlinuz build/guest/initramfs.cpio.gz build/guest/vmlinuz.package build/rootfs/busybox/bin/busybox "$qemu" /usr/share/qemu/bios-microvm.bin; do
-    [[ -e $f ]] || die "$f is missing (run scripts/install-deps.sh, scripts/build-guest-image.sh, scripts/build-rootfs.sh)"
-done
+l1_require_qemu_inputs "$qemu"
 
 # 1. hcs-bench and the monitor, static.
 l1_static_build_env

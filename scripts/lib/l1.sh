@@ -168,3 +168,14 @@ l1_boot() {
     l1_qemu_rc=${PIPESTATUS[0]}
     set -e
 }
+
+# Die (through the caller's `die`) unless what an L1 running QEMU needs is
+# here: the guest kernel and image, the busybox root, QEMU ($1) and its
+# microvm firmware.
+l1_require_qemu_inputs() {
+    local f
+    for f in build/guest/vmlinuz build/guest/initramfs.cpio.gz build/guest/vmlinuz.package \
+        build/rootfs/busybox/bin/busybox "$1" /usr/share/qemu/bios-microvm.bin; do
+        [[ -e $f ]] || die "$f is missing (run scripts/install-deps.sh, scripts/build-guest-image.sh, scripts/build-rootfs.sh)"
+    done
+}

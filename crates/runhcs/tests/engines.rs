@@ -203,15 +203,7 @@ impl Engine for Dockerd {
         let mut c = self.docker();
         // No network but loopback: the host's stays untouched.
         c.args(["run", "--network", "none", "--runtime", runtime]);
-        match name {
-            Some(n) => c.args(["-d", "--name", n]),
-            None => c.arg("--rm"),
-        };
-        if interactive {
-            c.arg("-i");
-        }
-        c.args(args);
-        c
+        run_tail(c, name, interactive, args)
     }
 
     fn has_update(&self) -> bool {
@@ -231,6 +223,20 @@ const PODMAN_SHARED_DIRS: [&str; 4] = [
     "/var/lib/containers/cache",
     "/var/lib/containers",
 ];
+
+/// The end of an engine's `run` command line, the same for both: removed
+/// when it ends or detached under `name`, `-i` when `interactive`, `args`.
+fn run_tail(mut c: Command, name: Option<&str>, interactive: bool, args: &[&str]) -> Command {
+    match name {
+        Some(n) => c.args(["-d", "--name", n]),
+        None => c.arg("--rm"),
+    };
+    if interactive {
+        c.arg("-i");
+    }
+    c.args(args);
+    c
+}
 
 /// Podman with everything it keeps in a temporary directory.
 struct Podman {
@@ -303,15 +309,7 @@ impl Engine for Podman {
             ])
             .arg("--cgroup-parent")
             .arg(&self.cgroup_parent);
-        match name {
-            Some(n) => c.args(["-d", "--name", n]),
-            None => c.arg("--rm"),
-        };
-        if interactive {
-            c.arg("-i");
-        }
-        c.args(args);
-        c
+        run_tail(c, name, interactive, args)
     }
 
     fn has_update(&self) -> bool {
