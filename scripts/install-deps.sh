@@ -28,6 +28,15 @@ done
 if ((${#missing[@]})); then
     echo "deps: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # No package may start a service (docker.io would start a dockerd with
+    # its bridge and iptables rules): a policy-rc.d that refuses, unless the
+    # machine has its own, removed again afterwards.
+    policy=/usr/sbin/policy-rc.d
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 0755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
