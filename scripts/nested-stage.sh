@@ -181,6 +181,18 @@ echo "NESTED-UP \$(uname -r) cpus=\$(grep -c ^processor /proc/cpuinfo) kvm=\$(ca
 export HCS_MONITOR=/nested/bin/hcs-monitor
 export HCS_LOG="${HCS_LOG:-info}"
 export HCS_TEST_SKIP_LOG=/tmp/skipped
+# KVM's own trace of every L2 entry, exit, interrupt and wakeup, in a ring
+# of 4 MiB per CPU: a failing test stops it (tests/integration's failure
+# snapshot) and its tail is printed, the record of what the guest's vCPUs
+# did last (intermittent stalls and triple faults, issue 13).
+trace=/sys/kernel/tracing
+if mount -t tracefs tracefs \$trace 2>/dev/null && [ -d \$trace/events/kvm ]; then
+    echo 4096 > \$trace/buffer_size_kb
+    echo 1 > \$trace/events/kvm/enable
+    export HCS_TEST_KVM_TRACE=\$trace
+else
+    echo "NESTED-NOTE no KVM trace in L1 (tracefs or its kvm events missing)"
+fi
 export RUST_BACKTRACE=1
 cd /tmp
 while read -r name filter; do
@@ -188,11 +200,18 @@ while read -r name filter; do
     while :; do
         export HCS_MONITOR_LOG_DIR=/tmp/logs-\$name-\$attempt
         mkdir -p \$HCS_MONITOR_LOG_DIR
+        if [ -n "\${HCS_TEST_KVM_TRACE:-}" ]; then
+            echo 0 > \$trace/tracing_on; echo > \$trace/trace; echo 1 > \$trace/tracing_on
+        fi
         echo "NESTED-BIN \$name attempt \$attempt"
         timeout -s KILL $binary_timeout /nested/bin/\$name --test-threads=$threads \$filter 2>&1
         rc=\$?
         [ \$rc -eq 137 ] && echo "NESTED-TIMEOUT \$name: killed after ${binary_timeout}s"
         echo "NESTED-RC \$name \$rc"
+        if [ \$rc -ne 0 ] && [ -n "\${HCS_TEST_KVM_TRACE:-}" ]; then
+            echo 0 > \$trace/tracing_on
+            echo "--- L1 KVM trace (last 150 events)"; grep -v "^#" \$trace/trace | tail -n 150
+        fi
         if [ \$rc -ne 0 ] && [ \$attempt -eq 1 ] && grep -rqs "triple-faulted" \$HCS_MONITOR_LOG_DIR; then
             echo "NESTED-RETRY \$name: a monitor log shows a vCPU triple fault; running it once more"
             grep -rhs "triple-faulted" \$HCS_MONITOR_LOG_DIR | head -n 3

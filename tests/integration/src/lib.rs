@@ -105,9 +105,69 @@ pub fn pure_cgroup_v2_here(test: &str) -> bool {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// Where the nested stage keeps its KVM trace (`$HCS_TEST_KVM_TRACE` names
+/// tracefs' directory there; unset elsewhere).
+const KVM_TRACE_ENV: &str = "HCS_TEST_KVM_TRACE";
+
+/// When a test fails while `$HCS_TEST_KVM_TRACE` is set (the nested stage,
+/// where guests have stalled and triple-faulted intermittently), keep the
+/// evidence of that moment before anything is torn down: stop the KVM trace
+/// (the stage prints its tail) and print where every monitor thread is
+/// waiting (its kernel stack), so a stall shows whether the guest's vCPUs
+/// were in the guest, halted, or blocked in the monitor.
+fn install_failure_snapshot() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let Some(trace) = std::env::var_os(KVM_TRACE_ENV) else {
+        return;
+    };
+    ONCE.call_once(move || {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = std::fs::write(Path::new(&trace).join("tracing_on"), "0");
+            eprintln!("--- failure snapshot: KVM trace stopped; monitor threads:");
+            eprint!("{}", monitor_threads());
+            previous(info);
+        }));
+    });
+}
+
+/// Every hcs-monitor thread's name, state, wait channel and kernel stack.
+fn monitor_threads() -> String {
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let mut out = String::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for proc_dir in procs.flatten().map(|e| e.path()) {
+        if read(&proc_dir.join("comm")).trim() != "hcs-monitor" {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(proc_dir.join("task")) else {
+            continue;
+        };
+        for task in tasks.flatten().map(|e| e.path()) {
+            let stat = read(&task.join("stat"));
+            // The state is the field after the parenthesised name.
+            let state = stat.rsplit(") ").next().and_then(|r| r.split(' ').next());
+            out.push_str(&format!(
+                "{} {} state={} wchan={}\n",
+                task.display(),
+                read(&task.join("comm")).trim(),
+                state.unwrap_or("?"),
+                read(&task.join("wchan")).trim(),
+            ));
+            for frame in read(&task.join("stack")).lines().take(8) {
+                out.push_str(&format!("    {frame}\n"));
+            }
+        }
+    }
+    out
+}
+
 /// A namespace unique to this test run and call, so tests can run in parallel
 /// and each can inventory what it left behind.
 pub fn unique_namespace(test: &str) -> String {
+    install_failure_snapshot();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let t: String = test
         .chars()
