@@ -37,6 +37,16 @@ struct Dir {
     base: Option<PathBuf>,
 }
 
+/// Where a new cgroup's relative path starts in each hierarchy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    /// HCS's own placement: the calling process's cgroup on v1 (so compute
+    /// systems stay inside the caller's limits), the root on v2.
+    Own,
+    /// Every hierarchy's root (its mount point).
+    Root,
+}
+
 /// The directories of one compute system's cgroup, one per hierarchy used.
 ///
 /// A `Cgroup` is only a list of paths: dropping it removes nothing (call
@@ -83,6 +93,15 @@ impl Cgroup {
     /// Fails with [`CgroupError::AlreadyExists`] if the leaf exists in any
     /// hierarchy; whatever this call created is removed again on any failure.
     pub fn create_in(h: &Hierarchies, relative: &Path) -> Result<Cgroup, CgroupError> {
+        Cgroup::create_anchored(h, relative, Anchor::Own)
+    }
+
+    /// [`Cgroup::create_in`] with the base of each hierarchy chosen by `anchor`.
+    pub fn create_anchored(
+        h: &Hierarchies,
+        relative: &Path,
+        anchor: Anchor,
+    ) -> Result<Cgroup, CgroupError> {
         validate_relative(relative)?;
         let plan = h.plan()?;
         if plan.is_empty() {
@@ -93,6 +112,13 @@ impl Cgroup {
         let mut created = Vec::new();
         let mut dirs = Vec::with_capacity(plan.len());
         for p in plan {
+            let p = &match anchor {
+                Anchor::Own => p.clone(),
+                Anchor::Root => Placement {
+                    base: p.root.clone(),
+                    ..p.clone()
+                },
+            };
             let leaf = p.base.join(relative);
             if let Err(e) = make_leaf(p, relative, &leaf, &mut created) {
                 for dir in created.iter().rev() {
@@ -120,6 +146,19 @@ impl Cgroup {
     /// hierarchy for each compute system (about 0.2 ms a level here).
     pub fn create_under(parent: &Path, leaf: &Path) -> Result<Cgroup, CgroupError> {
         let mut cg = Cgroup::create(&parent.join(leaf))?;
+        cg.keep_above(leaf);
+        Ok(cg)
+    }
+
+    /// Creates `<root>/<parent>/<leaf>` in every hierarchy used, where
+    /// `<root>` is the hierarchy's mount point whatever cgroup the caller is
+    /// in: the runtime spec's reading of an absolute `cgroupsPath` ("relative
+    /// to the cgroups mount point"). As with [`Cgroup::create_under`],
+    /// [`Cgroup::destroy`] removes `<leaf>` and never `<parent>`, which other
+    /// containers may share (runc leaves it too).
+    pub fn create_rooted(parent: &Path, leaf: &Path) -> Result<Cgroup, CgroupError> {
+        let mut cg =
+            Cgroup::create_anchored(Hierarchies::detect()?, &parent.join(leaf), Anchor::Root)?;
         cg.keep_above(leaf);
         Ok(cg)
     }

@@ -256,6 +256,8 @@ impl Hierarchy {
 pub(crate) struct Placement {
     /// The directory the relative path is created under.
     pub(crate) base: PathBuf,
+    /// The hierarchy's mount point: the base of an [`crate::Anchor::Root`] path.
+    pub(crate) root: PathBuf,
     /// A `cgroup2` hierarchy.
     pub(crate) v2: bool,
     /// The controllers used through this hierarchy.
@@ -462,6 +464,7 @@ impl Hierarchies {
             v1_ctl = v1_ctl | h.ours;
             plan.push(Placement {
                 base: h.process_dir(),
+                root: h.mount_point.clone(),
                 v2: false,
                 ctl: h.ours,
                 enable: String::new(),
@@ -500,6 +503,7 @@ impl Hierarchies {
             if let Some(enable) = wanted {
                 plan.push(Placement {
                     base: h.mount_point.clone(),
+                    root: h.mount_point.clone(),
                     v2: true,
                     ctl: enable | Ctl::FREEZER | Ctl::DEVICES,
                     enable: enable.v2_enable_line(),

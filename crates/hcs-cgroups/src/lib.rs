@@ -62,7 +62,7 @@ mod hierarchy;
 mod resources;
 mod stats;
 
-pub use cgroup::{join_procs_files, Cgroup, FREEZE_TIMEOUT, KILL_TIMEOUT};
+pub use cgroup::{join_procs_files, Anchor, Cgroup, FREEZE_TIMEOUT, KILL_TIMEOUT};
 pub use error::CgroupError;
 pub use hierarchy::{CgroupVersion, Hierarchies, Hierarchy, Layout};
 pub use resources::{

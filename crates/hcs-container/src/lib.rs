@@ -34,7 +34,7 @@ use hcs_errors::{HResult, HcsError, HcsResult};
 
 pub use procfs::{process_details, rfc3339};
 pub use spawn::{ProcessSpec, SpawnedProcess};
-pub use spec::{ContainerSpec, Network};
+pub use spec::{CgroupsPath, ContainerSpec, Network};
 pub use sys::set_window_size;
 
 /// A container, from create to destroy.
@@ -55,12 +55,14 @@ pub struct Container {
 
 impl Container {
     /// Create the container `id`: its cgroup `<parent>/<leaf>` (with its
-    /// limits; `<parent>` is shared by all compute systems and stays) and its
+    /// limits; `<parent>` is shared with other containers and stays), below
+    /// each hierarchy's base as `cgroup_anchor` says, and its
     /// directories. Nothing runs yet. The OCI hooks of the spec, if any, are
     /// checked here (hooks.rs says when each list runs).
     pub fn create(
         id: &str,
         spec: ContainerSpec,
+        cgroup_anchor: hcs_cgroups::Anchor,
         cgroup_parent: &Path,
         cgroup_leaf: &Path,
         rundir: &Path,
@@ -79,7 +81,11 @@ impl Container {
             }
             _ => None,
         };
-        let cgroup = Cgroup::create_under(cgroup_parent, cgroup_leaf).map_err(HcsError::from)?;
+        let cgroup = match cgroup_anchor {
+            hcs_cgroups::Anchor::Own => Cgroup::create_under(cgroup_parent, cgroup_leaf),
+            hcs_cgroups::Anchor::Root => Cgroup::create_rooted(cgroup_parent, cgroup_leaf),
+        }
+        .map_err(HcsError::from)?;
         tracing::debug!("cgroup created");
         let prepared = (|| -> HcsResult<Vec<OwnedFd>> {
             // Every container's device access is confined (a process with

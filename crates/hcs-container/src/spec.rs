@@ -225,10 +225,21 @@ pub struct ContainerSpec {
     pub rootfs_propagation: MsFlags,
     /// NIS domain name (UTS namespace), when given.
     pub domainname: Option<String>,
-    /// The cgroup path the OCI spec asks for (`linux.cgroupsPath`), relative,
-    /// placed below the host's cgroup parent of all compute systems instead
-    /// of the default `<namespace>@<id>` leaf.
-    pub cgroups_path: Option<PathBuf>,
+    /// The cgroup path the OCI spec asks for (`linux.cgroupsPath`) instead
+    /// of the default `<namespace>@<id>` below the compute systems' parent.
+    pub cgroups_path: Option<CgroupsPath>,
+}
+
+/// An OCI spec's `linux.cgroupsPath`, as the runtime spec reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupsPath {
+    /// An absolute path: relative to each hierarchy's root ("the cgroups
+    /// mount point"), as runc places it. `parent` (possibly empty) is shared
+    /// with other containers and never removed; `leaf` is this container's.
+    Rooted { parent: PathBuf, leaf: PathBuf },
+    /// A relative path: the runtime chooses where, so it goes below the
+    /// compute systems' own parent, like every HCS container.
+    Relative(PathBuf),
 }
 
 fn not_supported(field: &str, why: &str) -> HcsError {
@@ -1200,14 +1211,12 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
     })
 }
 
-/// `linux.cgroupsPath` as a relative path below the host's cgroup parent of
-/// all compute systems. runc puts an absolute path at each hierarchy's root;
-/// here every compute system's cgroup stays under that parent (so the host
-/// can find, limit and clean up all of them), and the path only names the
-/// levels below it. Engines such as containerd give `/<namespace>/<id>`.
-/// The systemd form (`slice:prefix:name`) needs the systemd driver, which is
-/// not implemented.
-fn oci_cgroups_path(p: &str) -> HcsResult<PathBuf> {
+/// `linux.cgroupsPath`: an absolute path is placed at each hierarchy's root
+/// (engines read statistics and OOM events there: Docker gives
+/// `/docker/<id>`, containerd `/<namespace>/<id>`), a relative one below the
+/// compute systems' parent. The systemd form (`slice:prefix:name`) needs
+/// the systemd driver, which is not implemented.
+fn oci_cgroups_path(p: &str) -> HcsResult<CgroupsPath> {
     const FIELD: &str = "linux.cgroupsPath";
     if p.contains(':') {
         return Err(oci_unsupported(
@@ -1228,7 +1237,12 @@ fn oci_cgroups_path(p: &str) -> HcsResult<PathBuf> {
     if out.as_os_str().is_empty() || p.contains('\0') {
         return Err(oci_invalid(FIELD, format!("{p:?} names no cgroup")));
     }
-    Ok(out)
+    if !p.starts_with('/') {
+        return Ok(CgroupsPath::Relative(out));
+    }
+    let leaf = PathBuf::from(out.file_name().unwrap_or_default());
+    let parent = out.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(CgroupsPath::Rooted { parent, leaf })
 }
 
 /// Flag options of mounts: (name, set, clear).
@@ -1877,6 +1891,24 @@ mod tests {
 
     fn doc(json: &str) -> Container {
         hcs_schema::from_json(json, "Container").unwrap()
+    }
+
+    #[test]
+    fn an_absolute_cgroups_path_is_rooted_and_a_relative_one_is_not() {
+        let rooted = |parent: &str, leaf: &str| CgroupsPath::Rooted {
+            parent: PathBuf::from(parent),
+            leaf: PathBuf::from(leaf),
+        };
+        assert_eq!(oci_cgroups_path("/docker/abc").unwrap(), rooted("docker", "abc"));
+        assert_eq!(oci_cgroups_path("/k8s.io/x/y/").unwrap(), rooted("k8s.io/x", "y"));
+        assert_eq!(oci_cgroups_path("/solo").unwrap(), rooted("", "solo"));
+        assert_eq!(
+            oci_cgroups_path("a/b").unwrap(),
+            CgroupsPath::Relative(PathBuf::from("a/b"))
+        );
+        for bad in ["/", "/a/../b", "slice:prefix:name"] {
+            assert!(oci_cgroups_path(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -106,6 +106,12 @@ pub trait Backend {
     fn cgroup_leaf(&self) -> Option<PathBuf> {
         None
     }
+    /// The shared levels above [`Backend::cgroup_leaf`], from each
+    /// hierarchy's root, when the cgroup was placed there rather than below
+    /// the compute systems' parent (an OCI spec's absolute cgroupsPath).
+    fn cgroup_rooted_parent(&self) -> Option<PathBuf> {
+        None
+    }
     /// Start it. Returns the host pid whose exit means the system stopped,
     /// if its end is a process exit (containers); otherwise the backend
     /// reports the end through [`Backend::event_fds`] and [`Backend::poll_stop`].

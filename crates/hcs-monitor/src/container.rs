@@ -1,10 +1,11 @@
 //! The container backend: HCS calls on a [`hcs_container::Container`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use hcs_container::{Container, ContainerSpec, ProcessSpec};
+use hcs_cgroups::Anchor;
+use hcs_container::{CgroupsPath, Container, ContainerSpec, ProcessSpec};
 use hcs_errors::{HResult, HcsError, HcsResult};
 use hcs_schema::enums::{ModifyRequestType, SystemPropertyType, SystemType};
 use hcs_schema::properties::{
@@ -33,6 +34,9 @@ pub struct ContainerBackend {
     oci_process_started: bool,
     /// The cgroup levels below the parent that are this container's.
     cgroup_leaf: PathBuf,
+    /// The shared levels above the leaf, from each hierarchy's root, when
+    /// an OCI spec placed the cgroup there (an absolute cgroupsPath).
+    cgroup_rooted_parent: Option<PathBuf>,
 }
 
 /// Check an OCI spec's `process` (and its seccomp profile) at create, as
@@ -96,18 +100,25 @@ impl ContainerBackend {
             }
             _ => None,
         };
-        // An OCI spec's cgroupsPath names the levels below the parent.
-        let leaf = spec
-            .cgroups_path
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(cgroup_leaf(namespace, id)));
-        let container = Container::create(id, spec, Path::new(CGROUP_PARENT), &leaf, rundir)?;
-        let cgroup_leaf = leaf;
+        // An OCI spec's absolute cgroupsPath is placed from each hierarchy's
+        // root, as the runtime spec says; a relative one names the levels
+        // below the compute systems' parent.
+        let (anchor, parent, leaf) = match spec.cgroups_path.clone() {
+            Some(CgroupsPath::Rooted { parent, leaf }) => (Anchor::Root, parent, leaf),
+            Some(CgroupsPath::Relative(leaf)) => (Anchor::Own, PathBuf::from(CGROUP_PARENT), leaf),
+            None => (
+                Anchor::Own,
+                PathBuf::from(CGROUP_PARENT),
+                PathBuf::from(cgroup_leaf(namespace, id)),
+            ),
+        };
+        let container = Container::create(id, spec, anchor, &parent, &leaf, rundir)?;
         Ok(ContainerBackend {
             container,
             shared_network,
             oci_process_started: false,
-            cgroup_leaf,
+            cgroup_leaf: leaf,
+            cgroup_rooted_parent: (anchor == Anchor::Root).then_some(parent),
         })
     }
 
@@ -252,6 +263,10 @@ impl Backend for ContainerBackend {
 
     fn cgroup_leaf(&self) -> Option<PathBuf> {
         Some(self.cgroup_leaf.clone())
+    }
+
+    fn cgroup_rooted_parent(&self) -> Option<PathBuf> {
+        self.cgroup_rooted_parent.clone()
     }
 
     fn start(&mut self) -> HcsResult<Option<i32>> {

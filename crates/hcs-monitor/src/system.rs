@@ -140,6 +140,9 @@ impl System {
                     .map(|p| p.to_string_lossy().into_owned())
                     .unwrap_or_else(|| crate::container::cgroup_leaf(namespace, id)),
             ),
+            cgroup_rooted_parent: backend
+                .cgroup_rooted_parent()
+                .map(|p| p.to_string_lossy().into_owned()),
             main_pid: None,
             sockets: backend.owned_sockets(),
         };

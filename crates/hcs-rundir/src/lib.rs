@@ -95,6 +95,11 @@ pub struct Record {
     /// alone; cleanup removes nothing above them.
     #[serde(default)]
     pub cgroup_leaf: Option<String>,
+    /// The shared levels above `cgroup_leaf`, from each hierarchy's root,
+    /// when the cgroup was placed there (an OCI spec's absolute
+    /// cgroupsPath) instead of below `hcs/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_rooted_parent: Option<String>,
     /// Host pid of the system's main process (a container's init) while it runs.
     #[serde(default)]
     pub main_pid: Option<i32>,
@@ -390,6 +395,15 @@ pub fn checked_cgroups(
     if leaf.as_os_str().is_empty() || !plain(&leaf) {
         return Err(RecordError::BadLeaf(leaf));
     }
+    // Where the leaf hangs: below hcs/ anywhere in a hierarchy, or exactly
+    // at <mount>/<rooted parent>/<leaf> for a rooted cgroup.
+    let rooted = match &record.cgroup_rooted_parent {
+        Some(p) if !p.is_empty() && !plain(Path::new(p)) => {
+            return Err(RecordError::BadLeaf(PathBuf::from(p)))
+        }
+        Some(p) => Some(Path::new(p).join(&leaf)),
+        None => None,
+    };
     let tail = Path::new(CGROUP_PARENT).join(&leaf);
     let mut paths = Vec::new();
     for (index, path) in record.cgroups.iter().enumerate() {
@@ -402,8 +416,16 @@ pub fn checked_cgroups(
         if parts.next() != Some(std::path::Component::RootDir) || !plain(parts.as_path()) {
             return Err(bad("is not an absolute path of plain names"));
         }
-        if !path.ends_with(&tail) {
-            return Err(bad("does not end in the system's own hcs/<cgroup_leaf>"));
+        match &rooted {
+            None if !path.ends_with(&tail) => {
+                return Err(bad("does not end in the system's own hcs/<cgroup_leaf>"))
+            }
+            Some(below_root) if !mounts.iter().any(|m| *path == m.join(below_root)) => {
+                return Err(bad(
+                    "is not <hierarchy>/<cgroup_rooted_parent>/<cgroup_leaf> of this host",
+                ))
+            }
+            _ => {}
         }
         if !mounts.iter().any(|m| path.starts_with(m) && path != m) {
             return Err(bad("is not inside a cgroup hierarchy of this host"));
@@ -742,6 +764,46 @@ mod tests {
                     Some(RecordError::BadCgroup { index: 0, .. })
                 ),
                 "{path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rooted_record_names_exactly_its_place_from_a_hierarchy_root() {
+        let mounts = [PathBuf::from("/sys/fs/cgroup/pids")];
+        let dir = Path::new("/run/hcs/ns/sys");
+        let rec = |parent: &str, path: &str| Record {
+            id: "sys".into(),
+            namespace: "ns".into(),
+            cgroups: vec![PathBuf::from(path)],
+            cgroup_leaf: Some("sys".into()),
+            cgroup_rooted_parent: Some(parent.into()),
+            ..Default::default()
+        };
+        let check = |r: &Record| checked_cgroups(dir, r, &mounts).err();
+        // Gone paths are dropped, so only the shape is checked here.
+        for (parent, path) in [
+            ("docker", "/sys/fs/cgroup/pids/docker/sys"),
+            ("", "/sys/fs/cgroup/pids/sys"),
+            ("a/b", "/sys/fs/cgroup/pids/a/b/sys"),
+        ] {
+            assert!(check(&rec(parent, path)).is_none(), "{parent:?} {path:?}");
+        }
+        for (parent, path) in [
+            ("docker", "/sys/fs/cgroup/pids/other/docker/sys"),
+            ("docker", "/sys/fs/cgroup/pids/hcs/sys"),
+            ("docker", "/sys/fs/cgroup/pids/docker"),
+            ("", "/sys/fs/cgroup/pids/x/sys"),
+        ] {
+            assert!(
+                matches!(check(&rec(parent, path)), Some(RecordError::BadCgroup { .. })),
+                "{parent:?} {path:?}"
+            );
+        }
+        for parent in ["../x", "/abs", "a/../b"] {
+            assert!(
+                matches!(check(&rec(parent, "/sys/fs/cgroup/pids/sys")), Some(RecordError::BadLeaf(_))),
+                "{parent:?}"
             );
         }
     }
