@@ -27,6 +27,10 @@
 #   NESTED_MEM            L1 memory, MiB (default 4096)
 #   FAULTS_ROUND_TIMEOUT  limit on one guest boot + workload, seconds (default 240)
 #   FAULTS_STORMS         fork storms per boot (default 4)
+#   FAULTS_KMSG           lines of 100 characters the guest prints through
+#                         the kernel's console first (default 0): printk's
+#                         polled 8250 writes, two port exits to the VMM per
+#                         character, as a Linux boot with console=ttyS0 does
 #   NESTED_KEEP=1         keep the L1 initramfs (build/nested-faults)
 # Prerequisites: as scripts/bench-nested.sh.
 set -euo pipefail
@@ -42,6 +46,8 @@ rounds="${1:-10}"
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [N]" >&2; exit 2; }
 round_timeout="${FAULTS_ROUND_TIMEOUT:-240}"
 storms="${FAULTS_STORMS:-4}"
+kmsg="${FAULTS_KMSG:-0}"
+[[ $storms =~ ^[0-9]+$ && $kmsg =~ ^[0-9]+$ ]] || die "FAULTS_STORMS and FAULTS_KMSG are counts"
 work="$repo/build/nested-faults"
 host="$(rustc -vV | awk '$1 == "host:" { print $2 }')"
 qemu=/usr/bin/qemu-system-x86_64
@@ -78,7 +84,7 @@ guest_initrd="$repo/build/guest/initramfs-faults.cpio.gz"
     cat <<EOF
 echo "FAULTS-UP \$(uname -r) cpus=\$(grep -c ^processor /proc/cpuinfo) nested=\$(cat /sys/module/kvm_amd/parameters/nested 2>/dev/null)"
 cd /tmp
-/nested/rounds.sh $rounds $repo/build/guest/vmlinuz $guest_initrd $qemu $round_timeout $storms 2>&1
+/nested/rounds.sh $rounds $repo/build/guest/vmlinuz $guest_initrd $qemu $round_timeout $storms $kmsg 2>&1
 echo "FAULTS-DONE"
 sync
 poweroff -f

@@ -373,7 +373,14 @@ fn run_loop(fd: &mut VcpuFd, s: &VcpuShared, ctx: &VcpuContext) {
         };
         if let Some(stop) = stop {
             (ctx.stop)(s.id, stop);
-            // The sink asks every vCPU to exit; this one obeys next time round.
+            // The sink asks every vCPU to exit, from another thread. Until
+            // then this one must not enter the guest again: after a triple
+            // fault KVM has reset the vCPU, and it would run the reset
+            // vector (seen in the nested stage: an emulation failure there).
+            let mut c = lock(&s.control);
+            if c.want == Want::Run {
+                c.want = Want::Pause;
+            }
         }
     }
 }

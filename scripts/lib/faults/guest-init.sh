@@ -5,12 +5,25 @@
 # unknown name=value words to init as environment variables):
 #   faults_storms  storms in a row (default 4)
 #   faults_procs   concurrent shells per storm (default 32)
+#   faults_kmsg    lines printed through the kernel's console first
+#                  (default 0; level 2, so "quiet" does not hide them)
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t tmpfs tmpfs /tmp
+mount -t devtmpfs dev /dev 2>/dev/null
 storms=${faults_storms:-4}
 procs=${faults_procs:-32}
-echo "FAULTS-GUEST-UP cpus=$(grep -c ^processor /proc/cpuinfo) storms=$storms procs=$procs"
+kmsg=${faults_kmsg:-0}
+echo "FAULTS-GUEST-UP cpus=$(grep -c ^processor /proc/cpuinfo) storms=$storms procs=$procs kmsg=$kmsg"
+# printk's console path: the polled 8250 write, a port read and a port
+# write per character, each an exit to the VMM (a boot's own messages).
+line=$(printf '%090d' 0)
+k=1
+while [ "$k" -le "$kmsg" ]; do
+    echo "<2>kmsg $k $line" > /dev/kmsg
+    k=$((k + 1))
+done
+[ "$kmsg" -gt 0 ] && echo "FAULTS-GUEST-KMSG $kmsg lines"
 s=1
 while [ "$s" -le "$storms" ]; do
     i=1
