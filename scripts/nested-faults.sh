@@ -32,6 +32,8 @@
 #                         polled 8250 writes, two port exits to the VMM per
 #                         character, as a Linux boot with console=ttyS0 does
 #   NESTED_KEEP=1         keep the L1 initramfs (build/nested-faults)
+#   L1_TCG_THREAD         QEMU's TCG for L1: multi (default, a host thread
+#                         per L1 vCPU) or single (one thread, round robin)
 # Prerequisites: as scripts/bench-nested.sh.
 set -euo pipefail
 umask 022

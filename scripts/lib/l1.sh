@@ -159,7 +159,7 @@ l1_pack() {
 l1_boot() {
     local initrd="$1" log="$2"
     set +e
-    timeout --kill-after=10 "${l1_timeout:-840}" qemu-system-x86_64 -accel tcg,thread=multi -M pc -nodefaults -no-reboot \
+    timeout --kill-after=10 "${l1_timeout:-840}" qemu-system-x86_64 -accel "tcg,thread=${L1_TCG_THREAD:-multi}" -M pc -nodefaults -no-reboot \
         -cpu max -smp 2 -m "${l1_mem:-4096}" -display none -serial stdio \
         -kernel "$repo/build/guest/vmlinuz" -initrd "$initrd" \
         -append "console=ttyS0 panic=-1 reboot=k quiet loglevel=4" </dev/null 2>&1 |

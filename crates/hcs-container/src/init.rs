@@ -30,6 +30,7 @@ pub(crate) fn start(
     rundir: &Path,
     cgroup_procs: &[OwnedFd],
     netns: Option<&OwnedFd>,
+    joined: &[(nix::sched::CloneFlags, OwnedFd)],
 ) -> HcsResult<i32> {
     // The init's stdio: a null device of its own, not the monitor's (the
     // host's /dev/null, or a log), which the container's root could chmod,
@@ -81,6 +82,7 @@ pub(crate) fn start(
             let mut keep: Vec<RawFd> = vec![go_r.as_raw_fd(), st_w.as_raw_fd()];
             keep.extend(cgroup_procs.iter().map(|f| f.as_raw_fd()));
             keep.extend(netns.map(|f| f.as_raw_fd()));
+            keep.extend(joined.iter().map(|(_, f)| f.as_raw_fd()));
             keep.extend(mounts.raw_fds());
             keep.push(null.as_raw_fd());
             sys::close_all_except(3, &keep);
@@ -88,7 +90,7 @@ pub(crate) fn start(
                 spec,
                 ChildFds { go_r, st_w, null },
                 cgroup_procs,
-                netns,
+                Joins { netns, joined },
                 &mounts,
                 parent_pid,
             );
@@ -187,16 +189,24 @@ struct ChildFds {
     null: OwnedFd,
 }
 
+/// Existing namespaces the init joins.
+struct Joins<'a> {
+    netns: Option<&'a OwnedFd>,
+    /// IPC and UTS namespaces, with their kinds.
+    joined: &'a [(nix::sched::CloneFlags, OwnedFd)],
+}
+
 /// The init child, before it becomes init. Returns the exit code on failure;
 /// never returns once running as init.
 fn child(
     spec: &ContainerSpec,
     fds: ChildFds,
     cgroup_procs: &[OwnedFd],
-    netns: Option<&OwnedFd>,
+    joins: Joins<'_>,
     mounts: &rootfs::DetachedMounts,
     parent_pid: i32,
 ) -> i32 {
+    let Joins { netns, joined } = joins;
     let ChildFds { go_r, st_w, null } = fds;
     let fail = |msg: String| {
         report(&st_w, format!("E{msg}").as_bytes());
@@ -260,6 +270,11 @@ fn child(
     if let Some(ns) = netns {
         if let Err(e) = nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET) {
             return fail(format!("joining the network namespace: {e}"));
+        }
+    }
+    for (kind, ns) in joined {
+        if let Err(e) = nix::sched::setns(ns, *kind) {
+            return fail(format!("joining the {kind:?} namespace: {e}"));
         }
     }
     if spec.network == Network::New {

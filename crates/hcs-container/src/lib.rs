@@ -47,10 +47,39 @@ pub struct Container {
     cgroup_procs: Vec<OwnedFd>,
     own_pid_ns: OwnedFd,
     netns: Option<OwnedFd>,
+    /// Existing IPC and UTS namespaces the init joins.
+    joined_ns: Vec<(nix::sched::CloneFlags, OwnedFd)>,
     init: Option<(i32, spawn::Namespaces)>,
     started_at: Option<SystemTime>,
     /// The OCI poststop hooks ran (destroy runs them once).
     poststop_done: bool,
+}
+
+/// Open the namespaces `ns` names for joining, each checked to be of its
+/// kind (a path to another kind of namespace, or to no namespace, is
+/// refused here rather than failing the start).
+fn open_joined_namespaces(
+    ns: &spec::NewNamespaces,
+) -> HcsResult<Vec<(nix::sched::CloneFlags, OwnedFd)>> {
+    use nix::sched::CloneFlags;
+    let mut out = Vec::new();
+    for (kind, flag, path) in [
+        ("ipc", CloneFlags::CLONE_NEWIPC, &ns.join_ipc),
+        ("uts", CloneFlags::CLONE_NEWUTS, &ns.join_uts),
+    ] {
+        let Some(path) = path else { continue };
+        let fd = std::fs::File::open(path).map(OwnedFd::from).map_err(|e| {
+            HcsError::from_io(format!("opening the {kind} namespace {}", path.display()), &e)
+        })?;
+        if sys::namespace_type(&fd) != Some(flag.bits()) {
+            return Err(HcsError::new(
+                hcs_errors::HResult::E_INVALIDARG,
+                format!("{} is not an {kind} namespace", path.display()),
+            ));
+        }
+        out.push((flag, fd));
+    }
+    Ok(out)
 }
 
 impl Container {
@@ -81,6 +110,7 @@ impl Container {
             }
             _ => None,
         };
+        let joined_ns = open_joined_namespaces(&spec.namespaces)?;
         let cgroup = match cgroup_anchor {
             hcs_cgroups::Anchor::Own => Cgroup::create_under(cgroup_parent, cgroup_leaf),
             hcs_cgroups::Anchor::Root => Cgroup::create_rooted(cgroup_parent, cgroup_leaf),
@@ -109,6 +139,7 @@ impl Container {
                 cgroup_procs,
                 own_pid_ns,
                 netns,
+                joined_ns,
                 init: None,
                 started_at: None,
                 poststop_done: false,
@@ -153,6 +184,7 @@ impl Container {
             &self.rundir,
             &self.cgroup_procs,
             self.netns.as_ref(),
+            &self.joined_ns,
         )?;
         tracing::debug!("init ready");
         let opened = spawn::Namespaces::open(pid, self.spec.user_namespace.is_some());

@@ -686,10 +686,12 @@ pub(crate) fn setup(
         attach_mapping(r, m, fd, &mut host_binds)?;
     }
 
-    if spec.namespaces.uts {
-        ctx(nix::unistd::sethostname(&spec.hostname), || {
-            format!("setting the host name to {:?}", spec.hostname)
-        })?;
+    if spec.namespaces.names_settable() {
+        if !spec.hostname.is_empty() {
+            ctx(nix::unistd::sethostname(&spec.hostname), || {
+                format!("setting the host name to {:?}", spec.hostname)
+            })?;
+        }
         if let Some(d) = &spec.domainname {
             ctx(sys::set_domainname(d), || {
                 format!("setting the domain name to {d:?}")

@@ -148,7 +148,7 @@ pub struct DeviceNode {
 
 /// Which namespaces, besides mount and pid (always new), the init gets new.
 /// Network and user namespaces are [`Network`] and `user_namespace`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewNamespaces {
     /// IPC namespace.
     pub ipc: bool,
@@ -156,6 +156,20 @@ pub struct NewNamespaces {
     pub uts: bool,
     /// cgroup namespace.
     pub cgroup: bool,
+    /// Existing IPC namespace to join (`linux.namespaces[].path`), instead
+    /// of a new one or the host's.
+    pub join_ipc: Option<PathBuf>,
+    /// Existing UTS namespace to join, as `join_ipc` (a pod's containers
+    /// share their sandbox's).
+    pub join_uts: Option<PathBuf>,
+}
+
+impl NewNamespaces {
+    /// The init has a UTS namespace of its own or joined, so the spec's
+    /// host and domain names apply (runc sets them in a joined one too).
+    pub fn names_settable(&self) -> bool {
+        self.uts || self.join_uts.is_some()
+    }
 }
 
 /// Paths runc masks by default (and every HCS container gets).
@@ -184,7 +198,7 @@ pub const DEFAULT_READONLY_PATHS: &[&str] = &[
 /// Everything the container backend needs, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerSpec {
-    /// UTS host name.
+    /// UTS host name (empty: a joined UTS namespace keeps its own).
     pub hostname: String,
     /// The root filesystem.
     pub rootfs: RootFs,
@@ -549,6 +563,8 @@ impl ContainerSpec {
                 ipc: true,
                 uts: true,
                 cgroup: true,
+                join_ipc: None,
+                join_uts: None,
             },
             read_only_root: false,
             masked_paths: DEFAULT_MASKED_PATHS.iter().map(PathBuf::from).collect(),
@@ -944,6 +960,7 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
     // Namespaces.
     let mut new = std::collections::BTreeSet::new();
     let mut network = Network::Host;
+    let (mut join_ipc, mut join_uts) = (None, None);
     for (i, ns) in linux
         .get("namespaces")
         .and_then(Value::as_array)
@@ -966,25 +983,36 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
         if !new.insert(typ.to_string()) {
             return Err(oci_invalid(&at, format!("a second {typ} namespace")));
         }
-        match str_at(ns, "path").filter(|p| !p.is_empty()) {
-            None if typ == "network" => network = Network::New,
-            None => {}
-            Some(p) if typ == "network" => {
-                if !Path::new(p).is_absolute() || std::fs::metadata(p).is_err() {
-                    return Err(HcsError::new(
-                        HResult::ERROR_PATH_NOT_FOUND,
-                        format!("{OCI}.{at}.path: {p:?} is not an existing absolute path"),
-                    ));
-                }
+        let path = str_at(ns, "path").filter(|p| !p.is_empty());
+        if let Some(p) = path {
+            if !Path::new(p).is_absolute() || std::fs::metadata(p).is_err() {
+                return Err(HcsError::new(
+                    HResult::ERROR_PATH_NOT_FOUND,
+                    format!("{OCI}.{at}.path: {p:?} is not an existing absolute path"),
+                ));
+            }
+        }
+        match (typ, path) {
+            ("network", None) => network = Network::New,
+            (_, None) => {}
+            ("network", Some(p)) => {
                 network = Network::Join(PathBuf::from(p));
                 new.remove(typ);
             }
-            Some(p) => {
+            ("ipc", Some(p)) => {
+                join_ipc = Some(PathBuf::from(p));
+                new.remove(typ);
+            }
+            ("uts", Some(p)) => {
+                join_uts = Some(PathBuf::from(p));
+                new.remove(typ);
+            }
+            (_, Some(p)) => {
                 return Err(oci_unsupported(
                     &format!("{at}.path"),
                     &format!(
-                        "joining an existing {typ} namespace ({p:?}) is not supported; only a \
-                         network namespace can be joined"
+                        "joining an existing {typ} namespace ({p:?}) is not supported; network, \
+                         ipc and uts namespaces can be joined"
                     ),
                 ))
             }
@@ -1005,6 +1033,8 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
         ipc: new.contains("ipc"),
         uts: new.contains("uts"),
         cgroup: new.contains("cgroup"),
+        join_ipc,
+        join_uts,
     };
 
     // User namespace and id mappings.
@@ -1084,23 +1114,25 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
 
     // Host and domain name.
     let hostname = match str_at(&raw, "hostname").filter(|h| !h.is_empty()) {
-        Some(h) if !namespaces.uts => {
+        Some(h) if !namespaces.names_settable() => {
             return Err(oci_invalid(
                 "hostname",
-                format!("{h:?} cannot be set without a new uts namespace"),
+                format!("{h:?} cannot be set without a uts namespace of the container's"),
             ))
         }
         Some(h) if h.len() > 64 => {
             return Err(oci_invalid("hostname", "must be at most 64 bytes long"))
         }
-        Some(h) => h.to_string(),
-        None => id.chars().take(63).collect(),
+        Some(h) => Some(h.to_string()),
+        // A new namespace gets the id; a joined one keeps its name.
+        None if namespaces.uts => Some(id.chars().take(63).collect()),
+        None => None,
     };
     let domainname = match str_at(&raw, "domainname").filter(|h| !h.is_empty()) {
-        Some(_) if !namespaces.uts => {
+        Some(_) if !namespaces.names_settable() => {
             return Err(oci_invalid(
                 "domainname",
-                "cannot be set without a new uts namespace",
+                "cannot be set without a uts namespace of the container's",
             ))
         }
         Some(d) if d.len() > 64 => {
@@ -1189,7 +1221,7 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
         .or_else(|| root_dir.parent().map(Path::to_path_buf))
         .unwrap_or_default();
     Ok(ContainerSpec {
-        hostname,
+        hostname: hostname.unwrap_or_default(),
         rootfs,
         ephemeral_scratch,
         mappings: Vec::new(),
@@ -2421,7 +2453,9 @@ mod tests {
             NewNamespaces {
                 ipc: true,
                 uts: true,
-                cgroup: false
+                cgroup: false,
+                join_ipc: None,
+                join_uts: None,
             }
         );
         assert_eq!(c.user_namespace, None);
@@ -2664,8 +2698,11 @@ mod tests {
                 Box::new(|s| s["linux"]["cgroupsPath"] = json!("system.slice:runhcs:mine")),
             ),
             (
-                "Container.OciSpecification.linux.namespaces[2].path",
-                Box::new(|s| s["linux"]["namespaces"][2]["path"] = json!("/proc/1/ns/ipc")),
+                "Container.OciSpecification.linux.namespaces[0].path",
+                Box::new(|s| {
+                    assert_eq!(s["linux"]["namespaces"][0]["type"], "pid");
+                    s["linux"]["namespaces"][0]["path"] = json!("/proc/self/ns/pid")
+                }),
             ),
             (
                 "Container.OciSpecification.linux.namespaces[5].type",

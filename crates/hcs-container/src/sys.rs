@@ -454,3 +454,13 @@ pub(crate) fn set_domainname(name: &str) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The kind of namespace `fd` refers to (its `CLONE_NEW*` flag), through
+/// the nsfs ioctl NS_GET_NSTYPE; `None` if it is no namespace.
+pub(crate) fn namespace_type(fd: &impl AsRawFd) -> Option<i32> {
+    // NS_GET_NSTYPE is _IO(0xb7, 0x3) (linux/nsfs.h); libc does not name it.
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: the ioctl takes no argument and only reads the descriptor.
+    let t = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    (t >= 0).then_some(t)
+}

@@ -940,3 +940,67 @@ fn a_foreground_exec_with_a_terminal_relays_it() {
         text(&out.stdout)
     );
 }
+
+/// A pod's way: a second container joins the first's IPC and UTS
+/// namespaces by path (containerd's CRI gives the sandbox's), and sees its
+/// host name and its IPC namespace; a path to another kind of namespace is
+/// refused at create, named.
+#[test]
+fn ipc_and_uts_namespaces_are_joined_by_path() {
+    let group = format!("pod-{}", unique("joinns"));
+    let a = Bundle::new(|c| {
+        c["process"]["args"] = json!(["sleep", "1000"]);
+        c["hostname"] = json!("sandbox-a");
+    });
+    let a_id = unique("sandbox");
+    a.edit(|v| v["linux"]["cgroupsPath"] = json!(format!("/{group}/{a_id}")));
+    let _ga = a.create(&a_id);
+    // A process of the sandbox (any: they share its namespaces), found in
+    // its cgroup, which the absolute cgroupsPath put at a known place.
+    let procs = hcs_cgroups::Hierarchies::detect()
+        .expect("cgroup hierarchies")
+        .hierarchies()
+        .iter()
+        .map(|h| h.mount_point().join(&group).join(&a_id).join("cgroup.procs"))
+        .find_map(|p| std::fs::read_to_string(p).ok().filter(|t| !t.trim().is_empty()))
+        .expect("the sandbox's processes");
+    let pid: u32 = procs.lines().next().unwrap().trim().parse().unwrap();
+    let ns = |kind: &str| format!("/proc/{pid}/ns/{kind}");
+    let link = |p: &str| std::fs::read_link(p).unwrap().to_string_lossy().into_owned();
+    assert_ne!(link(&ns("ipc")), link("/proc/self/ns/ipc"), "the sandbox has the host's ipc namespace");
+
+    let b = Bundle::new(|c| {
+        c["process"]["args"] = json!(["sh", "-c", "hostname; readlink /proc/self/ns/ipc"]);
+        c["hostname"] = json!(null);
+        for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            let kind = n["type"].as_str().unwrap().to_string();
+            if kind == "ipc" || kind == "uts" {
+                n["path"] = json!(ns(&kind));
+            }
+        }
+    });
+    let out = b.run("joiner");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, ["sandbox-a", link(&ns("ipc")).as_str()], "{stdout}");
+
+    // The uts namespace's file where the ipc one belongs.
+    let bad = Bundle::new(|c| {
+        c["process"]["args"] = json!(["true"]);
+        c["hostname"] = json!(null);
+        for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if n["type"] == "ipc" {
+                n["path"] = json!(ns("uts"));
+            }
+        }
+    });
+    let out = bad.run("badjoin");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("is not an ipc namespace"), "{err}");
+    drop(_ga);
+    for h in hcs_cgroups::Hierarchies::detect().unwrap().hierarchies() {
+        let _ = std::fs::remove_dir(h.mount_point().join(&group));
+    }
+}
