@@ -55,13 +55,16 @@ pub struct Container {
     poststop_done: bool,
 }
 
-/// Open the namespaces `ns` names for joining, each checked to be of its
-/// kind (a path to another kind of namespace, or to no namespace, is
-/// refused here rather than failing the start).
+/// Open the namespaces the spec names for joining, each checked to be of
+/// its kind (a path to another kind of namespace, or to no namespace, is
+/// refused here rather than failing the start). The host's own UTS
+/// namespace is refused when the spec would name it: that would rename
+/// the host.
 fn open_joined_namespaces(
-    ns: &spec::NewNamespaces,
+    spec: &ContainerSpec,
 ) -> HcsResult<Vec<(nix::sched::CloneFlags, OwnedFd)>> {
     use nix::sched::CloneFlags;
+    let ns = &spec.namespaces;
     let mut out = Vec::new();
     for (kind, flag, path) in [
         ("ipc", CloneFlags::CLONE_NEWIPC, &ns.join_ipc),
@@ -77,9 +80,31 @@ fn open_joined_namespaces(
                 format!("{} is not an {kind} namespace", path.display()),
             ));
         }
+        let renames = !spec.hostname.is_empty() || spec.domainname.is_some();
+        if flag == CloneFlags::CLONE_NEWUTS && renames && is_own_namespace(&fd, kind) {
+            return Err(HcsError::new(
+                hcs_errors::HResult::E_INVALIDARG,
+                format!(
+                    "{} is the host's own uts namespace: setting the container's host or \
+                     domain name there would rename the host",
+                    path.display()
+                ),
+            ));
+        }
         out.push((flag, fd));
     }
     Ok(out)
+}
+
+/// `fd` is the namespace this process (the monitor, on the host) is in.
+fn is_own_namespace(fd: &OwnedFd, kind: &str) -> bool {
+    let id = |m: &std::fs::Metadata| {
+        use std::os::unix::fs::MetadataExt;
+        (m.dev(), m.ino())
+    };
+    let theirs = nix::sys::stat::fstat(fd).map(|st| (st.st_dev, st.st_ino));
+    let ours = std::fs::metadata(format!("/proc/self/ns/{kind}")).map(|m| id(&m));
+    matches!((theirs, ours), (Ok(a), Ok(b)) if a == b)
 }
 
 impl Container {
@@ -110,7 +135,7 @@ impl Container {
             }
             _ => None,
         };
-        let joined_ns = open_joined_namespaces(&spec.namespaces)?;
+        let joined_ns = open_joined_namespaces(&spec)?;
         let cgroup = match cgroup_anchor {
             hcs_cgroups::Anchor::Own => Cgroup::create_under(cgroup_parent, cgroup_leaf),
             hcs_cgroups::Anchor::Root => Cgroup::create_rooted(cgroup_parent, cgroup_leaf),

@@ -999,6 +999,24 @@ fn ipc_and_uts_namespaces_are_joined_by_path() {
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("is not an ipc namespace"), "{err}");
+
+    // The host's own uts namespace with a host name: refused, the host's
+    // name unchanged.
+    let before = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = Bundle::new(|c| {
+        c["process"]["args"] = json!(["true"]);
+        c["hostname"] = json!("renamed-host");
+        for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if n["type"] == "uts" {
+                n["path"] = json!(format!("/proc/{}/ns/uts", std::process::id()));
+            }
+        }
+    });
+    let out = host.run("hostuts");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("would rename the host"), "{err}");
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(), before);
     drop(_ga);
     for h in hcs_cgroups::Hierarchies::detect().unwrap().hierarchies() {
         let _ = std::fs::remove_dir(h.mount_point().join(&group));
