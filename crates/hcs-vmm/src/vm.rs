@@ -829,6 +829,11 @@ impl Vm {
     /// clients hold handles).
     pub fn close_serial_sockets(&mut self) {
         self.sockets.clear();
+        // Connected consoles end too: a console of a stopped VM reads its
+        // end of file, not silence.
+        for (_, console) in &self.consoles {
+            lock(console).close_clients();
+        }
     }
 
     /// Stop the VM now (terminate). Its exit reason becomes `Killed` unless

@@ -455,6 +455,16 @@ impl Console {
         }
     }
 
+    /// Read until the console ends (its VM stopped); what was left unread.
+    /// Fails if it stays open for a read timeout.
+    pub fn read_to_end(&mut self) -> String {
+        let mut rest = String::new();
+        self.reader
+            .read_to_string(&mut rest)
+            .unwrap_or_else(|e| panic!("the console did not end ({e}); read {rest:?}"));
+        rest
+    }
+
     /// Read lines until one starts with `prefix`.
     pub fn expect(&mut self, prefix: &str) -> String {
         self.read_until(&format!("a line starting {prefix:?}"), |l| {

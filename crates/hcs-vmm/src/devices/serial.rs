@@ -350,6 +350,14 @@ impl Console {
         Ok(())
     }
 
+    /// The port is done (its VM stopped): every console gets what is
+    /// queued for it, then its end of file.
+    pub fn close_clients(&mut self) {
+        for c in self.clients.drain(..) {
+            c.finish();
+        }
+    }
+
     /// What the guest printed most recently (up to [`HISTORY`] bytes).
     pub fn history(&self) -> Vec<u8> {
         self.history.iter().copied().collect()
