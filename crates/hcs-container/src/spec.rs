@@ -1579,13 +1579,26 @@ fn oci_device(i: usize, d: &Value) -> HcsResult<DeviceNode> {
                 .ok_or_else(|| oci_invalid(&format!("{at}.{k}"), "must be a 32-bit id")),
         }
     };
+    // Podman sends the file type's bits too (0o20666 for a character
+    // device), as stat reports them; runc ORs the type in anyway. They are
+    // accepted when they are the declared type's, refused otherwise.
+    let type_bits = match kind {
+        'c' => u64::from(libc::S_IFCHR),
+        'b' => u64::from(libc::S_IFBLK),
+        _ => u64::from(libc::S_IFIFO),
+    };
     let mode = match d.get("fileMode") {
         None | Some(Value::Null) => 0o666,
         Some(v) => v
             .as_u64()
+            .map(|m| if m & u64::from(libc::S_IFMT) == type_bits { m & 0o7777 } else { m })
             .filter(|m| *m <= 0o7777)
-            .ok_or_else(|| oci_invalid(&format!("{at}.fileMode"), "must be permission bits"))?
-            as u32,
+            .ok_or_else(|| {
+                oci_invalid(
+                    &format!("{at}.fileMode"),
+                    "must be permission bits, with at most the file type's own bits",
+                )
+            })? as u32,
     };
     Ok(DeviceNode {
         path,
@@ -1923,6 +1936,24 @@ mod tests {
 
     fn doc(json: &str) -> Container {
         hcs_schema::from_json(json, "Container").unwrap()
+    }
+
+    #[test]
+    fn a_device_file_mode_may_carry_its_own_type_bits_only() {
+        let dev = |t: &str, mode: u64| {
+            oci_device(
+                0,
+                &json!({"path": "/dev/x", "type": t, "major": 1, "minor": 3, "fileMode": mode}),
+            )
+        };
+        // As Podman sends them: S_IFCHR | 0666, S_IFBLK | 0660.
+        assert_eq!(dev("c", 0o20666).unwrap().mode, 0o666);
+        assert_eq!(dev("b", 0o60660).unwrap().mode, 0o660);
+        assert_eq!(dev("c", 0o644).unwrap().mode, 0o644);
+        for (t, mode) in [("c", 0o60666), ("b", 0o20666), ("c", 0o100644), ("p", 0o20600)] {
+            let e = dev(t, mode).unwrap_err();
+            assert!(e.message.contains("linux.devices[0].fileMode"), "{t} {mode:o}: {}", e.message);
+        }
     }
 
     #[test]

@@ -510,6 +510,21 @@ fn checks(d: &dyn Engine) {
     same_as_runc(d, None, &["--user", "1000:1000", IMAGE, "id", "-u"], |o| {
         assert_eq!(o, &(Some(0), "1000\n".to_string()));
     });
+    // A device node made in the container (Podman's fileMode carries the
+    // file type's bits), readable there.
+    same_as_runc(
+        d,
+        None,
+        &[
+            "--device",
+            "/dev/zero:/dev/myzero",
+            IMAGE,
+            "sh",
+            "-c",
+            "ls -l /dev/myzero | cut -c1; head -c 3 /dev/myzero | od -An -tx1",
+        ],
+        |o| assert_eq!(o, &(Some(0), "c\n 00 00 00\n".to_string())),
+    );
     same_as_runc(d, None, &[IMAGE, "sh", "-c", "ls /sys/class/net"], |o| {
         assert_eq!(o, &(Some(0), "lo\n".to_string()));
     });
