@@ -232,6 +232,9 @@ struct ExecArgs {
     /// User as uid[:gid].
     #[arg(long, short = 'u')]
     user: Option<String>,
+    /// Additional group ids (repeatable).
+    #[arg(long = "additional-gids", short = 'g')]
+    additional_gids: Vec<u32>,
 }
 
 /// Options of create and run.
@@ -914,9 +917,12 @@ fn exec_params(r: &Record, a: &ExecArgs) -> Result<Value> {
         if !a.env.is_empty() {
             let mut env: Vec<Value> = p["env"].as_array().cloned().unwrap_or_default();
             for e in &a.env {
-                if !e.contains('=') {
+                let Some((name, _)) = e.split_once('=') else {
                     return Err(RunhcsError::Usage(format!("--env {e:?} is not NAME=value")));
-                }
+                };
+                // The command line's value replaces the spec's, as with runc.
+                let prefix = format!("{name}=");
+                env.retain(|v| !v.as_str().is_some_and(|v| v.starts_with(&prefix)));
                 env.push(json!(e));
             }
             p["env"] = Value::Array(env);
@@ -927,6 +933,17 @@ fn exec_params(r: &Record, a: &ExecArgs) -> Result<Value> {
                 return Err(RunhcsError::Usage(format!("--user {u:?} is not uid[:gid]")));
             };
             p["user"] = json!({"uid": uid, "gid": gid});
+        }
+        if !a.additional_gids.is_empty() {
+            if !p["user"].is_object() {
+                p["user"] = json!({"uid": 0, "gid": 0});
+            }
+            let mut gids: Vec<Value> = p["user"]["additionalGids"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            gids.extend(a.additional_gids.iter().map(|g| json!(g)));
+            p["user"]["additionalGids"] = Value::Array(gids);
         }
         p
     };
@@ -949,11 +966,23 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Result<i32> {
         holder::block_forwarded_signals();
     }
     let r = Record::load(&cli.root, &a.id)?;
-    if status(&r) != Status::Running {
-        return Err(RunhcsError::State(format!(
-            "container \"{}\" is not running",
-            a.id
-        )));
+    // As runc: a created container's namespaces exist, so a process can
+    // join them before start. A paused compute system creates no process
+    // (HCS_E_INVALID_STATE), so runc's --ignore-paused is not offered.
+    match status(&r) {
+        Status::Created | Status::Running => {}
+        Status::Paused => {
+            return Err(RunhcsError::State(format!(
+                "container \"{}\" is paused: resume it first",
+                a.id
+            )))
+        }
+        _ => {
+            return Err(RunhcsError::State(format!(
+                "container \"{}\" is not running",
+                a.id
+            )))
+        }
     }
     let mut params = exec_params(&r, a)?;
     let tty = params["EmulateConsole"] == json!(true);

@@ -1022,3 +1022,34 @@ fn ipc_and_uts_namespaces_are_joined_by_path() {
         let _ = std::fs::remove_dir(h.mount_point().join(&group));
     }
 }
+
+/// runc's exec rules: a created container takes execs (its namespaces
+/// exist), --env replaces the spec's value, --additional-gids adds groups,
+/// and a paused one is refused with a reason.
+#[test]
+fn exec_before_start_with_env_override_groups_and_paused_rules() {
+    let b = Bundle::new(|c| {
+        c["process"]["args"] = json!(["sleep", "1000"]);
+        c["process"]["env"] = json!(["PATH=/bin:/sbin:/usr/bin:/usr/sbin", "FOO=spec"]);
+    });
+    let id = unique("execrules");
+    let _g = b.create(&id);
+    assert_eq!(b.state(&id)["status"], "created");
+    let out = b.exec(&["-e", "FOO=cli", "-g", "1234", &id, "sh", "-c", "echo $FOO; id -G"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"cli"), "{stdout}");
+    assert!(
+        lines.get(1).is_some_and(|l| l.split(' ').any(|g| g == "1234")),
+        "{stdout}"
+    );
+    b.ok(&["start", &id]);
+    b.ok(&["pause", &id]);
+    let out = b.exec(&[&id, "true"]);
+    assert!(!out.status.success(), "an exec ran in a paused container");
+    assert!(text(&out.stderr).contains("paused"), "{}", text(&out.stderr));
+    b.ok(&["resume", &id]);
+    let out = b.exec(&[&id, "true"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
