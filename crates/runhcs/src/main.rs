@@ -619,7 +619,15 @@ fn start_cmd(cli: &Cli, id: &str) -> Result<()> {
             "container \"{id}\" cannot be started: it was not created for start (runhcs run in the foreground owns it)"
         )));
     };
-    holder::release(&cli.root, id, holder::INIT_FIFO, holder)
+    let released = holder::release(&cli.root, id, holder::INIT_FIFO, holder);
+    if released.is_err() {
+        // As with runc, whose init dies when its exec fails: the container
+        // is stopped now, and its compute system does not run on until delete.
+        if let Err(e) = terminate(id) {
+            log(cli, "warning", &format!("terminating {id} after its failed start: {e}"));
+        }
+    }
+    released
 }
 
 /// Send the console's pty master to `--console-socket` (SCM_RIGHTS), as runc does.

@@ -1053,3 +1053,19 @@ fn exec_before_start_with_env_override_groups_and_paused_rules() {
     let out = b.exec(&[&id, "true"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// A start whose process cannot be created fails, and the container is
+/// stopped at once: its compute system does not run on until delete.
+#[test]
+fn a_failed_start_stops_the_container() {
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["/no/such/program"]));
+    let id = unique("badstart");
+    let _g = b.create(&id);
+    assert!(hcs_list_has(&id));
+    let out = b.runhcs(&["start", &id]);
+    assert!(!out.status.success(), "started a missing program");
+    assert!(text(&out.stderr).contains("/no/such/program"), "{}", text(&out.stderr));
+    assert_eq!(b.state(&id)["status"], "stopped");
+    assert!(!hcs_list_has(&id), "the compute system runs on after the failed start");
+    b.ok(&["delete", &id]);
+}
