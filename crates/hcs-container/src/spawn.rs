@@ -653,6 +653,14 @@ fn child(p: &Prepared, ns: &Namespaces, cgroup_procs: &[OwnedFd], report: OwnedF
                 nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
             );
         }
+        // The terminal belongs to the process's user, its group stays the
+        // devpts one (tty), as runc leaves it.
+        // SAFETY: descriptor 0 is the terminal, dup'ed onto it just above
+        // and open for the rest of this process.
+        let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+        if let Err(e) = nix::unistd::fchown(stdin, Some(p.identity.uid.into()), None) {
+            fail(Stage::Stdio, e);
+        }
     }
     // The bounding set first, while CAP_SETPCAP is still effective.
     if let Err((cap, e)) = security::drop_bounding(p.caps.bounding, p.last_cap) {

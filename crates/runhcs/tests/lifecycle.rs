@@ -1069,3 +1069,19 @@ fn a_failed_start_stops_the_container() {
     assert!(!hcs_list_has(&id), "the compute system runs on after the failed start");
     b.ok(&["delete", &id]);
 }
+
+/// A process's terminal belongs to its user, in the devpts tty group (5),
+/// as runc's does.
+#[test]
+fn a_terminal_is_owned_by_the_process_s_user() {
+    let b = Bundle::new(|v| v["process"]["args"] = json!(["sleep", "60"]));
+    let id = unique("ttyowner");
+    let _g = b.create(&id);
+    b.ok(&["start", &id]);
+    for (user, want) in [("0:0", "0:5"), ("1000:100", "1000:5")] {
+        let out = b.exec(&["-t", "-u", user, &id, "sh", "-c", "stat -c %u:%g $(tty)"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert_eq!(stdout.trim_end(), want, "user {user}: {stdout:?}");
+    }
+}
