@@ -6,7 +6,9 @@
 #   faults_storms  storms in a row (default 4)
 #   faults_procs   concurrent shells per storm (default 32)
 #   faults_kmsg    lines printed through the kernel's console first
-#                  (default 0; level 2, so "quiet" does not hide them)
+#                  (default 0; level 2, so "quiet" does not hide them;
+#                  rounds.sh boots with printk.devkmsg=on, or the kernel
+#                  would rate-limit them away)
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t tmpfs tmpfs /tmp

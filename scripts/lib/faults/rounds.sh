@@ -7,7 +7,7 @@
 # result: completed, triple-fault, panic, timeout or other.
 # Usage: rounds.sh N KERNEL INITRD QEMU ROUND_TIMEOUT STORMS KMSG
 n=$1 kernel=$2 initrd=$3 qemu=$4 limit=$5 storms=$6 kmsg=${7:-0}
-cmdline="console=ttyS0 panic=-1 reboot=k quiet pci=off 8250.nr_uarts=1 rdinit=/faults-init faults_storms=$storms faults_kmsg=$kmsg"
+cmdline="console=ttyS0 panic=-1 reboot=k quiet printk.devkmsg=on pci=off 8250.nr_uarts=1 rdinit=/faults-init faults_storms=$storms faults_kmsg=$kmsg"
 export HCS_MONITOR=/nested/bin/hcs-monitor HCS_LOG=info
 
 # The console's verdict, if it has one: completed or panic.
