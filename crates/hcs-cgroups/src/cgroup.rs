@@ -334,6 +334,46 @@ impl Cgroup {
             let d = self.dir_for(Ctl::CPUSET, "cpuset")?;
             write_ctl(d, "cpuset", "cpuset.cpus", cpus.as_bytes())?;
         }
+        if let Some(mems) = &r.cpuset_mems {
+            let d = self.dir_for(Ctl::CPUSET, "cpuset")?;
+            write_ctl(d, "cpuset", "cpuset.mems", mems.as_bytes())?;
+        }
+        if let Some(v) = r.memory_swappiness {
+            if v > 100 {
+                return Err(CgroupError::InvalidValue {
+                    what: "memory_swappiness",
+                    value: v.to_string(),
+                    reason: "must be in 0..=100",
+                });
+            }
+            let d = self.dir_for(Ctl::MEMORY, "memory")?;
+            if d.v2 {
+                return Err(CgroupError::ControllerUnavailable {
+                    controller: "memory.swappiness (cgroup v2 has no per-cgroup swappiness)",
+                    path: Some(d.path.clone()),
+                });
+            }
+            write_ctl(d, "memory", "memory.swappiness", NumBuf::new(v).as_bytes())?;
+        }
+        if let Some(idle) = r.cpu_idle {
+            let d = self.dir_for(Ctl::CPU, "cpu")?;
+            if !d.v2 {
+                return Err(CgroupError::ControllerUnavailable {
+                    controller: "cpu.idle (cgroup v1 has no idle cgroups)",
+                    path: Some(d.path.clone()),
+                });
+            }
+            write_ctl(d, "cpu", "cpu.idle", if idle { b"1" } else { b"0" })?;
+        }
+        if let Some(burst) = r.cpu_burst_us {
+            let d = self.dir_for(Ctl::CPU, "cpu")?;
+            let file = if d.v2 {
+                "cpu.max.burst"
+            } else {
+                "cpu.cfs_burst_us"
+            };
+            write_ctl(d, "cpu", file, NumBuf::new(burst).as_bytes())?;
+        }
         if let Some(v) = r.pids_max {
             let d = self.dir_for(Ctl::PIDS, "pids")?;
             write_ctl(d, "pids", "pids.max", max_or(v, b"max").as_bytes())?;
@@ -345,6 +385,40 @@ impl Cgroup {
             } else {
                 crate::devices::apply_v1(&d.path, rules)?;
             }
+        }
+        self.apply_unified(&r.unified)
+    }
+
+    /// The OCI `unified` map: each value written to the file of that name
+    /// in the v2 directory. The cgroup's own control files (`cgroup.*`:
+    /// membership, freezing, killing, controllers) stay the monitor's, and a
+    /// file the kernel does not offer there is an error, never skipped.
+    fn apply_unified(&self, files: &[(String, String)]) -> Result<(), CgroupError> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let Some(d) = self.dirs.iter().find(|d| d.v2) else {
+            return Err(CgroupError::ControllerUnavailable {
+                controller: "unified (no cgroup v2 hierarchy is in use)",
+                path: None,
+            });
+        };
+        for (name, value) in files {
+            let plain = !name.is_empty() && !name.contains('/') && name != "." && name != "..";
+            if !plain || name.starts_with("cgroup.") {
+                return Err(CgroupError::InvalidValue {
+                    what: "unified",
+                    value: name.clone(),
+                    reason: "must name a controller's file of the cgroup (not cgroup.*)",
+                });
+            }
+            if !d.path.join(name).exists() {
+                return Err(CgroupError::ControllerUnavailable {
+                    controller: "a unified file the cgroup does not have",
+                    path: Some(d.path.join(name)),
+                });
+            }
+            fsio::write_file(&d.path, name, value.as_bytes())?;
         }
         Ok(())
     }

@@ -29,6 +29,21 @@ pub struct Resources {
     pub cpuset_cpus: Option<String>,
     /// Maximum number of processes (`pids.max`). `u64::MAX` removes the limit.
     pub pids_max: Option<u64>,
+    /// How eagerly the kernel swaps this cgroup's memory, `0..=100` (v1
+    /// `memory.swappiness`; cgroup v2 has no such file and refuses it).
+    pub memory_swappiness: Option<u64>,
+    /// Memory nodes the processes may use, in the kernel's list format
+    /// (`cpuset.mems`).
+    pub cpuset_mems: Option<String>,
+    /// Run at the lowest priority, `SCHED_IDLE` for the cgroup (v2
+    /// `cpu.idle`; v1 has none and refuses it).
+    pub cpu_idle: Option<bool>,
+    /// CPU time in microseconds a period may borrow from earlier unused
+    /// quota (v2 `cpu.max.burst`, v1 `cpu.cfs_burst_us`).
+    pub cpu_burst_us: Option<u64>,
+    /// Raw cgroup v2 files and values (the OCI `unified` map), written
+    /// after everything else; names are plain file names of the cgroup.
+    pub unified: Vec<(String, String)>,
     /// Device access rules ([`crate::devices`]): v1 `devices.allow` and
     /// `devices.deny`, or a v2 BPF device program. `None` leaves device
     /// access as the parent cgroup has it.

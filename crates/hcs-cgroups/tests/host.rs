@@ -256,6 +256,7 @@ fn lifecycle_limits_freeze_stats_kill() {
         memory_swap_bytes: Some(96 << 20),
         memory_reservation_bytes: Some(32 << 20),
         disable_oom_killer: None,
+        ..Default::default()
     };
     cg.apply(&r).unwrap();
     match h.layout() {
@@ -287,6 +288,72 @@ fn lifecycle_limits_freeze_stats_kill() {
             );
         }
     }
+    // The rarer limits: swappiness (v1 only), memory nodes, burst, idle
+    // (v2 only) and raw v2 files, each written or refused by name.
+    let v2_in_use = paths
+        .iter()
+        .any(|p| h.v2().is_some_and(|v2| p.starts_with(v2.mount_point())));
+    let mems = fs::read_to_string("/sys/devices/system/node/online")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "0".into());
+    let more = Resources {
+        cpuset_mems: Some(mems.clone()),
+        cpu_burst_us: Some(1000),
+        ..Default::default()
+    };
+    cg.apply(&more).unwrap();
+    let swappiness = cg.apply(&Resources {
+        memory_swappiness: Some(30),
+        ..Default::default()
+    });
+    let idle = cg.apply(&Resources {
+        cpu_idle: Some(true),
+        ..Default::default()
+    });
+    let unified = cg.apply(&Resources {
+        unified: vec![("pids.max".into(), "32".into())],
+        ..Default::default()
+    });
+    match h.layout() {
+        Layout::Unified => {
+            let d = dir_under(&paths, h.v2().unwrap().mount_point()).unwrap();
+            assert_eq!(read(d, "cpuset.mems"), mems);
+            assert_eq!(read(d, "cpu.max.burst"), "1000");
+            assert!(
+                matches!(swappiness, Err(CgroupError::ControllerUnavailable { .. })),
+                "{swappiness:?}"
+            );
+            idle.unwrap();
+            assert_eq!(read(d, "cpu.idle"), "1");
+            unified.unwrap();
+            assert_eq!(read(d, "pids.max"), "32");
+        }
+        Layout::Hybrid | Layout::Legacy => {
+            let d = |c| dir_under(&paths, h.v1(c).unwrap().mount_point()).unwrap();
+            assert_eq!(read(d("cpuset"), "cpuset.mems"), mems);
+            assert_eq!(read(d("cpu"), "cpu.cfs_burst_us"), "1000");
+            swappiness.unwrap();
+            assert_eq!(read(d("memory"), "memory.swappiness"), "30");
+            assert!(
+                matches!(idle, Err(CgroupError::ControllerUnavailable { .. })),
+                "{idle:?}"
+            );
+            if !v2_in_use {
+                assert!(
+                    matches!(unified, Err(CgroupError::ControllerUnavailable { .. })),
+                    "{unified:?}"
+                );
+            }
+        }
+    }
+    let control = cg.apply(&Resources {
+        unified: vec![("cgroup.procs".into(), "1".into())],
+        ..Default::default()
+    });
+    assert!(
+        control.is_err(),
+        "a unified write to cgroup.procs was accepted"
+    );
     let bad = cg.apply(&Resources {
         cpuset_cpus: Some("not-a-cpu-list".into()),
         ..Default::default()
@@ -811,6 +878,7 @@ fn bench_create_apply_destroy() {
         memory_swap_bytes: None,
         memory_reservation_bytes: None,
         disable_oom_killer: None,
+        ..Default::default()
     };
     const N: usize = 100;
     for warm_parents in [false, true] {

@@ -72,7 +72,10 @@ fn open_joined_namespaces(
     ] {
         let Some(path) = path else { continue };
         let fd = std::fs::File::open(path).map(OwnedFd::from).map_err(|e| {
-            HcsError::from_io(format!("opening the {kind} namespace {}", path.display()), &e)
+            HcsError::from_io(
+                format!("opening the {kind} namespace {}", path.display()),
+                &e,
+            )
         })?;
         if sys::namespace_type(&fd) != Some(flag.bits()) {
             return Err(HcsError::new(

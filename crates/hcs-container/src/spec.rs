@@ -1591,7 +1591,13 @@ fn oci_device(i: usize, d: &Value) -> HcsResult<DeviceNode> {
         None | Some(Value::Null) => 0o666,
         Some(v) => v
             .as_u64()
-            .map(|m| if m & u64::from(libc::S_IFMT) == type_bits { m & 0o7777 } else { m })
+            .map(|m| {
+                if m & u64::from(libc::S_IFMT) == type_bits {
+                    m & 0o7777
+                } else {
+                    m
+                }
+            })
             .filter(|m| *m <= 0o7777)
             .ok_or_else(|| {
                 oci_invalid(
@@ -1617,8 +1623,35 @@ fn oci_resources(r: &Value) -> HcsResult<hcs_cgroups::Resources> {
     known_members(
         r,
         "linux.resources",
-        &["memory", "cpu", "pids", "devices", "blockIO"],
+        &["memory", "cpu", "pids", "devices", "blockIO", "unified"],
     )?;
+    if let Some(u) = r.get("unified").filter(|u| !u.is_null()) {
+        let Some(map) = u.as_object() else {
+            return Err(oci_invalid(
+                "linux.resources.unified",
+                "must be an object of file: value",
+            ));
+        };
+        for (file, value) in map {
+            let at = format!("linux.resources.unified.{file}");
+            let Some(value) = value.as_str() else {
+                return Err(oci_invalid(&at, "must be a string"));
+            };
+            if file.is_empty() || file.contains('/') || file.starts_with('.') {
+                return Err(oci_invalid(
+                    &at,
+                    "must name a file of the container's cgroup",
+                ));
+            }
+            if file.starts_with("cgroup.") {
+                return Err(oci_unsupported(
+                    &at,
+                    "the cgroup's own control files (membership, freezing, controllers) are the runtime's",
+                ));
+            }
+            out.unified.push((file.clone(), value.to_string()));
+        }
+    }
     if let Some(b) = r.get("blockIO") {
         // A weight of 0 is no weight (runc writes blkio.weight only when it
         // is not 0), and Docker sends {"weight": 0} with every container.
@@ -1644,8 +1677,21 @@ fn oci_resources(r: &Value) -> HcsResult<hcs_cgroups::Resources> {
                 "disableOOMKiller",
                 "kernel",
                 "kernelTCP",
+                "swappiness",
             ],
         )?;
+        match m.get("swappiness") {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_u64().filter(|v| *v <= 100) {
+                Some(v) => out.memory_swappiness = Some(v),
+                None => {
+                    return Err(oci_invalid(
+                        "linux.resources.memory.swappiness",
+                        format!("{v} is not in 0..=100"),
+                    ))
+                }
+            },
+        }
         // Kernel memory limits went with cgroup v1's kmem accounting (runc
         // ignores them); only "none" (0, as Docker sends on update) is
         // accepted.
@@ -1695,7 +1741,59 @@ fn oci_resources(r: &Value) -> HcsResult<hcs_cgroups::Resources> {
     }
     if let Some(c) = r.get("cpu") {
         let at = "linux.resources.cpu";
-        known_members(c, at, &["shares", "quota", "period", "cpus"])?;
+        known_members(
+            c,
+            at,
+            &[
+                "shares",
+                "quota",
+                "period",
+                "cpus",
+                "mems",
+                "idle",
+                "burst",
+                "realtimeRuntime",
+                "realtimePeriod",
+            ],
+        )?;
+        // Docker sends the real-time budget as 0 (none); a real one needs
+        // real-time group scheduling, which is not offered.
+        for key in ["realtimeRuntime", "realtimePeriod"] {
+            if c.get(key).and_then(Value::as_i64).is_some_and(|v| v != 0) {
+                return Err(oci_unsupported(
+                    &format!("{at}.{key}"),
+                    "real-time CPU budgets are not supported",
+                ));
+            }
+        }
+        match c.get("idle").and_then(Value::as_i64) {
+            None => {}
+            Some(i @ (0 | 1)) => out.cpu_idle = Some(i == 1),
+            Some(i) => {
+                return Err(oci_invalid(
+                    &format!("{at}.idle"),
+                    format!("{i} is not 0 or 1"),
+                ))
+            }
+        }
+        if let Some(b) = c.get("burst").filter(|b| !b.is_null()) {
+            out.cpu_burst_us = Some(
+                b.as_u64()
+                    .ok_or_else(|| oci_invalid(&format!("{at}.burst"), "must be microseconds"))?,
+            );
+        }
+        if let Some(mems) = str_at(c, "mems").filter(|s| !s.is_empty()) {
+            if !mems
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b',' || b == b'-')
+            {
+                return Err(oci_invalid(
+                    &format!("{at}.mems"),
+                    format!("{mems:?} is not a node list such as 0-1"),
+                ));
+            }
+            out.cpuset_mems = Some(mems.to_string());
+        }
         if let Some(shares) = c.get("shares").and_then(Value::as_u64).filter(|s| *s > 0) {
             out.cpu_weight = Some(hcs_cgroups::cpu_shares_to_weight(shares));
         }
@@ -1950,9 +2048,59 @@ mod tests {
         assert_eq!(dev("c", 0o20666).unwrap().mode, 0o666);
         assert_eq!(dev("b", 0o60660).unwrap().mode, 0o660);
         assert_eq!(dev("c", 0o644).unwrap().mode, 0o644);
-        for (t, mode) in [("c", 0o60666), ("b", 0o20666), ("c", 0o100644), ("p", 0o20600)] {
+        for (t, mode) in [
+            ("c", 0o60666),
+            ("b", 0o20666),
+            ("c", 0o100644),
+            ("p", 0o20600),
+        ] {
             let e = dev(t, mode).unwrap_err();
-            assert!(e.message.contains("linux.devices[0].fileMode"), "{t} {mode:o}: {}", e.message);
+            assert!(
+                e.message.contains("linux.devices[0].fileMode"),
+                "{t} {mode:o}: {}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn rarer_resources_map_onto_their_limits() {
+        let r = oci_resources(&json!({
+            "memory": {"swappiness": 30},
+            "cpu": {"mems": "0", "idle": 1, "burst": 500, "realtimeRuntime": 0, "realtimePeriod": 0},
+            "unified": {"memory.high": "max"}
+        }))
+        .unwrap();
+        assert_eq!(r.memory_swappiness, Some(30));
+        assert_eq!(r.cpuset_mems.as_deref(), Some("0"));
+        assert_eq!(r.cpu_idle, Some(true));
+        assert_eq!(r.cpu_burst_us, Some(500));
+        assert_eq!(
+            r.unified,
+            vec![("memory.high".to_string(), "max".to_string())]
+        );
+        for (bad, path) in [
+            (
+                json!({"memory": {"swappiness": 101}}),
+                "linux.resources.memory.swappiness",
+            ),
+            (json!({"cpu": {"idle": 2}}), "linux.resources.cpu.idle"),
+            (json!({"cpu": {"mems": "a"}}), "linux.resources.cpu.mems"),
+            (
+                json!({"cpu": {"realtimeRuntime": 950000}}),
+                "linux.resources.cpu.realtimeRuntime",
+            ),
+            (
+                json!({"unified": {"../x": "1"}}),
+                "linux.resources.unified.../x",
+            ),
+            (
+                json!({"unified": {"pids.max": 3}}),
+                "linux.resources.unified.pids.max",
+            ),
+        ] {
+            let e = oci_resources(&bad).unwrap_err();
+            assert!(e.message.contains(path), "{bad}: {}", e.message);
         }
     }
 
@@ -1962,8 +2110,14 @@ mod tests {
             parent: PathBuf::from(parent),
             leaf: PathBuf::from(leaf),
         };
-        assert_eq!(oci_cgroups_path("/docker/abc").unwrap(), rooted("docker", "abc"));
-        assert_eq!(oci_cgroups_path("/k8s.io/x/y/").unwrap(), rooted("k8s.io/x", "y"));
+        assert_eq!(
+            oci_cgroups_path("/docker/abc").unwrap(),
+            rooted("docker", "abc")
+        );
+        assert_eq!(
+            oci_cgroups_path("/k8s.io/x/y/").unwrap(),
+            rooted("k8s.io/x", "y")
+        );
         assert_eq!(oci_cgroups_path("/solo").unwrap(), rooted("", "solo"));
         assert_eq!(
             oci_cgroups_path("a/b").unwrap(),
@@ -2715,14 +2869,12 @@ mod tests {
                 Box::new(|s| s["linux"]["intelRdt"] = json!({"closID": "x"})),
             ),
             (
-                "Container.OciSpecification.linux.resources.memory.swappiness",
-                Box::new(|s| {
-                    s["linux"]["resources"]["memory"] = json!({"limit": 1048576, "swappiness": 10})
-                }),
+                "Container.OciSpecification.linux.resources.unified.cgroup.procs",
+                Box::new(|s| s["linux"]["resources"]["unified"] = json!({"cgroup.procs": "1"})),
             ),
             (
-                "Container.OciSpecification.linux.resources.cpu.mems",
-                Box::new(|s| s["linux"]["resources"]["cpu"] = json!({"mems": "0"})),
+                "Container.OciSpecification.linux.resources.cpu.realtimePeriod",
+                Box::new(|s| s["linux"]["resources"]["cpu"] = json!({"realtimePeriod": 1000000})),
             ),
             (
                 "Container.OciSpecification.linux.cgroupsPath",

@@ -796,13 +796,19 @@ mod tests {
             ("", "/sys/fs/cgroup/pids/x/sys"),
         ] {
             assert!(
-                matches!(check(&rec(parent, path)), Some(RecordError::BadCgroup { .. })),
+                matches!(
+                    check(&rec(parent, path)),
+                    Some(RecordError::BadCgroup { .. })
+                ),
                 "{parent:?} {path:?}"
             );
         }
         for parent in ["../x", "/abs", "a/../b"] {
             assert!(
-                matches!(check(&rec(parent, "/sys/fs/cgroup/pids/sys")), Some(RecordError::BadLeaf(_))),
+                matches!(
+                    check(&rec(parent, "/sys/fs/cgroup/pids/sys")),
+                    Some(RecordError::BadLeaf(_))
+                ),
                 "{parent:?}"
             );
         }

@@ -624,7 +624,11 @@ fn start_cmd(cli: &Cli, id: &str) -> Result<()> {
         // As with runc, whose init dies when its exec fails: the container
         // is stopped now, and its compute system does not run on until delete.
         if let Err(e) = terminate(id) {
-            log(cli, "warning", &format!("terminating {id} after its failed start: {e}"));
+            log(
+                cli,
+                "warning",
+                &format!("terminating {id} after its failed start: {e}"),
+            );
         }
     }
     released

@@ -618,7 +618,10 @@ fn an_absolute_cgroups_path_is_placed_from_each_hierarchy_root() {
         .collect();
     assert!(!roots.is_empty());
     let guard = b.create(&id);
-    let found = roots.iter().filter(|r| r.join(&group).join(&id).is_dir()).count();
+    let found = roots
+        .iter()
+        .filter(|r| r.join(&group).join(&id).is_dir())
+        .count();
     assert!(found > 0, "no hierarchy has {group}/{id} at its root");
     // The cgroup is the container's: its processes are in it.
     let memory = roots
@@ -627,11 +630,19 @@ fn an_absolute_cgroups_path_is_placed_from_each_hierarchy_root() {
         .find(|d| d.join("memory.limit_in_bytes").exists() || d.join("memory.max").exists())
         .expect("the memory controller's directory");
     let procs = std::fs::read_to_string(memory.join("cgroup.procs")).unwrap();
-    assert!(!procs.trim().is_empty(), "{} holds no process", memory.display());
+    assert!(
+        !procs.trim().is_empty(),
+        "{} holds no process",
+        memory.display()
+    );
     b.ok(&["delete", "--force", &id]);
     drop(guard);
     for root in &roots {
-        assert!(!root.join(&group).join(&id).exists(), "{group}/{id} left in {}", root.display());
+        assert!(
+            !root.join(&group).join(&id).exists(),
+            "{group}/{id} left in {}",
+            root.display()
+        );
         // The shared parent stays, as with runc; the test made its name and removes it.
         let _ = std::fs::remove_dir(root.join(&group));
     }
@@ -961,13 +972,31 @@ fn ipc_and_uts_namespaces_are_joined_by_path() {
         .expect("cgroup hierarchies")
         .hierarchies()
         .iter()
-        .map(|h| h.mount_point().join(&group).join(&a_id).join("cgroup.procs"))
-        .find_map(|p| std::fs::read_to_string(p).ok().filter(|t| !t.trim().is_empty()))
+        .map(|h| {
+            h.mount_point()
+                .join(&group)
+                .join(&a_id)
+                .join("cgroup.procs")
+        })
+        .find_map(|p| {
+            std::fs::read_to_string(p)
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+        })
         .expect("the sandbox's processes");
     let pid: u32 = procs.lines().next().unwrap().trim().parse().unwrap();
     let ns = |kind: &str| format!("/proc/{pid}/ns/{kind}");
-    let link = |p: &str| std::fs::read_link(p).unwrap().to_string_lossy().into_owned();
-    assert_ne!(link(&ns("ipc")), link("/proc/self/ns/ipc"), "the sandbox has the host's ipc namespace");
+    let link = |p: &str| {
+        std::fs::read_link(p)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    assert_ne!(
+        link(&ns("ipc")),
+        link("/proc/self/ns/ipc"),
+        "the sandbox has the host's ipc namespace"
+    );
 
     let b = Bundle::new(|c| {
         c["process"]["args"] = json!(["sh", "-c", "hostname; readlink /proc/self/ns/ipc"]);
@@ -1016,7 +1045,10 @@ fn ipc_and_uts_namespaces_are_joined_by_path() {
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("would rename the host"), "{err}");
-    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(), before);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        before
+    );
     drop(_ga);
     for h in hcs_cgroups::Hierarchies::detect().unwrap().hierarchies() {
         let _ = std::fs::remove_dir(h.mount_point().join(&group));
@@ -1035,20 +1067,35 @@ fn exec_before_start_with_env_override_groups_and_paused_rules() {
     let id = unique("execrules");
     let _g = b.create(&id);
     assert_eq!(b.state(&id)["status"], "created");
-    let out = b.exec(&["-e", "FOO=cli", "-g", "1234", &id, "sh", "-c", "echo $FOO; id -G"]);
+    let out = b.exec(&[
+        "-e",
+        "FOO=cli",
+        "-g",
+        "1234",
+        &id,
+        "sh",
+        "-c",
+        "echo $FOO; id -G",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.first(), Some(&"cli"), "{stdout}");
     assert!(
-        lines.get(1).is_some_and(|l| l.split(' ').any(|g| g == "1234")),
+        lines
+            .get(1)
+            .is_some_and(|l| l.split(' ').any(|g| g == "1234")),
         "{stdout}"
     );
     b.ok(&["start", &id]);
     b.ok(&["pause", &id]);
     let out = b.exec(&[&id, "true"]);
     assert!(!out.status.success(), "an exec ran in a paused container");
-    assert!(text(&out.stderr).contains("paused"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("paused"),
+        "{}",
+        text(&out.stderr)
+    );
     b.ok(&["resume", &id]);
     let out = b.exec(&[&id, "true"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -1064,9 +1111,16 @@ fn a_failed_start_stops_the_container() {
     assert!(hcs_list_has(&id));
     let out = b.runhcs(&["start", &id]);
     assert!(!out.status.success(), "started a missing program");
-    assert!(text(&out.stderr).contains("/no/such/program"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("/no/such/program"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(b.state(&id)["status"], "stopped");
-    assert!(!hcs_list_has(&id), "the compute system runs on after the failed start");
+    assert!(
+        !hcs_list_has(&id),
+        "the compute system runs on after the failed start"
+    );
     b.ok(&["delete", &id]);
 }
 
