@@ -296,7 +296,14 @@ impl Container {
                 return Err(e);
             }
         }
-        let spawned = spawn::spawn(*pid, ns, &self.own_pid_ns, &self.cgroup_procs, process)?;
+        let spawned = spawn::spawn(
+            *pid,
+            ns,
+            &self.own_pid_ns,
+            &self.cgroup_procs,
+            process,
+            self.spec.personality,
+        )?;
         if let Some(oci) = oci {
             // Never fails: poststart failures are only logged.
             let _ = hooks::run(hooks::HookKind::Poststart, oci, &self.id, Some(*pid), None);

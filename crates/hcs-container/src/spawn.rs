@@ -235,6 +235,7 @@ enum Stage {
     Ambient = 11,
     NoNewPrivs = 12,
     Seccomp = 13,
+    Personality = 14,
 }
 
 /// What the parent prepared for the child; all allocation happens before fork.
@@ -253,6 +254,8 @@ struct Prepared {
     security: Option<Arc<ProcessSecurity>>,
     stdio: [OwnedFd; 3],
     console: bool,
+    /// personality(2) domain to set, from the container's spec.
+    personality: Option<u64>,
 }
 
 pub(crate) fn spawn(
@@ -261,6 +264,7 @@ pub(crate) fn spawn(
     own_pid_ns: &OwnedFd,
     cgroup_procs: &[OwnedFd],
     spec: &ProcessSpec,
+    personality: Option<u64>,
 ) -> HcsResult<SpawnedProcess> {
     if spec.argv.is_empty() && spec.executable.is_none() {
         return Err(HcsError::invalid_json(
@@ -400,6 +404,7 @@ pub(crate) fn spawn(
         security,
         stdio,
         console: console.is_some(),
+        personality,
     };
     let (report_r, report_w) = pipe()?;
 
@@ -522,6 +527,9 @@ fn spawn_error(
             "{}: installing the seccomp filter: {err}",
             security::OCI_SECCOMP
         ),
+        s if s == Stage::Personality as u8 => {
+            format!("Container.OciSpecification.linux.personality: {err}")
+        }
         _ if errno == libc::ENOENT && !program.contains('/') => {
             format!("executable {program:?} was not found in the container (searched PATH={path})")
         }
@@ -660,6 +668,13 @@ fn child(p: &Prepared, ns: &Namespaces, cgroup_procs: &[OwnedFd], report: OwnedF
         let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
         if let Err(e) = nix::unistd::fchown(stdin, Some(p.identity.uid.into()), None) {
             fail(Stage::Stdio, e);
+        }
+    }
+    if let Some(persona) = p.personality {
+        // SAFETY: personality(2) takes a plain number and changes only
+        // this process's execution domain.
+        if unsafe { libc::personality(persona as libc::c_ulong) } == -1 {
+            fail(Stage::Personality, Errno::last());
         }
     }
     // The bounding set first, while CAP_SETPCAP is still effective.

@@ -239,6 +239,9 @@ pub struct ContainerSpec {
     pub rootfs_propagation: MsFlags,
     /// NIS domain name (UTS namespace), when given.
     pub domainname: Option<String>,
+    /// The execution domain of the container's processes
+    /// (`linux.personality`, personality(2)); `None` leaves the runtime's.
+    pub personality: Option<u64>,
     /// The cgroup path the OCI spec asks for (`linux.cgroupsPath`) instead
     /// of the default `<namespace>@<id>` below the compute systems' parent.
     pub cgroups_path: Option<CgroupsPath>,
@@ -573,6 +576,7 @@ impl ContainerSpec {
             devices: Vec::new(),
             rootfs_propagation: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
             domainname: None,
+            personality: None,
             cgroups_path: None,
         })
     }
@@ -911,8 +915,10 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
             "maskedPaths",
             "readonlyPaths",
             "seccomp",
+            "personality",
         ],
     )?;
+    let personality = oci_personality(linux.get("personality"))?;
 
     // root: a writable root is never written to in the bundle: it is the
     // single read-only layer of an overlay whose writable layer is an
@@ -1239,8 +1245,34 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
         devices,
         rootfs_propagation,
         domainname,
+        personality,
         cgroups_path,
     })
+}
+
+/// `linux.personality`: the domain as personality(2) takes it. Flags have
+/// no defined names in the runtime spec and are refused.
+fn oci_personality(p: Option<&Value>) -> HcsResult<Option<u64>> {
+    const AT: &str = "linux.personality";
+    let Some(p) = p.filter(|p| !p.is_null()) else {
+        return Ok(None);
+    };
+    known_members(p, AT, &["domain", "flags"])?;
+    if p.get("flags").is_some_and(|f| !is_empty(f)) {
+        return Err(oci_unsupported(
+            &format!("{AT}.flags"),
+            "personality flags are not supported",
+        ));
+    }
+    match str_at(p, "domain") {
+        Some("LINUX") => Ok(Some(0)),
+        // PER_LINUX32 (linux/personality.h).
+        Some("LINUX32") => Ok(Some(0x0008)),
+        other => Err(oci_invalid(
+            &format!("{AT}.domain"),
+            format!("{other:?} is not LINUX or LINUX32"),
+        )),
+    }
 }
 
 /// `linux.cgroupsPath`: an absolute path is placed at each hierarchy's root

@@ -1139,3 +1139,24 @@ fn a_terminal_is_owned_by_the_process_s_user() {
         assert_eq!(stdout.trim_end(), want, "user {user}: {stdout:?}");
     }
 }
+
+/// linux.personality: a LINUX32 container sees a 32-bit machine, as with
+/// runc; flags are refused by path.
+#[test]
+fn the_personality_domain_is_the_container_s() {
+    let b = Bundle::new(|c| {
+        c["process"]["args"] = json!(["uname", "-m"]);
+        c["linux"]["personality"] = json!({"domain": "LINUX32"});
+    });
+    let out = b.run("persona");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "i686");
+    b.edit(|c| c["linux"]["personality"] = json!({"domain": "LINUX", "flags": ["x"]}));
+    let out = b.run("personaflags");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("linux.personality.flags"),
+        "{}",
+        text(&out.stderr)
+    );
+}
