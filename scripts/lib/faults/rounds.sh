@@ -64,7 +64,7 @@ DOC
             v=other
         fi
     fi
-    echo "FAULTS-ROUND $1 hcs $v $secs $detail; last console: $(grep -v '^$' "$d/console.log" | tail -n 1 | one_line)"
+    echo "FAULTS-ROUND $1 hcs $v $secs $detail; kmsg lines $(grep -c "kmsg [0-9]" "$d/console.log"); last console: $(grep -v '^$' "$d/console.log" | tail -n 1 | one_line)"
     show_tail "$v" "$d"
 }
 
@@ -91,7 +91,7 @@ qemu_round() {
         else v=other; detail="$detail; $(tail -c 200 "$d/stderr.log" | one_line)"
         fi
     fi
-    echo "FAULTS-ROUND $1 qemu $v $secs $detail; last console: $(grep -v '^$' "$d/console.log" | tail -n 1 | one_line)"
+    echo "FAULTS-ROUND $1 qemu $v $secs $detail; kmsg lines $(grep -c "kmsg [0-9]" "$d/console.log"); last console: $(grep -v '^$' "$d/console.log" | tail -n 1 | one_line)"
     tail -n 50 "$d/qemu.log" > "$d/qemu.tail" 2>/dev/null; rm -f "$d/qemu.log"
     show_tail "$v" "$d"
 }
