@@ -75,7 +75,7 @@ enum LogFormat {
 }
 
 /// `--format` of list and ps.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     /// A table.
     Table,
@@ -197,6 +197,9 @@ enum Command {
         /// Output format (json: an array of pids, as runc).
         #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// Options for ps(1) with the table format (default -ef), as runc.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
     },
 }
 
@@ -320,7 +323,11 @@ fn run_command(cli: &Cli) -> Result<i32> {
         Command::Pause { id } => pause_resume(cli, id, true).map(|_| 0),
         Command::Resume { id } => pause_resume(cli, id, false).map(|_| 0),
         Command::List { format, quiet } => list_cmd(cli, *format, *quiet).map(|_| 0),
-        Command::Ps { id, format } => ps_cmd(cli, id, *format).map(|_| 0),
+        Command::Ps {
+            id,
+            format,
+            ps_args,
+        } => ps_cmd(cli, id, *format, ps_args).map(|_| 0),
         Command::Exec(a) => exec_cmd(cli, a),
         Command::Events {
             id,
@@ -1124,38 +1131,70 @@ fn list_cmd(cli: &Cli, format: Format, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-fn ps_cmd(cli: &Cli, id: &str, format: Format) -> Result<()> {
+fn ps_cmd(cli: &Cli, id: &str, format: Format, ps_args: &[String]) -> Result<()> {
+    if format == Format::Json && !ps_args.is_empty() {
+        return Err(RunhcsError::Usage(
+            "ps options go with the table format, not --format json".into(),
+        ));
+    }
     let r = Record::load(&cli.root, id)?;
     let sys = System::open_in_namespace(NAMESPACE, &r.id, GENERIC_ALL)
         .context(|| format!("opening compute system {NAMESPACE}/{id}"))?;
     let list = process_list(&sys, id)?;
+    // Host pids, as runc reports them (containerd matches them).
+    let pids: Vec<u64> = list
+        .iter()
+        .filter_map(|p| {
+            p.get("HostProcessId")
+                .or_else(|| p.get("ProcessId"))
+                .and_then(Value::as_u64)
+        })
+        .collect();
     match format {
-        Format::Json => {
-            // Host pids, as runc reports them (containerd matches them).
-            let pids: Vec<u64> = list
-                .iter()
-                .filter_map(|p| {
-                    p.get("HostProcessId")
-                        .or_else(|| p.get("ProcessId"))
-                        .and_then(Value::as_u64)
-                })
-                .collect();
-            println!("{}", json!(pids));
-        }
-        Format::Table => {
-            println!("{:<8} {:<8} CMD", "PID", "CPID");
-            for p in list {
-                let pid = |k: &str| p.get(k).and_then(Value::as_u64).unwrap_or(0);
-                println!(
-                    "{:<8} {:<8} {}",
-                    pid("HostProcessId"),
-                    pid("ProcessId"),
-                    p.get("ImageName").and_then(Value::as_str).unwrap_or("")
-                );
-            }
-        }
+        Format::Json => println!("{}", json!(pids)),
+        Format::Table => print!("{}", ps_table(&pids, ps_args)?),
     }
     Ok(())
+}
+
+/// runc's table: ps(1) with `args` (default `-ef`), its header and the
+/// lines whose PID column is one of `pids`.
+fn ps_table(pids: &[u64], args: &[String]) -> Result<String> {
+    let default = ["-ef".to_string()];
+    let args = if args.is_empty() { &default[..] } else { args };
+    let out = std::process::Command::new("ps")
+        .args(args)
+        .output()
+        .context(|| "running ps".into())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(RunhcsError::Usage(format!(
+            "ps {}: {}{}",
+            args.join(" "),
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let Some(col) = header.split_whitespace().position(|h| h == "PID") else {
+        return Err(RunhcsError::Usage(format!(
+            "ps {}: its output has no PID column",
+            args.join(" ")
+        )));
+    };
+    let mut table = format!("{header}\n");
+    for line in lines {
+        let pid = line
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<u64>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            table.push_str(line);
+            table.push('\n');
+        }
+    }
+    Ok(table)
 }
 
 /// `--interval`: a number with a unit (ms, s, m), as Go durations are written.

@@ -73,6 +73,46 @@ fn lifecycle_create_start_kill_delete() {
             .unwrap_or("");
         assert!(nspid.split_whitespace().count() >= 3, "{pid}: {nspid}");
     }
+    // The table is ps(1)'s, as runc gives it: its header, and the lines of
+    // the container's processes only, for the options given.
+    // --root first: after the id, everything is ps(1)'s.
+    let ps_with = |args: &[&str]| {
+        run_to_files(
+            std::process::Command::new(runhcs_exe())
+                .arg("--root")
+                .arg(b.root())
+                .arg("ps")
+                .args(args),
+        )
+    };
+    let out = ps_with(&[&id, "-o", "pid,comm"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let mut lines = table.lines();
+    assert_eq!(
+        lines
+            .next()
+            .map(str::split_whitespace)
+            .map(Iterator::collect::<Vec<_>>),
+        Some(vec!["PID", "COMMAND"]),
+        "{table}"
+    );
+    let listed: Vec<u64> = lines
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    let mut want: Vec<u64> = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    let mut got = listed.clone();
+    want.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(got, want, "{table}");
+    assert!(table.contains("sleep"), "{table}");
+    let out = ps_with(&["--format", "json", &id, "-o", "pid"]);
+    assert!(!out.status.success(), "ps options were accepted with json");
 
     // A running container is not deleted without --force.
     let out = b.runhcs(&["delete", &id]);
