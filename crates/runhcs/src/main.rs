@@ -137,6 +137,10 @@ enum Command {
         /// Do not wait: leave the container running.
         #[arg(long, short = 'd')]
         detach: bool,
+        /// Keep the stopped container after its process exits (until
+        /// delete), instead of deleting it.
+        #[arg(long, conflicts_with = "detach")]
+        keep: bool,
     },
     /// Update a running container's resource limits (as runc update).
     Update(update::UpdateArgs),
@@ -318,7 +322,12 @@ fn run_command(cli: &Cli) -> Result<i32> {
         }
         Command::Kill { id, signal, all } => kill_cmd(cli, id, signal.as_deref(), *all).map(|_| 0),
         Command::Delete { id, force } => delete_cmd(cli, id, *force).map(|_| 0),
-        Command::Run { id, create, detach } => run_cmd(cli, id, create, *detach),
+        Command::Run {
+            id,
+            create,
+            detach,
+            keep,
+        } => run_cmd(cli, id, create, *detach, *keep),
         Command::Update(a) => update::run(&cli.root, a).map(|_| 0),
         Command::Pause { id } => pause_resume(cli, id, true).map(|_| 0),
         Command::Resume { id } => pause_resume(cli, id, false).map(|_| 0),
@@ -798,9 +807,9 @@ fn delete_cmd(cli: &Cli, id: &str, force: bool) -> Result<()> {
     std::fs::remove_dir_all(&dir).context(|| format!("removing {}", dir.display()))
 }
 
-fn run_cmd(cli: &Cli, id: &str, a: &CreateArgs, detach: bool) -> Result<i32> {
+fn run_cmd(cli: &Cli, id: &str, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
     if !detach {
-        return run_foreground(cli, id, a);
+        return run_foreground(cli, id, a, keep);
     }
     create_cmd(cli, id, a, false)?;
     if let Err(e) = start_cmd(cli, id) {
@@ -811,8 +820,9 @@ fn run_cmd(cli: &Cli, id: &str, a: &CreateArgs, detach: bool) -> Result<i32> {
 }
 
 /// run without --detach: the process's stdout/stderr (or its console) are
-/// copied to ours, the container is deleted, and its exit code passed on.
-fn run_foreground(cli: &Cli, id: &str, a: &CreateArgs) -> Result<i32> {
+/// copied to ours, the container is deleted (stopped only, with `keep`),
+/// and its exit code passed on.
+fn run_foreground(cli: &Cli, id: &str, a: &CreateArgs, keep: bool) -> Result<i32> {
     if a.console_socket.is_some() {
         return Err(RunhcsError::Usage(
             "--console-socket needs --detach with run".into(),
@@ -832,7 +842,11 @@ fn run_foreground(cli: &Cli, id: &str, a: &CreateArgs) -> Result<i32> {
                 let _ = sys.wait_for_exit(10_000);
             }
             let dir = state::dir(&cli.root, id);
-            std::fs::remove_dir_all(&dir).context(|| format!("removing {}", dir.display()))
+            if keep {
+                Ok(())
+            } else {
+                std::fs::remove_dir_all(&dir).context(|| format!("removing {}", dir.display()))
+            }
         }
         None => Ok(()),
     };

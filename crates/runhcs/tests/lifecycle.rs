@@ -1200,3 +1200,22 @@ fn the_personality_domain_is_the_container_s() {
         text(&out.stderr)
     );
 }
+
+/// run --keep leaves the stopped container for state and delete, as runc.
+#[test]
+fn run_keep_leaves_the_stopped_container() {
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["sh", "-c", "exit 4"]));
+    let id = unique("keep");
+    let bundle = b.bundle_arg();
+    let out = b.runhcs(&["run", "--keep", &id, "--bundle", &bundle]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert_eq!(b.state(&id)["status"], "stopped");
+    assert!(
+        !hcs_list_has(&id),
+        "the compute system outlived its process"
+    );
+    b.ok(&["delete", &id]);
+    assert!(!b.root().join(&id).exists());
+    let out = b.runhcs(&["run", "--keep", "--detach", &id, "--bundle", &bundle]);
+    assert!(!out.status.success(), "--keep with --detach was accepted");
+}
