@@ -211,6 +211,11 @@ while read -r name filter; do
         if [ \$rc -ne 0 ] && [ -n "\${HCS_TEST_KVM_TRACE:-}" ]; then
             echo 0 > \$trace/tracing_on
             echo "--- L1 KVM trace (last 150 events)"; grep -v "^#" \$trace/trace | tail -n 150
+            # Host-side changes to guest memory (L1's MMU notifiers): what
+            # would leave a stale nested translation behind.
+            echo "--- L1 KVM trace: the last MMU-notifier events and the events per kind"
+            grep -E "unmap_hva|age_hva|set_spte_hva|test_age_hva" \$trace/trace | tail -n 20
+            grep -v "^#" \$trace/trace | sed -n 's/.*: \\(kvm[a-z_]*\\):.*/\\1/p' | sort | uniq -c | sort -rn | head -n 25
         fi
         if [ \$rc -ne 0 ] && [ \$attempt -eq 1 ] && grep -rqs "triple-faulted" \$HCS_MONITOR_LOG_DIR; then
             echo "NESTED-RETRY \$name: a monitor log shows a vCPU triple fault; running it once more"
