@@ -5,7 +5,8 @@
 # guest (the guest image's kernel and initramfs, 512 MiB, 2 vCPUs) with the
 # same fork-heavy workload N times under our VMM (hcs client + hcs-monitor)
 # and N times under QEMU's microvm machine with KVM, alternating, and counts
-# per VMM: completed, triple fault, guest panic, timeout, other.
+# per VMM: completed, triple fault, stall (the guest's RCU stall or lockup
+# detector fired), guest panic, timeout, other.
 #
 # The workload is scripts/lib/faults/guest-init.sh, appended to a copy of
 # the initramfs and run as rdinit= instead of the agent, so that both VMMs
@@ -122,7 +123,7 @@ for line in open(sys.argv[1], errors="replace"):
     m = re.match(r"^FAULTS-ROUND (\d+) (hcs|qemu) (\S+) (\d+)", line.rstrip("\r\n"))
     if m:
         results[m.group(2)].append((m.group(3), int(m.group(4))))
-kinds = ["completed", "triple-fault", "panic", "timeout", "other"]
+kinds = ["completed", "triple-fault", "stall", "panic", "timeout", "other"]
 print(f"{'VMM':<6} {'boots':>6} " + " ".join(f"{k:>12}" for k in kinds) + f" {'median s':>9}")
 for vmm, rs in results.items():
     secs = sorted(s for r, s in rs if r == "completed")

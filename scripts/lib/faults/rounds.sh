@@ -10,18 +10,25 @@ n=$1 kernel=$2 initrd=$3 qemu=$4 limit=$5 storms=$6 kmsg=${7:-0}
 cmdline="console=ttyS0 panic=-1 reboot=k quiet printk.devkmsg=on pci=off 8250.nr_uarts=1 rdinit=/faults-init faults_storms=$storms faults_kmsg=$kmsg"
 export HCS_MONITOR=/nested/bin/hcs-monitor HCS_LOG=info
 
-# The console's verdict, if it has one: completed or panic.
+# The console's verdict, if it has one: stall (the guest's RCU stall or
+# lockup detectors fired: a vCPU stopped making progress, whatever came
+# after), panic, or completed (its marker, and the VMM then ended: $2 is
+# the wait's or QEMU's exit code).
 console_verdict() {
-    if grep -q "^FAULTS-GUEST-DONE" "$1"; then echo completed
+    if grep -qE "detected stalls|soft lockup|hard LOCKUP|blocked for more than" "$1"; then echo stall
     elif grep -qE "Kernel panic|BUG:|Oops" "$1"; then echo panic
+    elif grep -q "^FAULTS-GUEST-DONE" "$1" && [ "$2" -eq 0 ]; then echo completed
     fi
 }
 
-# The end of a boot's console and monitor log, when it did not complete.
+# The end of a boot's console and monitor log, when it did not complete
+# (a stall's report is long: the console gets more lines).
 show_tail() {
     [ "$1" = completed ] && return
     for f in "$2"/console.log "$2"/*.log "$2"/qemu.tail "$2"/status.json; do
-        [ -f "$f" ] && tail -n 15 "$f" | sed "s|^|FAULTS-TAIL $f: |"
+        lines=15
+        [ "$f" = "$2/console.log" ] && lines=80
+        [ -f "$f" ] && tail -n $lines "$f" | sed "s|^|FAULTS-TAIL $f: |"
     done
 }
 
@@ -51,7 +58,7 @@ DOC
     secs=$(( $(date +%s) - t0 ))
     timeout -s KILL 30 /nested/bin/hcs -n faults terminate "$id" > /dev/null 2>&1
     touch "$d/console.log"
-    v=$(console_verdict "$d/console.log")
+    v=$(console_verdict "$d/console.log" $rc)
     detail=$(grep -ho '"[A-Za-z]*Exit[A-Za-z]*": *"[A-Za-z]*"\|"Detail": *"[A-Za-z]*"' "$d/status.json" | one_line)
     if [ -z "$v" ]; then
         if grep -qs "triple-faulted" "$d"/*.log "$d/status.json"; then
@@ -81,7 +88,7 @@ qemu_round() {
         < /dev/null > "$d/console.log" 2> "$d/stderr.log"
     rc=$?
     secs=$(( $(date +%s) - t0 ))
-    v=$(console_verdict "$d/console.log")
+    v=$(console_verdict "$d/console.log" $rc)
     tf=$(grep -hE "kvm_run_exit.*reason 8( |$)" "$d/qemu.log" "$d/stderr.log" | head -n 1 | one_line)
     sd=$(grep -hE "qemu_system_shutdown_request" "$d/qemu.log" "$d/stderr.log" | tail -n 1 | one_line)
     detail="exit $rc; $sd"
