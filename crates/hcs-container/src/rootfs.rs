@@ -563,23 +563,18 @@ pub(crate) fn setup(
     // mount of the new namespace a slave first, whatever the OCI spec asks
     // for (a non-recursive "slave" or "private" would leave the others
     // peers of the host's, and detaching the old root would unmount the
-    // host's). Then the propagation asked for (slave: host mounts may still
-    // propagate in).
-    for (flags, what) in [
-        (
+    // host's). The propagation the spec asks for is the new root's, set
+    // after pivot_root (on this tree, "unbindable" would break the binds).
+    ctx(
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
             MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            "making the container's mounts slaves",
+            None::<&str>,
         ),
-        (
-            spec.rootfs_propagation,
-            "setting the propagation of the container's mount tree",
-        ),
-    ] {
-        ctx(
-            mount(None::<&str>, "/", None::<&str>, flags, None::<&str>),
-            || what.to_string(),
-        )?;
-    }
+        || "making the container's mounts slaves".to_string(),
+    )?;
     // The monitor cloned us with the mount point as our working directory:
     // clone(CLONE_NEWNS) carried it over into this namespace, and a
     // user-namespaced init could not have looked its path up.
@@ -729,6 +724,19 @@ pub(crate) fn setup(
         remount_read_only(Path::new("/"), false)
             .map_err(|e| format!("making the root read-only: {e}"))?;
     }
+    // The spec's rootfsPropagation is the container root's (runc sets it
+    // after pivot_root): the new root is a private clone. Last, so that
+    // "unbindable" does not stop the binds of read-only and masked paths.
+    ctx(
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            spec.rootfs_propagation,
+            None::<&str>,
+        ),
+        || "setting the propagation of the container's root".to_string(),
+    )?;
     Ok(())
 }
 

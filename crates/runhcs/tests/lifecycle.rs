@@ -1219,3 +1219,29 @@ fn run_keep_leaves_the_stopped_container() {
     let out = b.runhcs(&["run", "--keep", "--detach", &id, "--bundle", &bundle]);
     assert!(!out.status.success(), "--keep with --detach was accepted");
 }
+
+/// rootfsPropagation is the container root's own, as with runc:
+/// runbindable makes "/" unbindable inside the container.
+#[test]
+fn root_propagation_applies_to_the_container_root() {
+    let b = Bundle::new(|c| {
+        // The line of the mount at "/" (its fifth field).
+        c["process"]["args"] = json!(["awk", "$5 == \"/\"", "/proc/self/mountinfo"]);
+        c["linux"]["rootfsPropagation"] = json!("runbindable");
+    });
+    let out = b.run("rootprop");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    assert!(
+        line.contains(" unbindable "),
+        "the root is not unbindable: {line}"
+    );
+    b.edit(|c| c["linux"]["rootfsPropagation"] = json!("rprivate"));
+    let out = b.run("rootpriv");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    assert!(
+        !line.contains("unbindable") && !line.contains(" shared:"),
+        "{line}"
+    );
+}
