@@ -827,7 +827,7 @@ fn bundle_path(path: &str, p: &str, bundle: Option<&Path>) -> HcsResult<PathBuf>
     Ok(full)
 }
 
-fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec> {
+fn from_oci(id: &str, doc: &Container, _rundir: &Path) -> HcsResult<ContainerSpec> {
     let raw = doc.oci_specification.clone().unwrap_or(Value::Null);
     if !raw.is_object() {
         return Err(HcsError::invalid_json(format!(
@@ -920,10 +920,7 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
     )?;
     let personality = oci_personality(linux.get("personality"))?;
 
-    // root: a writable root is never written to in the bundle: it is the
-    // single read-only layer of an overlay whose writable layer is an
-    // ephemeral scratch in the rundir (runc writes into it directly; sharing
-    // one rootfs between bundles, as the tests' busybox one is, needs this).
+    // root: the bundle's directory (see below).
     let root = raw.get("root").unwrap_or(&empty);
     known_members(root, "root", &["path", "readonly"])?;
     let root_path = str_at(root, "path").unwrap_or_default();
@@ -944,24 +941,12 @@ fn from_oci(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec
         .get("readonly")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    // A read-only root needs no writable layer: the directory itself is
-    // bound and made read-only at the end, as runc does, which saves the
-    // overlay and the scratch directories (their creation and removal are a
-    // good part of a short container's life on a disk-backed /run). Only
-    // missing mountpoints are created in it, as runc creates them.
-    let scratch = rundir.join("scratch");
-    let (rootfs, ephemeral_scratch) = if read_only_root {
-        (RootFs::Directory(root_dir.clone()), None)
-    } else {
-        (
-            RootFs::Overlay {
-                lower: vec![root_dir.clone()],
-                upper: scratch.join("upper"),
-                work: scratch.join("work"),
-            },
-            Some(scratch),
-        )
-    };
+    // The bundle's root directory itself is the container's root, bound and
+    // made read-only at the end when the spec says so, as runc does: what a
+    // container writes lands in its rootfs, where engines look for it
+    // (docker diff and commit, podman cp of a stopped container). Missing
+    // mountpoints are created in it, as runc creates them.
+    let (rootfs, ephemeral_scratch) = (RootFs::Directory(root_dir.clone()), None);
 
     // Namespaces.
     let mut new = std::collections::BTreeSet::new();
@@ -2719,20 +2704,15 @@ mod tests {
         let oci = c.oci.as_ref().expect("oci kept");
         assert_eq!(oci.bundle, t.path());
 
-        // A writable root is an overlay over it, with a scratch of its own.
+        // A writable root is the bundle's directory too, written through
+        // (as runc does), with no scratch of its own.
         let mut writable = spec.clone();
         writable["root"]["readonly"] = json!(false);
         let c =
             ContainerSpec::from_document("demo", &oci_doc(&writable, t.path()), t.path()).unwrap();
-        assert_eq!(
-            c.rootfs,
-            RootFs::Overlay {
-                lower: vec![t.path().join("rootfs")],
-                upper: t.path().join("scratch/upper"),
-                work: t.path().join("scratch/work"),
-            }
-        );
-        assert_eq!(c.ephemeral_scratch, Some(t.path().join("scratch")));
+        assert_eq!(c.rootfs, RootFs::Directory(t.path().join("rootfs")));
+        assert!(!c.read_only_root);
+        assert_eq!(c.ephemeral_scratch, None);
     }
 
     #[test]

@@ -590,12 +590,21 @@ fn checks(d: &dyn Engine) {
         d.ok(&["pause", &name]);
         let paused = d.ok(&["inspect", "-f", "{{.State.Status}}", &name]);
         d.ok(&["unpause", &name]);
+        // A write to the root lands in the engine's own layer (diff).
+        d.ok(&["exec", &name, "sh", "-c", "echo x > /written-here"]);
         d.ok(&["stop", "-t", "20", &name]);
         let code = d.ok(&["inspect", "-f", "{{.State.ExitCode}}", &name]);
         let logs = d.ok(&["logs", &name]);
+        let diff: String = d
+            .ok(&["diff", &name])
+            .lines()
+            .filter(|l| l.contains("written-here"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         d.ok(&["rm", &name]);
-        seen.push((exec, paused, code, logs, updated));
+        seen.push((exec, paused, code, logs, updated, diff));
     }
+    assert_eq!(seen[0].5, "A /written-here\n", "runc's diff");
     assert_eq!(
         (&seen[0].0, &seen[0].1, &seen[0].2, &seen[0].3),
         (

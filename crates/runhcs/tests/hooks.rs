@@ -77,9 +77,8 @@ impl Shared {
         json!({"path": path, "args": [name, name, code.to_string()], "timeout": 30})
     }
 
-    /// Bind-mount it into the container at the same path. The root is
-    /// made writable (an overlay): with a read-only root the mountpoint
-    /// would be created in the shared busybox rootfs itself, as runc does.
+    /// Bind-mount it into the container at the same path (its mountpoint is
+    /// made in the bundle's own rootfs, as runc makes it).
     fn add_mount(&self, cfg: &mut Value) {
         cfg["root"]["readonly"] = json!(false);
         let p = self.path().to_str().expect("utf-8");

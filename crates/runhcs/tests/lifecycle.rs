@@ -242,8 +242,7 @@ fn bind_mount_is_mapped_read_only() {
         c["mounts"].as_array_mut().expect("mounts").push(json!({
             "destination": "/mnt", "type": "bind", "source": src, "options": ["rbind", "ro"]
         }));
-        // An overlay root: the shared busybox rootfs may lack /mnt, and a
-        // read-only root would get the mountpoint made in it (as with runc).
+        // Writable: the mountpoint is made in the bundle's own rootfs.
         c["root"]["readonly"] = json!(false);
     });
     let id = unique("bind");
@@ -1243,5 +1242,22 @@ fn root_propagation_applies_to_the_container_root() {
     assert!(
         !line.contains("unbindable") && !line.contains(" shared:"),
         "{line}"
+    );
+}
+
+/// A writable root is the bundle's rootfs itself, as with runc: what the
+/// container writes is there after it exits.
+#[test]
+fn writes_to_a_writable_root_land_in_the_bundle_rootfs() {
+    let b = Bundle::new(|c| {
+        c["root"]["readonly"] = json!(false);
+        c["process"]["args"] = json!(["sh", "-c", "echo kept > /written-by-the-container"]);
+    });
+    let out = b.run("writethrough");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let written = b.path().join("rootfs/written-by-the-container");
+    assert_eq!(
+        std::fs::read_to_string(&written).expect("the file in the bundle's rootfs"),
+        "kept\n"
     );
 }

@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 
 use common::{text, unique, Bundle};
 
-/// A bundle with a writable root (an overlay) and no terminal, then `edit`
-/// applied to the config.
+/// A bundle with a writable root (its own copy of the rootfs) and no
+/// terminal, then `edit` applied to the config.
 fn writable_bundle(edit: impl FnOnce(&mut Value)) -> Bundle {
     Bundle::new(|c| {
         c["root"]["readonly"] = json!(false);

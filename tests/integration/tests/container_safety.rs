@@ -198,7 +198,14 @@ fn runhcs_bundle(
     edit: impl FnOnce(&mut serde_json::Value),
 ) {
     std::fs::create_dir(dir).unwrap();
-    std::os::unix::fs::symlink(rootfs(), dir.join("rootfs")).unwrap();
+    // Its own copy: a container writes into its bundle's rootfs, as with runc.
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(rootfs())
+        .arg(dir.join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(cp.success(), "copying the rootfs");
     let out = std::process::Command::new(runhcs)
         .args(["spec", "--bundle"])
         .arg(dir)
@@ -229,9 +236,8 @@ fn nothing_mounted_reaches_a_shared_mount_namespace() {
     let data = t.path().join("data");
     std::fs::create_dir(&data).unwrap();
     // runc's default: a read-only root (the bundle's directory itself), with
-    // a bind mount (on a directory the shared root filesystem has: a
-    // read-only root gets no mount points made); and a writable one (an
-    // overlay), with a hook and a non-recursive rootfsPropagation.
+    // a bind mount; and a writable one, with a hook and a non-recursive
+    // rootfsPropagation.
     runhcs_bundle(&runhcs, &t.path().join("ro"), |v| {
         v["root"]["readonly"] = true.into();
         v["process"]["args"] = serde_json::json!(["sh", "-c", "echo ro-ran"]);

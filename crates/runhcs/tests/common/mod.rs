@@ -58,8 +58,24 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A bundle (whose rootfs is a symlink to the shared busybox one) and a
-/// state root in a temporary directory.
+/// A copy of the shared busybox root filesystem at `dest`: a container
+/// writes into its bundle's rootfs (as with runc), so no two tests share one.
+pub fn copy_rootfs(dest: &Path) {
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(rootfs())
+        .arg(dest)
+        .output()
+        .expect("cp");
+    assert!(
+        out.status.success(),
+        "copying the rootfs: {}",
+        text(&out.stderr)
+    );
+}
+
+/// A bundle (with its own copy of the busybox rootfs) and a state root in a
+/// temporary directory.
 pub struct Bundle {
     dir: tempfile::TempDir,
 }
@@ -68,7 +84,7 @@ impl Bundle {
     /// `runhcs spec` with no terminal, then `edit` applied to the config.
     pub fn new(edit: impl FnOnce(&mut Value)) -> Bundle {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::os::unix::fs::symlink(rootfs(), dir.path().join("rootfs")).expect("rootfs symlink");
+        copy_rootfs(&dir.path().join("rootfs"));
         let b = Bundle::at(dir);
         let out = b.runhcs(&["spec", "--bundle", &b.bundle_arg()]);
         assert!(out.status.success(), "runhcs spec: {}", text(&out.stderr));
