@@ -836,9 +836,28 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// Written by a child process: were it written here, a fork by a test
+    /// running alongside could inherit the open descriptor, and executing
+    /// the script while that child holds it fails with ETXTBSY (seen).
     fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        use std::io::Write as _;
         let p = dir.join(name);
-        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write script");
+        let mut cat = std::process::Command::new("sh")
+            .args(["-c", "cat > \"$1\"", "sh"])
+            .arg(&p)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        cat.stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("#!/bin/sh\n{body}\n").as_bytes())
+            .expect("write script");
+        assert!(
+            cat.wait().expect("wait").success(),
+            "writing {}",
+            p.display()
+        );
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         p
     }
