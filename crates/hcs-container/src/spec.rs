@@ -1799,18 +1799,7 @@ fn oci_resources(r: &Value) -> HcsResult<hcs_cgroups::Resources> {
                     .ok_or_else(|| oci_invalid(&format!("{at}.burst"), "must be microseconds"))?,
             );
         }
-        if let Some(mems) = str_at(c, "mems").filter(|s| !s.is_empty()) {
-            if !mems
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b == b',' || b == b'-')
-            {
-                return Err(oci_invalid(
-                    &format!("{at}.mems"),
-                    format!("{mems:?} is not a node list such as 0-1"),
-                ));
-            }
-            out.cpuset_mems = Some(mems.to_string());
-        }
+        out.cpuset_mems = kernel_list(c, at, "mems", "a node list such as 0-1")?;
         if let Some(shares) = c.get("shares").and_then(Value::as_u64).filter(|s| *s > 0) {
             out.cpu_weight = Some(hcs_cgroups::cpu_shares_to_weight(shares));
         }
@@ -1843,18 +1832,7 @@ fn oci_resources(r: &Value) -> HcsResult<hcs_cgroups::Resources> {
             }
             None => {}
         }
-        if let Some(cpus) = str_at(c, "cpus").filter(|s| !s.is_empty()) {
-            if !cpus
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b == b',' || b == b'-')
-            {
-                return Err(oci_invalid(
-                    &format!("{at}.cpus"),
-                    format!("{cpus:?} is not a CPU list such as 0-3,6"),
-                ));
-            }
-            out.cpuset_cpus = Some(cpus.to_string());
-        }
+        out.cpuset_cpus = kernel_list(c, at, "cpus", "a CPU list such as 0-3,6")?;
     }
     if let Some(p) = r.get("pids") {
         known_members(p, "linux.resources.pids", &["limit"])?;
@@ -1881,6 +1859,24 @@ fn oci_resources(r: &Value) -> HcsResult<hcs_cgroups::Resources> {
     }
     out.devices = Some(rules);
     Ok(out)
+}
+
+/// `cpu.<key>` as the kernel's list format (digits, commas and ranges), if
+/// given; `what` names the list in the refusal.
+fn kernel_list(c: &Value, at: &str, key: &str, what: &str) -> HcsResult<Option<String>> {
+    let Some(list) = str_at(c, key).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    if !list
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b',' || b == b'-')
+    {
+        return Err(oci_invalid(
+            &format!("{at}.{key}"),
+            format!("{list:?} is not {what}"),
+        ));
+    }
+    Ok(Some(list.to_string()))
 }
 
 /// An update of a running container's `linux.resources` (runhcs update,

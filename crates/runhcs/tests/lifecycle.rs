@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use common::{
-    hcs_exe, hcs_list_has, run_to_files, runhcs_exe, text, unique, wait_status, Bundle, Guard,
+    assert_refused, hcs_exe, hcs_list_has, run_to_files, runhcs_exe, text, unique, wait_status,
+    Bundle, Guard,
 };
 
 /// Whether `pid` is a live runhcs holder process (not gone, not a zombie).
@@ -516,12 +517,7 @@ fn exec_runs_processes_in_a_running_container() {
     process["apparmorProfile"] = json!("docker-default");
     std::fs::write(&pfile, process.to_string()).unwrap();
     let o = b.exec(&["--process", pfile.to_str().unwrap(), &id]);
-    assert!(!o.status.success());
-    assert!(
-        text(&o.stderr).contains("apparmorProfile"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_refused(&o, "apparmorProfile");
 
     // Detached, with a pid file: the pid is the holder standing for the
     // process, which joins the container's list.
@@ -565,12 +561,7 @@ fn exec_runs_processes_in_a_running_container() {
     // A detached process's terminal needs a console socket (in the
     // foreground runhcs relays it, see a_foreground_exec_with_a_terminal_relays_it).
     let o = b.exec(&["-d", "-t", &id, "sh"]);
-    assert!(!o.status.success());
-    assert!(
-        text(&o.stderr).contains("console-socket"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_refused(&o, "console-socket");
 }
 
 #[test]
@@ -932,12 +923,7 @@ fn kill_with_signal_0_only_checks_the_container() {
     b.ok(&["kill", &id, "KILL"]);
     wait_status(&b, &id, "stopped");
     let out = b.runhcs(&["kill", &id, "0"]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("container not running"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_refused(&out, "container not running");
 }
 
 /// A foreground `run --pid-file` writes the pid that stands for the
@@ -1064,9 +1050,7 @@ fn ipc_and_uts_namespaces_are_joined_by_path() {
         }
     });
     let out = bad.run("badjoin");
-    assert!(!out.status.success());
-    let err = text(&out.stderr);
-    assert!(err.contains("is not an ipc namespace"), "{err}");
+    assert_refused(&out, "is not an ipc namespace");
 
     // The host's own uts namespace with a host name: refused, the host's
     // name unchanged.
@@ -1081,9 +1065,7 @@ fn ipc_and_uts_namespaces_are_joined_by_path() {
         }
     });
     let out = host.run("hostuts");
-    assert!(!out.status.success());
-    let err = text(&out.stderr);
-    assert!(err.contains("would rename the host"), "{err}");
+    assert_refused(&out, "would rename the host");
     assert_eq!(
         std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
         before
@@ -1129,12 +1111,7 @@ fn exec_before_start_with_env_override_groups_and_paused_rules() {
     b.ok(&["start", &id]);
     b.ok(&["pause", &id]);
     let out = b.exec(&[&id, "true"]);
-    assert!(!out.status.success(), "an exec ran in a paused container");
-    assert!(
-        text(&out.stderr).contains("paused"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_refused(&out, "paused");
     b.ok(&["resume", &id]);
     let out = b.exec(&[&id, "true"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -1149,12 +1126,7 @@ fn a_failed_start_stops_the_container() {
     let _g = b.create(&id);
     assert!(hcs_list_has(&id));
     let out = b.runhcs(&["start", &id]);
-    assert!(!out.status.success(), "started a missing program");
-    assert!(
-        text(&out.stderr).contains("/no/such/program"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_refused(&out, "/no/such/program");
     assert_eq!(b.state(&id)["status"], "stopped");
     assert!(
         !hcs_list_has(&id),
@@ -1192,12 +1164,7 @@ fn the_personality_domain_is_the_container_s() {
     assert_eq!(text(&out.stdout).trim(), "i686");
     b.edit(|c| c["linux"]["personality"] = json!({"domain": "LINUX", "flags": ["x"]}));
     let out = b.run("personaflags");
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("linux.personality.flags"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_refused(&out, "linux.personality.flags");
 }
 
 /// run --keep leaves the stopped container for state and delete, as runc.

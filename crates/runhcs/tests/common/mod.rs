@@ -198,6 +198,13 @@ impl Drop for Guard<'_> {
     }
 }
 
+/// Assert that `out` failed and its stderr names `needle`.
+pub fn assert_refused(out: &Output, needle: &str) {
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "succeeded; stderr: {err}");
+    assert!(err.contains(needle), "{needle:?} missing from: {err}");
+}
+
 /// Run a command with stdin from /dev/null and stdout/stderr into
 /// temporary files, and collect them once it exits.
 pub fn run_to_files(cmd: &mut Command) -> Output {
