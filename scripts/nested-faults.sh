@@ -35,6 +35,8 @@
 #   NESTED_KEEP=1         keep the L1 initramfs (build/nested-faults)
 #   L1_TCG_THREAD         QEMU's TCG for L1: multi (default, a host thread
 #                         per L1 vCPU) or single (one thread, round robin)
+#   L1_THP                L1's transparent_hugepage= (default never; see
+#                         scripts/lib/l1.sh)
 # Prerequisites: as scripts/bench-nested.sh.
 set -euo pipefail
 umask 022

@@ -156,13 +156,20 @@ l1_pack() {
     (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) > "$initrd"
 }
 
+# Boot L1 under QEMU's TCG. Transparent huge pages are off in L1 unless
+# L1_THP says otherwise (always, madvise): with them, L1's khugepaged
+# livelocked on a vCPU for over ten minutes ("soft lockup - CPU#1 stuck for
+# 678s! [khugepaged]") during a nested-faults run, in which L2 guests under
+# both QEMU and our VMM also stalled and triple-faulted; collapsing pages
+# means TLB-shootdown IPIs to L1 vCPUs that are running L2, and MMU-notifier
+# invalidations of L2's memory, which this emulation mishandles.
 l1_boot() {
     local initrd="$1" log="$2"
     set +e
     timeout --kill-after=10 "${l1_timeout:-840}" qemu-system-x86_64 -accel "tcg,thread=${L1_TCG_THREAD:-multi}" -M pc -nodefaults -no-reboot \
         -cpu max -smp 2 -m "${l1_mem:-4096}" -display none -serial stdio \
         -kernel "$repo/build/guest/vmlinuz" -initrd "$initrd" \
-        -append "console=ttyS0 panic=-1 reboot=k quiet loglevel=4" </dev/null 2>&1 |
+        -append "console=ttyS0 panic=-1 reboot=k quiet loglevel=4 transparent_hugepage=${L1_THP:-never}" </dev/null 2>&1 |
         tee "$log" | { if [[ -n ${l1_hide:-} ]]; then grep --line-buffered -v "$l1_hide"; else cat; fi; } |
         sed -u 's/^/  L1| /' >&2
     l1_qemu_rc=${PIPESTATUS[0]}
