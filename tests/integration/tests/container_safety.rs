@@ -476,9 +476,8 @@ fn runhcs_refuses_a_bind_over_proc_through_a_symlink() {
             serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
         v["mounts"].as_array().unwrap().len() - 1
     };
-    // The bundle's own root (the test root is shared): only the symlink
-    // matters, the process never runs.
-    std::fs::remove_file(bundle.join("rootfs")).unwrap();
+    // A bare root of its own: only the symlink matters, the process never runs.
+    std::fs::remove_dir_all(bundle.join("rootfs")).unwrap();
     std::fs::create_dir_all(bundle.join("rootfs/proc")).unwrap();
     symlink_in(&bundle.join("rootfs/myproc"), "/proc");
     let id = unique_namespace("runhcsproc");
