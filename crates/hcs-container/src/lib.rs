@@ -350,9 +350,25 @@ impl Container {
         self.cgroup.stats().map_err(HcsError::from)
     }
 
-    /// Host pids of every process of the container.
+    /// Host pids of every process of the container: those of its cgroup
+    /// that are in its pid namespace (runhcs's holder shares the cgroup, so
+    /// that engines read the container's statistics, but it is a host
+    /// process, not one of the container's).
     pub fn pids(&self) -> HcsResult<Vec<i32>> {
-        self.cgroup.pids().map_err(HcsError::from)
+        let pids = self.cgroup.pids().map_err(HcsError::from)?;
+        let Some((_, ns)) = &self.init else {
+            return Ok(pids);
+        };
+        let Ok(theirs) = nix::sys::stat::fstat(&ns.pid) else {
+            return Ok(pids);
+        };
+        let in_container = |pid: &i32| {
+            std::fs::metadata(format!("/proc/{pid}/ns/pid")).is_ok_and(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev(), m.ino()) == (theirs.st_dev, theirs.st_ino)
+            })
+        };
+        Ok(pids.into_iter().filter(in_container).collect())
     }
 
     /// Release everything: kill what is left, remove the cgroup, the

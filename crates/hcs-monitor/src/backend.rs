@@ -106,10 +106,11 @@ pub trait Backend {
     fn cgroup_leaf(&self) -> Option<PathBuf> {
         None
     }
-    /// The shared levels above [`Backend::cgroup_leaf`], from each
-    /// hierarchy's root, when the cgroup was placed there rather than below
-    /// the compute systems' parent (an OCI spec's absolute cgroupsPath).
-    fn cgroup_rooted_parent(&self) -> Option<PathBuf> {
+    /// The shared levels above [`Backend::cgroup_leaf`] when they are not
+    /// the default `hcs`, and whether they start at each hierarchy's root
+    /// (an OCI spec's absolute cgroupsPath) rather than at the monitor's
+    /// placement base (a relative one).
+    fn cgroup_parent(&self) -> Option<(PathBuf, bool)> {
         None
     }
     /// Start it. Returns the host pid whose exit means the system stopped,

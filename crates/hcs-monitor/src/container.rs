@@ -34,9 +34,11 @@ pub struct ContainerBackend {
     oci_process_started: bool,
     /// The cgroup levels below the parent that are this container's.
     cgroup_leaf: PathBuf,
-    /// The shared levels above the leaf, from each hierarchy's root, when
-    /// an OCI spec placed the cgroup there (an absolute cgroupsPath).
-    cgroup_rooted_parent: Option<PathBuf>,
+    /// The shared levels above the leaf (kept when the container goes).
+    cgroup_parent: PathBuf,
+    /// They start at each hierarchy's root (an OCI spec's absolute
+    /// cgroupsPath), not at the monitor's own placement base.
+    cgroup_rooted: bool,
 }
 
 /// Check an OCI spec's `process` (and its seccomp profile) at create, as
@@ -105,7 +107,12 @@ impl ContainerBackend {
         // below the compute systems' parent.
         let (anchor, parent, leaf) = match spec.cgroups_path.clone() {
             Some(CgroupsPath::Rooted { parent, leaf }) => (Anchor::Root, parent, leaf),
-            Some(CgroupsPath::Relative(leaf)) => (Anchor::Own, PathBuf::from(CGROUP_PARENT), leaf),
+            // As runc: below the caller's own cgroup (v1), or the root (v2).
+            Some(CgroupsPath::Relative(rel)) => (
+                Anchor::Own,
+                rel.parent().map(PathBuf::from).unwrap_or_default(),
+                PathBuf::from(rel.file_name().unwrap_or_default()),
+            ),
             None => (
                 Anchor::Own,
                 PathBuf::from(CGROUP_PARENT),
@@ -118,7 +125,8 @@ impl ContainerBackend {
             shared_network,
             oci_process_started: false,
             cgroup_leaf: leaf,
-            cgroup_rooted_parent: (anchor == Anchor::Root).then_some(parent),
+            cgroup_parent: parent,
+            cgroup_rooted: anchor == Anchor::Root,
         })
     }
 
@@ -265,8 +273,8 @@ impl Backend for ContainerBackend {
         Some(self.cgroup_leaf.clone())
     }
 
-    fn cgroup_rooted_parent(&self) -> Option<PathBuf> {
-        self.cgroup_rooted_parent.clone()
+    fn cgroup_parent(&self) -> Option<(PathBuf, bool)> {
+        Some((self.cgroup_parent.clone(), self.cgroup_rooted))
     }
 
     fn start(&mut self) -> HcsResult<Option<i32>> {

@@ -141,8 +141,13 @@ impl System {
                     .unwrap_or_else(|| crate::container::cgroup_leaf(namespace, id)),
             ),
             cgroup_rooted_parent: backend
-                .cgroup_rooted_parent()
-                .map(|p| p.to_string_lossy().into_owned()),
+                .cgroup_parent()
+                .filter(|(_, rooted)| *rooted)
+                .map(|(p, _)| p.to_string_lossy().into_owned()),
+            cgroup_parent: backend
+                .cgroup_parent()
+                .filter(|(_, rooted)| !*rooted)
+                .map(|(p, _)| p.to_string_lossy().into_owned()),
             main_pid: None,
             sockets: backend.owned_sockets(),
         };

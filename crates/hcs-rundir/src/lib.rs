@@ -100,6 +100,10 @@ pub struct Record {
     /// cgroupsPath) instead of below `hcs/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup_rooted_parent: Option<String>,
+    /// The shared levels above `cgroup_leaf` when they are not `hcs/`
+    /// (an OCI spec's relative cgroupsPath; possibly empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
     /// Host pid of the system's main process (a container's init) while it runs.
     #[serde(default)]
     pub main_pid: Option<i32>,
@@ -404,7 +408,11 @@ pub fn checked_cgroups(
         Some(p) => Some(Path::new(p).join(&leaf)),
         None => None,
     };
-    let tail = Path::new(CGROUP_PARENT).join(&leaf);
+    let parent = record.cgroup_parent.as_deref().unwrap_or(CGROUP_PARENT);
+    if !parent.is_empty() && !plain(Path::new(parent)) {
+        return Err(RecordError::BadLeaf(PathBuf::from(parent)));
+    }
+    let tail = Path::new(parent).join(&leaf);
     let mut paths = Vec::new();
     for (index, path) in record.cgroups.iter().enumerate() {
         let bad = |reason| RecordError::BadCgroup {
@@ -418,7 +426,9 @@ pub fn checked_cgroups(
         }
         match &rooted {
             None if !path.ends_with(&tail) => {
-                return Err(bad("does not end in the system's own hcs/<cgroup_leaf>"))
+                return Err(bad(
+                    "does not end in the system's own <cgroup_parent>/<cgroup_leaf>",
+                ))
             }
             Some(below_root) if !mounts.iter().any(|m| *path == m.join(below_root)) => {
                 return Err(bad(

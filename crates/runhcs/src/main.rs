@@ -552,6 +552,7 @@ fn create_cmd(cli: &Cli, id: &str, a: &CreateArgs, foreground: bool) -> Result<S
             };
             let pid = holder::spawn(&cli.root, id, holder::INIT_FIFO, None, console)?;
             holder_pid = Some(pid);
+            join_container_cgroup(id, pid)?;
             record.holder = Some(pid);
             record.save(&cli.root)?;
             if let Some(pid_file) = &a.pid_file {
@@ -573,6 +574,32 @@ fn create_cmd(cli: &Cli, id: &str, a: &CreateArgs, foreground: bool) -> Result<S
         let _ = std::fs::remove_dir_all(&dir);
     }
     created
+}
+
+/// Put the holder `pid` into the container's cgroup, before its pid goes
+/// to the engine: engines read a task's statistics and OOM events from the
+/// cgroup of the pid they were given (containerd's shim, Podman), and that
+/// must be the container's, not runhcs's caller's. The holder adds one
+/// process and its own small memory to the container's figures. (Until the
+/// OCI process itself is the pid given, issue 14.)
+fn join_container_cgroup(id: &str, pid: u32) -> Result<()> {
+    let dir = hcs_rundir::system_dir(&hcs_rundir::root(), NAMESPACE, id);
+    let file = dir.join(hcs_rundir::RECORD_FILE);
+    let record: hcs_rundir::Record = std::fs::read(&file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| {
+            RunhcsError::State(format!(
+                "the compute system's record {} is missing or unreadable",
+                file.display()
+            ))
+        })?;
+    let cgroup = hcs_cgroups::Cgroup::from_paths(record.cgroups);
+    cgroup.add_pid(pid as i32).map_err(|e| {
+        RunhcsError::State(format!(
+            "moving the holder into the container's cgroup: {e}"
+        ))
+    })
 }
 
 /// A new pty: its master goes to `--console-socket` now (the engine waits

@@ -558,6 +558,49 @@ fn checks(d: &dyn Engine) {
         |o| assert_eq!(o, &(Some(0), "made\ndenied\n".to_string())),
     );
 
+    // Out of memory: killed, and the engine knows it was the OOM killer.
+    let mut oom = Vec::new();
+    for rt in ["runc", "runhcs"] {
+        let name = format!("hcs-oom-{rt}");
+        let out = run_bounded(
+            &mut d.run_cmd(
+                rt,
+                Some(&name),
+                false,
+                &[
+                    "--memory",
+                    "32m",
+                    "--memory-swap",
+                    "32m",
+                    IMAGE,
+                    "sh",
+                    "-c",
+                    "a=$(head -c 200000000 /dev/zero | tr '\\0' x); echo survived",
+                ],
+            ),
+            DOCKER_TIMEOUT,
+        );
+        assert!(out.status.is_some_and(|s| s.success()), "{out}");
+        let state = d.ok(&["wait", &name]);
+        let killed = d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.OOMKilled}} {{.State.ExitCode}}",
+            &name,
+        ]);
+        d.ok(&["rm", &name]);
+        oom.push((state, killed));
+    }
+    // Killed (137) by the OOM killer; whether the engine then reports
+    // OOMKilled is its own business (on this cgroup v1 host neither engine
+    // does, with runc either): runhcs must give it what runc gives.
+    assert!(
+        oom[0].1.ends_with(" 137\n"),
+        "runc's OOM kill: {:?}",
+        oom[0]
+    );
+    assert_eq!(oom[1], oom[0], "runhcs differs from runc on an OOM kill");
+
     // Detached: exec, logs, pause and unpause, stop (SIGTERM to its process).
     let mut seen = Vec::new();
     for rt in ["runc", "runhcs"] {
@@ -570,6 +613,15 @@ fn checks(d: &dyn Engine) {
         );
         assert!(started.status.is_some_and(|s| s.success()), "{started}");
         let exec = d.ok(&["exec", &name, "sh", "-c", "echo in-exec"]);
+        // The pid the engine was given is in the container's memory cgroup:
+        // engines read statistics and OOM events there.
+        let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", &name]);
+        let id = d.ok(&["inspect", "-f", "{{.Id}}", &name]);
+        let memory_cgroup = memory_cgroup_of(pid.trim()).replace(id.trim(), "<id>");
+        assert!(
+            memory_cgroup.contains("<id>"),
+            "[{rt}] the engine's pid {pid} is not in the container's cgroup: {memory_cgroup:?}"
+        );
         // update: raised past the old memory+swap (written in the right
         // order), then read back inside.
         let updated = if d.has_update() {
@@ -602,7 +654,7 @@ fn checks(d: &dyn Engine) {
             .map(|l| format!("{l}\n"))
             .collect();
         d.ok(&["rm", &name]);
-        seen.push((exec, paused, code, logs, updated, diff));
+        seen.push((exec, paused, code, logs, updated, diff, memory_cgroup));
     }
     assert_eq!(seen[0].5, "A /written-here\n", "runc's diff");
     assert_eq!(
@@ -626,6 +678,20 @@ fn checks(d: &dyn Engine) {
         );
     }
     assert_eq!(seen[1], seen[0], "runhcs differs from runc");
+}
+
+/// The memory cgroup of `pid`: v1's memory hierarchy, else the v2 one.
+fn memory_cgroup_of(pid: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let path = |l: &str| l.splitn(3, ':').nth(2).unwrap_or("").to_string();
+    let v1 = text.lines().find(|l| {
+        l.split(':')
+            .nth(1)
+            .is_some_and(|c| c.split(',').any(|c| c == "memory"))
+    });
+    v1.or_else(|| text.lines().find(|l| l.starts_with("0::")))
+        .map(path)
+        .unwrap_or_default()
 }
 
 fn require_root() {

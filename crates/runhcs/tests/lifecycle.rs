@@ -665,6 +665,24 @@ fn an_absolute_cgroups_path_is_placed_from_each_hierarchy_root() {
         "{} holds no process",
         memory.display()
     );
+    // The pid engines get (state, --pid-file) is in it too: they read the
+    // container's statistics and OOM events from that pid's cgroup.
+    let pid = b.state(&id)["pid"].as_u64().expect("a pid");
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let wanted = format!("/{group}/{id}");
+    // v1's memory and pids hierarchies, or the v2 one where they are not v1.
+    let v1 = own.contains(":memory:");
+    let ours = |l: &&str| {
+        l.split(':')
+            .nth(1)
+            .is_some_and(|c| c.split(',').any(|c| c == "memory" || c == "pids"))
+            || (!v1 && l.starts_with("0::"))
+    };
+    assert!(
+        own.lines().filter(ours).count() > 0
+            && own.lines().filter(ours).all(|l| l.ends_with(&wanted)),
+        "pid {pid} is not in the container's memory and pids cgroups:\n{own}"
+    );
     b.ok(&["delete", "--force", &id]);
     drop(guard);
     for root in &roots {
