@@ -498,6 +498,22 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Like [`Cgroup::add_pid`], but not into a v1 `pids` hierarchy, so
+    /// that the process (and its threads) do not count against the
+    /// cgroup's process limit. cgroup v2 cannot keep them apart: there it
+    /// joins everything, its tasks counted.
+    pub fn add_pid_outside_pids_limit(&self, pid: i32) -> Result<(), CgroupError> {
+        let only = Cgroup {
+            dirs: self
+                .dirs
+                .iter()
+                .filter(|d| d.v2 || !d.ctl.contains(Ctl::PIDS))
+                .cloned()
+                .collect(),
+        };
+        only.add_pid(pid)
+    }
+
     /// Moves thread `tid` of the calling process (alone, not its whole
     /// process) under the cgroup's CPU control: v1 `tasks` of the `cpu` and
     /// `cpuacct` hierarchies, where threads of one process may sit in

@@ -579,9 +579,11 @@ fn create_cmd(cli: &Cli, id: &str, a: &CreateArgs, foreground: bool) -> Result<S
 /// Put the holder `pid` into the container's cgroup, before its pid goes
 /// to the engine: engines read a task's statistics and OOM events from the
 /// cgroup of the pid they were given (containerd's shim, Podman), and that
-/// must be the container's, not runhcs's caller's. The holder adds one
-/// process and its own small memory to the container's figures. (Until the
-/// OCI process itself is the pid given, issue 14.)
+/// must be the container's, not runhcs's caller's. The holder adds its own
+/// small memory to the container's figures; it stays out of a v1 pids
+/// hierarchy so that its threads do not use up the container's process
+/// limit (on cgroup v2 they count). Until the OCI process itself is the
+/// pid given (issue 14).
 fn join_container_cgroup(id: &str, pid: u32) -> Result<()> {
     let dir = hcs_rundir::system_dir(&hcs_rundir::root(), NAMESPACE, id);
     let file = dir.join(hcs_rundir::RECORD_FILE);
@@ -595,7 +597,7 @@ fn join_container_cgroup(id: &str, pid: u32) -> Result<()> {
             ))
         })?;
     let cgroup = hcs_cgroups::Cgroup::from_paths(record.cgroups);
-    cgroup.add_pid(pid as i32).map_err(|e| {
+    cgroup.add_pid_outside_pids_limit(pid as i32).map_err(|e| {
         RunhcsError::State(format!(
             "moving the holder into the container's cgroup: {e}"
         ))
