@@ -1312,6 +1312,18 @@ const MOUNT_FLAGS: &[(&str, MsFlags, MsFlags)] = &[
     ("defaults", MsFlags::empty(), MsFlags::empty()),
 ];
 
+/// The flag behind a bind mount's recursive option (`rro` is `ro` on every
+/// mount of the tree, as runc's mount_setattr options are).
+fn recursive_bind_flag(
+    bind: bool,
+    option: &str,
+) -> Option<&'static (&'static str, MsFlags, MsFlags)> {
+    let base = option.strip_prefix('r').filter(|_| bind)?;
+    MOUNT_FLAGS
+        .iter()
+        .find(|(n, _, _)| *n == base && *n != "defaults")
+}
+
 /// Flag options that only make sense for a new filesystem instance: they
 /// undo an atime mode that a fresh mount does not have anyway.
 const FS_ONLY_FLAGS: &[&str] = &["atime", "norelatime", "nostrictatime"];
@@ -1459,6 +1471,12 @@ fn oci_mount(i: usize, m: &Value, bundle: Option<&Path>) -> HcsResult<MountSpec>
             spec.propagation = Some(*p);
         } else if bind && (*o == "bind" || *o == "rbind") {
             recursive |= *o == "rbind";
+        } else if let Some((_, set, clear)) = recursive_bind_flag(bind, o) {
+            // rro, rnosuid, ...: a bind's options already reach every mount
+            // below it (mount_setattr with AT_RECURSIVE for an rbind; a
+            // plain bind has none below), so these mean what they say.
+            spec.flags = (spec.flags - *clear) | *set;
+            spec.clear = (spec.clear - *set) | *clear;
         } else if typ == "tmpfs" && (*o == "tmpcopyup" || *o == "notmpcopyup") {
             spec.copy_up = *o == "tmpcopyup";
         } else if !bind && FS_ONLY_FLAGS.contains(o) {
@@ -2115,6 +2133,32 @@ mod tests {
             let e = oci_resources(&bad).unwrap_err();
             assert!(e.message.contains(path), "{bad}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn recursive_bind_options_are_their_flags_and_only_for_binds() {
+        let bind = |opts: serde_json::Value| {
+            oci_mount(
+                0,
+                &json!({"destination": "/x", "type": "bind", "source": "/tmp", "options": opts}),
+                None,
+            )
+        };
+        let m = bind(json!(["rbind", "rro", "rnosuid", "rnoexec"])).unwrap();
+        assert!(m
+            .flags
+            .contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC));
+        let m = bind(json!(["rbind", "ro", "rrw"])).unwrap();
+        assert!(!m.flags.contains(MsFlags::MS_RDONLY) && m.clear.contains(MsFlags::MS_RDONLY));
+        for bad in [json!(["rdefaults"]), json!(["rbogus"])] {
+            assert!(bind(bad.clone()).is_err(), "{bad}");
+        }
+        let tmpfs = oci_mount(
+            0,
+            &json!({"destination": "/x", "type": "tmpfs", "source": "tmpfs", "options": ["rro"]}),
+            None,
+        );
+        assert!(tmpfs.is_err(), "rro accepted on a tmpfs");
     }
 
     #[test]

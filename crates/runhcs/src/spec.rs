@@ -90,7 +90,7 @@ const NAMESPACES: [&str; 7] = ["pid", "network", "ipc", "uts", "mount", "cgroup"
 
 /// Mount options the backend understands (besides the filesystem data
 /// options of tmpfs, proc and devpts such as `size=` and `mode=`).
-const MOUNT_OPTIONS: [&str; 28] = [
+const MOUNT_OPTIONS: &[&str] = &[
     "bind",
     "rbind",
     "ro",
@@ -119,6 +119,20 @@ const MOUNT_OPTIONS: [&str; 28] = [
     "newinstance",
     "tmpcopyup",
     "notmpcopyup",
+    // Recursive options of bind mounts (every mount of the bound tree).
+    "rro",
+    "rrw",
+    "rnosuid",
+    "rsuid",
+    "rnodev",
+    "rdev",
+    "rnoexec",
+    "rexec",
+    "rrelatime",
+    "rnoatime",
+    "rstrictatime",
+    "rnodiratime",
+    "rdiratime",
 ];
 
 /// The six OCI hooks, all run by the backend.

@@ -900,7 +900,9 @@ fn every_mount_option_features_lists_is_accepted() {
             "unbindable",
             "runbindable",
         ];
-        let mount = if bind_only.contains(&o.as_str()) {
+        // rro, rnosuid, ...: the recursive forms of bind options.
+        let recursive = o.starts_with('r') && options.iter().any(|x| *x == o[1..]);
+        let mount = if bind_only.contains(&o.as_str()) || recursive {
             let mut opts = vec![o.as_str()];
             if !o.ends_with("bind") {
                 opts.push("rbind");
