@@ -1435,6 +1435,7 @@ impl Backend for VmBackend {
         self.vm.kill();
         self.vm.join();
         self.vm.close_serial_sockets();
+        self.vm.reset_devices();
         for l in &self.links {
             let _ = std::fs::remove_file(l);
         }

@@ -836,6 +836,16 @@ impl Vm {
         }
     }
 
+    /// Reset every virtio device of the stopped VM: their threads end and
+    /// what they hold on the host goes (a vsock device's connections: a
+    /// client reading from a dead guest reads its end of file instead of
+    /// waiting for ever).
+    pub fn reset_devices(&mut self) {
+        for t in &self.transports {
+            lock(t).reset();
+        }
+    }
+
     /// Stop the VM now (terminate). Its exit reason becomes `Killed` unless
     /// it had already stopped by itself.
     pub fn kill(&self) {

@@ -380,6 +380,38 @@ fn accesses_to_nothing_are_ignored_and_counted() {
     assert_eq!(exit_status(&s)["ExitType"], "GracefulExit");
 }
 
+/// A client of a VM's hybrid vsock socket is let go when the VM stops (end
+/// of file), even while its handle keeps the system open: a test blocked
+/// reading a vsock stream of a guest that triple-faulted waited out the
+/// nested stage's 420 s binary timeout.
+#[test]
+fn a_stopped_vm_lets_its_vsock_clients_go() {
+    use std::io::Read;
+    let (ns, s, mut c, _) = booted(
+        "vmvsockend",
+        serde_json::json!({ "VirtualMachine": { "GuestConnection": { "UseVsock": true } } }),
+    );
+    // The agent drives the vsock device, so the device accepts clients.
+    c.command(hcs_test_guest::commands::AGENT);
+    c.expect(hcs_test_guest::commands::AGENT_STARTED_PREFIX);
+    let rundir = hcs_rundir::system_dir(&hcs_rundir::root(), &ns, "vm");
+    // A client in its handshake (no CONNECT line yet): the device would
+    // drop it only after its 5 s handshake limit; a stopped VM's devices
+    // let it go at once, before the stop is reported.
+    let mut client = std::os::unix::net::UnixStream::connect(rundir.join("vsock.sock")).unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    c.command("triplefault");
+    let status = exit_status(&s);
+    assert_eq!(status["ExitType"], "UnexpectedExit", "{status}");
+    let mut buf = [0u8; 64];
+    let n = client
+        .read(&mut buf)
+        .unwrap_or_else(|e| panic!("the vsock client was not let go ({e})"));
+    assert_eq!(n, 0, "read {:?}", &buf[..n]);
+}
+
 #[test]
 fn virtio_devices_are_described_in_acpi_where_linux_looks() {
     let dir = tempfile::tempdir().unwrap();

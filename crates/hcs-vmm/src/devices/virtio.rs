@@ -122,6 +122,11 @@ impl VirtioMmio {
         self.0.device_mut().resume();
     }
 
+    /// Reset the device (its thread ends and its host-side state goes).
+    pub fn reset(&mut self) {
+        self.0.reset();
+    }
+
     /// The transport's registers.
     pub fn state(&self) -> hcs_virtio::mmio::TransportState {
         self.0.state()
