@@ -73,6 +73,7 @@ mem="${NESTED_MEM:-4096}"
 threads="${NESTED_THREADS:-1}"
 binary_timeout="${NESTED_BINARY_TIMEOUT:-420}"
 # What a Linux guest prints when one of its CPUs stopped getting timer
+# (the same list as GUEST_STALL_SIGNATURES in tests/integration/src/linux_guest.rs)
 # interrupts or stopped running (RCU's stall detector, the lockup detector).
 stall_signature="detected stalls on CPUs|kthread starved for|timer wakeup didn't happen|soft lockup - CPU"
 work="$repo/build/nested"

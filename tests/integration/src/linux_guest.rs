@@ -52,22 +52,65 @@ pub fn linux_vm_doc(extra: serde_json::Value) -> String {
 #[derive(Clone, Default)]
 pub struct GuestConsole(Arc<Mutex<Vec<u8>>>);
 
+/// What a Linux guest prints when one of its CPUs stopped running or
+/// stopped getting timer interrupts (RCU's stall detector, the lockup
+/// detector); the nested stage retries a binary whose output has it.
+pub const GUEST_STALL_SIGNATURES: [&str; 4] = [
+    "detected stalls on CPUs",
+    "kthread starved for",
+    "timer wakeup didn't happen",
+    "soft lockup - CPU",
+];
+
+/// The first stall report in `console`, if any.
+pub fn guest_stall(console: &str) -> Option<&'static str> {
+    GUEST_STALL_SIGNATURES
+        .into_iter()
+        .find(|s| console.contains(s))
+}
+
 impl GuestConsole {
     /// Start collecting the console of system `id` of namespace `ns`.
+    ///
+    /// A guest whose kernel reports a stalled CPU is terminated at once
+    /// (its console shown): under the nested stage's emulation a vCPU can
+    /// livelock delivering a fault, and a test waiting on such a guest would
+    /// otherwise wait out every timeout it has.
     pub fn collect(ns: &str, id: &str) -> GuestConsole {
         let path = hcs::console_socket(ns, id, 0);
         let mut stream = UnixStream::connect(&path)
             .unwrap_or_else(|e| panic!("console {}: {e}", path.display()));
         let console = GuestConsole::default();
         let text = console.0.clone();
+        let (ns, id) = (ns.to_string(), id.to_string());
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
+            let mut reported = false;
             while let Ok(n) = stream.read(&mut buf) {
                 if n == 0 {
                     break;
                 }
-                if let Ok(mut t) = text.lock() {
-                    t.extend_from_slice(&buf[..n]);
+                let Ok(mut t) = text.lock() else { break };
+                // Only the new bytes and an overlap as long as a signature
+                // are searched: the guest's boot log is long.
+                let from = t.len().saturating_sub(32);
+                t.extend_from_slice(&buf[..n]);
+                if reported || guest_stall(&String::from_utf8_lossy(&t[from..])).is_none() {
+                    continue;
+                }
+                let seen = String::from_utf8_lossy(&t).into_owned();
+                drop(t);
+                if let Some(stall) = guest_stall(&seen) {
+                    reported = true;
+                    let start = seen.len().saturating_sub(4096);
+                    let tail = seen.get(start..).unwrap_or(&seen);
+                    eprintln!("--- the guest reported a stalled CPU ({stall}); terminating it. Its console:\n{tail}\n---");
+                    if let Ok(sys) = System::open_in_namespace(&ns, &id, hcs::GENERIC_ALL) {
+                        let op = Operation::new();
+                        if sys.terminate(&op, None).is_ok() {
+                            let _ = op.wait(WAIT_MS);
+                        }
+                    }
                 }
             }
         });
@@ -325,3 +368,18 @@ pub fn sh_stdin(s: &System, script: &str, stdin: Vec<u8>) -> Finished {
 /// the virtio-blk disk whose serial (virtio-blk GET_ID, `<controller>:<lun>`
 /// of the document's Scsi attachment) is SERIAL.
 pub const DISK_FN: &str = r#"disk() { for d in /sys/block/vd*; do if [ "$(cat $d/serial)" = "$1" ]; then echo /dev/${d##*/}; return 0; fi; done; echo "no disk with serial $1" >&2; exit 99; }; "#;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stall_reports_are_recognised() {
+        let rcu = "[  162.177489] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:";
+        assert_eq!(super::guest_stall(rcu), Some("detected stalls on CPUs"));
+        let lockup = "watchdog: BUG: soft lockup - CPU#1 stuck for 26s! [khugepaged:36]";
+        assert_eq!(super::guest_stall(lockup), Some("soft lockup - CPU"));
+        assert_eq!(
+            super::guest_stall("[ 1.0] smp: Brought up 1 node, 2 CPUs"),
+            None
+        );
+    }
+}
