@@ -52,12 +52,12 @@ rounds="${1:-10}"
 round_timeout="${FAULTS_ROUND_TIMEOUT:-240}"
 storms="${FAULTS_STORMS:-4}"
 kmsg="${FAULTS_KMSG:-0}"
-[[ $storms =~ ^[0-9]+$ && $kmsg =~ ^[0-9]+$ ]] || die "FAULTS_STORMS and FAULTS_KMSG are counts"
 work="$repo/build/nested-faults"
 host="$(rustc -vV | awk '$1 == "host:" { print $2 }')"
 qemu=/usr/bin/qemu-system-x86_64
 say() { echo "nested-faults: $*" >&2; }
 die() { echo "nested-faults: $*" >&2; exit 1; }
+[[ $storms =~ ^[0-9]+$ && $kmsg =~ ^[0-9]+$ ]] || die "FAULTS_STORMS and FAULTS_KMSG are counts"
 
 l1_require_qemu_inputs "$qemu"
 

@@ -336,7 +336,7 @@ impl ContainerSpec {
     pub fn from_document(id: &str, doc: &Container, rundir: &Path) -> HcsResult<ContainerSpec> {
         reject_windows_only(doc)?;
         if doc.oci_specification.is_some() {
-            return from_oci(id, doc, rundir);
+            return from_oci(id, doc);
         }
         if doc.oci_bundle_path.is_some() {
             return Err(HcsError::invalid_json(
@@ -827,7 +827,7 @@ fn bundle_path(path: &str, p: &str, bundle: Option<&Path>) -> HcsResult<PathBuf>
     Ok(full)
 }
 
-fn from_oci(id: &str, doc: &Container, _rundir: &Path) -> HcsResult<ContainerSpec> {
+fn from_oci(id: &str, doc: &Container) -> HcsResult<ContainerSpec> {
     let raw = doc.oci_specification.clone().unwrap_or(Value::Null);
     if !raw.is_object() {
         return Err(HcsError::invalid_json(format!(
